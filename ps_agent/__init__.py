@@ -1,0 +1,1 @@
+"""ps-agent core: card, authentication, DMP client, access policy, audit. No Qt, never imports sandbox."""

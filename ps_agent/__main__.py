@@ -1,0 +1,5 @@
+import sys
+
+from ps_agent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""ps_agent.auth"""

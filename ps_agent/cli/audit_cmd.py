@@ -1,0 +1,9 @@
+"""`ps-agent audit ...` commands (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    subparsers.add_parser("audit", help="(pas encore disponible)")
