@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+import httpx
 from cryptography import x509
 
 
@@ -81,3 +82,30 @@ class ProfessionalIdentity:
     @property
     def is_regulator(self) -> bool:
         return bool(self.activity and self.activity.role == "REGULATEUR")
+
+
+@runtime_checkable
+class Credentials(Protocol):
+    """What the DMP client needs from an authenticated session, whatever its back-end.
+
+    Implemented by the card ``AuthSession`` (DIRECTE) and the establishment session
+    (INDIRECTE / INDIRECTE_RENFORCEE).
+    """
+
+    @property
+    def identity(self) -> ProfessionalIdentity: ...
+
+    @property
+    def mode(self) -> AuthMode: ...
+
+    def vihf_signer(self) -> Signer | None:
+        """Signer for the VIHF and the XAdES of submission sets (signature key, non-repudiation)."""
+        ...
+
+    def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
+        """An httpx transport doing mutual TLS with this session's authentication key."""
+        ...
+
+    def ensure_active(self) -> None:
+        """Raise an ``AuthError`` subclass when the session ended (card removed, changed, idle)."""
+        ...
