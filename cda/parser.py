@@ -1,0 +1,188 @@
+"""Parse any CDA R2 document into the typed model of ``cda.model`` (lenient: missing parts stay empty)."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from cda.errors import XmlSyntaxError
+from cda.ins import INS_OIDS
+from cda.model import Author, CdaDocument, Code, InstanceId, Organization, Patient, PersonName, ServiceEvent
+from cda.xml import HL7, safe_parse
+
+_H = "{" + HL7 + "}"
+
+
+def _q(path: str) -> str:
+    """'a/b' -> '{urn:hl7-org:v3}a/{urn:hl7-org:v3}b' for ElementPath lookups."""
+    return "/".join(p if p in (".", "..") or p.startswith("{") else _H + p for p in path.split("/"))
+
+
+def _find(el: etree._Element | None, path: str) -> etree._Element | None:
+    return None if el is None else el.find(_q(path))
+
+
+def _attr(el: etree._Element | None, path: str, name: str) -> str:
+    target = el if path == "." else _find(el, path)
+    return (target.get(name) or "") if target is not None else ""
+
+
+def _text(el: etree._Element | None, path: str) -> str:
+    target = _find(el, path)
+    return " ".join("".join(target.itertext()).split()) if target is not None else ""
+
+
+def _code(el: etree._Element | None) -> Code | None:
+    if el is None or (el.get("code") is None and el.get("nullFlavor") is not None):
+        return None
+    if el.get("code") is None:
+        return None
+    return Code(el.get("code", ""), el.get("codeSystem", ""), el.get("displayName", ""), el.get("codeSystemName", ""))
+
+
+def _ii(el: etree._Element | None) -> InstanceId | None:
+    if el is None or not el.get("root"):
+        return None
+    return InstanceId(el.get("root", ""), el.get("extension", ""))
+
+
+def _ts(el: etree._Element | None, path: str) -> str:
+    return _attr(el, path, "value")
+
+
+def _name(el: etree._Element | None) -> PersonName | None:
+    if el is None:
+        return None
+    return PersonName(
+        family=_text(el, "family"),
+        given=tuple(" ".join("".join(g.itertext()).split()) for g in el.findall(_q("given"))),
+        prefix=_text(el, "prefix"),
+    )
+
+
+def _organization(el: etree._Element | None) -> Organization | None:
+    if el is None:
+        return None
+    return Organization(_ii(_find(el, "id")), _text(el, "name"))
+
+
+def _patient(record_target: etree._Element | None) -> Patient | None:
+    role = _find(record_target, "patientRole")
+    if role is None:
+        return None
+    ids = tuple(i for i in (_ii(e) for e in role.findall(_q("id"))) if i is not None)
+    ins = next((i for i in ids if i.root in INS_OIDS), None)
+    pat = _find(role, "patient")
+    name = _find(pat, "name")
+    br_family = used_family = br_given = used_given = ""
+    given_all: list[str] = []
+    if name is not None:
+        for child in name:
+            if not isinstance(child.tag, str):
+                continue
+            value = " ".join("".join(child.itertext()).split())
+            qualifier = child.get("qualifier", "")
+            if child.tag == _H + "family":
+                if qualifier == "BR":
+                    br_family = br_family or value
+                elif qualifier in ("CL", "SP", "") and not used_family:
+                    used_family = value
+            elif child.tag == _H + "given":
+                if qualifier == "BR":
+                    br_given = br_given or value
+                elif qualifier == "CL":
+                    used_given = used_given or value
+                elif qualifier == "":
+                    given_all.append(value)
+    return Patient(
+        ids=ids,
+        ins=ins,
+        birth_family_name=br_family,
+        first_given_name=br_given,
+        given_names=" ".join(given_all),
+        used_family_name=used_family,
+        used_given_name=used_given,
+        birth_time=_ts(pat, "birthTime"),
+        sex=_attr(pat, "administrativeGenderCode", "code"),
+        birth_place_code=_text(pat, "birthplace/place/addr/county"),
+    )
+
+
+def _author(el: etree._Element, entity: str = "assignedAuthor") -> Author:
+    assigned = _find(el, entity)
+    return Author(
+        time=_ts(el, "time"),
+        id=_ii(_find(assigned, "id")),
+        code=_code(_find(assigned, "code")),
+        name=_name(_find(assigned, "assignedPerson/name")),
+        organization=_organization(_find(assigned, "representedOrganization")),
+    )
+
+
+def _service_event(el: etree._Element) -> ServiceEvent:
+    performer = _find(el, "performer/assignedEntity")
+    return ServiceEvent(
+        code=_code(_find(el, "code")),
+        start=_ts(el, "effectiveTime/low") or _ts(el, "effectiveTime"),
+        stop=_ts(el, "effectiveTime/high"),
+        performer_id=_ii(_find(performer, "id")),
+        practice_setting=_code(_find(performer, "representedOrganization/standardIndustryClassCode")),
+    )
+
+
+def parse_element(root: etree._Element) -> CdaDocument:
+    """Build the model from an already parsed (hardened) ``ClinicalDocument`` element."""
+    if root.tag != _H + "ClinicalDocument":
+        raise XmlSyntaxError(
+            "Ce fichier XML n'est pas un document CDA (élément racine ClinicalDocument de l'espace de noms "
+            "urn:hl7-org:v3 attendu).",
+            field="ClinicalDocument",
+        )
+    version = _attr(root, "versionNumber", "value")
+    encounter = _find(root, "componentOf/encompassingEncounter")
+    body = _find(root, "component")
+    body_kind = media_type = ""
+    section_codes: tuple[str, ...] = ()
+    if body is not None:
+        non_xml = _find(body, "nonXMLBody")
+        if non_xml is not None:
+            body_kind = "nonXMLBody"
+            media_type = _attr(non_xml, "text", "mediaType")
+        elif _find(body, "structuredBody") is not None:
+            body_kind = "structuredBody"
+            section_codes = tuple(
+                c.get("code", "") for c in body.iterfind(_q("structuredBody/component/section/code"))
+            )
+    rplc = next(
+        (r for r in root.findall(_q("relatedDocument")) if r.get("typeCode") == "RPLC"),
+        None,
+    )
+    legal = _find(root, "legalAuthenticator")
+    return CdaDocument(
+        root=root,
+        id=_ii(_find(root, "id")),
+        set_id=_ii(_find(root, "setId")),
+        version_number=int(version) if version.isdigit() else None,
+        code=_code(_find(root, "code")),
+        title=_text(root, "title"),
+        effective_time=_ts(root, "effectiveTime"),
+        confidentiality=_code(_find(root, "confidentialityCode")),
+        language=_attr(root, "languageCode", "code"),
+        template_ids=tuple((t.get("root", ""), t.get("extension", "")) for t in root.findall(_q("templateId"))),
+        patient=_patient(_find(root, "recordTarget")),
+        authors=tuple(_author(a) for a in root.findall(_q("author"))),
+        custodian=_organization(_find(root, "custodian/assignedCustodian/representedCustodianOrganization")),
+        legal_authenticator=_author(legal, "assignedEntity") if legal is not None else None,
+        service_events=tuple(_service_event(s) for s in root.iterfind(_q("documentationOf/serviceEvent"))),
+        facility_type=_code(_find(encounter, "location/healthCareFacility/code")),
+        encounter_start=_ts(encounter, "effectiveTime/low") or _ts(encounter, "effectiveTime"),
+        encounter_stop=_ts(encounter, "effectiveTime/high"),
+        replaced_document_id=_ii(_find(rplc, "parentDocument/id")),
+        body_kind=body_kind,
+        media_type=media_type,
+        section_codes=section_codes,
+    )
+
+
+def parse(data: bytes) -> CdaDocument:
+    """Parse CDA bytes (hardened parser) into a ``CdaDocument``."""
+    return parse_element(safe_parse(data))
