@@ -112,8 +112,10 @@ def derive(doc: CdaDocument, data: bytes) -> DocumentMetadata:
         given = patient.first_given_name or patient.used_given_name
         pid = [f"PID-5|{family}^{given}^^^^^L", f"PID-7|{patient.birth_time[:8]}", f"PID-8|{patient.sex}"]
     first_event = doc.service_events[0] if doc.service_events else None
-    format_system = FORMAT_CODE_SYSTEM_IHE if classification.format_code.startswith("urn:ihe") else (
-        FORMAT_CODE_SYSTEM_ASIP
+    format_system = (
+        FORMAT_CODE_SYSTEM_IHE
+        if classification.format_code.startswith("urn:ihe")
+        else (FORMAT_CODE_SYSTEM_ASIP)
     )
     confidentiality = doc.confidentiality or Code("N", vs.CONFIDENTIALITY, "Normal")
     type_row = vs.document_types().get(doc.type_code)

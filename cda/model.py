@@ -122,7 +122,9 @@ def parse_ts(value: str, *, field: str = "date") -> dt.datetime | dt.date:
     """HL7 TS ("20261125103000+0100", "20261125", "1975") to an aware datetime (tz given) or a date."""
     m = _TS_RE.match(value or "")
     if not m:
-        raise InvalidDate(f"La date « {value} » n'est pas au format HL7 (AAAAMMJJ[hhmmss][+hhmm]).", field=field)
+        raise InvalidDate(
+            f"La date « {value} » n'est pas au format HL7 (AAAAMMJJ[hhmmss][+hhmm]).", field=field
+        )
     year, month, day, hour, minute, second, tz = m.groups()
     try:
         if hour is None:

@@ -36,7 +36,9 @@ def _code(el: etree._Element | None) -> Code | None:
         return None
     if el.get("code") is None:
         return None
-    return Code(el.get("code", ""), el.get("codeSystem", ""), el.get("displayName", ""), el.get("codeSystemName", ""))
+    return Code(
+        el.get("code", ""), el.get("codeSystem", ""), el.get("displayName", ""), el.get("codeSystemName", "")
+    )
 
 
 def _ii(el: etree._Element | None) -> InstanceId | None:
@@ -167,7 +169,9 @@ def parse_element(root: etree._Element) -> CdaDocument:
         effective_time=_ts(root, "effectiveTime"),
         confidentiality=_code(_find(root, "confidentialityCode")),
         language=_attr(root, "languageCode", "code"),
-        template_ids=tuple((t.get("root", ""), t.get("extension", "")) for t in root.findall(_q("templateId"))),
+        template_ids=tuple(
+            (t.get("root", ""), t.get("extension", "")) for t in root.findall(_q("templateId"))
+        ),
         patient=_patient(_find(root, "recordTarget")),
         authors=tuple(_author(a) for a in root.findall(_q("author"))),
         custodian=_organization(_find(root, "custodian/assignedCustodian/representedCustodianOrganization")),

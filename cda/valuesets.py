@@ -1,7 +1,7 @@
-"""Code systems, OIDs and value sets the CDA engine needs, loaded from the project's data files in ``cda/data``.
+"""Code systems, OIDs and value sets the CDA engine needs, loaded from the data files in ``cda/data``.
 
-Sources are named in each CSV's header comment and in ``cda/data/README.md``. Everything is loaded once (lazily)
-and cached: lookups are dictionary hits.
+Sources are named in each CSV's header comment and in ``cda/data/README.md``. Everything is loaded once
+(lazily) and cached: lookups are dictionary hits.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from importlib import resources
 
 from cda.errors import InvalidInput, TypeNotAcceptedByDmp, UnknownTypeCode
 
-# --- Code systems / identifier roots -------------------------------------------------------------------------
+# --- Code systems / identifier roots
 LOINC = "2.16.840.1.113883.6.1"
 TRE_A05_TYPE_COMPLEMENTAIRE = "1.2.250.1.213.1.1.4.12"
 TRE_A03_CLASSE = "1.2.250.1.213.1.1.4.1"
@@ -31,7 +31,7 @@ ACT_CODE = "2.16.840.1.113883.5.4"
 EDQM_ROUTE = "0.4.0.127.0.16.1.1.2.1"
 SNOMED = "2.16.840.1.113883.6.96"
 
-# --- Header templateIds -----------------------------------------------------------------------------------------
+# --- Header templateIds
 TYPE_ID_ROOT = "2.16.840.1.113883.1.3"
 TYPE_ID_EXT = "POCD_HD000040"
 TPL_HL7_FRANCE = "2.16.840.1.113883.2.8.2.1"
@@ -47,7 +47,7 @@ TPL_IMMUNIZATION_ENTRY = "1.3.6.1.4.1.19376.1.5.3.1.4.12"
 TPL_DOSE_RANK = "1.2.250.1.213.1.1.3.82"
 LEVEL1_TEMPLATES = (TPL_HL7_FRANCE, TPL_CISIS, TPL_XDS_SD)
 
-# --- formatCode (ASS_A11) -------------------------------------------------------------------------------------
+# --- formatCode (ASS_A11)
 FORMAT_PDF = "urn:ihe:iti:xds-sd:pdf:2008"
 FORMAT_TEXT = "urn:ihe:iti:xds-sd:text:2008"
 FORMAT_VAC_NOTE = "urn:asip:ci-sis:vac-note:2021"

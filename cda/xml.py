@@ -52,7 +52,9 @@ def safe_parse(data: bytes) -> etree._Element:
     try:
         root = etree.fromstring(bytes(data), parser=_parser())
     except etree.XMLSyntaxError as exc:
-        raise XmlSyntaxError(f"Le document n'est pas un XML bien formé : {exc.msg}.", field="document") from exc
+        raise XmlSyntaxError(
+            f"Le document n'est pas un XML bien formé : {exc.msg}.", field="document"
+        ) from exc
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise XmlSecurityError(
