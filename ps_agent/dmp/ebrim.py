@@ -1,0 +1,553 @@
+"""ebRIM 3.0 wire format of the XDS metadata model (dmp-protocol.md §7.5–7.9, §8).
+
+Builders return lxml elements; parsers take elements from responses parsed by ``safe_parse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lxml import etree
+
+from ps_agent.dmp.errors import ProtocolError, RegistryErrorItem, RegistryRefusal, french_message
+from ps_agent.dmp.model import (
+    Author,
+    Code,
+    DocumentEntry,
+    PatientId,
+    Status,
+    SubmissionSet,
+    parse_xds_time,
+    xds_time,
+)
+from ps_agent.dmp.mtom import cid_href
+from ps_agent.dmp.xmlns import LCM, QUERY, RIM, RS, XDSB, XML_NS, XOP, q
+
+# Classification / identification schemes (IHE ITI TF-3 4.2.5)
+SS_AUTHOR = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
+SS_CONTENT_TYPE = "urn:uuid:aa543740-bdda-424e-8c96-df4873be8500"
+SS_CLASSIFICATION_NODE = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
+SS_PATIENT_ID = "urn:uuid:6b5aea1a-874d-4603-a4bc-96a0a7b38446"
+SS_SOURCE_ID = "urn:uuid:554ac39e-e3fe-47fe-b233-965d2a147832"
+SS_UNIQUE_ID = "urn:uuid:96fdda7c-d067-4183-912e-bf5ee74998a8"
+DE_OBJECT_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
+DE_AUTHOR = "urn:uuid:93606bcf-9494-43ec-9b4e-a7748d1a838d"
+DE_CLASS = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
+DE_TYPE = "urn:uuid:f0306f51-975f-434e-a61c-c59651d33983"
+DE_CONFIDENTIALITY = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"
+DE_FORMAT = "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"
+DE_FACILITY = "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1"
+DE_PRACTICE = "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead"
+DE_EVENT = "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4"
+DE_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
+DE_UNIQUE_ID = "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+REGISTRY_PACKAGE_TYPE = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:RegistryPackage"
+CLASSIFICATION_TYPE = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification"
+EXTERNAL_ID_TYPE = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:ExternalIdentifier"
+ASSOCIATION_TYPE = "urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Association"
+
+HAS_MEMBER = "urn:oasis:names:tc:ebxml-regrep:AssociationType:HasMember"
+SIGNS = "urn:ihe:iti:2007:AssociationType:signs"
+RPLC = "urn:ihe:iti:2007:AssociationType:RPLC"  # 2007, not S3's 2010 (§7.5)
+UPDATE_AVAILABILITY = "urn:ihe:iti:2010:AssociationType:UpdateAvailabilityStatus"
+
+FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
+GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+
+SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
+FAILURE = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
+PARTIAL = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess"
+
+
+def _el(parent: etree._Element | None, ns: str, tag: str, **attrs: str) -> etree._Element:
+    if parent is None:
+        return etree.Element(q(ns, tag), attrs)
+    return etree.SubElement(parent, q(ns, tag), attrs)
+
+
+def _slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
+    values = [v for v in values if v is not None and v != ""]
+    if not values:
+        return
+    slot = _el(parent, RIM, "Slot", name=name)
+    vl = _el(slot, RIM, "ValueList")
+    for v in values:
+        _el(vl, RIM, "Value").text = v
+
+
+def _localized(parent: etree._Element, tag: str, text: str) -> None:
+    if not text:
+        return
+    holder = _el(parent, RIM, tag)
+    ls = _el(holder, RIM, "LocalizedString", value=text)
+    ls.set(q(XML_NS, "lang"), "fr-FR")
+    ls.set("charset", "UTF-8")
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+
+def _classification(
+    parent: etree._Element, ids: _Ids, scheme: str, obj: str, code: Code | None, node: str | None = None
+) -> etree._Element:
+    cl = _el(
+        parent,
+        RIM,
+        "Classification",
+        classificationScheme=scheme,
+        classifiedObject=obj,
+        nodeRepresentation=node if node is not None else (code.code if code else ""),
+        id=ids("cl"),
+        objectType=CLASSIFICATION_TYPE,
+    )
+    if code is not None:
+        _slot(cl, "codingScheme", [code.scheme])
+        _localized(cl, "Name", code.display or code.code)
+    return cl
+
+
+def _author(parent: etree._Element, ids: _Ids, scheme: str, obj: str, author: Author) -> None:
+    cl = _el(
+        parent,
+        RIM,
+        "Classification",
+        classificationScheme=scheme,
+        classifiedObject=obj,
+        nodeRepresentation="",
+        id=ids("cl"),
+        objectType=CLASSIFICATION_TYPE,
+    )
+    _slot(cl, "authorPerson", [author.xcn])
+    _slot(cl, "authorInstitution", [author.xon])
+    if author.role:
+        _slot(cl, "authorRole", [author.role])
+    if author.specialty:
+        s = author.specialty
+        _slot(cl, "authorSpecialty", [f"{s.code}^{s.display}^{s.scheme}"])
+
+
+def _external_id(parent: etree._Element, ids: _Ids, scheme: str, obj: str, value: str, name: str) -> None:
+    ei = _el(
+        parent,
+        RIM,
+        "ExternalIdentifier",
+        identificationScheme=scheme,
+        registryObject=obj,
+        value=value,
+        id=ids("ei"),
+        objectType=EXTERNAL_ID_TYPE,
+    )
+    _localized(ei, "Name", name)
+
+
+def submission_set_element(parent: etree._Element, ids: _Ids, ss: SubmissionSet, sid: str) -> None:
+    pkg = _el(parent, RIM, "RegistryPackage", id=sid, objectType=REGISTRY_PACKAGE_TYPE)
+    _slot(pkg, "submissionTime", [xds_time(ss.submission_time)])
+    _localized(pkg, "Name", ss.title)
+    _localized(pkg, "Description", ss.comments)
+    for a in ss.authors:
+        _author(pkg, ids, SS_AUTHOR, sid, a)
+    _classification(pkg, ids, SS_CONTENT_TYPE, sid, ss.content_type)
+    _external_id(pkg, ids, SS_PATIENT_ID, sid, ss.patient_id.cx, "XDSSubmissionSet.patientId")
+    _external_id(pkg, ids, SS_SOURCE_ID, sid, ss.source_id, "XDSSubmissionSet.sourceId")
+    _external_id(pkg, ids, SS_UNIQUE_ID, sid, ss.unique_id, "XDSSubmissionSet.uniqueId")
+    # The SubmissionSet marker as a top-level object (IHE examples; review note 6).
+    _el(
+        parent,
+        RIM,
+        "Classification",
+        classifiedObject=sid,
+        classificationNode=SS_CLASSIFICATION_NODE,
+        id=ids("cl"),
+        objectType=CLASSIFICATION_TYPE,
+    )
+
+
+def document_entry_element(
+    parent: etree._Element, ids: _Ids, de: DocumentEntry, did: str, *, lid: str = "", status: str = ""
+) -> etree._Element:
+    attrs = {"id": did, "mimeType": de.mime_type, "objectType": DE_OBJECT_TYPE}
+    if lid:
+        attrs["lid"] = lid
+    if status:
+        attrs["status"] = status
+    eo = _el(parent, RIM, "ExtrinsicObject", **attrs)
+    _slot(eo, "creationTime", [xds_time(de.creation_time)])
+    _slot(eo, "languageCode", [de.language])
+    _slot(eo, "legalAuthenticator", [de.legal_authenticator])
+    if de.service_start:
+        _slot(eo, "serviceStartTime", [xds_time(de.service_start)])
+    if de.service_stop:
+        _slot(eo, "serviceStopTime", [xds_time(de.service_stop)])
+    _slot(eo, "sourcePatientId", [de.source_patient_id or de.patient_id.cx])
+    _slot(eo, "sourcePatientInfo", de.source_patient_info)
+    if de.hash:
+        _slot(eo, "hash", [de.hash])
+    if de.size is not None:
+        _slot(eo, "size", [str(de.size)])
+    if de.repository_unique_id and status:
+        _slot(eo, "repositoryUniqueId", [de.repository_unique_id])
+    _localized(eo, "Name", de.title)
+    _localized(eo, "Description", de.comments)
+    for a in de.authors:
+        _author(eo, ids, DE_AUTHOR, did, a)
+    _classification(eo, ids, DE_CLASS, did, de.class_code)
+    for c in de.confidentiality:
+        _classification(eo, ids, DE_CONFIDENTIALITY, did, c)
+    for c in de.event_codes:
+        _classification(eo, ids, DE_EVENT, did, c)
+    _classification(eo, ids, DE_FORMAT, did, de.format_code)
+    _classification(eo, ids, DE_FACILITY, did, de.healthcare_facility_type)
+    _classification(eo, ids, DE_PRACTICE, did, de.practice_setting)
+    _classification(eo, ids, DE_TYPE, did, de.type_code)
+    _external_id(eo, ids, DE_PATIENT_ID, did, de.patient_id.cx, "XDSDocumentEntry.patientId")
+    _external_id(eo, ids, DE_UNIQUE_ID, did, de.unique_id, "XDSDocumentEntry.uniqueId")
+    return eo
+
+
+def _association(
+    parent: etree._Element,
+    ids: _Ids,
+    kind: str,
+    source: str,
+    target: str,
+    slots: dict[str, str] | None = None,
+) -> None:
+    a = _el(
+        parent,
+        RIM,
+        "Association",
+        id=ids("as"),
+        associationType=kind,
+        objectType=ASSOCIATION_TYPE,
+        sourceObject=source,
+        targetObject=target,
+    )
+    for k, v in (slots or {}).items():
+        _slot(a, k, [v])
+
+
+@dataclass(frozen=True)
+class DepositItem:
+    """One document of a submission: its metadata, bytes, and the entryUUID it replaces."""
+
+    entry: DocumentEntry
+    content: bytes
+    replaces_entry_uuid: str = ""
+
+
+def provide_and_register(
+    ss: SubmissionSet,
+    items: Sequence[DepositItem],
+    signature: DepositItem | None,
+    *,
+    content_ids: Sequence[str],
+) -> etree._Element:
+    """ITI-41 body. ``content_ids`` are the MTOM cids of items (then of the signature)."""
+    root = _el(None, XDSB, "ProvideAndRegisterDocumentSetRequest")
+    sor = _el(root, LCM, "SubmitObjectsRequest")
+    rol = _el(sor, RIM, "RegistryObjectList")
+    ids = _Ids()
+    submission_set_element(rol, ids, ss, "SubmissionSet01")
+    symbolic = [f"Document{n + 1:02d}" for n in range(len(items))]
+    for sym, item in zip(symbolic, items, strict=True):
+        document_entry_element(rol, ids, item.entry, sym)
+    if signature is not None:
+        document_entry_element(rol, ids, signature.entry, "Signature01")
+    for sym in symbolic + (["Signature01"] if signature is not None else []):
+        _association(rol, ids, HAS_MEMBER, "SubmissionSet01", sym, {"SubmissionSetStatus": "Original"})
+    if signature is not None:
+        _association(rol, ids, SIGNS, "Signature01", "SubmissionSet01")
+    for sym, item in zip(symbolic, items, strict=True):
+        if item.replaces_entry_uuid:
+            _association(rol, ids, RPLC, sym, item.replaces_entry_uuid)
+    all_syms = symbolic + (["Signature01"] if signature is not None else [])
+    for sym, cid in zip(all_syms, content_ids, strict=True):
+        doc = _el(root, XDSB, "Document", id=sym)
+        _el(doc, XOP, "Include", href=cid_href(cid))
+    return root
+
+
+def metadata_update(ss: SubmissionSet, current: DocumentEntry, new_entry: DocumentEntry) -> etree._Element:
+    """ITI-57 DocumentEntry update (new version with changed confidentiality codes, §7.8)."""
+    sor = _el(None, LCM, "SubmitObjectsRequest")
+    rol = _el(sor, RIM, "RegistryObjectList")
+    ids = _Ids()
+    submission_set_element(rol, ids, ss, "SubmissionSet01")
+    document_entry_element(
+        rol,
+        ids,
+        new_entry,
+        "Document01",
+        lid=current.logical_id or current.entry_uuid,
+        status=Status.APPROVED,
+    )
+    _association(
+        rol,
+        ids,
+        HAS_MEMBER,
+        "SubmissionSet01",
+        "Document01",
+        {"SubmissionSetStatus": "Original", "PreviousVersion": current.version or "1"},
+    )
+    return sor
+
+
+def availability_update(ss: SubmissionSet, entry_uuid: str, original: str, new: str) -> etree._Element:
+    """ITI-57 UpdateAvailabilityStatus (archive, unarchive, delete; §7.9)."""
+    sor = _el(None, LCM, "SubmitObjectsRequest")
+    rol = _el(sor, RIM, "RegistryObjectList")
+    ids = _Ids()
+    submission_set_element(rol, ids, ss, "SubmissionSet01")
+    a = _el(
+        rol,
+        RIM,
+        "Association",
+        id="association1",
+        associationType=UPDATE_AVAILABILITY,
+        objectType=ASSOCIATION_TYPE,
+        sourceObject="SubmissionSet01",
+        targetObject=entry_uuid,
+    )
+    _slot(a, "OriginalStatus", [original])
+    _slot(a, "NewStatus", [new])
+    return sor
+
+
+def _quoted_list(values: Iterable[str]) -> str:
+    return "(" + ",".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+@dataclass(frozen=True)
+class FindFilters:
+    """Optional FindDocuments filters (§7.6). Codes are matched code^^scheme."""
+
+    statuses: tuple[Status, ...] = (Status.APPROVED,)
+    class_codes: tuple[Code, ...] = ()
+    type_codes: tuple[Code, ...] = ()
+    practice_settings: tuple[Code, ...] = ()
+    facility_types: tuple[Code, ...] = ()
+    format_codes: tuple[Code, ...] = ()
+    event_codes: tuple[Code, ...] = ()
+    confidentiality_codes: tuple[Code, ...] = ()
+    creation_from: object | None = None  # datetime
+    creation_to: object | None = None
+    service_start_from: object | None = None
+    service_start_to: object | None = None
+    service_stop_from: object | None = None
+    service_stop_to: object | None = None
+    author_person: str = ""  # XCN pattern, e.g. "899700000013%" (IHE LIKE syntax)
+
+
+def find_documents(patient: PatientId, filters: FindFilters | None = None) -> etree._Element:
+    f = filters or FindFilters()
+    root = _el(None, QUERY, "AdhocQueryRequest")
+    _el(root, QUERY, "ResponseOption", returnComposedObjects="true", returnType="LeafClass")
+    aq = _el(root, RIM, "AdhocQuery", id=FIND_DOCUMENTS)
+    _slot(aq, "$XDSDocumentEntryPatientId", [f"'{patient.cx}'"])
+    _slot(aq, "$XDSDocumentEntryStatus", [_quoted_list(s.value for s in f.statuses)])
+    for name, codes in (
+        ("ClassCode", f.class_codes),
+        ("TypeCode", f.type_codes),
+        ("PracticeSettingCode", f.practice_settings),
+        ("HealthcareFacilityTypeCode", f.facility_types),
+        ("FormatCode", f.format_codes),
+        ("EventCodeList", f.event_codes),
+        ("ConfidentialityCode", f.confidentiality_codes),
+    ):
+        if codes:
+            _slot(aq, f"$XDSDocumentEntry{name}", [_quoted_list(c.query_form() for c in codes)])
+    for name, value in (
+        ("CreationTimeFrom", f.creation_from),
+        ("CreationTimeTo", f.creation_to),
+        ("ServiceStartTimeFrom", f.service_start_from),
+        ("ServiceStartTimeTo", f.service_start_to),
+        ("ServiceStopTimeFrom", f.service_stop_from),
+        ("ServiceStopTimeTo", f.service_stop_to),
+    ):
+        if value is not None:
+            _slot(aq, f"$XDSDocumentEntry{name}", [xds_time(value)])  # type: ignore[arg-type]
+    if f.author_person:
+        _slot(aq, "$XDSDocumentEntryAuthorPerson", [f"'{f.author_person}'"])
+    return root
+
+
+def get_documents(*, unique_ids: Sequence[str] = (), entry_uuids: Sequence[str] = ()) -> etree._Element:
+    root = _el(None, QUERY, "AdhocQueryRequest")
+    _el(root, QUERY, "ResponseOption", returnComposedObjects="true", returnType="LeafClass")
+    aq = _el(root, RIM, "AdhocQuery", id=GET_DOCUMENTS)
+    if unique_ids:
+        _slot(aq, "$XDSDocumentEntryUniqueId", [_quoted_list(unique_ids)])
+    else:
+        _slot(aq, "$XDSDocumentEntryEntryUUID", [_quoted_list(entry_uuids)])
+    return root
+
+
+def retrieve_request(requests: Sequence[tuple[str, str]]) -> etree._Element:
+    """ITI-43 body for (repositoryUniqueId, documentUniqueId) pairs."""
+    root = _el(None, XDSB, "RetrieveDocumentSetRequest")
+    for repo, uid in requests:
+        dr = _el(root, XDSB, "DocumentRequest")
+        _el(dr, XDSB, "RepositoryUniqueId").text = repo
+        _el(dr, XDSB, "DocumentUniqueId").text = uid
+    return root
+
+
+# --------------------------------------------------------------------------- parsing
+
+_SLOT = q(RIM, "Slot")
+_VALUE = q(RIM, "Value")
+_CLASSIFICATION = q(RIM, "Classification")
+_EXTERNAL_ID = q(RIM, "ExternalIdentifier")
+_LOCALIZED = q(RIM, "LocalizedString")
+
+
+def _slots(el: etree._Element) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for s in el.iterchildren(_SLOT):
+        out[s.get("name", "")] = tuple((v.text or "") for v in s.iter(_VALUE))
+    return out
+
+
+def _localized_text(el: etree._Element, tag: str) -> str:
+    holder = el.find(q(RIM, tag))
+    if holder is None:
+        return ""
+    ls = holder.find(_LOCALIZED)
+    return ls.get("value", "") if ls is not None else ""
+
+
+def _code(cl: etree._Element) -> Code:
+    slots = _slots(cl)
+    return Code(
+        cl.get("nodeRepresentation", ""),
+        (slots.get("codingScheme") or ("",))[0],
+        _localized_text(cl, "Name"),
+    )
+
+
+def _parse_author(cl: etree._Element) -> Author:
+    slots = _slots(cl)
+    specialty = None
+    if slots.get("authorSpecialty"):
+        parts = slots["authorSpecialty"][0].split("^")
+        specialty = Code(parts[0], parts[2] if len(parts) > 2 else "", parts[1] if len(parts) > 1 else "")
+    return Author.from_xcn(
+        (slots.get("authorPerson") or ("",))[0],
+        (slots.get("authorInstitution") or ("",))[0],
+        specialty,
+        (slots.get("authorRole") or ("",))[0],
+    )
+
+
+def parse_document_entry(eo: etree._Element) -> DocumentEntry:
+    """A ``rim:ExtrinsicObject`` from a TD3.1 answer → ``DocumentEntry``."""
+    slots = _slots(eo)
+    by_scheme: dict[str, list[etree._Element]] = {}
+    for cl in eo.iterchildren(_CLASSIFICATION):
+        by_scheme.setdefault(cl.get("classificationScheme", ""), []).append(cl)
+    ext = {e.get("identificationScheme", ""): e.get("value", "") for e in eo.iterchildren(_EXTERNAL_ID)}
+
+    def one(scheme: str) -> Code:
+        found = by_scheme.get(scheme)
+        return _code(found[0]) if found else Code("", "")
+
+    def first(name: str) -> str:
+        return (slots.get(name) or ("",))[0]
+
+    patient_cx = ext.get(DE_PATIENT_ID, "")
+    try:
+        patient = PatientId.parse_cx(patient_cx)
+    except ValueError as exc:
+        raise ProtocolError(
+            "Le DMP a renvoyé un document sans identifiant patient valide.", detail=patient_cx
+        ) from exc
+    unique_id = ext.get(DE_UNIQUE_ID, "")
+    if not unique_id:
+        raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
+    size = first("size")
+    vi = eo.find(q(RIM, "VersionInfo"))
+    creation = parse_xds_time(first("creationTime"))
+    known = {
+        "creationTime", "languageCode", "legalAuthenticator", "serviceStartTime", "serviceStopTime",
+        "sourcePatientId", "sourcePatientInfo", "hash", "size", "repositoryUniqueId",
+    }  # fmt: skip
+    return DocumentEntry(
+        unique_id=unique_id,
+        patient_id=patient,
+        type_code=one(DE_TYPE),
+        class_code=one(DE_CLASS),
+        format_code=one(DE_FORMAT),
+        healthcare_facility_type=one(DE_FACILITY),
+        practice_setting=one(DE_PRACTICE),
+        creation_time=creation if creation is not None else parse_xds_time("19700101"),  # type: ignore[arg-type]
+        title=_localized_text(eo, "Name"),
+        comments=_localized_text(eo, "Description"),
+        mime_type=eo.get("mimeType", ""),
+        language=first("languageCode"),
+        authors=tuple(_parse_author(cl) for cl in by_scheme.get(DE_AUTHOR, [])),
+        confidentiality=tuple(_code(cl) for cl in by_scheme.get(DE_CONFIDENTIALITY, [])),
+        event_codes=tuple(_code(cl) for cl in by_scheme.get(DE_EVENT, [])),
+        service_start=parse_xds_time(first("serviceStartTime")),
+        service_stop=parse_xds_time(first("serviceStopTime")),
+        legal_authenticator=first("legalAuthenticator"),
+        source_patient_id=first("sourcePatientId"),
+        source_patient_info=slots.get("sourcePatientInfo", ()),
+        entry_uuid=eo.get("id", ""),
+        logical_id=eo.get("lid", ""),
+        status=eo.get("status", ""),
+        version=vi.get("versionName", "") if vi is not None else "",
+        repository_unique_id=first("repositoryUniqueId"),
+        hash=first("hash"),
+        size=int(size) if size.isdigit() else None,
+        extra_slots={k: v for k, v in slots.items() if k not in known},
+    )
+
+
+def registry_errors(response: etree._Element) -> tuple[RegistryErrorItem, ...]:
+    out = []
+    for e in response.iter(q(RS, "RegistryError")):
+        out.append(
+            RegistryErrorItem(
+                code=e.get("errorCode", ""),
+                code_context=e.get("codeContext", "") or (e.text or "").strip(),
+                severity=e.get("severity", "Error").rsplit(":", 1)[-1],
+                location=e.get("location", ""),
+            )
+        )
+    return tuple(out)
+
+
+def check_registry_status(response: etree._Element) -> tuple[RegistryErrorItem, ...]:
+    """Raise ``RegistryRefusal`` unless ``status`` is Success; return warnings."""
+    status = response.get("status", "")
+    errors = registry_errors(response)
+    if status == SUCCESS:
+        return errors
+    if status not in (FAILURE, PARTIAL):
+        raise ProtocolError("La réponse du DMP ne porte pas de statut reconnu.", detail=f"status={status!r}")
+    real = [e for e in errors if e.severity != "Warning"] or list(errors)
+    if not real:
+        raise RegistryRefusal("Le DMP a refusé l'opération sans préciser d'erreur.", code="Failure")
+    first = real[0]
+    message = french_message(first.code, first.code_context)
+    if len(real) > 1:
+        message += f" (+{len(real) - 1} autre(s) erreur(s))"
+    raise RegistryRefusal(message, code=first.code, code_context=first.code_context, errors=errors)
+
+
+def parse_query_response(root: etree._Element) -> list[DocumentEntry]:
+    if root.tag != q(QUERY, "AdhocQueryResponse"):
+        raise ProtocolError("Le DMP n'a pas renvoyé une réponse de recherche.", detail=str(root.tag))
+    check_registry_status(root)
+    rol = root.find(q(RIM, "RegistryObjectList"))
+    if rol is None:
+        return []
+    return [parse_document_entry(eo) for eo in rol.iterchildren(q(RIM, "ExtrinsicObject"))]

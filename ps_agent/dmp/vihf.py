@@ -1,0 +1,231 @@
+"""VIHF: the SAML 2.0 assertion naming user, structure, mode, patient and purpose (dmp-protocol.md §6).
+
+Signed (enveloped XML-DSig, exc-c14n, RSA-SHA256) through a ``Signer`` whose key never leaves its
+token: signxml calls ``key.sign(data, padding=PKCS1v15(), algorithm=SHA256())`` on a duck-typed
+key that forwards to ``Signer.sign`` (authentication.md §4.5).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from lxml import etree
+from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner
+
+from ps_agent.auth.model import AuthMode, ProfessionalIdentity, Signer
+from ps_agent.dmp.errors import ProtocolError
+from ps_agent.dmp.model import PatientId
+from ps_agent.dmp.xmlns import DS, HL7, SAML2, XS, XSI, q
+
+VIHF_VERSION = "3.0"  # every S1 sample says 3.0 (S8's table says 4.0) [?]: one place to change it
+CS_PROFESSION = "1.2.250.1.71.1.2.7"  # TRE_G15
+CS_NON_PS_ROLE = "1.2.250.1.213.1.1.4.6"  # TRE_A00
+CS_SPECIALTY = "1.2.250.1.71.4.2.5"  # CPS table R01 (SMxx)
+CS_PHARMACIST_SECTION = "1.2.250.1.71.4.2.6"  # TRE_G05
+CS_SECTOR = "1.2.250.1.71.4.2.4"  # TRE_R02
+CS_PURPOSE = "1.2.250.1.213.1.1.4.248"  # kept as in every sample (§6.2)
+PURPOSE_CS_NAME = "mode acces VIHF 2.0"
+SMARTCARD = "urn:oasis:names:tc:SAML:2.0:ac:classes:SmartcardPKI"
+# Whether to send the break-glass reason in an optional ``Mode_Acces_Raison`` attribute: no public
+# sample shows a carrier [?]; off by default, the reason always goes to the local audit journal.
+SEND_EMERGENCY_REASON = False
+
+
+class Purpose(enum.StrEnum):
+    NORMAL = "normal"
+    BRIS_DE_GLACE = "bris_de_glace"
+    CENTRE_15 = "centre_15"
+
+
+# Display names: only "normal" has one in the samples (review note 10); the others are ours.
+PURPOSE_DISPLAY = {
+    Purpose.NORMAL: "Accès normal",
+    Purpose.BRIS_DE_GLACE: "Accès en mode bris de glace",
+    Purpose.CENTRE_15: "Accès en mode centre de régulation",
+}
+
+
+@dataclass(frozen=True)
+class LpsInfo:
+    """The software's identity as declared to the DMP (configuration, ``ps_agent.config``)."""
+
+    name: str
+    version: str
+    homologation_id: str
+    lps_id: str = ""
+    oid: str = ""  # root OID for sourceId and generated uniqueIds
+
+
+@dataclass(frozen=True)
+class VihfRequest:
+    identity: ProfessionalIdentity
+    mode: AuthMode
+    patient: PatientId | None
+    lps: LpsInfo
+    purpose: Purpose = Purpose.NORMAL
+    reason: str = ""
+    secret_minor_connection: bool = False
+
+
+def issuer_dn(cert: x509.Certificate | None, identity: ProfessionalIdentity) -> str:
+    """RFC 2253/4514 subject DN of the signing/authentication certificate (§6.2)."""
+    if cert is not None:
+        return cert.subject.rfc4514_string()
+    return identity.extra.get("subject_dn") or f"CN={identity.id_nat}"
+
+
+def _ts(value: datetime) -> str:
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _attr(parent: etree._Element, name: str, *values: str) -> None:
+    a = etree.SubElement(parent, q(SAML2, "Attribute"), Name=name)
+    for v in values:
+        av = etree.SubElement(a, q(SAML2, "AttributeValue"), {q(XSI, "type"): "xs:string"})
+        av.text = v
+
+
+def _ce_attr(parent: etree._Element, name: str, tag: str, codes: list[dict[str, str]]) -> None:
+    a = etree.SubElement(parent, q(SAML2, "Attribute"), Name=name)
+    for c in codes:
+        av = etree.SubElement(a, q(SAML2, "AttributeValue"))
+        ce = etree.SubElement(av, q(HL7, tag), nsmap={None: HL7})
+        ce.set(q(XSI, "type"), "CE")
+        for k, v in c.items():
+            ce.set(k, v)
+
+
+def roles(identity: ProfessionalIdentity) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    if identity.profession_code:
+        out.append(
+            {
+                "code": identity.profession_code,
+                "codeSystem": CS_PROFESSION,
+                "displayName": identity.profession_label or identity.profession_code,
+            }
+        )
+        if identity.specialty_code:
+            cs = CS_PHARMACIST_SECTION if identity.profession_code == "21" else CS_SPECIALTY
+            out.append(
+                {"code": identity.specialty_code, "codeSystem": cs, "displayName": identity.specialty_code}
+            )
+    elif identity.non_ps_role:
+        out.append(
+            {
+                "code": identity.non_ps_role,
+                "codeSystem": CS_NON_PS_ROLE,
+                "displayName": identity.profession_label or identity.non_ps_role,
+            }
+        )
+    return out
+
+
+def build(req: VihfRequest, *, issuer: str, now: datetime | None = None) -> etree._Element:
+    """The unsigned assertion."""
+    ident = req.identity
+    if ident.activity is None:
+        raise ProtocolError(
+            "Aucune situation d'exercice n'est sélectionnée : impossible de construire le jeton VIHF.",
+            code="VIHF_NO_ACTIVITY",
+        )
+    now = now or datetime.now(UTC)
+    a = etree.Element(
+        q(SAML2, "Assertion"),
+        {"ID": f"_{uuid.uuid4()}", "IssueInstant": _ts(now), "Version": "2.0"},
+        nsmap={"saml2": SAML2, "xsi": XSI, "xs": XS},
+    )
+    iss = etree.SubElement(
+        a, q(SAML2, "Issuer"), Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"
+    )
+    iss.text = issuer
+    subj = etree.SubElement(a, q(SAML2, "Subject"))
+    etree.SubElement(subj, q(SAML2, "NameID")).text = ident.id_nat
+    stmt = etree.SubElement(a, q(SAML2, "AuthnStatement"), AuthnInstant=_ts(now))
+    ctx = etree.SubElement(stmt, q(SAML2, "AuthnContext"))
+    etree.SubElement(ctx, q(SAML2, "AuthnContextClassRef")).text = SMARTCARD
+    if req.mode == AuthMode.INDIRECTE_RENFORCEE:
+        etree.SubElement(ctx, q(SAML2, "AuthnContextDecl")).text = SMARTCARD
+    attrs = etree.SubElement(a, q(SAML2, "AttributeStatement"))
+    if req.mode != AuthMode.DIRECTE:
+        _attr(attrs, "urn:oasis:names:tc:xspa:1.0:subject:subject-id", ident.display_name)
+    _attr(attrs, "Identifiant_Structure", ident.activity.structure_id)
+    _attr(attrs, "Secteur_Activite", f"{ident.activity.sector}^{CS_SECTOR}")
+    _ce_attr(attrs, "urn:oasis:names:tc:xacml:2.0:subject:role", "Role", roles(ident))
+    _attr(attrs, "VIHF_Version", VIHF_VERSION)
+    _attr(attrs, "Authentification_mode", req.mode.value)
+    if req.patient is not None:
+        _attr(attrs, "urn:oasis:names:tc:xacml:2.0:resource:resource-id", req.patient.cx)
+    _attr(attrs, "Ressource_URN", "urn:dmp")
+    _ce_attr(
+        attrs,
+        "urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
+        "PurposeOfUse",
+        [
+            {
+                "code": req.purpose.value,
+                "codeSystem": CS_PURPOSE,
+                "codeSystemName": PURPOSE_CS_NAME,
+                "displayName": PURPOSE_DISPLAY[req.purpose],
+            }
+        ],
+    )
+    if req.secret_minor_connection:
+        _attr(
+            attrs,
+            "urn:oasis:names:tc:xspa:1.0:resource:patient:hl7:confidentiality-code",
+            "INVISIBLE_REPRESENTANTS_LEGAUX^1.2.250.1.213.1.1.4.13",
+        )
+    if SEND_EMERGENCY_REASON and req.reason and req.purpose != Purpose.NORMAL:
+        _attr(attrs, "Mode_Acces_Raison", req.reason)
+    if req.lps.lps_id:
+        _attr(attrs, "LPS_ID", req.lps.lps_id)
+    _attr(attrs, "LPS_Nom", req.lps.name)
+    _attr(attrs, "LPS_Version", req.lps.version)
+    _attr(attrs, "LPS_ID_HOMOLOGATION_DMP", req.lps.homologation_id)
+    return a
+
+
+class SignerKey:
+    """The duck-typed RSA private key signxml needs, forwarding to a ``Signer``."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+        self.key_size = signer.certificate.public_key().key_size  # type: ignore[union-attr]
+
+    def sign(self, data: bytes, padding: object, algorithm: object) -> bytes:
+        if not isinstance(padding, PKCS1v15) or not isinstance(algorithm, hashes.SHA256):
+            raise ValueError("only RSA PKCS#1 v1.5 with SHA-256 is supported")
+        return self._signer.sign(data)
+
+    def public_key(self) -> object:
+        return self._signer.certificate.public_key()
+
+
+def sign(assertion: etree._Element, signer: Signer) -> etree._Element:
+    """Enveloped XML-DSig right after ``saml2:Issuer`` (§6.4); returns the signed assertion."""
+    issuer = assertion.find(q(SAML2, "Issuer"))
+    placeholder = etree.Element(q(DS, "Signature"), {"Id": "placeholder"}, nsmap={"ds": DS})
+    issuer.addnext(placeholder)  # type: ignore[union-attr]
+    pem = signer.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    xml_signer = XMLSigner(
+        signature_algorithm=SignatureMethod.RSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA256,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    )
+    xml_signer.namespaces = {"ds": DS}
+    signed = xml_signer.sign(
+        assertion,
+        key=SignerKey(signer),  # type: ignore[arg-type]
+        cert=[pem],
+        reference_uri="#" + assertion.get("ID"),
+        id_attribute="ID",
+    )
+    return signed

@@ -1,0 +1,163 @@
+"""XAdES signature of a submission set (IHE DSG, dmp-protocol.md §7.5), through a ``Signer``.
+
+Written with lxml + cryptography because the DMP form (a Manifest of ``urn:oid:`` references and a
+placeholder digest for the submission set) is not something a generic XAdES library produces.
+Decisions (see docs/agent.md): RSA-SHA256/SHA-256 (the ``Signer`` contract signs SHA-256 only;
+S1 used SHA-1), explicit C14N 1.0 WithComments transforms on every reference, xades-namespace
+``CertDigest`` children (XAdES 1.1.1), S1's unqualified ``SignatureProperties`` form.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from lxml import etree
+
+from ps_agent.auth.model import Signer
+from ps_agent.dmp.errors import ProtocolError
+from ps_agent.dmp.xmlns import DS, XADES, q, safe_parse
+
+C14N_WITH_COMMENTS = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+MANIFEST_TYPE = "http://www.w3.org/2000/09/xmldsig#Manifest"
+SIGNED_PROPS_TYPE = "http://uri.etsi.org/01903/v1.1.1#SignedProperties"
+PURPOSE_OF_SIGNATURE = "1.2.840.10065.1.12.1.14"  # "Source"
+SUBMISSION_SET_PLACEHOLDER_DIGEST = "AA=="  # S1: nobody can compute it (review note 2)
+
+
+def _c14n(el: etree._Element) -> bytes:
+    return etree.tostring(el, method="c14n", with_comments=True)
+
+
+def document_digest(content: bytes) -> bytes:
+    """SHA-256 of the C14N-WithComments form of an XML document (the CDA)."""
+    return hashlib.sha256(_c14n(safe_parse(content))).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _reference(
+    parent: etree._Element, uri: str, digest_b64: str, ref_type: str | None = None
+) -> etree._Element:
+    attrs = {"URI": uri}
+    if ref_type:
+        attrs["Type"] = ref_type
+    ref = etree.SubElement(parent, q(DS, "Reference"), attrs)
+    tr = etree.SubElement(ref, q(DS, "Transforms"))
+    etree.SubElement(tr, q(DS, "Transform"), Algorithm=C14N_WITH_COMMENTS)
+    etree.SubElement(ref, q(DS, "DigestMethod"), Algorithm=SHA256)
+    etree.SubElement(ref, q(DS, "DigestValue")).text = digest_b64
+    return ref
+
+
+def sign_submission_set(
+    signer: Signer,
+    submission_set_uid: str,
+    documents: Sequence[tuple[str, bytes]],
+    *,
+    now: datetime | None = None,
+) -> bytes:
+    """XAdES-signed Manifest over ``documents`` (uniqueId, CDA bytes). Returns the signature XML."""
+    now = now or datetime.now(UTC)
+    sig_id = f"id{uuid.uuid4().hex}"
+    sig = etree.Element(q(DS, "Signature"), {"Id": sig_id}, nsmap={"ds": DS})
+    si = etree.SubElement(sig, q(DS, "SignedInfo"))
+    etree.SubElement(si, q(DS, "CanonicalizationMethod"), Algorithm=C14N_WITH_COMMENTS)
+    etree.SubElement(si, q(DS, "SignatureMethod"), Algorithm=RSA_SHA256)
+    ref_manifest = _reference(si, "#IHEManifest", "", MANIFEST_TYPE)
+    ref_props = _reference(si, "#S0-SignedProperties", "", SIGNED_PROPS_TYPE)
+    sv = etree.SubElement(sig, q(DS, "SignatureValue"))
+    ki = etree.SubElement(sig, q(DS, "KeyInfo"))
+    xd = etree.SubElement(ki, q(DS, "X509Data"))
+    etree.SubElement(xd, q(DS, "X509Certificate")).text = _b64(
+        signer.certificate.public_bytes(serialization.Encoding.DER)
+    )
+    # Manifest
+    obj = etree.SubElement(sig, q(DS, "Object"))
+    manifest = etree.SubElement(obj, q(DS, "Manifest"), Id="IHEManifest")
+    ss_ref = etree.SubElement(manifest, q(DS, "Reference"), URI=f"urn:oid:{submission_set_uid}")
+    etree.SubElement(ss_ref, q(DS, "DigestMethod"), Algorithm=SHA256)
+    etree.SubElement(ss_ref, q(DS, "DigestValue")).text = SUBMISSION_SET_PLACEHOLDER_DIGEST
+    for uid, content in documents:
+        _reference(manifest, f"urn:oid:{uid}", _b64(document_digest(content)))
+    # purposeOfSignature (S1's form, review note 1)
+    obj2 = etree.SubElement(sig, q(DS, "Object"))
+    props = etree.SubElement(obj2, "SignatureProperties")
+    prop = etree.SubElement(props, "SignatureProperty", Id="purposeOfSignature", Target=f"#{sig_id}")
+    prop.text = PURPOSE_OF_SIGNATURE
+    # QualifyingProperties
+    obj3 = etree.SubElement(sig, q(DS, "Object"))
+    qp = etree.SubElement(
+        obj3, q(XADES, "QualifyingProperties"), {"Target": f"#{sig_id}"}, nsmap={"xades": XADES}
+    )
+    sp = etree.SubElement(qp, q(XADES, "SignedProperties"), Id="S0-SignedProperties")
+    ssp = etree.SubElement(sp, q(XADES, "SignedSignatureProperties"))
+    etree.SubElement(ssp, q(XADES, "SigningTime")).text = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sc = etree.SubElement(ssp, q(XADES, "SigningCertificate"))
+    for cert in [signer.certificate, *signer.chain]:
+        c = etree.SubElement(sc, q(XADES, "Cert"))
+        cd = etree.SubElement(c, q(XADES, "CertDigest"))
+        etree.SubElement(cd, q(XADES, "DigestMethod"), Algorithm=SHA256)
+        etree.SubElement(cd, q(XADES, "DigestValue")).text = _b64(
+            hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+        )
+        iser = etree.SubElement(c, q(XADES, "IssuerSerial"))
+        etree.SubElement(iser, q(DS, "X509IssuerName")).text = cert.issuer.rfc4514_string()
+        etree.SubElement(iser, q(DS, "X509SerialNumber")).text = str(cert.serial_number)
+    spi = etree.SubElement(ssp, q(XADES, "SignaturePolicyIdentifier"))
+    etree.SubElement(spi, q(XADES, "SignaturePolicyImplied"))
+    # Digests in final context, then sign SignedInfo
+    ref_manifest.find(q(DS, "DigestValue")).text = _b64(hashlib.sha256(_c14n(manifest)).digest())  # type: ignore[union-attr]
+    ref_props.find(q(DS, "DigestValue")).text = _b64(hashlib.sha256(_c14n(sp)).digest())  # type: ignore[union-attr]
+    sv.text = _b64(signer.sign(_c14n(si)))
+    return etree.tostring(sig, xml_declaration=True, encoding="UTF-8")
+
+
+def verify(signature_xml: bytes, documents: dict[str, bytes]) -> x509.Certificate:
+    """Check a submission-set signature: SignedInfo, both references, each document digest.
+
+    Returns the signing certificate; raises ``ProtocolError`` naming what does not match.
+    """
+    sig = safe_parse(signature_xml)
+    ns = {"ds": DS, "xades": XADES}
+    si = sig.find("ds:SignedInfo", ns)
+    if si is None:
+        raise ProtocolError("Signature XAdES sans SignedInfo.", code="XADES_INVALID")
+    cert_b64 = sig.findtext(".//ds:X509Certificate", namespaces=ns) or ""
+    cert = x509.load_der_x509_certificate(base64.b64decode(cert_b64))
+    for ref in si.findall("ds:Reference", ns):
+        target_id = ref.get("URI", "").lstrip("#")
+        target = sig.xpath(f"//*[@Id='{target_id}']")
+        if not target:
+            raise ProtocolError(f"Référence introuvable : {target_id}", code="XADES_INVALID")
+        digest = _b64(hashlib.sha256(_c14n(target[0])).digest())
+        if digest != ref.findtext("ds:DigestValue", namespaces=ns):
+            raise ProtocolError(f"Empreinte invalide pour {target_id}", code="XADES_INVALID")
+    try:
+        cert.public_key().verify(  # type: ignore[union-attr,call-arg]
+            base64.b64decode(sig.findtext("ds:SignatureValue", namespaces=ns) or ""),
+            _c14n(si),
+            padding.PKCS1v15(),  # type: ignore[arg-type]
+            hashes.SHA256(),  # type: ignore[arg-type]
+        )
+    except InvalidSignature as exc:
+        raise ProtocolError("Signature XAdES invalide.", code="XADES_INVALID") from exc
+    for ref in sig.findall(".//ds:Manifest/ds:Reference", ns):
+        uri = ref.get("URI", "")
+        uid = uri.removeprefix("urn:oid:")
+        if uid in documents:
+            digest = _b64(document_digest(documents[uid]))
+            if digest != ref.findtext("ds:DigestValue", namespaces=ns):
+                raise ProtocolError(f"Empreinte du document {uid} invalide.", code="XADES_INVALID")
+    return cert

@@ -1,0 +1,70 @@
+"""XML namespaces of the DMP messages and the hardened parser used for every response."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from ps_agent.dmp.errors import ProtocolError
+
+SOAP = "http://www.w3.org/2003/05/soap-envelope"
+WSA = "http://www.w3.org/2005/08/addressing"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+SAML2 = "urn:oasis:names:tc:SAML:2.0:assertion"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XADES = "http://uri.etsi.org/01903/v1.1.1#"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+XS = "http://www.w3.org/2001/XMLSchema"
+HL7 = "urn:hl7-org:v3"
+XDSB = "urn:ihe:iti:xds-b:2007"
+LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
+RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
+XOP = "http://www.w3.org/2004/08/xop/include"
+HABILITATIONS = "urn:si-dmp-habilitations"
+PATIENTS_SPECIFIC = "urn:si-dmp-patients"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+NSMAP = {
+    "soap": SOAP,
+    "wsa": WSA,
+    "wsse": WSSE,
+    "saml2": SAML2,
+    "ds": DS,
+    "xades": XADES,
+    "xsi": XSI,
+    "xs": XS,
+    "hl7": HL7,
+    "xdsb": XDSB,
+    "lcm": LCM,
+    "rim": RIM,
+    "rs": RS,
+    "query": QUERY,
+    "xop": XOP,
+    "hab": HABILITATIONS,
+    "psp": PATIENTS_SPECIFIC,
+}
+
+
+def q(ns: str, local: str) -> str:
+    """Clark notation ``{ns}local``."""
+    return f"{{{ns}}}{local}"
+
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_blank_text=False
+)
+
+
+def safe_parse(data: bytes) -> etree._Element:
+    """Parse untrusted XML (a DMP answer): no DTD, no entities, no network; DOCTYPE refused."""
+    if not data or not data.strip():
+        raise ProtocolError("La réponse du DMP est vide.", detail="empty body")
+    try:
+        root = etree.fromstring(data, parser=_PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ProtocolError("La réponse du DMP n'est pas un XML valide.", detail=str(exc)) from exc
+    tree = root.getroottree()
+    if tree.docinfo.doctype:
+        raise ProtocolError("La réponse du DMP contient une déclaration DOCTYPE, refusée.", detail="DOCTYPE")
+    return root
