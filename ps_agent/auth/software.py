@@ -1,10 +1,15 @@
-"""A ``Signer`` over an in-memory ``cryptography`` RSA key (establishment PKCS#12, unit tests)."""
+"""A ``Signer`` over an in-memory ``cryptography`` RSA key, and ``SoftwareCredentials`` built on it
+(establishment PKCS#12, tests that need DIRECTE credentials without a card)."""
 
 from __future__ import annotations
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from ps_agent.auth.errors import SessionClosed
+from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 
 
 class SoftwareSigner:
@@ -42,3 +47,75 @@ class SoftwareSigner:
 
     def __repr__(self) -> str:  # never show key material
         return f"SoftwareSigner(subject={self._certificate.subject.rfc4514_string()!r})"
+
+
+class SoftwareCredentials:
+    """``Credentials`` from in-memory keys: tests (DIRECTE without a card) and PKCS#12 establishments.
+
+    ``tls_transport`` uses Python's ``ssl`` (the key is exportable); ``external_tls=True`` sends the
+    TLS client signature through the ``Signer`` interface instead (the card's route, tlslite-ng).
+    """
+
+    def __init__(
+        self,
+        identity: ProfessionalIdentity,
+        mode: AuthMode,
+        auth_cert: x509.Certificate,
+        auth_key: rsa.RSAPrivateKey,
+        sign_cert: x509.Certificate,
+        sign_key: rsa.RSAPrivateKey,
+        chain: list[x509.Certificate] | None = None,
+        *,
+        external_tls: bool = False,
+    ) -> None:
+        self._identity = identity
+        self._mode = AuthMode(mode)
+        self._auth = SoftwareSigner(auth_key, auth_cert, chain)
+        self._sign = SoftwareSigner(sign_key, sign_cert, chain)
+        self._auth_key = auth_key
+        self._external_tls = external_tls
+        self._closed = False
+
+    @property
+    def identity(self) -> ProfessionalIdentity:
+        return self._identity
+
+    @property
+    def mode(self) -> AuthMode:
+        return self._mode
+
+    def vihf_signer(self) -> SoftwareSigner:
+        return self._sign
+
+    def auth_signer(self) -> SoftwareSigner:
+        return self._auth
+
+    def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
+        from ps_agent.auth.tls import make_transport
+
+        self.ensure_active()
+        if self._external_tls:
+            return make_transport(
+                ca_file=ca_file,
+                certificate=self._auth.certificate,
+                chain=self._auth.chain,
+                signer=self._auth,
+                verify_host=verify_host,
+            )
+        return make_transport(
+            ca_file=ca_file,
+            certificate=self._auth.certificate,
+            chain=self._auth.chain,
+            private_key=self._auth_key,
+            verify_host=verify_host,
+        )
+
+    def ensure_active(self) -> None:
+        if self._closed:
+            raise SessionClosed("closed")
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"SoftwareCredentials(id_nat={self._identity.id_nat!r}, mode={self._mode.value})"

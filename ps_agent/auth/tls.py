@@ -1,0 +1,516 @@
+"""Mutual TLS 1.2 towards the DMP, with a key that may never leave the card or the token.
+
+Two routes behind one function, ``make_transport`` (authentication.md §7, dmp-protocol.md §5):
+
+- **software key** (establishment PKCS#12, tests): Python's ``ssl`` through a normal
+  ``httpx.HTTPTransport``. ``ssl`` only loads keys from files, so the key is written to a temporary
+  file **encrypted with a one-time random password**, loaded, and the file is deleted at once.
+- **external signer** (card over PC/SC, PKCS#11 token): ``tlslite-ng``, a pure-Python TLS stack
+  that accepts a key object whose ``sign()`` we implement: the CertificateVerify DigestInfo goes to
+  ``Signer.sign_digest_info`` (card INTERNAL AUTHENTICATE / ``CKM_RSA_PKCS``). Plugged into httpx
+  with public APIs only: an ``httpcore.NetworkBackend`` whose ``start_tls`` runs the tlslite
+  handshake, an ``httpcore.ConnectionPool``, and a small ``httpx.BaseTransport``. tlslite does not
+  check the server certificate: ``cryptography``'s X.509 verifier does it after the handshake.
+  Bulk AES-GCM / ChaCha20 records are delegated to ``cryptography`` (pure Python takes ~1 s per MB).
+
+Why tlslite rather than stunnel + the PKCS#11 engine: it is in-process and portable (Windows has no
+``stunnel -fd`` or Unix sockets), the agent keeps the PIN and the card events, no local port is
+opened, and the same code serves the card (PC/SC) and the Cryptolib (PKCS#11).
+
+Cards sign PKCS#1 v1.5 only, and TLS 1.3 requires RSA-PSS, so the card route is pinned to TLS 1.2
+with PKCS#1 client signatures and the four suites of PDT-INF-579 (``DMP_SUITES``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpcore
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+
+from ps_agent.auth.errors import TlsError
+from ps_agent.auth.model import Signer
+from ps_agent.errors import PsAgentError
+
+# PDT-INF-579v4 suites for LPS access (dmp-protocol.md §5), OpenSSL names, in preference order.
+DMP_SUITES_OPENSSL = (
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-SHA384"
+)
+# The same four suites expressed as tlslite settings (verified to offer exactly these four).
+_TLSLITE_CIPHERS = ["aes256gcm", "aes128gcm", "chacha20-poly1305", "aes256"]
+_TLSLITE_MACS = ["aead", "sha384"]
+
+
+def make_transport(
+    *,
+    ca_file: str | os.PathLike[str],
+    certificate: x509.Certificate,
+    chain: list[x509.Certificate] | None = None,
+    private_key: rsa.RSAPrivateKey | None = None,
+    signer: Signer | None = None,
+    verify_host: bool = True,
+    timeout_s: float = 30.0,
+) -> httpx.BaseTransport:
+    """An httpx transport doing mutual TLS 1.2 with the DMP suites.
+
+    Give ``private_key`` (software key: ``ssl`` route) or ``signer`` (non-exportable key: tlslite
+    route). ``ca_file`` is the PEM bundle trusted for the server; ``verify_host=False`` still
+    verifies the chain but not the host name (test platforms reached by IP).
+    """
+    ca_path = Path(ca_file)
+    if not ca_path.is_file():
+        raise TlsError(
+            f"Le fichier des autorités de certification est introuvable : {ca_path}", code="ca_file"
+        )
+    if (private_key is None) == (signer is None):
+        raise ValueError("give exactly one of private_key or signer")
+    if private_key is not None:
+        return _ssl_transport(ca_path, certificate, chain or [], private_key, verify_host)
+    assert signer is not None
+    return SignerTlsTransport(ca_path, signer, chain=chain, verify_host=verify_host, timeout_s=timeout_s)
+
+
+# ------------------------------------------------------------------------------------- ssl route
+
+
+def client_ssl_context(
+    ca_file: Path,
+    certificate: x509.Certificate,
+    chain: list[x509.Certificate],
+    private_key: rsa.RSAPrivateKey,
+    verify_host: bool = True,
+) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(DMP_SUITES_OPENSSL)
+    ctx.check_hostname = verify_host
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsError(f"Le fichier des autorités de certification est illisible : {ca_file}") from exc
+    password = secrets.token_hex(32)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password.encode()),
+    )
+    certs = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [certificate, *chain])
+    with tempfile.TemporaryDirectory(prefix="ps-agent-tls-") as tmp:
+        key_path, cert_path = Path(tmp, "k.pem"), Path(tmp, "c.pem")
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(pem)  # encrypted with a one-time password, deleted right after loading
+        cert_path.write_bytes(certs)
+        ctx.load_cert_chain(str(cert_path), str(key_path), password=password)
+    return ctx
+
+
+def _ssl_transport(
+    ca_file: Path,
+    certificate: x509.Certificate,
+    chain: list[x509.Certificate],
+    private_key: rsa.RSAPrivateKey,
+    verify_host: bool,
+) -> httpx.BaseTransport:
+    ctx = client_ssl_context(ca_file, certificate, chain, private_key, verify_host)
+    return httpx.HTTPTransport(verify=ctx)
+
+
+# --------------------------------------------------------------------------------- tlslite route
+
+
+def _quiet_tlslite_import() -> None:
+    """tlslite's package __init__ imports asyncore (deprecated): import it once with that warning muted."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import tlslite  # noqa: F401
+
+
+def _install_fast_aead() -> None:
+    """Route tlslite's AES-GCM and ChaCha20-Poly1305 records through ``cryptography`` (once)."""
+    _quiet_tlslite_import()
+    from tlslite import recordlayer
+
+    if getattr(recordlayer, "_ps_agent_fast_aead", False):
+        return
+
+    class _Aead:
+        def __init__(self, key: bytes, name: str, cls: Any) -> None:
+            self.key = bytes(key)
+            self.name = name
+            self.implementation = "cryptography"
+            self.isBlockCipher = False
+            self.isAEAD = True
+            self.nonceLength = 12
+            self.tagLength = 16
+            self._aead = cls(self.key)
+
+        def seal(self, nonce: bytes, plaintext: bytes, data: bytes) -> bytearray:
+            return bytearray(self._aead.encrypt(bytes(nonce), bytes(plaintext), bytes(data)))
+
+        def open(self, nonce: bytes, ciphertext: bytes, data: bytes) -> bytearray | None:
+            try:
+                return bytearray(self._aead.decrypt(bytes(nonce), bytes(ciphertext), bytes(data)))
+            except Exception:  # InvalidTag: tlslite expects None and sends bad_record_mac
+                return None
+
+    def create_aes_gcm(key: bytes, impl_list: Any = None) -> _Aead:
+        return _Aead(key, "aes128gcm" if len(key) == 16 else "aes256gcm", AESGCM)
+
+    def create_chacha(key: bytes, impl_list: Any = None) -> _Aead:
+        return _Aead(key, "chacha20-poly1305", ChaCha20Poly1305)
+
+    recordlayer.createAESGCM = create_aes_gcm
+    recordlayer.createCHACHA20 = create_chacha
+    recordlayer._ps_agent_fast_aead = True
+
+
+def _signer_key(signer: Signer) -> Any:
+    """A tlslite RSA key object whose private operation is the external signer."""
+    from tlslite.utils.python_rsakey import Python_RSAKey
+
+    public = signer.certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise TlsError("Seules les clés RSA sont prises en charge pour l'authentification TLS.")
+    numbers = public.public_numbers()
+
+    class ExternalRSAKey(Python_RSAKey):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(numbers.n, numbers.e)
+            self._lock = threading.Lock()
+
+        def hasPrivateKey(self) -> bool:
+            return True
+
+        def sign(
+            self, data: bytes, padding: str = "pkcs1", hashAlg: Any = None, saltLen: Any = None
+        ) -> bytearray:
+            if padding.lower() != "pkcs1":
+                raise TlsError("La carte ne sait signer qu'en PKCS#1 v1.5 (RSA-PSS refusé).")
+            if hashAlg is not None:
+                data = self.addPKCS1Prefix(data, hashAlg)
+            with self._lock:  # one card / token operation at a time
+                return bytearray(signer.sign_digest_info(bytes(data)))
+
+    return ExternalRSAKey()
+
+
+def _handshake_settings() -> Any:
+    from tlslite.handshakesettings import HandshakeSettings
+
+    settings = HandshakeSettings()
+    settings.minVersion = (3, 3)
+    settings.maxVersion = (3, 3)
+    settings.cipherNames = list(_TLSLITE_CIPHERS)
+    settings.macNames = list(_TLSLITE_MACS)
+    settings.keyExchangeNames = ["ecdhe_rsa"]
+    settings.rsaSchemes = ["pkcs1"]  # cards sign PKCS#1 v1.5 only
+    settings.rsaSigHashes = ["sha256", "sha384", "sha512"]
+    settings.certificate_compression_send = []
+    settings.useEncryptThenMAC = True
+    return settings
+
+
+def verify_server_chain(
+    der_chain: list[bytes], roots: list[x509.Certificate], host: str, verify_host: bool
+) -> x509.Certificate:
+    """Verify the server's chain against ``roots`` (and its name unless ``verify_host`` is False)."""
+    if not der_chain:
+        raise TlsError("Le serveur n'a présenté aucun certificat.", code="tls_no_server_cert")
+    certs = [x509.load_der_x509_certificate(d) for d in der_chain]
+    leaf, intermediates = certs[0], certs[1:]
+    store = Store(roots)
+    try:
+        if verify_host:
+            try:
+                subject: x509.verification.Subject = x509.IPAddress(ipaddress.ip_address(host))
+            except ValueError:
+                subject = x509.DNSName(host)
+            PolicyBuilder().store(store).build_server_verifier(subject).verify(leaf, intermediates)
+        else:
+            PolicyBuilder().store(store).extension_policies(
+                ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all()
+            ).build_client_verifier().verify(leaf, intermediates)
+    except VerificationError as exc:
+        raise TlsError(
+            "Le certificat du serveur n'est pas reconnu (autorité inconnue, nom ou dates invalides) : "
+            "connexion refusée.",
+            code="tls_server_untrusted",
+        ) from exc
+    return leaf
+
+
+def load_roots(ca_file: Path) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(ca_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TlsError(f"Le fichier des autorités de certification est illisible : {ca_file}") from exc
+
+
+class _TlsliteStream(httpcore.NetworkStream):
+    def __init__(self, sock: socket.socket, conn: Any = None) -> None:
+        self._sock = sock
+        self._conn = conn
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._sock.settimeout(timeout)
+        try:
+            if self._conn is None:
+                return self._sock.recv(max_bytes)
+            return bytes(self._conn.recv(max_bytes))
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc)) from exc
+        except Exception as exc:  # tlslite alerts / abrupt close
+            raise httpcore.ReadError(f"TLS: {exc!r}") from exc
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        self._sock.settimeout(timeout)
+        try:
+            if self._conn is None:
+                self._sock.sendall(buffer)
+            else:
+                self._conn.sendall(buffer)
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+        except Exception as exc:
+            raise httpcore.WriteError(f"TLS: {exc!r}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        raise NotImplementedError  # replaced by _PlainStream.start_tls
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            import select
+
+            try:
+                readable, _, _ = select.select([self._sock], [], [], 0)
+            except (OSError, ValueError):
+                return True
+            return bool(readable)
+        if info == "socket":
+            return self._sock
+        if info == "server_addr":
+            return self._sock.getpeername()
+        if info == "client_addr":
+            return self._sock.getsockname()
+        return None
+
+
+class _PlainStream(_TlsliteStream):
+    def __init__(self, sock: socket.socket, backend: _TlsliteBackend) -> None:
+        super().__init__(sock)
+        self._backend = backend
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return self._backend.handshake(self._sock, server_hostname or "", timeout)
+
+
+class _TlsliteBackend(httpcore.NetworkBackend):
+    def __init__(
+        self, signer: Signer, chain: list[x509.Certificate], roots: list[x509.Certificate], verify_host: bool
+    ) -> None:
+        from tlslite.x509 import X509
+        from tlslite.x509certchain import X509CertChain
+
+        _install_fast_aead()
+        self._signer = signer
+        self._roots = roots
+        self._verify_host = verify_host
+        certs = [signer.certificate, *chain]
+        x509s = []
+        for cert in certs:
+            item = X509()
+            item.parseBinary(bytearray(cert.public_bytes(serialization.Encoding.DER)))
+            x509s.append(item)
+        self._cert_chain = X509CertChain(x509s)
+        self._key = _signer_key(signer)
+        self._settings = _handshake_settings()
+        self.server_certificates: list[x509.Certificate] = []
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            sock = socket.create_connection((host, port), timeout)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _PlainStream(sock, self)
+
+    def handshake(self, sock: socket.socket, host: str, timeout: float | None) -> httpcore.NetworkStream:
+        from tlslite.tlsconnection import TLSConnection
+
+        conn = TLSConnection(sock)
+        sock.settimeout(timeout)
+        try:
+            sni = host
+            try:
+                ipaddress.ip_address(host)
+                sni = None  # tlslite refuses an IP address as SNI
+            except ValueError:
+                pass
+            conn.handshakeClientCert(self._cert_chain, self._key, settings=self._settings, serverName=sni)
+        except PsAgentError:
+            with contextlib.suppress(Exception):
+                sock.close()
+            raise
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except Exception as exc:  # TLSRemoteAlert, TLSLocalAlert, TLSAbruptCloseError, OSError
+            sock.close()
+            raise TlsError(
+                f"La connexion sécurisée (TLS) avec le serveur a échoué : {exc}", code="tls_handshake"
+            ) from exc
+        chain = conn.session.serverCertChain
+        der = [bytes(c.writeBytes()) for c in chain.x509List] if chain else []
+        try:
+            verify_server_chain(der, self._roots, host, self._verify_host)
+        except TlsError:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        return _TlsliteStream(sock, conn)
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _map_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        if hasattr(self._stream, "close"):
+            self._stream.close()
+
+
+_ERRORS: list[tuple[type[Exception], type[Exception]]] = [
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+]
+
+
+@contextlib.contextmanager
+def _map_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class SignerTlsTransport(httpx.BaseTransport):
+    """httpx transport: mutual TLS 1.2 (tlslite-ng) whose client key is an external ``Signer``.
+
+    Keep one transport per session: connections are kept alive, and every new connection costs one
+    card signature.
+    """
+
+    def __init__(
+        self,
+        ca_file: Path,
+        signer: Signer,
+        *,
+        chain: list[x509.Certificate] | None = None,
+        verify_host: bool = True,
+        timeout_s: float = 30.0,
+    ) -> None:
+        roots = load_roots(ca_file)
+        self._backend = _TlsliteBackend(
+            signer, chain if chain is not None else signer.chain, roots, verify_host
+        )
+        # httpcore wants an SSLContext even though tlslite does the TLS: give a cheap one.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+            network_backend=self._backend,
+            http1=True,
+            http2=False,
+            max_connections=4,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _map_errors():
+            resp = self._pool.handle_request(core_request)
+        return httpx.Response(
+            status_code=resp.status,
+            headers=resp.headers,
+            stream=_ResponseStream(resp.stream),
+            extensions=resp.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
