@@ -1,0 +1,214 @@
+"""Exports of the audit journal: FHIR R4 ``AuditEvent`` resources in a ``Bundle`` (JSON), and CSV.
+
+FHIR mapping (R4, http://hl7.org/fhir/R4/auditevent.html):
+- ``type``: DICOM DCM 110110 "Patient Record" for DMP actions, 110114 "User Authentication" for ``auth.*``;
+- ``subtype``: the agent's action code (system ``ACTION_SYSTEM``) and, when known, the DMP transaction
+  (``TD0.2``... system ``TRANSACTION_SYSTEM``);
+- ``action``: C create (deposit, consent), R read (retrieve), U update (mask, unmask, make visible,
+  archive), D delete, E execute (status, search, emergency opening, login...);
+- ``outcome``: 0 success (and "pending"), 4 refused (minor failure), 8 error (serious failure);
+- ``agent[0]``: the user (``who.identifier`` = PS national id, system urn:oid:1.2.250.1.71.4.2.1),
+  ``requestor`` true; ``agent[1]`` the author the action was done for (AIR/INDIRECTE deposits);
+- ``source``: the agent software, ``site`` = structure id;
+- ``entity``: the patient (INS matricule with its OID as identifier system) and each document id;
+- ``purposeOfEvent``: v3-ActReason BTG (bris de glace), ETREAT (centre 15), TREAT otherwise.
+The chain position and hash travel in ``extension`` so an exported file can be checked against the journal.
+
+CSV: one row per record, every field, document ids joined by ``;``. Cells that a spreadsheet would
+take for a formula (starting with = + - @) are prefixed with an apostrophe (CSV injection).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections.abc import Iterable
+from typing import IO, Any
+
+from ps_agent.audit.journal import AuditRecord, record_to_dict
+
+ACTION_SYSTEM = "urn:ps-agent:audit-action"
+TRANSACTION_SYSTEM = "urn:ps-agent:dmp-transaction"
+HASH_EXTENSION = "urn:ps-agent:fhir:StructureDefinition:audit-chain"
+PS_ID_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"  # national id of health professionals (PSIdNat) [I]
+STRUCTURE_ID_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"  # structure national id [I]
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+OBJECT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+SOURCE_NAME = "ps-agent"
+
+_ACTION_CODES = {
+    "dmp.deposit": "C",
+    "dmp.deposit_batch": "C",
+    "dmp.consent": "C",
+    "dmp.vaccination": "C",
+    "dmp.retrieve": "R",
+    "dmp.mask": "U",
+    "dmp.unmask": "U",
+    "dmp.make_visible": "U",
+    "dmp.archive": "U",
+    "dmp.unarchive": "U",
+    "dmp.delete": "D",
+    "dmp.consent_remove": "D",
+}
+_OUTCOMES = {"success": "0", "pending": "0", "refused": "4", "error": "8"}
+_PURPOSES = {
+    "bris_de_glace": ("BTG", "break the glass"),
+    "centre_15": ("ETREAT", "Emergency Treatment"),
+    "normal": ("TREAT", "treatment"),
+}
+CSV_COLUMNS = (
+    "seq",
+    "timestamp",
+    "clock_note",
+    "action",
+    "outcome",
+    "actor_id_nat",
+    "actor_name",
+    "actor_profession",
+    "auth_mode",
+    "card_serial",
+    "structure_id",
+    "patient_ins",
+    "transaction",
+    "document_ids",
+    "access_mode",
+    "reason",
+    "error_code",
+    "detail",
+    "on_behalf_of",
+    "rule_id",
+    "prev_hash",
+    "hash",
+)
+
+
+def fhir_action(action: str) -> str:
+    return _ACTION_CODES.get(action, "E")
+
+
+def to_fhir(record: AuditRecord) -> dict[str, Any]:
+    """One FHIR R4 AuditEvent resource for ``record``."""
+    ev = record.event
+    is_auth = ev.action.startswith("auth.")
+    resource: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": f"ps-agent-{record.seq}",
+        "extension": [
+            {
+                "url": HASH_EXTENSION,
+                "extension": [
+                    {"url": "seq", "valueInteger": record.seq},
+                    {"url": "prevHash", "valueString": record.prev_hash},
+                    {"url": "hash", "valueString": record.hash},
+                ],
+            }
+        ],
+        "type": (
+            {"system": DCM, "code": "110114", "display": "User Authentication"}
+            if is_auth
+            else {"system": DCM, "code": "110110", "display": "Patient Record"}
+        ),
+        "subtype": [{"system": ACTION_SYSTEM, "code": ev.action}],
+        "action": fhir_action(ev.action),
+        "recorded": record.timestamp,
+        "outcome": _OUTCOMES.get(ev.outcome, "12"),
+    }
+    if ev.transaction:
+        resource["subtype"].append({"system": TRANSACTION_SYSTEM, "code": ev.transaction})
+    desc = [p for p in (ev.outcome if ev.outcome == "pending" else "", ev.error_code, ev.detail) if p]
+    if desc:
+        resource["outcomeDesc"] = " — ".join(desc)
+    code, display = _PURPOSES.get(ev.access_mode, _PURPOSES["normal"])
+    resource["purposeOfEvent"] = [{"coding": [{"system": ACT_REASON, "code": code, "display": display}]}]
+    if ev.reason:
+        resource["purposeOfEvent"][0]["text"] = ev.reason
+    user: dict[str, Any] = {
+        "who": {
+            "identifier": {"system": PS_ID_SYSTEM, "value": ev.actor_id_nat},
+            "display": ev.actor_name,
+        },
+        "requestor": True,
+    }
+    if ev.actor_profession:
+        user["role"] = [{"text": ev.actor_profession}]
+    if ev.auth_mode:
+        user["type"] = {"text": ev.auth_mode}
+    if ev.card_serial:
+        user["altId"] = ev.card_serial
+    agents = [user]
+    if ev.on_behalf_of:
+        agents.append(
+            {
+                "who": {"identifier": {"system": PS_ID_SYSTEM, "value": ev.on_behalf_of}},
+                "requestor": False,
+                "role": [{"text": "auteur"}],
+            }
+        )
+    resource["agent"] = agents
+    source: dict[str, Any] = {"observer": {"display": SOURCE_NAME}}
+    if ev.structure_id:
+        source["site"] = ev.structure_id
+        source["observer"]["identifier"] = {"system": STRUCTURE_ID_SYSTEM, "value": ev.structure_id}
+    resource["source"] = source
+    entities: list[dict[str, Any]] = []
+    if ev.patient_ins:
+        matricule, _, oid = ev.patient_ins.partition("^")
+        ident: dict[str, Any] = {"value": matricule}
+        if oid:
+            ident["system"] = f"urn:oid:{oid}"
+        entities.append(
+            {
+                "what": {"identifier": ident},
+                "type": {"system": OBJECT_TYPE, "code": "1", "display": "Person"},
+                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+            }
+        )
+    for doc_id in ev.document_ids:
+        entities.append(
+            {
+                "what": {"identifier": {"value": doc_id}},
+                "type": {"system": OBJECT_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
+            }
+        )
+    if ev.rule_id:
+        entities.append(
+            {
+                "what": {"display": "politique d'accès"},
+                "type": {"system": OBJECT_TYPE, "code": "4", "display": "Other"},
+                "detail": [{"type": "rule_id", "valueString": ev.rule_id}],
+            }
+        )
+    if entities:
+        resource["entity"] = entities
+    return resource
+
+
+def write_fhir_bundle(records: Iterable[AuditRecord], out: IO[str]) -> int:
+    """Write a FHIR ``Bundle`` (type ``collection``) of AuditEvents; return the number of entries."""
+    entries = [{"fullUrl": f"urn:uuid:{uuid.UUID(r.hash[:32])}", "resource": to_fhir(r)} for r in records]
+    bundle = {"resourceType": "Bundle", "type": "collection", "total": len(entries), "entry": entries}
+    json.dump(bundle, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+    return len(entries)
+
+
+def _cell(value: object) -> str:
+    text = ";".join(value) if isinstance(value, list) else str(value)
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+def write_csv(records: Iterable[AuditRecord], out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for record in records:
+        data = record_to_dict(record)
+        writer.writerow([_cell(data[c]) for c in CSV_COLUMNS])
+        n += 1
+    return n
