@@ -202,11 +202,30 @@ class Decision:
 
 
 class HabilitationMatrix(Protocol):
-    """What the policy needs from ``cda.habilitations`` (injectable for tests)."""
+    """What the policy needs from ``cda.habilitations`` (injectable for tests): ``decide`` returns an object
+    with ``read``, ``write`` and ``rule`` (``rule.status`` like "read=CONFIRMED; write=INFERRED", or None
+    when no row matches); ``explain`` gives the French sentence."""
 
-    def can_read(self, profession_code: str, specialty_code: str, type_code: str) -> bool: ...
+    def decide(
+        self, profession_code: str, specialty_code: str, type_code: str, *, role: str = ""
+    ) -> object: ...
 
-    def can_write(self, profession_code: str, specialty_code: str, type_code: str) -> bool: ...
+    def explain(
+        self,
+        profession_code: str,
+        specialty_code: str,
+        type_code: str,
+        *,
+        action: str = "read",
+        role: str = "",
+    ) -> str: ...
+
+
+@dataclass(frozen=True)
+class MatrixAnswer:
+    allowed: bool | None  # None: the matrix is unavailable or does not know the code (GEN-04)
+    confirmed: bool  # the deciding row is CONFIRMED for this action (HAB-03)
+    sentence: str  # French explanation ("Les pharmaciens n'ont pas accès ...")
 
 
 def _default_matrix() -> object | None:
@@ -286,31 +305,31 @@ class AccessPolicy:
             raise error_for(decision)
         return decision
 
-    def hidden_types_explanation(self, identity: ProfessionalIdentity) -> list[str]:
-        """French sentences describing what the matrix hides from this profession (HAB-01, HAB-03)."""
-        matrix = self._matrix
-        if matrix is None:
+    def hidden_types_explanation(self, identity: ProfessionalIdentity, *, role: str = "") -> list[str]:
+        """French sentences describing what the matrix hides from this profession (HAB-01): one per
+        document class when the whole class is hidden, else one per type. Empty without a matrix."""
+        if self._matrix is None:
             return []
         if is_non_ps(identity):
             return [MSG_NON_PS]
-        hidden = getattr(matrix, "hidden_types_explanation", None) or getattr(matrix, "hidden_for", None)
-        if callable(hidden):
-            try:
-                result = hidden(identity.profession_code, identity.specialty_code)
-            except TypeError:
-                result = None
-            if result is not None:
-                return [str(s) for s in result]
+        types = _dmp_types()
+        hidden_by_class: dict[tuple[str, str], list[str]] = {}
+        all_by_class: dict[tuple[str, str], list[str]] = {}
+        for code, class_code, class_label in types:
+            all_by_class.setdefault((class_code, class_label), []).append(code)
+            answer = self.matrix_answer(identity, code, action="read", role=role)
+            if answer.allowed is False:
+                hidden_by_class.setdefault((class_code, class_label), []).append(code)
+        who = _plural(identity)
         sentences: list[str] = []
-        for type_code in _dmp_type_codes():
-            try:
-                readable = matrix.can_read(identity.profession_code, identity.specialty_code, type_code)  # type: ignore[attr-defined]
-            except Exception:  # noqa: S112 - an unknown code must not break the explanation
-                continue
-            if not readable:
-                sentence = self._explain(identity, type_code)
-                if sentence and sentence not in sentences:
-                    sentences.append(sentence)
+        for (class_code, class_label), hidden in hidden_by_class.items():
+            if len(hidden) == len(all_by_class[(class_code, class_label)]) and len(hidden) > 1:
+                sentences.append(f"{who} n'ont pas accès aux documents de la classe « {class_label} ».")
+            else:
+                for code in hidden:
+                    sentence = self.matrix_answer(identity, code, action="read", role=role).sentence
+                    if sentence and sentence not in sentences:
+                        sentences.append(sentence)
         return sentences
 
     # -- steps ----------------------------------------------------------------------------------
@@ -335,6 +354,9 @@ class AccessPolicy:
     def _identity(self, *, patient: PatientRef, **_: object) -> Decision | None:
         if not patient.ins.strip() or patient.oid not in INS_OIDS:
             return self._refuse("ID-01", MSG_INS_MISSING, "DENIED_INS")
+        problem = _ins_problem(patient)
+        if problem:
+            return self._refuse("ID-01", _join(MSG_INS_MISSING, problem), "DENIED_INS")
         if patient.ins_status != "QUAL":
             # ID-02: only a qualified identity lets the INS matricule be used to share data (message ID-05).
             return self._refuse("ID-02", MSG_INS_NOT_QUALIFIED, "DENIED_INS")
@@ -419,6 +441,8 @@ class AccessPolicy:
         action: Action,
         identity: ProfessionalIdentity,
         type_code: str | None,
+        dmp: DmpState | None,
+        access_mode: AccessMode,
         **_: object,
     ) -> Decision | None:
         if not type_code:
@@ -426,17 +450,14 @@ class AccessPolicy:
         if action is Action.DEPOSIT:
             if not is_non_ps(identity) and type_code.upper().startswith(NOT_PS_AUTHORED_PREFIXES):
                 return self._refuse("DEP-02", MSG_NOT_PS_AUTHORED.format(type_code=type_code), "DENIED_TYPE")
-            verdict = self._matrix_verdict("can_write", identity, type_code)
-            if verdict is False:
-                return self._refuse(
-                    "HAB-01", self._explain(identity, type_code) or MSG_MATRIX_WRITE, "DENIED_MATRIX"
-                )
+            answer = self.matrix_answer(identity, type_code, action="write")
+            if answer.allowed is False and (answer.confirmed or PREBLOCK_INFERRED_MATRIX_ROWS):
+                return self._refuse("HAB-01", answer.sentence or MSG_MATRIX_WRITE, "DENIED_MATRIX")
         elif action is Action.RETRIEVE:
-            verdict = self._matrix_verdict("can_read", identity, type_code)
-            if verdict is False:
-                return self._refuse(
-                    "HAB-03", self._explain(identity, type_code) or MSG_MATRIX_READ, "DENIED_MATRIX"
-                )
+            role = _matrix_role(dmp, access_mode)
+            answer = self.matrix_answer(identity, type_code, action="read", role=role)
+            if answer.allowed is False and (answer.confirmed or PREBLOCK_INFERRED_MATRIX_ROWS):
+                return self._refuse("HAB-03", _join(MSG_MATRIX_READ, answer.sentence), "DENIED_MATRIX")
         return None
 
     def _allowed(
@@ -472,89 +493,85 @@ class AccessPolicy:
         return Decision(True, "GEN-01", MSG_DMP_DECIDES)
 
     # -- matrix helpers -------------------------------------------------------------------------
-    def _matrix_verdict(self, fn: str, identity: ProfessionalIdentity, type_code: str) -> bool | None:
-        """False only when the matrix refuses *and* the row may pre-block (HAB-03); None = unknown/allowed."""
+    def matrix_answer(
+        self, identity: ProfessionalIdentity, type_code: str, *, action: str = "read", role: str = ""
+    ) -> MatrixAnswer:
+        """What the habilitation matrix says for this professional and type (never raises)."""
         matrix = self._matrix
-        if matrix is None or is_non_ps(identity):
-            return None
+        if matrix is None:
+            return MatrixAnswer(None, False, "")
+        prof, spec = identity.profession_code, identity.specialty_code
         try:
-            allowed = getattr(matrix, fn)(identity.profession_code, identity.specialty_code, type_code)
-        except Exception:  # unknown code in the matrix: let the DMP decide (GEN-04)
-            return None
-        if allowed:
-            return None
-        if PREBLOCK_INFERRED_MATRIX_ROWS:
-            return False
-        confirmed = self._is_confirmed(fn, identity, type_code)
-        return False if confirmed else None
-
-    def _is_confirmed(self, fn: str, identity: ProfessionalIdentity, type_code: str) -> bool:
-        """Ask the matrix whether the row is CONFIRMED; unknown -> False (do not pre-block)."""
-        matrix = self._matrix
-        probe = getattr(matrix, "is_confirmed", None)
-        if callable(probe):
+            decision = matrix.decide(prof, spec, type_code, role=role)  # type: ignore[attr-defined]
+        except Exception:  # unknown code or matrix error: let the DMP decide (GEN-04)
+            return MatrixAnswer(None, False, "")
+        allowed = bool(getattr(decision, "write" if action == "write" else "read", False))
+        rule = getattr(decision, "rule", None)
+        status = str(getattr(rule, "status", "") or "")
+        confirmed = f"{action}=CONFIRMED" in status.replace(" ", "")
+        sentence = ""
+        if not allowed:
             try:
-                return bool(
-                    probe(
-                        identity.profession_code,
-                        identity.specialty_code,
-                        type_code,
-                        "read" if fn == "can_read" else "write",
-                    )
+                sentence = str(
+                    matrix.explain(prof, spec, type_code, action=action, role=role) or ""  # type: ignore[attr-defined]
                 )
-            except TypeError:
-                try:
-                    return bool(probe(identity.profession_code, identity.specialty_code, type_code))
-                except Exception:
-                    return False
             except Exception:
-                return False
-        return False
-
-    def _explain(self, identity: ProfessionalIdentity, type_code: str) -> str:
-        matrix = self._matrix
-        explain = getattr(matrix, "explain", None) if matrix is not None else None
-        if callable(explain):
-            try:
-                return str(explain(identity.profession_code, identity.specialty_code, type_code) or "")
-            except Exception:
-                return ""
-        return ""
+                sentence = ""
+        return MatrixAnswer(allowed, confirmed, sentence)
 
     def matrix_notice(self, identity: ProfessionalIdentity, type_code: str, *, write: bool = False) -> str:
         """French explanation when the matrix says no for this type (whatever the row's confidence);
         "" when it allows or does not know. For the UI to explain a document the DMP did not return."""
-        matrix = self._matrix
-        if matrix is None or is_non_ps(identity):
+        answer = self.matrix_answer(identity, type_code, action="write" if write else "read")
+        if answer.allowed is not False:
             return ""
-        try:
-            ok = getattr(matrix, "can_write" if write else "can_read")(
-                identity.profession_code, identity.specialty_code, type_code
-            )
-        except Exception:
-            return ""
-        if ok:
-            return ""
-        return self._explain(identity, type_code) or (MSG_MATRIX_WRITE if write else MSG_MATRIX_READ)
+        return answer.sentence or (MSG_MATRIX_WRITE if write else MSG_MATRIX_READ)
+
+
+def _matrix_role(dmp: DmpState | None, access_mode: AccessMode) -> str:
+    """GEN-04: role rows apply only when the role is established (centre 15, DMP médecin traitant)."""
+    if access_mode is AccessMode.CENTRE_15:
+        return "REGULATEUR"
+    if dmp is not None and dmp.is_medecin_traitant:
+        return "MEDECIN_TRAITANT"
+    return ""
+
+
+def _plural(identity: ProfessionalIdentity) -> str:
+    try:
+        from cda.habilitations import PROFESSION_PLURALS
+    except ImportError:  # pragma: no cover
+        PROFESSION_PLURALS = {}
+    label = identity.profession_label or identity.profession_code
+    return PROFESSION_PLURALS.get(identity.profession_code, f"Les professionnels ({label})")
+
+
+def _ins_problem(patient: PatientRef) -> str:
+    """The CDA library's INS check (format + NIR key); "" when fine or when the library is absent."""
+    try:
+        from cda.errors import CdaError
+        from cda.ins import check_ins
+    except ImportError:  # pragma: no cover
+        return ""
+    try:
+        check_ins(patient.ins, patient.oid)
+    except CdaError as exc:
+        return exc.message_fr
+    return ""
 
 
 def _join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _dmp_type_codes() -> list[str]:
-    """DMP-accepted type codes, from ``cda.valuesets`` when available."""
+def _dmp_types() -> list[tuple[str, str, str]]:
+    """(type code, class code, class label) of the DMP-accepted types, from ``cda.valuesets``."""
     try:
         from cda import valuesets
     except ImportError:  # pragma: no cover
         return []
-    for name in ("dmp_type_codes", "DMP_TYPE_CODES", "accepted_type_codes", "ACCEPTED_TYPE_CODES"):
-        value = getattr(valuesets, name, None)
-        if callable(value):
-            value = value()
-        if value:
-            return sorted(str(v) for v in value)
-    return []
+    table = valuesets.document_types()
+    return [(c, table[c].class_code, table[c].class_label) for c in valuesets.dmp_type_codes()]
 
 
 __all__ = [

@@ -463,6 +463,12 @@ class AuditJournal:
             for row in conn.execute(sql, params):
                 yield _row_to_record(row)
 
+    def last_seq(self) -> int:
+        """``seq`` of the last record (0 when empty)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(seq) FROM audit_records").fetchone()
+        return int(row[0] or 0)
+
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM audit_records").fetchone()[0])

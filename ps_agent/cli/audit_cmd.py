@@ -1,9 +1,163 @@
-"""`ps-agent audit ...` commands (placeholder until its issue lands)."""
+"""``ps-agent audit verify|export|list``: check and export the local audit journal.
+
+- ``verify [--journal PATH]``: exit 0 when the chain is intact, 1 naming the first bad record, 2 when
+  the journal file does not exist.
+- ``export --format fhir|csv [--out FILE] [--patient INS] [--since DATE] [--until DATE] [--action A]
+  [--force]``: FHIR R4 Bundle of AuditEvents or CSV. The journal is verified first; a journal that does
+  not verify is not exported unless ``--force`` (the export would look trustworthy when it is not).
+- ``list [filters] [--limit N]``: the records as text, most recent last.
+
+Default journal: ``ps_agent.config.AgentConfig.default().audit_path`` (``$PS_AGENT_HOME`` or
+``~/.local/share/ps-agent``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+from ps_agent.audit.errors import AuditError
+from ps_agent.audit.journal import AuditJournal
+from ps_agent.errors import PsAgentError
+
+
+class JournalMissing(AuditError):
+    exit_code = 2
+
+
+def default_journal_path() -> Path:
+    """The agent's configured journal path (``ps_agent.config``), else the documented default."""
+    try:
+        from ps_agent.config import AgentConfig
+
+        return Path(AgentConfig.default().audit_path)
+    except (ImportError, AttributeError, PsAgentError):
+        home = os.environ.get("PS_AGENT_HOME")
+        base = Path(home).expanduser() if home else Path.home() / ".local" / "share" / "ps-agent"
+        return base / "audit.sqlite3"
+
+
+def _open(args: argparse.Namespace) -> AuditJournal:
+    path = Path(args.journal) if args.journal else default_journal_path()
+    if not path.is_file():
+        raise JournalMissing(f"Journal d'audit introuvable : {path}", code="AUDIT_MISSING")
+    return AuditJournal(path)
+
+
+def _filters(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if args.patient:
+        out["patient_ins"] = args.patient
+    if args.since:
+        out["since"] = args.since
+    if args.until:
+        out["until"] = args.until
+    if args.action:
+        out["action"] = args.action
+    return out
+
+
+def _verify(args: argparse.Namespace) -> int:
+    with _open(args) as journal:
+        result = journal.verify()
+    if result.ok:
+        print(result.message_fr)
+        return 0
+    print(
+        f"ÉCHEC de la vérification du journal d'audit ({result.count} enregistrement(s) lus).",
+        file=sys.stderr,
+    )
+    for problem in result.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    if result.first_bad_seq is not None:
+        print(f"Premier enregistrement en cause : n° {result.first_bad_seq}", file=sys.stderr)
+    return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _open(args) as journal:
+        result = journal.verify()
+        if not result.ok:
+            print(f"Attention : {result.message_fr}", file=sys.stderr)
+            if not args.force:
+                print(
+                    "Export refusé : le journal ne vérifie pas (--force pour exporter quand même).",
+                    file=sys.stderr,
+                )
+                return 1
+        filters = _filters(args)
+        if args.out:
+            out_path = Path(args.out)
+            tmp = out_path.with_name(out_path.name + ".part")
+            with open(tmp, "w", encoding="utf-8", newline="") as out:
+                n = (
+                    journal.export_fhir(out, **filters)
+                    if args.format == "fhir"
+                    else journal.export_csv(out, **filters)
+                )
+            tmp.replace(out_path)
+            print(f"{n} enregistrement(s) exporté(s) vers {out_path}.", file=sys.stderr)
+        else:
+            out = sys.stdout
+            n = (
+                journal.export_fhir(out, **filters)
+                if args.format == "fhir"
+                else journal.export_csv(out, **filters)
+            )
+            out.flush()
+            print(f"{n} enregistrement(s) exporté(s).", file=sys.stderr)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as journal:
+        records = journal.records(**_filters(args))  # type: ignore[arg-type]
+    if args.limit:
+        records = records[-args.limit :]
+    for r in records:
+        e = r.event
+        extra = f" motif=« {e.reason} »" if e.reason else ""
+        docs = f" documents={','.join(e.document_ids)}" if e.document_ids else ""
+        print(
+            f"{r.seq:>6} {r.timestamp} {e.action:<16} {e.outcome:<8} {e.actor_id_nat} ({e.actor_name}) "
+            f"{e.auth_mode} patient={e.patient_ins or '-'} {e.transaction}{docs} mode={e.access_mode}"
+            f"{extra}{' erreur=' + e.error_code if e.error_code else ''}"
+        )
+    return 0
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patient", metavar="INS", help="INS du patient (matricule, avec ou sans ^OID)")
+    p.add_argument("--since", metavar="DATE", help="à partir de (AAAA-MM-JJ ou horodatage ISO, UTC)")
+    p.add_argument("--until", metavar="DATE", help="jusqu'au (AAAA-MM-JJ inclus, ou horodatage ISO exclu)")
+    p.add_argument("--action", help="action exacte (dmp.deposit) ou préfixe terminé par un point (dmp.)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    subparsers.add_parser("audit", help="(pas encore disponible)")
+    audit = subparsers.add_parser("audit", help="journal d'audit : vérification et export")
+    sub = audit.add_subparsers(dest="audit_command", metavar="SOUS-COMMANDE")
+    audit.set_defaults(func=lambda _a: (audit.print_help(), 2)[1])
+
+    verify = sub.add_parser("verify", help="vérifier l'intégrité du journal (chaînage SHA-256)")
+    verify.add_argument(
+        "--journal", metavar="CHEMIN", help="fichier du journal (défaut : dossier de l'agent)"
+    )
+    verify.set_defaults(func=_verify)
+
+    export = sub.add_parser("export", help="exporter le journal (FHIR AuditEvent JSON ou CSV)")
+    export.add_argument(
+        "--journal", metavar="CHEMIN", help="fichier du journal (défaut : dossier de l'agent)"
+    )
+    export.add_argument("--format", choices=("fhir", "csv"), required=True)
+    export.add_argument("--out", metavar="FICHIER", help="fichier de sortie (défaut : sortie standard)")
+    export.add_argument("--force", action="store_true", help="exporter même si le journal ne vérifie pas")
+    _add_filters(export)
+    export.set_defaults(func=_export)
+
+    show = sub.add_parser("list", help="afficher les enregistrements")
+    show.add_argument("--journal", metavar="CHEMIN", help="fichier du journal (défaut : dossier de l'agent)")
+    show.add_argument("--limit", type=int, default=0, help="n'afficher que les N derniers")
+    _add_filters(show)
+    show.set_defaults(func=_list)
