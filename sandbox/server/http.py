@@ -1,0 +1,407 @@
+"""HTTPS server: ``ThreadingHTTPServer`` + ``ssl`` (client certificate required, TLS 1.2+), HTTP/1.1
+keep-alive, request size limit, SOAP/MTOM decoding, VIHF verification, fault injection, dispatch to the
+domain layer, SOAP 1.2 (MTOM) responses and faults. Loopback only.
+
+The TLS handshake runs in the connection's worker thread (not in the accept loop), so a slow or hostile
+client never blocks other clients. A client certificate that does not chain to the test PKI, or that has
+expired, fails the handshake itself (TLS alert), as on the real DMP front end.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
+from lxml import etree
+
+from sandbox.server import mtom, soap, xmlsafe
+from sandbox.server.context import Caller, Service, SoapFault, SoapRequest, SoapResponse
+from sandbox.server.faults import INJECTED_FAULT_REASON, NORMAL, FaultConfig, FaultConfigError, FaultInjector
+from sandbox.server.vihf import VihfVerifier, partial_caller
+
+log = logging.getLogger("sandbox.server")
+
+# [I] Request size limit: a deposit carries CDA documents (with embedded PDF) of a few MB; 20 MiB leaves
+# room for several documents per submission while bounding memory per connection.
+MAX_REQUEST_BYTES = 20 * 1024 * 1024
+# Idle keep-alive connections are closed after this many seconds.
+IDLE_TIMEOUT_S = 30.0
+# TLS 1.2 suites of PDT-INF-579v4 (dmp-protocol.md §5); TLS 1.3 stays enabled with OpenSSL's defaults.
+DMP_TLS12_CIPHERS = ":".join(
+    [
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-AES256-SHA384",
+    ]
+)
+ADMIN_FAULTS_PATH = "/si-dmp-server/admin/faults"
+
+
+class _ResetConnection(Exception):
+    pass
+
+
+def make_tls_context(server_cert: str, server_key: str, ca_bundle: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(DMP_TLS12_CIPHERS)
+    ctx.load_cert_chain(server_cert, server_key)
+    ctx.load_verify_locations(cafile=ca_bundle)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    return ctx
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        tls: ssl.SSLContext,
+        service: Service,
+        verifier: VihfVerifier,
+        faults: FaultInjector,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
+        self.tls = tls
+        self.service = service
+        self.verifier = verifier
+        self.faults = faults
+        self.max_request_bytes = max_request_bytes
+        self.cert_cache: dict[bytes, x509.Certificate] = {}
+        self.cert_cache_lock = threading.Lock()
+        self.requests_served = 0
+        super().__init__(address, SoapHandler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # TLS handshake here, in the worker thread.
+        request.settimeout(IDLE_TIMEOUT_S)
+        try:
+            tls_sock = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake refused from %s: %s", client_address, exc)
+            with contextlib.suppress(OSError):
+                request.close()
+            return
+        try:
+            self.RequestHandlerClass(tls_sock, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                tls_sock.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("unexpected error while serving %s", client_address)
+
+    def peer_certificate(self, der: bytes) -> x509.Certificate:
+        with self.cert_cache_lock:
+            cert = self.cert_cache.get(der)
+        if cert is None:
+            cert = x509.load_der_x509_certificate(der)
+            with self.cert_cache_lock:
+                if len(self.cert_cache) > 1024:
+                    self.cert_cache.clear()
+                self.cert_cache[der] = cert
+        return cert
+
+
+class SoapHandler(BaseHTTPRequestHandler):
+    server: SandboxHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "ps-agent-sandbox-DMP/1.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    # -- low-level helpers -----------------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_fault(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
+        body = soap.build_fault(fault, relates_to)
+        self._send(
+            status or soap.fault_http_status(fault),
+            body,
+            f'{mtom.SOAP_CT}; charset=UTF-8; action="{soap.WSA_FAULT_ACTION}"',
+        )
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP RST and no response."""
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raise _ResetConnection
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except _ResetConnection:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.close()
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            log.debug("connection dropped: %s", exc)
+            self.close_connection = True
+
+    # -- HTTP verbs ------------------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == ADMIN_FAULTS_PATH:
+            self._admin_get()
+            return
+        self._send(HTTPStatus.NOT_FOUND, b"Ressource inconnue.\n", "text/plain; charset=UTF-8")
+
+    def do_PUT(self) -> None:
+        if urlsplit(self.path).path == ADMIN_FAULTS_PATH:
+            self._admin_put()
+            return
+        self._send(HTTPStatus.NOT_FOUND, b"Ressource inconnue.\n", "text/plain; charset=UTF-8")
+
+    def _read_body(self) -> bytes | None:
+        """Read the body under the size limit; answer the error and return None when refused."""
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            self.close_connection = True
+            self._send_fault(
+                SoapFault(
+                    "Encodage « chunked » non pris en charge : Content-Length est requis.",
+                    subcode="sandbox:LengthRequired",
+                ),
+                None,
+                HTTPStatus.LENGTH_REQUIRED,
+            )
+            return None
+        length_text = self.headers.get("Content-Length")
+        try:
+            length = int(length_text) if length_text is not None else -1
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send_fault(
+                SoapFault("En-tête Content-Length absent ou invalide.", subcode="sandbox:LengthRequired"),
+                None,
+                HTTPStatus.LENGTH_REQUIRED,
+            )
+            return None
+        if length > self.server.max_request_bytes:
+            self.close_connection = True  # the body is not read: the connection cannot be reused
+            self._send_fault(
+                SoapFault(
+                    f"Requête trop volumineuse ({length} octets ; "
+                    f"limite {self.server.max_request_bytes} octets).",
+                    subcode="sandbox:RequestTooLarge",
+                ),
+                None,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+            return None
+        return self.rfile.read(length)
+
+    def _admin_get(self) -> None:
+        payload = {"config": self.server.faults.config.to_dict(), "counts": self.server.faults.counts()}
+        self._send(HTTPStatus.OK, json.dumps(payload).encode(), "application/json")
+
+    def _admin_put(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise FaultConfigError("Un objet JSON est attendu.")
+            self.server.faults.configure(FaultConfig.from_dict(data))
+        except (ValueError, FaultConfigError) as exc:
+            msg = exc.args[0] if isinstance(exc, FaultConfigError) else f"JSON invalide : {exc}"
+            self._send(HTTPStatus.BAD_REQUEST, json.dumps({"erreur": msg}).encode(), "application/json")
+            return
+        self._admin_get()
+
+    def do_POST(self) -> None:
+        received_at = datetime.now(UTC)
+        path = unquote(urlsplit(self.path).path)
+        if path == ADMIN_FAULTS_PATH:
+            self._admin_put()
+            return
+        service = path[len(soap.BASE_PATH) :].strip("/") if path.startswith(soap.BASE_PATH) else ""
+        body = self._read_body()
+        if body is None:
+            return
+        if service not in soap.ACTIONS:
+            self._send_fault(
+                SoapFault(f"Service inconnu : « {path} ».", subcode="sandbox:UnknownService"),
+                None,
+                HTTPStatus.NOT_FOUND,
+            )
+            return
+        self.server.requests_served += 1
+        envelope: soap.Envelope | None = None
+        tls_cert: x509.Certificate | None = None
+        security = None
+        try:
+            der = self.connection.getpeercert(binary_form=True)
+            if not der:  # cannot happen with CERT_REQUIRED; defensive
+                raise SoapFault("Certificat client TLS absent.", subcode="wsse:FailedAuthentication")
+            tls_cert = self.server.peer_certificate(der)
+            root_bytes, parts, http_action = self._decode(body)
+            root = xmlsafe.parse(root_bytes)
+            envelope = soap.check_envelope(root, service, http_action)
+            security = envelope.security
+            caller = self.server.verifier.verify(envelope.security, tls_cert, service)
+            attachments = _resolve_xop(envelope.body, parts)
+        except SoapFault as fault:
+            caller_guess = partial_caller(security, tls_cert)
+            action = envelope.action if envelope is not None else ""
+            self._trace_refusal(caller_guess, service, action, fault.reason_fr)
+            self._send_fault(fault, envelope.message_id if envelope is not None else None)
+            return
+        request = SoapRequest(
+            service=service,
+            action=envelope.action,
+            message_id=envelope.message_id,
+            body=envelope.body,
+            attachments=attachments,
+            caller=caller,
+            received_at=received_at,
+        )
+        self._dispatch(request)
+
+    def _decode(self, body: bytes) -> tuple[bytes, dict[str, bytes], str | None]:
+        ctype = mtom.parse_content_type(self.headers.get("Content-Type", ""))
+        action = ctype.params.get("action")
+        if ctype.mime == "multipart/related":
+            root, parts = mtom.parse_multipart(body, ctype)
+            return root, parts, action
+        if ctype.mime == "text/xml":
+            raise SoapFault(
+                "Content-Type text/xml (SOAP 1.1) refusé : le DMP attend application/soap+xml (SOAP 1.2).",
+                code="VersionMismatch",
+            )
+        if ctype.mime != mtom.SOAP_CT:
+            raise SoapFault(
+                f"Content-Type non pris en charge : « {ctype.mime} » (application/soap+xml ou MTOM attendu).",
+                subcode="sandbox:UnsupportedMediaType",
+            )
+        return body, {}, action
+
+    def _trace_refusal(self, caller: Caller | None, service: str, action: str, reason: str) -> None:
+        trace = getattr(self.server.service, "trace_refusal", None)
+        if trace is None:
+            return
+        try:
+            trace(caller, service, action, reason)
+        except Exception:
+            log.exception("trace_refusal failed")
+
+    def _dispatch(self, request: SoapRequest) -> None:
+        decision = self.server.faults.decide(request.action)
+        if decision.latency_ms:
+            time.sleep(decision.latency_ms / 1000.0)
+        outcome = decision.outcome
+        if outcome == "reset_before_commit":
+            self._reset()
+        if outcome == "http_500":
+            self._send(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "Erreur interne simulée (injection de panne).\n".encode(),
+                "text/plain; charset=UTF-8",
+            )
+            return
+        if outcome == "http_503":
+            self._send(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                b"Service temporairement indisponible (injection de panne).\n",
+                "text/plain; charset=UTF-8",
+                {"Retry-After": "1"},
+            )
+            return
+        if outcome == "soap_fault":
+            self._send_fault(
+                SoapFault(INJECTED_FAULT_REASON, code="Receiver", subcode="sandbox:InjectedFault"),
+                request.message_id,
+            )
+            return
+        try:
+            response = self.server.service.handle(request)
+        except SoapFault as fault:
+            if outcome == "reset_after_commit":
+                self._reset()
+            self._send_fault(fault, request.message_id)
+            return
+        except Exception:
+            log.exception("domain layer failed on %s", request.action)
+            self._send_fault(
+                SoapFault(
+                    "Erreur interne du DMP (bac à sable).", code="Receiver", subcode="sandbox:InternalError"
+                ),
+                request.message_id,
+            )
+            return
+        if outcome == "reset_after_commit":
+            self._reset()
+        assert outcome == NORMAL or outcome == "reset_after_commit"
+        self._send_response(response, request.message_id)
+
+    def _send_response(self, response: SoapResponse, relates_to: str) -> None:
+        envelope = soap.build_envelope(response.action, relates_to, response.body)
+        if response.attachments:
+            body, ctype = mtom.build_multipart(envelope, response.attachments, response.action)
+        else:
+            body, ctype = envelope, f'{mtom.SOAP_CT}; charset=UTF-8; action="{response.action}"'
+        self._send(HTTPStatus.OK, body, ctype)
+
+
+def _resolve_xop(body: etree._Element, parts: dict[str, bytes]) -> dict[str, bytes]:
+    """Check every xop:Include names an MTOM part; normalise inline base64 ``xdsb:Document`` content into an
+    attachment referenced by an ``xop:Include`` so the domain layer sees one shape."""
+    attachments: dict[str, bytes] = {}
+    for include in body.iter(f"{{{soap.XOP_NS}}}Include"):
+        cid = mtom.normalise_cid(include.get("href", ""))
+        if cid not in parts:
+            raise SoapFault(
+                f"Pièce MTOM manquante : la référence xop:Include « cid:{cid} » ne désigne "
+                "aucune partie du message.",
+                subcode="sandbox:MissingMtomPart",
+            )
+        attachments[cid] = parts[cid]
+        include.set("href", f"cid:{cid}")
+    for n, doc in enumerate(body.iter(f"{{{soap.XDSB_NS}}}Document")):
+        if doc.find(f"{{{soap.XOP_NS}}}Include") is not None:
+            continue
+        text = "".join((doc.text or "").split())
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise SoapFault(
+                f"Contenu base64 invalide dans xdsb:Document « {doc.get('id', '')} ».",
+                subcode="sandbox:InvalidBase64",
+            ) from None
+        cid = f"inline-{n}-{doc.get('id', '')}@sandbox"
+        attachments[cid] = data
+        doc.text = None
+        etree.SubElement(doc, f"{{{soap.XOP_NS}}}Include", href=f"cid:{cid}")
+    return attachments
