@@ -1,0 +1,683 @@
+"""The public API of the agent: one ``Agent`` per authenticated session, shaped by users' journeys.
+
+Every operation: (1) asks the access policy (``ps_agent.access``) before anything leaves the
+machine, (2) runs the DMP transactions (``ps_agent.dmp``), (3) appends an audit record
+(``ps_agent.audit``) — refusals and errors included — *before* returning patient data.
+The DMP's own answer always wins over the local policy.
+
+Errors: ``AccessDenied`` subclasses (local refusal, with ``rule_id``), ``DmpError`` subclasses
+(``TransportError`` may be retried, ``DmpRefusal`` never, ``ProtocolError`` = unusable answer),
+``CdaError`` for an invalid document, ``AuthError`` when the card/session ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from ps_agent.access.policy import AccessMode, AccessPolicy, Action, Decision, DmpState, PatientRef
+from ps_agent.audit.framelog import FrameLog
+from ps_agent.audit.journal import AuditEvent, AuditJournal
+from ps_agent.auth.model import AuthMode, Credentials
+from ps_agent.config import AgentConfig
+from ps_agent.dmp.client import DepositResult, DmpClient, Progress, author_of
+from ps_agent.dmp.ebrim import DepositItem, FindFilters
+from ps_agent.dmp.errors import DmpRefusal
+from ps_agent.dmp.hl7 import Authorisation, DmpStatus
+from ps_agent.dmp.model import (
+    Author,
+    Code,
+    DocumentEntry,
+    PatientId,
+    RetrievedDocument,
+    Status,
+    Visibility,
+    parse_xds_time,
+)
+from ps_agent.dmp.vihf import Purpose
+from ps_agent.errors import AccessDenied, PsAgentError
+
+log = logging.getLogger(__name__)
+
+# Document types whose entries make up the vaccination status (issue 5: VAC-NOTE, VAC, VSM, IPS);
+# completed at run time by ``cda.classify`` (types shown in the carnet vaccinal).
+VACCINATION_TYPE_CODES = frozenset({"87273-9", "11369-6", "SYNTH", "60591-5"})
+VACCINATION_FORMAT_CODES = frozenset(
+    {
+        "urn:asip:ci-sis:vac-note:2021",
+        "urn:asip:ci-sis:vac:2014",
+        "urn:asip:ci-sis:vsm:2012",
+        "urn:asip:ci-sis:ips:2024",
+    }
+)
+
+
+class InvalidRequest(PsAgentError):
+    """The caller asked for something impossible before any exchange (bad visibility, unknown document)."""
+
+
+def _patient_id(patient: PatientRef) -> PatientId:
+    return PatientId(patient.ins, patient.oid)
+
+
+@dataclass(frozen=True)
+class DocumentList:
+    """A TD3.1 answer for the UI: entries plus French explanations of what may be missing."""
+
+    entries: tuple[DocumentEntry, ...]
+    hidden_explanations: tuple[str, ...] = ()  # what the habilitation matrix hides from this profession
+    notices: tuple[str, ...] = ()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+@dataclass(frozen=True)
+class EmergencyAccess:
+    patient: PatientRef
+    mode: AccessMode
+    reason: str
+    notice_fr: str
+    status: DmpStatus
+
+
+@dataclass
+class _PatientState:
+    status: DmpStatus | None = None
+    access_mode: AccessMode = AccessMode.NORMAL
+    reason: str = ""
+
+
+def dmp_state(status: DmpStatus) -> DmpState:
+    """TD0.2 answer → the policy's view of it."""
+    if status.authorisation == Authorisation.VALIDE:
+        authorised: bool | None = True
+    elif status.authorisation == Authorisation.INTERDIT:
+        authorised = False
+    else:
+        authorised = None
+    return DmpState(
+        exists=status.exists,
+        closed=status.closed,
+        authorised=authorised,
+        is_medecin_traitant=status.is_medecin_traitant,
+    )
+
+
+def entry_from_cda(data: bytes, patient: PatientRef, visibility: Visibility) -> tuple[DocumentEntry, Any]:
+    """Parse a CDA, derive its XDS metadata (``cda.metadata``) and turn them into a ``DocumentEntry``."""
+    import cda
+    from cda import metadata as cda_metadata
+
+    doc = cda.parse(data)
+    md = cda_metadata.derive(doc, data)
+
+    def code(c: Any) -> Code:
+        return Code(c.code, c.code_system, c.display_name) if c is not None else Code("", "")
+
+    if not md.patient_id:
+        raise InvalidRequest("Le document n'identifie pas le patient par son INS.", code="NO_INS")
+    doc_patient = PatientId.parse_cx(md.patient_id)
+    if (doc_patient.matricule, doc_patient.oid) != (patient.ins, patient.oid):
+        raise InvalidRequest(
+            "Le document concerne un autre patient que celui sélectionné : il n'est pas envoyé.",
+            code="PATIENT_MISMATCH",
+        )
+    authors = []
+    for a in md.authors:
+        spec = None
+        if a.specialty:
+            p = a.specialty.split("^")
+            spec = Code(p[0], p[2] if len(p) > 2 else "", p[1] if len(p) > 1 else "")
+        authors.append(Author.from_xcn(a.person, a.institution, spec, a.role))
+    if visibility.masked_to_professionals and visibility.invisible_to_patient:
+        # PAT-03: cumul-invisible_patient-masque_ps=false on the DMP
+        raise InvalidRequest(
+            "Un document ne peut pas être à la fois masqué aux professionnels et invisible pour le patient.",
+            code="PAT-03",
+        )
+    created = parse_xds_time(md.creation_time)
+    entry = DocumentEntry(
+        unique_id=md.unique_id,
+        patient_id=doc_patient,
+        type_code=code(md.type_code),
+        class_code=code(md.class_code),
+        format_code=code(md.format_code),
+        healthcare_facility_type=code(md.healthcare_facility_type),
+        practice_setting=code(md.practice_setting),
+        creation_time=created or datetime.now().astimezone(),
+        title=md.title,
+        mime_type=md.mime_type,
+        language=md.language_code,
+        authors=tuple(authors),
+        confidentiality=visibility.codes(),
+        event_codes=tuple(code(c) for c in md.event_codes),
+        service_start=parse_xds_time(md.service_start_time),
+        service_stop=parse_xds_time(md.service_stop_time),
+        legal_authenticator=md.legal_authenticator,
+        source_patient_id=md.source_patient_id,
+        source_patient_info=md.source_patient_info,
+        hash=md.hash,
+        size=md.size,
+    )
+    return entry, md
+
+
+class Agent:
+    """One authenticated professional (``Credentials``) talking to one DMP environment.
+
+    ``Agent(credentials, config)``; use as a context manager or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        config: AgentConfig,
+        *,
+        policy: AccessPolicy | None = None,
+        journal: AuditJournal | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._creds = credentials
+        self.config = config
+        self.policy = policy or AccessPolicy()
+        config.home.mkdir(parents=True, exist_ok=True)
+        self._journal = journal or AuditJournal(config.audit_path, clock=clock)
+        self._frames = FrameLog(config.home / "frames.jsonl", enabled=config.frame_log)
+        self.client = DmpClient(
+            credentials,
+            config.environment,
+            config.lps,
+            transport=transport,
+            frame_recorder=self._frames.record,
+            deposit_retries=config.deposit_retries,
+        )
+        self._patients: dict[tuple[str, str], _PatientState] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def audit(self) -> AuditJournal:
+        """The audit journal (``records()``, ``verify()``, ``export_fhir()``, ``export_csv()``)."""
+        return self._journal
+
+    def _state(self, patient: PatientRef) -> _PatientState:
+        return self._patients.setdefault((patient.ins, patient.oid), _PatientState())
+
+    def _purpose(self, patient: PatientRef) -> tuple[Purpose, str]:
+        st = self._state(patient)
+        return Purpose(st.access_mode.value), st.reason
+
+    def _event(self, action: str, outcome: str, patient: PatientRef | None, **kw: Any) -> AuditEvent:
+        ident = self._creds.identity
+        st = self._state(patient) if patient is not None else _PatientState()
+        kw.setdefault("access_mode", st.access_mode.value)
+        if st.access_mode is not AccessMode.NORMAL:
+            kw.setdefault("reason", st.reason)
+        kw.setdefault("transaction", self.client.last.transaction)
+        return AuditEvent(
+            action=action,
+            outcome=outcome,
+            actor_id_nat=ident.id_nat,
+            actor_name=ident.display_name,
+            actor_profession=ident.profession_code or ident.non_ps_role,
+            auth_mode=self._creds.mode.value,
+            card_serial=ident.extra.get("card_serial", ""),
+            structure_id=ident.activity.structure_id if ident.activity else "",
+            patient_ins=patient.ins_with_oid if patient is not None else "",
+            **kw,
+        )
+
+    def _audit(self, action: str, outcome: str, patient: PatientRef | None, **kw: Any) -> None:
+        self._journal.append(self._event(action, outcome, patient, **kw))
+
+    def _check(
+        self,
+        action: Action,
+        audit_action: str,
+        patient: PatientRef,
+        *,
+        type_code: str | None = None,
+        **kw: Any,
+    ) -> Decision:
+        """Ask the policy; a refusal is audited then raised."""
+        st = self._state(patient)
+        try:
+            return self.policy.check(
+                action,
+                identity=self._creds.identity,
+                mode=self._creds.mode,
+                patient=patient,
+                dmp=dmp_state(st.status) if st.status is not None else None,
+                access_mode=kw.pop("access_mode", st.access_mode),
+                reason=kw.pop("reason", st.reason),
+                type_code=type_code,
+                **kw,
+            )
+        except AccessDenied as exc:
+            self._audit(
+                audit_action,
+                "refused",
+                patient,
+                transaction="",
+                error_code=str(exc.code or ""),
+                rule_id=getattr(exc, "rule_id", "") or str(exc.code or ""),
+                detail=exc.message_fr,
+            )
+            raise
+
+    def _run(self, audit_action: str, patient: PatientRef, fn: Callable[[], Any], **kw: Any) -> Any:
+        """Run DMP calls; errors are audited (refused/error) and re-raised."""
+        try:
+            return fn()
+        except DmpRefusal as exc:
+            self._audit(
+                audit_action,
+                "refused",
+                patient,
+                error_code=str(exc.code or ""),
+                detail=exc.code_context,
+                **kw,
+            )
+            raise
+        except PsAgentError as exc:
+            self._audit(
+                audit_action, "error", patient, error_code=str(exc.code or ""), detail=exc.message_fr, **kw
+            )
+            raise
+
+    def _ensure_status(self, patient: PatientRef) -> DmpStatus:
+        st = self._state(patient)
+        if st.status is None:
+            self.dmp_status(patient)
+        assert st.status is not None
+        return st.status
+
+    # ------------------------------------------------------------------ TD0.2 / TD0.3
+    def dmp_status(self, patient: PatientRef) -> DmpStatus:
+        """TD0.2: existence, open/closed, my authorisation, médecin traitant flag."""
+        self._check(Action.STATUS, "dmp.status", patient)
+        purpose, reason = self._purpose(patient)
+        status = self._run(
+            "dmp.status",
+            patient,
+            lambda: self.client.status(_patient_id(patient), purpose=purpose, reason=reason),
+        )
+        self._state(patient).status = status
+        self._audit("dmp.status", "success", patient, detail=f"{status.authorisation or '-'}")
+        return status
+
+    def record_consent(
+        self, patient: PatientRef, *, how: str = "oral", medecin_traitant: bool = False
+    ) -> DmpStatus:
+        """TD0.3 AJOUT after the patient consented (explicit user action, ACC-03); returns the new status."""
+        self._ensure_status(patient)
+        self._check(Action.CONSENT, "dmp.consent", patient)
+        context = self._run(
+            "dmp.consent",
+            patient,
+            lambda: self.client.set_authorization(
+                _patient_id(patient), add=True, medecin_traitant=medecin_traitant
+            ),
+        )
+        self._audit(
+            "dmp.consent", "success", patient, transaction="TD0.3", detail=f"consentement {how}; {context}"
+        )
+        self._state(patient).status = None
+        return self.dmp_status(patient)
+
+    def emergency_access(self, patient: PatientRef, mode: AccessMode | str, reason: str) -> EmergencyAccess:
+        """Open the record in bris de glace / centre 15 mode (until ``end_emergency_access``)."""
+        mode = AccessMode(mode)
+        st = self._state(patient)
+        decision = self._check(Action.EMERGENCY, "dmp.emergency", patient, access_mode=mode, reason=reason)
+        previous = (st.access_mode, st.reason)
+        st.access_mode, st.reason = mode, reason.strip()
+        try:
+            status = self._run(
+                "dmp.emergency",
+                patient,
+                lambda: self.client.status(_patient_id(patient), purpose=Purpose(mode.value), reason=reason),
+            )
+            st.status = status
+            self._check(Action.EMERGENCY, "dmp.emergency", patient, access_mode=mode, reason=reason)
+        except PsAgentError:
+            st.access_mode, st.reason = previous
+            raise
+        self._audit("dmp.emergency", "success", patient, transaction="TD0.2", rule_id=decision.rule_id)
+        return EmergencyAccess(patient, mode, reason, decision.notice_fr, status)
+
+    def end_emergency_access(self, patient: PatientRef) -> None:
+        st = self._state(patient)
+        st.access_mode, st.reason = AccessMode.NORMAL, ""
+
+    # ------------------------------------------------------------------ TD3.1 / TD3.2
+    def list_documents(
+        self,
+        patient: PatientRef,
+        *,
+        rubric: str | None = None,
+        filters: FindFilters | None = None,
+        include_archived: bool = False,
+        include_deprecated: bool = False,
+    ) -> DocumentList:
+        """TD3.1 FindDocuments, optionally narrowed to a DMP rubric ("Comptes rendus", "Prévention"...)."""
+        self._ensure_status(patient)
+        self._check(Action.SEARCH, "dmp.search", patient)
+        f = filters or FindFilters()
+        statuses = list(f.statuses)
+        if include_archived and Status.ARCHIVED not in statuses:
+            statuses.append(Status.ARCHIVED)
+        if include_deprecated and Status.DEPRECATED not in statuses:
+            statuses.append(Status.DEPRECATED)
+        f = replace(f, statuses=tuple(statuses))
+        purpose, reason = self._purpose(patient)
+        entries = self._run(
+            "dmp.search",
+            patient,
+            lambda: self.client.find_documents(_patient_id(patient), f, purpose=purpose, reason=reason),
+        )
+        if rubric:
+            entries = [e for e in entries if rubric_of(e) == rubric]
+        entries.sort(key=lambda e: e.creation_time, reverse=True)
+        hidden = tuple(self.policy.hidden_types_explanation(self._creds.identity))
+        self._audit(
+            "dmp.search",
+            "success",
+            patient,
+            document_ids=tuple(e.unique_id for e in entries),
+            detail=f"{len(entries)} document(s)" + (f", rubrique {rubric}" if rubric else ""),
+        )
+        return DocumentList(tuple(entries), hidden)
+
+    def _resolve(
+        self, patient: PatientRef, document: DocumentEntry | str, audit_action: str
+    ) -> DocumentEntry:
+        if isinstance(document, DocumentEntry):
+            return document
+        purpose, reason = self._purpose(patient)
+        found = self._run(
+            audit_action,
+            patient,
+            lambda: self.client.get_documents(
+                _patient_id(patient), unique_ids=[document], purpose=purpose, reason=reason
+            ),
+            document_ids=(document,),
+        )
+        if not found:
+            self._audit(audit_action, "refused", patient, document_ids=(document,), error_code="NOT_FOUND")
+            raise InvalidRequest(
+                "Ce document est introuvable dans le DMP (ou ne vous est pas accessible).", code="NOT_FOUND"
+            )
+        return found[0]
+
+    def retrieve(self, patient: PatientRef, document: DocumentEntry | str) -> RetrievedDocument:
+        """TD3.2: the document's bytes (checked against the registry hash)."""
+        self._ensure_status(patient)
+        self._check(Action.RETRIEVE, "dmp.retrieve", patient)
+        entry = self._resolve(patient, document, "dmp.retrieve")
+        self._check(Action.RETRIEVE, "dmp.retrieve", patient, type_code=entry.type_code.code)
+        purpose, reason = self._purpose(patient)
+        doc = self._run(
+            "dmp.retrieve",
+            patient,
+            lambda: self.client.retrieve(_patient_id(patient), entry, purpose=purpose, reason=reason),
+            document_ids=(entry.unique_id,),
+        )
+        self._audit("dmp.retrieve", "success", patient, transaction="TD3.2", document_ids=(entry.unique_id,))
+        return doc
+
+    # ------------------------------------------------------------------ TD2.1
+    def deposit(
+        self,
+        patient: PatientRef,
+        document: bytes,
+        *,
+        visibility: Visibility | None = None,
+        replaces: DocumentEntry | str | None = None,
+        progress: Progress | None = None,
+    ) -> DepositResult:
+        """TD2.1 of one CDA document (already built; a PDF goes through ``cda.build.level1`` first)."""
+        return self.deposit_batch(
+            patient,
+            [document],
+            visibility=visibility,
+            replaces=[replaces] if replaces else None,
+            progress=progress,
+        )
+
+    def deposit_batch(
+        self,
+        patient: PatientRef,
+        documents: Sequence[bytes],
+        *,
+        visibility: Visibility | None = None,
+        replaces: Sequence[DocumentEntry | str | None] | None = None,
+        progress: Progress | None = None,
+    ) -> DepositResult:
+        """TD2.1 of several CDA documents in one submission set (one XAdES signature)."""
+        if not documents:
+            raise InvalidRequest("Aucun document à envoyer.", code="EMPTY")
+        vis = visibility or Visibility()
+        prepared = []
+        for i, data in enumerate(documents):
+            entry, md = entry_from_cda(data, patient, vis)
+            prepared.append((entry, md, data, (replaces or [None] * len(documents))[i]))
+        on_behalf = ""
+        first_author = prepared[0][0].authors[0] if prepared[0][0].authors else None
+        if self._creds.mode != AuthMode.DIRECTE and first_author is not None:
+            on_behalf = first_author.id_nat
+        uids = tuple(p[0].unique_id for p in prepared)
+        status = self._ensure_status(patient)
+        for entry, *_ in prepared:
+            self._check(
+                Action.DEPOSIT,
+                "dmp.deposit",
+                patient,
+                type_code=entry.type_code.code,
+                access_mode=AccessMode.NORMAL,
+            )
+        del status
+        items = []
+        for entry, md, data, rep in prepared:
+            replaced_uuid = ""
+            target = rep or (md.replaced_document_id or None)
+            if target is not None:
+                old = self._resolve(patient, target, "dmp.deposit")
+                replaced_uuid = old.entry_uuid
+            items.append(DepositItem(entry, data, replaced_uuid))
+        ss = self.client.submission_set(_patient_id(patient))
+        if self._creds.mode != AuthMode.DIRECTE and first_author is not None:
+            ss = replace(ss, authors=(first_author,))
+        else:
+            ss = replace(ss, authors=(author_of(self._creds.identity),))
+        self._audit(
+            "dmp.deposit", "pending", patient, transaction="TD2.1", document_ids=uids, on_behalf_of=on_behalf,
+            detail=f"lot {ss.unique_id}",
+        )  # fmt: skip
+        result = self._run(
+            "dmp.deposit",
+            patient,
+            lambda: self.client.deposit(ss, items, progress=progress),
+            document_ids=uids,
+            on_behalf_of=on_behalf,
+        )
+        detail = f"lot {ss.unique_id}" + ("; réponse perdue, dépôt retrouvé" if result.recovered else "")
+        if any(i.replaces_entry_uuid for i in items):
+            detail += "; remplacement"
+        self._audit(
+            "dmp.deposit", "success", patient, transaction="TD2.1", document_ids=uids, on_behalf_of=on_behalf,
+            detail=detail,
+        )  # fmt: skip
+        return result
+
+    # ------------------------------------------------------------------ TD3.3
+    def _update(
+        self,
+        action: Action,
+        audit_action: str,
+        patient: PatientRef,
+        document: DocumentEntry | str,
+        fn: Callable[[DocumentEntry], None],
+    ) -> None:
+        self._ensure_status(patient)
+        self._check(action, audit_action, patient)
+        entry = self._resolve(patient, document, audit_action)
+        self._run(audit_action, patient, lambda: fn(entry), document_ids=(entry.unique_id,))
+        self._audit(audit_action, "success", patient, transaction="TD3.3", document_ids=(entry.unique_id,))
+
+    def mask(self, patient: PatientRef, document: DocumentEntry | str) -> None:
+        """TD3.3a: mask the document to other professionals (MASQUE_PS)."""
+
+        def go(e: DocumentEntry) -> None:
+            v = e.visibility
+            if v.invisible_to_patient:
+                raise InvalidRequest(
+                    "Un document invisible pour le patient ne peut pas être masqué aux professionnels.",
+                    code="PAT-03",
+                )
+            self.client.update_visibility(_patient_id(patient), e, replace(v, masked_to_professionals=True))
+
+        self._update(Action.MASK, "dmp.mask", patient, document, go)
+
+    def unmask(self, patient: PatientRef, document: DocumentEntry | str) -> None:
+        def go(e: DocumentEntry) -> None:
+            self.client.update_visibility(
+                _patient_id(patient), e, replace(e.visibility, masked_to_professionals=False)
+            )
+
+        self._update(Action.UNMASK, "dmp.unmask", patient, document, go)
+
+    def make_visible(
+        self, patient: PatientRef, document: DocumentEntry | str, *, to_legal_representatives: bool = False
+    ) -> None:
+        """TD3.3b: make visible to the patient (and, irreversibly, to legal representatives)."""
+
+        def go(e: DocumentEntry) -> None:
+            v = replace(e.visibility, invisible_to_patient=False)
+            if to_legal_representatives:
+                v = replace(v, invisible_to_legal_representatives=False)
+            self.client.update_visibility(_patient_id(patient), e, v)
+
+        self._update(Action.MAKE_VISIBLE, "dmp.make_visible", patient, document, go)
+
+    def archive(self, patient: PatientRef, document: DocumentEntry | str) -> None:
+        self._update(
+            Action.ARCHIVE, "dmp.archive", patient, document,
+            lambda e: self.client.update_status(_patient_id(patient), e, Status.ARCHIVED),
+        )  # fmt: skip
+
+    def unarchive(self, patient: PatientRef, document: DocumentEntry | str) -> None:
+        self._update(
+            Action.ARCHIVE, "dmp.unarchive", patient, document,
+            lambda e: self.client.update_status(_patient_id(patient), e, Status.APPROVED),
+        )  # fmt: skip
+
+    def delete(self, patient: PatientRef, document: DocumentEntry | str) -> None:
+        """TD3.3c: delete (only the author may)."""
+        self._update(
+            Action.DELETE, "dmp.delete", patient, document,
+            lambda e: self.client.update_status(_patient_id(patient), e, Status.DELETED),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ vaccinations
+    def vaccination_status(self, patient: PatientRef, *, progress: Progress | None = None) -> list[Any]:
+        """All vaccinations of VAC-NOTE, VAC, VSM and IPS documents, merged (duplicates removed), by date."""
+        import cda
+        from cda import vaccinations
+
+        docs = [e for e in self.list_documents(patient) if is_vaccination_document(e)]
+        out: list[Any] = []
+        seen: set[tuple[str, ...]] = set()
+        total = len(docs)
+        for n, entry in enumerate(docs):
+            if progress:
+                progress("Lecture des documents de vaccination", n, total)
+            try:
+                content = self.retrieve(patient, entry).content
+            except AccessDenied:
+                continue
+            for imm in vaccinations.extract(cda.parse(content)):
+                key = _immunization_key(imm)
+                if key in seen:
+                    continue
+                seen.add(key)
+                out.append(imm)
+        if progress:
+            progress("Lecture des documents de vaccination", total, total)
+        out.sort(key=lambda i: str(getattr(i, "date", "") or getattr(i, "effective_time", "") or ""))
+        return out
+
+    def record_vaccination(
+        self,
+        patient: PatientRef,
+        note: bytes | None = None,
+        *,
+        progress: Progress | None = None,
+        **builder_args: Any,
+    ) -> DepositResult:
+        """Deposit a vaccination note (VAC-NOTE): given bytes, or built by ``cda.build.vaccination_note``."""
+        if note is None:
+            from cda import build
+
+            note = build.vaccination_note(**builder_args)
+        return self.deposit(patient, note, progress=progress)
+
+
+def _immunization_key(imm: Any) -> tuple[str, ...]:
+    fields = ("vaccine_code", "code", "date", "effective_time", "lot_number", "dose_number")
+    key = []
+    for f in fields:
+        v = getattr(imm, f, None)
+        if v is not None:
+            key.append(str(getattr(v, "code", v)))
+    return tuple(key) or (repr(imm),)
+
+
+def rubric_of(entry: DocumentEntry) -> str:
+    """The DMP rubric of an entry ("Comptes rendus"...) from its type code (``cda.classify``)."""
+    try:
+        from cda.classify import classify_type
+
+        return classify_type(entry.type_code.code, format_code=entry.format_code.code).dmp_rubric
+    except Exception:  # unknown type: no rubric rather than an error in a listing
+        return ""
+
+
+def is_vaccination_document(entry: DocumentEntry) -> bool:
+    if entry.type_code.code in VACCINATION_TYPE_CODES or entry.format_code.code in VACCINATION_FORMAT_CODES:
+        return True
+    try:
+        from cda.classify import classify_type
+
+        return bool(
+            classify_type(entry.type_code.code, format_code=entry.format_code.code).in_vaccination_book
+        )
+    except Exception:
+        return False
+
+
+__all__ = [
+    "Agent",
+    "DocumentList",
+    "EmergencyAccess",
+    "InvalidRequest",
+    "dmp_state",
+    "entry_from_cda",
+]

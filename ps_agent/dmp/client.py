@@ -1,0 +1,590 @@
+"""DMP client over httpx: one method per transaction (dmp-protocol.md §3, §7).
+
+The client knows nothing about access rules or audit (``ps_agent.agent`` does); it turns a call
+into a signed SOAP exchange and the answer into model objects or typed errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import httpx
+from lxml import etree
+
+from ps_agent.auth.model import AuthMode, Credentials, ProfessionalIdentity
+from ps_agent.config import Environment
+from ps_agent.dmp import ebrim, envelope, hl7, mtom, vihf, xades
+from ps_agent.dmp.ebrim import DepositItem, FindFilters
+from ps_agent.dmp.errors import (
+    DmpStatusRefusal,
+    DmpTimeout,
+    DocumentIntegrityError,
+    ProtocolError,
+    TransportError,
+    french_message,
+)
+from ps_agent.dmp.hl7 import DmpStatus
+from ps_agent.dmp.model import (
+    CS_SPECIALTY_COMBINATION,
+    DMP_REPOSITORY_UNIQUE_ID,
+    Author,
+    Code,
+    DocumentEntry,
+    PatientId,
+    RetrievedDocument,
+    Status,
+    SubmissionSet,
+    Visibility,
+)
+from ps_agent.dmp.vihf import LpsInfo, Purpose
+from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, RS, XDSB, XOP, q
+from ps_agent.errors import AuthError
+
+log = logging.getLogger(__name__)
+
+# TD0.3/TD0.4 bodies: the S1 form puts the children in the service namespace (default xmlns);
+# the 2024 WSDLs say elementFormDefault="unqualified". S1 wins (spec legend); responses are read by
+# local name so both forms are accepted.
+QUALIFIED_DMP_SPECIFIC_CHILDREN = True
+
+FrameRecorder = Callable[[str, str, bytes], None]  # (direction, action, xml bytes minus documents)
+Progress = Callable[[str, int, int], None]  # (step label in French, done, total)
+
+
+def new_oid() -> str:
+    """A fresh, never reused OID (UUID-derived ``2.25.x``, ≤ 64 characters)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Per-call VIHF facts: the patient and why we access it."""
+
+    patient: PatientId | None
+    purpose: Purpose = Purpose.NORMAL
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DepositResult:
+    submission_set_uid: str
+    document_uids: tuple[str, ...]
+    recovered: bool = False  # True when a lost answer was found registered by GetDocuments
+    attempts: int = 1
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class ExchangeInfo:
+    """The last exchange's identifiers, for the audit journal (§10)."""
+
+    transaction: str = ""
+    message_id: str = ""
+    relates_to: str = ""
+    vihf_id: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _local(el: etree._Element) -> str:
+    return etree.QName(el).localname
+
+
+def _child_text(el: etree._Element, name: str) -> str:
+    for c in el.iter():
+        if isinstance(c.tag, str) and _local(c) == name:
+            return (c.text or "").strip()
+    return ""
+
+
+def content_type_for(identity: ProfessionalIdentity) -> Code:
+    """SubmissionSet contentTypeCode: the activity sector (TRE_R02), which JDV_J59 allows, rather
+    than a TRE_R209 activity type the agent cannot know [I]."""
+    sector = identity.activity.sector if identity.activity else "SA07"
+    return Code(
+        sector, "1.2.250.1.71.4.2.4", identity.activity.structure_name if identity.activity else sector
+    )
+
+
+def author_of(identity: ProfessionalIdentity) -> Author:
+    """The XDS author for the acting professional (card activity = institution)."""
+    spec = None
+    if identity.profession_code:
+        combo = f"G15_{identity.profession_code}"
+        if identity.specialty_code and not identity.specialty_code.startswith("G15_"):
+            combo += f"/{identity.specialty_code}"
+        elif identity.specialty_code:
+            combo = identity.specialty_code
+        spec = Code(combo, CS_SPECIALTY_COMBINATION, identity.profession_label or combo)
+    act = identity.activity
+    return Author(
+        identity.id_nat,
+        identity.family_name,
+        identity.given_name,
+        act.structure_name if act else "",
+        act.structure_id if act else "",
+        spec,
+    )
+
+
+class DmpClient:
+    """Talks to one DMP environment under one authenticated session (``Credentials``)."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        environment: Environment,
+        lps: LpsInfo,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        frame_recorder: FrameRecorder | None = None,
+        deposit_retries: int = 1,
+    ) -> None:
+        self._creds = credentials
+        self._env = environment
+        self._lps = lps
+        self._frames = frame_recorder
+        self._deposit_retries = deposit_retries
+        if transport is None:
+            transport = credentials.tls_transport(
+                ca_file=environment.ca_file, verify_host=environment.verify_host
+            )
+        self._http = httpx.Client(transport=transport, timeout=environment.timeout_s)
+        self.last = ExchangeInfo()
+
+    # ------------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DmpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def identity(self) -> ProfessionalIdentity:
+        return self._creds.identity
+
+    @property
+    def mode(self) -> AuthMode:
+        return self._creds.mode
+
+    def _assertion(self, ctx: CallContext) -> etree._Element:
+        signer = self._creds.vihf_signer()
+        identity = self._creds.identity
+        cert = signer.certificate if signer is not None else None
+        req = vihf.VihfRequest(identity, self._creds.mode, ctx.patient, self._lps, ctx.purpose, ctx.reason)
+        assertion = vihf.build(req, issuer=vihf.issuer_dn(cert, identity))
+        must_sign = self._creds.mode != AuthMode.DIRECTE or self._env.sign_direct_vihf
+        if signer is None and self._creds.mode != AuthMode.DIRECTE:
+            raise AuthError(
+                "Le certificat de signature de l'établissement est indispensable en mode indirect.",
+                code="NO_VIHF_SIGNER",
+            )
+        if signer is not None and must_sign:
+            assertion = vihf.sign(assertion, signer)
+        return assertion
+
+    def _record(self, direction: str, action: str, xml: bytes) -> None:
+        if self._frames is not None:
+            try:
+                self._frames(direction, action, xml)
+            except Exception:  # the frame log must never break a call
+                log.exception("frame log failed")
+
+    def _call(
+        self,
+        td: str,
+        service: str,
+        body: etree._Element,
+        ctx: CallContext,
+        *,
+        expected_body: Sequence[str],
+        mtom_parts: Sequence[mtom.Part] = (),
+        prepared: tuple[str, bytes, str] | None = None,
+    ) -> tuple[envelope.SoapResponse, dict[str, mtom.Part]]:
+        self._creds.ensure_active()
+        action = self._env.actions[td]
+        url = self._env.url(service)
+        if prepared is None:
+            prepared = self.prepare(td, service, body, ctx, mtom_parts=mtom_parts)
+        content_type, payload, message_id = prepared
+        self.last = ExchangeInfo(td, message_id)
+        try:
+            response = self._http.post(url, content=payload, headers={"Content-Type": content_type})
+        except httpx.TimeoutException as exc:
+            raise DmpTimeout(
+                "Le DMP n'a pas répondu à temps. Réessayez dans un instant.", detail=str(exc)
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(
+                "Le DMP est injoignable (réseau ou connexion sécurisée). Vérifiez la connexion et réessayez.",
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        ctype = response.headers.get("content-type", "")
+        raw = response.content
+        parts: dict[str, mtom.Part] = {}
+        try:
+            if mtom.is_multipart(ctype):
+                raw, parts = mtom.parse(ctype, raw)
+            self._record("in", action, raw)
+            expected_actions = {action + "Response", action + "-Response", f"{action}Response"}
+            if td == "TD0.2":
+                expected_actions.add("urn:hl7-org:v3:PRPA_IN201308UV02")
+            result = envelope.parse(
+                raw, request_id=message_id, expected_body=expected_body, expected_actions=expected_actions
+            )
+        except ProtocolError as exc:
+            if response.status_code >= 500:
+                raise TransportError(
+                    f"Le DMP a rencontré une erreur (HTTP {response.status_code}). Réessayez plus tard.",
+                    code=f"HTTP_{response.status_code}",
+                    detail=exc.detail,
+                ) from exc
+            if response.status_code >= 400:
+                raise ProtocolError(
+                    f"Le DMP a répondu par une erreur HTTP {response.status_code}.",
+                    code=f"HTTP_{response.status_code}",
+                    detail=exc.detail,
+                ) from exc
+            raise
+        if response.status_code >= 300:
+            raise ProtocolError(
+                f"Le DMP a répondu HTTP {response.status_code} avec un message de réussite.",
+                code=f"HTTP_{response.status_code}",
+            )
+        self.last.relates_to = result.relates_to
+        return result, parts
+
+    def prepare(
+        self,
+        td: str,
+        service: str,
+        body: etree._Element,
+        ctx: CallContext,
+        *,
+        mtom_parts: Sequence[mtom.Part] = (),
+    ) -> tuple[str, bytes, str]:
+        """Build (Content-Type, payload, MessageID) of a request without sending it."""
+        action = self._env.actions[td]
+        assertion = self._assertion(ctx)
+        xml, message_id = envelope.build(action, self._env.url(service), assertion, body)
+        self.last.vihf_id = assertion.get("ID", "")
+        self._record("out", action, xml)
+        if mtom_parts:
+            ctype, payload = mtom.build(xml, list(mtom_parts), action=action)
+        else:
+            ctype, payload = f'application/soap+xml; charset=UTF-8; action="{action}"', xml
+        return ctype, payload, message_id
+
+    # ------------------------------------------------------------------ TD0.x
+    def status(self, patient: PatientId, *, purpose: Purpose = Purpose.NORMAL, reason: str = "") -> DmpStatus:
+        """TD0.2: does the DMP exist, is it open, am I authorised, am I the médecin traitant."""
+        resp, _ = self._call(
+            "TD0.2",
+            "patients",
+            hl7.build_request(patient, self._lps),
+            CallContext(patient, purpose, reason),
+            expected_body=[q("urn:hl7-org:v3", "PRPA_IN201308UV02")],
+        )
+        return hl7.parse_response(resp.body)
+
+    def _dmp_specific(self, ns: str, tag: str, children: dict[str, str]) -> etree._Element:
+        root = etree.Element(q(ns, tag), nsmap={None: ns} if QUALIFIED_DMP_SPECIFIC_CHILDREN else {"d": ns})
+        for k, v in children.items():
+            etree.SubElement(root, q(ns, k) if QUALIFIED_DMP_SPECIFIC_CHILDREN else k).text = v
+        return root
+
+    @staticmethod
+    def _check_dmp_status(body: etree._Element) -> tuple[str, str]:
+        status = _child_text(body, "status")
+        context = _child_text(body, "context")
+        if not status:
+            raise ProtocolError("La réponse du DMP ne contient pas de statut.", detail=_local(body))
+        if status != "DMPOk":
+            raise DmpStatusRefusal(french_message(status, context), code=status, code_context=context)
+        return status, context
+
+    def set_authorization(
+        self, patient: PatientId, *, add: bool = True, medecin_traitant: bool = False
+    ) -> str:
+        """TD0.3: record (AJOUT) or remove (SUPPRESSION) my authorisation. Returns the DMP context text."""
+        children = {"action": "AJOUT" if add else "SUPPRESSION"}
+        if medecin_traitant:
+            children["role"] = "MEDECIN_TRAITANT"
+        resp, _ = self._call(
+            "TD0.3",
+            "habilitations",
+            self._dmp_specific(HABILITATIONS, "setAuthorization", children),
+            CallContext(patient),
+            expected_body=[q(HABILITATIONS, "setAuthorizationResponse")],
+        )
+        return self._check_dmp_status(resp.body)[1]
+
+    def patient_list(self, since: datetime, *, date_type: str = "LASTAUTORIZATION") -> list[dict[str, str]]:
+        """TD0.4: DMPs I am authorised on since a date."""
+        body = self._dmp_specific(
+            PATIENTS_SPECIFIC,
+            "patientList",
+            {"startDate": since.astimezone(UTC).strftime("%Y%m%d%H%M%S"), "dateType": date_type},
+        )
+        resp, _ = self._call(
+            "TD0.4",
+            "patientsSpecific",
+            body,
+            CallContext(None),
+            expected_body=[q(PATIENTS_SPECIFIC, "patientListResponse")],
+        )
+        self._check_dmp_status(resp.body)
+        out = []
+        for item in resp.body.iter():
+            if isinstance(item.tag, str) and _local(item) == "patientlistData":
+                row = {}
+                for c in item:
+                    if isinstance(c.tag, str) and len(c) == 0:
+                        row[_local(c)] = (c.text or "").strip()
+                row["nationalId"] = _child_text(item, "nationalId")
+                row["nationalIdType"] = _child_text(item, "nationalIdType")
+                out.append(row)
+        return out
+
+    # ------------------------------------------------------------------ TD3.1 / TD3.2
+    def find_documents(
+        self,
+        patient: PatientId,
+        filters: FindFilters | None = None,
+        *,
+        purpose: Purpose = Purpose.NORMAL,
+        reason: str = "",
+    ) -> list[DocumentEntry]:
+        """TD3.1a FindDocuments."""
+        resp, _ = self._call(
+            "TD3.1",
+            "registry",
+            ebrim.find_documents(patient, filters),
+            CallContext(patient, purpose, reason),
+            expected_body=[q(ebrim.QUERY, "AdhocQueryResponse")],
+        )
+        return ebrim.parse_query_response(resp.body)
+
+    def get_documents(
+        self,
+        patient: PatientId,
+        *,
+        unique_ids: Sequence[str] = (),
+        entry_uuids: Sequence[str] = (),
+        purpose: Purpose = Purpose.NORMAL,
+        reason: str = "",
+    ) -> list[DocumentEntry]:
+        """TD3.1b GetDocuments by uniqueId or entryUUID."""
+        if not unique_ids and not entry_uuids:
+            raise ValueError("unique_ids or entry_uuids required")
+        resp, _ = self._call(
+            "TD3.1",
+            "registry",
+            ebrim.get_documents(unique_ids=unique_ids, entry_uuids=entry_uuids),
+            CallContext(patient, purpose, reason),
+            expected_body=[q(ebrim.QUERY, "AdhocQueryResponse")],
+        )
+        return ebrim.parse_query_response(resp.body)
+
+    def retrieve(
+        self, patient: PatientId, entry: DocumentEntry, *, purpose: Purpose = Purpose.NORMAL, reason: str = ""
+    ) -> RetrievedDocument:
+        """TD3.2 (ITI-43); the bytes are checked against the registry's hash and size."""
+        repo = entry.repository_unique_id or DMP_REPOSITORY_UNIQUE_ID
+        resp, parts = self._call(
+            "TD3.2",
+            "repository",
+            ebrim.retrieve_request([(repo, entry.unique_id)]),
+            CallContext(patient, purpose, reason),
+            expected_body=[q(XDSB, "RetrieveDocumentSetResponse")],
+        )
+        rr = resp.body.find(q(RS, "RegistryResponse"))
+        if rr is None:
+            raise ProtocolError("La réponse du DMP n'a pas de statut.", detail="no RegistryResponse")
+        ebrim.check_registry_status(rr)
+        for dr in resp.body.iter(q(XDSB, "DocumentResponse")):
+            uid = (dr.findtext(q(XDSB, "DocumentUniqueId")) or "").strip()
+            if uid != entry.unique_id:
+                continue
+            doc = dr.find(q(XDSB, "Document"))
+            if doc is None:
+                raise ProtocolError("Le DMP n'a pas renvoyé le contenu du document.", detail=uid)
+            inc = doc.find(q(XOP, "Include"))
+            if inc is not None:
+                content = mtom.resolve_include(inc.get("href", ""), parts)
+            else:
+                import base64
+
+                content = base64.b64decode((doc.text or "").strip())
+            if entry.hash and hashlib.sha1(content).hexdigest().lower() != entry.hash.lower():  # noqa: S324
+                raise DocumentIntegrityError(
+                    "Le document reçu du DMP ne correspond pas à son empreinte : il n'est pas affiché.",
+                    code="HASH_MISMATCH",
+                )
+            if entry.size is not None and len(content) != entry.size:
+                raise DocumentIntegrityError(
+                    "Le document reçu du DMP n'a pas la taille annoncée : il n'est pas affiché.",
+                    code="SIZE_MISMATCH",
+                )
+            return RetrievedDocument(
+                uid,
+                (dr.findtext(q(XDSB, "RepositoryUniqueId")) or repo).strip(),
+                (dr.findtext(q(XDSB, "mimeType")) or entry.mime_type).strip(),
+                content,
+            )
+        raise ProtocolError("Le DMP n'a pas renvoyé le document demandé.", detail=entry.unique_id)
+
+    # ------------------------------------------------------------------ TD2.1
+    def submission_set(
+        self, patient: PatientId, content_type: Code | None = None, *, title: str = ""
+    ) -> SubmissionSet:
+        return SubmissionSet(
+            unique_id=new_oid(),
+            source_id=self._lps.oid,
+            patient_id=patient,
+            submission_time=datetime.now(UTC),
+            authors=(author_of(self._creds.identity),),
+            content_type=content_type or content_type_for(self._creds.identity),
+            title=title,
+        )
+
+    def _signature_entry(self, ss: SubmissionSet, first: DocumentEntry, sig: bytes) -> DepositItem:
+        from ps_agent.dmp.model import CS_CONFIDENTIALITY_DMP, CS_CONFIDENTIALITY_HL7
+
+        entry = DocumentEntry(
+            unique_id=new_oid(),
+            patient_id=ss.patient_id,
+            type_code=Code("E1762", "ASTM", "Full Document"),
+            class_code=Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
+            format_code=Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style"),
+            healthcare_facility_type=first.healthcare_facility_type,
+            practice_setting=first.practice_setting,
+            creation_time=ss.submission_time,
+            title="Signature du lot de soumission",
+            language="art",
+            authors=ss.authors,
+            confidentiality=(
+                Code("N", CS_CONFIDENTIALITY_HL7, "Normal"),
+                Code("MASQUE_PS", CS_CONFIDENTIALITY_DMP, "Masqué aux professionnels de santé"),
+                Code("INVISIBLE_PATIENT", CS_CONFIDENTIALITY_DMP, "Non visible par le patient"),
+            ),
+            event_codes=(Code("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source"),),
+        )
+        return DepositItem(entry, sig)
+
+    def build_deposit(
+        self, ss: SubmissionSet, items: Sequence[DepositItem]
+    ) -> tuple[etree._Element, list[mtom.Part]]:
+        """The ITI-41 body and its MTOM parts, XAdES signature included."""
+        signer = self._creds.vihf_signer()
+        if signer is None:
+            raise AuthError(
+                "Aucun certificat de signature n'est disponible : le lot ne peut pas être signé.",
+                code="NO_SIGNER",
+            )
+        sig = xades.sign_submission_set(signer, ss.unique_id, [(i.entry.unique_id, i.content) for i in items])
+        sig_item = self._signature_entry(ss, items[0].entry, sig)
+        cids = [mtom.new_cid(n + 1) for n in range(len(items) + 1)]
+        body = ebrim.provide_and_register(ss, items, sig_item, content_ids=cids)
+        parts = [
+            mtom.Part(cid, it.entry.mime_type, it.content)
+            for cid, it in zip(cids, [*items, sig_item], strict=True)
+        ]
+        return body, parts
+
+    def deposit(
+        self,
+        ss: SubmissionSet,
+        items: Sequence[DepositItem],
+        *,
+        progress: Progress | None = None,
+    ) -> DepositResult:
+        """TD2.1 (ITI-41). After a network failure, never resend before GetDocuments shows the
+        first attempt was not registered (no duplicates)."""
+        if not items:
+            raise ValueError("nothing to deposit")
+        if progress:
+            progress("Signature du lot", 0, 3)
+        body, parts = self.build_deposit(ss, items)
+        uids = tuple(i.entry.unique_id for i in items)
+        attempts = 0
+        while True:
+            attempts += 1
+            if progress:
+                progress("Envoi au DMP", 1, 3)
+            try:
+                resp, _ = self._call(
+                    "TD2.1",
+                    "repository",
+                    body,
+                    CallContext(ss.patient_id),
+                    expected_body=[q(RS, "RegistryResponse")],
+                    mtom_parts=parts,
+                )
+            except TransportError as exc:
+                if progress:
+                    progress("Vérification après incident réseau", 2, 3)
+                found = self._registered(ss.patient_id, uids)
+                if found == len(uids):
+                    return DepositResult(ss.unique_id, uids, recovered=True, attempts=attempts)
+                if found:
+                    raise ProtocolError(
+                        "Le DMP n'a enregistré qu'une partie du lot : vérifiez le dossier avant de renvoyer.",
+                        code="PARTIAL_DEPOSIT",
+                    ) from exc
+                if attempts > self._deposit_retries:
+                    raise
+                continue
+            warnings = ebrim.check_registry_status(resp.body)
+            if progress:
+                progress("Dépôt terminé", 3, 3)
+            return DepositResult(
+                ss.unique_id,
+                uids,
+                attempts=attempts,
+                warnings=tuple(french_message(w.code, w.code_context) for w in warnings),
+            )
+
+    def _registered(self, patient: PatientId, uids: Sequence[str]) -> int:
+        """How many of ``uids`` the registry knows (any status). A failure here is re-raised:
+        without an answer we cannot know, so we must not resend."""
+        entries = self.get_documents(patient, unique_ids=uids)
+        known = {e.unique_id for e in entries}
+        return sum(1 for u in uids if u in known)
+
+    # ------------------------------------------------------------------ TD3.3
+    def update_visibility(self, patient: PatientId, entry: DocumentEntry, visibility: Visibility) -> None:
+        """TD3.3a/b (ITI-57 metadata update): new confidentiality codes on a new version."""
+        if not entry.entry_uuid:
+            raise ValueError("entry must come from TD3.1")
+        new = replace(entry.with_visibility(visibility), entry_uuid="", status="")
+        ss = replace(self.submission_set(patient), title="Mise à jour de la visibilité")
+        resp, _ = self._call(
+            "TD3.3",
+            "registry",
+            ebrim.metadata_update(ss, entry, new),
+            CallContext(patient),
+            expected_body=[q(RS, "RegistryResponse")],
+        )
+        ebrim.check_registry_status(resp.body)
+
+    def update_status(self, patient: PatientId, entry: DocumentEntry, new_status: Status) -> None:
+        """TD3.3c/d (ITI-57 UpdateAvailabilityStatus): archive, unarchive, delete."""
+        if not entry.entry_uuid:
+            raise ValueError("entry must come from TD3.1")
+        ss = self.submission_set(patient)
+        resp, _ = self._call(
+            "TD3.3",
+            "registry",
+            ebrim.availability_update(ss, entry.entry_uuid, entry.status or Status.APPROVED, new_status),
+            CallContext(patient),
+            expected_body=[q(RS, "RegistryResponse")],
+        )
+        ebrim.check_registry_status(resp.body)
