@@ -24,10 +24,11 @@ REDACTED_XML = "[contenu XML retiré]"
 REDACTED_BLOB = "[données binaires retirées]"
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.DOTALL)
-# "pin=1234", "code PIN : 1234", "passphrase: x", "mot de passe 'abc'"...
+# "pin=1234", "code PIN : 1234", "passphrase: x", "mot de passe 'abc'"...: after ":"/"=", the rest of
+# the clause (up to , ; or end of line) is masked; a bare keyword is masked only before 4-12 digits.
 _SECRET = re.compile(
     r"(?i)\b(code\s+pin|code\s+porteur|pin|puk|mot\s+de\s+passe|password|passphrase|secret)\b"
-    r"(\s*[:=]\s*(?:\"[^\"]*\"|'[^']*'|\S+)|\s+\d{4,12}\b)"
+    r"(\s*[:=]\s*(?:\"[^\"]*\"|'[^']*'|[^,;\n]+)|\s+\d{4,12}\b)"
 )
 # Any XML markup (an element start tag, a processing instruction, CDATA): document or SOAP content.
 _XML = re.compile(r"<\s*[?!]?[A-Za-z_][\w.:-]*(\s[^<>]*)?/?>")
