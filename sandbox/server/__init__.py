@@ -112,12 +112,13 @@ def _check_loopback(host: str) -> None:
         )
 
 
-def _default_service(data_dir: Path) -> tuple[Any, Any]:
+def _default_service(data_dir: Path, pki: Any) -> tuple[Any, Any]:
     from sandbox.dmp.service import DmpService
     from sandbox.dmp.store import Store
 
     store = Store(data_dir)
-    return store, DmpService(store)
+    # the XAdES signature of a deposit is checked against the same test PKI as the VIHF
+    return store, DmpService(store, trusted_certs=[*pki.roots, *pki.intermediates])
 
 
 def start(
@@ -142,7 +143,7 @@ def start(
         if not Path(p).is_file():
             raise SandboxServerError(f"Fichier de l'IGC de test introuvable : {p}.")
     if service is None:
-        store, service = _default_service(data_dir)
+        store, service = _default_service(data_dir, pki)
     tls = make_tls_context(str(pki.server_cert), str(pki.server_key), str(pki.ca_bundle))
     verifier = VihfVerifier(TrustStore(pki.roots, pki.intermediates))
     injector = FaultInjector(faults)

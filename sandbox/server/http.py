@@ -38,6 +38,9 @@ log = logging.getLogger("sandbox.server")
 # [I] Request size limit: a deposit carries CDA documents (with embedded PDF) of a few MB; 20 MiB leaves
 # room for several documents per submission while bounding memory per connection.
 MAX_REQUEST_BYTES = 20 * 1024 * 1024
+# An oversize body up to this many times the limit is read and thrown away (bounded memory) so that the
+# client gets the 413 fault; a larger one gets the fault and a closed connection.
+DISCARD_LIMIT_FACTOR = 8
 # Idle keep-alive connections are closed after this many seconds.
 IDLE_TIMEOUT_S = 30.0
 # TLS 1.2 suites of PDT-INF-579v4 (dmp-protocol.md §5); TLS 1.3 stays enabled with OpenSSL's defaults.
@@ -184,15 +187,15 @@ class SoapHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         """Read the body under the size limit; answer the error and return None when refused."""
-        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+        te = self.headers.get("Transfer-Encoding", "").lower().strip()
+        if te == "chunked":
+            return self._read_chunked()
+        if te not in ("", "identity"):
             self.close_connection = True
             self._send_fault(
-                SoapFault(
-                    "Encodage « chunked » non pris en charge : Content-Length est requis.",
-                    subcode="sandbox:LengthRequired",
-                ),
+                SoapFault(f"Transfer-Encoding non pris en charge : {te}.", subcode="sandbox:LengthRequired"),
                 None,
-                HTTPStatus.LENGTH_REQUIRED,
+                HTTPStatus.NOT_IMPLEMENTED,
             )
             return None
         length_text = self.headers.get("Content-Length")
@@ -209,18 +212,64 @@ class SoapHandler(BaseHTTPRequestHandler):
             )
             return None
         if length > self.server.max_request_bytes:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
-            self._send_fault(
-                SoapFault(
-                    f"Requête trop volumineuse ({length} octets ; "
-                    f"limite {self.server.max_request_bytes} octets).",
-                    subcode="sandbox:RequestTooLarge",
-                ),
-                None,
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            )
+            # Never stored: discarded in small chunks (so the client reads the answer instead of a TCP
+            # reset), or, beyond DISCARD_LIMIT_FACTOR x the limit, the connection is simply closed.
+            self.close_connection = not self._discard(length)
+            self._too_large(length)
             return None
         return self.rfile.read(length)
+
+    def _too_large(self, length: int | None) -> None:
+        size = f"{length} octets ; " if length is not None else ""
+        self._send_fault(
+            SoapFault(
+                f"Requête trop volumineuse ({size}limite {self.server.max_request_bytes} octets).",
+                subcode="sandbox:RequestTooLarge",
+            ),
+            None,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        )
+
+    def _read_chunked(self) -> bytes | None:
+        """HTTP/1.1 chunked body, refused as soon as it passes the size limit."""
+        out = bytearray()
+        limit = self.server.max_request_bytes
+        try:
+            while True:
+                line = self.rfile.readline(1024)
+                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers are ignored
+                    return bytes(out)
+                if len(out) + size > limit:
+                    self.close_connection = True
+                    self._too_large(None)
+                    return None
+                out += self.rfile.read(size)
+                self.rfile.readline(8)
+        except ValueError:
+            self.close_connection = True
+            self._send_fault(
+                SoapFault("Corps HTTP « chunked » mal formé.", subcode="sandbox:LengthRequired"),
+                None,
+                HTTPStatus.BAD_REQUEST,
+            )
+            return None
+
+    def _discard(self, length: int) -> bool:
+        if length > DISCARD_LIMIT_FACTOR * self.server.max_request_bytes:
+            return False
+        remaining = length
+        try:
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    return False
+                remaining -= len(chunk)
+        except (OSError, ssl.SSLError):
+            return False
+        return True
 
     def _admin_get(self) -> None:
         payload = {"config": self.server.faults.config.to_dict(), "counts": self.server.faults.counts()}

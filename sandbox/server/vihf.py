@@ -89,6 +89,9 @@ ACCEPTED_DIGESTS = frozenset(
 VALIDATE_DSIG_SCHEMA = False
 # [I] In INDIRECTE modes the directory check is on the structure only: the user is asserted by the
 # establishment (NameID from its own directory), so an unknown NameID is accepted.
+# [I] In INDIRECTE modes the VIHF's Identifiant_Structure must be the establishment named in the OU of its
+# ORG certificates (an establishment cannot speak for another structure).
+STRUCTURE_MUST_MATCH_ORG_CERT = True
 PROFESSION_OID = "1.2.250.1.71.1.2.7"  # TRE_G15
 NON_PS_ROLE_OID = "1.2.250.1.213.1.1.4.6"  # TRE_A00
 STUDENT_OID = "1.2.250.1.71.1.2.8"
@@ -437,6 +440,13 @@ class VihfVerifier:
                 )
             is_regulator = match.role == REGULATOR_ROLE
         else:
+            org_structure = certs.organisation_key(tls_cert)[1]
+            if STRUCTURE_MUST_MATCH_ORG_CERT and org_structure and org_structure != structure_id:
+                raise _fault(
+                    f"Structure du VIHF ({structure_id}) différente de celle du certificat de "
+                    f"l'établissement ({org_structure}).",
+                    "wsse:FailedAuthentication",
+                )
             if sector != situation.sector:
                 raise _fault(
                     f"Secteur d'activité {sector} incohérent avec la structure {structure_id} "
