@@ -1,0 +1,814 @@
+"""Builders of deposit-ready CI-SIS CDA R2 documents: level 1 (PDF / text in nonXMLBody) and the VAC-NOTE.
+
+Inputs are plain dataclasses (``PatientInput``, ``AuthorInput``, ``VaccinationInput``) with ``from_dict`` for
+JSON files; every wrong input raises a typed ``CdaError`` leaf whose ``field`` names the input
+(``patient.birth_date``, ``author.id_nat``, ``content``...). The header follows cda.md 1 element by element
+and in XSD order; ids are UUID-derived OIDs (``2.25.<uuid>``), unique per version without any registration.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import io
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from cda import valuesets as vs
+from cda.errors import (
+    CdaError,
+    InputFileError,
+    InvalidDate,
+    InvalidInput,
+    InvalidPdfError,
+    InvalidRpps,
+    MissingTrait,
+)
+from cda.ins import OID_NIR, check_nir, check_oid
+from cda.model import CdaDocument, InstanceId
+
+HL7 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_H = "{" + HL7 + "}"
+
+# Default upper bound of a document's content (PDF/text), configurable per call and in the CLI.
+DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
+# Time zone of the timestamps written in the header. [I] French professionals work in metropolitan time;
+# overseas practices pass their own tz via ``now``.
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+_RPPS_RE = re.compile(r"^8[0-9]{11}$")
+_COG_RE = re.compile(r"^(?:[0-9]{5}|2[AB][0-9]{3})$")
+_GENDER_LABELS = {"M": "Masculin", "F": "Féminin", "U": "Inconnu"}
+
+
+def now_local() -> dt.datetime:
+    try:
+        from zoneinfo import ZoneInfo
+
+        return dt.datetime.now(ZoneInfo(DEFAULT_TIMEZONE)).replace(microsecond=0)
+    except Exception:  # tz database missing on a minimal system: use the machine's local offset
+        return dt.datetime.now().astimezone().replace(microsecond=0)
+
+
+def new_oid() -> str:
+    """A globally unique OID derived from a random UUID (ITU-T X.667 arc 2.25)."""
+    return f"2.25.{uuid.uuid4().int}"
+
+
+def hl7_ts(value: dt.datetime | dt.date) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.astimezone()
+        return value.strftime("%Y%m%d%H%M%S%z")
+    return value.strftime("%Y%m%d")
+
+
+def _parse_date(value: Any, field: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise MissingTrait(f"La date est absente ({field}).", field=field)
+    text = value.strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d", "%d/%m/%Y"):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise InvalidDate(
+        f"La date « {value} » n'est pas valide (format attendu AAAA-MM-JJ) ({field}).", field=field
+    )
+
+
+def _require(value: Any, field: str, label: str) -> str:
+    if value is None or not str(value).strip():
+        raise MissingTrait(f"{label} est absent ({field}).", field=field)
+    return " ".join(str(value).split())
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"Un objet JSON est attendu pour « {prefix} ».", field=prefix)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InvalidInput(
+            f"Champ(s) inconnu(s) dans « {prefix} » : {', '.join(unknown)} "
+            f"(attendus : {', '.join(sorted(names))}).",
+            field=f"{prefix}.{unknown[0]}",
+        )
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in required:
+        if name not in data:
+            raise MissingTrait(
+                f"Le champ obligatoire « {prefix}.{name} » est absent.", field=f"{prefix}.{name}"
+            )
+    return cls(**dict(data))
+
+
+@dataclass
+class PatientInput:
+    """The patient, identified by the INS with all its traits (cda.md 1 rows 12-12a).
+
+    JSON shape: ``{"ins": "279035121518989", "ins_oid": "1.2.250.1.213.1.4.10",
+    "birth_family_name": "PAT-TROIS",
+    "given_names": "DOMINIQUE MARIE-LOUISE", "first_given_name": "DOMINIQUE", "birth_date": "1979-03-28",
+    "sex": "F", "birth_place_code": "51215", "used_family_name": "", "used_given_name": ""}``
+    """
+
+    ins: str
+    birth_family_name: str
+    given_names: str
+    birth_date: str | dt.date
+    sex: str
+    birth_place_code: str
+    ins_oid: str = OID_NIR
+    first_given_name: str = ""
+    used_family_name: str = ""
+    used_given_name: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PatientInput:
+        return _from_dict(cls, data, "patient")
+
+    def checked(self, *, today: dt.date | None = None) -> PatientInput:
+        """Return a normalised copy, or raise the specific error naming the field."""
+        oid = check_oid(self.ins_oid, field="patient.ins_oid")
+        ins = check_nir(_require(self.ins, "patient.ins", "Le matricule INS du patient"), field="patient.ins")
+        family = _require(
+            self.birth_family_name, "patient.birth_family_name", "Le nom de naissance du patient"
+        )
+        given = _require(self.given_names, "patient.given_names", "Les prénoms de naissance du patient")
+        first = " ".join(self.first_given_name.split()) if self.first_given_name else given.split(" ")[0]
+        birth = _parse_date(self.birth_date, "patient.birth_date")
+        if birth > (today or dt.date.today()):
+            raise InvalidDate(
+                f"La date de naissance du patient ({birth:%d/%m/%Y}) est dans le futur (patient.birth_date).",
+                field="patient.birth_date",
+            )
+        sex = _require(self.sex, "patient.sex", "Le sexe du patient").upper()
+        if sex not in _GENDER_LABELS:
+            raise InvalidInput(
+                f"Le sexe du patient doit être M, F ou U (reçu « {self.sex} ») (patient.sex).",
+                field="patient.sex",
+            )
+        place = _require(self.birth_place_code, "patient.birth_place_code", "Le lieu de naissance (code COG)")
+        place = place.upper()
+        if not _COG_RE.match(place):
+            raise InvalidInput(
+                f"Le lieu de naissance doit être un code INSEE (COG) à 5 caractères (reçu « {place} ») "
+                "(patient.birth_place_code).",
+                field="patient.birth_place_code",
+            )
+        return dataclasses.replace(
+            self,
+            ins=ins,
+            ins_oid=oid,
+            birth_family_name=family.upper(),
+            given_names=given,
+            first_given_name=first,
+            birth_date=birth,
+            sex=sex,
+            birth_place_code=place,
+        )
+
+
+@dataclass
+class AuthorInput:
+    """The author professional and the structure he works for (cda.md 1 rows 13-17).
+
+    JSON shape: ``{"id_nat": "899700000039", "family_name": "PHARMACIEN", "given_name": "PAUL",
+    "specialty_code": "G15_21/A", "organization_id": "380000000200015",
+    "organization_name": "PHARMACIE DE LA GARE",
+    "facility_type_code": "SA33", "practice_setting_code": "AMBULATOIRE", "prefix": ""}``
+    """
+
+    id_nat: str  # "8" + RPPS (11 digits)
+    family_name: str
+    given_name: str
+    specialty_code: str  # JDV_J01 / TRE_A02: G15_10/SM26, G15_21/A, G15_60...
+    organization_id: str  # idNat_Struct ("1" + FINESS, "3" + SIRET...)
+    organization_name: str
+    facility_type_code: str  # JDV_J02 (SA07 cabinet, SA33 officine...)
+    practice_setting_code: str = "AMBULATOIRE"  # JDV_J04
+    prefix: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuthorInput:
+        return _from_dict(cls, data, "author")
+
+    def checked(self) -> AuthorInput:
+        id_nat = _require(self.id_nat, "author.id_nat", "L'identifiant national (RPPS) de l'auteur").replace(
+            " ", ""
+        )
+        if not _RPPS_RE.match(id_nat):
+            raise InvalidRpps(
+                f"L'identifiant de l'auteur « {self.id_nat} » est mal formé : "
+                "attendu « 8 » suivi des 11 chiffres "
+                "du RPPS (author.id_nat).",
+                field="author.id_nat",
+            )
+        family = _require(self.family_name, "author.family_name", "Le nom de l'auteur")
+        given = _require(self.given_name, "author.given_name", "Le prénom de l'auteur")
+        vs.check_author_specialty(
+            _require(self.specialty_code, "author.specialty_code", "La profession de l'auteur")
+        )
+        org_id = _require(self.organization_id, "author.organization_id", "L'identifiant de la structure")
+        org_name = _require(self.organization_name, "author.organization_name", "Le nom de la structure")
+        vs.check_facility_type(self.facility_type_code, field="author.facility_type_code")
+        vs.check_practice_setting(self.practice_setting_code, field="author.practice_setting_code")
+        return dataclasses.replace(
+            self,
+            id_nat=id_nat,
+            family_name=family,
+            given_name=given,
+            organization_id=org_id,
+            organization_name=org_name,
+        )
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """The version being replaced: the new document keeps its setId and takes versionNumber + 1."""
+
+    document_id: InstanceId
+    set_id: InstanceId
+    version_number: int
+
+    @classmethod
+    def of(cls, previous: CdaDocument) -> Replacement:
+        if previous.id is None or previous.set_id is None or previous.version_number is None:
+            raise InvalidInput(
+                "Le document remplacé n'a pas d'identifiant, de setId ou de numéro de version.",
+                field="replaces",
+            )
+        return cls(previous.id, previous.set_id, previous.version_number)
+
+
+def _el(parent: etree._Element, tag: str, attrib: Mapping[str, str] | None = None, text: str | None = None):
+    el = etree.SubElement(parent, _H + tag, attrib=dict(attrib) if attrib else None)
+    if text is not None:
+        try:
+            el.text = text
+        except ValueError as exc:  # control characters etc.
+            raise InvalidInput(
+                f"Le texte « {text[:40]} » contient des caractères interdits.", field=tag
+            ) from exc
+    return el
+
+
+def _ii(parent: etree._Element, tag: str, ii: InstanceId) -> etree._Element:
+    attrib = {"root": ii.root}
+    if ii.extension:
+        attrib["extension"] = ii.extension
+    return _el(parent, tag, attrib)
+
+
+def _name(parent: etree._Element, given: str, family: str, prefix: str = "") -> None:
+    name = _el(parent, "name")
+    if prefix:
+        _el(name, "prefix", text=prefix)
+    _el(name, "given", text=given)
+    _el(name, "family", text=family)
+
+
+@dataclass(frozen=True)
+class _Header:
+    type_row: vs.DocumentType
+    title: str
+    patient: PatientInput
+    author: AuthorInput
+    effective: dt.datetime
+    service_start: dt.datetime | dt.date
+    service_stop: dt.datetime | dt.date | None
+    doc_id: InstanceId
+    set_id: InstanceId
+    version: int
+    replaces: Replacement | None
+    template_ids: tuple[tuple[str, str], ...]
+    service_code: tuple[str, str, str]  # code, codeSystem, displayName
+
+
+def _header(h: _Header) -> etree._Element:
+    root = etree.Element(_H + "ClinicalDocument", nsmap={None: HL7, "xsi": XSI})
+    _el(root, "realmCode", {"code": "FR"})
+    _el(root, "typeId", {"root": vs.TYPE_ID_ROOT, "extension": vs.TYPE_ID_EXT})
+    for tpl_root, tpl_ext in h.template_ids:
+        _el(root, "templateId", {"root": tpl_root, **({"extension": tpl_ext} if tpl_ext else {})})
+    _ii(root, "id", h.doc_id)
+    t = h.type_row
+    _el(
+        root,
+        "code",
+        {
+            "code": t.code,
+            "codeSystem": t.code_system,
+            "codeSystemName": t.code_system_name,
+            "displayName": t.label,
+        },
+    )
+    _el(root, "title", text=h.title)
+    ts = hl7_ts(h.effective)
+    _el(root, "effectiveTime", {"value": ts})
+    _el(root, "confidentialityCode", {"code": "N", "codeSystem": vs.CONFIDENTIALITY, "displayName": "Normal"})
+    _el(root, "languageCode", {"code": "fr-FR"})
+    _ii(root, "setId", h.set_id)
+    _el(root, "versionNumber", {"value": str(h.version)})
+
+    p = h.patient
+    role = _el(_el(root, "recordTarget"), "patientRole")
+    _el(role, "id", {"root": p.ins_oid, "extension": p.ins})
+    pat = _el(role, "patient")
+    name = _el(pat, "name")
+    _el(name, "given", text=p.given_names)
+    _el(name, "given", {"qualifier": "BR"}, p.first_given_name)
+    _el(name, "family", {"qualifier": "BR"}, p.birth_family_name)
+    if p.used_given_name:
+        _el(name, "given", {"qualifier": "CL"}, p.used_given_name)
+    if p.used_family_name:
+        _el(name, "family", {"qualifier": "CL"}, p.used_family_name)
+    _el(
+        pat,
+        "administrativeGenderCode",
+        {"code": p.sex, "codeSystem": vs.GENDER, "displayName": _GENDER_LABELS[p.sex]},
+    )
+    assert isinstance(p.birth_date, dt.date)
+    _el(pat, "birthTime", {"value": p.birth_date.strftime("%Y%m%d")})
+    _el(_el(_el(_el(pat, "birthplace"), "place"), "addr"), "county", text=p.birth_place_code)
+
+    a = h.author
+    specialty = vs.author_specialties()[a.specialty_code]
+    author = _el(root, "author")
+    _el(author, "time", {"value": ts})
+    assigned = _el(author, "assignedAuthor")
+    _el(assigned, "id", {"root": vs.ROOT_PS, "extension": a.id_nat})
+    _el(
+        assigned,
+        "code",
+        {"code": specialty.code, "codeSystem": specialty.code_system, "displayName": specialty.display_name},
+    )
+    _name(_el(assigned, "assignedPerson"), a.given_name, a.family_name, a.prefix)
+    org = _el(assigned, "representedOrganization")
+    _el(org, "id", {"root": vs.ROOT_STRUCTURE, "extension": a.organization_id})
+    _el(org, "name", text=a.organization_name)
+
+    cust = _el(_el(_el(root, "custodian"), "assignedCustodian"), "representedCustodianOrganization")
+    _el(cust, "id", {"root": vs.ROOT_STRUCTURE, "extension": a.organization_id})
+    _el(cust, "name", text=a.organization_name)
+
+    legal = _el(root, "legalAuthenticator")
+    _el(legal, "time", {"value": ts})
+    _el(legal, "signatureCode", {"code": "S"})
+    entity = _el(legal, "assignedEntity")
+    _el(entity, "id", {"root": vs.ROOT_PS, "extension": a.id_nat})
+    _name(_el(entity, "assignedPerson"), a.given_name, a.family_name, a.prefix)
+
+    if h.replaces is not None:
+        related = _el(root, "relatedDocument", {"typeCode": "RPLC"})
+        _ii(_el(related, "parentDocument"), "id", h.replaces.document_id)
+
+    event = _el(_el(root, "documentationOf"), "serviceEvent")
+    code, system, display = h.service_code
+    _el(event, "code", {"code": code, "codeSystem": system, "displayName": display})
+    period = _el(event, "effectiveTime")
+    _el(period, "low", {"value": hl7_ts(h.service_start)})
+    if h.service_stop is not None:
+        _el(period, "high", {"value": hl7_ts(h.service_stop)})
+    perf = _el(_el(event, "performer", {"typeCode": "PRF"}), "assignedEntity")
+    _el(perf, "id", {"root": vs.ROOT_PS, "extension": a.id_nat})
+    porg = _el(perf, "representedOrganization")
+    _el(porg, "id", {"root": vs.ROOT_STRUCTURE, "extension": a.organization_id})
+    _el(porg, "name", text=a.organization_name)
+    setting = vs.practice_settings()[a.practice_setting_code]
+    _el(
+        porg,
+        "standardIndustryClassCode",
+        {"code": setting.code, "codeSystem": setting.code_system, "displayName": setting.display_name},
+    )
+
+    enc = _el(_el(root, "componentOf"), "encompassingEncounter")
+    _el(_el(enc, "effectiveTime"), "low", {"value": hl7_ts(h.service_start)})
+    facility = vs.facility_types()[a.facility_type_code]
+    fac = _el(_el(enc, "location"), "healthCareFacility")
+    _el(
+        fac,
+        "code",
+        {"code": facility.code, "codeSystem": facility.code_system, "displayName": facility.display_name},
+    )
+    return root
+
+
+def _ids(replaces: Replacement | None, document_id: InstanceId | None) -> tuple[InstanceId, InstanceId, int]:
+    doc_id = document_id or InstanceId(new_oid())
+    if replaces is None:
+        return doc_id, InstanceId(new_oid()), 1
+    if replaces.document_id == doc_id:
+        raise InvalidInput(
+            "Le nouveau document doit avoir un identifiant différent de celui qu'il remplace.",
+            field="document_id",
+        )
+    return doc_id, replaces.set_id, replaces.version_number + 1
+
+
+def _check_title(title: str) -> str:
+    if not title or not title.strip():
+        raise InvalidInput("Le titre du document est absent (title).", field="title")
+    return " ".join(title.split())
+
+
+def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_MAX_CONTENT_BYTES) -> None:
+    """Refuse an empty, oversize, or mislabelled body: PDF header + pypdf must open it; text must be UTF-8."""
+    if not content:
+        raise InputFileError("Le fichier du document est vide.", field="content")
+    if len(content) > max_bytes:
+        raise InputFileError(
+            f"Le fichier du document est trop volumineux ({len(content) / 1048576:.1f} Mo, "
+            f"limite {max_bytes / 1048576:.0f} Mo).",
+            field="content",
+        )
+    if media_type == "application/pdf":
+        if b"%PDF-" not in content[:1024]:
+            raise InvalidPdfError(
+                "Le fichier fourni n'est pas un PDF (en-tête %PDF- absent).", field="content"
+            )
+        from pypdf import PdfReader
+        from pypdf.errors import PyPdfError
+
+        try:
+            reader = PdfReader(io.BytesIO(content))
+            if reader.is_encrypted:
+                raise InvalidPdfError(
+                    "Le PDF est chiffré ou protégé par mot de passe : le DMP exige un PDF lisible.",
+                    field="content",
+                )
+            if len(reader.pages) < 1:
+                raise InvalidPdfError("Le PDF ne contient aucune page.", field="content")
+        except InvalidPdfError:
+            raise
+        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+            raise InvalidPdfError(
+                f"Le fichier PDF est illisible ou endommagé ({type(exc).__name__}).", field="content"
+            ) from exc
+    elif media_type == "text/plain":
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputFileError("Le fichier texte n'est pas encodé en UTF-8.", field="content") from exc
+    else:
+        raise InputFileError(
+            f"Type de contenu « {media_type} » non pris en charge (PDF ou texte seulement).",
+            field="media_type",
+        )
+
+
+def guess_media_type(content: bytes) -> str:
+    return "application/pdf" if content[:1024].lstrip().startswith(b"%PDF-") else "text/plain"
+
+
+def serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def level1(
+    *,
+    type_code: str,
+    content: bytes,
+    title: str,
+    patient: PatientInput,
+    author: AuthorInput,
+    media_type: str | None = None,
+    replaces: Replacement | None = None,
+    document_id: InstanceId | None = None,
+    effective_time: dt.datetime | None = None,
+    service_start: dt.datetime | dt.date | None = None,
+    service_stop: dt.datetime | dt.date | None = None,
+    max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+) -> bytes:
+    """Build a level-1 CDA (nonXMLBody, B64) for a type code the DMP accepts; return the XML bytes."""
+    type_row = vs.check_dmp_type(type_code)
+    title = _check_title(title)
+    patient = patient.checked()
+    author = author.checked()
+    media_type = media_type or guess_media_type(content)
+    check_content(content, media_type, max_bytes=max_content_bytes)
+    effective = effective_time or now_local()
+    doc_id, set_id, version = _ids(replaces, document_id)
+    root = _header(
+        _Header(
+            type_row=type_row,
+            title=title,
+            patient=patient,
+            author=author,
+            effective=effective,
+            service_start=service_start or effective,
+            service_stop=service_stop,
+            doc_id=doc_id,
+            set_id=set_id,
+            version=version,
+            replaces=replaces,
+            template_ids=tuple((t, "") for t in vs.LEVEL1_TEMPLATES),
+            service_code=(type_row.code, type_row.code_system, type_row.label),
+        )
+    )
+    body = _el(_el(root, "component"), "nonXMLBody")
+    _el(
+        body,
+        "text",
+        {"mediaType": media_type, "representation": "B64"},
+        base64.b64encode(content).decode("ascii"),
+    )
+    return serialize(root)
+
+
+# --- Vaccination note (VAC-NOTE 2023.01) ----------------------------------------------------------------
+VACCINATION_KINDS = {
+    "IMMUNIZ": "Vaccination sans autre précision",
+    "INITIMMUNIZ": "Primovaccination",
+    "BOOSTER": "Rappel",
+}
+
+
+@dataclass
+class VaccinationInput:
+    """One vaccination act (or a vaccination that was NOT given: ``given=False``).
+
+    JSON shape: ``{"cis_code": "68747507", "vaccine_label": "VACCIN TETANIQUE PASTEUR, suspension injectable",
+    "atc_code": "J07AM01", "atc_label": "", "brand_name": "", "lot_number": "AB123", "date": "2026-11-25",
+    "dose_rank": 1, "kind": "IMMUNIZ", "route_code": "20035000", "site_code": "16217701000119102",
+    "given": true}``
+    ``atc_label``, ``route_label``, ``site_label`` default to the value-set display names.
+    """
+
+    cis_code: str
+    vaccine_label: str
+    atc_code: str
+    lot_number: str
+    date: str | dt.date
+    atc_label: str = ""
+    brand_name: str = ""
+    dose_rank: int | None = None
+    kind: str = "IMMUNIZ"
+    route_code: str = ""
+    route_label: str = ""
+    site_code: str = ""
+    site_label: str = ""
+    given: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VaccinationInput:
+        return _from_dict(cls, data, "vaccination")
+
+    def checked(self, *, today: dt.date | None = None) -> VaccinationInput:
+        from cda.vaccinations import atc_info, route_label, site_label
+
+        cis = _require(self.cis_code, "vaccination.cis_code", "Le code CIS du vaccin")
+        if not re.fullmatch(r"[0-9]{8}", cis):
+            raise InvalidInput(
+                f"Le code CIS du vaccin doit compter 8 chiffres (reçu « {cis} ») (vaccination.cis_code).",
+                field="vaccination.cis_code",
+            )
+        label = _require(self.vaccine_label, "vaccination.vaccine_label", "Le nom du vaccin")
+        atc = _require(self.atc_code, "vaccination.atc_code", "Le code ATC du vaccin").upper()
+        if not atc.startswith("J07"):
+            raise InvalidInput(
+                f"Le code ATC « {atc} » n'est pas un code de vaccin (J07…) (vaccination.atc_code).",
+                field="vaccination.atc_code",
+            )
+        atc_label = self.atc_label or atc_info(atc)[0]
+        if not atc_label:
+            raise MissingTrait(
+                "Le libellé ATC du vaccin est absent (vaccination.atc_label).", field="vaccination.atc_label"
+            )
+        lot = _require(self.lot_number, "vaccination.lot_number", "Le numéro de lot")
+        when = _parse_date(self.date, "vaccination.date")
+        if when > (today or dt.date.today()):
+            raise InvalidDate(
+                f"La date de vaccination ({when:%d/%m/%Y}) est dans le futur (vaccination.date).",
+                field="vaccination.date",
+            )
+        if self.dose_rank is not None and (
+            not isinstance(self.dose_rank, int) or not 1 <= self.dose_rank <= 20
+        ):
+            raise InvalidInput(
+                "Le rang de la dose doit être un entier de 1 à 20 (vaccination.dose_rank).",
+                field="vaccination.dose_rank",
+            )
+        kind = (self.kind or "IMMUNIZ").upper()
+        if kind not in VACCINATION_KINDS:
+            raise InvalidInput(
+                f"Le type de vaccination « {self.kind} » est inconnu (IMMUNIZ, INITIMMUNIZ, BOOSTER).",
+                field="vaccination.kind",
+            )
+        r_label = self.route_label
+        if self.route_code and not r_label:
+            r_label = route_label(self.route_code)
+            if not r_label:
+                raise InvalidInput(
+                    f"Voie d'administration « {self.route_code} » inconnue (vaccination.route_code).",
+                    field="vaccination.route_code",
+                )
+        s_label = self.site_label
+        if self.site_code and not s_label:
+            s_label = site_label(self.site_code)
+            if not s_label:
+                raise InvalidInput(
+                    f"Site d'injection « {self.site_code} » inconnu (vaccination.site_code).",
+                    field="vaccination.site_code",
+                )
+        if not isinstance(self.given, bool):
+            raise InvalidInput(
+                "« given » doit valoir true ou false (vaccination.given).", field="vaccination.given"
+            )
+        return dataclasses.replace(
+            self,
+            cis_code=cis,
+            vaccine_label=label,
+            atc_code=atc,
+            atc_label=atc_label,
+            lot_number=lot,
+            date=when,
+            kind=kind,
+            route_label=r_label,
+            site_label=s_label,
+            brand_name=self.brand_name or label,
+        )
+
+
+VAC_NOTE_TYPE = "87273-9"
+
+
+def vaccination_note(
+    *,
+    patient: PatientInput,
+    author: AuthorInput,
+    vaccination: VaccinationInput,
+    title: str = "Note de vaccination",
+    replaces: Replacement | None = None,
+    document_id: InstanceId | None = None,
+    effective_time: dt.datetime | None = None,
+) -> bytes:
+    """Build a structured VAC-NOTE 2023.01 (one FR-Vaccination entry) and return the XML bytes."""
+    type_row = vs.check_dmp_type(VAC_NOTE_TYPE)
+    title = _check_title(title)
+    patient = patient.checked()
+    author = author.checked()
+    vac = vaccination.checked()
+    assert isinstance(vac.date, dt.date)
+    effective = effective_time or now_local()
+    doc_id, set_id, version = _ids(replaces, document_id)
+    root = _header(
+        _Header(
+            type_row=type_row,
+            title=title,
+            patient=patient,
+            author=author,
+            effective=effective,
+            service_start=vac.date,
+            service_stop=None,
+            doc_id=doc_id,
+            set_id=set_id,
+            version=version,
+            replaces=replaces,
+            template_ids=(
+                (vs.TPL_HL7_FRANCE, ""),
+                (vs.TPL_CISIS, ""),
+                (vs.TPL_PCC_IMMUNIZATION_CONTENT, ""),
+                (vs.TPL_VAC_NOTE, "2023.01"),
+            ),
+            service_code=(type_row.code, type_row.code_system, type_row.label),
+        )
+    )
+    specialty = vs.author_specialties()[author.specialty_code]
+    section = _el(_el(_el(_el(root, "component"), "structuredBody"), "component"), "section")
+    for tpl in ("2.16.840.1.113883.10.20.1.6", vs.TPL_IMMUNIZATIONS_SECTION, "1.2.250.1.213.1.1.2.147"):
+        _el(section, "templateId", {"root": tpl})
+    _el(section, "id", {"root": new_oid()})
+    _el(
+        section,
+        "code",
+        {
+            "code": "11369-6",
+            "codeSystem": vs.LOINC,
+            "codeSystemName": "LOINC",
+            "displayName": "Historique des vaccinations",
+        },
+    )
+    _el(section, "title", text=title)
+    text = _el(section, "text")
+    table = _el(text, "table")
+    head = _el(_el(table, "thead"), "tr")
+    for label in ("Date", "Vaccin", "Lot", "Rang", "Statut"):
+        _el(head, "th", text=label)
+    row = _el(_el(table, "tbody"), "tr")
+    _el(row, "td", text=vac.date.strftime("%d/%m/%Y"))
+    _el(_el(row, "td"), "content", {"ID": "vac-1"}, vac.vaccine_label)
+    _el(row, "td", text=vac.lot_number)
+    _el(row, "td", text=str(vac.dose_rank) if vac.dose_rank else "")
+    _el(row, "td", text="Administré" if vac.given else "Non administré")
+
+    sbadm = _el(
+        _el(section, "entry"),
+        "substanceAdministration",
+        {"classCode": "SBADM", "moodCode": "EVN", "negationInd": "false" if vac.given else "true"},
+    )
+    for tpl in ("2.16.840.1.113883.10.20.1.24", vs.TPL_IMMUNIZATION_ENTRY, "1.2.250.1.213.1.1.3.45"):
+        _el(sbadm, "templateId", {"root": tpl})
+    _el(sbadm, "id", {"root": new_oid()})
+    _el(
+        sbadm,
+        "code",
+        {"code": vac.kind, "codeSystem": vs.ACT_CODE, "displayName": VACCINATION_KINDS[vac.kind]},
+    )
+    _el(_el(sbadm, "text"), "reference", {"value": "#vac-1"})
+    _el(sbadm, "statusCode", {"code": "completed"})
+    _el(sbadm, "effectiveTime", {"value": vac.date.strftime("%Y%m%d")})
+    if vac.route_code:
+        _el(
+            sbadm,
+            "routeCode",
+            {"code": vac.route_code, "codeSystem": vs.EDQM_ROUTE, "displayName": vac.route_label},
+        )
+    if vac.site_code:
+        _el(
+            sbadm,
+            "approachSiteCode",
+            {"code": vac.site_code, "codeSystem": vs.SNOMED, "displayName": vac.site_label},
+        )
+    product = _el(_el(sbadm, "consumable", {"typeCode": "CSM"}), "manufacturedProduct")
+    for tpl in ("2.16.840.1.113883.10.20.1.53", "1.3.6.1.4.1.19376.1.5.3.1.4.7.2", "1.2.250.1.213.1.1.3.43"):
+        _el(product, "templateId", {"root": tpl})
+    material = _el(product, "manufacturedMaterial")
+    code = _el(
+        material,
+        "code",
+        {
+            "code": vac.cis_code,
+            "codeSystem": vs.CIS,
+            "codeSystemName": "CIS",
+            "displayName": vac.vaccine_label,
+        },
+    )
+    _el(_el(code, "originalText"), "reference", {"value": "#vac-1"})
+    _el(
+        code,
+        "translation",
+        {"code": vac.atc_code, "codeSystem": vs.ATC, "codeSystemName": "ATC", "displayName": vac.atc_label},
+    )
+    _el(material, "name", text=vac.brand_name)
+    _el(material, "lotNumberText", text=vac.lot_number)
+    for tag, attrs in (
+        ("performer", {"typeCode": "PRF"}),
+        ("author", {"typeCode": "AUT", "contextControlCode": "OP"}),
+    ):
+        who = _el(sbadm, tag, attrs)
+        if tag == "author":
+            _el(who, "time", {"value": hl7_ts(effective)})
+        entity = _el(who, "assignedEntity" if tag == "performer" else "assignedAuthor")
+        _el(entity, "id", {"root": vs.ROOT_PS, "extension": author.id_nat})
+        _el(
+            entity,
+            "code",
+            {
+                "code": specialty.code,
+                "codeSystem": specialty.code_system,
+                "displayName": specialty.display_name,
+            },
+        )
+        _name(_el(entity, "assignedPerson"), author.given_name, author.family_name, author.prefix)
+    if vac.dose_rank:
+        obs = _el(
+            _el(sbadm, "entryRelationship", {"typeCode": "SUBJ"}),
+            "observation",
+            {"classCode": "OBS", "moodCode": "EVN"},
+        )
+        _el(obs, "templateId", {"root": "2.16.840.1.113883.10.20.1.46"})
+        _el(obs, "templateId", {"root": vs.TPL_DOSE_RANK})
+        _el(obs, "code", {"code": "30973-2", "codeSystem": vs.LOINC, "displayName": "Rang de la vaccination"})
+        _el(obs, "statusCode", {"code": "completed"})
+        _el(obs, "value", {"{" + XSI + "}type": "INT", "value": str(vac.dose_rank)})
+    return serialize(root)
+
+
+__all__ = [
+    "DEFAULT_MAX_CONTENT_BYTES",
+    "AuthorInput",
+    "CdaError",
+    "PatientInput",
+    "Replacement",
+    "VaccinationInput",
+    "check_content",
+    "level1",
+    "vaccination_note",
+]

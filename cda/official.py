@@ -1,0 +1,184 @@
+"""Official validation with the ANS artefacts: the CDA XSD (lxml) and the schematrons (saxonche, XSLT 3.0).
+
+The artefacts live in a configured folder laid out like ``../shared/cda``: ``schemas/CDA_extended.xsd``,
+``schematrons/profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.xsl``,
+``schematrons/CI-SIS_<VOLET>_<ver>.xsl``.
+The structuration minimale (header) schematron runs on every document; a volet schematron only on structured
+documents whose header carries that volet's templateId (cda.md 2: never on level 1). Each stylesheet is
+compiled
+ONCE per process (the StrucMin one takes ~7 s and ~1 GB) and reused; a single ``PySaxonProcessor`` is kept for
+the whole process because creating several is slow and unstable.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from cda.errors import OfficialArtefactsError
+from cda.validate import Finding
+from cda.xml import safe_parse
+
+SVRL = "{http://purl.oclc.org/dsdl/svrl}"
+STRUCMIN = "schematrons/profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.xsl"
+XSD = "schemas/CDA_extended.xsd"
+# Volet header templateId -> compiled volet schematron (newest version in the folder).
+VOLET_SCHEMATRONS: dict[str, str] = {
+    "1.2.250.1.213.1.1.1.46": "CI-SIS_VAC-NOTE_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.37": "CI-SIS_VAC_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.51": "CI-SIS_IPS-FR_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.13": "CI-SIS_VSM_2023.01.xsl",
+}
+
+_lock = threading.RLock()
+_processor = None
+_compiled: dict[str, object] = {}
+_schemas: dict[str, etree.XMLSchema] = {}
+
+
+def _saxon():
+    global _processor
+    with _lock:
+        if _processor is None:
+            from saxonche import PySaxonProcessor
+
+            _processor = PySaxonProcessor(license=False)
+        return _processor
+
+
+def _executable(path: Path):
+    key = str(path.resolve())
+    with _lock:
+        exe = _compiled.get(key)
+        if exe is None:
+            proc = _saxon()
+            compiler = proc.new_xslt30_processor()
+            try:
+                exe = compiler.compile_stylesheet(stylesheet_file=key)
+            except Exception as exc:
+                raise OfficialArtefactsError(
+                    f"Le schématron officiel {path.name} n'a pas pu être compilé : {exc}", field=str(path)
+                ) from exc
+            if exe is None:
+                raise OfficialArtefactsError(
+                    f"Le schématron officiel {path.name} est inutilisable.", field=str(path)
+                )
+            _compiled[key] = exe
+        return exe
+
+
+def _schema(path: Path) -> etree.XMLSchema:
+    key = str(path.resolve())
+    with _lock:
+        schema = _schemas.get(key)
+        if schema is None:
+            parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+            try:
+                schema = etree.XMLSchema(etree.parse(key, parser))
+            except (etree.XMLSchemaParseError, etree.XMLSyntaxError, OSError) as exc:
+                raise OfficialArtefactsError(
+                    f"Le schéma XSD officiel est illisible : {exc}", field=key
+                ) from exc
+            _schemas[key] = schema
+        return schema
+
+
+def _svrl_findings(svrl: str, source: str) -> list[Finding]:
+    root = safe_parse(svrl.encode("utf-8"))
+    out = []
+    for fa in root.iter(SVRL + "failed-assert", SVRL + "successful-report"):
+        role = (fa.get("role") or "error").lower()
+        if fa.tag == SVRL + "successful-report" and role not in ("error", "fatal"):
+            continue
+        text = " ".join(" ".join(t.strip() for t in fa.itertext()).split())
+        out.append(
+            Finding(
+                rule_id=fa.get("id") or source,
+                severity="error" if role in ("error", "fatal") else "warning",
+                xpath=fa.get("location") or "",
+                message=text,
+                source=source,
+            )
+        )
+    return out
+
+
+@dataclass
+class OfficialValidator:
+    """Runs the XSD, StrucMin and (structured documents) the volet schematron from ``folder``."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        self.folder = Path(self.folder)
+        for rel in (XSD, STRUCMIN):
+            if not (self.folder / rel).is_file():
+                raise OfficialArtefactsError(
+                    f"Dossier des artefacts officiels incomplet : {rel} introuvable dans {self.folder}.",
+                    field="official",
+                )
+
+    def warm_up(self) -> None:
+        """Load the XSD and compile StrucMin now (tests and long-running agents call this once)."""
+        _schema(self.folder / XSD)
+        _executable(self.folder / STRUCMIN)
+
+    def xsd(self, root: etree._Element) -> list[Finding]:
+        schema = _schema(self.folder / XSD)
+        if schema.validate(root):
+            return []
+        return [
+            Finding(
+                rule_id="XSD",
+                severity="error",
+                xpath=e.path or "",
+                message=f"Ligne {e.line} : {e.message}",
+                source="xsd",
+            )
+            for e in schema.error_log
+        ]
+
+    def schematron(self, data: bytes, relpath: str) -> list[Finding]:
+        path = self.folder / relpath
+        if not path.is_file():
+            raise OfficialArtefactsError(f"Schématron introuvable : {path}", field="official")
+        exe = _executable(path)
+        with _lock:
+            proc = _saxon()
+            try:
+                node = proc.parse_xml(xml_text=data.decode("utf-8"))
+                svrl = exe.transform_to_string(xdm_node=node)
+            except Exception as exc:
+                return [
+                    Finding(
+                        "SCHEMATRON-IO", "error", "", f"Le schématron {path.name} a échoué : {exc}", path.name
+                    )
+                ]
+        if not svrl:
+            return [
+                Finding(
+                    "SCHEMATRON-IO", "error", "", f"Le schématron {path.name} n'a rien produit.", path.name
+                )
+            ]
+        return _svrl_findings(svrl, path.name)
+
+    def volet_schematron_for(self, root: etree._Element) -> str | None:
+        if root.find("{urn:hl7-org:v3}component/{urn:hl7-org:v3}structuredBody") is None:
+            return None
+        for tpl in root.findall("{urn:hl7-org:v3}templateId"):
+            name = VOLET_SCHEMATRONS.get(tpl.get("root", ""))
+            if name and (self.folder / "schematrons" / name).is_file():
+                return "schematrons/" + name
+        return None
+
+    def validate(self, data: bytes) -> list[Finding]:
+        root = safe_parse(data)
+        findings = self.xsd(root)
+        findings += self.schematron(data, STRUCMIN)
+        volet = self.volet_schematron_for(root)
+        if volet:
+            findings += self.schematron(data, volet)
+        return findings
