@@ -203,6 +203,10 @@ class VihfVerifier:
         except ValueError:
             raise _fault("Le certificat de signature du VIHF est illisible.") from None
         try:
+            self._trust.verify(cert)
+        except certs.CertificateProblem as exc:
+            raise _fault(f"Le certificat ayant signé le VIHF est invalide : {exc.message_fr}.") from None
+        try:
             result = XMLVerifier().verify(
                 etree.tostring(assertion),
                 x509_cert=cert,
@@ -218,10 +222,6 @@ class VihfVerifier:
         signed = result.signed_xml  # type: ignore[union-attr]
         if signed is None or signed.tag != f"{{{SAML}}}Assertion" or signed.get("ID") != assertion.get("ID"):
             raise _fault("La signature du VIHF ne couvre pas l'assertion entière.", "wsse:FailedCheck")
-        try:
-            self._trust.verify(cert)
-        except certs.CertificateProblem as exc:
-            raise _fault(f"Le certificat ayant signé le VIHF est invalide : {exc.message_fr}.") from None
         if not certs.is_signature_certificate(cert):
             raise _fault(
                 "Le certificat ayant signé le VIHF est invalide : Not a valid signature certificate "
