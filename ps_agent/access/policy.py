@@ -471,7 +471,9 @@ class AccessPolicy:
         # HAB-03: a refusal by an INFERRED matrix row does not block; it travels as a notice.
         notice = ""
         if type_code and action in (Action.DEPOSIT, Action.RETRIEVE):
-            notice = self.matrix_notice(identity, type_code, write=action is Action.DEPOSIT)
+            write = action is Action.DEPOSIT
+            role = "" if write else _matrix_role(dmp, access_mode)
+            notice = self.matrix_notice(identity, type_code, write=write, role=role)
         if access_mode is AccessMode.BRIS_DE_GLACE and action in CONSULTATION:
             return Decision(True, "URG-04", "Accès en urgence autorisé.", notice_fr=_join(NOTICE_BTG, notice))
         if access_mode is AccessMode.CENTRE_15:
@@ -519,10 +521,12 @@ class AccessPolicy:
                 sentence = ""
         return MatrixAnswer(allowed, confirmed, sentence)
 
-    def matrix_notice(self, identity: ProfessionalIdentity, type_code: str, *, write: bool = False) -> str:
+    def matrix_notice(
+        self, identity: ProfessionalIdentity, type_code: str, *, write: bool = False, role: str = ""
+    ) -> str:
         """French explanation when the matrix says no for this type (whatever the row's confidence);
         "" when it allows or does not know. For the UI to explain a document the DMP did not return."""
-        answer = self.matrix_answer(identity, type_code, action="write" if write else "read")
+        answer = self.matrix_answer(identity, type_code, action="write" if write else "read", role=role)
         if answer.allowed is not False:
             return ""
         return answer.sentence or (MSG_MATRIX_WRITE if write else MSG_MATRIX_READ)
