@@ -117,7 +117,9 @@ def _is_level1(root: etree._Element) -> bool:
 
 
 def _is_vac_note(root: etree._Element) -> bool:
-    return bool(xp(root, f"templateId[@root='{vs.TPL_VAC_NOTE}']"))
+    return bool(xp(root, f"templateId[@root='{vs.TPL_VAC_NOTE}']")) and bool(
+        xp(root, "component/structuredBody")
+    )
 
 
 # --- custom checks --------------------------------------------------------------------------------------
