@@ -1,4 +1,4 @@
-"""Fixtures of the CDA engine tests: patient/author inputs from the shared test identities, PDFs, validators."""
+"""Fixtures of the CDA tests: patient/author inputs from the shared test identities, PDFs, validators."""
 
 from __future__ import annotations
 
