@@ -79,7 +79,7 @@ def parse_multipart(body: bytes, ctype: ContentType) -> tuple[bytes, dict[str, b
         raise SoapFault("Message MTOM sans paramètre « boundary ».", subcode="sandbox:InvalidMtom")
     delim = b"--" + boundary.encode("latin-1")
     chunks = body.split(delim)
-    if len(chunks) < 3:
+    if len(chunks) < 2:
         raise SoapFault("Message MTOM sans partie MIME.", subcode="sandbox:InvalidMtom")
     parts: list[Part] = []
     closed = False
@@ -112,6 +112,12 @@ def parse_multipart(body: bytes, ctype: ContentType) -> tuple[bytes, dict[str, b
         parts.append(Part(headers, content))
     if not closed:
         raise SoapFault("Message MTOM tronqué (délimiteur final absent).", subcode="sandbox:InvalidMtom")
+    seen: set[str] = set()
+    for part in parts:
+        cid = part.content_id
+        if cid and cid in seen:
+            raise SoapFault(f"Content-ID MTOM en double : {cid}.", subcode="sandbox:InvalidMtom")
+        seen.add(cid)
     start = normalise_cid(ctype.params.get("start", "")) if ctype.params.get("start") else None
     root: Part | None = None
     if start:
@@ -127,8 +133,6 @@ def parse_multipart(body: bytes, ctype: ContentType) -> tuple[bytes, dict[str, b
         cid = part.content_id
         if not cid:
             raise SoapFault("Partie MTOM sans Content-ID.", subcode="sandbox:InvalidMtom")
-        if cid in others:
-            raise SoapFault(f"Content-ID MTOM en double : {cid}.", subcode="sandbox:InvalidMtom")
         others[cid] = part.content
     return root.content, others
 
