@@ -434,12 +434,19 @@ class Agent:
         entry = self._resolve(patient, document, "dmp.retrieve")
         self._check(Action.RETRIEVE, "dmp.retrieve", patient, type_code=entry.type_code.code)
         purpose, reason = self._purpose(patient)
-        doc = self._run(
-            "dmp.retrieve",
-            patient,
-            lambda: self.client.retrieve(_patient_id(patient), entry, purpose=purpose, reason=reason),
-            document_ids=(entry.unique_id,),
-        )
+
+        def fetch() -> RetrievedDocument:
+            try:
+                return self.client.retrieve(_patient_id(patient), entry, purpose=purpose, reason=reason)
+            except DmpRefusal as exc:
+                # The DMP's answer wins; say why when the habilitation matrix explains it (HAB-03).
+                notice = self.policy.matrix_notice(self._creds.identity, entry.type_code.code)
+                if notice:
+                    exc.message_fr = f"{notice} ({exc.message_fr})"
+                    exc.args = (exc.message_fr,)
+                raise
+
+        doc = self._run("dmp.retrieve", patient, fetch, document_ids=(entry.unique_id,))
         self._audit("dmp.retrieve", "success", patient, transaction="TD3.2", document_ids=(entry.unique_id,))
         return doc
 
@@ -603,26 +610,19 @@ class Agent:
         from cda import vaccinations
 
         docs = [e for e in self.list_documents(patient) if is_vaccination_document(e)]
-        out: list[Any] = []
-        seen: set[tuple[str, ...]] = set()
+        groups: list[list[Any]] = []
         total = len(docs)
         for n, entry in enumerate(docs):
             if progress:
                 progress("Lecture des documents de vaccination", n, total)
             try:
                 content = self.retrieve(patient, entry).content
-            except AccessDenied:
+            except AccessDenied:  # a type the matrix hides: explained by list_documents, skipped here
                 continue
-            for imm in vaccinations.extract(cda.parse(content)):
-                key = _immunization_key(imm)
-                if key in seen:
-                    continue
-                seen.add(key)
-                out.append(imm)
+            groups.append(vaccinations.extract(cda.parse(content)))
         if progress:
             progress("Lecture des documents de vaccination", total, total)
-        out.sort(key=lambda i: str(getattr(i, "date", "") or getattr(i, "effective_time", "") or ""))
-        return out
+        return vaccinations.merge(*groups)
 
     def record_vaccination(
         self,
@@ -638,16 +638,6 @@ class Agent:
 
             note = build.vaccination_note(**builder_args)
         return self.deposit(patient, note, progress=progress)
-
-
-def _immunization_key(imm: Any) -> tuple[str, ...]:
-    fields = ("vaccine_code", "code", "date", "effective_time", "lot_number", "dose_number")
-    key = []
-    for f in fields:
-        v = getattr(imm, f, None)
-        if v is not None:
-            key.append(str(getattr(v, "code", v)))
-    return tuple(key) or (repr(imm),)
 
 
 def rubric_of(entry: DocumentEntry) -> str:

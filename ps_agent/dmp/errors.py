@@ -109,7 +109,7 @@ KNOWN_MESSAGES: dict[str, str] = {
     "XDSRepositoryMetadataError": "Les métadonnées du document ont été refusées par le DMP.",
     "XDSMissingDocument": "Le document demandé n'existe pas dans le DMP.",
     "XDSMissingDocumentMetadata": "Les métadonnées d'un document envoyé sont manquantes.",
-    "XDSDocumentUniqueIdError": "Un document portant cet identifiant existe déjà dans le DMP.",
+    "XDSDocumentUniqueIdError": "Le DMP refuse cet identifiant de document (inconnu ou déjà utilisé).",
     "XDSDuplicateUniqueIdInRegistry": "Un document portant cet identifiant existe déjà dans le DMP.",
     "XDSPatientIdDoesNotMatch": "L'identifiant du patient du document ne correspond pas à celui de l'envoi.",
     "XDSUnknownPatientId": "Ce patient n'a pas de DMP actif.",

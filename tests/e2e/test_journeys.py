@@ -1,0 +1,275 @@
+"""The users' journeys of issue 5, agent ↔ sandbox over mutual TLS on loopback (software keys of the test
+PKI; the same journeys with the emulated card through pcscd are in test_card_journey.py).
+
+After each journey the audit journal holds the expected records and verifies.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+import cda
+from cda.build import Replacement
+from ps_agent.access.errors import (
+    ConsentRequired,
+    EmergencyAccessDenied,
+    HabilitationDenied,
+    NoActiveDmp,
+    PatientBlockedAccess,
+)
+from ps_agent.access.policy import AccessMode
+from ps_agent.auth.model import AuthMode
+from ps_agent.dmp.errors import DmpRefusal
+from ps_agent.dmp.model import Status, Visibility
+
+from . import docs
+from .conftest import identity_of, patient_ref
+
+pytestmark = pytest.mark.slow
+
+
+def demo():
+    from sandbox import demo as d
+
+    return d
+
+
+def actions(agent) -> list[tuple[str, str]]:
+    return [(r.event.action, r.event.outcome) for r in agent.audit().records()]
+
+
+def assert_journal_ok(agent) -> None:
+    result = agent.audit().verify()
+    assert result.ok, result.message_fr
+
+
+def test_gp_deposits_letter_finds_it_in_comptes_rendus_replaces_and_masks(agent_for):
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    gp = agent_for("gp")
+    data = docs.letter(p, "gp", title="Consultation du 25 novembre")
+    steps: list[tuple[str, int, int]] = []
+    result = gp.deposit(patient, data, progress=lambda s, d, t: steps.append((s, d, t)))
+    uid = result.document_uids[0]
+    assert steps and steps[-1][1] == steps[-1][2]  # progress reached 100 %
+
+    listing = gp.list_documents(patient, rubric="Comptes rendus")
+    assert uid in {e.unique_id for e in listing}
+    assert all(e.class_code.code == "10" for e in listing)
+    mine = next(e for e in listing if e.unique_id == uid)
+    assert mine.title == "Consultation du 25 novembre" and mine.status == Status.APPROVED
+
+    # replace it: new version, same setId, RPLC -> the old one is deprecated
+    new = docs.letter(
+        p, "gp", title="Consultation du 25 novembre (corrigée)", replaces=Replacement.of(cda.parse(data))
+    )
+    new_uid = gp.deposit(patient, new).document_uids[0]
+    after = {e.unique_id: e for e in gp.list_documents(patient, include_deprecated=True)}
+    assert after[new_uid].status == Status.APPROVED
+    assert after[uid].status == Status.DEPRECATED
+    assert uid not in {e.unique_id for e in gp.list_documents(patient)}
+
+    # mask a letter to other professionals: the author still sees it, flagged
+    other_uid = gp.deposit(patient, docs.letter(p, "gp", title="Consultation à masquer")).document_uids[0]
+    gp.mask(patient, other_uid)
+    masked = next(e for e in gp.list_documents(patient) if e.unique_id == other_uid)
+    assert masked.visibility.masked_to_professionals
+    # a professional of another structure (not médecin traitant, not author) no longer sees it
+    pharmacist_view = agent_for("pharmacist").list_documents(patient)
+    assert other_uid not in {e.unique_id for e in pharmacist_view}
+    gp.unmask(patient, other_uid)
+    assert other_uid in {e.unique_id for e in agent_for("pharmacist").list_documents(patient)}
+
+    got = actions(gp)
+    assert ("dmp.status", "success") in got
+    assert got.count(("dmp.deposit", "pending")) == 3 and got.count(("dmp.deposit", "success")) == 3
+    assert ("dmp.mask", "success") in got and ("dmp.unmask", "success") in got
+    deposit_rec = [r for r in gp.audit().records(action="dmp.deposit") if r.event.outcome == "success"]
+    assert deposit_rec[0].event.document_ids == (uid,) and deposit_rec[0].event.transaction == "TD2.1"
+    assert deposit_rec[0].event.patient_ins == f"{p.ins}^{p.oid}"
+    assert_journal_ok(gp)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sandbox deviation: TD3.1 returns lid = entryUUID for a replacing version while its store keeps "
+    "the first version's logicalId, so an ITI-57 update of a replaced document (lid from TD3.1, spec "
+    "§7.8/§8.5) is answered 'Document introuvable'",
+)
+def test_gp_masks_a_replaced_letter(agent_for):
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    gp = agent_for("gp")
+    data = docs.letter(p, "gp", title="Lettre v1")
+    gp.deposit(patient, data)
+    new = docs.letter(p, "gp", title="Lettre v2", replaces=Replacement.of(cda.parse(data)))
+    new_uid = gp.deposit(patient, new).document_uids[0]
+    gp.mask(patient, new_uid)
+    assert next(
+        e for e in gp.list_documents(patient) if e.unique_id == new_uid
+    ).visibility.masked_to_professionals
+
+
+def test_pharmacist_reads_vaccinations_and_records_one(agent_for):
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    ph = agent_for("pharmacist")
+    progress: list[tuple[int, int]] = []
+    before = ph.vaccination_status(patient, progress=lambda s, d, t: progress.append((d, t)))
+    assert before, "the demo adult has vaccination documents"
+    assert [v.date for v in before] == sorted(v.date for v in before)
+    assert progress[-1][0] == progress[-1][1]
+    ph.record_vaccination(patient, docs.vaccination(p, "pharmacist"))
+    after = ph.vaccination_status(patient)
+    assert len(after) == len(before) + 1
+    assert any(v.lot_number == "LOT-E2E-1" for v in after)
+    got = actions(ph)
+    assert ("dmp.deposit", "success") in got and ("dmp.retrieve", "success") in got
+    assert_journal_ok(ph)
+
+
+def test_pharmacist_cannot_see_imaging_report_and_is_told_why(agent_for):
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    gp_list = agent_for("gp").list_documents(patient)
+    imaging = [e for e in gp_list if e.type_code.code == "18748-4"]
+    assert imaging, "the demo adult has imaging reports (seen by the gp)"
+    ph = agent_for("pharmacist")
+    listing = ph.list_documents(patient)
+    assert not [e for e in listing if e.type_code.code == "18748-4"]
+    assert any(
+        "pharmaciens n'ont pas accès" in s and "imagerie" in s.lower() for s in listing.hidden_explanations
+    )
+    # Asking anyway (an entry seen elsewhere): refused, and the refusal says why. The policy refuses
+    # locally only for CONFIRMED matrix rows (HAB-03); otherwise the DMP refuses and the agent explains.
+    with pytest.raises((HabilitationDenied, DmpRefusal)) as exc:
+        ph.retrieve(patient, imaging[0])
+    assert "pharmaciens n'ont pas accès" in exc.value.message_fr
+    refused = [r for r in ph.audit().records(action="dmp.retrieve") if r.event.outcome == "refused"]
+    assert refused and refused[-1].event.document_ids == (imaging[0].unique_id,)
+    assert_journal_ok(ph)
+
+
+def test_doctor_without_authorisation_is_refused_records_consent_then_reads(agent_for):
+    p = demo().DEMO_MINOR
+    patient = patient_ref(p)
+    sp = agent_for("specialist")
+    status = sp.dmp_status(patient)
+    assert status.exists and not status.authorised
+    with pytest.raises(ConsentRequired) as exc:
+        sp.list_documents(patient)
+    assert exc.value.needs_consent and "accord" in exc.value.message_fr
+    new_status = sp.record_consent(patient, how="oral")
+    assert new_status.authorised
+    assert len(sp.list_documents(patient)) >= 1
+    got = actions(sp)
+    assert (
+        got.index(("dmp.search", "refused"))
+        < got.index(("dmp.consent", "success"))
+        < got.index(("dmp.search", "success"))
+    )
+    assert_journal_ok(sp)
+
+
+def test_bris_de_glace_without_then_with_reason(agent_for):
+    p = demo().DEMO_BLOCKING  # the specialist is not authorised on this DMP
+    patient = patient_ref(p)
+    sp = agent_for("specialist")
+    with pytest.raises(EmergencyAccessDenied) as exc:
+        sp.emergency_access(patient, AccessMode.BRIS_DE_GLACE, "urgence")
+    assert "motif" in exc.value.message_fr.lower()
+    reason = "Patient inconscient admis aux urgences, antécédents inconnus"
+    access = sp.emergency_access(patient, AccessMode.BRIS_DE_GLACE, reason)
+    assert "médecin traitant" in access.notice_fr
+    listing = sp.list_documents(patient)
+    assert len(listing) >= 1
+    recs = sp.audit().records()
+    refused = [r for r in recs if r.event.action == "dmp.emergency" and r.event.outcome == "refused"]
+    assert refused and refused[0].event.rule_id.startswith("URG")
+    search = [r for r in recs if r.event.action == "dmp.search" and r.event.outcome == "success"]
+    assert search[-1].event.access_mode == "bris_de_glace" and search[-1].event.reason == reason
+    assert_journal_ok(sp)
+
+
+def test_bris_de_glace_is_refused_in_establishment_mode(agent_for):
+    p = demo().DEMO_BLOCKING
+    sec = agent_for("specialist", mode=AuthMode.INDIRECTE_RENFORCEE)
+    with pytest.raises(EmergencyAccessDenied):
+        sec.emergency_access(
+            patient_ref(p), AccessMode.BRIS_DE_GLACE, "Patient inconscient, antécédents inconnus"
+        )
+
+
+def test_blocked_professional_cannot_consult_but_can_deposit(agent_for):
+    p = demo().DEMO_BLOCKING
+    patient = patient_ref(p)
+    nurse = agent_for("nurse")
+    status = nurse.dmp_status(patient)
+    assert status.blocked
+    with pytest.raises(PatientBlockedAccess) as exc:
+        nurse.list_documents(patient)
+    assert "bloqué" in exc.value.message_fr
+    result = nurse.deposit(patient, docs.letter(p, "nurse", type_code="11506-3", title="Suivi de soins"))
+    assert result.document_uids
+    got = actions(nurse)
+    assert ("dmp.search", "refused") in got and ("dmp.deposit", "success") in got
+    assert_journal_ok(nurse)
+
+
+def test_closed_dmp_refuses_deposit_and_consultation(agent_for):
+    p = demo().DEMO_CLOSED
+    patient = patient_ref(p)
+    gp = agent_for("gp")
+    status = gp.dmp_status(patient)
+    assert status.exists and status.closed
+    with pytest.raises(NoActiveDmp) as exc:
+        gp.deposit(patient, docs.letter(p, "gp"))
+    assert "pas de DMP actif" in exc.value.message_fr
+    with pytest.raises(NoActiveDmp):
+        gp.list_documents(patient)
+    assert ("dmp.deposit", "refused") in actions(gp)
+    assert_journal_ok(gp)
+
+
+def test_secretary_deposits_in_air_mode_on_behalf_of_a_doctor(agent_for):
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    secretary = agent_for("specialist", mode=AuthMode.INDIRECTE_RENFORCEE, identity=identity_of("secretary"))
+    data = docs.letter(p, "specialist", type_code="11490-0", title="Lettre de liaison (secrétariat)")
+    uid = secretary.deposit(patient, data, visibility=Visibility(invisible_to_patient=True)).document_uids[0]
+    rec = [r for r in secretary.audit().records(action="dmp.deposit") if r.event.outcome == "success"][-1]
+    from sandbox.profiles import PROFILES
+
+    assert rec.event.on_behalf_of == PROFILES["specialist"].id_nat
+    assert rec.event.auth_mode == "INDIRECTE_RENFORCEE"
+    assert rec.event.actor_id_nat == PROFILES["secretary"].id_nat
+    found = next(e for e in agent_for("specialist").list_documents(patient) if e.unique_id == uid)
+    assert found.visibility.invisible_to_patient
+    assert found.authors[0].id_nat == PROFILES["specialist"].id_nat
+    assert_journal_ok(secretary)
+
+
+def test_editing_the_audit_file_is_detected(agent_for, tmp_path):
+    p = demo().DEMO_ADULT
+    gp = agent_for("gp", home=tmp_path / "tamper")
+    gp.dmp_status(patient_ref(p))
+    gp.list_documents(patient_ref(p))
+    assert gp.audit().verify().ok
+    path = gp.config.audit_path
+    con = sqlite3.connect(path)
+    tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
+    table = next(t for t in tables if "record" in t or "journal" in t or "audit" in t)
+    cols = [r[1] for r in con.execute(f"pragma table_info({table})")]
+    col = next(c for c in cols if c in ("patient_ins", "event", "event_json", "payload", "data"))
+    try:
+        for (trigger,) in con.execute("select name from sqlite_master where type='trigger'").fetchall():
+            con.execute(f"drop trigger {trigger}")
+        sql = f"update {table} set {col} = replace({col}, ?, '000000000000000') where seq = 1"  # noqa: S608
+        con.execute(sql, (p.ins,))
+        con.commit()
+    finally:
+        con.close()
+    result = gp.audit().verify()
+    assert not result.ok and result.first_bad_seq == 1
