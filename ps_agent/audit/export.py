@@ -188,12 +188,19 @@ def to_fhir(record: AuditRecord) -> dict[str, Any]:
 
 
 def write_fhir_bundle(records: Iterable[AuditRecord], out: IO[str]) -> int:
-    """Write a FHIR ``Bundle`` (type ``collection``) of AuditEvents; return the number of entries."""
-    entries = [{"fullUrl": f"urn:uuid:{uuid.UUID(r.hash[:32])}", "resource": to_fhir(r)} for r in records]
-    bundle = {"resourceType": "Bundle", "type": "collection", "total": len(entries), "entry": entries}
-    json.dump(bundle, out, ensure_ascii=False, indent=2)
-    out.write("\n")
-    return len(entries)
+    """Stream a FHIR ``Bundle`` (type ``collection``) of AuditEvents; return the number of entries.
+
+    One entry per line (compact JSON) so that 100k records stream without building one huge object.
+    ``Bundle.total`` is not set: FHIR only allows it on search/history bundles (invariant bdl-1).
+    """
+    out.write('{"resourceType":"Bundle","type":"collection","entry":[')
+    n = 0
+    for record in records:
+        entry = {"fullUrl": f"urn:uuid:{uuid.UUID(record.hash[:32])}", "resource": to_fhir(record)}
+        out.write(("\n" if n == 0 else ",\n") + json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+        n += 1
+    out.write("\n]}\n")
+    return n
 
 
 def _cell(value: object) -> str:

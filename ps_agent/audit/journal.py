@@ -238,7 +238,9 @@ class AuditJournal:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Patient identifiers inside: owner-only. SQLite gives its -wal/-shm files the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             self._conn = self._connect()
             self._ensure_schema()
         except (OSError, sqlite3.Error) as exc:
@@ -388,7 +390,7 @@ class AuditJournal:
                 if current is not None and current[0] >= seq:
                     return
                 tmp = self.anchor_path.with_name(self.anchor_path.name + f".tmp{os.getpid()}")
-                with open(tmp, "w", encoding="utf-8") as out:
+                with os.fdopen(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w") as out:
                     json.dump({"seq": seq, "hash": digest}, out)
                     out.flush()
                     os.fsync(out.fileno())

@@ -231,3 +231,9 @@ def test_long_fields_are_trimmed_and_plain_text_kept(journal: AuditJournal) -> N
     rec = journal.append(make_event(document_ids=many))
     assert len(rec.event.document_ids) == 501 and "100 autres" in rec.event.document_ids[-1]
     assert journal.verify().ok
+
+
+def test_journal_files_are_owner_only(journal: AuditJournal, journal_path: Path) -> None:
+    journal.append(make_event())
+    for path in (journal_path, journal_path.with_name(journal_path.name + ".anchor")):
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
