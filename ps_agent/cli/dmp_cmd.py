@@ -141,7 +141,7 @@ def _agent(args: argparse.Namespace) -> Iterator[Any]:
     config = AgentConfig(env, home)
     from ps_agent.auth.session import AuthSession
 
-    session = AuthSession.open(args.reader, _pin(), situation_index=args.situation)
+    session = AuthSession.open(args.reader, _pin(), situation_index=args.situation, ca_file=env.ca_file)
     try:
         with Agent(session, config) as agent:
             yield agent

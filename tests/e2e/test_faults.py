@@ -1,0 +1,90 @@
+"""Network failures and bad answers from the real sandbox (its fault injection): typed errors, and never a
+duplicate deposit (GetDocuments by uniqueId before any resend)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ps_agent.dmp.errors import SoapFault, TransportError
+
+from . import docs
+from .conftest import patient_ref
+
+ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
+
+
+@pytest.fixture
+def faults(dmp_sandbox: Any) -> Iterator[Any]:
+    from sandbox.server.faults import FaultConfig
+
+    def set_(**kw: Any) -> None:
+        dmp_sandbox.faults.configure(FaultConfig(seed=1, **kw))
+
+    yield set_
+    dmp_sandbox.faults.clear()
+
+
+def _adult():
+    from sandbox.demo import DEMO_ADULT
+
+    return DEMO_ADULT
+
+
+def test_answer_lost_after_commit_is_recovered_without_duplicate(agent_for, faults, dmp_sandbox):
+    p = _adult()
+    gp = agent_for("gp")
+    patient = patient_ref(p)
+    gp.dmp_status(patient)
+    faults(reset_after_commit_rate=1.0, actions=(ITI41,))
+    result = gp.deposit(patient, docs.letter(p, "gp", title="Lettre réseau coupé"))
+    assert result.recovered and result.attempts == 1
+    dmp_sandbox.faults.clear()
+    uid = result.document_uids[0]
+    listing = [e.unique_id for e in gp.list_documents(patient)]
+    assert listing.count(uid) == 1
+    rec = [r for r in gp.audit().records(action="dmp.deposit")]
+    assert [r.event.outcome for r in rec] == ["pending", "success"]
+    assert "retrouvé" in rec[-1].event.detail
+
+
+def test_request_lost_before_commit_is_resent_after_check_then_gives_up(agent_for, faults):
+    p = _adult()
+    gp = agent_for("gp")
+    patient = patient_ref(p)
+    gp.dmp_status(patient)
+    data = docs.letter(p, "gp", title="Lettre jamais arrivée")
+    faults(reset_before_commit_rate=1.0, actions=(ITI41,))
+    with pytest.raises(TransportError) as exc:
+        gp.deposit(patient, data)
+    assert exc.value.retryable and "injoignable" in exc.value.message_fr
+    faults()
+    import cda
+
+    uid = cda.parse(data).id.root
+    assert uid not in {e.unique_id for e in gp.list_documents(patient)}
+    outcomes = [r.event.outcome for r in gp.audit().records(action="dmp.deposit")]
+    assert outcomes == ["pending", "error"]
+    # once the network is back the same document goes through (it was never registered)
+    assert gp.deposit(patient, data).document_uids == (uid,)
+
+
+def test_server_errors_are_retryable_transport_errors_and_faults_are_refusals(agent_for, faults):
+    p = _adult()
+    gp = agent_for("gp")
+    patient = patient_ref(p)
+    gp.dmp_status(patient)
+    faults(http_503_rate=1.0, actions=(ITI18,))
+    with pytest.raises(TransportError) as exc:
+        gp.list_documents(patient)
+    assert exc.value.retryable and "503" in exc.value.message_fr
+    faults(soap_fault_rate=1.0, actions=(ITI18,))
+    with pytest.raises(SoapFault) as fault:
+        gp.list_documents(patient)
+    assert fault.value.retryable is False and fault.value.code_context
+    outcomes = [r.event.outcome for r in gp.audit().records(action="dmp.search")]
+    assert outcomes == ["error", "refused"]
+    assert gp.audit().verify().ok
