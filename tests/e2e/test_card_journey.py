@@ -1,0 +1,96 @@
+"""The agent and the ``ps-agent dmp`` CLI with the emulated CPS card through the real PC/SC stack
+(pcscd + vpcd): TLS client authentication and VIHF/XAdES signatures made by the card."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ps_agent.agent import Agent
+from ps_agent.cli import main as cli
+from ps_agent.config import AgentConfig, Environment
+from ps_agent.errors import AuthError
+
+from . import docs
+from .conftest import patient_ref
+
+pytestmark = [pytest.mark.pcsc, pytest.mark.slow]
+
+
+def _env(dmp_sandbox: Any, test_pki: Any) -> Environment:
+    return Environment("sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+
+
+def test_gp_with_card_deposits_lists_and_reads(virtual_card, dmp_sandbox, test_pki, tmp_path):
+    from ps_agent.auth.session import AuthSession
+    from sandbox.demo import DEMO_ADULT
+
+    virtual_card.insert("gp")
+    session = AuthSession.open(virtual_card.reader_name, "1234", ca_file=test_pki.ca_bundle)
+    try:
+        with Agent(session, AgentConfig(_env(dmp_sandbox, test_pki), tmp_path)) as agent:
+            patient = patient_ref(DEMO_ADULT)
+            status = agent.dmp_status(patient)
+            assert status.authorised and status.is_medecin_traitant
+            data = docs.letter(DEMO_ADULT, "gp", title="Lettre signée par la carte")
+            uid = agent.deposit(patient, data).document_uids[0]
+            listing = agent.list_documents(patient, rubric="Comptes rendus")
+            entry = next(e for e in listing if e.unique_id == uid)
+            assert agent.retrieve(patient, entry).content == data
+            rec = agent.audit().records()
+            assert {r.event.auth_mode for r in rec} == {"DIRECTE"}
+            assert agent.audit().verify().ok
+            # the card leaves the reader: the next call is refused before anything is sent
+            virtual_card.remove()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                try:
+                    session.ensure_active()
+                except AuthError:
+                    break
+                time.sleep(0.05)
+            with pytest.raises(AuthError):
+                agent.dmp_status(patient)
+    finally:
+        session.close()
+
+
+def test_cli_status_deposit_search_get(virtual_card, dmp_sandbox, test_pki, tmp_path, monkeypatch, capsys):
+    from sandbox.demo import DEMO_ADULT
+
+    virtual_card.insert("gp")
+    monkeypatch.setenv("PS_AGENT_TEST_PIN", "1234")
+    monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "home"))
+    common = [
+        "--env", dmp_sandbox.base_url, "--ca", str(test_pki.ca_bundle), "--reader", virtual_card.reader_name,
+        "--ins", DEMO_ADULT.ins, "--oid", DEMO_ADULT.oid,
+    ]  # fmt: skip
+    assert cli(["dmp", "status", *common]) == 0
+    assert "vous êtes autorisé" in capsys.readouterr().out
+    letter = tmp_path / "lettre.xml"
+    letter.write_bytes(docs.letter(DEMO_ADULT, "gp", title="Lettre déposée en ligne de commande"))
+    assert cli(["dmp", "deposit", *common, "--json", str(letter)]) == 0
+    uid = json.loads(capsys.readouterr().out)["documents"][0]
+    assert cli(["dmp", "search", *common, "--json", "--rubrique", "Comptes rendus"]) == 0
+    rows = json.loads(capsys.readouterr().out)["documents"]
+    assert uid in {r["unique_id"] for r in rows}
+    out = tmp_path / "copie.xml"
+    assert cli(["dmp", "get", *common, uid, "-o", str(out)]) == 0
+    assert out.read_bytes() == letter.read_bytes()
+    capsys.readouterr()
+    # a refusal: French message on stderr, exit code 1, no traceback
+    from sandbox.demo import DEMO_CLOSED
+
+    closed = [*common[:-4], "--ins", DEMO_CLOSED.ins, "--oid", DEMO_CLOSED.oid]
+    closed_letter = tmp_path / "fermé.xml"
+    closed_letter.write_bytes(docs.letter(DEMO_CLOSED, "gp"))
+    assert cli(["dmp", "deposit", *closed, str(closed_letter)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Erreur : ") and "pas de DMP actif" in err and "Traceback" not in err
+    # the CLI's actions are in the journal, which verifies
+    assert Path(tmp_path / "home" / "audit.sqlite3").is_file()
+    assert cli(["audit", "verify"]) == 0
