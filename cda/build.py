@@ -375,10 +375,6 @@ def _header(h: _Header) -> etree._Element:
     _el(entity, "id", {"root": vs.ROOT_PS, "extension": a.id_nat})
     _name(_el(entity, "assignedPerson"), a.given_name, a.family_name, a.prefix)
 
-    if h.replaces is not None:
-        related = _el(root, "relatedDocument", {"typeCode": "RPLC"})
-        _ii(_el(related, "parentDocument"), "id", h.replaces.document_id)
-
     event = _el(_el(root, "documentationOf"), "serviceEvent")
     code, system, display = h.service_code
     _el(event, "code", {"code": code, "codeSystem": system, "displayName": display})
@@ -397,6 +393,10 @@ def _header(h: _Header) -> etree._Element:
         "standardIndustryClassCode",
         {"code": setting.code, "codeSystem": setting.code_system, "displayName": setting.display_name},
     )
+
+    if h.replaces is not None:  # CDA R2 order: documentationOf, relatedDocument, componentOf
+        related = _el(root, "relatedDocument", {"typeCode": "RPLC"})
+        _ii(_el(related, "parentDocument"), "id", h.replaces.document_id)
 
     enc = _el(_el(root, "componentOf"), "encompassingEncounter")
     _el(_el(enc, "effectiveTime"), "low", {"value": hl7_ts(h.service_start)})
