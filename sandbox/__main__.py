@@ -43,17 +43,12 @@ def _fault_config(args: argparse.Namespace) -> FaultConfig | None:
     return FaultConfig.from_dict(data) if data else None
 
 
-def _load_demo(data_dir: Path) -> str:
-    """Load the domain layer's demo data set into ``data_dir`` (if that layer provides it)."""
-    try:
-        from sandbox.dmp import console
-    except ImportError:
-        return "jeu de démonstration indisponible (couche domaine absente)"
-    loader = getattr(console, "load_demo", None)
-    if loader is None:
-        return "jeu de démonstration indisponible (sandbox.dmp.console.load_demo absent)"
-    loader(data_dir)
-    return "jeu de démonstration chargé"
+def _load_demo(store: object) -> str:
+    """Load the domain layer's demo data set (existing patients are kept)."""
+    from sandbox.demo import seed
+
+    counts = seed(store)  # type: ignore[arg-type]
+    return f"jeu de démonstration chargé ({sum(counts.values())} documents ajoutés)"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,8 +61,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     pki = pki_mod.load_or_create(pki_dir)
     pki_mod.generate_all(pki)
     faults = _fault_config(args)
-    demo_note = _load_demo(data_dir) if args.demo else None
     running = start(data_dir, pki, host=args.host, port=args.port, faults=faults)
+    try:
+        demo_note = _load_demo(running.store) if args.demo else None
+    except Exception:
+        running.stop()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

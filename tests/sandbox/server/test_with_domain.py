@@ -1,0 +1,227 @@
+"""The real server + the real domain layer (``DmpService``) over HTTPS: success paths of the document
+transactions, wire messages in both directions valid against the official schemas (``../shared``),
+refusals traced in the store, data kept across a restart, and the ``serve`` command."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from sandbox import demo
+from sandbox.dmp import build
+from sandbox.server import mtom, start
+from tests.fixtures.sandbox import ACTIONS, SOAP, VihfSpec, Wire, envelope
+
+RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
+QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
+RS = "urn:oasis:names:tc:ebxml-regrep:xsd:rs:3.0"
+XDSB = "urn:ihe:iti:xds-b:2007"
+XOP = "http://www.w3.org/2004/08/xop/include"
+SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def dmp_schema(shared_dir: Path) -> etree.XMLSchema:
+    return etree.XMLSchema(file=str(shared_dir / "schemas" / "xds" / "offline-dmp.xsd"))
+
+
+def xop_infoset(root: etree._Element, parts: dict[str, bytes]) -> etree._Element:
+    """Replace each xop:Include by the base64 of its part (how an MTOM message is schema-validated)."""
+    root = copy.deepcopy(root)
+    for inc in list(root.iter(f"{{{XOP}}}Include")):
+        parent = inc.getparent()
+        parent.remove(inc)
+        parent.text = base64.b64encode(parts[mtom.normalise_cid(inc.get("href"))]).decode()
+    return root
+
+
+def assert_valid(schema: etree.XMLSchema, root: etree._Element) -> None:
+    assert schema.validate(root), "\n".join(str(e) for e in schema.error_log)
+
+
+def adult_spec(profile: str = "gp") -> VihfSpec:
+    return VihfSpec(profile=profile, patient_ins=demo.DEMO_ADULT.ins, patient_oid=demo.DEMO_ADULT.oid)
+
+
+def response_root(response) -> tuple[etree._Element, dict[str, bytes]]:
+    ctype = mtom.parse_content_type(response.headers["content-type"])
+    if ctype.mime == "multipart/related":
+        root, parts = mtom.parse_multipart(response.content, ctype)
+        return etree.fromstring(root), parts
+    return etree.fromstring(response.content), {}
+
+
+def test_find_and_retrieve_demo_documents_valid_both_ways(demo_sandbox, test_pki, dmp_schema):
+    wire = Wire(demo_sandbox, test_pki)
+    try:
+        service, action = ACTIONS["TD3.1"]
+        body = build.find_documents(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
+        request = envelope(action, body, wire.vihf(adult_spec(), sign=True), to=demo_sandbox.url(service))
+        assert_valid(dmp_schema, etree.fromstring(request))
+        r = wire.post(service, request, f'application/soap+xml; charset=UTF-8; action="{action}"')
+        assert r.status_code == 200, r.text
+        root, _ = response_root(r)
+        assert_valid(dmp_schema, root)
+        answer = root.find(f"{{{SOAP}}}Body/{{{QUERY}}}AdhocQueryResponse")
+        assert answer.get("status") == SUCCESS
+        entries = answer.findall(f".//{{{RIM}}}ExtrinsicObject")
+        assert len(entries) >= 20
+        # uniqueId + hash of the first entry
+        entry = entries[0]
+        unique_id = next(
+            e.get("value")
+            for e in entry.findall(f"{{{RIM}}}ExternalIdentifier")
+            if e.get("identificationScheme") == "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab"
+        )
+        sha1 = next(
+            s.findtext(f"{{{RIM}}}ValueList/{{{RIM}}}Value")
+            for s in entry.findall(f"{{{RIM}}}Slot")
+            if s.get("name") == "hash"
+        )
+        r = wire.call("TD3.2", build.retrieve([unique_id]), spec=adult_spec())
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("multipart/related")
+        root, parts = response_root(r)
+        assert_valid(dmp_schema, xop_infoset(root, parts))
+        resp = root.find(f"{{{SOAP}}}Body/{{{XDSB}}}RetrieveDocumentSetResponse")
+        assert resp.find(f"{{{RS}}}RegistryResponse").get("status") == SUCCESS
+        (content,) = parts.values()
+        assert hashlib.sha1(content).hexdigest() == sha1  # noqa: S324 - XDS hash
+    finally:
+        wire.close()
+
+
+def test_fault_envelope_is_schema_valid(demo_sandbox, test_pki, dmp_schema):
+    wire = Wire(demo_sandbox, test_pki)
+    try:
+        r = wire.call(
+            "TD3.1",
+            build.find_documents(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid),
+            spec=VihfSpec(specialty_code=""),
+        )
+        assert r.status_code == 400
+        assert_valid(dmp_schema, etree.fromstring(r.content))
+    finally:
+        wire.close()
+
+
+def test_deposit_valid_both_ways_then_restart_keeps_it(tmp_path, test_pki, dmp_schema):
+    data = tmp_path / "data"
+    running = start(data, test_pki)
+    wire = Wire(running, test_pki)
+    p = demo.DEMO_ADULT
+    try:
+        running.store.create_patient(
+            p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place
+        )
+        running.store.set_authorisation(p.ins, "899700000013")  # the gp is authorised (TD0.3 done before)
+        gp = test_pki.card("gp")
+        from sandbox.profiles import PROFILES
+
+        cda = build.text_document(
+            build.patient_input(
+                p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place
+            ),
+            build.author_input(PROFILES["gp"]),
+            "11488-4",
+            "Compte rendu de consultation",
+            build.padded_text(50_000),
+        )
+        dep = build.provide_and_register(
+            [build.DepositDocument(cda)], signer=(gp.sign_key, gp.sign_cert, gp.chain)
+        )
+        service, action = ACTIONS["TD2.1"]
+        env = envelope(action, dep.body, wire.vihf(adult_spec(), sign=True), to=running.url(service))
+        assert_valid(dmp_schema, xop_infoset(etree.fromstring(env), dep.attachments))
+        r = wire.call(
+            "TD2.1",
+            dep.body,
+            spec=adult_spec(),
+            parts={k: (v, "text/xml") for k, v in dep.attachments.items()},
+        )
+        assert r.status_code == 200, r.text
+        root, _ = response_root(r)
+        assert_valid(dmp_schema, root)
+        status = root.find(f"{{{SOAP}}}Body/{{{RS}}}RegistryResponse").get("status")
+        assert status == SUCCESS, r.text
+    finally:
+        wire.close()
+        running.stop()
+    again = start(data, test_pki)
+    wire = Wire(again, test_pki)
+    try:
+        r = wire.call("TD3.1", build.get_documents(unique_ids=dep.unique_ids), spec=adult_spec())
+        root, _ = response_root(r)
+        assert len(root.findall(f".//{{{RIM}}}ExtrinsicObject")) == 1, r.text
+    finally:
+        wire.close()
+        again.stop()
+
+
+def test_server_refusals_are_traced_by_the_domain_layer(sandbox_server, test_pki):
+    wire = Wire(sandbox_server, test_pki)
+    try:
+        r = wire.call(
+            "TD3.1",
+            build.find_documents(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid),
+            spec=VihfSpec(profile="gp", purpose="centre_15", patient_ins=demo.DEMO_ADULT.ins),
+        )
+        assert r.status_code == 400
+        traces = sandbox_server.store.traces()
+        assert any("centre 15" in t.result and t.ps_id == "899700000013" for t in traces), traces
+    finally:
+        wire.close()
+
+
+def test_serve_command_prints_credentials_and_stops_on_sigterm(tmp_path, test_pki):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+            "--pki",
+            str(test_pki.directory),
+            "--demo",
+            "--seed",
+            "3",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Arrêt"):
+                break
+        out = "".join(lines)
+        assert "Bac à sable DMP à l'écoute sur https://127.0.0.1:" in out, out + proc.stderr.read()
+        assert str(test_pki.ca_bundle) in out and "auth.p12" in out and "gp" in out
+        assert "jeu de démonstration chargé" in out
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "arrêté" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
