@@ -845,6 +845,7 @@ class DmpService:
                 status=d.status,
                 version=d.version,
                 confidentiality=d.confidentiality,
+                lid=d.lid,
                 object_ref_only=return_type == "ObjectRef",
             )
             for d in visible

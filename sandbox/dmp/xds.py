@@ -266,13 +266,16 @@ def render_entry(
     status: str,
     version: int,
     confidentiality: tuple[str, ...],
+    lid: str = "",
     object_ref_only: bool = False,
 ) -> etree._Element:
-    """A stored ExtrinsicObject with its current status, version and confidentiality codes."""
+    """A stored ExtrinsicObject with its current status, logicalId, version and confidentiality codes."""
     el = etree.fromstring(metadata)
     if object_ref_only:
         return etree.Element(q(RIM, "ObjectRef"), id=el.get("id", ""))
     el.set("status", status)
+    if lid:
+        el.set("lid", lid)
     for cl in el.findall(q(RIM, "Classification")):
         if cl.get("classificationScheme") == S_CONFIDENTIALITY:
             el.remove(cl)

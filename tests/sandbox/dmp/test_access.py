@@ -390,3 +390,21 @@ def test_trace_refusal_from_server_layer(dmp: Dmp) -> None:
     last = dmp.store.traces()[-2:]
     assert last[0].patient_ins == PATIENT.ins and last[0].result == "REFUS : VIHF non signé"
     assert last[1].ps_id == "" and last[1].result == "REFUS : certificat inconnu"
+
+
+def test_update_of_a_replaced_document_uses_the_shared_logical_id(dmp: Dmp) -> None:
+    from cda import build as cbuild
+    from cda import parse
+
+    first = dmp.document()
+    assert status_of(dmp.deposit(caller("gp"), build.DepositDocument(first))[0]) == xds.SUCCESS
+    old = dmp.store.documents(PATIENT.ins)[0]
+    second = dmp.document(replaces=cbuild.Replacement.of(parse(first)), title="V2")
+    resp, dep = dmp.deposit(caller("gp"), build.DepositDocument(second, replaces=old.entry_uuid))
+    assert status_of(resp) == xds.SUCCESS
+    _authorise(dmp, "gp")
+    entry = _entry(dmp, caller("gp"), dep.unique_ids[0])
+    assert entry.get("lid") == old.lid != entry.get("id")
+    body = build.update_confidentiality(PATIENT.ins, PATIENT.oid, entry, ["N", "MASQUE_PS"])
+    assert status_of(dmp.call("registry", body, caller("gp"))) == xds.SUCCESS
+    assert dmp.store.document(unique_id=dep.unique_ids[0]).masked
