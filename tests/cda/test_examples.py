@@ -1,4 +1,4 @@
-"""The 65 ANS examples (and the 2 project skeletons) parse, classify to the reference class and give metadata."""
+"""The 65 ANS examples (and the 2 project skeletons) parse, classify to the reference class, give metadata."""
 
 from __future__ import annotations
 

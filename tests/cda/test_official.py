@@ -120,17 +120,42 @@ CASES: dict[str, tuple[str, Mutation, str, str]] = {
     "birthplace": ("l1", _remove("//h:patient/h:birthplace"), "CDA-P07", r"lieu de naissance"),
     "birth_given_name": ("l1", _remove("//h:patient/h:name/h:given[@qualifier='BR']"), "CDA-P04", r"prénom"),
     "birth_time": ("l1", _remove("//h:patient/h:birthTime"), "CDA-P06", r"birthTime|date de naissance"),
-    "type_code": ("l1", _set("/h:ClinicalDocument/h:code", "code", "99999-9"), "CDA-H09", r"1\.2\.250\.1\.213\.1\.1\.5\.471"),
+    "type_code": (
+        "l1",
+        _set("/h:ClinicalDocument/h:code", "code", "99999-9"),
+        "CDA-H09",
+        r"1\.2\.250\.1\.213\.1\.1\.5\.471",
+    ),
     "level1_templates": ("l1", _add_volet_template, "CDA-H06", r"1\.3\.6\.1\.4\.1\.19376\.1\.2\.20"),
     "realm": ("l1", _remove("/h:ClinicalDocument/h:realmCode"), "CDA-H01", r"realmCode"),
     "set_id": ("l1", _remove("/h:ClinicalDocument/h:setId"), "CDA-H17", r"setId"),
     "version": ("l1", _remove("/h:ClinicalDocument/h:versionNumber"), "CDA-H18", r"versionNumber"),
     "language": ("l1", _set("/h:ClinicalDocument/h:languageCode", "code", "fr"), "CDA-H16", r"languageCode"),
-    "confidentiality": ("l1", _set("/h:ClinicalDocument/h:confidentialityCode", "code", "Z"), "CDA-H15", r"Confidentiality"),
-    "gender": ("l1", _set("//h:patient/h:administrativeGenderCode", "code", "X"), "CDA-P10", r"AdministrativeGender"),
-    "legal_authenticator": ("l1", _remove("/h:ClinicalDocument/h:legalAuthenticator"), "CDA-L01", r"legalAuthenticator"),
+    "confidentiality": (
+        "l1",
+        _set("/h:ClinicalDocument/h:confidentialityCode", "code", "Z"),
+        "CDA-H15",
+        r"Confidentiality",
+    ),
+    "gender": (
+        "l1",
+        _set("//h:patient/h:administrativeGenderCode", "code", "X"),
+        "CDA-P10",
+        r"AdministrativeGender",
+    ),
+    "legal_authenticator": (
+        "l1",
+        _remove("/h:ClinicalDocument/h:legalAuthenticator"),
+        "CDA-L01",
+        r"legalAuthenticator",
+    ),
     "custodian": ("l1", _remove("/h:ClinicalDocument/h:custodian"), "CDA-C01", r"custodian"),
-    "author_code": ("l1", _set("/h:ClinicalDocument/h:author/h:assignedAuthor/h:code", "code", "G15_99"), "CDA-A04", r"JDV_J01"),
+    "author_code": (
+        "l1",
+        _set("/h:ClinicalDocument/h:author/h:assignedAuthor/h:code", "code", "G15_99"),
+        "CDA-A04",
+        r"JDV_J01",
+    ),
     "performer": ("l1", _remove("//h:serviceEvent/h:performer"), "CDA-S03", r"performer"),
     "practice_setting": ("l1", _set("//h:standardIndustryClassCode", "code", "NOPE"), "CDA-S04", r"JDV_J04"),
     "facility": ("l1", _set("//h:healthCareFacility/h:code", "code", "SA999"), "CDA-E03", r"JDV_J02"),
@@ -138,7 +163,7 @@ CASES: dict[str, tuple[str, Mutation, str, str]] = {
     "negation": ("vn", _set("//h:substanceAdministration", "negationInd", "true"), "VAC-02", r"negationInd"),
     "atc_display": ("vn", _drop_attr("//h:translation", "displayName"), "VAC-04", r"ATC"),
     "route_display": ("vn", _drop_attr("//h:routeCode", "displayName"), "VAC-08", r"voie d'administration"),
-}  # fmt: skip
+}
 
 
 def _chain(path: str) -> list[str]:
