@@ -1,0 +1,260 @@
+"""AuthSession over the real PC/SC stack (pcscd + vpcd + emulated card)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from ps_agent.auth.errors import (
+    CertificateError,
+    PinBlocked,
+    PinFinalTryError,
+    PinFormatError,
+    SessionClosed,
+    WrongPin,
+)
+from ps_agent.auth.model import AuthMode, Credentials, KeyUse
+from ps_agent.auth.session import AuthSession
+from ps_agent.card.cps import CpsSession
+from ps_agent.card.errors import CardBusy, CardProtocolError, CardRemoved, NoCard, NoReader, UnknownCard
+from ps_agent.card.pcsc import PcscConnection
+from sandbox.pki import TestPki
+from sandbox.profiles import PROFILES
+from tests.auth.tls_server import mtls_server
+
+pytestmark = pytest.mark.pcsc
+
+
+def _open(virtual_card, pin: str = "1234", **kw) -> AuthSession:
+    return AuthSession.open(virtual_card.reader_name, pin, **kw)
+
+
+def test_pin_ok_reads_identity_and_situation(virtual_card, test_pki: TestPki) -> None:
+    virtual_card.insert("gp")
+    with _open(virtual_card, ca_file=test_pki.ca_bundle) as session:
+        assert isinstance(session, Credentials)
+        ident = session.identity
+        p = PROFILES["gp"]
+        assert (ident.id_nat, ident.family_name, ident.given_name) == (p.id_nat, p.family_name, p.given_name)
+        assert (ident.profession_code, ident.specialty_code, ident.card_type) == ("10", "SM26", "CPS")
+        assert ident.activity is not None
+        assert ident.activity.structure_id == p.situations[0].structure_id
+        assert ident.activity.sector == "SA07"
+        assert session.mode is AuthMode.DIRECTE
+        assert session.holder.serial == "101"
+        assert virtual_card.card.pin_tries == 3
+
+
+def test_signatures_verify_with_the_card_certificates(virtual_card, test_pki: TestPki) -> None:
+    virtual_card.insert("pharmacist")
+    with _open(virtual_card, ca_file=test_pki.ca_bundle) as session:
+        signer = session.vihf_signer()
+        sig = signer.sign(b"<saml2:Assertion/>")
+        holder = test_pki.card("pharmacist")
+        assert signer.certificate == holder.sign_cert
+        holder.sign_cert.public_key().verify(sig, b"<saml2:Assertion/>", padding.PKCS1v15(), hashes.SHA256())
+        auth_sig = session.auth_signer().sign(b"challenge")
+        holder.auth_cert.public_key().verify(auth_sig, b"challenge", padding.PKCS1v15(), hashes.SHA256())
+        assert signer.chain == holder.chain  # verified against the test PKI bundle
+
+
+def test_wrong_pin_counts_down_then_blocks_and_puk_unblocks(virtual_card) -> None:
+    virtual_card.insert("gp")
+    with pytest.raises(WrongPin) as first:
+        _open(virtual_card, "0000")
+    assert first.value.tries_left == 2 and "2 essais" in first.value.message_fr
+    with pytest.raises(WrongPin) as second:
+        _open(virtual_card, "0000")
+    assert second.value.tries_left == 1
+    with pytest.raises(PinFinalTryError):  # last try needs an explicit confirmation
+        _open(virtual_card, "0000")
+    assert virtual_card.card.pin_tries == 1  # nothing consumed
+    with pytest.raises(PinBlocked):
+        _open(virtual_card, "0000", confirm_final_try=True)
+    with pytest.raises(PinBlocked) as blocked:
+        _open(virtual_card, "1234")
+    assert "déblocage" in blocked.value.message_fr
+    with PcscConnection(virtual_card.reader_name) as conn:
+        CpsSession(conn).unblock_pin("12345678", "4321")
+    with _open(virtual_card, "4321") as session:
+        assert session.active
+
+
+@pytest.mark.parametrize("pin", ["123", "12345", "12a4", "", " 1234", "１２３４", "12.4"])
+def test_badly_formatted_pin_never_reaches_the_card(virtual_card, pin: str) -> None:
+    virtual_card.insert("gp")
+    before = virtual_card.card.apdu_count
+    with pytest.raises(PinFormatError) as info:
+        _open(virtual_card, pin)
+    assert "4 chiffres" in info.value.message_fr and "aucun essai" in info.value.message_fr
+    assert virtual_card.card.apdu_count == before
+    assert virtual_card.card.pin_tries == 3
+
+
+def test_blocked_card_is_refused_without_presenting_the_pin(virtual_card) -> None:
+    virtual_card.insert("blocked")
+    with pytest.raises(PinBlocked):
+        _open(virtual_card)
+    assert virtual_card.card.pin_tries == 0
+
+
+def test_expired_certificate_is_refused_before_the_pin(virtual_card) -> None:
+    virtual_card.insert("expired")
+    with pytest.raises(CertificateError) as info:
+        _open(virtual_card, "9999")
+    assert "a expiré le" in info.value.message_fr
+    assert virtual_card.card.pin_tries == 3  # the (wrong) PIN was never presented
+
+
+def test_card_from_another_pki_is_untrusted(virtual_card, foreign_pki: TestPki) -> None:
+    virtual_card.insert("gp")
+    with pytest.raises(CertificateError) as info:
+        _open(virtual_card, ca_file=foreign_pki.ca_bundle)
+    assert "autorité reconnue" in info.value.message_fr
+
+
+def test_removal_closes_the_session_within_one_second(virtual_card) -> None:
+    virtual_card.insert("gp")
+    session = _open(virtual_card)
+    closed = threading.Event()
+    reasons: list[str] = []
+    session.on_closed(lambda reason: (reasons.append(reason), closed.set()))
+    signer = session.vihf_signer()
+    start = time.monotonic()
+    virtual_card._link.remove()  # pull the card (without waiting for pcscd like remove() does)
+    assert closed.wait(1.0), "session still open 1 s after the card was removed"
+    assert time.monotonic() - start < 1.0
+    assert reasons == ["removed"]
+    with pytest.raises(SessionClosed) as info:
+        signer.sign(b"x")
+    assert "retirée" in info.value.message_fr
+    virtual_card._link = None
+
+
+def test_card_change_ends_the_old_session_and_nothing_carries_over(virtual_card) -> None:
+    virtual_card.insert("gp")
+    old = _open(virtual_card)
+    old_signer = old.vihf_signer()
+    virtual_card.remove()
+    virtual_card.insert("specialist")
+    deadline = time.monotonic() + 2
+    while old.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not old.active
+    with pytest.raises(SessionClosed):
+        old_signer.sign(b"x")
+    with pytest.raises(SessionClosed):
+        old.ensure_active()
+    with _open(virtual_card) as new:
+        assert new.identity.id_nat == PROFILES["specialist"].id_nat
+        assert new.identity.activity and new.identity.activity.sector == "SA01"
+
+
+def test_idle_timeout_closes_the_session(virtual_card) -> None:
+    virtual_card.insert("nurse")
+    session = _open(virtual_card, idle_timeout_s=0.4)
+    closed = threading.Event()
+    session.on_closed(lambda reason: closed.set())
+    assert closed.wait(2.0)
+    assert session.closed_reason == "idle"
+    with pytest.raises(SessionClosed) as info:
+        session.ensure_active()
+    assert "inactivité" in info.value.message_fr
+
+
+def test_unknown_card_is_named_as_such(virtual_card) -> None:
+    virtual_card.insert("unknown")
+    with pytest.raises(UnknownCard) as info:
+        _open(virtual_card)
+    assert "n'est pas une carte de professionnel de santé" in info.value.message_fr
+    with pytest.raises(UnknownCard):  # auto-detection too
+        AuthSession.open(None, "1234")
+
+
+def test_garbage_answers_are_a_protocol_error(virtual_card) -> None:
+    virtual_card.insert("gp", garbage=True)
+    with pytest.raises((CardProtocolError, UnknownCard)):
+        _open(virtual_card)
+
+
+def test_no_card_and_no_such_reader(virtual_card) -> None:
+    with pytest.raises(NoCard):
+        _open(virtual_card)
+    with pytest.raises(NoReader) as info:
+        AuthSession.open("Lecteur fantôme 00 00", "1234")
+    assert "Lecteur fantôme" in info.value.message_fr
+
+
+def test_another_program_holding_the_card_exclusively(virtual_card) -> None:
+    virtual_card.insert("gp")
+    with PcscConnection(virtual_card.reader_name) as other:
+        assert other.share_mode == "exclusive"
+        with pytest.raises(CardBusy) as info:
+            _open(virtual_card)
+        assert "exclusivité" in info.value.message_fr
+    assert virtual_card.card.pin_tries == 3
+
+
+def test_shared_fallback_when_another_program_shares_the_card(virtual_card) -> None:
+    virtual_card.insert("gp")
+    with PcscConnection(virtual_card.reader_name, exclusive=False) as other:
+        assert other.share_mode == "shared"
+        with _open(virtual_card) as session:
+            assert session._conn.share_mode == "shared"
+            assert session.vihf_signer().sign(b"x")
+
+
+def test_card_removed_during_signatures(virtual_card) -> None:
+    virtual_card.insert("gp")
+    session = _open(virtual_card)
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            while True:
+                session.vihf_signer().sign(b"payload")
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    time.sleep(0.2)
+    virtual_card.remove()
+    t.join(3)
+    assert errors and isinstance(errors[0], (CardRemoved, SessionClosed)), getattr(errors[0], "detail", "")
+    assert not session.active
+
+
+def test_tls_client_auth_with_the_card_key(virtual_card, test_pki: TestPki) -> None:
+    """A loopback TLS server requiring a client certificate sees the card's one; the key stays on the card."""
+    virtual_card.insert("gp")
+    holder = test_pki.card("gp")
+    full = test_pki.directory / "server" / "server.fullchain.pem"
+    with mtls_server(test_pki.server_cert, test_pki.server_key, test_pki.ca_bundle, cert_chain=full) as url:
+        session = _open(virtual_card, ca_file=test_pki.ca_bundle)
+        before = virtual_card.card.apdu_count
+        transport = session.tls_transport(ca_file=str(test_pki.ca_bundle))
+        with httpx.Client(transport=transport) as client:
+            seen = client.post(f"{url}/si-dmp-server/v2/services/registry", content=b"<soap/>").json()
+            assert "899700000013" in seen["client_subject"]
+            assert seen["version"] == "TLSv1.2"
+            assert virtual_card.card.apdu_count > before  # the handshake signature was made by the card
+            virtual_card.remove()
+            time.sleep(0.1)
+            assert not session.active
+            with pytest.raises((SessionClosed, httpx.TransportError, CardRemoved)):
+                client.get(url)
+    assert holder.auth_cert.subject.rfc4514_string() == seen["client_subject"]
+
+
+def test_signer_identifies_its_key_use(virtual_card) -> None:
+    virtual_card.insert("regulator")
+    with _open(virtual_card) as session:
+        assert session.vihf_signer().use is KeyUse.SIGNATURE
+        assert session.auth_signer().use is KeyUse.AUTHENTICATION
+        assert session.identity.is_regulator
