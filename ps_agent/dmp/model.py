@@ -151,15 +151,21 @@ def xds_time(value: datetime) -> str:
 
 
 def parse_xds_time(value: str) -> datetime | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    fmt = {4: "%Y", 6: "%Y%m", 8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-    f = fmt.get(len(value[:14]))
-    if f is None:
+    """``yyyy[MM[dd[HH[mm[ss]]]]]`` (UTC) → aware datetime; None when empty or invalid."""
+    value = (value or "").strip()[:14]
+    n = len(value)
+    if n not in (4, 6, 8, 10, 12, 14) or not value.isdigit():
         return None
     try:
-        return datetime.strptime(value[:14], f).replace(tzinfo=UTC)
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]) if n >= 6 else 1,
+            int(value[6:8]) if n >= 8 else 1,
+            int(value[8:10]) if n >= 10 else 0,
+            int(value[10:12]) if n >= 12 else 0,
+            int(value[12:14]) if n >= 14 else 0,
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
 
