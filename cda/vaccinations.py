@@ -74,13 +74,19 @@ def atc_info(atc_code: str) -> tuple[str, tuple[str, ...]]:
     return "", ()
 
 
+@functools.cache
+def _labels(name: str) -> dict[str, str]:
+    return {r["code"]: r["display_name"] for r in _read_csv(name)}
+
+
 def route_label(code: str) -> str:
-    concept = {r["code"]: r["display_name"] for r in _read_csv("immunization-routes.csv")}.get(code)
-    return concept or ""
+    """French label of an EDQM route of JDV_ImmunizationRouteCodes_CISIS ("" when unknown)."""
+    return _labels("immunization-routes.csv").get(code, "")
 
 
 def site_label(code: str) -> str:
-    return {r["code"]: r["display_name"] for r in _read_csv("immunization-sites.csv")}.get(code, "")
+    """French label of a SNOMED site of JDV_ImmunizationApproachSiteCode_CISIS ("" when unknown)."""
+    return _labels("immunization-sites.csv").get(code, "")
 
 
 def _iso_date(value: str) -> str:
