@@ -98,6 +98,9 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake here, in the worker thread.
         request.settimeout(IDLE_TIMEOUT_S)
+        # responses are written in one piece; no Nagle delay waiting for the client's delayed ACK
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls_sock = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
@@ -144,8 +147,10 @@ class SoapHandler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        # headers and body in a single write (one TLS record run, no small-segment stall)
+        self._headers_buffer.append(b"\r\n")
+        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self._headers_buffer = []
 
     def _send_fault(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
         body = soap.build_fault(fault, relates_to)
