@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,10 @@ VACCINATION_FORMAT_CODES = frozenset(
         "urn:asip:ci-sis:ips:2024",
     }
 )
+
+
+# Parallel TD3.2 reads for the vaccination status (a few, to stay polite with the DMP) [I].
+VACCINATION_FETCH_WORKERS = 4
 
 
 class InvalidRequest(PsAgentError):
@@ -610,18 +615,47 @@ class Agent:
         from cda import vaccinations
 
         docs = [e for e in self.list_documents(patient) if is_vaccination_document(e)]
-        groups: list[list[Any]] = []
-        total = len(docs)
-        for n, entry in enumerate(docs):
-            if progress:
-                progress("Lecture des documents de vaccination", n, total)
-            try:
-                content = self.retrieve(patient, entry).content
-            except AccessDenied:  # a type the matrix hides: explained by list_documents, skipped here
-                continue
-            groups.append(vaccinations.extract(cda.parse(content)))
+        readable = []
+        for e in docs:  # what the matrix hides is explained by list_documents; skip it here
+            decision = self.policy.decide(
+                Action.RETRIEVE,
+                identity=self._creds.identity,
+                mode=self._creds.mode,
+                patient=patient,
+                dmp=dmp_state(self._ensure_status(patient)),
+                access_mode=self._state(patient).access_mode,
+                reason=self._state(patient).reason,
+                type_code=e.type_code.code,
+            )
+            if decision.allowed:
+                readable.append(e)
+        purpose, reason = self._purpose(patient)
+        pid = _patient_id(patient)
+        total = len(readable)
+        ids = tuple(e.unique_id for e in readable)
+
+        def fetch_all() -> list[RetrievedDocument]:
+            out: list[RetrievedDocument | None] = [None] * total
+            with ThreadPoolExecutor(max_workers=VACCINATION_FETCH_WORKERS) as pool:
+                futures = {
+                    pool.submit(self.client.retrieve, pid, e, purpose=purpose, reason=reason): i
+                    for i, e in enumerate(readable)
+                }
+                for done, fut in enumerate(as_completed(futures), start=1):
+                    out[futures[fut]] = fut.result()
+                    if progress:
+                        progress("Lecture des documents de vaccination", done, total)
+            return [d for d in out if d is not None]
+
         if progress:
-            progress("Lecture des documents de vaccination", total, total)
+            progress("Lecture des documents de vaccination", 0, total)
+        contents = self._run("dmp.retrieve", patient, fetch_all, transaction="TD3.2", document_ids=ids)
+        # one record for the whole read, written before any vaccination is returned
+        self._audit(
+            "dmp.retrieve", "success", patient, transaction="TD3.2", document_ids=ids,
+            detail=f"statut vaccinal : {total} document(s)",
+        )  # fmt: skip
+        groups = [vaccinations.extract(cda.parse(d.content)) for d in contents]
         return vaccinations.merge(*groups)
 
     def record_vaccination(
