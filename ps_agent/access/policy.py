@@ -54,7 +54,9 @@ PREBLOCK_INFERRED_MATRIX_ROWS = False
 """HAB-03 [I]: only CONFIRMED matrix rows refuse before the call; INFERRED rows let the DMP decide (the
 decision then carries the French explanation as a notice)."""
 
-NON_PS_ACTIONS = frozenset({"status", "deposit", "mask", "unmask", "make_visible", "archive", "delete"})
+NON_PS_ACTIONS = frozenset(
+    {"status", "deposit", "mask", "unmask", "make_visible", "archive", "unarchive", "delete"}
+)
 """AUTH-04 [I]: what non-PS establishment staff (secretaries...) may do: deposits and the management of
 documents their structure deposited; never consultation, consent or emergency access."""
 
@@ -140,6 +142,7 @@ class Action(enum.StrEnum):
     UNMASK = "unmask"
     MAKE_VISIBLE = "make_visible"  # TD3.3b
     ARCHIVE = "archive"  # TD3.3d
+    UNARCHIVE = "unarchive"  # TD3.3d
     DELETE = "delete"  # TD3.3c
     EMERGENCY = "emergency"  # open the record in bris de glace / centre 15 mode
 

@@ -489,40 +489,49 @@ class AuditJournal:
 
     # -- verification -------------------------------------------------------------------------
     def verify(self) -> VerifyResult:
-        """Walk the whole chain; report the first bad record (by its ``seq``) in French."""
+        """Walk the whole chain; report the first bad record (by its ``seq``) in French.
+
+        Reads the anchor first, then walks a consistent snapshot (own connection, read transaction) so
+        that appends made meanwhile, by this or another process, neither block nor disturb it: the anchor
+        only moves forward after a commit, so in an honest journal it can never be ahead of the snapshot.
+        """
+        anchor = _read_anchor(self.anchor_path)
         problems: list[str] = []
         first_bad: int | None = None
         expected_seq = 1
         prev_hash = GENESIS_HASH
         prev_ts = ""
         count = 0
-        last_hash = GENESIS_HASH
-        with self._lock:
-            cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM audit_records ORDER BY seq")  # noqa: S608
+        hash_at_anchor: str | None = None
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise AuditWriteError(
+                f"Impossible de lire le journal d'audit : {exc}", code="AUDIT_OPEN"
+            ) from exc
+        try:
+            conn.execute("BEGIN")
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM audit_records ORDER BY seq")  # noqa: S608
             for row in cursor:
                 count += 1
                 try:
                     rec = _row_to_record(row)
                 except (ValueError, TypeError) as exc:
-                    if first_bad is None:
-                        first_bad = row[0]
-                        problems.append(f"Enregistrement n° {row[0]} illisible ({exc}).")
+                    first_bad = row[0]
+                    problems.append(f"Enregistrement n° {row[0]} illisible ({exc}).")
                     break
                 problem = self._check_one(rec, expected_seq, prev_hash, prev_ts)
                 if problem:
-                    first_bad = rec.seq if rec.seq >= expected_seq else expected_seq
-                    if problem.startswith("manquant"):
-                        first_bad = expected_seq
+                    first_bad = expected_seq if problem.startswith("manquant:") else rec.seq
                     problems.append(problem.removeprefix("manquant:"))
                     break
+                if anchor is not None and rec.seq == anchor[0]:
+                    hash_at_anchor = rec.hash
                 expected_seq = rec.seq + 1
                 prev_hash = rec.hash
                 prev_ts = rec.timestamp
-                last_hash = rec.hash
             if first_bad is None:
-                triggers = {
-                    r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
-                }
+                triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
                 missing = [t for t in _TRIGGERS if t not in triggers]
                 if missing:
                     problems.append(
@@ -530,8 +539,11 @@ class AuditJournal:
                         + ", ".join(missing)
                         + ") ont été supprimées : le fichier a été modifié en dehors de l'agent."
                     )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
         if first_bad is None and not problems:
-            anchor_problem, anchor_bad = self._check_anchor(count, expected_seq - 1, last_hash)
+            anchor_problem, anchor_bad = self._check_anchor(anchor, count, expected_seq - 1, hash_at_anchor)
             if anchor_problem:
                 problems.append(anchor_problem)
                 first_bad = anchor_bad
@@ -570,10 +582,12 @@ class AuditJournal:
             return f"Enregistrement n° {rec.seq} : contenu modifié (l'empreinte SHA-256 ne correspond plus)."
         return ""
 
-    def _check_anchor(self, count: int, last_seq: int, last_hash: str) -> tuple[str, int | None]:
-        anchor = _read_anchor(self.anchor_path)
+    def _check_anchor(
+        self, anchor: tuple[int, str] | None, count: int, last_seq: int, hash_at_anchor: str | None
+    ) -> tuple[str, int | None]:
         if anchor is None:
-            if count == 0:
+            # A crash between the first commit and the first anchor write leaves one record unanchored.
+            if count <= 1:
                 return "", None
             return (
                 f"L'ancre du journal ({self.anchor_path.name}) est absente ou illisible : "
@@ -587,19 +601,9 @@ class AuditJournal:
                 f"{a_seq} enregistrement(s), le fichier s'arrête au n° {last_seq}.",
                 last_seq + 1,
             )
-        # The anchor is written right after each commit; a crash in between leaves it one behind.
-        if a_seq < last_seq - 1:
-            return (
-                f"L'ancre du journal s'arrête au n° {a_seq} alors que le journal va jusqu'au n° "
-                f"{last_seq} : enregistrements ajoutés en dehors de l'agent.",
-                a_seq + 1,
-            )
-        if a_seq == last_seq:
-            ok = a_hash == last_hash
-        else:
-            row = self._conn.execute("SELECT hash FROM audit_records WHERE seq = ?", (a_seq,)).fetchone()
-            ok = bool(row) and row[0] == a_hash
-        if not ok:
+        # The anchor may lag (written after each commit; appends since it was read): it must match the
+        # record it names.
+        if a_seq > 0 and hash_at_anchor != a_hash:
             return (
                 f"Enregistrement n° {a_seq} : ne correspond pas à l'ancre du journal "
                 "(journal réécrit ou remplacé).",

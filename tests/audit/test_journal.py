@@ -237,3 +237,25 @@ def test_journal_files_are_owner_only(journal: AuditJournal, journal_path: Path)
     journal.append(make_event())
     for path in (journal_path, journal_path.with_name(journal_path.name + ".anchor")):
         assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+
+
+def test_verify_while_another_thread_appends(journal: AuditJournal) -> None:
+    """verify reads a snapshot: concurrent appends never make an intact journal look broken."""
+    journal.append(make_event(0))
+    stop = threading.Event()
+
+    def writer() -> None:
+        n = 1
+        while not stop.is_set():
+            journal.append(make_event(n))
+            n += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        results = [journal.verify() for _ in range(15)]
+    finally:
+        stop.set()
+        t.join()
+    assert all(r.ok for r in results), [r.message_fr for r in results if not r.ok]
+    assert journal.verify().count == journal.count()
