@@ -92,13 +92,8 @@ def test_gp_deposits_letter_finds_it_in_comptes_rendus_replaces_and_masks(agent_
     assert_journal_ok(gp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox deviation: TD3.1 returns lid = entryUUID for a replacing version while its store keeps "
-    "the first version's logicalId, so an ITI-57 update of a replaced document (lid from TD3.1, spec "
-    "§7.8/§8.5) is answered 'Document introuvable'",
-)
 def test_gp_masks_a_replaced_letter(agent_for):
+    """ITI-57 on a replacing version: its lid (from TD3.1) is the logicalId shared by all versions."""
     p = demo().DEMO_ADULT
     patient = patient_ref(p)
     gp = agent_for("gp")
