@@ -1,5 +1,4 @@
-"""The seam between the sandbox server layer (HTTP, TLS, SOAP, MTOM, VIHF) and the domain layer.
-(``sandbox.dmp``)
+"""The seam between the sandbox server layer (HTTP, TLS, SOAP, MTOM, VIHF) and the domain layer (dmp).
 
 The server layer parses and authenticates a request, then hands the domain layer a :class:`SoapRequest`
 whose :class:`Caller` is already verified (TLS client certificate + VIHF). The domain layer answers with a
@@ -65,8 +64,11 @@ class SoapRequest:
     service: str  # patients | habilitations | patientsSpecific | repository | registry
     action: str  # wsa:Action
     message_id: str  # wsa:MessageID
-    body: etree._Element  # first child element of soap:Body (xop:Include already resolved: see attachments)
-    attachments: dict[str, bytes]  # MTOM parts by Content-ID (without <>), already resolved
+    # First child element of soap:Body. Every xdsb:Document in it holds one <xop:Include href="cid:ID"/> whose
+    # ID is a key of ``attachments``: MTOM parts are checked to exist, inline base64 content is decoded and
+    # turned into such a reference by the server, so the domain layer sees one shape.
+    body: etree._Element
+    attachments: dict[str, bytes]  # MTOM parts by Content-ID (without <>, URL-decoded)
     caller: Caller
     received_at: datetime
 
