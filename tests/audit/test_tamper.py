@@ -229,3 +229,15 @@ def test_garbage_in_a_row_is_reported_not_raised(ten: Path) -> None:
     with AuditJournal(ten) as j:
         result = j.verify()
     assert not result.ok and result.first_bad_seq == 2 and "illisible" in result.message_fr
+
+
+def test_cli_verify_reports_dropped_triggers(ten: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _raw(ten).close()  # drops both triggers, changes nothing else
+    from ps_agent.cli import main
+
+    assert main(["audit", "verify", "--journal", str(ten)]) == 1
+    err = capsys.readouterr().err
+    assert "audit_no_update, audit_no_delete" in err and "modifié en dehors de l'agent" in err
+    # Opening the journal again does not silently put them back.
+    with AuditJournal(ten) as j:
+        assert not j.verify().ok
