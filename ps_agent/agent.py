@@ -597,7 +597,7 @@ class Agent:
 
     def unarchive(self, patient: PatientRef, document: DocumentEntry | str) -> None:
         self._update(
-            Action.ARCHIVE, "dmp.unarchive", patient, document,
+            Action.UNARCHIVE, "dmp.unarchive", patient, document,
             lambda e: self.client.update_status(_patient_id(patient), e, Status.APPROVED),
         )  # fmt: skip
 
