@@ -249,6 +249,7 @@ class AccessPolicy:
 
     def __init__(self, matrix: object | None = None) -> None:
         self._matrix = matrix if matrix is not None else _default_matrix()
+        self._hidden_cache: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
     # -- public API -----------------------------------------------------------------------------
     def decide(
@@ -315,6 +316,13 @@ class AccessPolicy:
             return []
         if is_non_ps(identity):
             return [MSG_NON_PS]
+        key = (identity.profession_code, identity.specialty_code, role)
+        cached = self._hidden_cache.get(key)
+        if cached is None:
+            cached = self._hidden_cache[key] = tuple(self._hidden_types(identity, role))
+        return list(cached)
+
+    def _hidden_types(self, identity: ProfessionalIdentity, role: str) -> list[str]:
         types = _dmp_types()
         hidden_by_class: dict[tuple[str, str], list[str]] = {}
         all_by_class: dict[tuple[str, str], list[str]] = {}
