@@ -39,9 +39,13 @@ class PinFormatError(PinError):
 
 
 class WrongPin(PinError):
-    def __init__(self, tries_left: int) -> None:
+    """``tries_left`` is None when the token does not tell (PKCS#11 without counter flags)."""
+
+    def __init__(self, tries_left: int | None) -> None:
         self.tries_left = tries_left
-        if tries_left == 1:
+        if tries_left is None:
+            msg = "Code porteur incorrect. Attention : la carte se bloque après trois codes erronés."
+        elif tries_left == 1:
             msg = (
                 "Code porteur incorrect. Attention : il ne reste qu'un seul essai "
                 "avant le blocage de la carte."

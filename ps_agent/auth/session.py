@@ -163,6 +163,16 @@ class AuthSession:
         log.info("card session opened for %s (%s)", identity.id_nat, conn.reader)
         return session
 
+    @staticmethod
+    def open_pkcs11(pin: str, **kwargs: Any) -> Any:
+        """The same session over a PKCS#11 module (ANS Cryptolib CPS): returns a
+        ``ps_agent.auth.pkcs11.Pkcs11Session`` (same ``Credentials`` and lifecycle API). Keyword
+        arguments: ``module``, ``token_label``, ``situation_index``, ``idle_timeout_s``,
+        ``confirm_final_try``, ``ca_file``."""
+        from ps_agent.auth.pkcs11 import Pkcs11Session
+
+        return Pkcs11Session.open(pin, **kwargs)
+
     # ------------------------------------------------------------------------------ Credentials
     @property
     def identity(self) -> ProfessionalIdentity:

@@ -186,6 +186,7 @@ def _install_fast_aead() -> None:
 
 def _signer_key(signer: Signer) -> Any:
     """A tlslite RSA key object whose private operation is the external signer."""
+    _quiet_tlslite_import()
     from tlslite.utils.python_rsakey import Python_RSAKey
 
     public = signer.certificate.public_key()
@@ -351,6 +352,7 @@ class _TlsliteBackend(httpcore.NetworkBackend):
     def __init__(
         self, signer: Signer, chain: list[x509.Certificate], roots: list[x509.Certificate], verify_host: bool
     ) -> None:
+        _quiet_tlslite_import()
         from tlslite.x509 import X509
         from tlslite.x509certchain import X509CertChain
 

@@ -183,6 +183,48 @@ def _date(value: bytes) -> dt.date | None:
         raise CardProtocolError("bad date on the card") from exc
 
 
+def parse_holder_record(record: bytes, serial: str = "") -> CardHolder:
+    """Holder record ``E0{80 type, 81 idNat, 82 nom, 83 prénom, …}`` [E] (also our CPS_INFO_PS)."""
+    top = parse_tlv(record)
+    if len(top) != 1 or top[0][0] != 0xE0:
+        raise CardProtocolError("holder record template E0 expected")
+    fields = dict(parse_tlv(top[0][1]))
+    for required in (0x80, 0x81, 0x82):
+        if required not in fields:
+            raise CardProtocolError(f"holder record lacks tag {required:02X}")
+    count = fields.get(0x88, b"\x00")
+    return CardHolder(
+        card_type=_text(fields, 0x80),
+        serial=serial,
+        id_nat=_text(fields, 0x81),
+        family_name=_text(fields, 0x82),
+        given_name=_text(fields, 0x83),
+        civility=_text(fields, 0x84),
+        profession_code=_text(fields, 0x85),
+        profession_label=_text(fields, 0x86),
+        specialty_code=_text(fields, 0x87),
+        situation_count=min(count[0] if count else 0, MAX_SITUATIONS),
+        valid_from=_date(fields.get(0x89, b"")),
+        valid_to=_date(fields.get(0x8A, b"")),
+    )
+
+
+def parse_situation_record(record: bytes, index: int) -> CardSituation:
+    """Situation ``EE{84 raison sociale, 85 Struct_IdNat, 86 SAxx, 87 mode, 88 rôle}`` [E]."""
+    top = parse_tlv(record)
+    if len(top) != 1 or top[0][0] != 0xEE:
+        raise CardProtocolError("situation template EE expected")
+    f = dict(parse_tlv(top[0][1]))
+    return CardSituation(
+        index=index,
+        structure_id=_text(f, 0x85),
+        structure_name=_text(f, 0x84),
+        sector=_text(f, 0x86),
+        mode=_text(f, 0x87),
+        role=_text(f, 0x88),
+    )
+
+
 class CpsSession:
     """A session with the CPS application of one inserted card."""
 
@@ -262,49 +304,13 @@ class CpsSession:
 
     def read_holder(self) -> CardHolder:
         serial = self.read_serial()
-        record = self._read((EF_HOLDER,))
-        top = parse_tlv(record)
-        if len(top) != 1 or top[0][0] != 0xE0:
-            raise CardProtocolError("holder record template E0 expected")
-        fields = dict(parse_tlv(top[0][1]))
-        for required in (0x80, 0x81, 0x82):
-            if required not in fields:
-                raise CardProtocolError(f"holder record lacks tag {required:02X}")
-        count = fields.get(0x88, b"\x00")
-        return CardHolder(
-            card_type=_text(fields, 0x80),
-            serial=serial,
-            id_nat=_text(fields, 0x81),
-            family_name=_text(fields, 0x82),
-            given_name=_text(fields, 0x83),
-            civility=_text(fields, 0x84),
-            profession_code=_text(fields, 0x85),
-            profession_label=_text(fields, 0x86),
-            specialty_code=_text(fields, 0x87),
-            situation_count=min(count[0] if count else 0, MAX_SITUATIONS),
-            valid_from=_date(fields.get(0x89, b"")),
-            valid_to=_date(fields.get(0x8A, b"")),
-        )
+        return parse_holder_record(self._read((EF_HOLDER,)), serial)
 
     def read_situations(self, count: int) -> list[CardSituation]:
         """The activity situations (PIN must have been verified)."""
         out = []
         for i in range(min(count, MAX_SITUATIONS)):
-            record = self._read((EF_SITUATION_FIRST + i,))
-            top = parse_tlv(record)
-            if len(top) != 1 or top[0][0] != 0xEE:
-                raise CardProtocolError("situation template EE expected")
-            f = dict(parse_tlv(top[0][1]))
-            out.append(
-                CardSituation(
-                    index=i,
-                    structure_id=_text(f, 0x85),
-                    structure_name=_text(f, 0x84),
-                    sector=_text(f, 0x86),
-                    mode=_text(f, 0x87),
-                    role=_text(f, 0x88),
-                )
-            )
+            out.append(parse_situation_record(self._read((EF_SITUATION_FIRST + i,)), i))
         return out
 
     def pin_status(self) -> PinStatus:
