@@ -505,10 +505,13 @@ class DmpService:
         # documents
         new_docs: list[NewDocument] = []
         cda_contents: dict[str, bytes] = {}
+        parsed: dict[str, etree._Element] = {}
         replacements = {a.source: a.target for a in sub.associations if a.type == xds.RPLC}
         for entry in cda_entries:
             data = contents[entry.id]
-            new_docs.append(self._check_entry(caller, patient, entry, data, replacements.get(entry.id)))
+            new_docs.append(
+                self._check_entry(caller, patient, entry, data, replacements.get(entry.id), parsed)
+            )
             cda_contents[new_docs[-1].unique_id] = data
         uids = [d.unique_id for d in new_docs] + [ss_uid]
         if len(set(uids)) != len(uids):
@@ -532,7 +535,9 @@ class DmpService:
                     E.SIGNATURE, f"Signature du lot illisible : {exc.message_fr}", sig_entries[0].id
                 ) from None
             try:
-                verify_submission_signature(sig_root, ss_uid, cda_contents, trusted=self.trusted_certs)
+                verify_submission_signature(
+                    sig_root, ss_uid, cda_contents, parsed=parsed, trusted=self.trusted_certs
+                )
             except XadesError as exc:
                 raise RegistryRefusal(E.SIGNATURE, exc.message_fr, sig_entries[0].id) from None
         elif REQUIRE_SUBMISSION_SIGNATURE:
@@ -560,7 +565,13 @@ class DmpService:
         out.what.extend(f"{d.unique_id} ({d.type_code})" for d in new_docs)
 
     def _check_entry(
-        self, caller: Caller, patient: object, entry: xds.RegistryObject, data: bytes, replaces: str | None
+        self,
+        caller: Caller,
+        patient: object,
+        entry: xds.RegistryObject,
+        data: bytes,
+        replaces: str | None,
+        parsed: dict[str, etree._Element] | None = None,
     ) -> NewDocument:
         from sandbox.dmp.store import Patient
 
@@ -636,6 +647,8 @@ class DmpService:
         # the CDA inside
         try:
             doc = cda.parse(data)
+            if parsed is not None:
+                parsed[unique_id] = doc.root
         except CdaError as exc:
             raise bad(f"Le document n'est pas un CDA lisible : {exc.message_fr}") from None
         cda_uid = ""

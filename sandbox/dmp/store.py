@@ -7,9 +7,9 @@ Layout of the data folder::
 
 SQLite runs in WAL mode with one connection per thread (``threading.local``), so the store is
 safe to share between the server's worker threads; every write is one ``BEGIN IMMEDIATE``
-transaction. A deposit writes the document files first (temporary name, then ``os.replace``)
-and commits the registry rows in one transaction: a document is either registered once, or
-not at all (an orphan file left by a crash is never referenced and is removed on next start).
+transaction. A deposit writes the document files first (named by fresh entryUUIDs) and commits the
+registry rows in one transaction: a document is either registered once, or not at all (an orphan
+file left by a crash is never referenced and is removed on next start).
 
 Errors: :class:`StoreError` (a :class:`sandbox.errors.SandboxError`) with a French message, for
 the patient console and tests (unknown patient, unknown document, bad value).
@@ -18,7 +18,6 @@ the patient console and tests (unknown patient, unknown document, bad value).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import uuid
@@ -97,7 +96,7 @@ CREATE TABLE IF NOT EXISTS submission_sets (
     author_id TEXT NOT NULL,
     submission_time TEXT NOT NULL,
     source_id TEXT NOT NULL,
-    signature_file TEXT,
+    signature BLOB,  -- the XAdES signature of the submission set, as received
     registered_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS documents (
@@ -366,8 +365,13 @@ class Store:
         self.close()
 
     def _remove_orphans(self) -> None:
-        for tmp in self.docs_dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)
+        """Files without a registry row (a crash between the file write and the commit)."""
+        known = {
+            r[0].removeprefix("urn:uuid:") for r in self._conn().execute("SELECT entry_uuid FROM documents")
+        }
+        for path in self.docs_dir.iterdir():
+            if path.name not in known:
+                path.unlink(missing_ok=True)
 
     # -- patients ---------------------------------------------------------------------------
     def create_patient(
@@ -565,27 +569,20 @@ class Store:
         written: list[Path] = []
         try:
             for doc in submission.documents:
+                # a fresh entryUUID names the file: nobody refers to it before the registry commit
                 path = self._doc_path(doc.entry_uuid)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_bytes(doc.content)
-                os.replace(tmp, path)
                 written.append(path)
-            sig_file = None
-            if submission.signature is not None:
-                sig_path = self._doc_path(submission.entry_uuid)
-                sig_path.write_bytes(submission.signature)
-                written.append(sig_path)
-                sig_file = sig_path.name
+                path.write_bytes(doc.content)
             stamp = _ts()
             with self._write() as db:
-                self._insert_submission(db, submission, sig_file, stamp)
+                self._insert_submission(db, submission, submission.signature, stamp)
         except BaseException:
             for path in written:
                 path.unlink(missing_ok=True)
             raise
 
     def _insert_submission(
-        self, db: sqlite3.Connection, sub: NewSubmission, sig_file: str | None, stamp: str
+        self, db: sqlite3.Connection, sub: NewSubmission, signature: bytes | None, stamp: str
     ) -> None:
         try:
             db.execute(
@@ -597,7 +594,7 @@ class Store:
                     sub.author_id,
                     sub.submission_time,
                     sub.source_id,
-                    sig_file,
+                    signature,
                     stamp,
                 ),
             )

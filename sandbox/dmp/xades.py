@@ -166,10 +166,12 @@ def verify_submission_signature(
     submission_set_uid: str,
     documents: dict[str, bytes],
     *,
+    parsed: dict[str, etree._Element] | None = None,
     trusted: Iterable[x509.Certificate] = (),
     now: datetime | None = None,
 ) -> x509.Certificate:
-    """Verify an already (safely) parsed ``ds:Signature``; ``documents`` maps uniqueId -> CDA bytes.
+    """Verify an already (safely) parsed ``ds:Signature``; ``documents`` maps uniqueId -> CDA bytes;
+    ``parsed`` optionally the already parsed root elements by uniqueId (each document is parsed once).
 
     Returns the signing certificate; raises :class:`XadesError` with the French reason.
     """
@@ -191,7 +193,7 @@ def verify_submission_signature(
             raise XadesError(f"L'empreinte de l'élément signé {uri} ne correspond pas (signature altérée).")
         if target.tag == f"{{{DS}}}Manifest":
             manifest_checked = True
-            _check_manifest(target, submission_set_uid, documents)
+            _check_manifest(target, submission_set_uid, documents, parsed or {})
     if not manifest_checked:
         raise XadesError("La signature du lot de soumission ne couvre pas de Manifest IHE.")
     method = si.find("ds:SignatureMethod", NS)
@@ -212,7 +214,9 @@ def verify_submission_signature(
     return cert
 
 
-def _check_manifest(manifest: etree._Element, ss_uid: str, documents: dict[str, bytes]) -> None:
+def _check_manifest(
+    manifest: etree._Element, ss_uid: str, documents: dict[str, bytes], parsed: dict[str, etree._Element]
+) -> None:
     from cda.xml import safe_parse  # the CDA bytes are parsed with the project's hardened parser
 
     seen: set[str] = set()
@@ -225,7 +229,8 @@ def _check_manifest(manifest: etree._Element, ss_uid: str, documents: dict[str, 
         algo = _transform(ref)
         data = documents[uid]
         if algo is not None or ref.find("ds:Transforms", NS) is not None:
-            data = _c14n(safe_parse(data), algo)
+            root = parsed.get(uid)
+            data = _c14n(root if root is not None else safe_parse(data), algo)
         if not _digest(ref, data):
             raise XadesError(
                 f"L'empreinte du document {uid} dans la signature ne correspond pas à son contenu."

@@ -253,7 +253,7 @@ def test_deposit_is_atomic_when_one_document_fails(dmp: Dmp) -> None:
     assert errors_of(resp)[0][0] == "XDSDocumentUniqueIdError"
     assert [d.title for d in dmp.store.documents(PATIENT.ins)] == ["Déjà là"]
     # no orphan file left in the repository folder
-    assert len(list(dmp.store.docs_dir.iterdir())) == 2  # the document + its submission signature
+    assert len(list(dmp.store.docs_dir.iterdir())) == 1  # only the registered document
 
 
 def test_store_failure_during_commit_leaves_nothing(dmp: Dmp, monkeypatch) -> None:
