@@ -332,6 +332,7 @@ class Agent:
         self, patient: PatientRef, *, how: str = "oral", medecin_traitant: bool = False
     ) -> DmpStatus:
         """TD0.3 AJOUT after the patient consented (explicit user action, ACC-03); returns the new status."""
+        self._check(Action.CONSENT, "dmp.consent", patient)
         self._ensure_status(patient)
         self._check(Action.CONSENT, "dmp.consent", patient)
         context = self._run(
@@ -383,6 +384,7 @@ class Agent:
         include_deprecated: bool = False,
     ) -> DocumentList:
         """TD3.1 FindDocuments, optionally narrowed to a DMP rubric ("Comptes rendus", "Prévention"...)."""
+        self._check(Action.SEARCH, "dmp.search", patient)
         self._ensure_status(patient)
         self._check(Action.SEARCH, "dmp.search", patient)
         f = filters or FindFilters()
@@ -434,6 +436,7 @@ class Agent:
 
     def retrieve(self, patient: PatientRef, document: DocumentEntry | str) -> RetrievedDocument:
         """TD3.2: the document's bytes (checked against the registry hash)."""
+        self._check(Action.RETRIEVE, "dmp.retrieve", patient)
         self._ensure_status(patient)
         self._check(Action.RETRIEVE, "dmp.retrieve", patient)
         entry = self._resolve(patient, document, "dmp.retrieve")
@@ -496,16 +499,11 @@ class Agent:
         if self._creds.mode != AuthMode.DIRECTE and first_author is not None:
             on_behalf = first_author.id_nat
         uids = tuple(p[0].unique_id for p in prepared)
-        status = self._ensure_status(patient)
+        for entry, *_ in prepared:  # local refusals first (INS, role, mode...), then with the DMP's state
+            self._check(Action.DEPOSIT, "dmp.deposit", patient, type_code=entry.type_code.code)
+        self._ensure_status(patient)
         for entry, *_ in prepared:
-            self._check(
-                Action.DEPOSIT,
-                "dmp.deposit",
-                patient,
-                type_code=entry.type_code.code,
-                access_mode=AccessMode.NORMAL,
-            )
-        del status
+            self._check(Action.DEPOSIT, "dmp.deposit", patient, type_code=entry.type_code.code)
         items = []
         for entry, md, data, rep in prepared:
             replaced_uuid = ""
@@ -548,6 +546,7 @@ class Agent:
         document: DocumentEntry | str,
         fn: Callable[[DocumentEntry], None],
     ) -> None:
+        self._check(action, audit_action, patient)
         self._ensure_status(patient)
         self._check(action, audit_action, patient)
         entry = self._resolve(patient, document, audit_action)
