@@ -75,8 +75,10 @@ def _parse_date(value: Any, field: str) -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
-    if not isinstance(value, str) or not value.strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise MissingTrait(f"La date est absente ({field}).", field=field)
+    if not isinstance(value, str):
+        raise InvalidDate(f"La date doit être un texte AAAA-MM-JJ ({field}).", field=field)
     text = value.strip()
     for fmt in ("%Y-%m-%d", "%Y%m%d", "%d/%m/%Y"):
         try:
@@ -89,6 +91,8 @@ def _parse_date(value: Any, field: str) -> dt.date:
 
 
 def _require(value: Any, field: str, label: str) -> str:
+    if isinstance(value, bool) or (value is not None and not isinstance(value, str | int)):
+        raise InvalidInput(f"{label} doit être un texte ({field}).", field=field)
     if value is None or not str(value).strip():
         raise MissingTrait(f"{label} est absent ({field}).", field=field)
     return " ".join(str(value).split())
@@ -444,7 +448,6 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
                 "Le fichier fourni n'est pas un PDF (en-tête %PDF- absent).", field="content"
             )
         from pypdf import PdfReader
-        from pypdf.errors import PyPdfError
 
         try:
             reader = PdfReader(io.BytesIO(content))
@@ -457,7 +460,7 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
                 raise InvalidPdfError("Le PDF ne contient aucune page.", field="content")
         except InvalidPdfError:
             raise
-        except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        except Exception as exc:  # any failure of pypdf on a corrupt file is a refusal, never a crash
             raise InvalidPdfError(
                 f"Le fichier PDF est illisible ou endommagé ({type(exc).__name__}).", field="content"
             ) from exc

@@ -141,7 +141,7 @@ class OfficialValidator:
             for e in schema.error_log
         ]
 
-    def schematron(self, data: bytes, relpath: str) -> list[Finding]:
+    def schematron(self, data: bytes | etree._Element, relpath: str) -> list[Finding]:
         path = self.folder / relpath
         if not path.is_file():
             raise OfficialArtefactsError(f"Schématron introuvable : {path}", field="official")
@@ -149,7 +149,9 @@ class OfficialValidator:
         with _lock:
             proc = _saxon()
             try:
-                node = proc.parse_xml(xml_text=data.decode("utf-8"))
+                root = data if isinstance(data, etree._Element) else safe_parse(data)
+                # Re-serialised as text without declaration: any source encoding reaches Saxon intact.
+                node = proc.parse_xml(xml_text=etree.tostring(root, encoding="unicode"))
                 svrl = exe.transform_to_string(xdm_node=node)
             except Exception as exc:
                 return [
@@ -177,8 +179,8 @@ class OfficialValidator:
     def validate(self, data: bytes) -> list[Finding]:
         root = safe_parse(data)
         findings = self.xsd(root)
-        findings += self.schematron(data, STRUCMIN)
+        findings += self.schematron(root, STRUCMIN)
         volet = self.volet_schematron_for(root)
         if volet:
-            findings += self.schematron(data, volet)
+            findings += self.schematron(root, volet)
         return findings

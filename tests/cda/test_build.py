@@ -287,3 +287,28 @@ def test_vaccination_bad_input(
     with pytest.raises(error) as exc:
         build.vaccination_note(patient=patient, author=author, vaccination=vac)
     assert exc.value.field == f"vaccination.{field}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected_field"),
+    [
+        ("birth_family_name", ["PAT"], "patient.birth_family_name"),
+        ("birth_date", 19790328, "patient.birth_date"),
+        ("sex", True, "patient.sex"),
+    ],
+)
+def test_wrong_json_types_are_refused(
+    field: str, value: object, expected_field: str, author: AuthorInput
+) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        _level1(PatientInput.from_dict({**TEST_PATIENT, field: value}), author)
+    assert exc.value.field == expected_field
+
+
+def test_latin1_document_is_validated(patient: PatientInput, author: AuthorInput) -> None:
+    from lxml import etree
+
+    data = _level1(patient, author, title="Compte rendu é")
+    latin1 = etree.tostring(etree.fromstring(data), xml_declaration=True, encoding="ISO-8859-1")
+    assert errors(validate_builtin(latin1)) == []
+    assert cda.parse(latin1).title == "Compte rendu é"

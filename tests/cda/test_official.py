@@ -216,3 +216,16 @@ def test_builtin_rules_catch_what_the_official_validator_catches(
     assert any(_same_branch(o, finding) for o in matching), (case, [o.xpath for o in matching], finding.xpath)
     # the unbroken base is clean for both
     assert errors(validate_builtin(bases[base])) == []
+
+
+def test_latin1_document_reaches_saxon_intact(official: OfficialValidator, bases: dict[str, bytes]) -> None:
+    latin1 = etree.tostring(etree.fromstring(bases["vn"]), xml_declaration=True, encoding="ISO-8859-1")
+    assert errors(official.validate(latin1)) == []
+
+
+def test_missing_official_folder_is_a_typed_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cda.errors import OfficialArtefactsError
+
+    with pytest.raises(OfficialArtefactsError) as exc:
+        OfficialValidator(tmp_path)
+    assert exc.value.exit_code == 2
