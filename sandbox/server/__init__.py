@@ -85,7 +85,8 @@ class RunningSandbox:
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=10)
-        self._server.server_close()
+        self._server.close_connections()  # open keep-alive connections end now, not at their idle timeout
+        self._server.server_close()  # joins the connection threads
         close = getattr(self.store, "close", None)
         if callable(close):
             close()

@@ -93,11 +93,30 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.cert_cache: dict[bytes, x509.Certificate] = {}
         self.cert_cache_lock = threading.Lock()
         self.requests_served = 0
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, SoapHandler)
+
+    def close_connections(self) -> None:
+        """Shut down every open client connection (keep-alive ones included) so stop() is prompt."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake here, in the worker thread.
         request.settimeout(IDLE_TIMEOUT_S)
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            self._serve_connection(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
         # responses are written in one piece; no Nagle delay waiting for the client's delayed ACK
         with contextlib.suppress(OSError):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -108,9 +127,14 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.close()
             return
+        with self._connections_lock:
+            self._connections.discard(request)
+            self._connections.add(tls_sock)
         try:
             self.RequestHandlerClass(tls_sock, client_address, self)
         finally:
+            with self._connections_lock:
+                self._connections.discard(tls_sock)
             with contextlib.suppress(OSError):
                 tls_sock.close()
 

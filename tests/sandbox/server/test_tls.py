@@ -156,3 +156,21 @@ def test_stop_releases_the_port(tmp_path, test_pki):
     running.stop()  # idempotent
     again = start(tmp_path, test_pki, port=port, service=RecordingService(tmp_path))
     again.stop()
+
+
+def test_stop_is_prompt_with_open_keep_alive_connections(tmp_path, test_pki):
+    import time
+
+    from tests.fixtures.sandbox import Wire
+
+    running = start(tmp_path, test_pki, service=RecordingService(tmp_path))
+    wire = Wire(running, test_pki)
+    try:
+        assert wire.call("TD3.1", find_documents()).status_code == 200  # a pooled connection stays open
+        t0 = time.monotonic()
+        running.stop()
+        assert time.monotonic() - t0 < 5  # not the 30 s idle timeout
+        with pytest.raises(httpx.TransportError):
+            wire.call("TD3.1", find_documents())
+    finally:
+        wire.close()
