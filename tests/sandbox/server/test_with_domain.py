@@ -225,3 +225,54 @@ def test_serve_command_prints_credentials_and_stops_on_sigterm(tmp_path, test_pk
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--host", "0.0.0.0"], "boucle locale"), (["--latency-rate", "3"], "entre 0 et 1")],  # noqa: S104
+    ids=["non-loopback", "bad-fault-rate"],
+)
+def test_serve_command_refusals(tmp_path, test_pki, extra, message):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--pki",
+            str(test_pki.directory),
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_command_port_in_use(sandbox_server, tmp_path, test_pki):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--pki",
+            str(test_pki.directory),
+            "--port",
+            str(sandbox_server.port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Impossible d'écouter" in proc.stderr, proc.stderr
