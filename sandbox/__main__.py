@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from cda.errors import CdaError
 from sandbox.errors import SandboxError
 from sandbox.server.faults import FaultConfig
 
@@ -137,9 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except SandboxError as exc:
-        print(f"Erreur : {exc}", file=sys.stderr)
+    except (SandboxError, CdaError, OSError) as exc:
+        message = getattr(exc, "message_fr", None) or str(exc)
+        print(f"Erreur : {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
