@@ -28,7 +28,7 @@ from ps_agent.auth.model import AuthMode, Credentials
 from ps_agent.config import AgentConfig
 from ps_agent.dmp.client import DepositResult, DmpClient, Progress, author_of
 from ps_agent.dmp.ebrim import DepositItem, FindFilters
-from ps_agent.dmp.errors import DmpRefusal
+from ps_agent.dmp.errors import DmpRefusal, ProtocolError
 from ps_agent.dmp.hl7 import Authorisation, DmpStatus
 from ps_agent.dmp.model import (
     Author,
@@ -42,6 +42,7 @@ from ps_agent.dmp.model import (
 )
 from ps_agent.dmp.vihf import Purpose
 from ps_agent.errors import AccessDenied, PsAgentError
+from ps_agent.outbox import Outbox, PendingDeposit
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class Agent:
             deposit_retries=config.deposit_retries,
         )
         self._patients: dict[tuple[str, str], _PatientState] = {}
+        self._outbox = Outbox(config.home / "outbox.sqlite3")
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -521,13 +523,31 @@ class Agent:
             "dmp.deposit", "pending", patient, transaction="TD2.1", document_ids=uids, on_behalf_of=on_behalf,
             detail=f"lot {ss.unique_id}",
         )  # fmt: skip
-        result = self._run(
-            "dmp.deposit",
-            patient,
-            lambda: self.client.deposit(ss, items, progress=progress),
-            document_ids=uids,
-            on_behalf_of=on_behalf,
+        replaced_uids = tuple(
+            (rep.unique_id if isinstance(rep, DocumentEntry) else (rep or md.replaced_document_id or ""))
+            for _, md, _, rep in prepared
         )
+        self._outbox.add(
+            ss.unique_id,
+            (patient.ins, patient.oid, patient.ins_status),
+            uids,
+            tuple(documents),
+            (vis.masked_to_professionals, vis.invisible_to_patient, vis.invisible_to_legal_representatives),
+            replaced_uids,
+        )
+        try:
+            result = self._run(
+                "dmp.deposit",
+                patient,
+                lambda: self.client.deposit(ss, items, progress=progress),
+                document_ids=uids,
+                on_behalf_of=on_behalf,
+            )
+        except DmpRefusal:
+            self._outbox.remove(ss.unique_id)  # a clear "no": nothing left to resolve
+            raise
+        # TransportError / ProtocolError: the outcome is unknown, the deposit stays in the outbox
+        self._outbox.remove(ss.unique_id)
         detail = f"lot {ss.unique_id}" + ("; réponse perdue, dépôt retrouvé" if result.recovered else "")
         if any(i.replaces_entry_uuid for i in items):
             detail += "; remplacement"
@@ -536,6 +556,55 @@ class Agent:
             detail=detail,
         )  # fmt: skip
         return result
+
+    def pending_deposits(self) -> list[PendingDeposit]:
+        """Deposits whose outcome is unknown (network failure or crash during the call)."""
+        return self._outbox.pending()
+
+    def resume_pending(self, *, progress: Progress | None = None) -> list[DepositResult]:
+        """Resolve the outbox: GetDocuments by uniqueId first; registered → done (never resent),
+        unknown to the DMP → resent. Errors leave the deposit pending and are raised."""
+        results = []
+        for pending in self._outbox.pending():
+            patient = PatientRef(pending.patient_ins, pending.patient_oid, pending.ins_status)
+            found = self._run(
+                "dmp.deposit",
+                patient,
+                lambda p=pending, pt=patient: self.client.get_documents(
+                    _patient_id(pt), unique_ids=list(p.document_uids)
+                ),
+                document_ids=pending.document_uids,
+            )
+            known = {e.unique_id for e in found}
+            if all(u in known for u in pending.document_uids):
+                self._outbox.remove(pending.submission_set_uid)
+                uids = pending.document_uids
+                self._audit(
+                    "dmp.deposit",
+                    "success",
+                    patient,
+                    transaction="TD2.1",
+                    document_ids=uids,
+                    detail=f"lot {pending.submission_set_uid}; issue inconnue, dépôt retrouvé",
+                )
+                results.append(DepositResult(pending.submission_set_uid, uids, recovered=True, attempts=0))
+                continue
+            if known:
+                raise ProtocolError(
+                    "Le DMP n'a enregistré qu'une partie d'un lot en attente : vérifiez le dossier.",
+                    code="PARTIAL_DEPOSIT",
+                )
+            self._outbox.remove(pending.submission_set_uid)
+            results.append(
+                self.deposit_batch(
+                    patient,
+                    list(pending.documents),
+                    visibility=Visibility(*pending.visibility),
+                    replaces=[r or None for r in pending.replaces],
+                    progress=progress,
+                )
+            )
+        return results
 
     # ------------------------------------------------------------------ TD3.3
     def _update(

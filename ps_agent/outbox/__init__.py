@@ -1,1 +1,135 @@
-"""ps_agent.outbox"""
+"""Persistent store of deposits whose outcome is unknown (network failure, crash during the call).
+
+A deposit is written here *before* it is sent and removed once the DMP accepted or refused it. What
+remains after a ``TransportError`` (or a crash) is resolved by ``Agent.resume_pending()``: GetDocuments by
+uniqueId first (registered → done, never resent), resend only what the DMP does not know. The CDA bytes
+are kept until then, in the agent's data folder (mode 0700), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ps_agent.errors import PsAgentError
+
+
+class OutboxError(PsAgentError):
+    """The outbox file cannot be read or written."""
+
+
+@dataclass(frozen=True)
+class PendingDeposit:
+    submission_set_uid: str
+    patient_ins: str
+    patient_oid: str
+    ins_status: str
+    document_uids: tuple[str, ...]
+    documents: tuple[bytes, ...]
+    visibility: tuple[
+        bool, bool, bool
+    ]  # masked_to_professionals, invisible_to_patient, invisible_to_legal_reps
+    replaces: tuple[str, ...]  # uniqueId replaced by each document ("" when none)
+    created: str
+    attempts: int
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    submission_set_uid TEXT PRIMARY KEY,
+    patient_ins TEXT NOT NULL, patient_oid TEXT NOT NULL, ins_status TEXT NOT NULL,
+    document_uids TEXT NOT NULL, visibility TEXT NOT NULL, replaces TEXT NOT NULL,
+    created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS pending_document (
+    submission_set_uid TEXT NOT NULL REFERENCES pending(submission_set_uid) ON DELETE CASCADE,
+    position INTEGER NOT NULL, content BLOB NOT NULL, PRIMARY KEY (submission_set_uid, position)
+);
+"""
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as con:
+                con.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(
+                f"La file d'envoi du DMP est illisible : {self.path} ({exc})", code="OUTBOX"
+            ) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=10)
+        con.execute("PRAGMA foreign_keys = ON")
+        con.execute("PRAGMA synchronous = FULL")
+        return con
+
+    def add(
+        self,
+        submission_set_uid: str,
+        patient: tuple[str, str, str],
+        document_uids: tuple[str, ...],
+        documents: tuple[bytes, ...],
+        visibility: tuple[bool, bool, bool],
+        replaces: tuple[str, ...],
+    ) -> None:
+        """Durably record a deposit about to be sent."""
+        with self._lock, self._connect() as con:
+            con.execute(
+                "INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,1)",
+                (
+                    submission_set_uid,
+                    *patient,
+                    json.dumps(list(document_uids)),
+                    json.dumps(list(visibility)),
+                    json.dumps(list(replaces)),
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                ),
+            )
+            con.executemany(
+                "INSERT INTO pending_document VALUES (?,?,?)",
+                [(submission_set_uid, i, sqlite3.Binary(d)) for i, d in enumerate(documents)],
+            )
+
+    def remove(self, submission_set_uid: str) -> None:
+        with self._lock, self._connect() as con:
+            con.execute("DELETE FROM pending WHERE submission_set_uid = ?", (submission_set_uid,))
+
+    def bump(self, submission_set_uid: str) -> None:
+        with self._lock, self._connect() as con:
+            con.execute(
+                "UPDATE pending SET attempts = attempts + 1 WHERE submission_set_uid = ?",
+                (submission_set_uid,),
+            )
+
+    def pending(self) -> list[PendingDeposit]:
+        with self._lock, self._connect() as con:
+            rows = con.execute("SELECT * FROM pending ORDER BY created, submission_set_uid").fetchall()
+            out = []
+            for r in rows:
+                docs = con.execute(
+                    "SELECT content FROM pending_document WHERE submission_set_uid = ? ORDER BY position",
+                    (r[0],),
+                ).fetchall()
+                out.append(
+                    PendingDeposit(
+                        r[0],
+                        r[1],
+                        r[2],
+                        r[3],
+                        tuple(json.loads(r[4])),
+                        tuple(bytes(d[0]) for d in docs),
+                        tuple(json.loads(r[5])),
+                        tuple(json.loads(r[6])),
+                        r[7],
+                        r[8],
+                    )
+                )
+            return out

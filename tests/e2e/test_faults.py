@@ -88,3 +88,44 @@ def test_server_errors_are_retryable_transport_errors_and_faults_are_refusals(ag
     outcomes = [r.event.outcome for r in gp.audit().records(action="dmp.search")]
     assert outcomes == ["error", "refused"]
     assert gp.audit().verify().ok
+
+
+def test_outbox_keeps_unresolved_deposit_and_resumes_after_restart(agent_for, faults, tmp_path, dmp_sandbox):
+    p = _adult()
+    patient = patient_ref(p)
+    home = tmp_path / "outbox-home"
+    gp = agent_for("gp", home=home)
+    gp.dmp_status(patient)
+    data = docs.letter(p, "gp", title="Lettre en attente")
+    faults(reset_before_commit_rate=1.0, actions=(ITI41,))
+    with pytest.raises(TransportError):
+        gp.deposit(patient, data)
+    [pending] = gp.pending_deposits()
+    assert pending.documents == (data,) and pending.patient_ins == p.ins
+    gp.close()
+    faults()
+    # "restart": a new agent on the same data folder resolves the outbox
+    again = agent_for("gp", home=home)
+    [result] = again.resume_pending()
+    assert not result.recovered and result.document_uids == pending.document_uids
+    assert again.pending_deposits() == []
+    assert [e.unique_id for e in again.list_documents(patient)].count(pending.document_uids[0]) == 1
+    assert again.resume_pending() == []
+
+
+def test_outbox_resolves_a_registered_deposit_without_resending(agent_for, faults, tmp_path):
+    p = _adult()
+    patient = patient_ref(p)
+    home = tmp_path / "outbox-home2"
+    gp = agent_for("gp", home=home)
+    gp.client._deposit_retries = 0
+    gp.dmp_status(patient)
+    # the answer is lost AND the check fails: the outcome is unknown, the deposit stays pending
+    faults(reset_after_commit_rate=1.0)
+    with pytest.raises(TransportError):
+        gp.deposit(patient, docs.letter(p, "gp", title="Lettre à l'issue inconnue"))
+    faults()
+    [pending] = gp.pending_deposits()
+    [result] = gp.resume_pending()
+    assert result.recovered and result.attempts == 0
+    assert [e.unique_id for e in gp.list_documents(patient)].count(pending.document_uids[0]) == 1
