@@ -25,12 +25,51 @@ from cda.xml import safe_parse
 SVRL = "{http://purl.oclc.org/dsdl/svrl}"
 STRUCMIN = "schematrons/profils/structurationMinimale/ASIP-STRUCT-MIN-StrucMin.xsl"
 XSD = "schemas/CDA_extended.xsd"
-# Volet header templateId -> compiled volet schematron (newest version in the folder).
+# Volet header templateId -> compiled volet schematron of the newest version in the folder (templateIds from
+# ASS_A11 and from the header rules of each compiled schematron). A missing file is simply skipped.
 VOLET_SCHEMATRONS: dict[str, str] = {
-    "1.2.250.1.213.1.1.1.46": "CI-SIS_VAC-NOTE_2023.01.xsl",
-    "1.2.250.1.213.1.1.1.37": "CI-SIS_VAC_2023.01.xsl",
-    "1.2.250.1.213.1.1.1.51": "CI-SIS_IPS-FR_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.2.1.1": "CI-SIS_CARD-F-PRC-AVK_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.2.1.2": "CI-SIS_CARD-F-PRC-TAP_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.2.1.3": "CI-SIS_CARD-F-PRC-DCI_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.2.1.4": "CI-SIS_CARD-F-PRC-PSC_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.2.1.5": "CI-SIS_CARD-F-PRC-PPV_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.5.1": "CI-SIS_CSE-CS8_2025.01.xsl",
+    "1.2.250.1.213.1.1.1.5.2": "CI-SIS_CSE-CS9_2025.01.xsl",
+    "1.2.250.1.213.1.1.1.5.3": "CI-SIS_CSE-CS24_2025.01.xsl",
+    "1.2.250.1.213.1.1.1.5.4": "CI-SIS_CSE-MDE_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.12.1": "CI-SIS_OBP-SAP_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.12.2": "CI-SIS_OBP-SNM_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.12.3": "CI-SIS_OBP-SNE_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.12.4": "CI-SIS_OBP-SCM_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.12.5": "CI-SIS_OBP-SEM_2024.01.xsl",
     "1.2.250.1.213.1.1.1.13": "CI-SIS_VSM_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.15": "CI-SIS_AVC-AUNV_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.16": "CI-SIS_AVC-EUNV_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.17": "CI-SIS_AVC-SUNV_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.21": "CI-SIS_LDL-EES_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.22": "CI-SIS_DLU-EHPAD-DLU_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.23": "CI-SIS_DLU-EHPAD-FLUDT_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.24": "CI-SIS_DLU-EHPAD-FLUDR_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.25": "CI-SIS_AVC-PAVC_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.26": "CI-SIS_CANCER-PPS_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.27": "CI-SIS_CANCER-D2LM-FIN_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.28": "CI-SIS_CANCER-D2LM-FIDD_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.29": "CI-SIS_LDL-SES_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.30": "CI-SIS_SDM-MR_2025.01.xsl",
+    "1.2.250.1.213.1.1.1.36": "CI-SIS_CNAM-HR_2021.01.xsl",
+    "1.2.250.1.213.1.1.1.37": "CI-SIS_VAC_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.38": "CI-SIS_TLM-DA_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.39": "CI-SIS_EP-MED-DM_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.40": "CI-SIS_ANEST-CR-ANEST_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.41": "CI-SIS_ANEST-CR-CPA_2022.01.xsl",
+    "1.2.250.1.213.1.1.1.42": "CI-SIS_OPH-BRE_2022.02.xsl",
+    "1.2.250.1.213.1.1.1.45": "CI-SIS_IMG-CR-IMG_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.46": "CI-SIS_VAC-NOTE_2023.01.xsl",
+    "1.2.250.1.213.1.1.1.47": "CI-SIS_IMG-DA-IMG_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.51": "CI-SIS_IPS-FR_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.54": "CI-SIS_eDISP-MED_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.55": "CI-SIS_BIO-CR-BIO_2024.01.xsl",
+    "1.2.250.1.213.1.1.1.59": "CI-SIS_BIO-TROD_2024.01.xsl",
 }
 
 _lock = threading.RLock()

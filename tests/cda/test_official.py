@@ -229,3 +229,39 @@ def test_missing_official_folder_is_a_typed_error(tmp_path) -> None:  # type: ig
     with pytest.raises(OfficialArtefactsError) as exc:
         OfficialValidator(tmp_path)
     assert exc.value.exit_code == 2
+
+
+VOLET_EXAMPLES = [
+    "VAC_2023.01.xml",
+    "VAC-NOTE_2023.01.xml",
+    "IPS-FR_2024.01.xml",
+    "eDISP-MED_2024.01.xml",
+    "eP-MED-DM_2024.01_PosoStruct.xml",
+    "CSE-CS8_2025.01.xml",
+    "BIO-TROD_2024.01_Angine.xml",
+    "IMG_CR_IMG_2024.01.xml",
+    "LDL-EES_2022.01.xml",
+    "TLM-DA_2022.01_TCG.xml",
+    "VSM_1.4_2022.01.xml",
+]
+
+
+@pytest.mark.parametrize("name", VOLET_EXAMPLES)
+def test_ans_structured_examples_pass_their_volet_schematron(official: OfficialValidator, name: str) -> None:
+    root = etree.fromstring((official.folder / "examples" / name).read_bytes())
+    volet = official.volet_schematron_for(root)
+    assert volet is not None
+    assert errors(official.schematron(root, volet)) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DOC_NON_STRUCTURE_CDA-R2-N1.xml",
+        "IMG_CR_IMG_2024.01_CDA-R2-Niveau-1.xml",
+        "BIO-CR-BIO_2021.01_CDA-R2-Niveau-1.xml",
+    ],
+)
+def test_no_volet_schematron_on_level1_examples(official: OfficialValidator, name: str) -> None:
+    root = etree.fromstring((official.folder / "examples" / name).read_bytes())
+    assert official.volet_schematron_for(root) is None
