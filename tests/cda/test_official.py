@@ -265,3 +265,22 @@ def test_ans_structured_examples_pass_their_volet_schematron(official: OfficialV
 def test_no_volet_schematron_on_level1_examples(official: OfficialValidator, name: str) -> None:
     root = etree.fromstring((official.folder / "examples" / name).read_bytes())
     assert official.volet_schematron_for(root) is None
+
+
+def test_official_validation_from_several_threads(
+    official: OfficialValidator, bases: dict[str, bytes]
+) -> None:
+    import threading
+
+    results: list[int] = []
+
+    def run() -> None:
+        for _ in range(2):
+            results.append(len(errors(official.validate(bases["vn"]))))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [0] * 6
