@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from smartcard import scard
 
@@ -195,18 +195,7 @@ class PcscConnection:
     def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
         """Exchange with T=0 response chaining: ``61xx`` → GET RESPONSE, ``6Cxx`` → resend with Le=xx."""
         with self._lock:
-            data, sw = self.transmit(apdu)
-            if sw >> 8 == 0x6C:
-                data, sw = self.transmit(apdu[:4] + _with_le(apdu, sw & 0xFF))
-            collected = data
-            guard = 0
-            while sw >> 8 == 0x61:
-                guard += 1
-                if guard > 64:
-                    raise CardProtocolError("endless GET RESPONSE chain")
-                more, sw = self.transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
-                collected += more
-            return collected, sw
+            return chained_exchange(self.transmit, apdu)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -240,6 +229,20 @@ class PcscConnection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def chained_exchange(transmit: Callable[[bytes], tuple[bytes, int]], apdu: bytes) -> tuple[bytes, int]:
+    """One logical exchange over ``transmit``: resend on ``6Cxx``, collect ``61xx`` GET RESPONSE chains."""
+    data, sw = transmit(apdu)
+    if sw >> 8 == 0x6C:
+        data, sw = transmit(apdu[:4] + _with_le(apdu, sw & 0xFF))
+    collected = data
+    for _ in range(64):
+        if sw >> 8 != 0x61:
+            return collected, sw
+        more, sw = transmit(bytes([0x00, 0xC0, 0x00, 0x00, sw & 0xFF]))
+        collected += more
+    raise CardProtocolError("endless GET RESPONSE chain")
 
 
 def _with_le(apdu: bytes, le: int) -> bytes:
