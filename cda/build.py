@@ -30,7 +30,7 @@ from cda.errors import (
     InvalidRpps,
     MissingTrait,
 )
-from cda.ins import OID_NIR, check_nir, check_oid
+from cda.ins import OID_NIR, check_nir, check_oid, check_oid_for_environment
 from cda.model import CdaDocument, InstanceId
 
 HL7 = "urn:hl7-org:v3"
@@ -426,6 +426,13 @@ def _ids(replaces: Replacement | None, document_id: InstanceId | None) -> tuple[
     return doc_id, replaces.set_id, replaces.version_number + 1
 
 
+def _checked_patient(patient: PatientInput, environment: str | None) -> PatientInput:
+    checked = patient.checked()
+    if environment:
+        check_oid_for_environment(checked.ins_oid, environment, field="patient.ins_oid")
+    return checked
+
+
 def _check_title(title: str) -> str:
     if not title or not title.strip():
         raise InvalidInput("Le titre du document est absent (title).", field="title")
@@ -498,11 +505,15 @@ def level1(
     service_start: dt.datetime | dt.date | None = None,
     service_stop: dt.datetime | dt.date | None = None,
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+    environment: str | None = None,
 ) -> bytes:
-    """Build a level-1 CDA (nonXMLBody, B64) for a type code the DMP accepts; return the XML bytes."""
+    """Build a level-1 CDA (nonXMLBody, B64) for a type code the DMP accepts; return the XML bytes.
+
+    ``environment`` ("production", "test", "demo"), when given, also checks that the INS OID suits it.
+    """
     type_row = vs.check_dmp_type(type_code)
     title = _check_title(title)
-    patient = patient.checked()
+    patient = _checked_patient(patient, environment)
     author = author.checked()
     media_type = media_type or guess_media_type(content)
     check_content(content, media_type, max_bytes=max_content_bytes)
@@ -661,11 +672,12 @@ def vaccination_note(
     replaces: Replacement | None = None,
     document_id: InstanceId | None = None,
     effective_time: dt.datetime | None = None,
+    environment: str | None = None,
 ) -> bytes:
     """Build a structured VAC-NOTE 2023.01 (one FR-Vaccination entry) and return the XML bytes."""
     type_row = vs.check_dmp_type(VAC_NOTE_TYPE)
     title = _check_title(title)
-    patient = patient.checked()
+    patient = _checked_patient(patient, environment)
     author = author.checked()
     vac = vaccination.checked()
     assert isinstance(vac.date, dt.date)

@@ -125,6 +125,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         media_type=args.media_type,
         replaces=_replacement(args),
         max_content_bytes=limit,
+        environment=args.environment,
     )
     _write(args.output, data)
     return _report(data, args.output)
@@ -153,6 +154,7 @@ def cmd_vaccination(args: argparse.Namespace) -> int:
         vaccination=VaccinationInput.from_dict(vac_data),
         title=title,
         replaces=_replacement(args),
+        environment=args.environment,
     )
     _write(args.output, data)
     return _report(data, args.output)
@@ -225,6 +227,11 @@ def cmd_vaccinations(args: argparse.Namespace) -> int:
 
 
 def _replacement_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--environment",
+        choices=("production", "test", "demo"),
+        help="vérifie que l'OID de l'INS convient (production : NIR/NIA ; test : .10 ; démo : .11)",
+    )
     p.add_argument(
         "--replaces-file", metavar="ANCIEN.xml", help="document remplacé (reprend setId et version)"
     )

@@ -312,3 +312,10 @@ def test_latin1_document_is_validated(patient: PatientInput, author: AuthorInput
     latin1 = etree.tostring(etree.fromstring(data), xml_declaration=True, encoding="ISO-8859-1")
     assert errors(validate_builtin(latin1)) == []
     assert cda.parse(latin1).title == "Compte rendu é"
+
+
+def test_ins_oid_must_suit_the_environment(patient: PatientInput, author: AuthorInput) -> None:
+    _level1(patient, author, environment="test")
+    with pytest.raises(InvalidIns) as exc:
+        _level1(patient, author, environment="production")
+    assert exc.value.field == "patient.ins_oid"
