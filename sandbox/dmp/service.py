@@ -852,17 +852,17 @@ class DmpService:
         if len(visible) > MAX_RESULTS:
             raise RegistryRefusal(E.TOO_MANY, f"Trop de résultats ({len(visible)}) : affinez la recherche.")
         out.what.extend(d.unique_id for d in visible[:20])
-        return [
-            xds.render_entry(
-                d.metadata,
-                status=d.status,
-                version=d.version,
-                confidentiality=d.confidentiality,
-                lid=d.lid,
-                object_ref_only=return_type == "ObjectRef",
-            )
-            for d in visible
-        ]
+        if return_type == "ObjectRef":
+            return [etree.Element(q(RIM, "ObjectRef"), id=d.entry_uuid) for d in visible]
+        # the store keeps each entry rendered in its current state: one parse for the whole list
+        wrapper = etree.fromstring(
+            b'<rim:RegistryObjectList xmlns:rim="'
+            + RIM.encode()
+            + b'">'
+            + b"".join(d.metadata for d in visible)
+            + b"</rim:RegistryObjectList>"
+        )
+        return list(wrapper)
 
     # -- ITI-43 (TD3.2) -------------------------------------------------------------------------
     def _iti43(self, req: SoapRequest, out: _Outcome) -> SoapResponse:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sandbox.dmp.xds import render_entry
 from sandbox.errors import SandboxError
 
 DB_NAME = "dmp.sqlite3"
@@ -241,7 +242,7 @@ class StoredDocument:
     set_id: str
     submission_uuid: str
     replaces: str | None
-    metadata: bytes  # the registered ExtrinsicObject (ids rewritten), rendered again on queries
+    metadata: bytes  # the registry's ExtrinsicObject, kept rendered in its current state (status, codes…)
     registered_at: str
 
     @property
@@ -612,6 +613,7 @@ class Store:
                         "Le document à remplacer n'existe pas ou n'est plus la version courante."
                     )
                 db.execute("UPDATE documents SET status=? WHERE entry_uuid=?", (DEPRECATED, doc.replaces))
+                self._rerender(db, doc.replaces)
                 lid = old["lid"]
                 version = old["version"] + 1
             try:
@@ -647,12 +649,34 @@ class Store:
                         doc.set_id,
                         sub.entry_uuid,
                         doc.replaces,
-                        doc.metadata,
+                        render_entry(
+                            doc.metadata,
+                            status=APPROVED,
+                            version=version,
+                            confidentiality=tuple(sorted(doc.confidentiality)),
+                            lid=lid,
+                        ),
                         stamp,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateUniqueId(doc.unique_id) from exc
+
+    @staticmethod
+    def _rerender(db: sqlite3.Connection, entry_uuid: str) -> None:
+        """Keep the stored ExtrinsicObject in step with the row (status, version, lid, confidentiality)."""
+        row = db.execute(
+            "SELECT metadata, status, version, lid, confidentiality FROM documents WHERE entry_uuid=?",
+            (entry_uuid,),
+        ).fetchone()
+        rendered = render_entry(
+            row["metadata"],
+            status=row["status"],
+            version=row["version"],
+            confidentiality=tuple(json.loads(row["confidentiality"])),
+            lid=row["lid"],
+        )
+        db.execute("UPDATE documents SET metadata=? WHERE entry_uuid=?", (rendered, entry_uuid))
 
     @staticmethod
     def _doc(row: sqlite3.Row) -> StoredDocument:
@@ -750,6 +774,7 @@ class Store:
                 "UPDATE documents SET confidentiality=?, version=? WHERE entry_uuid=?",
                 (json.dumps(sorted(set(codes))), version, entry_uuid),
             )
+            self._rerender(db, entry_uuid)
         return version
 
     def set_document_status(self, entry_uuid: str, status: str, *, expected: str | None = None) -> None:
@@ -762,6 +787,7 @@ class Store:
             if expected is not None and row["status"] != expected:
                 raise StaleReplacement(f"Le statut actuel du document est {row['status']}, pas {expected}.")
             db.execute("UPDATE documents SET status=? WHERE entry_uuid=?", (status, entry_uuid))
+            self._rerender(db, entry_uuid)
 
     def mask(self, ins: str, ref: str, masked: bool = True) -> StoredDocument:
         """Patient console: mask/unmask a document to professionals (MASQUE_PS)."""

@@ -267,12 +267,9 @@ def render_entry(
     version: int,
     confidentiality: tuple[str, ...],
     lid: str = "",
-    object_ref_only: bool = False,
-) -> etree._Element:
-    """A stored ExtrinsicObject with its current status, logicalId, version and confidentiality codes."""
+) -> bytes:
+    """An ExtrinsicObject with its current status, logicalId, version and confidentiality codes."""
     el = etree.fromstring(metadata)
-    if object_ref_only:
-        return etree.Element(q(RIM, "ObjectRef"), id=el.get("id", ""))
     el.set("status", status)
     if lid:
         el.set("lid", lid)
@@ -289,7 +286,7 @@ def render_entry(
     info = el.find(q(RIM, "VersionInfo"))
     if info is not None:
         info.set("versionName", str(version))
-    return el
+    return etree.tostring(el)
 
 
 def parse_query_values(values: list[str]) -> list[str]:
