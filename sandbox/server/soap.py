@@ -211,12 +211,19 @@ def _header(action: str, relates_to: str | None) -> etree._Element:
     return header
 
 
+_EMPTY_BODY_END = b"<soap:Body/></soap:Envelope>"
+
+
 def build_envelope(action: str, relates_to: str | None, body_child: etree._Element) -> bytes:
+    """The answer envelope. The body element is serialised on its own and spliced in: moving a large
+    answer (thousands of registry objects) into another lxml document costs as much as serialising it."""
     env = etree.Element(_q(SOAP_NS, "Envelope"), nsmap={"soap": SOAP_NS, "wsa": WSA_NS})
     env.append(_header(action, relates_to))
-    body = etree.SubElement(env, _q(SOAP_NS, "Body"))
-    body.append(body_child)
-    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+    etree.SubElement(env, _q(SOAP_NS, "Body"))
+    head = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+    assert head.endswith(_EMPTY_BODY_END)
+    payload = etree.tostring(body_child, encoding="UTF-8", xml_declaration=False, with_tail=False)
+    return head[: -len(_EMPTY_BODY_END)] + b"<soap:Body>" + payload + b"</soap:Body></soap:Envelope>"
 
 
 def build_fault(fault: SoapFault, relates_to: str | None) -> bytes:
