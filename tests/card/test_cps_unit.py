@@ -155,3 +155,35 @@ def test_pin_never_appears_in_traffic_logs(virtual_card, caplog) -> None:
     text = caplog.text
     assert "0020008108" in text and "masqué" in text
     assert "31323334" not in text  # the PIN digits in ASCII hex
+
+
+def test_pcsc_return_codes_map_to_typed_errors(monkeypatch) -> None:
+    """Reader unplugged, card pulled, service down: each PC/SC code becomes its own French error."""
+    from smartcard import scard
+
+    from ps_agent.card import pcsc
+    from ps_agent.card.errors import CardRemoved, NoCard, NoReader, PcscUnavailable, ReaderGone
+
+    conn = object.__new__(pcsc.PcscConnection)
+    conn.reader = "Lecteur X"
+    cases = [
+        (scard.SCARD_E_READER_UNAVAILABLE, False, ReaderGone),
+        (scard.SCARD_E_READER_UNAVAILABLE, True, NoReader),
+        (scard.SCARD_W_REMOVED_CARD, False, CardRemoved),
+        (scard.SCARD_E_NO_SMARTCARD, True, NoCard),
+        (scard.SCARD_W_RESET_CARD, False, CardRemoved),
+        (scard.SCARD_E_NO_SERVICE, False, PcscUnavailable),
+        (scard.SCARD_W_UNRESPONSIVE_CARD, False, CardProtocolError),
+    ]
+    for hr, connecting, expected in cases:
+        with pytest.raises(expected) as info:
+            conn._raise_for(hr, connecting=connecting)
+        assert info.value.message_fr
+    with pytest.raises(ReaderGone) as gone:
+        conn._raise_for(scard.SCARD_E_READER_UNAVAILABLE)
+    assert "débranché" in gone.value.message_fr
+
+    monkeypatch.setattr(pcsc.scard, "SCardEstablishContext", lambda scope: (scard.SCARD_E_NO_SERVICE, 0))
+    with pytest.raises(PcscUnavailable) as down:
+        pcsc.list_readers()
+    assert "pcscd" in down.value.message_fr
