@@ -44,7 +44,7 @@ class Finding:
         return dict(self.__dict__)
 
 
-Check = Callable[[etree._Element], "bool | Iterable[str]"]
+Check = Callable[[etree._Element], "bool | Iterable[str] | Iterable[tuple[str, str]]"]
 
 
 @dataclass(frozen=True)
@@ -397,6 +397,36 @@ def _coded_display(root: etree._Element) -> Iterable[str]:
                 yield f"{tag} sans displayName"
 
 
+ADDR_USES = frozenset({"H", "HP", "HV", "WP", "TMP"})  # StrucMin CI-SISAddr
+TELECOM_RE = re.compile(r"^(?:tel|fax|mailto|http|ftp|mllp):\S+$")  # StrucMin CI-SISTelecom
+_ALL_ADDR = etree.XPath("//h:addr[@use]", namespaces=_NS)
+_ALL_TELECOM = etree.XPath("//h:telecom", namespaces=_NS)
+
+
+def _addr_use(root: etree._Element) -> Iterable[str]:
+    for addr in _ALL_ADDR(root):
+        bad = [u for u in (addr.get("use") or "").split() if u not in ADDR_USES]
+        if bad:
+            yield f"usage « {' '.join(bad)} » (H, HP, HV, WP ou TMP attendu)", _local_path(addr) + "/@use"
+
+
+def _telecom(root: etree._Element) -> Iterable[str]:
+    for tel in _ALL_TELECOM(root):
+        value = tel.get("value")
+        if value is None and tel.get("nullFlavor") in ("NI", "NASK", "UNK", "ASKU", "NAV", "MSK"):
+            continue
+        if not value or not TELECOM_RE.match(value):
+            yield f"« {value or ''} » (forme tel:…, mailto:…, fax:… attendue)", _local_path(tel) + "/@value"
+
+
+def _local_path(el: etree._Element) -> str:
+    names = []
+    while el is not None and isinstance(el.tag, str):
+        names.append(etree.QName(el).localname)
+        el = el.getparent()
+    return "/".join(reversed(names[:-1])) or "ClinicalDocument"
+
+
 def _r(rid: str, severity: str, xpath: str, message: str, check: Check, applies=None) -> Rule:
     return Rule(rid, severity, xpath, message, check, applies)
 
@@ -470,7 +500,7 @@ RULES: tuple[Rule, ...] = (
         "Le libellé du type de document (displayName) est absent",
         _one("code/@displayName"),
     ),
-    _r("CDA-H12", "warning", "title", "Le titre du document est absent", _nonempty("title")),
+    _r("CDA-H12", "error", "title", "Le titre du document est absent", _nonempty("title")),
     _r(
         "CDA-H13",
         "error",
@@ -717,6 +747,20 @@ RULES: tuple[Rule, ...] = (
         _rplc_version,
     ),
     _r(
+        "CDA-D01",
+        "error",
+        "//addr/@use",
+        "Le code d'usage d'une adresse est invalide",
+        _addr_use,
+    ),
+    _r(
+        "CDA-D02",
+        "error",
+        "//telecom/@value",
+        "Une adresse de télécommunication est invalide",
+        _telecom,
+    ),
+    _r(
         "CDA-B01",
         "error",
         "component",
@@ -811,9 +855,9 @@ def check_rules(root: etree._Element, rules: Iterable[Rule] = RULES) -> list[Fin
             findings.append(Finding(rule.id, rule.severity, rule.xpath, f"{rule.message} ({rule.xpath})"))
             continue
         for detail in result:
-            findings.append(
-                Finding(rule.id, rule.severity, rule.xpath, f"{rule.message} : {detail} ({rule.xpath})")
-            )
+            # a check may name the exact element of each problem: (detail, xpath)
+            detail, path = detail if isinstance(detail, tuple) else (detail, rule.xpath)
+            findings.append(Finding(rule.id, rule.severity, path, f"{rule.message} : {detail} ({path})"))
     return findings
 
 

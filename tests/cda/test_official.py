@@ -109,6 +109,18 @@ def _drop_attr(path: str, attr: str) -> Mutation:
     return mutate
 
 
+def _add_contact(use: str, telecom: str) -> Mutation:
+    def mutate(root: etree._Element) -> None:
+        ident = root.find(f"{H}recordTarget/{H}patientRole/{H}id")
+        addr = etree.Element(f"{H}addr", use=use)
+        etree.SubElement(addr, f"{H}city").text = "Reims"
+        tel = etree.Element(f"{H}telecom", value=telecom)
+        ident.addnext(addr)  # type: ignore[union-attr]
+        addr.addnext(tel)
+
+    return mutate
+
+
 def _add_volet_template(root: etree._Element) -> None:
     root.find(f"{H}templateId").addnext(  # type: ignore[union-attr]
         etree.Element(f"{H}templateId", root=valuesets.TPL_VAC_NOTE, extension="2023.01")
@@ -127,6 +139,9 @@ CASES: dict[str, tuple[str, Mutation, str, str]] = {
         r"1\.2\.250\.1\.213\.1\.1\.5\.471",
     ),
     "level1_templates": ("l1", _add_volet_template, "CDA-H06", r"1\.3\.6\.1\.4\.1\.19376\.1\.2\.20"),
+    "address_use": ("l1", _add_contact("XX", "tel:0326000000"), "CDA-D01", r"usage de l'adresse"),
+    "telecom": ("l1", _add_contact("H", "0326000000"), "CDA-D02", r"télécommunication"),
+    "title": ("l1", _remove("/h:ClinicalDocument/h:title"), "CDA-H12", r"title"),
     "realm": ("l1", _remove("/h:ClinicalDocument/h:realmCode"), "CDA-H01", r"realmCode"),
     "set_id": ("l1", _remove("/h:ClinicalDocument/h:setId"), "CDA-H17", r"setId"),
     "version": ("l1", _remove("/h:ClinicalDocument/h:versionNumber"), "CDA-H18", r"versionNumber"),
