@@ -276,3 +276,83 @@ def test_serve_command_port_in_use(sandbox_server, tmp_path, test_pki):
         timeout=60,
     )
     assert proc.returncode == 2 and "Impossible d'écouter" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "sign", "sha1"),
+    [
+        (VihfSpec(), False, False),
+        (VihfSpec(), True, False),
+        (VihfSpec(), True, True),
+        (VihfSpec(profile="secretary", mode="INDIRECTE"), True, False),
+        (VihfSpec(profile="specialist", mode="INDIRECTE_RENFORCEE"), True, False),
+    ],
+    ids=["direct-unsigned", "direct-sha256", "direct-sha1", "indirect", "air"],
+)
+def test_request_envelopes_with_each_vihf_form_are_schema_valid(
+    sandbox_server, test_pki, dmp_schema, spec, sign, sha1
+):
+    wire = Wire(sandbox_server, test_pki)
+    try:
+        service, action = ACTIONS["TD3.1"]
+        env = envelope(
+            action,
+            build.find_documents(spec.patient_ins, spec.patient_oid),
+            wire.vihf(spec, sign=sign, sha1=sha1),
+        )
+        assert_valid(dmp_schema, etree.fromstring(env))
+        who = spec.profile if spec.mode == "DIRECTE" else "establishment"
+        r = wire.post(service, env, "application/soap+xml; charset=UTF-8", who=who)
+        assert r.status_code == 200, r.text
+        assert_valid(dmp_schema, etree.fromstring(r.content))
+    finally:
+        wire.close()
+
+
+def test_td02_and_iti57_through_the_server(sandbox_server, test_pki, dmp_schema):
+    """TD0.2 (HL7v3) and an ITI-57 masking of a deposited document, valid both ways where schemas exist."""
+    p = demo.DEMO_ADULT
+    store = sandbox_server.store
+    store.create_patient(p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place)
+    store.set_authorisation(p.ins, "899700000013")
+    wire = Wire(sandbox_server, test_pki)
+    try:
+        r = wire.call("TD0.2", build.existence_query(p.ins, p.oid), spec=adult_spec())
+        assert r.status_code == 200, r.text
+        ack = etree.fromstring(r.content).find(".//{urn:hl7-org:v3}acknowledgement")
+        assert ack is not None and ack.get("typeCode") == "AA", r.text
+        from sandbox.profiles import PROFILES
+
+        gp = test_pki.card("gp")
+        cda = build.text_document(
+            build.patient_input(
+                p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place
+            ),
+            build.author_input(PROFILES["gp"]),
+            "11488-4",
+            "Compte rendu",
+            "Texte.",
+        )
+        dep = build.provide_and_register(
+            [build.DepositDocument(cda)], signer=(gp.sign_key, gp.sign_cert, gp.chain)
+        )
+        r = wire.call(
+            "TD2.1",
+            dep.body,
+            spec=adult_spec(),
+            parts={k: (v, "text/xml") for k, v in dep.attachments.items()},
+        )
+        assert b"ResponseStatusType:Success" in r.content, r.text
+        r = wire.call("TD3.1", build.get_documents(unique_ids=dep.unique_ids), spec=adult_spec())
+        (entry,) = etree.fromstring(r.content).findall(f".//{{{RIM}}}ExtrinsicObject")
+        body = build.update_confidentiality(p.ins, p.oid, entry, ["N", "MASQUE_PS"])
+        service, action = ACTIONS["TD3.3"]
+        env = envelope(action, body, wire.vihf(adult_spec()), to=sandbox_server.url(service))
+        assert_valid(dmp_schema, etree.fromstring(env))
+        r = wire.post(service, env, "application/soap+xml; charset=UTF-8")
+        assert r.status_code == 200, r.text
+        root = etree.fromstring(r.content)
+        assert_valid(dmp_schema, root)
+        assert root.find(f"{{{SOAP}}}Body/{{{RS}}}RegistryResponse").get("status") == SUCCESS, r.text
+    finally:
+        wire.close()
