@@ -52,8 +52,13 @@ class Immunization:
         return dict(self.__dict__)
 
     @property
-    def dedup_key(self) -> tuple[str, str, str]:
-        return (self.date, self.vaccine_code or self.atc_code, self.lot_number.upper())
+    def dedup_key(self) -> tuple[str, ...]:
+        """(date, CIS or ATC, lot) identifies a dose across documents; without a date or a lot (child health
+        certificates write nullFlavor) the rank and kind are added so that doses 1, 2, 3 stay distinct."""
+        key = (self.date, self.vaccine_code or self.atc_code, self.lot_number.upper())
+        if self.date and self.lot_number:
+            return key
+        return (*key, str(self.dose_rank or ""), self.kind, "" if self.given else "not-given")
 
 
 @functools.cache

@@ -87,3 +87,13 @@ def test_carnet_and_note_are_merged(shared_dir: Path) -> None:
     merged = merge(carnet, note)
     assert len(merged) == 4  # the note's dose is already in the carnet (same date, CIS, lot)
     assert merged[0].date == "1975"
+
+
+@pytest.mark.official
+def test_child_health_certificate_doses_without_dates_stay_distinct(shared_dir: Path) -> None:
+    records = extract(cda.parse((shared_dir / "cda" / "examples" / "CSE-CS9_2025.01.xml").read_bytes()))
+    assert len(records) == 16
+    assert all(r.atc_code.startswith("J07") and r.date == "" for r in records)
+    dtp = [r for r in records if r.atc_code == "J07CA01"]
+    assert [r.dose_rank for r in dtp] == [1, 2, 3][: len(dtp)] and len(dtp) >= 2
+    assert len(merge(records)) == len(records)
