@@ -222,7 +222,8 @@ def cmd_vaccinations(args: argparse.Namespace) -> int:
         status = "" if r.given else " [NON RÉALISÉE]"
         rank = f", dose {r.dose_rank}" if r.dose_rank else ""
         diseases = ", ".join(r.antigens) or r.atc_code
-        print(f"{r.date} : {r.vaccine_label} ({diseases}), lot {r.lot_number or '?'}{rank}{status}")
+        when = r.date or "date inconnue"
+        print(f"{when} : {r.vaccine_label} ({diseases}), lot {r.lot_number or '?'}{rank}{status}")
     return 0
 
 
