@@ -213,6 +213,7 @@ class Agent:
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
         self.client.close()
+        self._outbox.close()
 
     def __enter__(self) -> Agent:
         return self
@@ -519,10 +520,6 @@ class Agent:
             ss = replace(ss, authors=(first_author,))
         else:
             ss = replace(ss, authors=(author_of(self._creds.identity),))
-        self._audit(
-            "dmp.deposit", "pending", patient, transaction="TD2.1", document_ids=uids, on_behalf_of=on_behalf,
-            detail=f"lot {ss.unique_id}",
-        )  # fmt: skip
         replaced_uids = tuple(
             (rep.unique_id if isinstance(rep, DocumentEntry) else (rep or md.replaced_document_id or ""))
             for _, md, _, rep in prepared

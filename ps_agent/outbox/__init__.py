@@ -58,18 +58,23 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as con:
-                con.executescript(_SCHEMA)
+            self._con = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            self._con.execute("PRAGMA journal_mode = WAL")  # one fsync per commit, durable with FULL
+            self._con.execute("PRAGMA synchronous = FULL")
+            self._con.execute("PRAGMA foreign_keys = ON")
+            with self._con:
+                self._con.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
                 f"La file d'envoi du DMP est illisible : {self.path} ({exc})", code="OUTBOX"
             ) from exc
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=10)
-        con.execute("PRAGMA foreign_keys = ON")
-        con.execute("PRAGMA synchronous = FULL")
-        return con
+        return self._con
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
 
     def add(
         self,

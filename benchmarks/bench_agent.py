@@ -1,0 +1,170 @@
+"""Agent benchmark: prints figures, asserts nothing (goals from issue 5 are shown beside them).
+
+    .venv/bin/python benchmarks/bench_agent.py [--quick]
+
+1. agent-side CPU per deposit (CDA already built around a 200 KB PDF, software key): CDA parse +
+   metadata + XAdES + signed VIHF + ebRIM + MTOM, i.e. everything up to the bytes on the wire.  goal ≤ 10 ms
+2. end-to-end deposit against the sandbox / bare POST of prepared bytes on the same TLS connection. goal ≤ 1.3
+3. FindDocuments answer with 2,000 entries parsed into the model.                              goal ≤ 150 ms
+4. vaccination status of a patient with 200 vaccination documents (against the sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lxml import etree  # noqa: E402
+
+from ps_agent.access.policy import PatientRef  # noqa: E402
+from ps_agent.agent import Agent, entry_from_cda  # noqa: E402
+from ps_agent.auth.model import AuthMode  # noqa: E402
+from ps_agent.auth.software import SoftwareCredentials  # noqa: E402
+from ps_agent.config import AgentConfig, Environment  # noqa: E402
+from ps_agent.dmp import ebrim, envelope  # noqa: E402
+from ps_agent.dmp.ebrim import DepositItem  # noqa: E402
+from ps_agent.dmp.model import Status, Visibility  # noqa: E402
+from ps_agent.dmp.xmlns import QUERY, RIM, SOAP, WSA, q  # noqa: E402
+from tests.e2e import docs  # noqa: E402
+from tests.e2e.conftest import identity_of  # noqa: E402
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def bench_cpu(agent: Agent, patient: PatientRef, p: object, n: int) -> None:
+    letters = [docs.letter(p, "gp", title=f"Bench {i}", size=200_000) for i in range(n)]
+    client = agent.client
+    t0 = time.process_time()
+    for data in letters:
+        entry, _ = entry_from_cda(data, patient, Visibility())
+        ss = client.submission_set(entry.patient_id)
+        body, parts = client.build_deposit(ss, [DepositItem(entry, data)])
+        client.prepare("TD2.1", "repository", body, _ctx(patient), mtom_parts=parts)
+    per = (time.process_time() - t0) / n
+    print(f"1. agent CPU per deposit (200 KB PDF, software key): {ms(per)}   (goal ≤ 10 ms; n={n})")
+
+
+def _ctx(patient: PatientRef):
+    from ps_agent.dmp.client import CallContext
+    from ps_agent.dmp.model import PatientId
+
+    return CallContext(PatientId(patient.ins, patient.oid))
+
+
+def bench_ratio(agent: Agent, patient: PatientRef, p: object, n: int) -> None:
+    client = agent.client
+    agent.dmp_status(patient)
+    url = agent.config.environment.url("repository")
+    # bare POSTs: prepared bytes (distinct documents, so the sandbox registers each one)
+    prepared = []
+    for i in range(n):
+        data = docs.letter(p, "gp", title=f"Bare {i}", size=200_000)
+        entry, _ = entry_from_cda(data, patient, Visibility())
+        body, parts = client.build_deposit(
+            client.submission_set(entry.patient_id), [DepositItem(entry, data)]
+        )
+        prepared.append(client.prepare("TD2.1", "repository", body, _ctx(patient), mtom_parts=parts))
+    letters = [docs.letter(p, "gp", title=f"E2E {i}", size=200_000) for i in range(n)]
+    client._http.post(url, content=prepared[0][1], headers={"Content-Type": prepared[0][0]})  # warm-up
+    bare, e2e = [], []
+    for i in range(1, n):
+        ctype, payload, _ = prepared[i]
+        t0 = time.perf_counter()
+        r = client._http.post(url, content=payload, headers={"Content-Type": ctype})
+        bare.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.text[:300]
+        t0 = time.perf_counter()
+        agent.deposit(patient, letters[i])
+        e2e.append(time.perf_counter() - t0)
+    b, e = statistics.median(bare), statistics.median(e2e)
+    print(
+        f"2. deposit end-to-end {ms(e)} / bare POST {ms(b)} = {e / b:.2f}   (goal ≤ 1.3; median of {n - 1}; "
+        "agent side: CDA parse, signatures, one durable audit record, outbox in/out)"
+    )
+
+
+def bench_find(agent: Agent, patient: PatientRef, p: object, count: int) -> None:
+    import copy
+
+    sample = docs.letter(p, "gp", title="Gabarit")
+    entry, _ = entry_from_cda(sample, patient, Visibility(masked_to_professionals=True))
+    root = etree.Element(q(QUERY, "AdhocQueryResponse"), status=ebrim.SUCCESS)
+    rol = etree.SubElement(root, q(RIM, "RegistryObjectList"))
+    ids = ebrim._Ids()
+    proto = ebrim.document_entry_element(rol, ids, entry, "urn:uuid:0", status=Status.APPROVED)
+    for i in range(1, count):
+        el = copy.deepcopy(proto)
+        el.set("id", f"urn:uuid:{i}")
+        rol.append(el)
+    env = etree.Element(q(SOAP, "Envelope"))
+    h = etree.SubElement(env, q(SOAP, "Header"))
+    etree.SubElement(h, q(WSA, "RelatesTo")).text = "urn:uuid:req"
+    etree.SubElement(etree.SubElement(env, q(SOAP, "Body")), q(QUERY, "AdhocQueryResponse"))
+    env[1][0].getparent().replace(env[1][0], root)
+    data = etree.tostring(env)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        resp = envelope.parse(data, request_id="urn:uuid:req", expected_body=[root.tag], expected_actions=[])
+        entries = ebrim.parse_query_response(resp.body)
+        times.append(time.perf_counter() - t0)
+    assert len(entries) == count
+    print(
+        f"3. FindDocuments answer with {count} entries ({len(data) // 1024} KB) parsed into the model: "
+        f"{ms(min(times))}   (goal ≤ 150 ms; best of 5)"
+    )
+
+
+def bench_vaccinations(agent: Agent, patient: PatientRef, p: object, count: int) -> None:
+    notes = [docs.vaccination(p, "gp") for _ in range(count)]
+    for i in range(0, count, 20):
+        agent.deposit_batch(patient, notes[i : i + 20])
+    t0 = time.perf_counter()
+    items = agent.vaccination_status(patient)
+    dt = time.perf_counter() - t0
+    print(
+        f"4. vaccination status with {count}+ vaccination documents: {ms(dt)} ({len(items)} distinct entries)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = ap.parse_args()
+    from sandbox import demo, pki
+    from sandbox.server import start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        test_pki = pki.load_or_create(tmpd / "pki")
+        sandbox = start(tmpd / "data", test_pki)
+        try:
+            demo.seed(sandbox.store)
+            c = test_pki.card("gp")
+            creds = SoftwareCredentials(
+                identity_of("gp"), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
+            )
+            env = Environment("sandbox", sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+            with Agent(creds, AgentConfig(env, tmpd / "home")) as agent:
+                adult = PatientRef(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
+                minor = PatientRef(demo.DEMO_MINOR.ins, demo.DEMO_MINOR.oid)
+                n = 10 if args.quick else 50
+                bench_cpu(agent, adult, demo.DEMO_ADULT, n)
+                bench_ratio(agent, adult, demo.DEMO_ADULT, 10 if args.quick else 30)
+                bench_find(agent, adult, demo.DEMO_ADULT, 2000)
+                bench_vaccinations(agent, minor, demo.DEMO_MINOR, 40 if args.quick else 200)
+        finally:
+            sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
