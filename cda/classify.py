@@ -51,7 +51,7 @@ def classify_type(type_code: str, *, format_code: str = "") -> Classification:
 def format_code_of(doc: CdaDocument) -> str:
     """The XDS formatCode of a document (ASS_A11): media type for level 1, volet templateId for structured."""
     if doc.is_level1:
-        return vs.MEDIA_TYPE_FORMATS.get(doc.media_type, vs.FORMAT_PDF)
+        return vs.MEDIA_TYPE_FORMATS.get(doc.media_type, "")
     formats = vs.volet_format_codes()
     for root, _ in doc.template_ids:
         if root in formats:

@@ -290,7 +290,7 @@ def _nonxml_text(root: etree._Element) -> Iterable[str]:
         return
     media, rep = text[0].get("mediaType"), text[0].get("representation")
     if media not in vs.MEDIA_TYPE_FORMATS:
-        yield f"mediaType « {media} » (application/pdf ou text/plain attendu)"
+        yield f"mediaType « {media} » (application/pdf, text/plain, image/jpeg, image/tiff, text/rtf)"
     if rep != "B64":
         yield f"representation « {rep} » (B64 attendu)"
         return

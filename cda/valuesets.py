@@ -51,7 +51,14 @@ LEVEL1_TEMPLATES = (TPL_HL7_FRANCE, TPL_CISIS, TPL_XDS_SD)
 FORMAT_PDF = "urn:ihe:iti:xds-sd:pdf:2008"
 FORMAT_TEXT = "urn:ihe:iti:xds-sd:text:2008"
 FORMAT_VAC_NOTE = "urn:asip:ci-sis:vac-note:2021"
-MEDIA_TYPE_FORMATS = {"application/pdf": FORMAT_PDF, "text/plain": FORMAT_TEXT}
+# Level-1 media type -> formatCode (ASS_A11/A12). The builders write PDF and text only.
+MEDIA_TYPE_FORMATS = {
+    "application/pdf": FORMAT_PDF,
+    "text/plain": FORMAT_TEXT,
+    "image/jpeg": "urn:ihe:iti-fr:xds-sd:jpeg:2010",
+    "text/rtf": "urn:ihe:iti-fr:xds-sd:rtf:2010",
+    "image/tiff": "urn:ihe:iti-fr:xds-sd:tiff:2010",
+}
 # Format code of a structured document whose templateIds match no ASS_A11 row: none ("" = unknown; the
 # deposit code must refuse rather than guess a wrong format).
 FORMAT_STRUCTURED_DEFAULT = ""
