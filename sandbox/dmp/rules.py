@@ -41,6 +41,10 @@ ARCHIVE_AUTHOR_ONLY = False
 # [I] Who counts as "the author" of a masked document (R1111-49: "the PS or establishment that deposited
 # it"): the depositing PS, or any user of the depositing structure.
 AUTHOR_STRUCTURE_SEES_MASKED = True
+# [C] DEP-02 "only documents the PS authors": in DIRECTE mode the document's author (authorPerson idNat)
+# must be the card holder; in INDIRECTE_RENFORCEE the VIHF's author professional when given;
+# INDIRECTE deposits for the establishment's authors are not tied to the local user.
+DIRECT_DEPOSIT_AUTHOR_MUST_BE_CALLER = True
 # [I] ACC-03: authorisation expiry is not confirmed; the current DMP is treated as non-expiring.
 AUTHORISATION_VALIDITY_DAYS: int | None = None
 
@@ -81,6 +85,17 @@ def check_not_regulation_write(caller: Caller) -> None:
         raise AccessRefused(
             E.ACCESS_DENIED, "Le mode centre 15 (régulation) ne permet que la consultation du DMP."
         )
+
+
+def expected_author(caller: Caller) -> str:
+    """The idNat a deposited document's author must have ("" when any author of the structure may)."""
+    if not DIRECT_DEPOSIT_AUTHOR_MUST_BE_CALLER:
+        return ""
+    if caller.mode == "DIRECTE" and is_ps(caller):
+        return caller.id_nat
+    if caller.mode == "INDIRECTE_RENFORCEE" and caller.author_id_nat:
+        return caller.author_id_nat
+    return ""
 
 
 def check_deposit(

@@ -71,6 +71,21 @@ ACTIONS = {
 }
 
 
+# Request actions -> TD names (S1 and WSDL forms), for the traces of refused requests
+ACTION_TDS = {
+    "urn:hl7-org:v3:PRPA_IN201307UV02": "TD0.2",
+    "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization": "TD0.3",
+    "urn:hl7-org:v3:setAuthorization": "TD0.3",
+    "urn:si-dmp-habilitations:HabilitationsEndPoint:listAuthorizationByPatient": "TD1.6",
+    "urn:hl7-org:v3:listAuthorizationByPatient": "TD1.6",
+    "urn:si-dmp-patients:PatientSpecificEndPoint:patientList": "TD0.4",
+    "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b": "TD2.1",
+    "urn:ihe:iti:2007:RegistryStoredQuery": "TD3.1",
+    "urn:ihe:iti:2007:RetrieveDocumentSet": "TD3.2",
+    "urn:ihe:iti:2010:UpdateDocumentSet": "TD3.3",
+}
+
+
 class RegistryRefusal(Exception):
     def __init__(self, code: str, message_fr: str, location: str = "") -> None:
         super().__init__(message_fr)
@@ -151,7 +166,9 @@ class DmpService:
 
     def trace_refusal(self, caller: Caller | None, service: str, action: str, reason: str) -> None:
         """Trace a request the server layer refused before the domain layer (TLS, VIHF, envelope)."""
-        td = next((v for k, v in self._td_names.items() if action.endswith(k)), service or "?")
+        td = ACTION_TDS.get(action) or next(
+            (v for k, v in self._td_names.items() if action.endswith(k)), service or "?"
+        )
         self._trace(caller, _Outcome(td, f"REFUS : {reason}", [action] if action else []))
 
     def _trace(self, caller: Caller | None, outcome: _Outcome) -> None:
@@ -687,6 +704,12 @@ class DmpService:
             author_profession, author_specialty = head, tail
         if not caller.profession_code and not author_profession:
             raise bad("La spécialité de l'auteur (authorSpecialty) est obligatoire pour un dépôt délégué.")
+        expected_author = rules.expected_author(caller)
+        if expected_author and author_id != expected_author:
+            raise bad(
+                f"L'auteur du document ({author_id}) doit être le professionnel authentifié"
+                f" ({expected_author}) : un professionnel ne dépose que les documents dont il est l'auteur."
+            )
         rules.check_deposit(caller, patient, author_profession, author_specialty, type_c.code)
         rules.check_deposit_confidentiality(caller, patient, conf)
         # replacement

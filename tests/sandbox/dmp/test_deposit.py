@@ -372,3 +372,28 @@ def test_secretary_deposits_for_an_author_in_indirect_mode(dmp: Dmp) -> None:
     )
     resp = dmp.call("repository", dep.body, who, dep.attachments)
     assert status_of(resp) == SUCCESS, errors_of(resp)
+
+
+def test_direct_mode_deposits_only_own_documents_dep02(dmp: Dmp) -> None:
+    data = dmp.document("specialist", "11488-4", "Consultation d'un autre")
+    resp, _ = dmp.deposit(caller("gp"), build.DepositDocument(data), signer_profile="gp")
+    assert "doit être le professionnel authentifié" in errors_of(resp)[0][1]
+
+
+def test_minor_secret_connection_forces_invisible_to_legal_representatives(dmp: Dmp) -> None:
+    from sandbox.demo import DEMO_MINOR
+
+    p = DEMO_MINOR
+    dmp.store.create_patient(p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place)
+    secret = caller("gp", patient=p, confidentiality="INVISIBLE_REPRESENTANTS_LEGAUX")
+    resp, _ = dmp.deposit(secret, build.DepositDocument(dmp.document(patient=p)))
+    assert "Connexion secrète" in errors_of(resp)[0][1]
+    resp, dep = dmp.deposit(
+        secret,
+        build.DepositDocument(
+            dmp.document(patient=p), confidentiality=("N", "INVISIBLE_REPRESENTANTS_LEGAUX")
+        ),
+    )
+    assert status_of(resp) == SUCCESS, errors_of(resp)
+    seen = {d.unique_id for d in dmp.store.documents_for_patient_view(p.ins, legal_representative=True)}
+    assert dep.unique_ids[0] not in seen
