@@ -151,3 +151,25 @@ def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Erreur" in proc.stderr
+
+
+@pytest.mark.official
+def test_validate_with_official_artefacts(
+    files: dict[str, Path], tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    official = str(shared_dir / "cda")
+    assert _build(files) == 0
+    assert main(["cda", "validate", str(files["out"]), "--official", official]) == 0
+    # Element order broken: only the XSD (official tier) sees it.
+    text = files["out"].read_bytes()
+    title_start = text.index(b"<title>")
+    title = text[title_start : text.index(b"</title>") + len(b"</title>")]
+    swapped = text.replace(title, b"").replace(b"<languageCode", title + b"<languageCode")
+    broken = tmp_path / "order.xml"
+    broken.write_bytes(swapped)
+    capsys.readouterr()
+    assert main(["cda", "validate", str(broken)]) == 0
+    assert main(["cda", "validate", str(broken), "--official", official, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out.split("Document valide.\n", 1)[-1])
+    assert report["findings"][0]["source"] == "xsd"
+    assert main(["cda", "validate", str(files["out"]), "--official", str(tmp_path)]) == 2
