@@ -376,6 +376,31 @@ class Agent:
         st = self._state(patient)
         st.access_mode, st.reason = AccessMode.NORMAL, ""
 
+    def authorised_professionals(self, patient: PatientRef, *, mode: str = "TOUTE") -> list[dict[str, str]]:
+        """TD1.6: who is authorised on (``ACTIVE``) or blocked from (``INTERDITE``) this DMP."""
+        self._check(Action.SEARCH, "dmp.authorisations", patient)
+        self._ensure_status(patient)
+        self._check(Action.SEARCH, "dmp.authorisations", patient)
+        pid = _patient_id(patient)
+        act = "dmp.authorisations"
+        rows = self._run(act, patient, lambda: self.client.list_authorizations(pid, mode=mode))
+        self._audit(act, "success", patient, transaction="TD1.6", detail=f"{len(rows)} {mode}")
+        return rows
+
+    def authorised_patients(
+        self, since: datetime, *, date_type: str = "LASTAUTORIZATION"
+    ) -> list[dict[str, str]]:
+        """TD0.4: the DMPs this professional is authorised on (changed since ``since``)."""
+        rows = self.client.patient_list(since, date_type=date_type)
+        self._audit(
+            "dmp.patient_list",
+            "success",
+            None,
+            transaction="TD0.4",
+            detail=f"{len(rows)} DMP ({date_type} depuis {since.date().isoformat()})",
+        )
+        return rows
+
     # ------------------------------------------------------------------ TD3.1 / TD3.2
     def list_documents(
         self,

@@ -47,9 +47,9 @@ from ps_agent.errors import AuthError
 
 log = logging.getLogger(__name__)
 
-# TD0.3/TD0.4 bodies: the S1 form puts the children in the service namespace (default xmlns);
-# the 2024 WSDLs say elementFormDefault="unqualified". S1 wins (spec legend); responses are read by
-# local name so both forms are accepted.
+# TD0.3/TD0.4/TD1.6 bodies: children in the service namespace, as in S1 and in the 2024 WSDLs (each
+# element is declared form="qualified" despite elementFormDefault="unqualified"). Answers are read by
+# local name so an unqualified server is accepted too.
 QUALIFIED_DMP_SPECIFIC_CHILDREN = True
 
 FrameRecorder = Callable[[str, str, bytes], None]  # (direction, action, xml bytes minus documents)
@@ -325,6 +325,30 @@ class DmpClient:
             expected_body=[q(HABILITATIONS, "setAuthorizationResponse")],
         )
         return self._check_dmp_status(resp.body)[1]
+
+    def list_authorizations(self, patient: PatientId, *, mode: str = "TOUTE") -> list[dict[str, str]]:
+        """TD1.6: professionals authorised on (ACTIVE) or blocked from (INTERDITE) a DMP, or both (TOUTE)."""
+        if mode not in ("ACTIVE", "INTERDITE", "TOUTE"):
+            raise ValueError("mode must be ACTIVE, INTERDITE or TOUTE")
+        resp, _ = self._call(
+            "TD1.6",
+            "habilitations",
+            self._dmp_specific(HABILITATIONS, "listAuthorizationByPatient", {"mode": mode}),
+            CallContext(patient),
+            expected_body=[q(HABILITATIONS, "listAuthorizationByPatientResponse")],
+        )
+        self._check_dmp_status(resp.body)
+        out = []
+        for item in resp.body.iter():
+            if isinstance(item.tag, str) and _local(item) == "listOfAuthorizationByPatient":
+                row: dict[str, str] = {}
+                for c in item:
+                    if isinstance(c.tag, str):
+                        key = _local(c)
+                        text = (c.text or "").strip()
+                        row[key] = f"{row[key]},{text}" if key in row else text
+                out.append(row)
+        return out
 
     def patient_list(self, since: datetime, *, date_type: str = "LASTAUTORIZATION") -> list[dict[str, str]]:
         """TD0.4: DMPs I am authorised on since a date."""

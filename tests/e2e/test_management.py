@@ -125,3 +125,20 @@ def test_secretary_may_not_consult(agent_for):
     secretary = agent_for("specialist", mode=AuthMode.INDIRECTE_RENFORCEE, identity=identity_of("secretary"))
     with pytest.raises(RoleNotAllowed):
         secretary.list_documents(patient_ref(_adult()))
+
+
+def test_authorisation_lists_td04_and_td16(agent_for):
+    from datetime import UTC, datetime
+
+    from sandbox.profiles import PROFILES
+
+    gp = agent_for("gp")
+    rows = gp.authorised_patients(datetime(2000, 1, 1, tzinfo=UTC))
+    adult = _adult()
+    assert adult.ins in {r["nationalId"] for r in rows}
+    mine = next(r for r in rows if r["nationalId"] == adult.ins)
+    assert mine["MT"] == "true"
+    pros = gp.authorised_professionals(patient_ref(adult), mode="ACTIVE")
+    assert PROFILES["pharmacist"].id_nat in {r["nationalId"] for r in pros}
+    actions = [(r.event.action, r.event.transaction) for r in gp.audit().records()]
+    assert ("dmp.patient_list", "TD0.4") in actions and ("dmp.authorisations", "TD1.6") in actions
