@@ -98,6 +98,29 @@ def _require(value: Any, field: str, label: str) -> str:
     return " ".join(str(value).split())
 
 
+# What each JSON field is, in the words of the person filling it in.
+FIELD_LABELS: dict[str, str] = {
+    "patient.ins": "Le matricule INS du patient",
+    "patient.birth_family_name": "Le nom de naissance du patient",
+    "patient.given_names": "Les prénoms de naissance du patient",
+    "patient.birth_date": "La date de naissance du patient",
+    "patient.sex": "Le sexe du patient",
+    "patient.birth_place_code": "Le lieu de naissance du patient (code INSEE)",
+    "author.id_nat": "L'identifiant national (RPPS) de l'auteur",
+    "author.family_name": "Le nom de l'auteur",
+    "author.given_name": "Le prénom de l'auteur",
+    "author.specialty_code": "La profession de l'auteur",
+    "author.organization_id": "L'identifiant de la structure",
+    "author.organization_name": "Le nom de la structure",
+    "author.facility_type_code": "Le type de structure",
+    "vaccination.cis_code": "Le code CIS du vaccin",
+    "vaccination.vaccine_label": "Le nom du vaccin",
+    "vaccination.atc_code": "Le code ATC du vaccin",
+    "vaccination.lot_number": "Le numéro de lot",
+    "vaccination.date": "La date de vaccination",
+}
+
+
 def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise InvalidInput(f"Un objet JSON est attendu pour « {prefix} ».", field=prefix)
@@ -116,9 +139,9 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     ]
     for name in required:
         if name not in data:
-            raise MissingTrait(
-                f"Le champ obligatoire « {prefix}.{name} » est absent.", field=f"{prefix}.{name}"
-            )
+            key = f"{prefix}.{name}"
+            label = FIELD_LABELS.get(key, f"Le champ obligatoire « {key} »")
+            raise MissingTrait(f"{label} est absent ({key}).", field=key)
     return cls(**dict(data))
 
 
