@@ -82,6 +82,19 @@ def test_cli_status_deposit_search_get(virtual_card, dmp_sandbox, test_pki, tmp_
     assert cli(["dmp", "get", *common, uid, "-o", str(out)]) == 0
     assert out.read_bytes() == letter.read_bytes()
     capsys.readouterr()
+    # document management and vaccinations
+    assert cli(["dmp", "mask", *common, uid]) == 0
+    assert cli(["dmp", "mask", *common, uid, "--unmask"]) == 0
+    assert cli(["dmp", "archive", *common, uid]) == 0
+    assert cli(["dmp", "archive", *common, uid, "--unarchive"]) == 0
+    assert cli(["dmp", "delete", *common, uid]) == 0
+    out_text = capsys.readouterr().out
+    for word in ("masqué", "démasqué", "archivé", "désarchivé", "supprimé"):
+        assert word in out_text
+    assert cli(["dmp", "vaccinations", *common, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vaccinations"]
+    assert cli(["dmp", "consent", *common]) == 1  # consent needs --oui (explicit confirmation)
+    capsys.readouterr()
     # a refusal: French message on stderr, exit code 1, no traceback
     from sandbox.demo import DEMO_CLOSED
 

@@ -129,3 +129,31 @@ def test_outbox_resolves_a_registered_deposit_without_resending(agent_for, fault
     [result] = gp.resume_pending()
     assert result.recovered and result.attempts == 0
     assert [e.unique_id for e in gp.list_documents(patient)].count(pending.document_uids[0]) == 1
+
+
+def test_frame_log_keeps_exchanges_without_document_bytes(dmp_sandbox, test_pki, tmp_path):
+    import json as _json
+
+    from ps_agent.agent import Agent
+    from ps_agent.auth.model import AuthMode
+    from ps_agent.auth.software import SoftwareCredentials
+    from ps_agent.config import AgentConfig, Environment
+
+    from .conftest import identity_of
+
+    p = _adult()
+    c = test_pki.card("gp")
+    creds = SoftwareCredentials(
+        identity_of("gp"), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key
+    )
+    env = Environment("sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+    with Agent(creds, AgentConfig(env, tmp_path / "home", frame_log=True)) as agent:
+        data = docs.letter(p, "gp", title="Lettre tracée")
+        uid = agent.deposit(patient_ref(p), data).document_uids[0]
+        agent.retrieve(patient_ref(p), uid)
+    lines = [_json.loads(line) for line in (tmp_path / "home" / "frames.jsonl").read_text().splitlines()]
+    assert {ln["direction"] for ln in lines} == {"in", "out"}
+    assert any("ProvideAndRegisterDocumentSet" in ln["action"] for ln in lines)
+    blob = "\n".join(ln["xml"] for ln in lines)
+    assert "saml2:Assertion" in blob or "Assertion" in blob
+    assert "JVBERi0" not in blob and "%PDF" not in blob  # neither the PDF nor its base64 (CDA body)
