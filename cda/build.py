@@ -76,7 +76,7 @@ def _parse_date(value: Any, field: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise MissingTrait(f"La date est absente ({field}).", field=field)
+        raise MissingTrait(f"Information manquante : la date ({field}).", field=field)
     if not isinstance(value, str):
         raise InvalidDate(f"La date doit être un texte AAAA-MM-JJ ({field}).", field=field)
     text = value.strip()
@@ -90,11 +90,15 @@ def _parse_date(value: Any, field: str) -> dt.date:
     )
 
 
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
 def _require(value: Any, field: str, label: str) -> str:
     if isinstance(value, bool) or (value is not None and not isinstance(value, str | int)):
         raise InvalidInput(f"{label} doit être un texte ({field}).", field=field)
     if value is None or not str(value).strip():
-        raise MissingTrait(f"{label} est absent ({field}).", field=field)
+        raise MissingTrait(f"Information manquante : {_lower_first(label)} ({field}).", field=field)
     return " ".join(str(value).split())
 
 
@@ -141,7 +145,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         if name not in data:
             key = f"{prefix}.{name}"
             label = FIELD_LABELS.get(key, f"Le champ obligatoire « {key} »")
-            raise MissingTrait(f"{label} est absent ({key}).", field=key)
+            raise MissingTrait(f"Information manquante : {_lower_first(label)} ({key}).", field=key)
     return cls(**dict(data))
 
 
