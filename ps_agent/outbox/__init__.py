@@ -85,8 +85,9 @@ class Outbox:
         visibility: tuple[bool, bool, bool],
         replaces: tuple[str, ...],
     ) -> None:
-        """Durably record a deposit about to be sent."""
+        """Durably record a deposit about to be sent (fsync before returning)."""
         with self._lock, self._connect() as con:
+            con.execute("PRAGMA synchronous = FULL")
             con.execute(
                 "INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,1)",
                 (
@@ -104,7 +105,10 @@ class Outbox:
             )
 
     def remove(self, submission_set_uid: str) -> None:
+        """Forget a resolved deposit. Not fsync'd: if a crash loses the removal, ``resume_pending`` finds
+        the documents registered (GetDocuments) and never resends them."""
         with self._lock, self._connect() as con:
+            con.execute("PRAGMA synchronous = NORMAL")
             con.execute("DELETE FROM pending WHERE submission_set_uid = ?", (submission_set_uid,))
 
     def bump(self, submission_set_uid: str) -> None:
