@@ -367,7 +367,7 @@ class Pkcs11Session:
         return self._auth
 
     def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
-        from ps_agent.auth.tls import make_transport
+        from ps_agent.auth.tls import SessionBoundTransport, make_transport
 
         self.ensure_active()
         chain = [c for c in self._auth.chain if c.issuer != c.subject]
@@ -378,6 +378,7 @@ class Pkcs11Session:
             signer=self._auth,
             verify_host=verify_host,
         )
+        transport = SessionBoundTransport(transport, self.touch)
         with self._state:
             self._transports.append(transport)
         return transport

@@ -192,7 +192,7 @@ class AuthSession:
 
     def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
         """Mutual TLS 1.2 whose client signature is made by the card (tlslite-ng route)."""
-        from ps_agent.auth.tls import make_transport
+        from ps_agent.auth.tls import SessionBoundTransport, make_transport
 
         self.ensure_active()
         chain = self._auth.chain or build_chain(self._auth.certificate, load_bundle(ca_file))
@@ -203,6 +203,7 @@ class AuthSession:
             signer=self._auth,
             verify_host=verify_host,
         )
+        transport = SessionBoundTransport(transport, self.touch)
         with self._state:
             if self.closed_reason is not None:
                 transport.close()

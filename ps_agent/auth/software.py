@@ -91,24 +91,26 @@ class SoftwareCredentials:
         return self._auth
 
     def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
-        from ps_agent.auth.tls import make_transport
+        from ps_agent.auth.tls import SessionBoundTransport, make_transport
 
         self.ensure_active()
         if self._external_tls:
-            return make_transport(
+            inner = make_transport(
                 ca_file=ca_file,
                 certificate=self._auth.certificate,
                 chain=self._auth.chain,
                 signer=self._auth,
                 verify_host=verify_host,
             )
-        return make_transport(
-            ca_file=ca_file,
-            certificate=self._auth.certificate,
-            chain=self._auth.chain,
-            private_key=self._auth_key,
-            verify_host=verify_host,
-        )
+        else:
+            inner = make_transport(
+                ca_file=ca_file,
+                certificate=self._auth.certificate,
+                chain=self._auth.chain,
+                private_key=self._auth_key,
+                verify_host=verify_host,
+            )
+        return SessionBoundTransport(inner, self.ensure_active)
 
     def ensure_active(self) -> None:
         if self._closed:

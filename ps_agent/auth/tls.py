@@ -31,7 +31,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -516,3 +516,22 @@ class SignerTlsTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+
+
+class SessionBoundTransport(httpx.BaseTransport):
+    """Wraps a transport so every request first checks (and refreshes) its session.
+
+    ``check`` raises (``SessionClosed``) once the card left: no request goes out under a
+    professional's identity after the session ended, even over a kept-alive connection.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, check: Callable[[], None]) -> None:
+        self._inner = inner
+        self._check = check
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._check()
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
