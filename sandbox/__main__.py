@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -57,6 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sandbox.profiles import PROFILES
     from sandbox.server import start
 
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     data_dir = Path(args.data).resolve()
     pki_dir = Path(args.pki).resolve() if args.pki else pki_mod.default_directory()
     pki = pki_mod.load_or_create(pki_dir)
@@ -117,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="adresse de boucle locale (127.0.0.1 ou ::1)")
     serve.add_argument("--pki", help="dossier de l'IGC de test (créé si absent)")
     serve.add_argument("--demo", action="store_true", help="charger le jeu de démonstration au démarrage")
+    serve.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="journaliser chaque requête, refus et poignée de main TLS refusée",
+    )
     serve.add_argument("--faults", help="fichier JSON des réglages d'injection de pannes")
     for name, typ, help_text in FAULT_FLAGS:
         serve.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_text)

@@ -123,7 +123,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         try:
             tls_sock = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
-            log.info("TLS handshake refused from %s: %s", client_address, exc)
+            log.info("poignée de main TLS refusée (%s) : %s", client_address[0], exc)
             with contextlib.suppress(OSError):
                 request.close()
             return
@@ -177,6 +177,13 @@ class SoapHandler(BaseHTTPRequestHandler):
         self._headers_buffer = []
 
     def _send_fault(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
+        log.info(
+            "%s %s -> faute SOAP %s : %s",
+            self.address_string(),
+            self.path,
+            fault.subcode or fault.code,
+            fault.reason_fr,
+        )
         body = soap.build_fault(fault, relates_to)
         self._send(
             status or soap.fault_http_status(fault),
@@ -445,6 +452,7 @@ class SoapHandler(BaseHTTPRequestHandler):
         self._send_response(response, request.message_id)
 
     def _send_response(self, response: SoapResponse, relates_to: str) -> None:
+        log.info("%s %s -> %s", self.address_string(), self.path, response.action)
         envelope = soap.build_envelope(response.action, relates_to, response.body)
         if response.attachments:
             body, ctype = mtom.build_multipart(envelope, response.attachments, response.action)

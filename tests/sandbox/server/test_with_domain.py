@@ -8,11 +8,14 @@ import base64
 import copy
 import hashlib
 import os
+import re
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from lxml import etree
 
@@ -200,6 +203,7 @@ def test_serve_command_prints_credentials_and_stops_on_sigterm(tmp_path, test_pk
             "--demo",
             "--seed",
             "3",
+            "-v",
         ],
         cwd=ROOT,
         env=env,
@@ -217,10 +221,20 @@ def test_serve_command_prints_credentials_and_stops_on_sigterm(tmp_path, test_pk
         assert "Bac à sable DMP à l'écoute sur https://127.0.0.1:" in out, out + proc.stderr.read()
         assert str(test_pki.ca_bundle) in out and "auth.p12" in out and "gp" in out
         assert "jeu de démonstration chargé" in out
+        base = re.search(r"à l'écoute sur (\S+)", out).group(1)
+        gp = test_pki.card("gp")
+        ctx = ssl.create_default_context(cafile=str(test_pki.ca_bundle))
+        ctx.load_cert_chain(str(gp.auth_cert_path), str(gp.auth_key_path))
+        with httpx.Client(verify=ctx) as client:
+            r = client.post(
+                base + "registry", content=b"<broken", headers={"Content-Type": "application/soap+xml"}
+            )
+        assert r.status_code == 400
         proc.send_signal(signal.SIGTERM)
         rest, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert "arrêté" in rest
+        assert "faute SOAP sandbox:MalformedXml" in err  # --verbose logs each refusal
     finally:
         if proc.poll() is None:
             proc.kill()
