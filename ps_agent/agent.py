@@ -24,7 +24,7 @@ import httpx
 from ps_agent.access.policy import AccessMode, AccessPolicy, Action, Decision, DmpState, PatientRef
 from ps_agent.audit.framelog import FrameLog
 from ps_agent.audit.journal import AuditEvent, AuditJournal
-from ps_agent.auth.model import AuthMode, Credentials
+from ps_agent.auth.model import AuthMode, Credentials, ProfessionalIdentity
 from ps_agent.config import AgentConfig
 from ps_agent.dmp.client import DepositResult, DmpClient, Progress, author_of
 from ps_agent.dmp.ebrim import DepositItem, FindFilters
@@ -524,6 +524,9 @@ class Agent:
             prepared.append((entry, md, data, (replaces or [None] * len(documents))[i]))
         on_behalf = ""
         first_author = prepared[0][0].authors[0] if prepared[0][0].authors else None
+        session_author = getattr(self._creds, "author", None)  # EstablishmentSession: the professional
+        if self._creds.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
+            first_author = author_of(session_author)
         if self._creds.mode != AuthMode.DIRECTE and first_author is not None:
             on_behalf = first_author.id_nat
         uids = tuple(p[0].unique_id for p in prepared)

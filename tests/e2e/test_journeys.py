@@ -268,3 +268,32 @@ def test_editing_the_audit_file_is_detected(agent_for, tmp_path):
         con.close()
     result = gp.audit().verify()
     assert not result.ok and result.first_bad_seq == 1
+
+
+def test_secretary_with_establishment_session_from_pkcs12(dmp_sandbox, test_pki, tmp_path):
+    """The same AIR deposit through the card team's EstablishmentSession (PKCS#12 files of the test PKI)."""
+    from ps_agent.agent import Agent
+    from ps_agent.auth.establishment import EstablishmentSession
+    from ps_agent.config import AgentConfig, Environment
+    from sandbox.pki import P12_PASSPHRASE
+    from sandbox.profiles import PROFILES
+
+    org = test_pki.establishment
+    session = EstablishmentSession.from_pkcs12(
+        org.auth_p12,
+        org.sign_p12,
+        P12_PASSPHRASE,
+        user=identity_of("secretary"),
+        author=identity_of("specialist"),
+        mode=AuthMode.INDIRECTE_RENFORCEE,
+        ca_file=test_pki.ca_bundle,
+    )
+    p = demo().DEMO_ADULT
+    env = Environment("sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+    with Agent(session, AgentConfig(env, tmp_path / "air")) as agent:
+        data = docs.letter(p, "specialist", type_code="11490-0", title="Lettre (session d'établissement)")
+        agent.deposit(patient_ref(p), data)
+        rec = [r for r in agent.audit().records(action="dmp.deposit") if r.event.outcome == "success"][-1]
+        assert rec.event.on_behalf_of == PROFILES["specialist"].id_nat
+        assert rec.event.actor_id_nat == PROFILES["secretary"].id_nat
+        assert agent.audit().verify().ok
