@@ -136,3 +136,25 @@ def test_establishment_from_a_pkcs11_token(softhsm, test_pki: TestPki) -> None:
         assert seen["client_subject"] == test_pki.establishment.auth_cert.subject.rfc4514_string()
     finally:
         token.close()
+
+
+def test_vihf_signed_through_pkcs11_verifies(softhsm, test_pki: TestPki) -> None:
+    """The VIHF code uses the PKCS#11 signer exactly as the card's (one Signer interface)."""
+    from cryptography.hazmat.primitives import serialization
+    from lxml import etree
+    from signxml import XMLVerifier
+
+    from ps_agent.dmp import vihf
+
+    session = Pkcs11Session.open("1234", module=softhsm.module, token_label="CPS-TEST")
+    try:
+        signer = session.vihf_signer()
+        lps = vihf.LpsInfo(name="ps-agent", version="0.1", homologation_id="TEST")
+        request = vihf.VihfRequest(identity=session.identity, mode=AuthMode.DIRECTE, patient=None, lps=lps)
+        signed = vihf.sign(
+            vihf.build(request, issuer=vihf.issuer_dn(signer.certificate, session.identity)), signer
+        )
+    finally:
+        session.close()
+    pem = test_pki.card("gp").sign_cert.public_bytes(serialization.Encoding.PEM)
+    XMLVerifier().verify(etree.tostring(signed), x509_cert=pem, id_attribute="ID")
