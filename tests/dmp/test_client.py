@@ -287,3 +287,30 @@ def test_submission_set_has_fresh_oids(client, patient):
     a, b = client.submission_set(patient), client.submission_set(patient)
     assert a.unique_id != b.unique_id and len(a.unique_id) <= 64
     assert a.submission_time <= datetime.now(UTC)
+
+
+def test_requests_as_sent_validate_against_official_schemas(client, dmp, patient, shared_dir):
+    """Every request the client puts on the wire (XOP infoset for MTOM) is valid SOAP 1.2 + WS-A + WSS +
+    SAML + XDS.b against ../shared/schemas/xds/offline-dmp.xsd."""
+    import base64
+    import copy
+
+    from lxml import etree
+
+    from ps_agent.dmp.xmlns import XOP
+
+    schema = etree.XMLSchema(file=str(shared_dir / "schemas/xds/offline-dmp.xsd"))
+    dmp.handlers[ITI41] = lambda req: ok(req, SUCCESS_RR)
+    dmp.handlers[ITI18] = lambda req: ok(req, query_response([]))
+    _deposit(client, patient)
+    client.find_documents(patient)
+    client.get_documents(patient, unique_ids=["1.2.3"])
+    assert len(dmp.calls) == 3
+    for call in dmp.calls:
+        root = copy.deepcopy(call.root)
+        for inc in list(root.iter(q(XOP, "Include"))):
+            parent = inc.getparent()
+            parent.remove(inc)
+            cid = inc.get("href")[4:].replace("%40", "@")
+            parent.text = base64.b64encode(call.parts[cid].data).decode()
+        assert schema.validate(root), (call.action, schema.error_log)
