@@ -175,6 +175,12 @@ CASES: dict[str, tuple[str, Mutation, str, str]] = {
     "practice_setting": ("l1", _set("//h:standardIndustryClassCode", "code", "NOPE"), "CDA-S04", r"JDV_J04"),
     "facility": ("l1", _set("//h:healthCareFacility/h:code", "code", "SA999"), "CDA-E03", r"JDV_J02"),
     "lot_number": ("vn", _remove("//h:lotNumberText"), "VAC-05", r"numéro de lot"),
+    "negation_missing": (
+        "vn",
+        _drop_attr("//h:substanceAdministration", "negationInd"),
+        "VAC-02",
+        r"negationInd",
+    ),
     "negation": ("vn", _set("//h:substanceAdministration", "negationInd", "true"), "VAC-02", r"negationInd"),
     "atc_display": ("vn", _drop_attr("//h:translation", "displayName"), "VAC-04", r"ATC"),
     "route_display": ("vn", _drop_attr("//h:routeCode", "displayName"), "VAC-08", r"voie d'administration"),
@@ -299,3 +305,12 @@ def test_official_validation_from_several_threads(
     for t in threads:
         t.join()
     assert results == [0] * 6
+
+
+def test_missing_upstream_value_set_is_an_incomplete_check_not_a_defect(official: OfficialValidator) -> None:
+    # CI-SIS_ModelesDeContenusCDA reads JDV_SpecimenType_CISIS.xml, absent upstream (shared/cda/README.md).
+    data = (official.folder / "examples" / "BIO-CR-BIO_2024.01_Microbiologie_V1.xml").read_bytes()
+    findings = official.validate(data)
+    io = [f for f in findings if f.rule_id == "SCHEMATRON-IO"]
+    assert io and all(f.severity == "warning" and "incomplète" in f.message for f in io)
+    assert errors(findings) == []
