@@ -90,6 +90,8 @@ class SoapFault(SandboxError):
     ``code`` is the SOAP 1.2 fault code local name (``Sender`` or ``Receiver``); ``subcode`` an optional
     qualified subcode as text (e.g. ``"wsa:MessageAddressingHeaderRequired"`` or ``"DMPVIHF"``); ``reason_fr``
     the French reason text shown to the user; ``detail`` optional plain text put in ``soap:Detail``.
+    Subcode prefixes ``wsa``, ``wsse`` and ``sandbox`` (``urn:ps-agent:sandbox:fault``) are declared in the
+    fault; a subcode with another or no prefix is emitted in the ``sandbox`` namespace.
     """
 
     def __init__(

@@ -364,6 +364,15 @@ class SoapHandler(BaseHTTPRequestHandler):
             self._trace_refusal(caller_guess, service, action, fault.reason_fr)
             self._send_fault(fault, envelope.message_id if envelope is not None else None)
             return
+        except Exception:  # a server-layer bug must still get an answer, and the server keeps serving
+            log.exception("unexpected error while checking a %s request", service)
+            self._send_fault(
+                SoapFault(
+                    "Erreur interne du DMP (bac à sable).", code="Receiver", subcode="sandbox:InternalError"
+                ),
+                envelope.message_id if envelope is not None else None,
+            )
+            return
         request = SoapRequest(
             service=service,
             action=envelope.action,

@@ -99,3 +99,35 @@ def test_ipv6_loopback(tmp_path, test_pki):
     finally:
         wire.close()
         running.stop()
+
+
+def test_unexpected_server_error_is_a_receiver_fault(recording, monkeypatch):
+    running, _service, wire = recording
+
+    def boom(*_a, **_k):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(running._server.verifier, "verify", boom)
+    r = wire.call("TD3.1", find_documents())
+    assert r.status_code == 500
+    code, sub, reason = soap_fault(r)
+    assert (code, sub) == ("soap:Receiver", "sandbox:InternalError") and "Erreur interne" in reason
+    monkeypatch.undo()
+    assert wire.call("TD3.1", find_documents()).status_code == 200
+
+
+def test_domain_layer_failure_is_a_receiver_fault(recording, monkeypatch):
+    _running, service, wire = recording
+    monkeypatch.setattr(service, "handle", lambda _req: 1 / 0)
+    r = wire.call("TD3.1", find_documents())
+    assert r.status_code == 500 and soap_fault(r)[1] == "sandbox:InternalError"
+
+
+def test_domain_soap_fault_is_passed_through(recording):
+    from sandbox.server.context import SoapFault
+
+    _running, service, wire = recording
+    service.fault = SoapFault("Opération inconnue du domaine.", subcode="DMPUnknownOperation", detail="d")
+    r = wire.call("TD3.1", find_documents())
+    assert r.status_code == 400
+    assert soap_fault(r) == ("soap:Sender", "sandbox:DMPUnknownOperation", "Opération inconnue du domaine.")
