@@ -47,3 +47,25 @@ def test_example_parses_and_classifies(
     assert meta.authors[0].person.endswith("^D^^^IDNPS")
     if doc.is_level1:
         assert meta.format_code.code == "urn:ihe:iti:xds-sd:pdf:2008"
+
+
+# Fictitious NIRs of some ANS examples have a wrong key: the built-in tier rightly reports them (CDA-P02).
+WRONG_NIR_KEY = {
+    "CSE-CS24_2025.01.xml",
+    "CSE-CS8_2025.01.xml",
+    "CSE-CS9_2025.01.xml",
+    "CSE-MDE_2023.01.xml",
+    "OBP-SEM_2024.01.xml",
+    "OBP-SNE_2024.01.xml",
+    "SDM-MR_2025.01_nouveau-ne.xml",
+}
+
+
+@pytest.mark.official
+@pytest.mark.parametrize("name", EXAMPLES or ["(../shared absent)"])
+def test_builtin_rules_raise_no_false_alarm_on_ans_examples(name: str, shared_dir: Path) -> None:
+    from cda.validate import errors, validate_builtin
+
+    found = errors(validate_builtin((shared_dir / "cda" / "examples" / name).read_bytes()))
+    expected = ["CDA-P02"] if name in WRONG_NIR_KEY else []
+    assert [f.rule_id for f in found] == expected, [f.message for f in found]
