@@ -145,10 +145,51 @@ _NAME_OVERRIDES = {
 }
 
 
-def _name_set(name: x509.Name) -> frozenset[tuple[str, str]]:
+# DER string types of "#hex" attribute values (RFC 4514 §2.4; S1 writes SN/GN this way)
+_DER_STRINGS = {
+    0x0C: "utf-8",
+    0x13: "ascii",
+    0x14: "latin-1",
+    0x16: "ascii",
+    0x1E: "utf-16-be",
+    0x1C: "utf-32-be",
+}
+
+
+def _der_string(value: str) -> str:
+    """``cryptography`` keeps a ``#hex`` value as its raw DER bytes (read as UTF-8): decode the DER string."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value
+    if len(raw) < 2 or raw[0] not in _DER_STRINGS:
+        return value
+    length, offset = raw[1], 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 3 or len(raw) < 2 + n:
+            return value
+        length, offset = int.from_bytes(raw[2 : 2 + n], "big"), 2 + n
+    if len(raw) != offset + length:
+        return value
+    content = raw[offset:]
+    if raw[0] == 0x14:  # T61String: in practice UTF-8 or Latin-1
+        try:
+            return content.decode("utf-8")
+        except UnicodeDecodeError:
+            return content.decode("latin-1")
+    try:
+        return content.decode(_DER_STRINGS[raw[0]])
+    except UnicodeDecodeError:
+        return value
+
+
+def _name_set(name: x509.Name, *, from_text: bool = False) -> frozenset[tuple[str, str]]:
     out = set()
     for attr in name:
         value = attr.value if isinstance(attr.value, str) else attr.value.decode("utf-8", "replace")
+        if from_text:
+            value = _der_string(value)
         out.add((attr.oid.dotted_string, value.strip().casefold()))
     return frozenset(out)
 
@@ -164,4 +205,4 @@ def same_dn(text: str, name: x509.Name) -> bool:
         parsed = parse_dn(text)
     except ValueError:
         return False
-    return _name_set(parsed) == _name_set(name)
+    return _name_set(parsed, from_text=True) == _name_set(name)

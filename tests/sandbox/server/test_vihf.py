@@ -345,3 +345,18 @@ def test_signature_wrapping_is_refused(recording):
             av.text = "Jean IMPOSTEUR"
     forged.set("ID", "_forged")
     refused(call(wire, vihf=forged, who="establishment"), "signature du VIHF")
+
+
+def test_cpe_card_in_direct_mode(recording):
+    """A secretary with her CPE card: DIRECTE, non-PS role, structure of the card."""
+    _running, service, wire = recording
+    assert call(wire, VihfSpec(profile="secretary")).status_code == 200
+    c = service.requests[-1].caller
+    assert (
+        c.non_ps_role == "SECRETARIAT_MEDICAL" and c.id_nat == "3990000018/SEC00001" and c.mode == "DIRECTE"
+    )
+
+
+def test_unknown_professional_in_direct_mode(recording):
+    _running, _service, wire = recording
+    refused(call(wire, VihfSpec(id_nat="899700009999"), who="gp"), "Mode DIRECTE")
