@@ -360,3 +360,16 @@ def test_cpe_card_in_direct_mode(recording):
 def test_unknown_professional_in_direct_mode(recording):
     _running, _service, wire = recording
     refused(call(wire, VihfSpec(id_nat="899700009999"), who="gp"), "Mode DIRECTE")
+
+
+def test_direct_tls_with_the_card_signature_certificate_refused(recording, test_pki):
+    """TLS must use the card's authentication certificate, not its (non-repudiation) signature one."""
+    _running, _service, wire = recording
+    gp = test_pki.card("gp")
+    env_vihf = wire.vihf(VihfSpec())
+    from tests.fixtures.sandbox import ACTIONS, envelope
+
+    service, action = ACTIONS["TD3.1"]
+    env = envelope(action, find_documents(), env_vihf)
+    r = wire.post(service, env, "application/soap+xml", cert=(str(gp.sign_cert_path), str(gp.sign_key_path)))
+    refused(r, "certificat de signature")
