@@ -350,6 +350,13 @@ class VihfVerifier:
 
         # -- certificates vs mode
         tls_cn = certs.common_name(tls_cert)
+        if certs.is_signature_certificate(tls_cert):
+            expected = "de la carte" if mode == MODE_DIRECTE else "de l'établissement (ORG AUTH_CLI)"
+            raise _fault(
+                "Le certificat TLS est un certificat de signature : le certificat d'authentification "
+                f"{expected} est attendu.",
+                "wsse:FailedAuthentication",
+            )
         if mode == MODE_DIRECTE:
             if not certs.is_personal(tls_cert) or tls_cn != name_id:
                 raise _fault(
@@ -364,12 +371,6 @@ class VihfVerifier:
                         "carte du même professionnel.",
                         "wsse:FailedAuthentication",
                     )
-            elif certs.is_signature_certificate(tls_cert):
-                raise _fault(
-                    "Le certificat TLS est un certificat de signature : le certificat d'authentification de "
-                    "la carte est attendu.",
-                    "wsse:FailedAuthentication",
-                )
         else:
             if signer is None:
                 raise _fault(

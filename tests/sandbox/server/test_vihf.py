@@ -373,3 +373,27 @@ def test_direct_tls_with_the_card_signature_certificate_refused(recording, test_
     env = envelope(action, find_documents(), env_vihf)
     r = wire.post(service, env, "application/soap+xml", cert=(str(gp.sign_cert_path), str(gp.sign_key_path)))
     refused(r, "certificat de signature")
+
+
+def test_indirect_tls_with_the_org_signature_certificate_refused(recording, test_pki):
+    _running, _service, wire = recording
+    org = test_pki.establishment
+    from tests.fixtures.sandbox import ACTIONS, envelope
+
+    service, action = ACTIONS["TD3.1"]
+    env = envelope(action, find_documents(), wire.vihf(VihfSpec(profile="secretary", mode="INDIRECTE")))
+    r = wire.post(
+        service, env, "application/soap+xml", cert=(str(org.sign_cert_path), str(org.sign_key_path))
+    )
+    refused(r, "certificat de signature", "ORG AUTH_CLI")
+
+
+def test_direct_signed_vihf_over_the_signature_certificate_refused(recording, test_pki):
+    _running, _service, wire = recording
+    gp = test_pki.card("gp")
+    from tests.fixtures.sandbox import ACTIONS, envelope
+
+    service, action = ACTIONS["TD3.1"]
+    env = envelope(action, find_documents(), wire.vihf(VihfSpec(), sign=True))
+    r = wire.post(service, env, "application/soap+xml", cert=(str(gp.sign_cert_path), str(gp.sign_key_path)))
+    refused(r, "certificat de signature", "de la carte")
