@@ -506,6 +506,9 @@ class DmpService:
             raise RegistryRefusal(E.METADATA, "Le lot n'a pas d'identifiant de source (sourceId).", ss.id)
         if not ss.slot("submissionTime"):
             raise RegistryRefusal(E.METADATA, "Le lot n'a pas de date de soumission (submissionTime).", ss.id)
+        content_type = ss.code(xds.S_CONTENT_TYPE)
+        if content_type is None or not content_type.code:
+            raise RegistryRefusal(E.METADATA, "Le lot n'a pas de type d'activité (contentTypeCode).", ss.id)
         if (ss_pid, ss_oid) != (caller.patient_ins, caller.patient_oid):
             raise RegistryRefusal(
                 E.PATIENT_MISMATCH,
@@ -530,7 +533,8 @@ class DmpService:
                 self._check_entry(caller, patient, entry, data, replacements.get(entry.id), parsed)
             )
             cda_contents[new_docs[-1].unique_id] = data
-        uids = [d.unique_id for d in new_docs] + [ss_uid]
+        sig_uids = [self._check_signature_entry(e, patient.ins, patient.oid) for e in sig_entries]
+        uids = [d.unique_id for d in new_docs] + sig_uids + [ss_uid]
         if len(set(uids)) != len(uids):
             raise RegistryRefusal(
                 E.UNIQUE_ID, "Le même identifiant unique est utilisé deux fois dans le lot."
@@ -581,6 +585,29 @@ class DmpService:
             raise RegistryRefusal(E.METADATA_VERSION, exc.message_fr) from None
         out.what.extend(f"{d.unique_id} ({d.type_code})" for d in new_docs)
 
+    @staticmethod
+    def _check_signature_entry(entry: xds.RegistryObject, ins: str, oid: str) -> str:
+        """The Signature01 entry (dmp-protocol 8.4): XML, same patient, its own uniqueId, xmldsig format."""
+        if entry.object_type != xds.DOC_ENTRY_TYPE or entry.mime_type != "text/xml":
+            raise RegistryRefusal(
+                E.METADATA, "L'entrée de signature doit être un document text/xml.", entry.id
+            )
+        if xds.parse_cx(entry.external_ids.get(xds.E_DOC_PATIENT, "")) != (ins, oid):
+            raise RegistryRefusal(
+                E.PATIENT_MISMATCH,
+                "L'identifiant patient de la signature ne correspond pas au patient.",
+                entry.id,
+            )
+        unique_id = entry.external_ids.get(xds.E_DOC_UNIQUE, "")
+        if not unique_id:
+            raise RegistryRefusal(E.METADATA, "La signature du lot n'a pas d'identifiant unique.", entry.id)
+        fmt = entry.code(xds.S_FORMAT)
+        if fmt is None or fmt.code != SIGNATURE_FORMAT:
+            raise RegistryRefusal(
+                E.METADATA, f"Le formatCode de la signature doit être {SIGNATURE_FORMAT}.", entry.id
+            )
+        return unique_id
+
     def _check_entry(
         self,
         caller: Caller,
@@ -624,8 +651,9 @@ class DmpService:
             raise bad(
                 "La taille (size) des métadonnées ne correspond pas au document reçu.", E.REPOSITORY_METADATA
             )
-        if not entry.slot("creationTime"):
-            raise bad("Date de création (creationTime) absente.")
+        for slot in ("creationTime", "languageCode", "sourcePatientId"):
+            if not entry.slot(slot):
+                raise bad(f"Métadonnée obligatoire absente : {slot}.")
         type_c = entry.code(xds.S_TYPE)
         class_c = entry.code(xds.S_CLASS)
         format_c = entry.code(xds.S_FORMAT)
