@@ -836,13 +836,17 @@ class DmpService:
             etree.SubElement(resp, q(RIM, "RegistryObjectList"))
             # RegistryErrorList must follow the status; RegistryObjectList after it (query.xsd)
             return SoapResponse(ACTIONS["TD3.1"], resp)
-        xds.fill_status(resp, None)
-        lst = etree.SubElement(resp, q(RIM, "RegistryObjectList"))
-        lst.extend(objects)
+        # the store keeps each entry rendered in its current state: the answer is parsed in one go
+        # (moving thousands of parsed entries between trees costs more than parsing them)
+        answer = etree.fromstring(
+            b'<query:AdhocQueryResponse xmlns:query="%s" xmlns:rim="%s" xmlns:rs="%s" status="%s">'
+            b"<rim:RegistryObjectList>%s</rim:RegistryObjectList></query:AdhocQueryResponse>"
+            % (xds.QUERY.encode(), RIM.encode(), xds.RS.encode(), xds.SUCCESS.encode(), b"".join(objects))
+        )
         out.result = f"OK : {len(objects)} document(s)"
-        return SoapResponse(ACTIONS["TD3.1"], resp)
+        return SoapResponse(ACTIONS["TD3.1"], answer)
 
-    def _query(self, req: SoapRequest, out: _Outcome) -> list[etree._Element]:
+    def _query(self, req: SoapRequest, out: _Outcome) -> list[bytes]:
         caller = req.caller
         option = req.body.find(q(xds.QUERY, "ResponseOption"))
         return_type = option.get("returnType", "LeafClass") if option is not None else "LeafClass"
@@ -904,16 +908,8 @@ class DmpService:
             raise RegistryRefusal(E.TOO_MANY, f"Trop de résultats ({len(visible)}) : affinez la recherche.")
         out.what.extend(d.unique_id for d in visible[:20])
         if return_type == "ObjectRef":
-            return [etree.Element(q(RIM, "ObjectRef"), id=d.entry_uuid) for d in visible]
-        # the store keeps each entry rendered in its current state: one parse for the whole list
-        wrapper = etree.fromstring(
-            b'<rim:RegistryObjectList xmlns:rim="'
-            + RIM.encode()
-            + b'">'
-            + b"".join(d.metadata for d in visible)
-            + b"</rim:RegistryObjectList>"
-        )
-        return list(wrapper)
+            return [b'<rim:ObjectRef id="%s"/>' % d.entry_uuid.encode() for d in visible]
+        return [d.metadata for d in visible]
 
     # -- ITI-43 (TD3.2) -------------------------------------------------------------------------
     def _iti43(self, req: SoapRequest, out: _Outcome) -> SoapResponse:
