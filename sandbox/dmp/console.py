@@ -116,6 +116,7 @@ def _patient_actions() -> dict[str, Callable[[argparse.Namespace, Store], int]]:
         "emergency": _emergency,
         "legal-rep": _legal_rep,
         "traces": _traces,
+        "web": _web,
     }
 
 
@@ -307,6 +308,28 @@ def _traces(args: argparse.Namespace, store: Store) -> int:
     return _emit(args, "\n".join(lines) or "Aucune trace.", [dataclasses.asdict(t) for t in traces])
 
 
+def _web(args: argparse.Namespace, store: Store) -> int:
+    import signal
+    import threading
+
+    from sandbox.dmp.web import serve
+
+    server = serve(store, host=args.host, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"Page patient (Mon espace santé de test) : http://{host}:{port}/  — arrêt : Ctrl+C", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``demo`` and ``patient`` to ``python -m sandbox``."""
@@ -375,4 +398,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--remove", action="store_true")
     t = with_ins("traces", "lire les traces d'accès")
     t.add_argument("--limit", type=int, default=None, help="les N dernières")
+    w = actions.add_parser("web", help="petite page web locale pour les mêmes actions")
+    w.add_argument("--host", default="127.0.0.1", help="adresse de boucle locale")
+    w.add_argument("--port", type=int, default=8080, help="port (0 = un port libre)")
     patient.set_defaults(func=cmd_patient)
