@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from sandbox.dmp.store import (
 from sandbox.dmp.xades import XadesError, verify_submission_signature
 from sandbox.dmp.xds import RIM, XDSB, XOP, q
 from sandbox.server.context import PURPOSE_NORMAL, Caller, SoapFault, SoapRequest, SoapResponse
+
+log = logging.getLogger("sandbox.dmp")
 
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
@@ -158,6 +161,7 @@ class DmpService:
             raise
         except Exception as exc:
             outcome.result = f"ERREUR : {type(exc).__name__}"
+            log.exception("domain layer failure on %s %s", req.service, local)
             raise SoapFault(
                 "Erreur interne du DMP de test.", code="Receiver", subcode="sandbox:InternalError"
             ) from exc
