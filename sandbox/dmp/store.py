@@ -39,6 +39,9 @@ CLOSED = "CLOSED"
 OPPOSED = "OPPOSED"
 PATIENT_STATUSES = (ACTIVE, CLOSED, OPPOSED)
 
+# [I] the DMP's "ageMajorite" parameter (PAT-05) is not public: French civil majority.
+AGE_OF_MAJORITY = 18
+
 # Authorisation of a professional on a DMP (TD0.2 AUTORISATION values).
 VALIDE = "VALIDE"
 INTERDIT = "INTERDIT"  # the patient blocked this professional (PAT-01)
@@ -198,9 +201,9 @@ class Patient:
 
     @property
     def is_minor(self) -> bool:
-        """Under 18 today (birth_date yyyyMMdd)."""
+        """Under AGE_OF_MAJORITY today (birth_date yyyyMMdd)."""
         today = now_utc().strftime("%Y%m%d")
-        return int(today) - int(self.birth_date) < 180000
+        return int(today) - int(self.birth_date) < AGE_OF_MAJORITY * 10000
 
 
 @dataclass(frozen=True)
