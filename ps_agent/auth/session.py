@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # [I] No DMP rule fixes the idle time of a card session; 30 minutes matches what practice software
 # commonly uses for a locked workstation. Configurable per session.
 DEFAULT_IDLE_TIMEOUT_S = 30 * 60.0
+# Exclusive while identifying the card and presenting the PIN, then shared (each card operation in a
+# PC/SC transaction) so the Cryptolib / SESAM-Vitale software can still use the card (auth.md §2.3).
+SHARE_AFTER_LOGIN = True
 WATCH_PERIOD_S = 0.2  # reader polling period of the watch thread (removal seen well within 1 s)
 
 T = TypeVar("T")
@@ -153,6 +156,8 @@ class AuthSession:
                     f"choisissez un numéro entre 1 et {len(situations)}.",
                     code="bad_situation",
                 )
+            if SHARE_AFTER_LOGIN:
+                conn.share()
         except BaseException:
             conn.close()
             raise
@@ -276,7 +281,8 @@ class AuthSession:
         with self._op:
             self.ensure_active()
             try:
-                result = op(self._cps)
+                with self._conn.transaction():
+                    result = op(self._cps)
             except CardRemoved as exc:
                 self._close("closed" if exc.reset else "removed")
                 raise

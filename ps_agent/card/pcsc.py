@@ -134,6 +134,20 @@ class PcscConnection:
             raise CardBusy(self.reader)
         self._raise_for(hr, connecting=True)
 
+    def share(self) -> None:
+        """Switch an exclusive connection to shared mode without resetting the card (the PIN stays
+        verified), so the Cryptolib or billing software can use the card between our operations.
+
+        pcsc-lite 1.9 keeps the exclusive lock after ``SCardReconnect(SHARED)`` (other programs then
+        block in ``SCardConnect``), so we disconnect with ``SCARD_LEAVE_CARD`` and connect again shared.
+        """
+        with self._lock:
+            if self.share_mode != "exclusive" or not self._card:
+                return
+            card, self._card = self._card, 0
+            scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+            self._connect(exclusive=False)
+
     def _status_atr(self) -> bytes:
         hr, _reader, _state, _protocol, atr = scard.SCardStatus(self._card)
         if hr != scard.SCARD_S_SUCCESS:

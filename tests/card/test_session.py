@@ -274,3 +274,15 @@ def test_requests_count_as_activity_for_the_idle_timer(virtual_card, test_pki: T
             assert not session.active and session.closed_reason == "idle"
             with pytest.raises(SessionClosed):
                 client.get(url)
+
+
+def test_after_login_the_card_is_shared_with_other_programs(virtual_card) -> None:
+    virtual_card.insert("gp")
+    with _open(virtual_card) as session:
+        assert session._conn.share_mode == "shared"
+        with PcscConnection(virtual_card.reader_name, exclusive=False) as other:  # e.g. the Cryptolib
+            assert other.share_mode == "shared"
+            assert session.vihf_signer().sign(b"still logged in")  # PIN state kept, no reset
+        with PcscConnection(virtual_card.reader_name) as third:  # exclusive refused while we hold it
+            assert third.share_mode == "shared"
+        assert session.vihf_signer().sign(b"again")
