@@ -187,3 +187,13 @@ def test_pcsc_return_codes_map_to_typed_errors(monkeypatch) -> None:
     with pytest.raises(PcscUnavailable) as down:
         pcsc.list_readers()
     assert "pcscd" in down.value.message_fr
+
+
+def test_no_reader_at_all(monkeypatch) -> None:
+    import ps_agent.auth.session as session_mod
+    from ps_agent.card.errors import NoReader
+
+    monkeypatch.setattr(session_mod, "list_readers", lambda: [])
+    with pytest.raises(NoReader) as info:
+        session_mod.AuthSession.open(None, "1234")
+    assert "Aucun lecteur" in info.value.message_fr

@@ -286,3 +286,16 @@ def test_after_login_the_card_is_shared_with_other_programs(virtual_card) -> Non
         with PcscConnection(virtual_card.reader_name) as third:  # exclusive refused while we hold it
             assert third.share_mode == "shared"
         assert session.vihf_signer().sign(b"again")
+
+
+def test_pending_work_can_wait_for_the_card_to_come_back(virtual_card) -> None:
+    from ps_agent.auth.session import wait_for_card
+
+    assert wait_for_card(virtual_card.reader_name, 0.3) is False
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(wait_for_card(virtual_card.reader_name, 5.0)))
+    waiter.start()
+    time.sleep(0.2)
+    virtual_card.insert("gp")
+    waiter.join(6)
+    assert result == [True]
