@@ -343,6 +343,7 @@ class Pkcs11Session:
                 verify_chain(sign_cert, load_bundle(ca_file))
             token.login(pin, confirm_final_try=confirm_final_try)
             identity = identity_from_token(token, auth_cert, situation_index)
+            identity.extra["subject_dn"] = sign_cert.subject.rfc4514_string()
             session = cls(token, identity, idle_timeout_s)
         except BaseException:
             token.close()

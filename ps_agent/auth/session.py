@@ -163,6 +163,8 @@ class AuthSession:
             raise
         situation = situations[situation_index]
         identity = identity_from_card(holder, situation)
+        # the card DN (same subject on both certificates): VIHF Issuer in DIRECTE mode
+        identity.extra["subject_dn"] = sign_cert.subject.rfc4514_string()
         session = cls(conn, cps, holder, situations, identity, auth_cert, sign_cert, chain, idle_timeout_s)
         session._watcher.start()
         log.info("card session opened for %s (%s)", identity.id_nat, conn.reader)

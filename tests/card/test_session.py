@@ -47,6 +47,7 @@ def test_pin_ok_reads_identity_and_situation(virtual_card, test_pki: TestPki) ->
         assert ident.activity.sector == "SA07"
         assert session.mode is AuthMode.DIRECTE
         assert session.holder.serial == "101"
+        assert ident.extra["subject_dn"] == test_pki.card("gp").sign_cert.subject.rfc4514_string()
         assert virtual_card.card.pin_tries == 3
 
 
