@@ -300,3 +300,32 @@ def test_pending_work_can_wait_for_the_card_to_come_back(virtual_card) -> None:
     virtual_card.insert("gp")
     waiter.join(6)
     assert result == [True]
+
+
+def test_card_reset_by_another_program_ends_the_session(virtual_card) -> None:
+    """Another program resetting the card wipes its PIN state: the session must not go on."""
+    from smartcard import scard
+
+    virtual_card.insert("gp")
+    session = _open(virtual_card)
+    other = PcscConnection(virtual_card.reader_name, exclusive=False)
+    card, other._card = other._card, 0
+    scard.SCardDisconnect(card, scard.SCARD_RESET_CARD)
+    other.close()
+    with pytest.raises((CardRemoved, SessionClosed)):
+        for _ in range(20):  # the watcher may notice first; either way no signature goes out
+            session.vihf_signer().sign(b"x")
+            time.sleep(0.05)
+    assert not session.active
+
+
+def test_fast_swap_closes_the_old_session(virtual_card) -> None:
+    virtual_card.insert("gp")
+    session = _open(virtual_card)
+    virtual_card._link.remove()
+    virtual_card._link = None
+    virtual_card.insert("pharmacist")  # no wait for pcscd to see the removal
+    deadline = time.monotonic() + 1.5
+    while session.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert session.closed_reason in ("removed", "changed")
