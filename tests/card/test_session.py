@@ -329,3 +329,15 @@ def test_fast_swap_closes_the_old_session(virtual_card) -> None:
     while session.active and time.monotonic() < deadline:
         time.sleep(0.02)
     assert session.closed_reason in ("removed", "changed")
+
+
+def test_cpe_card_of_a_secretary(virtual_card) -> None:
+    virtual_card.insert("secretary")
+    with _open(virtual_card) as session:
+        ident = session.identity
+        assert ident.card_type == "CPE"
+        assert ident.profession_code == "" and ident.non_ps_role == "SECRETARIAT_MEDICAL"
+        assert ident.id_nat == PROFILES["secretary"].id_nat
+        assert (
+            ident.activity and ident.activity.structure_id == PROFILES["secretary"].situations[0].structure_id
+        )
