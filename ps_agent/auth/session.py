@@ -28,7 +28,15 @@ from ps_agent.auth.certs import build_chain, check_key_usage, check_validity, lo
 from ps_agent.auth.errors import SessionClosed, check_pin_format
 from ps_agent.auth.model import Activity, AuthMode, KeyUse, ProfessionalIdentity
 from ps_agent.card.cps import CardHolder, CardSituation, CpsSession, PinRequired
-from ps_agent.card.errors import CardRemoved, NoCard, NoReader, ReaderGone, UnknownCard
+from ps_agent.card.errors import (
+    ApduError,
+    CardRemoved,
+    NoCard,
+    NoReader,
+    ReaderGone,
+    UnknownCard,
+    UnsupportedCardLayout,
+)
 from ps_agent.card.pcsc import PcscConnection, _is, establish_context, list_readers, release_context
 from ps_agent.errors import AuthError, CardError
 
@@ -135,7 +143,10 @@ class AuthSession:
         conn = _connect(reader, exclusive)
         try:
             cps = CpsSession(conn)
-            holder = cps.read_holder()
+            try:
+                holder = cps.read_holder()
+            except ApduError as exc:  # real card: our emulator's file layout [E] is not on it
+                raise UnsupportedCardLayout(f"{exc.what}: {exc.sw:04X}") from exc
             auth_cert = cps.read_certificate(KeyUse.AUTHENTICATION)
             sign_cert = cps.read_certificate(KeyUse.SIGNATURE)
             for cert, use in ((auth_cert, KeyUse.AUTHENTICATION), (sign_cert, KeyUse.SIGNATURE)):

@@ -11,6 +11,7 @@ Tree::
     ├── UnknownCard        the card is not a CPx card (answer to reset not recognised)
     ├── CardBusy           another program holds the card exclusively
     ├── CardProtocolError  the card answered something meaningless (garbage, truncated, wrong format)
+    │   └── UnsupportedCardLayout  a real CPx card whose files the direct APDU route cannot read
     └── ApduError          the card refused a command with an unexpected status word (``sw``)
 
 PIN problems are authentication errors: see ``ps_agent.auth.errors``.
@@ -95,6 +96,19 @@ class CardProtocolError(CardError):
             code="card_protocol",
         )
         self.detail = detail
+
+
+class UnsupportedCardLayout(CardProtocolError):
+    """A genuine CPx card (ATR and application recognised) whose files the direct route cannot read."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.message_fr = (
+            "Cette carte CPS ne peut pas être lue directement par l'agent : configurez la Cryptolib CPS "
+            "(module PKCS#11) pour l'utiliser (voir « ps-agent card login --pkcs11 »)."
+        )
+        self.args = (self.message_fr,)
+        self.code = "card_layout"
 
 
 class ApduError(CardError):

@@ -341,3 +341,15 @@ def test_cpe_card_of_a_secretary(virtual_card) -> None:
         assert (
             ident.activity and ident.activity.structure_id == PROFILES["secretary"].situations[0].structure_id
         )
+
+
+def test_real_card_layout_points_to_the_cryptolib(virtual_card) -> None:
+    """A CPx card without the emulator's holder file (as a real CPS3 would be): clear advice."""
+    from ps_agent.card.errors import UnsupportedCardLayout
+
+    virtual_card.insert("gp")
+    del virtual_card.card._files[(0x3F00, 0x0001, 0x7001)]
+    with pytest.raises(UnsupportedCardLayout) as info:
+        _open(virtual_card)
+    assert "Cryptolib" in info.value.message_fr
+    assert virtual_card.card.pin_tries == 3
