@@ -13,6 +13,7 @@ Errors: ``AccessDenied`` subclasses (local refusal, with ``rule_id``), ``DmpErro
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -59,6 +60,10 @@ VACCINATION_FORMAT_CODES = frozenset(
 )
 
 
+# How long a TD0.2 answer is reused for the same patient before asking again [I]: long enough for one
+# consultation, short enough to see a patient's new block or closure within the session.
+STATUS_TTL_S = 300.0
+
 # Parallel TD3.2 reads for the vaccination status (a few, to stay polite with the DMP) [I].
 VACCINATION_FETCH_WORKERS = 4
 
@@ -98,6 +103,7 @@ class EmergencyAccess:
 @dataclass
 class _PatientState:
     status: DmpStatus | None = None
+    status_at: float = 0.0  # time.monotonic() of the TD0.2 answer
     access_mode: AccessMode = AccessMode.NORMAL
     reason: str = ""
 
@@ -131,7 +137,10 @@ def entry_from_cda(data: bytes, patient: PatientRef, visibility: Visibility) -> 
 
     if not md.patient_id:
         raise InvalidRequest("Le document n'identifie pas le patient par son INS.", code="NO_INS")
-    doc_patient = PatientId.parse_cx(md.patient_id)
+    try:
+        doc_patient = PatientId.parse_cx(md.patient_id)
+    except ValueError as exc:
+        raise InvalidRequest("L'INS du patient du document est illisible.", code="BAD_INS") from exc
     if (doc_patient.matricule, doc_patient.oid) != (patient.ins, patient.oid):
         raise InvalidRequest(
             "Le document concerne un autre patient que celui sélectionné : il n'est pas envoyé.",
@@ -309,10 +318,14 @@ class Agent:
                 audit_action, "error", patient, error_code=str(exc.code or ""), detail=exc.message_fr, **kw
             )
             raise
+        except Exception as exc:  # a defect: still leave a trace of the attempt, then let it surface
+            name = type(exc).__name__
+            self._audit(audit_action, "error", patient, error_code="INTERNAL", detail=name, **kw)
+            raise
 
     def _ensure_status(self, patient: PatientRef) -> DmpStatus:
         st = self._state(patient)
-        if st.status is None:
+        if st.status is None or time.monotonic() - st.status_at > STATUS_TTL_S:
             self.dmp_status(patient)
         assert st.status is not None
         return st.status
@@ -328,6 +341,7 @@ class Agent:
             lambda: self.client.status(_patient_id(patient), purpose=purpose, reason=reason),
         )
         self._state(patient).status = status
+        self._state(patient).status_at = time.monotonic()
         self._audit("dmp.status", "success", patient, detail=f"{status.authorisation or '-'}")
         return status
 
@@ -364,7 +378,7 @@ class Agent:
                 patient,
                 lambda: self.client.status(_patient_id(patient), purpose=Purpose(mode.value), reason=reason),
             )
-            st.status = status
+            st.status, st.status_at = status, time.monotonic()
             self._check(Action.EMERGENCY, "dmp.emergency", patient, access_mode=mode, reason=reason)
         except PsAgentError:
             st.access_mode, st.reason = previous

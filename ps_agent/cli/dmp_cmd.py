@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ps_agent.errors import ConfigurationError
+from cda.errors import CdaError
+from ps_agent.errors import ConfigurationError, PsAgentError
 
 PIN_ENV = "PS_AGENT_TEST_PIN"  # tests only
 
@@ -145,6 +146,12 @@ def _agent(args: argparse.Namespace) -> Iterator[Any]:
     try:
         with Agent(session, config) as agent:
             yield agent
+    except (PsAgentError, CdaError):
+        raise
+    except Exception as exc:  # never a traceback for the user; the audit journal has the attempt
+        raise PsAgentError(
+            f"Erreur interne de l'agent ({type(exc).__name__}). L'opération n'a pas abouti.", code="INTERNAL"
+        ) from exc
     finally:
         session.close()
 
