@@ -405,6 +405,7 @@ def retrieve_request(requests: Sequence[tuple[str, str]]) -> etree._Element:
 
 _SLOT = q(RIM, "Slot")
 _VALUE = q(RIM, "Value")
+_VALUE_LIST = q(RIM, "ValueList")
 _CLASSIFICATION = q(RIM, "Classification")
 _EXTERNAL_ID = q(RIM, "ExternalIdentifier")
 _LOCALIZED = q(RIM, "LocalizedString")
@@ -460,23 +461,11 @@ _KNOWN_SLOTS = frozenset(
 )  # fmt: skip
 
 
-def _values(slot: etree._Element) -> tuple[str, ...]:
-    return tuple((v.text or "") for v in slot.iter(_VALUE))
-
-
-def _fast_classification(cl: etree._Element) -> tuple[dict[str, tuple[str, ...]], str]:
-    """Slots and Name of a Classification in one pass over its children."""
-    slots: dict[str, tuple[str, ...]] = {}
-    name = ""
-    for c in cl:
-        tag = c.tag
-        if tag == _SLOT:
-            slots[c.get("name", "")] = _values(c)
-        elif tag == _NAME:
-            ls = c.find(_LOCALIZED)
-            if ls is not None:
-                name = ls.get("value", "")
-    return slots, name
+def _first_localized(holder: etree._Element) -> str:
+    for ls in holder:
+        if ls.tag == _LOCALIZED:
+            return ls.get("value", "")
+    return ""
 
 
 def parse_document_entry(eo: etree._Element) -> DocumentEntry:
@@ -490,10 +479,30 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     for child in eo:
         tag = child.tag
         if tag == _SLOT:
-            slots[child.get("name", "")] = _values(child)
+            vals: tuple[str, ...] = ()
+            for vl in child:  # inlined _values(): this loop is the hot path of TD3.1 parsing
+                if vl.tag == _VALUE_LIST:
+                    vals = tuple([v.text or "" for v in vl if v.tag == _VALUE])
+                    break
+            slots[child.get("name", "")] = vals
         elif tag == _CLASSIFICATION:
             scheme = child.get("classificationScheme", "")
-            cslots, cname = _fast_classification(child)
+            cslots: dict[str, tuple[str, ...]] = {}
+            cname = ""
+            for c in child:  # slots and Name of the Classification, inlined too
+                ctag = c.tag
+                if ctag == _SLOT:
+                    cvals: tuple[str, ...] = ()
+                    for vl in c:
+                        if vl.tag == _VALUE_LIST:
+                            cvals = tuple([v.text or "" for v in vl if v.tag == _VALUE])
+                            break
+                    cslots[c.get("name", "")] = cvals
+                elif ctag == _NAME:
+                    for ls in c:
+                        if ls.tag == _LOCALIZED:
+                            cname = ls.get("value", "")
+                            break
             if scheme == DE_AUTHOR:
                 specialty = None
                 if cslots.get("authorSpecialty"):
@@ -514,11 +523,9 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         elif tag == _EXTERNAL_ID:
             ext[child.get("identificationScheme", "")] = child.get("value", "")
         elif tag == _NAME:
-            ls = child.find(_LOCALIZED)
-            title = ls.get("value", "") if ls is not None else ""
+            title = _first_localized(child)
         elif tag == _DESCRIPTION:
-            ls = child.find(_LOCALIZED)
-            comments = ls.get("value", "") if ls is not None else ""
+            comments = _first_localized(child)
         elif tag == _VERSION_INFO:
             version = child.get("versionName", "")
 
