@@ -60,6 +60,10 @@ VACCINATION_FORMAT_CODES = frozenset(
 )
 
 
+# practiceSettingCode of a PDF wrapped by the agent, from the activity sector [I]: establishments
+# (SA01-SA09 except the SA07/SA08 cabinets) → ETABLISSEMENT, the rest ambulatory.
+PRACTICE_SETTING_BY_SECTOR = {f"SA0{n}": "ETABLISSEMENT" for n in (1, 2, 3, 4, 5, 6, 9)}
+
 # How long a TD0.2 answer is reused for the same patient before asking again [I]: long enough for one
 # consultation, short enough to see a patient's new block or closure within the session.
 STATUS_TTL_S = 300.0
@@ -519,6 +523,36 @@ class Agent:
             progress=progress,
         )
 
+    def deposit_pdf(
+        self,
+        patient: PatientRef,
+        pdf: bytes,
+        *,
+        type_code: str,
+        title: str,
+        patient_traits: Any,
+        author: Any = None,
+        visibility: Visibility | None = None,
+        progress: Progress | None = None,
+    ) -> DepositResult:
+        """Wrap a PDF in a CDA level 1 (``cda.build.level1``) and deposit it.
+
+        ``patient_traits`` is a ``cda.build.PatientInput`` (INS traits); ``author`` a
+        ``cda.build.AuthorInput``, by default the acting professional and his activity."""
+        from cda import build
+
+        if author is None:
+            author = author_input_of(self._creds.identity)
+        data = build.level1(
+            type_code=type_code,
+            content=pdf,
+            title=title,
+            patient=patient_traits,
+            author=author,
+            media_type="application/pdf",
+        )
+        return self.deposit(patient, data, visibility=visibility, progress=progress)
+
     def deposit_batch(
         self,
         patient: PatientRef,
@@ -779,6 +813,29 @@ class Agent:
 
             note = build.vaccination_note(**builder_args)
         return self.deposit(patient, note, progress=progress)
+
+
+def author_input_of(identity: ProfessionalIdentity) -> Any:
+    """The ``cda.build.AuthorInput`` of a professional and his current activity (card situation)."""
+    from cda import build
+
+    act = identity.activity
+    if act is None or not identity.profession_code:
+        raise InvalidRequest(
+            "L'auteur du document doit être un professionnel de santé avec une situation d'exercice.",
+            code="NO_AUTHOR",
+        )
+    spec = author_of(identity).specialty
+    return build.AuthorInput(
+        id_nat=identity.id_nat,
+        family_name=identity.family_name,
+        given_name=identity.given_name,
+        specialty_code=spec.code if spec else f"G15_{identity.profession_code}",
+        organization_id=act.structure_id,
+        organization_name=act.structure_name,
+        facility_type_code=act.sector,
+        practice_setting_code=PRACTICE_SETTING_BY_SECTOR.get(act.sector, "AMBULATOIRE"),
+    )
 
 
 def rubric_of(entry: DocumentEntry) -> str:

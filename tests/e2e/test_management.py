@@ -142,3 +142,29 @@ def test_authorisation_lists_td04_and_td16(agent_for):
     assert PROFILES["pharmacist"].id_nat in {r["nationalId"] for r in pros}
     actions = [(r.event.action, r.event.transaction) for r in gp.audit().records()]
     assert ("dmp.patient_list", "TD0.4") in actions and ("dmp.authorisations", "TD1.6") in actions
+
+
+def test_deposit_pdf_wraps_it_in_a_cda_level_1(agent_for):
+    from sandbox.demo import DEMO_ADULT
+
+    gp = agent_for("gp")
+    patient = patient_ref(DEMO_ADULT)
+    pdf = docs.pdf("Compte rendu en PDF")
+    uid = gp.deposit_pdf(
+        patient,
+        pdf,
+        type_code="11488-4",
+        title="Compte rendu en PDF",
+        patient_traits=docs.patient_input(DEMO_ADULT),
+    ).document_uids[0]
+    entry = next(e for e in gp.list_documents(patient, rubric="Comptes rendus") if e.unique_id == uid)
+    assert entry.format_code.code == "urn:ihe:iti:xds-sd:pdf:2008"
+    assert entry.authors[0].id_nat == "899700000013"
+    import base64
+
+    import cda
+
+    body = cda.parse(gp.retrieve(patient, entry).content)
+    assert body.title == "Compte rendu en PDF"
+    raw = gp.retrieve(patient, entry).content
+    assert base64.b64encode(pdf)[:40] in raw
