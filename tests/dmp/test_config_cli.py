@@ -44,3 +44,12 @@ def test_cli_refusals_without_card(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli(["dmp", "deposit", "--ins", "1", "--pin", "1234", "x.xml"])  # no PIN option exists
     assert exc.value.code == 2
+
+
+def test_public_exports_resolve():
+    import ps_agent
+
+    for name in ps_agent.__all__:
+        assert getattr(ps_agent, name) is not None
+    with pytest.raises(AttributeError):
+        _ = ps_agent.NoSuchThing
