@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from sandbox.card import EMULATOR_ONLY_PROFILES, READER_NAMES, VPCD_PORTS, VpcdError, VpcdLink, make_card
+from sandbox.card.readerstate import ReaderStateTimeout, wait_reader_state
 from sandbox.errors import SandboxError
 from sandbox.profiles import PROFILES
 
@@ -117,6 +118,11 @@ def cmd_insert(args: argparse.Namespace) -> int:
         return 1
     proc.stdout.close()
     pid_file.write_text(str(proc.pid))
+    try:  # return only once pcscd shows the card to every client
+        wait_reader_state(READER_NAMES[args.reader], present=True, timeout_s=5.0)
+    except ReaderStateTimeout as exc:
+        print(f"Le lecteur {READER_NAMES[args.reader]} ne voit pas la carte : {exc}", file=sys.stderr)
+        return 1
     print(f"Carte « {args.profile} » insérée dans {READER_NAMES[args.reader]} (processus {proc.pid}).")
     return 0
 
@@ -134,6 +140,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
             if not _alive(pid):
                 break
             time.sleep(0.1)
+    try:
+        wait_reader_state(READER_NAMES[args.reader], present=False, timeout_s=5.0)
+    except ReaderStateTimeout:
+        pass  # pcscd down or another card inserted by someone else: the emulator is gone anyway
     print(f"Carte retirée de {READER_NAMES[args.reader]}.")
     return 0
 

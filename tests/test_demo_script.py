@@ -1,0 +1,42 @@
+"""The README's first command, `bash installer/demo.sh`, in its non-interactive `--smoke` form.
+
+It must start the sandbox DMP with the demo data, insert the emulated card through pcscd/vpcd, and let
+the agent's CLI read the demo patient's DMP status with the card and verify the audit journal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.card import LOCK_PATH
+
+pytestmark = pytest.mark.pcsc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_smoke(repo_root: Path, tmp_path: Path, pcscd_service: str) -> None:
+    env = dict(os.environ, PS_AGENT_DEMO_HOME=str(tmp_path / "demo"), PS_AGENT_DEMO_PORT=str(_free_port()))
+    env.pop("PS_AGENT_TEST_PIN", None)
+    with open(LOCK_PATH, "a") as lock:  # the single virtual reader: wait for other test processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(
+            ["bash", str(repo_root / "installer" / "demo.sh"), "--smoke"],
+            env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "DMP actif" in out
+    assert "Journal d'audit intègre" in out
+    assert "demo.sh: smoke check passed" in out
+    assert "Traceback" not in out
