@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -860,10 +861,12 @@ class DmpService:
         if adhoc is None:
             raise RegistryRefusal(E.REGISTRY_ERROR, "Requête sans AdhocQuery.")
         query_id = adhoc.get("id", "")
-        params = {
-            s.get("name", ""): xds.parse_query_values([(v.text or "") for v in s.iter(q(RIM, "Value"))])
-            for s in adhoc.findall(q(RIM, "Slot"))
-        }
+        params: dict[str, list[str]] = {}
+        groups: dict[str, list[list[str]]] = {}  # one list per rim:Value (IHE: values ANDed, items ORed)
+        for s in adhoc.findall(q(RIM, "Slot")):
+            raw = [(v.text or "") for v in s.iter(q(RIM, "Value"))]
+            params[s.get("name", "")] = xds.parse_query_values(raw)
+            groups[s.get("name", "")] = [xds.parse_query_values([r]) for r in raw]
         if query_id not in (FIND_DOCUMENTS, GET_DOCUMENTS):
             raise RegistryRefusal(
                 E.UNKNOWN_STORED_QUERY, f"Requête stockée non prise en charge : {query_id}."
@@ -892,7 +895,7 @@ class DmpService:
             unknown = set(statuses) - set(STATUSES)
             if unknown:
                 raise RegistryRefusal(E.REGISTRY_ERROR, f"Statut inconnu : {', '.join(sorted(unknown))}.")
-            docs = [d for d in self.store.documents(patient.ins, statuses) if _matches(d, params)]
+            docs = [d for d in self.store.documents(patient.ins, statuses) if _matches(d, params, groups)]
         else:
             out.what.append("GetDocuments")
             uids = params.get("$XDSDocumentEntryUniqueId", [])
@@ -1071,14 +1074,69 @@ _TIME_FILTERS = {
 }
 
 
-def _matches(doc: StoredDocument, params: dict[str, list[str]]) -> bool:
+def _coded(value: str) -> tuple[str, str]:
+    """``code^^codingScheme`` (or a bare code) -> (code, scheme or "")."""
+    parts = value.split("^")
+    return parts[0].strip(), (parts[2].strip() if len(parts) > 2 else "")
+
+
+def _code_in(item: str, codes: set[tuple[str, str]]) -> bool:
+    code, scheme = _coded(item)
+    return any(code == c and (not scheme or not s or scheme == s) for c, s in codes)
+
+
+def _like(pattern: str, value: str) -> bool:
+    """SQL LIKE of ITI-18 ``$XDSDocumentEntryAuthorPerson``: ``%`` any run, ``_`` one character."""
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+
+
+def _entry_details(doc: StoredDocument) -> tuple[set[tuple[str, str]], list[str]]:
+    """Event codes (code, scheme) and authorPerson values of a stored entry (read only when a query asks)."""
+    el = etree.fromstring(doc.metadata)
+    events: set[tuple[str, str]] = set()
+    authors: list[str] = []
+    for cl in el.iter(q(RIM, "Classification")):
+        scheme = cl.get("classificationScheme")
+        if scheme == xds.S_EVENT:
+            system = next(
+                (
+                    (v.text or "").strip()
+                    for s in cl.findall(q(RIM, "Slot"))
+                    if s.get("name") == "codingScheme"
+                    for v in s.iter(q(RIM, "Value"))
+                ),
+                "",
+            )
+            events.add((cl.get("nodeRepresentation", ""), system))
+        elif scheme == xds.S_AUTHOR_DOC:
+            for s in cl.findall(q(RIM, "Slot")):
+                if s.get("name") == "authorPerson":
+                    authors.extend((v.text or "").strip() for v in s.iter(q(RIM, "Value")))
+    return events, authors
+
+
+def _matches(
+    doc: StoredDocument, params: dict[str, list[str]], groups: dict[str, list[list[str]]] | None = None
+) -> bool:
+    groups = groups or {}
     for name, attr in _FILTERS.items():
         wanted = params.get(name)
         if wanted and getattr(doc, attr) not in {w.split("^")[0] for w in wanted}:
             return False
-    conf = params.get("$XDSDocumentEntryConfidentialityCode")
-    if conf and not ({c.split("^")[0] for c in conf} & set(doc.confidentiality)):
-        return False
+    conf = {(c, "") for c in doc.confidentiality}
+    for group in groups.get("$XDSDocumentEntryConfidentialityCode", []):
+        if group and not any(_code_in(item, conf) for item in group):
+            return False
+    events_wanted = [g for g in groups.get("$XDSDocumentEntryEventCodeList", []) if g]
+    authors_wanted = params.get("$XDSDocumentEntryAuthorPerson", [])
+    if events_wanted or authors_wanted:
+        events, authors = _entry_details(doc)
+        for group in events_wanted:
+            if not any(_code_in(item, events) for item in group):
+                return False
+        if authors_wanted and not any(_like(p, a) for p in authors_wanted for a in authors):
+            return False
     for name, (attr, lower) in _TIME_FILTERS.items():
         bound = (params.get(name) or [""])[0]
         if not bound:
