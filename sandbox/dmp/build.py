@@ -440,7 +440,8 @@ def provide_and_register(
     return Deposit(root, parts, ss_uid, [m.unique_id for m in metas])
 
 
-def existence_query(ins: str, oid: str) -> etree._Element:
+def existence_query(ins: str, oid: str, reason: str = "TEST_EXST") -> etree._Element:
+    """PRPA_IN201307UV02: TD0.2 (reason ``TEST_EXST``) or TD1.3a (``CNSLT_DATA``)."""
     h = hl7.h
     root = etree.Element(h("PRPA_IN201307UV02"), nsmap={None: hl7.HL7}, ITSVersion="XML_1.0")
     etree.SubElement(root, h("id"), root=SANDBOX_OID, extension=str(uuid.uuid4()))
@@ -450,7 +451,7 @@ def existence_query(ins: str, oid: str) -> etree._Element:
     etree.SubElement(root, h("processingModeCode"), code="T")
     etree.SubElement(root, h("acceptAckCode"), code="AL")
     cap = etree.SubElement(root, h("controlActProcess"), classCode="CACT", moodCode="EVN")
-    etree.SubElement(cap, h("reasonCode"), code="TEST_EXST", codeSystem="1.2.250.1.213.1.1.4.11")
+    etree.SubElement(cap, h("reasonCode"), code=reason, codeSystem="1.2.250.1.213.1.1.4.11")
     qbp = etree.SubElement(cap, h("queryByParameter"))
     etree.SubElement(qbp, h("queryId"), root=SANDBOX_OID, extension=str(uuid.uuid4()))
     etree.SubElement(qbp, h("statusCode"), code="new")

@@ -54,6 +54,14 @@ from sandbox.server.context import PURPOSE_NORMAL, Caller, SoapFault, SoapReques
 
 log = logging.getLogger("sandbox.dmp")
 
+# PRPA_IN201307UV02 reasonCode (dmp-protocol.md §3): TD0.2 existence test, TD1.3a read administrative data.
+# An absent reasonCode is read as TEST_EXST. TD1.3a needs the same rights as a consultation [I].
+READ_ADMINISTRATIVE_DATA = "CNSLT_DATA"
+TD02_REASONS = ("", "TEST_EXST", READ_ADMINISTRATIVE_DATA)
+# TD1.1 create, TD1.2 reactivate, TD1.3b update, TD1.4 close: not offered to an LPS by the sandbox (the agent
+# does not need them; the patient console does the same); answered with a clear SOAP fault.
+PATIENT_ADMIN_UNSUPPORTED = ("PRPA_IN201311UV02", "PRPA_IN201314UV02")
+
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
 MAX_RESULTS = 5000  # [I] beyond this FindDocuments answers XDSTooManyResults
@@ -151,6 +159,14 @@ class DmpService:
         outcome = _Outcome(self._td_names.get(local, req.service))
         handler = self._routes.get((req.service, tag))
         try:
+            if handler is None and req.service == "patients" and local in PATIENT_ADMIN_UNSUPPORTED:
+                outcome.td = "TD1.x"
+                raise SoapFault(
+                    f"Transaction {local} (création, réactivation, mise à jour ou fermeture de DMP) non"
+                    " disponible dans le DMP de test : utilisez la console patient"
+                    " (python -m sandbox patient create|close|reopen).",
+                    subcode="sandbox:UnsupportedTransaction",
+                )
             if handler is None:
                 raise SoapFault(
                     f"Opération inconnue pour le service {req.service} : {local or '(corps vide)'}.",
@@ -202,7 +218,7 @@ class DmpService:
         def answer(**kw: object) -> SoapResponse:
             return SoapResponse(ACTIONS["TD0.2"], hl7.existence_response(query, **kw))  # type: ignore[arg-type]
 
-        if query.reason and query.reason != "TEST_EXST":
+        if query.reason not in TD02_REASONS:
             out.result = "AE : motif inconnu"
             return answer(
                 patient=None,
@@ -231,11 +247,38 @@ class DmpService:
             )
         out.what.append(f"INS {ins}")
         patient = self.store.patient(ins)
+        if (patient is None or patient.oid != query.ins_oid) and query.reason == READ_ADMINISTRATIVE_DATA:
+            out.result = f"AE : {E.UNKNOWN_PATIENT}"
+            return answer(
+                patient=None,
+                authorisation="",
+                medecin_traitant=False,
+                error=(E.UNKNOWN_PATIENT, "Ce patient n'a pas de DMP."),
+            )
         if patient is None or patient.oid != query.ins_oid:
             out.result = "OK : pas de DMP"
             return answer(patient=None, authorisation="NON_EXISTE", medecin_traitant=False)
         auth = self.store.authorisation(ins, caller.id_nat)
         status = auth.status if auth else "NON_EXISTE"
+        if query.reason == READ_ADMINISTRATIVE_DATA:
+            # TD1.3a: the administrative data are part of the DMP: same rights as a consultation
+            out.td = "TD1.3a"
+            try:
+                rules.check_consultation(caller, patient, auth)
+            except AccessRefused as refused:
+                out.result = f"AE : {refused.code}"
+                return answer(
+                    patient=None,
+                    authorisation="",
+                    medecin_traitant=False,
+                    error=(refused.code, refused.message_fr),
+                )
+            out.result = "OK : données administratives"
+            return answer(
+                patient=patient,
+                authorisation=status,
+                medecin_traitant=patient.medecin_traitant == caller.id_nat,
+            )
         warning = None
         if patient.status != "ACTIVE":
             try:

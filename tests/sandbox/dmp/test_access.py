@@ -408,3 +408,51 @@ def test_update_of_a_replaced_document_uses_the_shared_logical_id(dmp: Dmp) -> N
     body = build.update_confidentiality(PATIENT.ins, PATIENT.oid, entry, ["N", "MASQUE_PS"])
     assert status_of(dmp.call("registry", body, caller("gp"))) == xds.SUCCESS
     assert dmp.store.document(unique_id=dep.unique_ids[0]).masked
+
+
+# -- TD1.x (patients) ----------------------------------------------------------------------------------------
+def _td13a(dmp: Dmp, who, ins: str = PATIENT.ins, oid: str = PATIENT.oid) -> etree._Element:
+    resp = dmp.call("patients", build.existence_query(ins, oid, reason="CNSLT_DATA"), who)
+    assert resp.action == "urn:hl7-org:v3:PRPA_IN201308UV02"
+    return resp.body
+
+
+def test_td13a_reads_administrative_data_with_consultation_rights(dmp: Dmp) -> None:
+    body = _td13a(dmp, caller("gp"))
+    ack = body.find(".//{*}acknowledgement")
+    assert ack.get("typeCode") == "AE"
+    assert ack.find("{*}acknowledgementDetail/{*}code").get("code") == "DMPAccessNotAuthorized"
+    assert body.find(".//{*}patientPerson") is None  # nothing leaks before the authorisation
+    _authorise(dmp, "gp")
+    body = _td13a(dmp, caller("gp"))
+    assert body.find(".//{*}acknowledgement").get("typeCode") == "AA"
+    person = body.find(".//{*}patient/{*}patientPerson")
+    assert person.findtext("{*}name/{*}family") == PATIENT.family_name
+    assert person.find("{*}birthTime").get("value") == PATIENT.birth_date
+    assert person.find("{*}administrativeGenderCode").get("code") == PATIENT.sex
+    assert body.find(".//{*}patient/{*}id").get("extension") == PATIENT.ins
+    [trace] = [t for t in dmp.store.traces(PATIENT.ins) if t.transaction == "TD1.3a" and "OK" in t.result]
+    assert trace.ps_id == GP
+    dmp.store.block(PATIENT.ins, NURSE)
+    body = _td13a(dmp, caller("nurse"))
+    assert body.find(".//{*}acknowledgementDetail/{*}code").get("code") == "DMPAccessBlocked"
+
+
+def test_td13a_unknown_dmp_and_bad_reason(dmp: Dmp) -> None:
+    other = demo.DEMO_OPPOSED
+    body = _td13a(dmp, caller("gp", patient=other), other.ins, other.oid)
+    assert body.find(".//{*}acknowledgementDetail/{*}code").get("code") == "XDSUnknownPatientId"
+    body = dmp.call(
+        "patients", build.existence_query(PATIENT.ins, PATIENT.oid, reason="AUTRE"), caller("gp")
+    ).body
+    assert body.find(".//{*}acknowledgementDetail/{*}code").get("code") == "INVALID_REASON"
+
+
+@pytest.mark.parametrize("message", ["PRPA_IN201311UV02", "PRPA_IN201314UV02"])
+def test_td1x_create_update_close_are_a_clear_soap_fault(dmp: Dmp, message: str) -> None:
+    body = etree.Element(f"{{urn:hl7-org:v3}}{message}")
+    with pytest.raises(SoapFault) as err:
+        dmp.call("patients", body, caller("gp"))
+    assert err.value.subcode == "sandbox:UnsupportedTransaction"
+    assert "console patient" in err.value.reason_fr
+    assert any(t.transaction == "TD1.x" for t in dmp.store.traces(PATIENT.ins))
