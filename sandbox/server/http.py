@@ -228,7 +228,7 @@ class SoapHandler(BaseHTTPRequestHandler):
             return self._read_chunked()
         if te not in ("", "identity"):
             self.close_connection = True
-            self._send_fault(
+            self._refuse_early(
                 SoapFault(f"Transfer-Encoding non pris en charge : {te}.", subcode="sandbox:LengthRequired"),
                 None,
                 HTTPStatus.NOT_IMPLEMENTED,
@@ -241,7 +241,7 @@ class SoapHandler(BaseHTTPRequestHandler):
             length = -1
         if length < 0:
             self.close_connection = True
-            self._send_fault(
+            self._refuse_early(
                 SoapFault("En-tête Content-Length absent ou invalide.", subcode="sandbox:LengthRequired"),
                 None,
                 HTTPStatus.LENGTH_REQUIRED,
@@ -257,7 +257,7 @@ class SoapHandler(BaseHTTPRequestHandler):
 
     def _too_large(self, length: int | None) -> None:
         size = f"{length} octets ; " if length is not None else ""
-        self._send_fault(
+        self._refuse_early(
             SoapFault(
                 f"Requête trop volumineuse ({size}limite {self.server.max_request_bytes} octets).",
                 subcode="sandbox:RequestTooLarge",
@@ -286,7 +286,7 @@ class SoapHandler(BaseHTTPRequestHandler):
                 self.rfile.readline(8)
         except ValueError:
             self.close_connection = True
-            self._send_fault(
+            self._refuse_early(
                 SoapFault("Corps HTTP « chunked » mal formé.", subcode="sandbox:LengthRequired"),
                 None,
                 HTTPStatus.BAD_REQUEST,
@@ -312,6 +312,7 @@ class SoapHandler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, json.dumps(payload).encode(), "application/json")
 
     def _admin_put(self) -> None:
+        self._early_service = "admin"
         body = self._read_body()
         if body is None:
             return
@@ -333,11 +334,12 @@ class SoapHandler(BaseHTTPRequestHandler):
             self._admin_put()
             return
         service = path[len(soap.BASE_PATH) :].strip("/") if path.startswith(soap.BASE_PATH) else ""
+        self._early_service = service or path
         body = self._read_body()
         if body is None:
             return
         if service not in soap.ACTIONS:
-            self._send_fault(
+            self._refuse_early(
                 SoapFault(f"Service inconnu : « {path} ».", subcode="sandbox:UnknownService"),
                 None,
                 HTTPStatus.NOT_FOUND,
@@ -401,6 +403,19 @@ class SoapHandler(BaseHTTPRequestHandler):
                 subcode="sandbox:UnsupportedMediaType",
             )
         return body, {}, action
+
+    def _refuse_early(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
+        """A refusal before the envelope is read (size, length, unknown service): traced with the caller
+        known from the TLS certificate, then answered."""
+        tls_cert = None
+        try:
+            der = self.connection.getpeercert(binary_form=True)
+            tls_cert = self.server.peer_certificate(der) if der else None
+        except Exception:  # tracing is best effort; the refusal is answered anyway
+            tls_cert = None
+        service = getattr(self, "_early_service", "")
+        self._trace_refusal(partial_caller(None, tls_cert), service, "", fault.reason_fr)
+        self._send_fault(fault, relates_to, status)
 
     def _trace_refusal(self, caller: Caller | None, service: str, action: str, reason: str) -> None:
         trace = getattr(self.server.service, "trace_refusal", None)
