@@ -41,6 +41,7 @@ from ps_agent.auth.errors import (
 )
 from ps_agent.auth.model import Activity, AuthMode, KeyUse, ProfessionalIdentity
 from ps_agent.card.errors import CardProtocolError
+from ps_agent.errors import AuthError
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,10 @@ class Pkcs11Session:
         ca_file: str | Path | None = None,
     ) -> Pkcs11Session:
         check_pin_format(pin)
+        if isinstance(situation_index, bool) or not isinstance(situation_index, int) or situation_index < 0:
+            from ps_agent.auth.session import situation_index as to_index
+
+            to_index(situation_index + 1 if isinstance(situation_index, int) else situation_index)
         token = Pkcs11Token.open(module, token_label=token_label)
         try:
             auth_cert = token.certificate(KeyUse.AUTHENTICATION)
@@ -453,6 +458,12 @@ def identity_from_token(
             log.warning("CPS_INFO_PS not in the expected format: identity taken from the certificate")
     activity = None
     raw = token.data_object(ACTIVITY_LABEL.format(situation_index + 1))
+    if not raw and situation_index > 0:
+        raise AuthError(
+            f"La situation d'exercice n° {situation_index + 1} n'existe pas sur la carte : "
+            "choisissez un numéro plus petit (la première est la n° 1).",
+            code="bad_situation",
+        )
     if raw:
         try:
             s = parse_situation_record(raw, situation_index)

@@ -147,6 +147,7 @@ class AuthSession:
                 holder = cps.read_holder()
             except ApduError as exc:  # real card: our emulator's file layout [E] is not on it
                 raise UnsupportedCardLayout(f"{exc.what}: {exc.sw:04X}") from exc
+            _check_situation(situation_index, holder.situation_count)  # before the PIN is presented
             auth_cert = cps.read_certificate(KeyUse.AUTHENTICATION)
             sign_cert = cps.read_certificate(KeyUse.SIGNATURE)
             for cert, use in ((auth_cert, KeyUse.AUTHENTICATION), (sign_cert, KeyUse.SIGNATURE)):
@@ -161,12 +162,7 @@ class AuthSession:
             situations = cps.read_situations(holder.situation_count)
             if not situations:
                 raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
-            if not 0 <= situation_index < len(situations):
-                raise AuthError(
-                    f"La carte comporte {len(situations)} situation(s) d'exercice : "
-                    f"choisissez un numéro entre 1 et {len(situations)}.",
-                    code="bad_situation",
-                )
+            _check_situation(situation_index, len(situations))
             if SHARE_AFTER_LOGIN:
                 conn.share()
         except BaseException:
@@ -354,6 +350,36 @@ class AuthSession:
     def __repr__(self) -> str:
         state = "open" if self.closed_reason is None else f"closed:{self.closed_reason}"
         return f"AuthSession({self._identity.id_nat!r}, {self.reader!r}, {state})"
+
+
+def situation_index(number: int) -> int:
+    """The 0-based ``situation_index`` of the situation the user numbers from 1.
+
+    Every user-facing surface (``ps-agent card login --situation N``, ``ps-agent dmp ... --situation
+    N``, the UI) counts the card's activity situations from 1, as a French professional does; the
+    APIs (``AuthSession.open``, ``Pkcs11Session.open``) take the 0-based index. Raises ``AuthError``
+    (code ``bad_situation``) for a number below 1.
+    """
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise AuthError(
+            f"Numéro de situation d'exercice invalide ({number!r}) : les situations sont numérotées "
+            "à partir de 1.",
+            code="bad_situation",
+        )
+    return number - 1
+
+
+def _check_situation(index: int, count: int) -> None:
+    """Refuse a 0-based ``index`` outside the ``count`` situations of the card (message counts from 1)."""
+    if count < 1:
+        raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        number = index + 1 if isinstance(index, int) else index
+        raise AuthError(
+            f"La situation d'exercice n° {number} n'existe pas : la carte en comporte {count}, "
+            f"choisissez un numéro entre 1 et {count}.",
+            code="bad_situation",
+        )
 
 
 def identity_from_card(holder: CardHolder, situation: CardSituation) -> ProfessionalIdentity:

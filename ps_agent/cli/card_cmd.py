@@ -84,16 +84,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if pin.blocked else 0
 
 
-def cmd_login(args: argparse.Namespace) -> int:
-    from ps_agent.auth.session import AuthSession
+def situation_number(text: str) -> int:
+    """argparse type of ``--situation``: the situation number as the user counts, from 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"« {text} » n'est pas un numéro de situation d'exercice "
+            "(1 pour la première, 2 pour la deuxième…)"
+        )
+    return number
 
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from ps_agent.auth.session import AuthSession, situation_index
+
+    index = situation_index(args.situation)  # the user counts from 1, the API from 0
     pin = _read_pin()
     if args.pkcs11 is not None:
         session = AuthSession.open_pkcs11(
             pin,
             module=args.pkcs11 or None,
             token_label=args.token_label,
-            situation_index=args.situation - 1,
+            situation_index=index,
             confirm_final_try=args.confirm_final_try,
             ca_file=args.ca_file,
         )
@@ -101,7 +116,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         session = AuthSession.open(
             args.reader,
             pin,
-            situation_index=args.situation - 1,
+            situation_index=index,
             confirm_final_try=args.confirm_final_try,
             ca_file=args.ca_file,
         )
@@ -141,7 +156,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("login", help="saisir le code porteur et afficher l'identité lue sur la carte")
     p.add_argument("--reader", help="nom du lecteur (défaut : le premier qui contient une carte CPS)")
-    p.add_argument("--situation", type=int, default=1, help="numéro de la situation d'exercice (défaut 1)")
+    p.add_argument(
+        "--situation",
+        type=situation_number,
+        default=1,
+        help="numéro de la situation d'exercice, à partir de 1 (défaut : 1, la première)",
+    )
     p.add_argument("--ca-file", help="autorités IGC-Santé (PEM) pour vérifier les certificats de la carte")
     p.add_argument(
         "--pkcs11",
