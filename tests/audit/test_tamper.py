@@ -241,3 +241,27 @@ def test_cli_verify_reports_dropped_triggers(ten: Path, capsys: pytest.CaptureFi
     # Opening the journal again does not silently put them back.
     with AuditJournal(ten) as j:
         assert not j.verify().ok
+
+
+def test_anchor_is_overwritten_in_place_and_follows_each_append(tmp_path: Path) -> None:
+    """The anchor is one fixed-size record rewritten in place (no rename per append); an anchor left
+    longer by an older writer is cut to size; a truncated tail is still caught afterwards."""
+    path = tmp_path / "audit.sqlite3"
+    anchor = path.with_name(path.name + ".anchor")
+    with AuditJournal(path) as j:
+        j.append(make_event(1))
+        inode = anchor.stat().st_ino
+        anchor.write_text(json.dumps({"seq": 1, "hash": j.records()[0].hash}) + " " * 500)
+        last = j.append(make_event(2))
+        assert anchor.stat().st_ino == inode
+        assert anchor.stat().st_size == 128
+        assert json.loads(anchor.read_text()) == {"seq": 2, "hash": last.hash}
+        assert j.verify().ok
+    conn = _raw(path)
+    conn.execute("DELETE FROM audit_records WHERE seq = 2")
+    _restore_triggers(conn)
+    conn.commit()
+    conn.close()
+    with AuditJournal(path) as j:
+        result = j.verify()
+    assert not result.ok and result.first_bad_seq == 2 and "l'ancre du journal indique 2" in result.message_fr
