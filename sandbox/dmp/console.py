@@ -331,6 +331,13 @@ def _web(args: argparse.Namespace, store: Store) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------------
+EMERGENCY_HELP = {
+    "bris_de_glace": "accès en bris de glace par un professionnel (oui/non)",
+    "centre_15": "accès par le médecin régulateur du centre 15 (oui/non)",
+    "masques": "documents masqués visibles en urgence (oui/non)",
+}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``demo`` and ``patient`` to ``python -m sandbox``."""
     demo = subparsers.add_parser("demo", help="créer le jeu de démonstration dans un dossier de données")
@@ -338,7 +345,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--json", action="store_true", help="sortie JSON")
     demo.set_defaults(func=cmd_demo)
 
-    patient = subparsers.add_parser("patient", help="agir comme le patient (Mon espace santé)")
+    patient = subparsers.add_parser(
+        "patient",
+        help="agir comme le patient (Mon espace santé)",
+        description=(
+            "Agir comme le patient de Mon espace santé sur le DMP de test : créer, s'opposer, fermer,"
+            " bloquer ou débloquer un professionnel, masquer ou démasquer un document, le rendre visible,"
+            " régler l'accès en urgence, lire les traces. Le serveur peut tourner en même temps."
+            " PS = profil de test (gp, specialist, pharmacist, nurse, secretary, regulator…) ou identifiant"
+            " national ; DOC = uniqueId, entryUUID ou un préfixe unique (voir « documents »)."
+        ),
+        epilog=(
+            "exemples :\n"
+            "  python -m sandbox patient --data DIR list\n"
+            "  python -m sandbox patient --data DIR show 279037505612309\n"
+            "  python -m sandbox patient --data DIR block 279037505612309 nurse\n"
+            "  python -m sandbox patient --data DIR mask 279037505612309 2.25.1234\n"
+            "  python -m sandbox patient --data DIR emergency 279037505612309 --bris-de-glace non\n"
+            "  python -m sandbox patient --data DIR --json traces 279037505612309 --limit 20\n"
+            "Erreurs : message « Erreur : … » sur la sortie d'erreur, code de sortie 2."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     patient.add_argument("--data", required=True, help="dossier des données du bac à sable")
     patient.add_argument("--json", action="store_true", help="sortie JSON")
     actions = patient.add_subparsers(dest="action", required=True)
@@ -349,12 +377,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         return p
 
     c = actions.add_parser("create", help="créer un DMP")
-    c.add_argument("ins")
+    c.add_argument("ins", help="matricule INS du patient (15 caractères, clé NIR vérifiée)")
     c.add_argument("--oid", default="1.2.250.1.213.1.4.10", help="OID de l'INS (test par défaut)")
-    c.add_argument("--family-name", required=True)
-    c.add_argument("--given-names", required=True)
+    c.add_argument("--family-name", required=True, help="nom de naissance")
+    c.add_argument("--given-names", required=True, help="prénoms (séparés par des espaces)")
     c.add_argument("--birth-date", required=True, help="AAAAMMJJ")
-    c.add_argument("--sex", required=True, choices=["M", "F", "U", "m", "f", "u"])
+    c.add_argument("--sex", required=True, choices=["M", "F", "U", "m", "f", "u"], help="sexe")
     c.add_argument("--birth-place", default="", help="code INSEE du lieu de naissance")
     actions.add_parser("list", help="lister les patients")
     with_ins("show", "afficher le DMP (statut, professionnels, réglages)")
@@ -383,7 +411,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ):
         with_ins(name, help_text).add_argument("document", help="uniqueId ou entryUUID (ou un préfixe)")
     v = with_ins("make-visible", "rendre un document visible du patient (définitif)")
-    v.add_argument("document")
+    v.add_argument("document", help="uniqueId ou entryUUID (ou un préfixe)")
     v.add_argument("--representants", action="store_true", help="le rendre visible des représentants légaux")
     e = with_ins("emergency", "réglages d'accès en urgence")
     for flag, dest in (
@@ -391,11 +419,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("--centre-15", "centre_15"),
         ("--masques", "masques"),
     ):
-        e.add_argument(flag, dest=dest, choices=["oui", "non"], default=None)
+        e.add_argument(flag, dest=dest, choices=["oui", "non"], default=None, help=EMERGENCY_HELP[dest])
     r = with_ins("legal-rep", "représentant légal d'un mineur")
-    r.add_argument("name")
-    r.add_argument("--relation", default="parent")
-    r.add_argument("--remove", action="store_true")
+    r.add_argument("name", help="nom du représentant légal (« NOM Prénom »)")
+    r.add_argument("--relation", default="parent", help="lien : parent (défaut), tuteur…")
+    r.add_argument("--remove", action="store_true", help="retirer ce représentant")
     t = with_ins("traces", "lire les traces d'accès")
     t.add_argument("--limit", type=int, default=None, help="les N dernières")
     w = actions.add_parser("web", help="petite page web locale pour les mêmes actions")

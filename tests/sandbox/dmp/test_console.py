@@ -123,3 +123,88 @@ def test_create_patient(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "DMP créé pour NOUVEAU PIERRE" in done.stdout
+
+
+def test_every_patient_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each action of ``python -m sandbox patient`` changes the store as the patient expects."""
+    data = str(tmp_path / "d")
+    assert main(["demo", "--data", data]) == 0
+    nurse, gp = PROFILES["nurse"].id_nat, PROFILES["gp"].id_nat
+
+    def ok(*args: str) -> str:
+        capsys.readouterr()
+        assert main(["patient", "--data", data, *args]) == 0
+        return capsys.readouterr().out
+
+    assert demo.DEMO_MINOR.ins in ok("list") and demo.DEMO_OPPOSED.ins in ok("list")
+    assert "DEMO" in ok("show", ADULT)
+    with Store(Path(data)) as store:
+        hidden = next(d for d in store.documents(ADULT) if "INVISIBLE_PATIENT" in d.confidentiality)
+        minor_hidden = next(
+            d
+            for d in store.documents(demo.DEMO_MINOR.ins)
+            if "INVISIBLE_REPRESENTANTS_LEGAUX" in d.confidentiality
+        )
+        masked = next(d for d in store.documents(ADULT) if d.masked)
+    # the patient's own view hides the not-yet-visible document; make it visible (one way)
+    assert hidden.unique_id not in ok("documents", ADULT, "--view", "patient")
+    assert hidden.unique_id in ok("documents", ADULT)
+    ok("make-visible", ADULT, hidden.unique_id)
+    assert hidden.unique_id in ok("documents", ADULT, "--view", "patient")
+    assert minor_hidden.unique_id not in ok("documents", demo.DEMO_MINOR.ins, "--view", "representant")
+    ok("make-visible", demo.DEMO_MINOR.ins, minor_hidden.entry_uuid, "--representants")
+    assert minor_hidden.unique_id in ok("documents", demo.DEMO_MINOR.ins, "--view", "representant")
+    ok("unmask", ADULT, masked.unique_id)
+    ok("block", ADULT, "nurse")
+    ok("unblock", ADULT, nurse)
+    ok("authorise", ADULT, "nurse")
+    ok("medecin-traitant", ADULT, "aucun")
+    ok("oppose", demo.DEMO_CLOSED.ins)
+    ok("reopen", demo.DEMO_OPPOSED.ins)
+    ok("legal-rep", demo.DEMO_MINOR.ins, "TUTEUR JEAN", "--relation", "tuteur")
+    ok("legal-rep", demo.DEMO_MINOR.ins, "TUTEUR JEAN", "--remove")
+    ok("emergency", ADULT, "--centre-15", "non")
+    with Store(Path(data)) as store:
+        adult = store.patient(ADULT)
+        assert "INVISIBLE_PATIENT" not in store.document(unique_id=hidden.unique_id).confidentiality
+        assert (
+            "INVISIBLE_REPRESENTANTS_LEGAUX"
+            not in store.document(unique_id=minor_hidden.unique_id).confidentiality
+        )
+        assert not store.document(unique_id=masked.unique_id).masked
+        assert store.authorisation(ADULT, nurse).status == "VALIDE"
+        assert adult.medecin_traitant is None and not adult.allow_centre_15 and adult.allow_bris_de_glace
+        assert store.patient(demo.DEMO_CLOSED.ins).status == "OPPOSED"
+        assert store.patient(demo.DEMO_OPPOSED.ins).status == "ACTIVE"
+        assert ("TUTEUR JEAN", "tuteur") not in store.patient(demo.DEMO_MINOR.ins).legal_representatives
+        store.add_trace(transaction="TD3.1", result="OK", patient_ins=ADULT, ps_id=gp, what="FindDocuments")
+    out = ok("traces", ADULT, "--limit", "1")
+    assert "TD3.1" in out and gp in out
+    [record] = json.loads(ok("--json", "traces", ADULT, "--limit", "1"))
+    assert record["ps_id"] == gp and record["transaction"] == "TD3.1"
+
+
+def test_patient_help_is_clear_and_french() -> None:
+    done = run("patient", "--help")
+    assert done.returncode == 0
+    for words in (
+        "Mon espace santé",
+        "bloquer un professionnel",
+        "masquer un document",
+        "exemples",
+        "code de sortie 2",
+    ):
+        assert words in done.stdout
+    for action in (
+        "create",
+        "oppose",
+        "close",
+        "block",
+        "unblock",
+        "mask",
+        "unmask",
+        "make-visible",
+        "emergency",
+        "traces",
+    ):
+        assert action in done.stdout
