@@ -62,6 +62,11 @@ TD02_REASONS = ("", "TEST_EXST", READ_ADMINISTRATIVE_DATA)
 # does not need them; the patient console does the same); answered with a clear SOAP fault.
 PATIENT_ADMIN_UNSUPPORTED = ("PRPA_IN201311UV02", "PRPA_IN201314UV02")
 
+# XDS uniqueId of a document (IHE ITI TF-3 4.2.3.2.26; dmp-protocol.md §8.5 "≤ 64 chars"): "root" or
+# "root^extension", root at most 64 characters, extension at most 16. A UUID root (cda.md §1) passes.
+UNIQUE_ID_ROOT_MAX = 64
+UNIQUE_ID_EXTENSION_MAX = 16
+
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
 MAX_RESULTS = 5000  # [I] beyond this FindDocuments answers XDSTooManyResults
@@ -687,8 +692,12 @@ class DmpService:
         unique_id = entry.external_ids.get(xds.E_DOC_UNIQUE, "")
         if not unique_id:
             raise bad("Identifiant unique du document (uniqueId) absent.")
-        if len(unique_id) > 128:
-            raise bad("Identifiant unique du document trop long.")
+        uid_root, _sep, uid_ext = unique_id.partition("^")
+        if len(uid_root) > UNIQUE_ID_ROOT_MAX or len(uid_ext) > UNIQUE_ID_EXTENSION_MAX:
+            raise bad(
+                f"Identifiant unique du document trop long : {UNIQUE_ID_ROOT_MAX} caractères au plus pour"
+                f" la racine (OID), {UNIQUE_ID_EXTENSION_MAX} pour l'extension."
+            )
         # hash and size against the MTOM part (XDS: SHA-1 hex)
         if entry.slot("hash") and entry.slot("hash").lower() != _sha1(data):
             raise bad(

@@ -397,3 +397,14 @@ def test_minor_secret_connection_forces_invisible_to_legal_representatives(dmp: 
     assert status_of(resp) == SUCCESS, errors_of(resp)
     seen = {d.unique_id for d in dmp.store.documents_for_patient_view(p.ins, legal_representative=True)}
     assert dep.unique_ids[0] not in seen
+
+
+def test_unique_id_longer_than_64_characters_is_refused(dmp: Dmp) -> None:
+    long_root = "2.25." + "1" * 60
+    data = dmp.document()
+    data = data.replace(build.derive(data).unique_id.encode(), long_root.encode(), 1)
+    assert long_root.encode() in data
+    resp, _ = dmp.deposit(caller("gp"), build.DepositDocument(data))
+    [(code, context)] = errors_of(resp)
+    assert code == "XDSRegistryMetadataError" and "64 caractères" in context
+    assert dmp.store.documents(PATIENT.ins) == []
