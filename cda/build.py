@@ -472,8 +472,8 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
         raise InputFileError("Le fichier du document est vide.", field="content")
     if len(content) > max_bytes:
         raise InputFileError(
-            f"Le fichier du document est trop volumineux ({len(content) / 1048576:.1f} Mo, "
-            f"limite {max_bytes / 1048576:.0f} Mo).",
+            f"Le fichier du document est trop volumineux ({size_mb(len(content))}, "
+            f"limite {size_mb(max_bytes)}).",
             field="content",
         )
     if media_type == "application/pdf":
@@ -511,7 +511,15 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
 
 
 def guess_media_type(content: bytes) -> str:
-    return "application/pdf" if content[:1024].lstrip().startswith(b"%PDF-") else "text/plain"
+    """PDF when the %PDF- header is in the first KiB (where readers look for it), else plain text."""
+    return "application/pdf" if b"%PDF-" in content[:1024] else "text/plain"
+
+
+def size_mb(n: int) -> str:
+    """A byte count in Mo (MiB) the French way, precise enough that a file just over a limit shows it."""
+    mb = n / 1048576
+    text = f"{mb:.0f}" if n % 1048576 == 0 else f"{mb:.2f}"
+    return text.replace(".", ",") + " Mo"
 
 
 def serialize(root: etree._Element) -> bytes:

@@ -16,6 +16,7 @@
     │   ├── InvalidDate           unparsable date, or a birth date in the future
     │   ├── InvalidIns            NIR/NIA length, key (mod 97) or OID problem
     │   └── InvalidRpps           idNat_PS not "8" + 11 digits
+    ├── DocumentNotDepositable    a readable CDA breaks blocking built-in rules (``findings`` lists them)
     └── OfficialArtefactsError    the official XSD/schematron folder is missing or unusable
 """
 
@@ -86,6 +87,14 @@ class InvalidIns(InvalidInput):
 
 class InvalidRpps(InvalidInput):
     pass
+
+
+class DocumentNotDepositable(CdaError):
+    """Raised by ``cda.validate.check_deposit_ready``; ``findings`` holds every blocking finding."""
+
+    def __init__(self, message_fr: str, *, field: str | None = None, findings: list | None = None) -> None:
+        super().__init__(message_fr, field=field)
+        self.findings = list(findings or [])
 
 
 class OfficialArtefactsError(CdaError):

@@ -882,3 +882,24 @@ def validate(data: bytes, *, official: Path | str | None = None) -> list[Finding
 
 def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
+
+
+def check_deposit_ready(data: bytes) -> list[Finding]:
+    """The gate before a deposit: run the built-in rules and raise ``DocumentNotDepositable`` (French
+    message naming each blocking element, ``field`` = XPath of the first) when any error is found.
+    Returns the non-blocking findings (warnings) otherwise. Unreadable input raises ``UnreadableInput``.
+    """
+    from cda.errors import DocumentNotDepositable
+
+    findings = validate_builtin(data)
+    blocking = errors(findings)
+    if blocking:
+        shown = "\n".join(f"- {f.message}" for f in blocking[:5])
+        more = f"\n(et {len(blocking) - 5} autre(s) anomalie(s))" if len(blocking) > 5 else ""
+        raise DocumentNotDepositable(
+            f"Le document ne peut pas être envoyé au DMP : {len(blocking)} anomalie(s) bloquante(s).\n"
+            f"{shown}{more}",
+            field=blocking[0].xpath,
+            findings=blocking,
+        )
+    return [f for f in findings if f.severity != "error"]

@@ -37,8 +37,8 @@ def _read(path: str, *, what: str, limit: int) -> bytes:
         size = p.stat().st_size
         if size > limit:
             raise InputFileError(
-                f"Le fichier {what} « {path} » est trop volumineux ({size / 1048576:.1f} Mo, "
-                f"limite {limit / 1048576:.0f} Mo).",
+                f"Le fichier {what} « {path} » est trop volumineux ({build.size_mb(size)}, "
+                f"limite {build.size_mb(limit)}).",
                 field=what,
             )
         data = p.read_bytes()
@@ -111,6 +111,15 @@ def _replacement(args: argparse.Namespace) -> Replacement | None:
     return None
 
 
+# The file name's extension says what the user means to send: a ".pdf" that is not a PDF is refused
+# as such (not silently wrapped as text). Other extensions: detected from the content.
+MEDIA_TYPE_BY_EXTENSION = {".pdf": "application/pdf", ".txt": "text/plain"}
+
+
+def _media_type_of(path: str) -> str | None:
+    return MEDIA_TYPE_BY_EXTENSION.get(Path(path).suffix.lower())
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     limit = int(args.max_size_mb * 1024 * 1024)
     content = _read(args.content, what="contenu", limit=limit)
@@ -122,7 +131,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         title=args.title,
         patient=patient,
         author=author,
-        media_type=args.media_type,
+        media_type=args.media_type or _media_type_of(args.content),
         replaces=_replacement(args),
         max_content_bytes=limit,
         environment=args.environment,
