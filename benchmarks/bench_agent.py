@@ -7,12 +7,18 @@
 2. end-to-end deposit against the sandbox / bare POST of prepared bytes on the same TLS connection. goal ≤ 1.3
 3. FindDocuments answer with 2,000 entries parsed into the model.                              goal ≤ 150 ms
 4. vaccination status of a patient with 200 vaccination documents (against the sandbox).
+
+The sandbox runs in its own process (``python -m sandbox serve``), as a real DMP is remote: in the same
+process its threads would share the agent's GIL and CPU time. ``--in-process`` runs it in-process instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,24 +142,71 @@ def bench_vaccinations(agent: Agent, patient: PatientRef, p: object, count: int)
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _sandbox_process(data: Path, pki_dir: Path):
+    """``python -m sandbox serve --demo`` in a child process; yields its base URL."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--pki", str(pki_dir), "--demo"], cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sandbox did not start within 60 s") from None
+                time.sleep(0.1)
+        yield f"https://127.0.0.1:{port}/si-dmp-server/v2/services/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _sandbox_in_process(data: Path, test_pki: object):
+    from sandbox import demo
+    from sandbox.server import start
+
+    sandbox = start(data, test_pki)
+    try:
+        demo.seed(sandbox.store)
+        yield sandbox.base_url
+    finally:
+        sandbox.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--in-process", action="store_true", help="run the sandbox in this process (shared GIL)")
     args = ap.parse_args()
     from sandbox import demo, pki
-    from sandbox.server import start
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         test_pki = pki.load_or_create(tmpd / "pki")
-        sandbox = start(tmpd / "data", test_pki)
-        try:
-            demo.seed(sandbox.store)
+        server = (
+            _sandbox_in_process(tmpd / "data", test_pki)
+            if args.in_process
+            else _sandbox_process(tmpd / "data", tmpd / "pki")
+        )
+        with server as base_url:
+            print(f"sandbox {'in this process' if args.in_process else 'in its own process'}: {base_url}")
             c = test_pki.card("gp")
             creds = SoftwareCredentials(
                 identity_of("gp"), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
             )
-            env = Environment("sandbox", sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+            env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             with Agent(creds, AgentConfig(env, tmpd / "home")) as agent:
                 adult = PatientRef(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
                 minor = PatientRef(demo.DEMO_MINOR.ins, demo.DEMO_MINOR.oid)
@@ -162,8 +215,6 @@ def main() -> None:
                 bench_ratio(agent, adult, demo.DEMO_ADULT, 10 if args.quick else 30)
                 bench_find(agent, adult, demo.DEMO_ADULT, 2000)
                 bench_vaccinations(agent, minor, demo.DEMO_MINOR, 40 if args.quick else 200)
-        finally:
-            sandbox.stop()
 
 
 if __name__ == "__main__":

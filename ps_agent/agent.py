@@ -600,7 +600,7 @@ class Agent:
             (rep.unique_id if isinstance(rep, DocumentEntry) else (rep or md.replaced_document_id or ""))
             for _, md, _, rep in prepared
         )
-        self._outbox.add(
+        self._outbox.add(  # durable before the first byte is sent
             ss.unique_id,
             (patient.ins, patient.oid, patient.ins_status),
             uids,
@@ -617,10 +617,10 @@ class Agent:
                 on_behalf_of=on_behalf,
             )
         except DmpRefusal:
-            self._outbox.remove(ss.unique_id)  # a clear "no": nothing left to resolve
+            self._outbox.remove_later(ss.unique_id)  # a clear "no": nothing left to resolve
             raise
         # TransportError / ProtocolError: the outcome is unknown, the deposit stays in the outbox
-        self._outbox.remove(ss.unique_id)
+        self._outbox.remove_later(ss.unique_id)
         detail = f"lot {ss.unique_id}" + ("; réponse perdue, dépôt retrouvé" if result.recovered else "")
         if any(i.replaces_entry_uuid for i in items):
             detail += "; remplacement"
