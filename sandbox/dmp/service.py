@@ -43,9 +43,11 @@ from sandbox.dmp.store import (
     DuplicateUniqueId,
     NewDocument,
     NewSubmission,
+    Patient,
     StaleReplacement,
     Store,
     StoredDocument,
+    StoredSubmission,
     new_entry_uuid,
 )
 from sandbox.dmp.xades import XadesError, verify_submission_signature
@@ -68,6 +70,8 @@ UNIQUE_ID_ROOT_MAX = 64
 UNIQUE_ID_EXTENSION_MAX = 16
 
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
+FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
+GET_ASSOCIATIONS = "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155"
 GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
 MAX_RESULTS = 5000  # [I] beyond this FindDocuments answers XDSTooManyResults
 SIGNATURE_FORMAT = "http://www.w3.org/2000/09/xmldsig#"
@@ -919,7 +923,7 @@ class DmpService:
             raw = [(v.text or "") for v in s.iter(q(RIM, "Value"))]
             params[s.get("name", "")] = xds.parse_query_values(raw)
             groups[s.get("name", "")] = [xds.parse_query_values([r]) for r in raw]
-        if query_id not in (FIND_DOCUMENTS, GET_DOCUMENTS):
+        if query_id not in (FIND_DOCUMENTS, GET_DOCUMENTS, FIND_SUBMISSION_SETS, GET_ASSOCIATIONS):
             raise RegistryRefusal(
                 E.UNKNOWN_STORED_QUERY, f"Requête stockée non prise en charge : {query_id}."
             )
@@ -929,6 +933,8 @@ class DmpService:
         patient = rules.check_consultation(
             caller, patient, self.store.authorisation(caller.patient_ins or "", caller.id_nat)
         )
+        if query_id in (FIND_SUBMISSION_SETS, GET_ASSOCIATIONS):
+            return self._submission_query(query_id, caller, patient, params, return_type, out)
         if query_id == FIND_DOCUMENTS:
             out.what.append("FindDocuments")
             pids = params.get("$XDSDocumentEntryPatientId", [])
@@ -969,6 +975,60 @@ class DmpService:
         if return_type == "ObjectRef":
             return [b'<rim:ObjectRef id="%s"/>' % d.entry_uuid.encode() for d in visible]
         return [d.metadata for d in visible]
+
+    def _submission_query(
+        self,
+        query_id: str,
+        caller: Caller,
+        patient: Patient,
+        params: dict[str, list[str]],
+        return_type: str,
+        out: _Outcome,
+    ) -> list[bytes]:
+        """FindSubmissionSets and GetAssociations (dmp-protocol.md §7.6: the DMPi way to find what was
+        submitted between two dates: FindSubmissionSets -> GetAssociations -> GetDocuments). A submission
+        set, or an association, is shown only when the caller may see at least the document it leads to."""
+        docs = self.store.documents(patient.ins)
+        visible: dict[str, list[StoredDocument]] = {}
+        for d in docs:
+            if rules.can_see(caller, patient, d):
+                visible.setdefault(d.submission_uuid, []).append(d)
+        sets = {s.entry_uuid: s for s in self.store.submission_sets(patient.ins) if s.entry_uuid in visible}
+        if query_id == FIND_SUBMISSION_SETS:
+            out.what.append("FindSubmissionSets")
+            pids = params.get("$XDSSubmissionSetPatientId", [])
+            if len(pids) != 1:
+                raise RegistryRefusal(
+                    E.STORED_QUERY_PARAM,
+                    "Paramètre $XDSSubmissionSetPatientId obligatoire (une seule valeur).",
+                )
+            if xds.parse_cx(pids[0]) != (patient.ins, patient.oid):
+                raise RegistryRefusal(
+                    E.PATIENT_MISMATCH, "Le patient de la requête ne correspond pas au patient du VIHF."
+                )
+            statuses = params.get("$XDSSubmissionSetStatus", [])
+            if not statuses:
+                raise RegistryRefusal(E.STORED_QUERY_PARAM, "Paramètre $XDSSubmissionSetStatus obligatoire.")
+            found = [s for s in sets.values() if APPROVED in statuses and _submission_matches(s, params)]
+            if len(found) > MAX_RESULTS:
+                raise RegistryRefusal(E.TOO_MANY, f"Trop de résultats ({len(found)}) : affinez la recherche.")
+            if return_type == "ObjectRef":
+                return [b'<rim:ObjectRef id="%s"/>' % s.entry_uuid.encode() for s in found]
+            return [_registry_package(s, patient) for s in found]
+        out.what.append("GetAssociations")
+        uuids = set(params.get("$uuid", []))
+        if not uuids:
+            raise RegistryRefusal(E.STORED_QUERY_PARAM, "Paramètre $uuid obligatoire pour GetAssociations.")
+        pairs = [
+            (s_uuid, d.entry_uuid)
+            for s_uuid, members in visible.items()
+            if s_uuid in sets
+            for d in members
+            if s_uuid in uuids or d.entry_uuid in uuids
+        ]
+        if return_type == "ObjectRef":
+            return [b'<rim:ObjectRef id="%s"/>' % _association_id(a, b).encode() for a, b in pairs]
+        return [_has_member(a, b) for a, b in pairs]
 
     # -- ITI-43 (TD3.2) -------------------------------------------------------------------------
     def _iti43(self, req: SoapRequest, out: _Outcome) -> SoapResponse:
@@ -1202,3 +1262,91 @@ def _matches(
         if not lower and value[:n] >= bound[:n]:
             return False
     return True
+
+
+def _submission_matches(sub: StoredSubmission, params: dict[str, list[str]]) -> bool:
+    sources = params.get("$XDSSubmissionSetSourceId")
+    if sources and sub.source_id not in sources:
+        return False
+    authors = params.get("$XDSSubmissionSetAuthorPerson")
+    # only the author's idNat is kept for a submission set: the pattern is matched on its first component
+    if authors and not any(_like(p.split("^")[0] or "%", sub.author_id) for p in authors):
+        return False
+    for name, lower in (
+        ("$XDSSubmissionSetSubmissionTimeFrom", True),
+        ("$XDSSubmissionSetSubmissionTimeTo", False),
+    ):
+        bound = (params.get(name) or [""])[0]
+        if not bound:
+            continue
+        n = min(len(bound), len(sub.submission_time))
+        value = sub.submission_time[:n]
+        if (lower and value < bound[:n]) or (not lower and value >= bound[:n]):
+            return False
+    return True
+
+
+def _association_id(source: str, target: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{source} {target}')}"
+
+
+def _registry_package(sub: StoredSubmission, patient: Patient) -> bytes:
+    """The submission set as the registry keeps it (dmp-protocol.md §8.1), for FindSubmissionSets."""
+    pkg = etree.Element(
+        q(RIM, "RegistryPackage"),
+        nsmap={"rim": RIM},
+        id=sub.entry_uuid,
+        lid=sub.entry_uuid,
+        status=APPROVED,
+        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:RegistryPackage",
+    )
+    xds.set_slot(pkg, "submissionTime", [sub.submission_time])
+    author = etree.SubElement(
+        pkg,
+        q(RIM, "Classification"),
+        id=_association_id(sub.entry_uuid, "author"),
+        classificationScheme=xds.S_AUTHOR_SS,
+        classifiedObject=sub.entry_uuid,
+        nodeRepresentation="",
+        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification",
+    )
+    xds.set_slot(author, "authorPerson", [f"{sub.author_id}^^^^^^^^^&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS"])
+    etree.SubElement(
+        pkg,
+        q(RIM, "Classification"),
+        id=_association_id(sub.entry_uuid, "marker"),
+        classificationNode=xds.SUBMISSION_SET_NODE,
+        classifiedObject=sub.entry_uuid,
+        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification",
+    )
+    for scheme, value, name in (
+        (xds.E_SS_UNIQUE, sub.unique_id, "XDSSubmissionSet.uniqueId"),
+        (xds.E_SS_SOURCE, sub.source_id, "XDSSubmissionSet.sourceId"),
+        (xds.E_SS_PATIENT, f"{patient.ins}^^^&{patient.oid}&ISO^NH", "XDSSubmissionSet.patientId"),
+    ):
+        ext = etree.SubElement(
+            pkg,
+            q(RIM, "ExternalIdentifier"),
+            id=_association_id(sub.entry_uuid, scheme),
+            identificationScheme=scheme,
+            registryObject=sub.entry_uuid,
+            value=value,
+            objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:ExternalIdentifier",
+        )
+        etree.SubElement(etree.SubElement(ext, q(RIM, "Name")), q(RIM, "LocalizedString"), value=name)
+    return etree.tostring(pkg)
+
+
+def _has_member(source: str, target: str) -> bytes:
+    assoc = etree.Element(
+        q(RIM, "Association"),
+        nsmap={"rim": RIM},
+        id=_association_id(source, target),
+        associationType=xds.HAS_MEMBER,
+        sourceObject=source,
+        targetObject=target,
+        status=APPROVED,
+        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Association",
+    )
+    xds.set_slot(assoc, "SubmissionSetStatus", ["Original"])
+    return etree.tostring(assoc)

@@ -296,6 +296,19 @@ class NewSubmission:
 
 
 @dataclass(frozen=True)
+class StoredSubmission:
+    """A registered submission set (ITI-18 FindSubmissionSets)."""
+
+    entry_uuid: str
+    unique_id: str
+    patient_ins: str
+    author_id: str
+    submission_time: str
+    source_id: str
+    registered_at: str
+
+
+@dataclass(frozen=True)
 class Trace:
     id: int
     at: str
@@ -743,6 +756,18 @@ class Store:
             params.extend(wanted)
         rows = self._conn().execute(sql + " ORDER BY creation_time, registered_at", params).fetchall()
         return [self._doc(r) for r in rows]
+
+    def submission_sets(self, ins: str) -> list[StoredSubmission]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT entry_uuid, unique_id, patient_ins, author_id, submission_time, source_id, registered_at"
+                " FROM submission_sets WHERE patient_ins=? ORDER BY submission_time, registered_at",
+                (ins,),
+            )
+            .fetchall()
+        )
+        return [StoredSubmission(*tuple(r)) for r in rows]
 
     def documents_for_patient_view(
         self, ins: str, *, legal_representative: bool = False

@@ -207,3 +207,98 @@ def test_status_filter_deprecated_and_approved(dmp: Dmp, docs: dict[str, str]) -
     assert _find(dmp) == {docs["gp_old"], docs["gp_bio"], v2}
     assert _find(dmp, statuses=(DEPRECATED,)) == {v1}
     assert _find(dmp, statuses=(APPROVED, DEPRECATED)) == {docs["gp_old"], docs["gp_bio"], v1, v2}
+
+
+# -- FindSubmissionSets -> GetAssociations -> GetDocuments (DMPi: "what was submitted between two dates") ----
+FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
+GET_ASSOCIATIONS = "urn:uuid:a7ae438b-4bc2-4642-93e9-be891f7bb155"
+
+
+def _stored_query(dmp: Dmp, query_id: str, who: str = "gp", **slots: str) -> etree._Element:
+    body = build.find_documents(PATIENT.ins, PATIENT.oid)
+    adhoc = body.find(q(RIM, "AdhocQuery"))
+    adhoc.set("id", query_id)
+    for slot in list(adhoc):
+        adhoc.remove(slot)
+    for name, value in slots.items():
+        slot = etree.SubElement(adhoc, q(RIM, "Slot"), name=name)
+        etree.SubElement(etree.SubElement(slot, q(RIM, "ValueList")), q(RIM, "Value")).text = value
+    return dmp.call("registry", body, caller(who)).body
+
+
+def test_find_submission_sets_then_associations_then_documents(
+    dmp: Dmp, docs: dict[str, str], shared_dir
+) -> None:
+    schema = etree.XMLSchema(file=str(shared_dir / "schemas" / "xds" / "offline-dmp.xsd"))
+    patient = f"'{PATIENT.ins}^^^&{PATIENT.oid}&ISO^NH'"
+    approved = "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')"
+    answer = _stored_query(
+        dmp,
+        FIND_SUBMISSION_SETS,
+        **{"$XDSSubmissionSetPatientId": patient, "$XDSSubmissionSetStatus": approved},
+    )
+    assert answer.get("status") == xds.SUCCESS, errors_of_body(answer)
+    assert schema.validate(etree.fromstring(etree.tostring(answer))), schema.error_log
+    packages = list(answer.iter(q(RIM, "RegistryPackage")))
+    # the gp sees two submission sets: the specialist's (masked document only) is absent
+    assert len(packages) == 2
+    assert all(
+        any(c.get("classificationNode") == xds.SUBMISSION_SET_NODE for c in p.iter(q(RIM, "Classification")))
+        for p in packages
+    )
+    # a time window: the submission sets were all registered now; a window in the past selects none
+    none = _stored_query(
+        dmp,
+        FIND_SUBMISSION_SETS,
+        **{
+            "$XDSSubmissionSetPatientId": patient,
+            "$XDSSubmissionSetStatus": approved,
+            "$XDSSubmissionSetSubmissionTimeTo": "20200101",
+        },
+    )
+    assert list(none.iter(q(RIM, "RegistryPackage"))) == []
+    ss_uuid = packages[0].get("id")
+    assoc = _stored_query(dmp, GET_ASSOCIATIONS, **{"$uuid": f"('{ss_uuid}')"})
+    assert schema.validate(etree.fromstring(etree.tostring(assoc))), schema.error_log
+    [link] = list(assoc.iter(q(RIM, "Association")))
+    assert link.get("sourceObject") == ss_uuid and link.get("associationType") == xds.HAS_MEMBER
+    got = dmp.call("registry", build.get_documents(entry_uuids=[link.get("targetObject")]), caller("gp")).body
+    [entry] = list(got.iter(q(RIM, "ExtrinsicObject")))
+    assert entry.get("id") == link.get("targetObject")
+    # the specialist's masked document: its submission set and association are absent for the gp
+    masked_uuid = _stored(dmp, docs["spe_masked"]).entry_uuid
+    assert (
+        list(
+            _stored_query(dmp, GET_ASSOCIATIONS, **{"$uuid": f"('{masked_uuid}')"}).iter(
+                q(RIM, "Association")
+            )
+        )
+        == []
+    )
+    assert (
+        len(
+            list(
+                _stored_query(
+                    dmp, GET_ASSOCIATIONS, who="specialist", **{"$uuid": f"('{masked_uuid}')"}
+                ).iter(q(RIM, "Association"))
+            )
+        )
+        == 1
+    )
+
+
+def test_submission_queries_parameter_errors(dmp: Dmp, docs: dict[str, str]) -> None:
+    answer = _stored_query(dmp, FIND_SUBMISSION_SETS)
+    assert errors_of_body(answer)[0][0] == "XDSStoredQueryParamNumber"
+    answer = _stored_query(
+        dmp,
+        FIND_SUBMISSION_SETS,
+        **{"$XDSSubmissionSetPatientId": "'188075935022123^^^&1.2.250.1.213.1.4.10&ISO^NH'",
+           "$XDSSubmissionSetStatus": "('urn:oasis:names:tc:ebxml-regrep:StatusType:Approved')"},
+    )  # fmt: skip
+    assert errors_of_body(answer)[0][0] == "XDSPatientIdDoesNotMatch"
+    assert errors_of_body(_stored_query(dmp, GET_ASSOCIATIONS))[0][0] == "XDSStoredQueryParamNumber"
+
+
+def errors_of_body(body: etree._Element) -> list[tuple[str, str]]:
+    return [(e.get("errorCode", ""), e.get("codeContext", "")) for e in body.iter("{*}RegistryError")]
