@@ -933,6 +933,14 @@ class DmpService:
         patient = rules.check_consultation(
             caller, patient, self.store.authorisation(caller.patient_ins or "", caller.id_nat)
         )
+        for name, values in params.items():
+            if name.endswith(("TimeFrom", "TimeTo")) and (
+                len(values) > 1 or any(not _XDS_TIME.fullmatch(v) for v in values)
+            ):
+                raise RegistryRefusal(
+                    E.STORED_QUERY_PARAM if len(values) > 1 else E.REGISTRY_ERROR,
+                    f"Paramètre {name} invalide : une seule date UTC AAAA[MM[JJ[hh[mm[ss]]]]] attendue.",
+                )
         if query_id in (FIND_SUBMISSION_SETS, GET_ASSOCIATIONS):
             return self._submission_query(query_id, caller, patient, params, return_type, out)
         if query_id == FIND_DOCUMENTS:
@@ -1184,6 +1192,9 @@ _TIME_FILTERS = {
     "$XDSDocumentEntryServiceStopTimeFrom": ("service_stop", True),
     "$XDSDocumentEntryServiceStopTimeTo": ("service_stop", False),
 }
+
+
+_XDS_TIME = re.compile(r"\d{4}(\d{2}){0,5}")  # XDS DTM, UTC, truncated to any precision
 
 
 def _coded(value: str) -> tuple[str, str]:

@@ -302,3 +302,23 @@ def test_submission_queries_parameter_errors(dmp: Dmp, docs: dict[str, str]) -> 
 
 def errors_of_body(body: etree._Element) -> list[tuple[str, str]]:
     return [(e.get("errorCode", ""), e.get("codeContext", "")) for e in body.iter("{*}RegistryError")]
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("2024-06-01", "XDSRegistryError"),
+        ("20241", "XDSRegistryError"),
+        (["2024", "2025"], "XDSStoredQueryParamNumber"),
+    ],
+)
+def test_bad_time_parameter_is_a_registry_error(dmp: Dmp, docs: dict[str, str], value, code) -> None:
+    body = build.find_documents(PATIENT.ins, PATIENT.oid)
+    adhoc = body.find(q(RIM, "AdhocQuery"))
+    slot = etree.SubElement(adhoc, q(RIM, "Slot"), name="$XDSDocumentEntryCreationTimeFrom")
+    vl = etree.SubElement(slot, q(RIM, "ValueList"))
+    for v in [value] if isinstance(value, str) else value:
+        etree.SubElement(vl, q(RIM, "Value")).text = v
+    resp = dmp.call("registry", body, caller("gp"))
+    [(got, context)] = errors_of(resp)
+    assert got == code and "CreationTimeFrom" in context
