@@ -9,6 +9,7 @@ Needs pcscd running with vpcd (``pcscd -f`` as root) and SoftHSM2. Run:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import queue
 import statistics
@@ -31,6 +32,7 @@ from sandbox.card import READER_NAMES, VpcdLink, make_card  # noqa: E402
 from sandbox.pki import load_or_create  # noqa: E402
 
 READER = READER_NAMES[0]
+LOCK_PATH = "/tmp/ps-agent-vpcd.lock"  # the lock of tests/fixtures/card.py (virtual_card)
 
 
 def _fmt(values: list[float]) -> str:
@@ -167,7 +169,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     pki = load_or_create(Path(tempfile.mkdtemp(prefix="bench-pki-")))
-    bench_card(pki, args.rounds)
+    # Same lock as the ``virtual_card`` fixture: never share the single virtual reader with a test run.
+    with open(LOCK_PATH, "a") as lock:
+        print(f"waiting for the virtual reader lock {LOCK_PATH}…", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            bench_card(pki, args.rounds)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     bench_softhsm(pki, args.rounds)
     return 0
 

@@ -65,3 +65,22 @@ def test_card_present_at_start_is_reported(virtual_card) -> None:
     monitor.subscribe(events.put)
     with monitor:
         assert _next(events, virtual_card.reader_name).kind is CardEventKind.INSERTED
+
+
+def test_reader_unplugged_and_plugged_events(monkeypatch) -> None:
+    """A reader leaving the PC/SC list (unplugged) publishes REMOVED for its card, then READER_GONE;
+    a new reader publishes READER_ADDED. (vpcd readers cannot be unplugged, so the reader list is
+    simulated; the state machine is the monitor's own.)"""
+    monitor = CardMonitor()
+    events: list[CardEvent] = []
+    monitor.subscribe(events.append)
+    known = {"Lecteur A 00 00": 0, "Lecteur B 00 00": 0}
+    monitor.present["Lecteur A 00 00"] = b"\x3b\x00"
+    monkeypatch.setattr(monitor, "_readers", lambda: ["Lecteur B 00 00", "Lecteur C 00 00"])
+    monitor._resync(known)
+    assert [(e.kind, e.reader) for e in events] == [
+        (CardEventKind.REMOVED, "Lecteur A 00 00"),
+        (CardEventKind.READER_GONE, "Lecteur A 00 00"),
+        (CardEventKind.READER_ADDED, "Lecteur C 00 00"),
+    ]
+    assert "Lecteur A 00 00" not in monitor.present and set(known) == {"Lecteur B 00 00", "Lecteur C 00 00"}
