@@ -123,3 +123,20 @@ def test_deposit_then_consent_then_search_over_https(sandbox_server, test_pki, w
     root = _find(wire, "gp", p)
     assert [e.get("value") for e in root.iter(f"{{{xds.RIM}}}ExternalIdentifier")
             if e.get("identificationScheme") == xds.E_DOC_UNIQUE] == dep.unique_ids  # fmt: skip
+
+
+def test_td13a_and_td11_over_https(demo_sandbox, test_pki, wire_for) -> None:
+    wire = wire_for(demo_sandbox, test_pki)
+    adult = demo.DEMO_ADULT
+    resp = wire.call(
+        "TD1.3a", build.existence_query(adult.ins, adult.oid, reason="CNSLT_DATA"), spec=_spec("gp", adult)
+    )
+    root = _root(resp)[0]
+    assert root.find(".//{urn:hl7-org:v3}acknowledgement").get("typeCode") == "AA"
+    assert root.findtext(".//{urn:hl7-org:v3}patientPerson/{urn:hl7-org:v3}name/{urn:hl7-org:v3}family") == (
+        adult.family_name
+    )
+    create = etree.Element("{urn:hl7-org:v3}PRPA_IN201311UV02")
+    resp = wire.call("TD1.1", create, spec=_spec("gp", adult))
+    assert resp.status_code == 400
+    assert b"sandbox:UnsupportedTransaction" in resp.content and "console patient" in resp.text
