@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import pytest
 from lxml import etree
@@ -407,4 +408,16 @@ def test_unique_id_longer_than_64_characters_is_refused(dmp: Dmp) -> None:
     resp, _ = dmp.deposit(caller("gp"), build.DepositDocument(data))
     [(code, context)] = errors_of(resp)
     assert code == "XDSRegistryMetadataError" and "64 caractères" in context
+    assert dmp.store.documents(PATIENT.ins) == []
+
+
+def test_cda_ins_with_a_bad_key_is_refused(dmp: Dmp) -> None:
+    bad = PATIENT.ins[:-2] + f"{(int(PATIENT.ins[-2:]) + 1) % 100:02d}"
+    good = dmp.document()
+    data = good.replace(PATIENT.ins.encode(), bad.encode())
+    meta = dataclasses.replace(build.derive(good), hash=hashlib.sha1(data).hexdigest(), size=len(data))  # noqa: S324
+    resp, _ = dmp.deposit(caller("gp"), build.DepositDocument(data, meta=meta))
+    [(code, context)] = errors_of(resp)
+    assert code in ("XDSRegistryMetadataError", "XDSPatientIdDoesNotMatch")
+    assert "clé" in context or bad in context, context
     assert dmp.store.documents(PATIENT.ins) == []
