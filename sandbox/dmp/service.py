@@ -961,7 +961,11 @@ class DmpService:
             unknown = set(statuses) - set(STATUSES)
             if unknown:
                 raise RegistryRefusal(E.REGISTRY_ERROR, f"Statut inconnu : {', '.join(sorted(unknown))}.")
-            docs = [d for d in self.store.documents(patient.ins, statuses) if _matches(d, params, groups)]
+            entry_types = params.get("$XDSDocumentEntryType", [])
+            if entry_types and xds.DOC_ENTRY_TYPE not in entry_types:
+                docs = []  # only stable entries exist in the DMP (no on-demand documents)
+            else:
+                docs = [d for d in self.store.documents(patient.ins, statuses) if _matches(d, params, groups)]
         else:
             out.what.append("GetDocuments")
             uids = params.get("$XDSDocumentEntryUniqueId", [])

@@ -322,3 +322,10 @@ def test_bad_time_parameter_is_a_registry_error(dmp: Dmp, docs: dict[str, str], 
     resp = dmp.call("registry", body, caller("gp"))
     [(got, context)] = errors_of(resp)
     assert got == code and "CreationTimeFrom" in context
+
+
+def test_entry_type_filter(dmp: Dmp, docs: dict[str, str]) -> None:
+    stable, on_demand = xds.DOC_ENTRY_TYPE, "urn:uuid:34268e47-0d1d-4e1a-8f73-e8a5b0b8b2c7"
+    assert _find(dmp, Type=f"('{stable}')") == {docs["gp_old"], docs["gp_bio"]}
+    assert _find(dmp, Type=f"('{stable}','{on_demand}')") == {docs["gp_old"], docs["gp_bio"]}
+    assert _find(dmp, Type=f"('{on_demand}')") == set()
