@@ -761,8 +761,9 @@ class Store:
         rows = (
             self._conn()
             .execute(
-                "SELECT entry_uuid, unique_id, patient_ins, author_id, submission_time, source_id, registered_at"
-                " FROM submission_sets WHERE patient_ins=? ORDER BY submission_time, registered_at",
+                "SELECT entry_uuid, unique_id, patient_ins, author_id, submission_time, source_id,"
+                " registered_at FROM submission_sets WHERE patient_ins=?"
+                " ORDER BY submission_time, registered_at",
                 (ins,),
             )
             .fetchall()
