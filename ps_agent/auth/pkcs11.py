@@ -413,6 +413,12 @@ class Pkcs11Session:
     def close(self) -> None:
         self._close("closed")
 
+    def __enter__(self) -> Pkcs11Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _close(self, reason: str) -> None:
         with self._state:
             if self.closed_reason is not None:

@@ -158,3 +158,17 @@ def test_vihf_signed_through_pkcs11_verifies(softhsm, test_pki: TestPki) -> None
         session.close()
     pem = test_pki.card("gp").sign_cert.public_bytes(serialization.Encoding.PEM)
     XMLVerifier().verify(etree.tostring(signed), x509_cert=pem, id_attribute="ID")
+
+
+def test_situation_out_of_range_is_refused(softhsm) -> None:
+    from ps_agent.errors import AuthError
+
+    with pytest.raises(AuthError) as negative:  # refused before the module is even loaded
+        Pkcs11Session.open("1234", module="/nonexistent/module.so", situation_index=-1)
+    assert negative.value.code == "bad_situation" and "à partir de 1" in negative.value.message_fr
+    with pytest.raises(AuthError) as beyond:
+        Pkcs11Session.open("1234", module=softhsm.module, token_label="CPS-TEST", situation_index=1)
+    assert beyond.value.code == "bad_situation"
+    assert "La situation d'exercice n° 2 n'existe pas" in beyond.value.message_fr
+    with Pkcs11Session.open("1234", module=softhsm.module, token_label="CPS-TEST") as session:
+        assert session.identity.activity is not None
