@@ -461,6 +461,10 @@ _KNOWN_SLOTS = frozenset(
 )  # fmt: skip
 
 
+# The descendants parse_document_entry looks at (ValueList and anything unknown skipped in C).
+_WALK_TAGS = (_VALUE, _SLOT, _LOCALIZED, _NAME, _DESCRIPTION, _CLASSIFICATION, _EXTERNAL_ID, _VERSION_INFO)
+
+
 def _first_localized(holder: etree._Element) -> str:
     for ls in holder:
         if ls.tag == _LOCALIZED:
@@ -469,65 +473,101 @@ def _first_localized(holder: etree._Element) -> str:
 
 
 def parse_document_entry(eo: etree._Element) -> DocumentEntry:
-    """A ``rim:ExtrinsicObject`` from a TD3.1 answer → ``DocumentEntry`` (one pass over its children:
-    this runs 2,000 times for a full DMP, see benchmarks/bench_agent.py)."""
-    slots: dict[str, tuple[str, ...]] = {}
+    """A ``rim:ExtrinsicObject`` from a TD3.1 answer → ``DocumentEntry``.
+
+    One C-level walk over the descendants (``eo.iter()``, document order) with a small state machine,
+    instead of nested Python loops: this runs 2,000 times for a full DMP (benchmarks/bench_agent.py).
+    Ownership is checked with ``getparent()`` on Slots/Names/Classifications only, so elements out of the
+    schema's order are still attributed to the right owner; anything else is ignored.
+    """
+    slots: dict[str, list[str]] = {}
     codes: dict[str, list[Code]] = {}
     authors: list[Author] = []
     ext: dict[str, str] = {}
     title = comments = version = ""
-    for child in eo:
-        tag = child.tag
-        if tag == _SLOT:
-            vals: tuple[str, ...] = ()
-            for vl in child:  # inlined _values(): this loop is the hot path of TD3.1 parsing
-                if vl.tag == _VALUE_LIST:
-                    vals = tuple([v.text or "" for v in vl if v.tag == _VALUE])
-                    break
-            slots[child.get("name", "")] = vals
-        elif tag == _CLASSIFICATION:
-            scheme = child.get("classificationScheme", "")
-            cslots: dict[str, tuple[str, ...]] = {}
-            cname = ""
-            for c in child:  # slots and Name of the Classification, inlined too
-                ctag = c.tag
-                if ctag == _SLOT:
-                    cvals: tuple[str, ...] = ()
-                    for vl in c:
-                        if vl.tag == _VALUE_LIST:
-                            cvals = tuple([v.text or "" for v in vl if v.tag == _VALUE])
-                            break
-                    cslots[c.get("name", "")] = cvals
-                elif ctag == _NAME:
-                    for ls in c:
-                        if ls.tag == _LOCALIZED:
-                            cname = ls.get("value", "")
-                            break
-            if scheme == DE_AUTHOR:
-                specialty = None
-                if cslots.get("authorSpecialty"):
-                    parts = [*cslots["authorSpecialty"][0].split("^"), "", ""]
-                    specialty = Code(parts[0], parts[2], parts[1])
-                authors.append(
-                    Author.from_xcn(
-                        (cslots.get("authorPerson") or ("",))[0],
-                        (cslots.get("authorInstitution") or ("",))[0],
-                        specialty,
-                        (cslots.get("authorRole") or ("",))[0],
-                    )
+    cls_el = None  # the Classification being read, its slots and Name
+    cls_slots: dict[str, list[str]] = {}
+    cls_name = ""
+    values: list[str] | None = None  # Value list of the Slot being read
+    name_owner = 0  # 1: eo Name, 2: eo Description, 3: Classification Name, 0: ignore
+
+    def close_classification() -> None:
+        assert cls_el is not None
+        scheme = cls_el.get("classificationScheme", "")
+        if scheme == DE_AUTHOR:
+            specialty = None
+            spec = cls_slots.get("authorSpecialty")
+            if spec:
+                parts = [*spec[0].split("^"), "", ""]
+                specialty = Code(parts[0], parts[2], parts[1])
+            authors.append(
+                Author.from_xcn(
+                    (cls_slots.get("authorPerson") or ("",))[0],
+                    (cls_slots.get("authorInstitution") or ("",))[0],
+                    specialty,
+                    (cls_slots.get("authorRole") or ("",))[0],
                 )
+            )
+        else:
+            cs = cls_slots.get("codingScheme")
+            code = Code(cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
+            found = codes.get(scheme)
+            if found is None:
+                codes[scheme] = [code]
             else:
-                codes.setdefault(scheme, []).append(
-                    Code(child.get("nodeRepresentation", ""), (cslots.get("codingScheme") or ("",))[0], cname)
-                )
+                found.append(code)
+
+    for el in eo.iter(_WALK_TAGS):
+        tag = el.tag
+        if tag == _VALUE:
+            if values is not None:
+                values.append(el.text or "")
+        elif tag == _SLOT:
+            parent = el.getparent()
+            if parent is eo:
+                values = slots[el.get("name", "")] = []
+            elif cls_el is not None and parent is cls_el:
+                values = cls_slots[el.get("name", "")] = []
+            else:
+                values = None
+        elif tag == _LOCALIZED:
+            if name_owner:
+                v = el.get("value", "")
+                if name_owner == 1:
+                    title = v
+                elif name_owner == 2:
+                    comments = v
+                else:
+                    cls_name = v
+                name_owner = 0  # the first LocalizedString only
+        elif tag == _NAME or tag == _DESCRIPTION:
+            parent = el.getparent()
+            if parent is eo:
+                name_owner = 1 if tag == _NAME else 2
+            elif cls_el is not None and parent is cls_el and tag == _NAME:
+                name_owner = 3
+            else:
+                name_owner = 0
+            values = None
+        elif tag == _CLASSIFICATION:
+            if cls_el is not None:
+                close_classification()
+            if el.getparent() is eo:
+                cls_el, cls_slots, cls_name = el, {}, ""
+            else:
+                cls_el = None
+            values = None
+            name_owner = 0
         elif tag == _EXTERNAL_ID:
-            ext[child.get("identificationScheme", "")] = child.get("value", "")
-        elif tag == _NAME:
-            title = _first_localized(child)
-        elif tag == _DESCRIPTION:
-            comments = _first_localized(child)
+            if el.getparent() is eo:
+                ext[el.get("identificationScheme", "")] = el.get("value", "")
+            values = None
+            name_owner = 0
         elif tag == _VERSION_INFO:
-            version = child.get("versionName", "")
+            if el.getparent() is eo:
+                version = el.get("versionName", "")
+    if cls_el is not None:
+        close_classification()
 
     def one(scheme: str) -> Code:
         found = codes.get(scheme)
@@ -568,7 +608,7 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         service_stop=parse_xds_time(first("serviceStopTime")),
         legal_authenticator=first("legalAuthenticator"),
         source_patient_id=first("sourcePatientId"),
-        source_patient_info=slots.get("sourcePatientInfo", ()),
+        source_patient_info=tuple(slots.get("sourcePatientInfo", ())),
         entry_uuid=eo.get("id", ""),
         logical_id=eo.get("lid", ""),
         status=eo.get("status", ""),
@@ -576,7 +616,7 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         repository_unique_id=first("repositoryUniqueId"),
         hash=first("hash"),
         size=int(size) if size.isdigit() else None,
-        extra_slots={k: v for k, v in slots.items() if k not in _KNOWN_SLOTS},
+        extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
     )
 
 
