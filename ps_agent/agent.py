@@ -110,10 +110,17 @@ class _PatientState:
     status_at: float = 0.0  # time.monotonic() of the TD0.2 answer
     access_mode: AccessMode = AccessMode.NORMAL
     reason: str = ""
+    emergency_opposed: bool = False  # the DMP refused an emergency access (see EMERGENCY_REFUSAL_CODES)
 
 
-def dmp_state(status: DmpStatus) -> DmpState:
-    """TD0.2 answer → the policy's view of it."""
+# [I] TD0.2 carries no "opposed to emergency access" flag in the spec: the agent learns it from the DMP's
+# refusal of a bris de glace / centre 15 request (this code, last segment of the fault/status code) and
+# then refuses further emergency attempts on that patient locally (URG-01/URG-06) for the session.
+EMERGENCY_REFUSAL_CODES = frozenset({"DMPEmergencyAccessRefused"})
+
+
+def dmp_state(status: DmpStatus, *, emergency_opposed: bool = False) -> DmpState:
+    """TD0.2 answer (+ what the DMP said about emergency access) → the policy's view of it."""
     if status.authorisation == Authorisation.VALIDE:
         authorised: bool | None = True
     elif status.authorisation == Authorisation.INTERDIT:
@@ -123,6 +130,8 @@ def dmp_state(status: DmpStatus) -> DmpState:
     return DmpState(
         exists=status.exists,
         closed=status.closed,
+        opposed=status.opposed,
+        emergency_opposed=emergency_opposed,
         authorised=authorised,
         is_medecin_traitant=status.is_medecin_traitant,
     )
@@ -285,7 +294,9 @@ class Agent:
                 identity=self._creds.identity,
                 mode=self._creds.mode,
                 patient=patient,
-                dmp=dmp_state(st.status) if st.status is not None else None,
+                dmp=dmp_state(st.status, emergency_opposed=st.emergency_opposed)
+                if st.status is not None
+                else None,
                 access_mode=kw.pop("access_mode", st.access_mode),
                 reason=kw.pop("reason", st.reason),
                 type_code=type_code,
@@ -308,6 +319,9 @@ class Agent:
         try:
             return fn()
         except DmpRefusal as exc:
+            last = str(exc.code or "").replace(":", "/").rsplit("/", 1)[-1]
+            if last in EMERGENCY_REFUSAL_CODES and patient is not None:
+                self._state(patient).emergency_opposed = True
             self._audit(
                 audit_action,
                 "refused",
@@ -475,9 +489,14 @@ class Agent:
         )
         if not found:
             self._audit(audit_action, "refused", patient, document_ids=(document,), error_code="NOT_FOUND")
-            raise InvalidRequest(
-                "Ce document est introuvable dans le DMP (ou ne vous est pas accessible).", code="NOT_FOUND"
-            )
+            message = "Ce document est introuvable dans le DMP (ou ne vous est pas accessible)."
+            if self.policy.hidden_types_explanation(self._creds.identity):
+                # The DMP does not list what the habilitation matrix hides: say so rather than stay silent.
+                message += (
+                    " Certains types de documents ne sont pas accessibles à votre profession"
+                    " (la liste des documents les indique)."
+                )
+            raise InvalidRequest(message, code="NOT_FOUND")
         return found[0]
 
     def retrieve(self, patient: PatientRef, document: DocumentEntry | str) -> RetrievedDocument:
@@ -763,7 +782,9 @@ class Agent:
                 identity=self._creds.identity,
                 mode=self._creds.mode,
                 patient=patient,
-                dmp=dmp_state(self._ensure_status(patient)),
+                dmp=dmp_state(
+                    self._ensure_status(patient), emergency_opposed=self._state(patient).emergency_opposed
+                ),
                 access_mode=self._state(patient).access_mode,
                 reason=self._state(patient).reason,
                 type_code=e.type_code.code,

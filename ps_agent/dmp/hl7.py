@@ -24,6 +24,12 @@ class Authorisation:
     NON_EXISTE = "NON_EXISTE"
 
 
+# [I] TD0.2 gives the DMP's state in patient/statusCode; only "active" (= open) is confirmed by the spec
+# (dmp-protocol.md §7.1). An opposition is read from HL7 RoleStatus "nullified" (what the sandbox sends);
+# any other non-active code is a closed DMP. Either way nothing but TD0.2 is allowed (PAT-06).
+OPPOSED_STATUS_CODES = frozenset({"nullified"})
+
+
 @dataclass(frozen=True)
 class DmpStatus:
     """What TD0.2 says about a patient's DMP for this professional."""
@@ -37,10 +43,16 @@ class DmpStatus:
     birth_date: str = ""
     gender: str = ""
     internet_account_open: bool | None = None
+    status_code: str = ""  # patient/statusCode/@code verbatim ("active", "terminated", "nullified"...)
+
+    @property
+    def opposed(self) -> bool:
+        """The patient objected to his DMP (PAT-06), see ``OPPOSED_STATUS_CODES``."""
+        return self.exists and self.status_code in OPPOSED_STATUS_CODES
 
     @property
     def closed(self) -> bool:
-        return self.exists and not self.active
+        return self.exists and not self.active and not self.opposed
 
     @property
     def authorised(self) -> bool:
@@ -54,6 +66,8 @@ class DmpStatus:
     def summary_fr(self) -> str:
         if not self.exists:
             return "Ce patient n'a pas de DMP."
+        if self.opposed:
+            return "Le patient s'est opposé à son DMP : aucun dépôt ni consultation possible."
         if self.closed:
             return "Le DMP de ce patient est fermé."
         parts = ["DMP actif"]
@@ -156,6 +170,7 @@ def parse_response(root: etree._Element) -> DmpStatus:
     return DmpStatus(
         exists=True,
         active=(status or "active") == "active",
+        status_code=status,
         authorisation=authorisation,
         is_medecin_traitant=is_mt,
         family_name=family,

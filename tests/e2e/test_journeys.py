@@ -23,6 +23,7 @@ from ps_agent.access.policy import AccessMode
 from ps_agent.auth.model import AuthMode
 from ps_agent.dmp.errors import DmpRefusal
 from ps_agent.dmp.model import Status, Visibility
+from ps_agent.errors import PsAgentError
 
 from . import docs
 from .conftest import identity_of, patient_ref
@@ -145,6 +146,79 @@ def test_pharmacist_cannot_see_imaging_report_and_is_told_why(agent_for):
     refused = [r for r in ph.audit().records(action="dmp.retrieve") if r.event.outcome == "refused"]
     assert refused and refused[-1].event.document_ids == (imaging[0].unique_id,)
     assert_journal_ok(ph)
+
+
+def test_pharmacist_cannot_see_hospital_report_and_is_told_why(agent_for):
+    """A doctor deposits a CR hospitalier (séjour, 34112-3); the project's habilitation matrix denies it to
+    pharmacists: their listing explains it in French and retrieving it is refused with the explanation."""
+    p = demo().DEMO_ADULT
+    patient = patient_ref(p)
+    gp = agent_for("gp")
+    uid = gp.deposit(
+        patient, docs.letter(p, "gp", type_code="34112-3", title="CR d'hospitalisation du 20 novembre")
+    ).document_uids[0]
+    report = next(e for e in gp.list_documents(patient) if e.unique_id == uid)
+    assert report.type_code.code == "34112-3"
+
+    ph = agent_for("pharmacist")
+    listing = ph.list_documents(patient)
+    assert uid not in {e.unique_id for e in listing}
+    assert not [e for e in listing if e.type_code.code == "34112-3"]
+    assert any(
+        "pharmaciens n'ont pas accès" in s and "hospitalier" in s for s in listing.hidden_explanations
+    ), listing.hidden_explanations
+    with pytest.raises((HabilitationDenied, DmpRefusal)) as exc:
+        ph.retrieve(patient, report)
+    assert "pharmaciens n'ont pas accès" in exc.value.message_fr and "hospitalier" in exc.value.message_fr
+    with pytest.raises(PsAgentError) as by_uid:  # by uniqueId alone: the DMP does not even list it
+        ph.retrieve(patient, uid)
+    assert "pas accessibles à votre profession" in by_uid.value.message_fr
+    refused = [r for r in ph.audit().records(action="dmp.retrieve") if r.event.outcome == "refused"]
+    assert refused and refused[-1].event.document_ids == (uid,)
+    assert_journal_ok(ph)
+    assert_journal_ok(gp)
+
+
+def test_opposed_dmp_is_reported_as_an_opposition_and_refuses_everything_but_the_status(agent_for):
+    p = demo().DEMO_OPPOSED
+    patient = patient_ref(p)
+    gp = agent_for("gp")
+    status = gp.dmp_status(patient)
+    assert status.exists and status.opposed and not status.closed
+    assert "opposé" in status.summary_fr
+    from ps_agent.agent import dmp_state
+
+    assert dmp_state(status).opposed and not dmp_state(status).active
+    with pytest.raises(NoActiveDmp) as exc:
+        gp.deposit(patient, docs.letter(p, "gp"))
+    assert "opposition" in exc.value.message_fr
+    with pytest.raises(NoActiveDmp):
+        gp.list_documents(patient)
+    assert ("dmp.deposit", "refused") in actions(gp)
+    assert_journal_ok(gp)
+
+
+def test_emergency_opposition_reported_by_the_dmp_is_then_enforced_locally(agent_for, dmp_sandbox):
+    p = demo().DEMO_BLOCKING
+    patient = patient_ref(p)
+    reason = "Patient inconscient admis aux urgences, antécédents inconnus"
+    dmp_sandbox.store.set_emergency(p.ins, bris_de_glace=False)
+    try:
+        sp = agent_for("specialist")
+        with pytest.raises(DmpRefusal) as exc:
+            sp.emergency_access(patient, AccessMode.BRIS_DE_GLACE, reason)
+            sp.list_documents(patient)
+        assert "EmergencyAccessRefused" in str(exc.value.code)
+        sent = len(sp.audit().records())
+        with pytest.raises(EmergencyAccessDenied) as again:  # now refused before anything is sent
+            sp.emergency_access(patient, AccessMode.BRIS_DE_GLACE, reason)
+        assert "opposé à l'accès en urgence" in again.value.message_fr
+        last = sp.audit().records()[sent:]
+        assert [(r.event.action, r.event.outcome) for r in last] == [("dmp.emergency", "refused")]
+        assert last[0].event.rule_id == "URG-01"
+        assert_journal_ok(sp)
+    finally:
+        dmp_sandbox.store.set_emergency(p.ins, bris_de_glace=True)
 
 
 def test_doctor_without_authorisation_is_refused_records_consent_then_reads(agent_for):
