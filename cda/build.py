@@ -234,7 +234,8 @@ class AuthorInput:
     organization_name: str
     facility_type_code: str  # JDV_J02 (SA07 cabinet, SA33 officine...)
     practice_setting_code: str = "AMBULATOIRE"  # JDV_J04
-    prefix: str = ""
+    prefix: str = ""  # civility, JDV_J245: M, MME (a title such as DR given here moves to suffix)
+    suffix: str = ""  # title, JDV_J246: DR, PR, MC, MG, PC, PG
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuthorInput:
@@ -260,8 +261,11 @@ class AuthorInput:
         org_name = _require(self.organization_name, "author.organization_name", "Le nom de la structure")
         vs.check_facility_type(self.facility_type_code, field="author.facility_type_code")
         vs.check_practice_setting(self.practice_setting_code, field="author.practice_setting_code")
+        prefix, suffix = vs.civility_and_title(self.prefix, self.suffix, field="author")
         return dataclasses.replace(
             self,
+            prefix=prefix,
+            suffix=suffix,
             id_nat=id_nat,
             family_name=family,
             given_name=given,
@@ -307,12 +311,14 @@ def _ii(parent: etree._Element, tag: str, ii: InstanceId) -> etree._Element:
     return _el(parent, tag, attrib)
 
 
-def _name(parent: etree._Element, given: str, family: str, prefix: str = "") -> None:
+def _name(parent: etree._Element, given: str, family: str, prefix: str = "", suffix: str = "") -> None:
     name = _el(parent, "name")
     if prefix:
         _el(name, "prefix", text=prefix)
     _el(name, "given", text=given)
     _el(name, "family", text=family)
+    if suffix:
+        _el(name, "suffix", text=suffix)
 
 
 @dataclass(frozen=True)
@@ -390,7 +396,7 @@ def _header(h: _Header) -> etree._Element:
         "code",
         {"code": specialty.code, "codeSystem": specialty.code_system, "displayName": specialty.display_name},
     )
-    _name(_el(assigned, "assignedPerson"), a.given_name, a.family_name, a.prefix)
+    _name(_el(assigned, "assignedPerson"), a.given_name, a.family_name, a.prefix, a.suffix)
     org = _el(assigned, "representedOrganization")
     _el(org, "id", {"root": vs.ROOT_STRUCTURE, "extension": a.organization_id})
     _el(org, "name", text=a.organization_name)
@@ -404,7 +410,7 @@ def _header(h: _Header) -> etree._Element:
     _el(legal, "signatureCode", {"code": "S"})
     entity = _el(legal, "assignedEntity")
     _el(entity, "id", {"root": vs.ROOT_PS, "extension": a.id_nat})
-    _name(_el(entity, "assignedPerson"), a.given_name, a.family_name, a.prefix)
+    _name(_el(entity, "assignedPerson"), a.given_name, a.family_name, a.prefix, a.suffix)
 
     event = _el(_el(root, "documentationOf"), "serviceEvent")
     code, system, display = h.service_code
@@ -836,7 +842,8 @@ def vaccination_note(
                 "displayName": specialty.display_name,
             },
         )
-        _name(_el(entity, "assignedPerson"), author.given_name, author.family_name, author.prefix)
+        person = _el(entity, "assignedPerson")
+        _name(person, author.given_name, author.family_name, author.prefix, author.suffix)
     if vac.dose_rank:
         obs = _el(
             _el(sbadm, "entryRelationship", {"typeCode": "SUBJ"}),

@@ -231,6 +231,38 @@ def _author_person(root: etree._Element) -> bool:
     )
 
 
+# The header persons whose civility/title StrucMin checks (author, informant, recipients, authenticators,
+# participants, performers, encounter participants); the body (component) is not checked by StrucMin.
+_PERSON_NAMES = (
+    "/h:ClinicalDocument/*[not(self::h:component)]//h:name[parent::h:assignedPerson"
+    " or parent::h:relatedPerson or parent::h:associatedPerson or parent::h:informationRecipient]"
+)
+
+
+def _name_affixes(root: etree._Element) -> Iterable[tuple[str, str]]:
+    """Civility (prefix, JDV_J245) and title (suffix, JDV_J246) of the header's persons."""
+    for name in root.xpath(_PERSON_NAMES, namespaces=_NS):
+        for tag, allowed, what in (
+            ("prefix", vs.CIVILITIES_J245, "une civilité (JDV_J245 : M, MME)"),
+            ("suffix", vs.TITLES_J246, "un titre (JDV_J246 : DR, PR, MC, MG, PC, PG)"),
+        ):
+            for el in name.findall(_H + tag):
+                value = (el.text or "").strip()
+                if value not in allowed:
+                    yield (
+                        f"« {value} » n'est pas {what}",
+                        f"{_local_path(name)}/{tag}",
+                    )
+
+
+def _local_path(el: etree._Element) -> str:
+    parts = []
+    while el is not None and el.getparent() is not None:
+        parts.append(etree.QName(el).localname)
+        el = el.getparent()
+    return "/".join(reversed(parts))
+
+
 def _custodian(root: etree._Element) -> bool:
     ids = xp(root, "custodian/assignedCustodian/representedCustodianOrganization/id/@root")
     return len(ids) >= 1 and ids[0] in (vs.ROOT_STRUCTURE, vs.ROOT_PATIENT_HOST)
@@ -647,6 +679,13 @@ RULES: tuple[Rule, ...] = (
         "author/assignedAuthor/assignedPerson",
         "L'auteur doit être une personne (assignedPerson) ou un logiciel (assignedAuthoringDevice)",
         _author_person,
+    ),
+    _r(
+        "CDA-A06",
+        "error",
+        "author/assignedAuthor/assignedPerson/name",
+        "Civilité ou titre de la personne invalide",
+        _name_affixes,
     ),
     _r(
         "CDA-C01",

@@ -266,3 +266,58 @@ def is_facility_type(code: str) -> bool:
 
 def is_practice_setting(code: str) -> bool:
     return code in practice_settings()
+
+
+# Person name prefix / suffix of the CI-SIS header (StrucMin rules CI-SISAuthor, CI-SISAssignedEntity…):
+# ``name/prefix`` is a civility of JDV_J245_Civilite_CISIS (1.2.250.1.213.1.1.5.718) and ``name/suffix`` a
+# title of JDV_J246_Titre_CISIS (1.2.250.1.213.1.1.5.719). Source: ../shared/cda/schematrons/profils/
+# structurationMinimale/include/voc-…718/719-DYNAMIC.xml. Small and stable: kept here, not in a CSV.
+CIVILITIES_J245: dict[str, str] = {"M": "Monsieur", "MME": "Madame"}
+TITLES_J246: dict[str, str] = {
+    "DR": "Docteur",
+    "MC": "Médecin colonel",
+    "MG": "Médecin général",
+    "PC": "Pharmacien colonel",
+    "PG": "Pharmacien général",
+    "PR": "Professeur",
+}
+# [I] Spellings a French user types, mapped to the codes (the card's civility "DR" is a title).
+NAME_AFFIX_ALIASES: dict[str, str] = {
+    "MONSIEUR": "M",
+    "MR": "M",
+    "MADAME": "MME",
+    "MLLE": "MME",
+    "MADEMOISELLE": "MME",
+    "DOCTEUR": "DR",
+    "PROFESSEUR": "PR",
+}
+
+
+def civility_and_title(prefix: str, suffix: str = "", *, field: str = "author") -> tuple[str, str]:
+    """Normalise a person's civility (``prefix``, J245) and title (``suffix``, J246).
+
+    A title given as prefix ("DR", "Docteur", as on a CPS card) moves to the suffix. Anything else
+    raises ``InvalidInput`` naming ``<field>.prefix`` / ``<field>.suffix``."""
+    from cda.errors import InvalidInput
+
+    def norm(value: str) -> str:
+        v = (value or "").strip().upper().rstrip(".")
+        return NAME_AFFIX_ALIASES.get(v, v)
+
+    pre, suf = norm(prefix), norm(suffix)
+    if pre in TITLES_J246 and not suf:
+        pre, suf = "", pre
+    if pre and pre not in CIVILITIES_J245:
+        raise InvalidInput(
+            f"La civilité « {prefix} » n'est pas reconnue ({field}.prefix) : valeurs admises M (Monsieur), "
+            "MME (Madame) ; un titre (DR, PR…) va dans suffix.",
+            field=f"{field}.prefix",
+        )
+    if suf and suf not in TITLES_J246:
+        raise InvalidInput(
+            f"Le titre « {suffix} » n'est pas reconnu ({field}.suffix) : valeurs admises "
+            + ", ".join(f"{k} ({v})" for k, v in TITLES_J246.items())
+            + ".",
+            field=f"{field}.suffix",
+        )
+    return pre, suf

@@ -198,3 +198,58 @@ def test_doctype_is_refused_by_every_reading_command(tmp_path: Path, command: st
     assert proc.returncode == 2
     assert "déclaration DOCTYPE, refusée pour des raisons de sécurité." in proc.stderr
     assert "Traceback" not in proc.stderr and "root:" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "expected"),
+    [
+        ("DR", "", ("", "DR")),  # the card's civility "DR" is a title (JDV_J246), not a civility
+        ("Docteur", "", ("", "DR")),
+        ("Madame", "PR", ("MME", "PR")),
+        ("m.", "", ("M", "")),
+        ("", "", ("", "")),
+    ],
+)
+def test_author_civility_and_title_are_normalised(
+    prefix: str, suffix: str, expected: tuple[str, str]
+) -> None:
+    author = AuthorInput.from_dict({**author_dict("gp", "G15_10/SM26"), "prefix": prefix, "suffix": suffix})
+    checked = author.checked()
+    assert (checked.prefix, checked.suffix) == expected
+    data = build.level1(
+        type_code="11488-4",
+        content=b"Texte",
+        title="CR",
+        patient=PatientInput.from_dict(TEST_PATIENT),
+        author=author,
+    )
+    assert check_deposit_ready(data) == []
+
+
+@pytest.mark.parametrize(
+    ("prefix", "suffix", "field"),
+    [("Dr House", "", "author.prefix"), ("M", "DOC", "author.suffix"), ("SIR", "", "author.prefix")],
+)
+def test_unknown_civility_or_title_names_the_field(prefix: str, suffix: str, field: str) -> None:
+    from cda.errors import InvalidInput
+
+    author = AuthorInput.from_dict({**author_dict("gp", "G15_10/SM26"), "prefix": prefix, "suffix": suffix})
+    with pytest.raises(InvalidInput) as info:
+        author.checked()
+    assert info.value.field == field and f"({field})" in info.value.message_fr
+
+
+@pytest.mark.official
+@pytest.mark.slow
+def test_doctor_title_passes_the_official_validator(official) -> None:  # type: ignore[no-untyped-def]
+    from cda.validate import errors
+
+    author = AuthorInput.from_dict({**author_dict("gp", "G15_10/SM26"), "prefix": "DR"})
+    patient = PatientInput.from_dict(TEST_PATIENT)
+    level1 = build.level1(type_code="11488-4", content=make_pdf(), title="CR", patient=patient, author=author)
+    note = build.vaccination_note(
+        patient=patient, author=author, vaccination=VaccinationInput.from_dict(VACCINATION)
+    )
+    for data in (level1, note):
+        assert b"<suffix>DR</suffix>" in data
+        assert errors(official.validate(data)) == []

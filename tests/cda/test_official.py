@@ -121,6 +121,21 @@ def _add_contact(use: str, telecom: str) -> Mutation:
     return mutate
 
 
+def _add_child(path: str, tag: str, text: str, *, first: bool) -> Mutation:
+    def mutate(root: etree._Element) -> None:
+        found = root.xpath(path, namespaces=NS)
+        assert found, path
+        for el in found:
+            child = etree.Element(f"{H}{tag}")
+            child.text = text
+            if first:
+                el.insert(0, child)
+            else:
+                el.append(child)
+
+    return mutate
+
+
 def _add_volet_template(root: etree._Element) -> None:
     root.find(f"{H}templateId").addnext(  # type: ignore[union-attr]
         etree.Element(f"{H}templateId", root=valuesets.TPL_VAC_NOTE, extension="2023.01")
@@ -172,6 +187,39 @@ CASES: dict[str, tuple[str, Mutation, str, str]] = {
         r"JDV_J01",
     ),
     "performer": ("l1", _remove("//h:serviceEvent/h:performer"), "CDA-S03", r"performer"),
+    "author_civility": (
+        "l1",
+        _add_child(
+            "/h:ClinicalDocument/h:author/h:assignedAuthor/h:assignedPerson/h:name",
+            "prefix",
+            "DR",
+            first=True,
+        ),
+        "CDA-A06",
+        r"JDV_J245",
+    ),
+    "author_title": (
+        "l1",
+        _add_child(
+            "/h:ClinicalDocument/h:author/h:assignedAuthor/h:assignedPerson/h:name",
+            "suffix",
+            "DOC",
+            first=False,
+        ),
+        "CDA-A06",
+        r"JDV_J246",
+    ),
+    "legal_authenticator_civility": (
+        "l1",
+        _add_child(
+            "/h:ClinicalDocument/h:legalAuthenticator/h:assignedEntity/h:assignedPerson/h:name",
+            "prefix",
+            "Docteur",
+            first=True,
+        ),
+        "CDA-A06",
+        r"JDV_J245",
+    ),
     "practice_setting": ("l1", _set("//h:standardIndustryClassCode", "code", "NOPE"), "CDA-S04", r"JDV_J04"),
     "facility": ("l1", _set("//h:healthCareFacility/h:code", "code", "SA999"), "CDA-E03", r"JDV_J02"),
     "lot_number": ("vn", _remove("//h:lotNumberText"), "VAC-05", r"numéro de lot"),
