@@ -1,8 +1,11 @@
 """``ps-agent dmp ...``: the DMP operations of the agent from the command line.
 
 The session comes from the CPS card in the reader (PIN asked with ``getpass``, never an argument;
-``PS_AGENT_TEST_PIN`` is read only for automated tests). Output is French text, or JSON with
-``--json``. Exit codes: 0 done, 1 refused (policy, DMP) or failed, 2 bad usage.
+``PS_AGENT_TEST_PIN`` is read only for automated tests), or, with ``--etablissement``, from the
+establishment's PKCS#12 files (INDIRECTE / AIR mode: ``--utilisateur`` names the local user, e.g. a
+secretary, ``--auteur`` the professional the documents are deposited for; the passphrase is asked with
+``getpass``, ``PS_AGENT_P12_PASSPHRASE`` is read for automated tests). Output is French text, or JSON
+with ``--json``. Exit codes: 0 done, 1 refused (policy, DMP) or failed, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cda.errors import CdaError
 from ps_agent.errors import ConfigurationError, PsAgentError
 
 PIN_ENV = "PS_AGENT_TEST_PIN"  # tests only
+P12_PASSPHRASE_ENV = "PS_AGENT_P12_PASSPHRASE"  # noqa: S105 - a variable name; unattended use (service account) and tests
 
 
 def _add_common(p: argparse.ArgumentParser, *, patient: bool = True) -> None:
@@ -39,6 +43,37 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True) -> None:
     )
     g.add_argument("--situation", type=int, default=0, help="situation d'exercice de la carte (défaut : 0)")
     g.add_argument("--json", action="store_true", help="sortie JSON")
+    e = p.add_argument_group("établissement (sans carte : mode INDIRECTE ou AIR)")
+    e.add_argument(
+        "--etablissement",
+        metavar="AUTH_P12",
+        type=Path,
+        help="PKCS#12 du certificat d'authentification (ORG AUTH_CLI) de l'établissement",
+    )
+    e.add_argument(
+        "--signature-etablissement",
+        metavar="SIGN_P12",
+        type=Path,
+        help="PKCS#12 du certificat de signature (ORG SIGN) ; défaut : celui d'authentification",
+    )
+    e.add_argument(
+        "--utilisateur",
+        metavar="JSON",
+        help="utilisateur local (fichier JSON ou texte JSON) : id_nat, family_name, given_name, "
+        "profession_code, specialty_code, non_ps_role, "
+        "activity{structure_id, structure_name, sector, role}",
+    )
+    e.add_argument(
+        "--auteur",
+        metavar="JSON",
+        help="professionnel pour le compte duquel les documents sont déposés (même format)",
+    )
+    e.add_argument(
+        "--mode",
+        choices=["INDIRECTE", "INDIRECTE_RENFORCEE"],
+        default="INDIRECTE_RENFORCEE",
+        help="mode d'authentification indirecte (défaut : INDIRECTE_RENFORCEE, dit AIR)",
+    )
     if patient:
         pg = p.add_argument_group("patient")
         pg.add_argument("--ins", required=True, help="matricule INS du patient (15 caractères)")
@@ -127,6 +162,110 @@ def _pin() -> str:
     return getpass.getpass("Code PIN de la carte : ")
 
 
+def _p12_passphrase() -> str:
+    value = os.environ.get(P12_PASSPHRASE_ENV)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            "La phrase de passe des certificats d'établissement doit être saisie au clavier "
+            f"(aucun terminal disponible ; ou variable {P12_PASSPHRASE_ENV}).",
+            code="NO_TTY",
+        )
+    return getpass.getpass("Phrase de passe des certificats de l'établissement : ")
+
+
+_IDENTITY_FIELDS = ("id_nat", "family_name", "given_name", "profession_code", "profession_label",
+                    "specialty_code", "non_ps_role")  # fmt: skip
+
+
+def identity_from_json(value: str, *, option: str) -> Any:
+    """``--utilisateur`` / ``--auteur``: a JSON object (inline or in a file) → ``ProfessionalIdentity``."""
+    from ps_agent.auth.model import Activity, ProfessionalIdentity
+
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{option} : fichier illisible ({value}) : {exc.strerror or exc}.", code="BAD_IDENTITY"
+            ) from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"{option} : JSON invalide ({exc}).", code="BAD_IDENTITY") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{option} : un objet JSON est attendu.", code="BAD_IDENTITY")
+    unknown = sorted(set(data) - {*_IDENTITY_FIELDS, "activity"})
+    if unknown:
+        raise ConfigurationError(
+            f"{option} : champ(s) inconnu(s) : {', '.join(unknown)}.", code="BAD_IDENTITY"
+        )
+    missing = [k for k in ("id_nat", "family_name", "given_name") if not str(data.get(k) or "").strip()]
+    if missing:
+        raise ConfigurationError(
+            f"{option} : champ(s) obligatoire(s) manquant(s) : {', '.join(missing)}.", code="BAD_IDENTITY"
+        )
+    if not all(isinstance(data.get(k, ""), str) for k in _IDENTITY_FIELDS):
+        raise ConfigurationError(f"{option} : les champs doivent être des textes.", code="BAD_IDENTITY")
+    activity = None
+    act = data.get("activity")
+    if act is not None:
+        keys = ("structure_id", "structure_name", "sector", "role")
+        if (
+            not isinstance(act, dict)
+            or set(act) - set(keys)
+            or not all(isinstance(v, str) for v in act.values())
+        ):
+            raise ConfigurationError(
+                f"{option} : « activity » doit contenir structure_id, structure_name, sector (et role).",
+                code="BAD_IDENTITY",
+            )
+        if not act.get("structure_id") or not act.get("sector"):
+            raise ConfigurationError(
+                f"{option} : « activity » doit indiquer structure_id et sector.", code="BAD_IDENTITY"
+            )
+        activity = Activity(
+            act["structure_id"], act.get("structure_name", ""), act["sector"], act.get("role", "")
+        )
+    return ProfessionalIdentity(**{k: data.get(k, "").strip() for k in _IDENTITY_FIELDS}, activity=activity)
+
+
+def _session(args: argparse.Namespace, ca_file: str) -> Any:
+    """The card session, or the establishment session when ``--etablissement`` is given."""
+    if args.etablissement is None:
+        if args.utilisateur or args.auteur or args.signature_etablissement:
+            raise ConfigurationError(
+                "--utilisateur, --auteur et --signature-etablissement vont avec --etablissement.",
+                code="USAGE",
+            )
+        from ps_agent.auth.session import AuthSession
+
+        return AuthSession.open(args.reader, _pin(), situation_index=args.situation, ca_file=ca_file)
+    if not args.utilisateur:
+        raise ConfigurationError(
+            "En mode établissement, indiquez l'utilisateur local avec --utilisateur.", code="NO_USER"
+        )
+    from ps_agent.auth.establishment import EstablishmentSession
+    from ps_agent.auth.model import AuthMode
+
+    user = identity_from_json(args.utilisateur, option="--utilisateur")
+    author = identity_from_json(args.auteur, option="--auteur") if args.auteur else None
+    for path in (args.etablissement, args.signature_etablissement):
+        if path is not None and not path.is_file():
+            raise ConfigurationError(f"Fichier PKCS#12 introuvable : {path}.", code="NO_P12")
+    return EstablishmentSession.from_pkcs12(
+        args.etablissement,
+        args.signature_etablissement or args.etablissement,
+        _p12_passphrase(),
+        user=user,
+        author=author,
+        mode=AuthMode(args.mode),
+        ca_file=ca_file,
+    )
+
+
 @contextmanager
 def _agent(args: argparse.Namespace) -> Iterator[Any]:
     from ps_agent.agent import Agent
@@ -140,9 +279,7 @@ def _agent(args: argparse.Namespace) -> Iterator[Any]:
         )
     home = Path(args.home) if args.home else data_dir()
     config = AgentConfig(env, home)
-    from ps_agent.auth.session import AuthSession
-
-    session = AuthSession.open(args.reader, _pin(), situation_index=args.situation, ca_file=env.ca_file)
+    session = _session(args, env.ca_file)
     try:
         with Agent(session, config) as agent:
             yield agent
