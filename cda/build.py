@@ -13,6 +13,8 @@ import dataclasses
 import datetime as dt
 import io
 import re
+import types
+import typing
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -146,7 +148,32 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
             key = f"{prefix}.{name}"
             label = FIELD_LABELS.get(key, f"Le champ obligatoire « {key} »")
             raise MissingTrait(f"Information manquante : {_lower_first(label)} ({key}).", field=key)
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        _check_json_type(value, hints[name], f"{prefix}.{name}")
     return cls(**dict(data))
+
+
+_TYPE_FR = {str: "un texte", int: "un nombre entier", bool: "vrai ou faux (true/false)", dt.date: "une date"}
+
+
+def _check_json_type(value: Any, hint: Any, key: str) -> None:
+    """Refuse a JSON value of the wrong type (a number for a name, a list for a code…) naming the field."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return
+    for t in allowed:
+        if t is type(None):
+            continue
+        if t is int and isinstance(value, bool):  # JSON true is not a dose rank
+            continue
+        if isinstance(value, t):
+            return
+    expected = " ou ".join(_TYPE_FR.get(t, t.__name__) for t in allowed if t is not type(None))
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "…"
+    raise InvalidInput(f"Le champ « {key} » doit être {expected} (reçu {shown}).", field=key)
 
 
 @dataclass
@@ -293,7 +320,13 @@ class Replacement:
 
 
 def _el(parent: etree._Element, tag: str, attrib: Mapping[str, str] | None = None, text: str | None = None):
-    el = etree.SubElement(parent, _H + tag, attrib=dict(attrib) if attrib else None)
+    try:
+        el = etree.SubElement(parent, _H + tag, attrib=dict(attrib) if attrib else None)
+    except ValueError as exc:  # control characters in an identifier or code
+        bad = next((v for v in (attrib or {}).values() if not _xml_safe(v)), "")
+        raise InvalidInput(
+            f"La valeur « {bad[:40]!r} » contient des caractères interdits ({tag}).", field=tag
+        ) from exc
     if text is not None:
         try:
             el.text = text
@@ -302,6 +335,14 @@ def _el(parent: etree._Element, tag: str, attrib: Mapping[str, str] | None = Non
                 f"Le texte « {text[:40]} » contient des caractères interdits.", field=tag
             ) from exc
     return el
+
+
+def _xml_safe(value: str) -> bool:
+    try:
+        etree.Element("x", v=value)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _ii(parent: etree._Element, tag: str, ii: InstanceId) -> etree._Element:

@@ -253,3 +253,47 @@ def test_doctor_title_passes_the_official_validator(official) -> None:  # type: 
     for data in (level1, note):
         assert b"<suffix>DR</suffix>" in data
         assert errors(official.validate(data)) == []
+
+
+@pytest.mark.parametrize(
+    ("part", "field", "value", "expected"),
+    [
+        ("patient", "first_given_name", 1.5, "doit être un texte"),
+        ("patient", "ins_oid", [], "doit être un texte"),
+        ("patient", "birth_date", 19790328, "doit être un texte ou une date"),
+        ("author", "practice_setting_code", [], "doit être un texte"),
+        ("vaccination", "kind", True, "doit être un texte"),
+        ("vaccination", "dose_rank", True, "doit être un nombre entier"),
+        ("vaccination", "given", "oui", "doit être vrai ou faux"),
+    ],
+)
+def test_json_values_of_the_wrong_type_name_the_field(
+    part: str, field: str, value: object, expected: str
+) -> None:
+    from cda.errors import InvalidInput
+
+    data = {"patient": dict(TEST_PATIENT), "author": author_dict(), "vaccination": dict(VACCINATION)}
+    data[part][field] = value
+    with pytest.raises(InvalidInput) as info:
+        build.vaccination_note(
+            patient=PatientInput.from_dict(data["patient"]),
+            author=AuthorInput.from_dict(data["author"]),
+            vaccination=VaccinationInput.from_dict(data["vaccination"]),
+        )
+    assert info.value.field == f"{part}.{field}"
+    assert f"Le champ « {part}.{field} » {expected}" in info.value.message_fr
+
+
+def test_control_character_in_an_identifier_is_refused() -> None:
+    from cda.errors import InvalidInput
+
+    author = AuthorInput.from_dict({**author_dict(), "organization_id": "38000\x00"})
+    with pytest.raises(InvalidInput) as info:
+        build.level1(
+            type_code="11488-4",
+            content=b"Texte",
+            title="CR",
+            patient=PatientInput.from_dict(TEST_PATIENT),
+            author=author,
+        )
+    assert "caractères interdits" in info.value.message_fr
