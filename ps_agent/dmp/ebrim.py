@@ -550,12 +550,10 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
                 name_owner = 0
             values = None
         elif tag == _CLASSIFICATION:
-            if cls_el is not None:
-                close_classification()
-            if el.getparent() is eo:
+            if el.getparent() is eo:  # one nested in another object is not the document's
+                if cls_el is not None:
+                    close_classification()
                 cls_el, cls_slots, cls_name = el, {}, ""
-            else:
-                cls_el = None
             values = None
             name_owner = 0
         elif tag == _EXTERNAL_ID:

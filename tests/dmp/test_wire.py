@@ -181,6 +181,33 @@ def test_query_response_round_trips_into_the_model(patient, dmp_schema):
     assert parsed.repository_unique_id == "1.2.250.1.213.4.1.1.1.2"
 
 
+def test_query_response_parsing_attributes_each_element_to_its_owner(patient):
+    """Elements out of the schema's order, comments, and Slots/Names nested in other objects (an
+    ExternalIdentifier, a Slot of a Classification) never leak into the document's own fields."""
+    e = entry(patient, repository_unique_id="1.2.250.1.213.4.1.1.1.2", comments="Commentaire")
+    resp = etree.fromstring(etree.tostring(_query_response([e])))
+    [reference] = ebrim.parse_query_response(copy.deepcopy(resp))
+    eo = resp.find(f"{q(RIM, 'RegistryObjectList')}/{q(RIM, 'ExtrinsicObject')}")
+    slots = eo.findall(q(RIM, "Slot"))
+    eo.append(slots[0])  # a document Slot after the Classifications and ExternalIdentifiers
+    eo.insert(0, etree.Comment(" commentaire du registre "))
+    ext = eo.find(q(RIM, "ExternalIdentifier"))
+    rogue_name = etree.SubElement(ext, q(RIM, "Name"))
+    etree.SubElement(rogue_name, q(RIM, "LocalizedString"), value="XDSDocumentEntry.uniqueId")
+    rogue_slot = etree.SubElement(ext, q(RIM, "Slot"), name="hash")
+    etree.SubElement(etree.SubElement(rogue_slot, q(RIM, "ValueList")), q(RIM, "Value")).text = "0" * 40
+    cl = eo.find(q(RIM, "Classification"))
+    nested = etree.Element(q(RIM, "Classification"), classificationScheme=ebrim.DE_TYPE)
+    nested.set("nodeRepresentation", "99999-9")
+    nested_name = etree.SubElement(nested, q(RIM, "Name"))
+    etree.SubElement(nested_name, q(RIM, "LocalizedString"), value="Classification imbriquée")
+    cl.insert(0, nested)  # before the outer Classification's own Slots and Name
+    [parsed] = ebrim.parse_query_response(resp)
+    assert parsed == reference
+    assert parsed.title == e.title and parsed.comments == "Commentaire" and parsed.hash == e.hash
+    assert parsed.type_code == e.type_code
+
+
 def test_registry_failure_becomes_typed_refusal_with_unknown_code_verbatim():
     resp = etree.fromstring(
         f"""<rs:RegistryResponse xmlns:rs="{RS}" status="{ebrim.FAILURE}"><rs:RegistryErrorList>
