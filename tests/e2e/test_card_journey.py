@@ -107,3 +107,45 @@ def test_cli_status_deposit_search_get(virtual_card, dmp_sandbox, test_pki, tmp_
     # the CLI's actions are in the journal, which verifies
     assert Path(tmp_path / "home" / "audit.sqlite3").is_file()
     assert cli(["audit", "verify"]) == 0
+
+
+def test_pharmacist_with_card_reads_vaccinations_records_one_and_is_told_what_is_hidden(
+    virtual_card, dmp_sandbox, test_pki, tmp_path
+):
+    """The pharmacist's journeys with her card: vaccination status, a vaccination recorded (signed by the
+    card), and a hospital stay report (34112-3) she may not see: explained in the listing, refused on read."""
+    from ps_agent.auth.session import AuthSession
+    from ps_agent.errors import PsAgentError
+    from sandbox.demo import DEMO_ADULT
+
+    env = _env(dmp_sandbox, test_pki)
+    virtual_card.insert("gp")
+    session = AuthSession.open(virtual_card.reader_name, "1234", ca_file=test_pki.ca_bundle)
+    try:
+        with Agent(session, AgentConfig(env, tmp_path / "gp")) as gp:
+            report = docs.letter(DEMO_ADULT, "gp", type_code="34112-3", title="CR d'hospitalisation (carte)")
+            uid = gp.deposit(patient_ref(DEMO_ADULT), report).document_uids[0]
+    finally:
+        session.close()
+    virtual_card.remove()
+    virtual_card.insert("pharmacist")
+    session = AuthSession.open(virtual_card.reader_name, "1234", ca_file=test_pki.ca_bundle)
+    try:
+        with Agent(session, AgentConfig(env, tmp_path / "ph")) as ph:
+            adult = patient_ref(DEMO_ADULT)
+            before = ph.vaccination_status(adult)
+            assert before
+            ph.record_vaccination(adult, docs.vaccination(DEMO_ADULT, "pharmacist"))
+            assert len(ph.vaccination_status(adult)) == len(before) + 1
+            listing = ph.list_documents(adult)
+            assert uid not in {e.unique_id for e in listing}
+            assert any(
+                "pharmaciens n'ont pas accès" in s and "hospitalier" in s for s in listing.hidden_explanations
+            )
+            with pytest.raises(PsAgentError) as exc:
+                ph.retrieve(adult, uid)
+            assert "pas accessibles à votre profession" in exc.value.message_fr
+            assert {r.event.auth_mode for r in ph.audit().records()} == {"DIRECTE"}
+            assert ph.audit().verify().ok
+    finally:
+        session.close()
