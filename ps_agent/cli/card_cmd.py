@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import getpass
 import json
+import logging
 import os
 import sys
+from collections.abc import Callable
 
-from ps_agent.errors import AuthError
+from cda.errors import CdaError
+from ps_agent.errors import AuthError, PsAgentError
 
 TEST_PIN_ENV = "PS_AGENT_TEST_PIN"  # tests only: never set it on a real workstation
 
@@ -140,6 +144,24 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn an unexpected exception into a French refusal (exit 1): no traceback reaches the user."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (CdaError, PsAgentError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            raise PsAgentError(
+                f"Erreur interne ({type(exc).__name__}) : l'opération n'a pas abouti.", code="internal"
+            ) from exc
+
+    return run
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     card = subparsers.add_parser("card", help="carte CPS : lecteurs, état, connexion")
     sub = card.add_subparsers(dest="card_command", metavar="SOUS-COMMANDE")
@@ -147,12 +169,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("readers", help="lister les lecteurs et les cartes présentes")
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.set_defaults(func=cmd_readers)
+    p.set_defaults(func=_no_traceback(cmd_readers))
 
     p = sub.add_parser("status", help="données publiques de la carte (sans code porteur)")
     p.add_argument("--reader", help="nom du lecteur (défaut : le premier qui contient une carte CPS)")
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=_no_traceback(cmd_status))
 
     p = sub.add_parser("login", help="saisir le code porteur et afficher l'identité lue sur la carte")
     p.add_argument("--reader", help="nom du lecteur (défaut : le premier qui contient une carte CPS)")
@@ -174,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--confirm-final-try", action="store_true", help="confirmer l'utilisation du dernier essai de code"
     )
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.set_defaults(func=cmd_login)
+    p.set_defaults(func=_no_traceback(cmd_login))
 
 
 if __name__ == "__main__":  # pragma: no cover

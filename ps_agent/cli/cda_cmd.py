@@ -16,16 +16,20 @@ Every refusal is a ``CdaError`` with a French message; unreadable input exits wi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cda import build, classify, vaccinations, validate
 from cda.build import DEFAULT_MAX_CONTENT_BYTES, AuthorInput, PatientInput, Replacement, VaccinationInput
-from cda.errors import InputFileError, InvalidInput, UnreadableInput
+from cda.errors import CdaError, InputFileError, InvalidInput, UnreadableInput
 from cda.model import InstanceId
 from cda.parser import parse
+from ps_agent.errors import PsAgentError
 
 # Upper bound of an XML file read by validate/classify/vaccinations: the content limit plus base64 overhead.
 MAX_XML_BYTES = DEFAULT_MAX_CONTENT_BYTES * 2
@@ -250,6 +254,22 @@ def _replacement_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--previous-version", type=int, default=1, help="version du document remplacé (défaut 1)")
 
 
+def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn an unexpected exception into a French refusal (exit 1): no traceback reaches the user."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except (CdaError, PsAgentError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            raise CdaError(f"Erreur interne ({type(exc).__name__}) : l'opération n'a pas abouti.") from exc
+
+    return run
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("cda", help="documents CDA : construire, valider, classer, vaccinations")
     sub = parser.add_subparsers(dest="cda_command", metavar="ACTION")
@@ -265,7 +285,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--max-size-mb", type=float, default=DEFAULT_MAX_CONTENT_BYTES / 1048576)
     p.add_argument("-o", "--output", help="fichier XML produit (défaut : sortie standard)")
     _replacement_options(p)
-    p.set_defaults(func=cmd_build)
+    p.set_defaults(func=_no_traceback(cmd_build))
 
     p = sub.add_parser("vaccination", help="construire une note de vaccination (VAC-NOTE)")
     p.add_argument("input", metavar="vaccination.json")
@@ -273,22 +293,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--author", metavar="auteur.json")
     p.add_argument("-o", "--output", help="fichier XML produit (défaut : sortie standard)")
     _replacement_options(p)
-    p.set_defaults(func=cmd_vaccination)
+    p.set_defaults(func=_no_traceback(cmd_vaccination))
 
     p = sub.add_parser("validate", help="valider un document (règles intégrées + artefacts officiels)")
     p.add_argument("file", metavar="FICHIER")
     p.add_argument("--official", metavar="DOSSIER", help="dossier des artefacts ANS (XSD, schématrons)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="les avertissements rendent le document invalide")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=_no_traceback(cmd_validate))
 
     p = sub.add_parser("classify", help="classe, rubrique DMP et Mon espace santé d'un document")
     p.add_argument("file", nargs="?", metavar="FICHIER")
     p.add_argument("--type", help="classer un code de type au lieu d'un fichier")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(func=_no_traceback(cmd_classify))
 
     p = sub.add_parser("vaccinations", help="lister les vaccinations d'un ou plusieurs documents")
     p.add_argument("files", nargs="+", metavar="FICHIER")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_vaccinations)
+    p.set_defaults(func=_no_traceback(cmd_vaccinations))

@@ -277,3 +277,15 @@ def test_cli_situation_numbers_count_from_one(virtual_card) -> None:
     for out in (zero, second):
         assert "Traceback" not in out.stderr
     assert virtual_card.card.pin_tries == 3
+
+
+def test_an_unexpected_failure_is_a_french_sentence_not_a_traceback(monkeypatch, capsys) -> None:
+    from ps_agent.cli import main
+
+    def broken() -> list[str]:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(pcsc, "list_readers", broken)
+    assert main(["card", "readers"]) == 1
+    err = capsys.readouterr().err
+    assert "Erreur interne (RuntimeError) : l'opération n'a pas abouti." in err and "Traceback" not in err

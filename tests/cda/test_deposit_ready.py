@@ -297,3 +297,15 @@ def test_control_character_in_an_identifier_is_refused() -> None:
             author=author,
         )
     assert "caractères interdits" in info.value.message_fr
+
+
+def test_an_unexpected_failure_is_a_french_sentence_not_a_traceback(
+    inputs: dict[str, Path], monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(**kwargs: object) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(build, "level1", broken)
+    assert _build(inputs) == 1
+    err = capsys.readouterr().err
+    assert "Erreur interne (RuntimeError) : l'opération n'a pas abouti." in err and "Traceback" not in err
