@@ -149,10 +149,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _sandbox_process(data: Path, pki_dir: Path):
+def _sandbox_process(data: Path, pki_dir: Path, latency_ms: int = 0):
     """``python -m sandbox serve --demo`` in a child process; yields its base URL."""
     port = _free_port()
     cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port)]
+    if latency_ms:
+        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
     proc = subprocess.Popen([*cmd, "--pki", str(pki_dir), "--demo"], cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -189,6 +191,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--in-process", action="store_true", help="run the sandbox in this process (shared GIL)")
+    ap.add_argument(
+        "--latency-ms", type=int, default=0, help="latency the sandbox adds to every answer (a remote DMP)"
+    )
     args = ap.parse_args()
     from sandbox import demo, pki
 
@@ -198,7 +203,7 @@ def main() -> None:
         server = (
             _sandbox_in_process(tmpd / "data", test_pki)
             if args.in_process
-            else _sandbox_process(tmpd / "data", tmpd / "pki")
+            else _sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms)
         )
         with server as base_url:
             print(f"sandbox {'in this process' if args.in_process else 'in its own process'}: {base_url}")
