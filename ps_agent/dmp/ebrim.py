@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lxml import etree
 
@@ -461,6 +462,21 @@ _KNOWN_SLOTS = frozenset(
 )  # fmt: skip
 
 
+# Codes and authors repeat across a DMP's entries (same types, classes, formats, authors): the frozen,
+# immutable objects are shared. Bounded: cleared when full, so a hostile answer cannot grow them.
+_CACHE_MAX = 4096
+_CODE_CACHE: dict[tuple[str, str, str], Code] = {}
+_AUTHOR_CACHE: dict[tuple[str, str, str, str], Author] = {}
+_PATIENT_CACHE: dict[str, PatientId] = {}
+
+
+def _cached(cache: dict, key: object, value: object) -> Any:  # type: ignore[type-arg]
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 # The descendants parse_document_entry looks at (ValueList and anything unknown skipped in C).
 _WALK_TAGS = (_VALUE, _SLOT, _LOCALIZED, _NAME, _DESCRIPTION, _CLASSIFICATION, _EXTERNAL_ID, _VERSION_INFO)
 
@@ -495,22 +511,26 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         assert cls_el is not None
         scheme = cls_el.get("classificationScheme", "")
         if scheme == DE_AUTHOR:
-            specialty = None
-            spec = cls_slots.get("authorSpecialty")
-            if spec:
-                parts = [*spec[0].split("^"), "", ""]
-                specialty = Code(parts[0], parts[2], parts[1])
-            authors.append(
-                Author.from_xcn(
-                    (cls_slots.get("authorPerson") or ("",))[0],
-                    (cls_slots.get("authorInstitution") or ("",))[0],
-                    specialty,
-                    (cls_slots.get("authorRole") or ("",))[0],
-                )
+            key = (
+                (cls_slots.get("authorPerson") or ("",))[0],
+                (cls_slots.get("authorInstitution") or ("",))[0],
+                (cls_slots.get("authorSpecialty") or ("",))[0],
+                (cls_slots.get("authorRole") or ("",))[0],
             )
+            author = _AUTHOR_CACHE.get(key)
+            if author is None:
+                specialty = None
+                if key[2]:
+                    parts = [*key[2].split("^"), "", ""]
+                    specialty = Code(parts[0], parts[2], parts[1])
+                author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
+            authors.append(author)
         else:
             cs = cls_slots.get("codingScheme")
-            code = Code(cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
+            ckey = (cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
+            code = _CODE_CACHE.get(ckey)
+            if code is None:
+                code = _cached(_CODE_CACHE, ckey, Code(*ckey))
             found = codes.get(scheme)
             if found is None:
                 codes[scheme] = [code]
@@ -575,12 +595,14 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         return (slots.get(name) or ("",))[0]
 
     patient_cx = ext.get(DE_PATIENT_ID, "")
-    try:
-        patient = PatientId.parse_cx(patient_cx)
-    except ValueError as exc:
-        raise ProtocolError(
-            "Le DMP a renvoyé un document sans identifiant patient valide.", detail=patient_cx
-        ) from exc
+    patient = _PATIENT_CACHE.get(patient_cx)
+    if patient is None:
+        try:
+            patient = _cached(_PATIENT_CACHE, patient_cx, PatientId.parse_cx(patient_cx))
+        except ValueError as exc:
+            raise ProtocolError(
+                "Le DMP a renvoyé un document sans identifiant patient valide.", detail=patient_cx
+            ) from exc
     unique_id = ext.get(DE_UNIQUE_ID, "")
     if not unique_id:
         raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
