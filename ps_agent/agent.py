@@ -341,9 +341,13 @@ class Agent:
             self._audit(audit_action, "error", patient, error_code="INTERNAL", detail=name, **kw)
             raise
 
+    def _status_fresh(self, patient: PatientRef) -> bool:
+        st = self._state(patient)
+        return st.status is not None and time.monotonic() - st.status_at <= STATUS_TTL_S
+
     def _ensure_status(self, patient: PatientRef) -> DmpStatus:
         st = self._state(patient)
-        if st.status is None or time.monotonic() - st.status_at > STATUS_TTL_S:
+        if not self._status_fresh(patient):
             self.dmp_status(patient)
         assert st.status is not None
         return st.status
@@ -597,8 +601,9 @@ class Agent:
         if self._creds.mode != AuthMode.DIRECTE and first_author is not None:
             on_behalf = first_author.id_nat
         uids = tuple(p[0].unique_id for p in prepared)
-        for entry, *_ in prepared:  # local refusals first (INS, role, mode...), then with the DMP's state
-            self._check(Action.DEPOSIT, "dmp.deposit", patient, type_code=entry.type_code.code)
+        if not self._status_fresh(patient):  # local refusals before asking TD0.2 (INS, role, mode...)
+            for entry, *_ in prepared:
+                self._check(Action.DEPOSIT, "dmp.deposit", patient, type_code=entry.type_code.code)
         self._ensure_status(patient)
         for entry, *_ in prepared:
             self._check(Action.DEPOSIT, "dmp.deposit", patient, type_code=entry.type_code.code)
