@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from cda.errors import CdaError
+from cda.validate import check_deposit_ready
 from ps_agent.access.policy import AccessMode, AccessPolicy, Action, Decision, DmpState, PatientRef
 from ps_agent.audit.framelog import FrameLog
 from ps_agent.audit.journal import AuditEvent, AuditJournal
@@ -591,7 +593,16 @@ class Agent:
         vis = visibility or Visibility()
         prepared = []
         for i, data in enumerate(documents):
-            entry, md = entry_from_cda(data, patient, vis)
+            try:
+                check_deposit_ready(data)  # the built-in CI-SIS rules: refuse locally what the DMP would
+                entry, md = entry_from_cda(data, patient, vis)
+            except (CdaError, InvalidRequest) as exc:
+                code = getattr(exc, "code", None) or type(exc).__name__
+                self._audit(
+                    "dmp.deposit", "refused", patient, transaction="TD2.1", error_code=str(code),
+                    detail=f"document n° {i + 1} refusé avant envoi",
+                )  # fmt: skip
+                raise
             prepared.append((entry, md, data, (replaces or [None] * len(documents))[i]))
         on_behalf = ""
         first_author = prepared[0][0].authors[0] if prepared[0][0].authors else None

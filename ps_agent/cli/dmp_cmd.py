@@ -41,7 +41,9 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True) -> None:
     g.add_argument(
         "--reader", default=None, help="nom du lecteur de carte (défaut : le premier avec une carte)"
     )
-    g.add_argument("--situation", type=int, default=0, help="situation d'exercice de la carte (défaut : 0)")
+    g.add_argument(
+        "--situation", type=int, default=1, help="situation d'exercice, numérotée à partir de 1 (défaut : 1)"
+    )
     g.add_argument("--json", action="store_true", help="sortie JSON")
     e = p.add_argument_group("établissement (sans carte : mode INDIRECTE ou AIR)")
     e.add_argument(
@@ -240,9 +242,10 @@ def _session(args: argparse.Namespace, ca_file: str) -> Any:
                 "--utilisateur, --auteur et --signature-etablissement vont avec --etablissement.",
                 code="USAGE",
             )
-        from ps_agent.auth.session import AuthSession
+        from ps_agent.auth.session import AuthSession, situation_index
 
-        return AuthSession.open(args.reader, _pin(), situation_index=args.situation, ca_file=ca_file)
+        index = situation_index(args.situation)  # refused before the PIN is asked
+        return AuthSession.open(args.reader, _pin(), situation_index=index, ca_file=ca_file)
     if not args.utilisateur:
         raise ConfigurationError(
             "En mode établissement, indiquez l'utilisateur local avec --utilisateur.", code="NO_USER"
