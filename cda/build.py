@@ -528,8 +528,12 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             raise InvalidPdfError(
                 "Le fichier fourni n'est pas un PDF (en-tête %PDF- absent).", field="content"
             )
+        import logging
+
         from pypdf import PdfReader
 
+        # pypdf logs its own warnings ("EOF marker not found"); the user gets our French error instead.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
         try:
             reader = PdfReader(io.BytesIO(content))
             if reader.is_encrypted:
