@@ -1,12 +1,22 @@
 """End-to-end fixtures: the real sandbox over TLS on loopback, the test PKI, the agent.
 
 ``agent_for(profile)`` gives an ``Agent`` whose credentials are the card profile's certificates of
-the test PKI (software keys, DIRECTE), or the establishment's (INDIRECTE / AIR). The journeys with the
-emulated card through pcscd are in ``test_card_journey.py`` (marker ``pcsc``).
+the test PKI (software keys, DIRECTE), or the establishment's (INDIRECTE / AIR).
+
+``card_agent_for(profile)`` gives an ``Agent`` whose DIRECTE credentials are a real ``AuthSession`` over
+the emulated CPS card through pcscd (fixture ``virtual_card``): TLS client authentication and VIHF
+signatures are made by the card. One reader, one card: asking for another profile really removes the
+card and inserts the other one, asserts that the previous session closed (reason ``removed``) and
+refuses to work, then opens a new session with the PIN. Asking again for a profile whose card left
+the reader gives a new ``Agent`` on the same home (same audit journal): a new session, as a
+professional would reopen one. Establishment modes (INDIRECTE / AIR) never use a card: they are the
+establishment's certificates, as with ``agent_for``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +25,14 @@ import pytest
 
 from ps_agent.access.policy import PatientRef
 from ps_agent.agent import Agent
+from ps_agent.auth.errors import SessionClosed
 from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
+
+# How long the previous card session may take to notice the card left the reader (AuthSession
+# promises 1 s; generous here so a loaded CI machine does not make the test flaky).
+SESSION_CLOSE_WAIT_S = 5.0
 
 
 def identity_of(profile_name: str, situation: int = 0) -> ProfessionalIdentity:
@@ -44,9 +59,9 @@ def patient_ref(demo_patient: Any, status: str = "QUAL") -> PatientRef:
     return PatientRef(demo_patient.ins, demo_patient.oid, status)
 
 
-@pytest.fixture(scope="module")
-def dmp_sandbox(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any]:
-    """A sandbox with the demo data, private to the test module (journeys modify it)."""
+@contextlib.contextmanager
+def seeded_sandbox(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any]:
+    """A running sandbox DMP on loopback with the demo data, in a fresh data directory."""
     from sandbox import demo
     from sandbox.server import start
 
@@ -59,8 +74,21 @@ def dmp_sandbox(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iter
         running.stop()
 
 
+@pytest.fixture(scope="module")
+def dmp_sandbox(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any]:
+    """A sandbox with the demo data, private to the test module (journeys modify it)."""
+    with seeded_sandbox(tmp_path_factory, test_pki) as running:
+        yield running
+
+
 @pytest.fixture
-def agent_for(dmp_sandbox: Any, test_pki: Any, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
+def agent_for(software_agent_for: Callable[..., Agent]) -> Callable[..., Agent]:
+    """Agents with software keys of the test PKI (see ``software_agent_for``)."""
+    return software_agent_for
+
+
+@pytest.fixture
+def software_agent_for(dmp_sandbox: Any, test_pki: Any, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     agents: list[Agent] = []
 
     def make(
@@ -95,3 +123,92 @@ def agent_for(dmp_sandbox: Any, test_pki: Any, tmp_path: Path) -> Iterator[Calla
     yield make
     for a in agents:
         a.close()
+
+
+class CardAgents:
+    """Factory of agents whose DIRECTE credentials are ``AuthSession`` over the virtual card."""
+
+    def __init__(
+        self,
+        virtual_card: Any,
+        env: Environment,
+        home_root: Path,
+        establishment: Callable[..., Agent],
+    ) -> None:
+        self.card = virtual_card
+        self.env = env
+        self.home_root = home_root
+        self.establishment = establishment
+        self.profile: str | None = None  # card in the reader
+        self.session: Any = None  # its AuthSession
+        self.agents: dict[Path, Agent] = {}  # agents of the current session, by home
+        self.closed_sessions: list[Any] = []  # sessions ended by a card change, in order
+        self.card_changes = 0
+
+    def __call__(
+        self,
+        profile: str = "gp",
+        *,
+        mode: AuthMode = AuthMode.DIRECTE,
+        identity: ProfessionalIdentity | None = None,
+        home: Path | None = None,
+    ) -> Agent:
+        if mode is not AuthMode.DIRECTE:  # establishment certificates, no card in that mode
+            return self.establishment(profile, mode=mode, identity=identity, home=home)
+        if identity is not None:
+            raise ValueError("with a card the identity is the card's: do not pass identity=")
+        home = home or self.home_root / f"card-{profile}"
+        if self.profile != profile:
+            self._change_card(profile)
+        agent = self.agents.get(home)
+        if agent is None:
+            agent = self.agents[home] = Agent(self.session, AgentConfig(self.env, home))
+        return agent
+
+    def _change_card(self, profile: str) -> None:
+        from ps_agent.auth.session import AuthSession
+        from sandbox.profiles import PROFILES
+
+        old = self.session
+        if old is not None:
+            self.card.remove()
+            _wait_closed(old)
+            assert old.closed_reason == "removed", old.closed_reason
+            with pytest.raises(SessionClosed):
+                old.ensure_active()
+            for agent in self.agents.values():
+                agent.close()
+            self.agents.clear()
+            self.closed_sessions.append(old)
+            self.card_changes += 1
+        self.card.insert(profile)
+        self.profile = profile
+        self.session = AuthSession.open(
+            self.card.reader_name, PROFILES[profile].pin, ca_file=self.env.ca_file
+        )
+        assert self.session.active and self.session.identity.id_nat == PROFILES[profile].id_nat
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.close()
+        if self.session is not None:
+            self.session.close()
+
+
+def _wait_closed(session: Any) -> None:
+    deadline = time.monotonic() + SESSION_CLOSE_WAIT_S
+    while session.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not session.active, f"the card session is still open {SESSION_CLOSE_WAIT_S} s after removal"
+
+
+@pytest.fixture
+def card_agent_for(
+    virtual_card: Any, dmp_sandbox: Any, test_pki: Any, tmp_path: Path, software_agent_for: Any
+) -> Iterator[CardAgents]:
+    env = Environment("sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+    agents = CardAgents(virtual_card, env, tmp_path, software_agent_for)
+    try:
+        yield agents
+    finally:
+        agents.close()

@@ -71,7 +71,7 @@ def letter(p: Any, author: str = "gp", *, type_code: str = "11488-4", title: str
     )
 
 
-def vaccination(p: Any, author: str = "pharmacist") -> bytes:
+def vaccination(p: Any, author: str = "pharmacist", *, lot_number: str = "LOT-E2E-1") -> bytes:
     return build.vaccination_note(
         patient=patient_input(p),
         author=author_input(author),
@@ -79,7 +79,7 @@ def vaccination(p: Any, author: str = "pharmacist") -> bytes:
             cis_code="63041934",
             vaccine_label="VAXIGRIPTETRA, suspension injectable en seringue préremplie",
             atc_code="J07BB02",
-            lot_number="LOT-E2E-1",
+            lot_number=lot_number,
             date=dt.date.today() - dt.timedelta(days=1),
         ),
     )

@@ -16,7 +16,7 @@ from ps_agent.config import AgentConfig, Environment
 from ps_agent.errors import AuthError
 
 from . import docs
-from .conftest import patient_ref
+from .conftest import CardAgents, patient_ref
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.slow]
 
@@ -149,3 +149,32 @@ def test_pharmacist_with_card_reads_vaccinations_records_one_and_is_told_what_is
             assert ph.audit().verify().ok
     finally:
         session.close()
+
+
+def test_card_change_closes_the_session_and_the_old_agent_refuses(card_agent_for: CardAgents, virtual_card):
+    """The journeys' card changes: the card works for the agent (TLS and VIHF through pcscd), removing it
+    closes its session, the agent bound to it refuses with a French message, the next card opens a new
+    session, and the GP coming back gets a new session on the same journal."""
+    from sandbox.demo import DEMO_ADULT
+    from sandbox.profiles import PROFILES
+
+    patient = patient_ref(DEMO_ADULT)
+    gp = card_agent_for("gp")
+    gp_session = card_agent_for.session
+    before = virtual_card.card.apdu_count
+    assert gp.dmp_status(patient).is_medecin_traitant
+    assert virtual_card.card.apdu_count > before  # the card authenticated and signed
+    ph = card_agent_for("pharmacist")
+    assert card_agent_for.closed_sessions == [gp_session] and gp_session.closed_reason == "removed"
+    with pytest.raises(AuthError) as exc:
+        gp.dmp_status(patient)
+    assert "carte" in exc.value.message_fr and "Traceback" not in exc.value.message_fr
+    assert card_agent_for.session.identity.id_nat == PROFILES["pharmacist"].id_nat
+    assert ph.dmp_status(patient).exists
+    gp_again = card_agent_for("gp")
+    assert gp_again is not gp and gp_again.config.home == gp.config.home
+    assert card_agent_for.card_changes == 2 and card_agent_for.session is not gp_session
+    assert gp_again.dmp_status(patient).is_medecin_traitant
+    assert [r.event.action for r in gp_again.audit().records()].count("dmp.status") >= 2
+    assert {r.event.auth_mode for r in gp_again.audit().records()} == {"DIRECTE"}
+    assert gp_again.audit().verify().ok and ph.audit().verify().ok

@@ -1,12 +1,26 @@
-"""The users' journeys of issue 5, agent ↔ sandbox over mutual TLS on loopback (software keys of the test
-PKI; the same journeys with the emulated card through pcscd are in test_card_journey.py).
+"""The users' journeys of issue 5, agent ↔ sandbox over mutual TLS on loopback.
 
-After each journey the audit journal holds the expected records and verifies.
+Each journey runs twice (``agent_for`` below is parametrized over the credentials):
+
+- ``[software]``: DIRECTE credentials from the card profiles' software keys of the test PKI;
+- ``[card]`` (marker ``pcsc``): a real ``AuthSession`` over the emulated CPS card through pcscd, so the
+  TLS client authentication and the VIHF signatures are made by the card. When a journey passes from
+  one professional to another the card really leaves the reader and the other one is inserted; the
+  previous session is asserted closed and a new one is opened (``CardAgents`` in conftest.py), so a
+  journey asks ``agent_for(profile)`` again when a professional comes back to the reader.
+
+The establishment modes (INDIRECTE / AIR: the secretary) use the establishment's certificates in both
+variants: there is no card in that mode. After each journey the audit journal holds the expected
+records and verifies.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,15 +34,61 @@ from ps_agent.access.errors import (
     PatientBlockedAccess,
 )
 from ps_agent.access.policy import AccessMode
-from ps_agent.auth.model import AuthMode
+from ps_agent.agent import Agent
+from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 from ps_agent.dmp.errors import DmpRefusal
 from ps_agent.dmp.model import Status, Visibility
 from ps_agent.errors import PsAgentError
 
 from . import docs
-from .conftest import identity_of, patient_ref
+from .conftest import identity_of, patient_ref, seeded_sandbox
 
 pytestmark = pytest.mark.slow
+
+
+class _SameAgent:
+    """Software variant: asking again for the same professional gives the same agent (like a card
+    session that stayed open), so the journeys read the same with software keys and with the card."""
+
+    def __init__(self, make: Callable[..., Agent]) -> None:
+        self.make = make
+        self.agents: dict[tuple[Any, ...], Agent] = {}
+
+    def __call__(
+        self,
+        profile: str = "gp",
+        *,
+        mode: AuthMode = AuthMode.DIRECTE,
+        identity: ProfessionalIdentity | None = None,
+        home: Path | None = None,
+    ) -> Agent:
+        key = (profile, mode, identity.id_nat if identity else None, home)
+        if key not in self.agents:
+            self.agents[key] = self.make(profile, mode=mode, identity=identity, home=home)
+        return self.agents[key]
+
+
+@pytest.fixture(scope="module", params=["software", pytest.param("card", marks=pytest.mark.pcsc)])
+def credentials(request: pytest.FixtureRequest) -> str:
+    """How the professionals authenticate in this run of the journeys."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def dmp_sandbox(credentials: str, tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any]:
+    """A demo DMP of its own for each variant: the journeys change it (consent, deposits...)."""
+    with seeded_sandbox(tmp_path_factory, test_pki) as running:
+        yield running
+
+
+@pytest.fixture
+def agent_for(
+    request: pytest.FixtureRequest, credentials: str, software_agent_for: Callable[..., Agent]
+) -> Callable[..., Agent]:
+    """The journeys' agents: software keys, or the emulated card through pcscd (see the module doc)."""
+    if credentials == "card":
+        return request.getfixturevalue("card_agent_for")
+    return _SameAgent(software_agent_for)
 
 
 def demo():
@@ -80,6 +140,7 @@ def test_gp_deposits_letter_finds_it_in_comptes_rendus_replaces_and_masks(agent_
     # a professional of another structure (not médecin traitant, not author) no longer sees it
     pharmacist_view = agent_for("pharmacist").list_documents(patient)
     assert other_uid not in {e.unique_id for e in pharmacist_view}
+    gp = agent_for("gp")  # back to the GP (with the card: her card again, a new session)
     gp.unmask(patient, other_uid)
     assert other_uid in {e.unique_id for e in agent_for("pharmacist").list_documents(patient)}
 
@@ -117,10 +178,13 @@ def test_pharmacist_reads_vaccinations_and_records_one(agent_for):
     assert before, "the demo adult has vaccination documents"
     assert [v.date for v in before] == sorted(v.date for v in before)
     assert progress[-1][0] == progress[-1][1]
-    ph.record_vaccination(patient, docs.vaccination(p, "pharmacist"))
+    # a lot of its own: the status counts one vaccination per (date, vaccine, lot) across documents, and
+    # the module's DMP is shared by the journeys' two variants
+    lot = f"LOT-E2E-{uuid.uuid4().hex[:8].upper()}"
+    ph.record_vaccination(patient, docs.vaccination(p, "pharmacist", lot_number=lot))
     after = ph.vaccination_status(patient)
     assert len(after) == len(before) + 1
-    assert any(v.lot_number == "LOT-E2E-1" for v in after)
+    assert any(v.lot_number == lot for v in after)
     got = actions(ph)
     assert ("dmp.deposit", "success") in got and ("dmp.retrieve", "success") in got
     assert_journal_ok(ph)
