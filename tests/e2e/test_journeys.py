@@ -101,9 +101,19 @@ def actions(agent) -> list[tuple[str, str]]:
     return [(r.event.action, r.event.outcome) for r in agent.audit().records()]
 
 
-def assert_journal_ok(agent) -> None:
+def assert_journal_ok(agent, profile: str | None = None) -> None:
+    """The journal verifies; with ``profile``, every record names that professional, in DIRECTE mode
+    (with the card: the identity read from the card in the reader)."""
     result = agent.audit().verify()
     assert result.ok, result.message_fr
+    if profile is not None:
+        from sandbox.profiles import PROFILES
+
+        recs = agent.audit().records()
+        assert recs
+        assert {(r.event.actor_id_nat, r.event.auth_mode) for r in recs} == {
+            (PROFILES[profile].id_nat, "DIRECTE")
+        }
 
 
 def test_gp_deposits_letter_finds_it_in_comptes_rendus_replaces_and_masks(agent_for):
@@ -148,10 +158,13 @@ def test_gp_deposits_letter_finds_it_in_comptes_rendus_replaces_and_masks(agent_
     assert ("dmp.status", "success") in got
     assert got.count(("dmp.deposit", "success")) == 3
     assert ("dmp.mask", "success") in got and ("dmp.unmask", "success") in got
+    ph = agent_for("pharmacist")  # the pharmacist's journal: her two listings (two sessions with the card)
+    assert actions(ph).count(("dmp.search", "success")) == 2
+    assert_journal_ok(ph, "pharmacist")
     deposit_rec = [r for r in gp.audit().records(action="dmp.deposit") if r.event.outcome == "success"]
     assert deposit_rec[0].event.document_ids == (uid,) and deposit_rec[0].event.transaction == "TD2.1"
     assert deposit_rec[0].event.patient_ins == f"{p.ins}^{p.oid}"
-    assert_journal_ok(gp)
+    assert_journal_ok(gp, "gp")
 
 
 def test_gp_masks_a_replaced_letter(agent_for):
@@ -167,6 +180,10 @@ def test_gp_masks_a_replaced_letter(agent_for):
     assert next(
         e for e in gp.list_documents(patient) if e.unique_id == new_uid
     ).visibility.masked_to_professionals
+    masked = [r for r in gp.audit().records(action="dmp.mask") if r.event.outcome == "success"]
+    assert [r.event.document_ids for r in masked] == [(new_uid,)]
+    assert actions(gp).count(("dmp.deposit", "success")) == 2
+    assert_journal_ok(gp, "gp")
 
 
 def test_pharmacist_reads_vaccinations_and_records_one(agent_for):
@@ -187,7 +204,7 @@ def test_pharmacist_reads_vaccinations_and_records_one(agent_for):
     assert any(v.lot_number == lot for v in after)
     got = actions(ph)
     assert ("dmp.deposit", "success") in got and ("dmp.retrieve", "success") in got
-    assert_journal_ok(ph)
+    assert_journal_ok(ph, "pharmacist")
 
 
 def test_pharmacist_cannot_see_imaging_report_and_is_told_why(agent_for):
@@ -209,7 +226,7 @@ def test_pharmacist_cannot_see_imaging_report_and_is_told_why(agent_for):
     assert "pharmaciens n'ont pas accès" in exc.value.message_fr
     refused = [r for r in ph.audit().records(action="dmp.retrieve") if r.event.outcome == "refused"]
     assert refused and refused[-1].event.document_ids == (imaging[0].unique_id,)
-    assert_journal_ok(ph)
+    assert_journal_ok(ph, "pharmacist")
 
 
 def test_pharmacist_cannot_see_hospital_report_and_is_told_why(agent_for):
@@ -239,8 +256,8 @@ def test_pharmacist_cannot_see_hospital_report_and_is_told_why(agent_for):
     assert "pas accessibles à votre profession" in by_uid.value.message_fr
     refused = [r for r in ph.audit().records(action="dmp.retrieve") if r.event.outcome == "refused"]
     assert refused and refused[-1].event.document_ids == (uid,)
-    assert_journal_ok(ph)
-    assert_journal_ok(gp)
+    assert_journal_ok(ph, "pharmacist")
+    assert_journal_ok(gp, "gp")
 
 
 def test_opposed_dmp_is_reported_as_an_opposition_and_refuses_everything_but_the_status(agent_for):
@@ -259,7 +276,7 @@ def test_opposed_dmp_is_reported_as_an_opposition_and_refuses_everything_but_the
     with pytest.raises(NoActiveDmp):
         gp.list_documents(patient)
     assert ("dmp.deposit", "refused") in actions(gp)
-    assert_journal_ok(gp)
+    assert_journal_ok(gp, "gp")
 
 
 def test_emergency_opposition_reported_by_the_dmp_is_then_enforced_locally(agent_for, dmp_sandbox):
@@ -280,7 +297,7 @@ def test_emergency_opposition_reported_by_the_dmp_is_then_enforced_locally(agent
         last = sp.audit().records()[sent:]
         assert [(r.event.action, r.event.outcome) for r in last] == [("dmp.emergency", "refused")]
         assert last[0].event.rule_id == "URG-01"
-        assert_journal_ok(sp)
+        assert_journal_ok(sp, "specialist")
     finally:
         dmp_sandbox.store.set_emergency(p.ins, bris_de_glace=True)
 
@@ -303,7 +320,7 @@ def test_doctor_without_authorisation_is_refused_records_consent_then_reads(agen
         < got.index(("dmp.consent", "success"))
         < got.index(("dmp.search", "success"))
     )
-    assert_journal_ok(sp)
+    assert_journal_ok(sp, "specialist")
 
 
 def test_bris_de_glace_without_then_with_reason(agent_for):
@@ -323,7 +340,7 @@ def test_bris_de_glace_without_then_with_reason(agent_for):
     assert refused and refused[0].event.rule_id.startswith("URG")
     search = [r for r in recs if r.event.action == "dmp.search" and r.event.outcome == "success"]
     assert search[-1].event.access_mode == "bris_de_glace" and search[-1].event.reason == reason
-    assert_journal_ok(sp)
+    assert_journal_ok(sp, "specialist")
 
 
 def test_bris_de_glace_is_refused_in_establishment_mode(agent_for):
@@ -333,6 +350,9 @@ def test_bris_de_glace_is_refused_in_establishment_mode(agent_for):
         sec.emergency_access(
             patient_ref(p), AccessMode.BRIS_DE_GLACE, "Patient inconscient, antécédents inconnus"
         )
+    assert ("dmp.emergency", "refused") in actions(sec)
+    assert {r.event.auth_mode for r in sec.audit().records()} == {"INDIRECTE_RENFORCEE"}
+    assert_journal_ok(sec)
 
 
 def test_blocked_professional_cannot_consult_but_can_deposit(agent_for):
@@ -348,7 +368,7 @@ def test_blocked_professional_cannot_consult_but_can_deposit(agent_for):
     assert result.document_uids
     got = actions(nurse)
     assert ("dmp.search", "refused") in got and ("dmp.deposit", "success") in got
-    assert_journal_ok(nurse)
+    assert_journal_ok(nurse, "nurse")
 
 
 def test_closed_dmp_refuses_deposit_and_consultation(agent_for):
@@ -363,7 +383,7 @@ def test_closed_dmp_refuses_deposit_and_consultation(agent_for):
     with pytest.raises(NoActiveDmp):
         gp.list_documents(patient)
     assert ("dmp.deposit", "refused") in actions(gp)
-    assert_journal_ok(gp)
+    assert_journal_ok(gp, "gp")
 
 
 def test_secretary_deposits_in_air_mode_on_behalf_of_a_doctor(agent_for):
