@@ -477,15 +477,44 @@ def _cached(cache: dict, key: object, value: object) -> Any:  # type: ignore[typ
     return value
 
 
-# The descendants parse_document_entry looks at (ValueList and anything unknown skipped in C).
 _WALK_TAGS = (_VALUE, _SLOT, _LOCALIZED, _NAME, _DESCRIPTION, _CLASSIFICATION, _EXTERNAL_ID, _VERSION_INFO)
 
 
-def _first_localized(holder: etree._Element) -> str:
-    for ls in holder:
-        if ls.tag == _LOCALIZED:
-            return ls.get("value", "")
-    return ""
+def _close_classification(
+    cls_el: etree._Element,
+    cls_slots: dict[str, list[str]],
+    cls_name: str,
+    authors: list[Author],
+    codes: dict[str, list[Code]],
+) -> None:
+    """Turn a document Classification that has been read into an Author or a Code (shared, cached)."""
+    scheme = cls_el.get("classificationScheme", "")
+    if scheme == DE_AUTHOR:
+        key = (
+            (cls_slots.get("authorPerson") or ("",))[0],
+            (cls_slots.get("authorInstitution") or ("",))[0],
+            (cls_slots.get("authorSpecialty") or ("",))[0],
+            (cls_slots.get("authorRole") or ("",))[0],
+        )
+        author = _AUTHOR_CACHE.get(key)
+        if author is None:
+            specialty = None
+            if key[2]:
+                parts = [*key[2].split("^"), "", ""]
+                specialty = Code(parts[0], parts[2], parts[1])
+            author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
+        authors.append(author)
+        return
+    cs = cls_slots.get("codingScheme")
+    ckey = (cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
+    code = _CODE_CACHE.get(ckey)
+    if code is None:
+        code = _cached(_CODE_CACHE, ckey, Code(*ckey))
+    found = codes.get(scheme)
+    if found is None:
+        codes[scheme] = [code]
+    else:
+        found.append(code)
 
 
 def parse_document_entry(eo: etree._Element) -> DocumentEntry:
@@ -494,7 +523,9 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     One C-level walk over the descendants (``eo.iter()``, document order) with a small state machine,
     instead of nested Python loops: this runs 2,000 times for a full DMP (benchmarks/bench_agent.py).
     Ownership is checked with ``getparent()`` on Slots/Names/Classifications only, so elements out of the
-    schema's order are still attributed to the right owner; anything else is ignored.
+    schema's order are still attributed to the right owner; anything else (ValueList, comments, unknown
+    elements) is ignored. The walk is unfiltered on purpose: lxml's tag filter costs more than the
+    string comparisons it saves, and all per-entry state is in plain locals (no closure cells).
     """
     slots: dict[str, list[str]] = {}
     codes: dict[str, list[Code]] = {}
@@ -507,46 +538,18 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     values: list[str] | None = None  # Value list of the Slot being read
     name_owner = 0  # 1: eo Name, 2: eo Description, 3: Classification Name, 0: ignore
 
-    def close_classification() -> None:
-        assert cls_el is not None
-        scheme = cls_el.get("classificationScheme", "")
-        if scheme == DE_AUTHOR:
-            key = (
-                (cls_slots.get("authorPerson") or ("",))[0],
-                (cls_slots.get("authorInstitution") or ("",))[0],
-                (cls_slots.get("authorSpecialty") or ("",))[0],
-                (cls_slots.get("authorRole") or ("",))[0],
-            )
-            author = _AUTHOR_CACHE.get(key)
-            if author is None:
-                specialty = None
-                if key[2]:
-                    parts = [*key[2].split("^"), "", ""]
-                    specialty = Code(parts[0], parts[2], parts[1])
-                author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
-            authors.append(author)
-        else:
-            cs = cls_slots.get("codingScheme")
-            ckey = (cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
-            code = _CODE_CACHE.get(ckey)
-            if code is None:
-                code = _cached(_CODE_CACHE, ckey, Code(*ckey))
-            found = codes.get(scheme)
-            if found is None:
-                codes[scheme] = [code]
-            else:
-                found.append(code)
-
     for el in eo.iter(_WALK_TAGS):
         tag = el.tag
         if tag == _VALUE:
             if values is not None:
                 values.append(el.text or "")
+        elif tag == _VALUE_LIST:
+            continue
         elif tag == _SLOT:
             parent = el.getparent()
             if parent is eo:
                 values = slots[el.get("name", "")] = []
-            elif cls_el is not None and parent is cls_el:
+            elif parent is cls_el and cls_el is not None:
                 values = cls_slots[el.get("name", "")] = []
             else:
                 values = None
@@ -564,7 +567,7 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
             parent = el.getparent()
             if parent is eo:
                 name_owner = 1 if tag == _NAME else 2
-            elif cls_el is not None and parent is cls_el and tag == _NAME:
+            elif parent is cls_el and cls_el is not None and tag == _NAME:
                 name_owner = 3
             else:
                 name_owner = 0
@@ -572,7 +575,7 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
         elif tag == _CLASSIFICATION:
             if el.getparent() is eo:  # one nested in another object is not the document's
                 if cls_el is not None:
-                    close_classification()
+                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
                 cls_el, cls_slots, cls_name = el, {}, ""
             values = None
             name_owner = 0
@@ -585,7 +588,7 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
             if el.getparent() is eo:
                 version = el.get("versionName", "")
     if cls_el is not None:
-        close_classification()
+        _close_classification(cls_el, cls_slots, cls_name, authors, codes)
 
     def one(scheme: str) -> Code:
         found = codes.get(scheme)

@@ -1,0 +1,231 @@
+"""The fast TD3.1 parser (ebrim.parse_document_entry, one C-level walk) against a plain reference parse.
+
+The reference below is written the obvious way (find/findall per field, no caches, no state machine), so a
+shortcut in the fast path that drops, reorders or misattributes a field shows up as a difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+
+from lxml import etree
+
+from ps_agent.dmp import ebrim
+from ps_agent.dmp.model import (
+    Author,
+    Code,
+    DocumentEntry,
+    PatientId,
+    Status,
+    Visibility,
+    parse_xds_time,
+)
+from ps_agent.dmp.xmlns import QUERY, RIM, q
+
+R = {"rim": RIM}
+
+
+def _slot_values(el: etree._Element) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for s in el.findall("rim:Slot", R):
+        out[s.get("name", "")] = tuple(v.text or "" for v in s.findall("rim:ValueList/rim:Value", R))
+    return out
+
+
+def _name(el: etree._Element, tag: str = "Name") -> str:
+    ls = el.find(f"rim:{tag}/rim:LocalizedString", R)
+    return ls.get("value", "") if ls is not None else ""
+
+
+def reference_parse(eo: etree._Element) -> DocumentEntry:
+    slots = _slot_values(eo)
+
+    def first(name: str) -> str:
+        return (slots.get(name) or ("",))[0]
+
+    authors, codes = [], {}
+    for cl in eo.findall("rim:Classification", R):
+        cs = _slot_values(cl)
+        scheme = cl.get("classificationScheme", "")
+        if scheme == ebrim.DE_AUTHOR:
+            specialty = None
+            spec = (cs.get("authorSpecialty") or ("",))[0]
+            if spec:
+                p = [*spec.split("^"), "", ""]
+                specialty = Code(p[0], p[2], p[1])
+            authors.append(
+                Author.from_xcn(
+                    (cs.get("authorPerson") or ("",))[0],
+                    (cs.get("authorInstitution") or ("",))[0],
+                    specialty,
+                    (cs.get("authorRole") or ("",))[0],
+                )
+            )
+        else:
+            code = Code(cl.get("nodeRepresentation", ""), (cs.get("codingScheme") or ("",))[0], _name(cl))
+            codes.setdefault(scheme, []).append(code)
+    ext = {x.get("identificationScheme"): x.get("value", "") for x in eo.findall("rim:ExternalIdentifier", R)}
+    vi = eo.find("rim:VersionInfo", R)
+
+    def one(scheme: str) -> Code:
+        return codes.get(scheme, [Code("", "")])[0]
+
+    known = {
+        "creationTime", "languageCode", "legalAuthenticator", "serviceStartTime", "serviceStopTime",
+        "sourcePatientId", "sourcePatientInfo", "hash", "size", "repositoryUniqueId",
+    }  # fmt: skip
+    return DocumentEntry(
+        unique_id=ext[ebrim.DE_UNIQUE_ID],
+        patient_id=PatientId.parse_cx(ext[ebrim.DE_PATIENT_ID]),
+        type_code=one(ebrim.DE_TYPE),
+        class_code=one(ebrim.DE_CLASS),
+        format_code=one(ebrim.DE_FORMAT),
+        healthcare_facility_type=one(ebrim.DE_FACILITY),
+        practice_setting=one(ebrim.DE_PRACTICE),
+        creation_time=parse_xds_time(first("creationTime")) or datetime(1970, 1, 1, tzinfo=UTC),
+        title=_name(eo),
+        comments=_name(eo, "Description"),
+        mime_type=eo.get("mimeType", ""),
+        language=first("languageCode"),
+        authors=tuple(authors),
+        confidentiality=tuple(codes.get(ebrim.DE_CONFIDENTIALITY, ())),
+        event_codes=tuple(codes.get(ebrim.DE_EVENT, ())),
+        service_start=parse_xds_time(first("serviceStartTime")),
+        service_stop=parse_xds_time(first("serviceStopTime")),
+        legal_authenticator=first("legalAuthenticator"),
+        source_patient_id=first("sourcePatientId"),
+        source_patient_info=slots.get("sourcePatientInfo", ()),
+        entry_uuid=eo.get("id", ""),
+        logical_id=eo.get("lid", ""),
+        status=eo.get("status", ""),
+        version=vi.get("versionName", "") if vi is not None else "",
+        repository_unique_id=first("repositoryUniqueId"),
+        hash=first("hash"),
+        size=int(first("size")) if first("size").isdigit() else None,
+        extra_slots={k: v for k, v in slots.items() if k not in known},
+    )
+
+
+GP = Author(
+    "899700000013",
+    "MEDECIN-GENERALISTE",
+    "JEAN",
+    "CABINET MEDICAL DU PARC",
+    "380000000100017",
+    Code("G15_10/SM26", "1.2.250.1.213.1.1.4.5", "Médecin - Qualifié en Médecine Générale (SM)"),
+)
+NURSE = Author("899700000054", "INFIRMIER", "PAUL", role="ATTSOIN")  # no institution, no specialty
+SPECIALIST = Author("899700000021", "CARDIO", "ANNE", "CLINIQUE", "380000000200015", Code("SM04", "x", ""))
+EVENTS = (Code("11488-4", "2.16.840.1.113883.6.1", "CR"), Code("GLB", "1.2.250.1.213.2.5", "Événement"))
+
+
+def varied_entries(patient: PatientId) -> list[tuple[DocumentEntry, str]]:
+    """(entry, status) pairs covering the variations a real DMP answer mixes."""
+    base = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    out = []
+    for n in range(40):
+        kw: dict = dict(
+            unique_id=f"1.2.250.1.999.1.1.{n}",
+            patient_id=patient,
+            type_code=Code(f"{11000 + n % 3}-0", "2.16.840.1.113883.6.1", f"Type {n % 3}"),
+            class_code=Code("10", "1.2.250.1.213.1.1.4.1", "Compte rendu"),
+            format_code=Code("urn:ihe:iti:xds-sd:pdf:2008", "1.3.6.1.4.1.19376.1.2.3", "PDF"),
+            healthcare_facility_type=Code("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
+            practice_setting=Code("AMBULATOIRE", "1.2.250.1.213.1.1.4.9", "Ambulatoire"),
+            creation_time=base + timedelta(days=n, seconds=n),
+            title=f"Document n° {n} — « accentué »",
+            authors=((GP,), (GP, NURSE), (SPECIALIST, GP, NURSE), ())[n % 4],
+            confidentiality=Visibility(
+                masked_to_professionals=n % 3 == 0, invisible_to_patient=n % 5 == 0
+            ).codes(),
+            event_codes=EVENTS[: n % 3],
+            source_patient_info=("PID-5|DUPONT^MARIE^^^^^L", "PID-7|19770501", "PID-8|F")[: n % 4],
+            hash=f"{n:040x}" if n % 7 else "",
+            size=n * 100 if n % 6 else None,
+            repository_unique_id="1.2.250.1.213.4.1.1.1.2",
+        )
+        if n % 2:
+            kw["comments"] = f"Commentaire {n}"
+            kw["service_start"] = base + timedelta(days=n - 1)
+        if n % 4 == 1:
+            kw["service_stop"] = base + timedelta(days=n)
+            kw["legal_authenticator"] = GP.xcn
+        if n % 9 == 0:
+            kw["language"] = ""
+            kw["mime_type"] = "application/pdf"
+        status = Status.DEPRECATED if n % 8 == 3 else Status.APPROVED
+        out.append((DocumentEntry(**kw), status))
+    return out
+
+
+def varied_answer(patient: PatientId) -> etree._Element:
+    root = etree.Element(q(QUERY, "AdhocQueryResponse"), status=ebrim.SUCCESS)
+    rol = etree.SubElement(root, q(RIM, "RegistryObjectList"))
+    ids = ebrim._Ids()
+    for n, (e, status) in enumerate(varied_entries(patient)):
+        eo = ebrim.document_entry_element(rol, ids, e, f"urn:uuid:{n}", lid=f"urn:uuid:l{n}", status=status)
+        if n % 3:
+            anchor = eo.find(q(RIM, "Description"))
+            anchor = anchor if anchor is not None else eo.find(q(RIM, "Name"))
+            anchor.addnext(etree.Element(q(RIM, "VersionInfo"), versionName=str(1 + n % 3)))
+        if n % 5 == 2:  # registry-specific slot, kept in extra_slots
+            slot = etree.Element(q(RIM, "Slot"), name="urn:asip:ci-sis:2010:documentStatus")
+            vl = etree.SubElement(slot, q(RIM, "ValueList"))
+            for v in ("a", "b"):
+                etree.SubElement(vl, q(RIM, "Value")).text = v
+            eo.insert(0, slot)
+        if n % 11 == 4:  # a Classification without Name nor codingScheme (missing optional parts)
+            for cl in eo.findall(q(RIM, "Classification")):
+                if cl.get("classificationScheme") == ebrim.DE_PRACTICE:
+                    for child in list(cl):
+                        cl.remove(child)
+    # through bytes, as a real answer arrives
+    return etree.fromstring(etree.tostring(root))
+
+
+def _assert_same(parsed: DocumentEntry, ref: DocumentEntry) -> None:
+    for f in fields(DocumentEntry):
+        assert getattr(parsed, f.name) == getattr(ref, f.name), (ref.entry_uuid, f.name)
+    assert parsed == ref
+
+
+def test_fast_parse_equals_reference_parse_on_a_varied_answer(patient):
+    answer = varied_answer(patient)
+    parsed = ebrim.parse_query_response(answer)
+    eos = answer.findall("rim:RegistryObjectList/rim:ExtrinsicObject", R)
+    assert len(parsed) == len(eos) == 40
+    for p, eo in zip(parsed, eos, strict=True):
+        _assert_same(p, reference_parse(eo))
+    # The variations are really there (a test that cannot fail is a defect).
+    assert {len(p.authors) for p in parsed} == {0, 1, 2, 3}
+    assert {len(p.event_codes) for p in parsed} == {0, 1, 2}
+    assert any(p.visibility.masked_to_professionals for p in parsed)
+    assert any(p.status == Status.DEPRECATED for p in parsed)
+    assert any(p.extra_slots for p in parsed) and any(p.size is None for p in parsed)
+    assert any(p.practice_setting == Code("AMBULATOIRE", "", "") for p in parsed)
+    assert {p.version for p in parsed} == {"", "2", "3"}
+
+
+def test_fast_parse_round_trips_the_built_entries(patient):
+    """What the agent deposits is what it reads back (registry fields aside)."""
+    parsed = ebrim.parse_query_response(varied_answer(patient))
+    for p, (e, status) in zip(parsed, varied_entries(patient), strict=True):
+        assert p.status == status
+        for name in (
+            "unique_id", "patient_id", "type_code", "class_code", "format_code", "healthcare_facility_type",
+            "title", "comments", "mime_type", "language", "authors", "confidentiality", "event_codes",
+            "creation_time", "service_start", "service_stop", "legal_authenticator", "source_patient_info",
+            "hash", "size", "repository_unique_id",
+        ):  # fmt: skip
+            assert getattr(p, name) == getattr(e, name), (e.unique_id, name)
+
+
+def test_xds_time_fast_path_matches_the_general_path():
+    assert parse_xds_time("20261125215604") == datetime(2026, 11, 25, 21, 56, 4, tzinfo=UTC)
+    assert parse_xds_time("20261125215604").tzinfo == UTC
+    assert parse_xds_time("20240229000000") == datetime(2024, 2, 29, tzinfo=UTC)
+    for bad in ("20261125240000", "20261325000000", "20230229000000", "2026112521560x", "2026-11-25T21"):
+        assert parse_xds_time(bad) is None, bad
+    assert parse_xds_time("202611252156041234") == datetime(2026, 11, 25, 21, 56, 4, tzinfo=UTC)
+    assert parse_xds_time("２０２６１１２５２１５６０４") == datetime(2026, 11, 25, 21, 56, 4, tzinfo=UTC)
