@@ -411,6 +411,7 @@ _CLASSIFICATION = q(RIM, "Classification")
 _EXTERNAL_ID = q(RIM, "ExternalIdentifier")
 _LOCALIZED = q(RIM, "LocalizedString")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_CODE = Code("", "")  # frozen: one shared instance for every missing code
 
 
 def _slots(el: etree._Element) -> dict[str, tuple[str, ...]]:
@@ -478,6 +479,16 @@ def _cached(cache: dict, key: object, value: object) -> Any:  # type: ignore[typ
 
 
 _WALK_TAGS = (_VALUE, _SLOT, _LOCALIZED, _NAME, _DESCRIPTION, _CLASSIFICATION, _EXTERNAL_ID, _VERSION_INFO)
+
+
+def _one(codes: dict[str, list[Code]], scheme: str) -> Code:
+    found = codes.get(scheme)
+    return found[0] if found else _NO_CODE
+
+
+def _first(slots: dict[str, list[str]], name: str) -> str:
+    found = slots.get(name)
+    return found[0] if found else ""
 
 
 def _close_classification(
@@ -590,13 +601,6 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     if cls_el is not None:
         _close_classification(cls_el, cls_slots, cls_name, authors, codes)
 
-    def one(scheme: str) -> Code:
-        found = codes.get(scheme)
-        return found[0] if found else Code("", "")
-
-    def first(name: str) -> str:
-        return (slots.get(name) or ("",))[0]
-
     patient_cx = ext.get(DE_PATIENT_ID, "")
     patient = _PATIENT_CACHE.get(patient_cx)
     if patient is None:
@@ -609,36 +613,36 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     unique_id = ext.get(DE_UNIQUE_ID, "")
     if not unique_id:
         raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
-    size = first("size")
-    creation = parse_xds_time(first("creationTime"))
+    size = _first(slots, "size")
+    creation = parse_xds_time(_first(slots, "creationTime"))
     return DocumentEntry(
         unique_id=unique_id,
         patient_id=patient,
-        type_code=one(DE_TYPE),
-        class_code=one(DE_CLASS),
-        format_code=one(DE_FORMAT),
-        healthcare_facility_type=one(DE_FACILITY),
-        practice_setting=one(DE_PRACTICE),
+        type_code=_one(codes, DE_TYPE),
+        class_code=_one(codes, DE_CLASS),
+        format_code=_one(codes, DE_FORMAT),
+        healthcare_facility_type=_one(codes, DE_FACILITY),
+        practice_setting=_one(codes, DE_PRACTICE),
         creation_time=creation if creation is not None else _EPOCH,
         title=title,
         comments=comments,
         mime_type=eo.get("mimeType", ""),
-        language=first("languageCode"),
+        language=_first(slots, "languageCode"),
         authors=tuple(authors),
         confidentiality=tuple(codes.get(DE_CONFIDENTIALITY, ())),
         event_codes=tuple(codes.get(DE_EVENT, ())),
-        service_start=parse_xds_time(first("serviceStartTime")),
-        service_stop=parse_xds_time(first("serviceStopTime")),
-        legal_authenticator=first("legalAuthenticator"),
-        source_patient_id=first("sourcePatientId"),
+        service_start=parse_xds_time(_first(slots, "serviceStartTime")),
+        service_stop=parse_xds_time(_first(slots, "serviceStopTime")),
+        legal_authenticator=_first(slots, "legalAuthenticator"),
+        source_patient_id=_first(slots, "sourcePatientId"),
         source_patient_info=tuple(slots.get("sourcePatientInfo", ())),
         entry_uuid=eo.get("id", ""),
         logical_id=eo.get("lid", ""),
         status=eo.get("status", ""),
         version=version,
-        repository_unique_id=first("repositoryUniqueId"),
-        hash=first("hash"),
-        size=int(size) if size.isdigit() else None,
+        repository_unique_id=_first(slots, "repositoryUniqueId"),
+        hash=_first(slots, "hash"),
+        size=int(size) if size.isdecimal() else None,  # not isdigit(): int("²") fails
         extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
     )
 
