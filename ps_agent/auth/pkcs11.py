@@ -31,15 +31,15 @@ import PyKCS11
 from cryptography import x509
 
 from ps_agent.auth.certs import check_key_usage, check_validity, load_bundle, subject_fields, verify_chain
+from ps_agent.auth.direct import DirectSessionBase
 from ps_agent.auth.errors import (
     PinBlocked,
     PinFinalTryError,
     Pkcs11Error,
-    SessionClosed,
     WrongPin,
     check_pin_format,
 )
-from ps_agent.auth.model import Activity, AuthMode, KeyUse, ProfessionalIdentity
+from ps_agent.auth.model import Activity, KeyUse, ProfessionalIdentity
 from ps_agent.card.errors import CardProtocolError
 from ps_agent.errors import AuthError
 
@@ -302,7 +302,7 @@ class Pkcs11Token:
         return f"Pkcs11Token(label={self.label!r}, module={str(self.module_path)!r})"
 
 
-class Pkcs11Session:
+class Pkcs11Session(DirectSessionBase):
     """DIRECTE ``Credentials`` over a PKCS#11 token (Cryptolib CPS). Same lifecycle as ``AuthSession``."""
 
     def __init__(self, token: Pkcs11Token, identity: ProfessionalIdentity, idle_timeout_s: float) -> None:
@@ -356,68 +356,8 @@ class Pkcs11Session:
         session._watcher.start()
         return session
 
-    @property
-    def identity(self) -> ProfessionalIdentity:
-        return self._identity
-
-    @property
-    def mode(self) -> AuthMode:
-        return AuthMode.DIRECTE
-
-    def vihf_signer(self) -> Pkcs11Signer:
-        self.touch()
-        return self._sign
-
-    def auth_signer(self) -> Pkcs11Signer:
-        self.touch()
-        return self._auth
-
-    def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
-        from ps_agent.auth.tls import SessionBoundTransport, make_transport
-
-        self.ensure_active()
-        chain = [c for c in self._auth.chain if c.issuer != c.subject]
-        transport = make_transport(
-            ca_file=ca_file,
-            certificate=self._auth.certificate,
-            chain=chain,
-            signer=self._auth,
-            verify_host=verify_host,
-        )
-        transport = SessionBoundTransport(transport, self.touch)
-        with self._state:
-            self._transports.append(transport)
-        return transport
-
-    def ensure_active(self) -> None:
-        if self.closed_reason is None and time.monotonic() - self._last_use > self.idle_timeout_s:
-            self._close("idle")
-        if self.closed_reason is not None:
-            raise SessionClosed(self.closed_reason)
-
-    def touch(self) -> None:
-        self.ensure_active()
-        self._last_use = time.monotonic()
-
-    def on_closed(self, callback: Callable[[str], None]) -> None:
-        with self._state:
-            if self.closed_reason is None:
-                self._callbacks.append(callback)
-                return
-        callback(self.closed_reason)
-
-    @property
-    def active(self) -> bool:
-        return self.closed_reason is None
-
-    def close(self) -> None:
-        self._close("closed")
-
-    def __enter__(self) -> Pkcs11Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _tls_chain(self, ca_file: str) -> list[x509.Certificate]:
+        return [c for c in self._auth.chain if c.issuer != c.subject]
 
     def _close(self, reason: str) -> None:
         with self._state:

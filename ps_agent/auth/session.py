@@ -25,8 +25,9 @@ from cryptography import x509
 from smartcard import scard
 
 from ps_agent.auth.certs import build_chain, check_key_usage, check_validity, load_bundle, verify_chain
+from ps_agent.auth.direct import DirectSessionBase
 from ps_agent.auth.errors import SessionClosed, check_pin_format
-from ps_agent.auth.model import Activity, AuthMode, KeyUse, ProfessionalIdentity
+from ps_agent.auth.model import Activity, KeyUse, ProfessionalIdentity
 from ps_agent.card.cps import CardHolder, CardSituation, CpsSession, PinRequired
 from ps_agent.card.errors import (
     ApduError,
@@ -82,7 +83,7 @@ class CardSigner:
         return f"CardSigner({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
-class AuthSession:
+class AuthSession(DirectSessionBase):
     """DIRECTE credentials backed by the card (implements ``ps_agent.auth.model.Credentials``)."""
 
     def __init__(
@@ -187,79 +188,9 @@ class AuthSession:
 
         return Pkcs11Session.open(pin, **kwargs)
 
-    # ------------------------------------------------------------------------------ Credentials
-    @property
-    def identity(self) -> ProfessionalIdentity:
-        return self._identity
-
-    @property
-    def mode(self) -> AuthMode:
-        return AuthMode.DIRECTE
-
-    def vihf_signer(self) -> CardSigner:
-        self.ensure_active()
-        return self._sign
-
-    def auth_signer(self) -> CardSigner:
-        self.ensure_active()
-        return self._auth
-
-    def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
-        """Mutual TLS 1.2 whose client signature is made by the card (tlslite-ng route)."""
-        from ps_agent.auth.tls import SessionBoundTransport, make_transport
-
-        self.ensure_active()
+    def _tls_chain(self, ca_file: str) -> list[x509.Certificate]:
         chain = self._auth.chain or build_chain(self._auth.certificate, load_bundle(ca_file))
-        transport = make_transport(
-            ca_file=ca_file,
-            certificate=self._auth.certificate,
-            chain=chain[:-1] if chain else [],
-            signer=self._auth,
-            verify_host=verify_host,
-        )
-        transport = SessionBoundTransport(transport, self.touch)
-        with self._state:
-            if self.closed_reason is not None:
-                transport.close()
-                raise SessionClosed(self.closed_reason)
-            self._transports.append(transport)
-        return transport
-
-    def ensure_active(self) -> None:
-        if self.closed_reason is None and time.monotonic() - self._last_use > self.idle_timeout_s:
-            self._close("idle")
-        if self.closed_reason is not None:
-            raise SessionClosed(self.closed_reason)
-
-    def touch(self) -> None:
-        """Count as activity (resets the idle timer)."""
-        self.ensure_active()
-        self._last_use = time.monotonic()
-
-    # ------------------------------------------------------------------------------ lifecycle
-    def on_closed(self, callback: Callable[[str], None]) -> None:
-        """``callback(reason)`` once when the session closes (from the watch thread)."""
-        call_now = False
-        with self._state:
-            if self.closed_reason is None:
-                self._callbacks.append(callback)
-            else:
-                call_now = True
-        if call_now:
-            callback(self.closed_reason or "closed")
-
-    @property
-    def active(self) -> bool:
-        return self.closed_reason is None
-
-    def close(self) -> None:
-        self._close("closed")
-
-    def __enter__(self) -> AuthSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return chain[:-1] if chain else []
 
     def _close(self, reason: str) -> None:
         with self._state:

@@ -1,0 +1,111 @@
+"""What the two DIRECTE sessions share (card over PC/SC: ``AuthSession``; Cryptolib/PKCS#11:
+``Pkcs11Session``): the ``Credentials`` surface, the idle timer and the close callbacks.
+
+A subclass sets ``_identity``, ``_sign``, ``_auth`` (signers), ``_state`` (a lock), ``_transports``,
+``_callbacks``, ``closed_reason``, ``_last_use``, ``idle_timeout_s``; it implements ``_close(reason)``
+(release its back-end, then call the callbacks) and ``_tls_chain(ca_file)`` (the intermediates sent in TLS).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+import httpx
+from cryptography import x509
+
+from ps_agent.auth.errors import SessionClosed
+from ps_agent.auth.model import AuthMode, ProfessionalIdentity
+
+
+class DirectSessionBase:
+    _identity: ProfessionalIdentity
+    _sign: Any
+    _auth: Any
+    _state: threading.Lock | threading.RLock
+    _transports: list[httpx.BaseTransport]
+    _callbacks: list[Callable[[str], None]]
+    closed_reason: str | None
+    _last_use: float
+    idle_timeout_s: float
+
+    # ------------------------------------------------------------------------------ Credentials
+    @property
+    def identity(self) -> ProfessionalIdentity:
+        return self._identity
+
+    @property
+    def mode(self) -> AuthMode:
+        return AuthMode.DIRECTE
+
+    def vihf_signer(self) -> Any:
+        """The signature key (non-repudiation): VIHF and XAdES. Using it counts as activity."""
+        self.touch()
+        return self._sign
+
+    def auth_signer(self) -> Any:
+        """The authentication key (TLS client authentication)."""
+        self.touch()
+        return self._auth
+
+    def tls_transport(self, *, ca_file: str, verify_host: bool = True) -> httpx.BaseTransport:
+        """Mutual TLS 1.2 whose client signature is made by the card/token (tlslite-ng route); the
+        transport is tied to the session: no request leaves after it closed."""
+        from ps_agent.auth.tls import SessionBoundTransport, make_transport
+
+        self.ensure_active()
+        transport = make_transport(
+            ca_file=ca_file,
+            certificate=self._auth.certificate,
+            chain=self._tls_chain(ca_file),
+            signer=self._auth,
+            verify_host=verify_host,
+        )
+        transport = SessionBoundTransport(transport, self.touch)
+        with self._state:
+            if self.closed_reason is not None:
+                transport.close()
+                raise SessionClosed(self.closed_reason)
+            self._transports.append(transport)
+        return transport
+
+    def _tls_chain(self, ca_file: str) -> list[x509.Certificate]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def ensure_active(self) -> None:
+        if self.closed_reason is None and time.monotonic() - self._last_use > self.idle_timeout_s:
+            self._close("idle")
+        if self.closed_reason is not None:
+            raise SessionClosed(self.closed_reason)
+
+    def touch(self) -> None:
+        """Count as activity (resets the idle timer)."""
+        self.ensure_active()
+        self._last_use = time.monotonic()
+
+    def on_closed(self, callback: Callable[[str], None]) -> None:
+        """``callback(reason)`` once when the session closes (at once if it already has)."""
+        with self._state:
+            if self.closed_reason is None:
+                self._callbacks.append(callback)
+                return
+        callback(self.closed_reason or "closed")
+
+    @property
+    def active(self) -> bool:
+        return self.closed_reason is None
+
+    def close(self) -> None:
+        self._close("closed")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close(self, reason: str) -> None:
+        raise NotImplementedError
