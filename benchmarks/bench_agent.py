@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from lxml import etree  # noqa: E402
 
+from cda.validate import check_deposit_ready  # noqa: E402
 from ps_agent.access.policy import PatientRef  # noqa: E402
 from ps_agent.agent import Agent, entry_from_cda  # noqa: E402
 from ps_agent.auth.model import AuthMode  # noqa: E402
@@ -51,6 +52,7 @@ def bench_cpu(agent: Agent, patient: PatientRef, p: object, n: int) -> None:
     client = agent.client
     t0 = time.process_time()
     for data in letters:
+        check_deposit_ready(data)  # the agent's built-in CI-SIS gate before every deposit
         entry, _ = entry_from_cda(data, patient, Visibility())
         ss = client.submission_set(entry.patient_id)
         body, parts = client.build_deposit(ss, [DepositItem(entry, data)])
