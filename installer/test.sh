@@ -23,6 +23,12 @@ cleanup() {
 trap cleanup EXIT
 
 # pcscd with the vpcd driver (Debian's vsmartcard-vpcd registers it in /etc/reader.conf.d).
+# A pcscd started before the driver was installed (e.g. by the package's own start-up) has no vpcd
+# reader: restart it.
+if pgrep -x pcscd >/dev/null 2>&1 && ! ss -ltn 2>/dev/null | grep -q ':35963 '; then
+  pkill -x pcscd || true
+  for _ in $(seq 30); do pgrep -x pcscd >/dev/null 2>&1 || break; sleep 0.1; done
+fi
 if ! pgrep -x pcscd >/dev/null 2>&1; then
   pcscd -f > "$tmp/pcscd.log" 2>&1 &
   pcscd_pid=$!
