@@ -29,7 +29,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1. The PC/SC service with the virtual reader.
+# 1. The PC/SC service with the virtual reader (a pcscd started before the vpcd driver was installed
+#    has no virtual reader: restart it).
+if [ "$(id -u)" = 0 ] && pgrep -x pcscd >/dev/null 2>&1 && ! ss -ltn 2>/dev/null | grep -q ':35963 '; then
+  pkill -x pcscd || true
+  for _ in $(seq 30); do pgrep -x pcscd >/dev/null 2>&1 || break; sleep 0.1; done
+fi
 if ! pgrep -x pcscd >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     pcscd -f >"$DEMO_HOME/pcscd.log" 2>&1 &
