@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from lxml import etree  # noqa: E402
 
+from cda.parser import parse_element  # noqa: E402
 from cda.validate import check_deposit_ready  # noqa: E402
+from cda.xml import safe_parse  # noqa: E402
 from ps_agent.access.policy import PatientRef  # noqa: E402
 from ps_agent.agent import Agent, entry_from_cda  # noqa: E402
 from ps_agent.auth.model import AuthMode  # noqa: E402
@@ -52,8 +54,9 @@ def bench_cpu(agent: Agent, patient: PatientRef, p: object, n: int) -> None:
     client = agent.client
     t0 = time.process_time()
     for data in letters:
-        check_deposit_ready(data)  # the agent's built-in CI-SIS gate before every deposit
-        entry, _ = entry_from_cda(data, patient, Visibility())
+        root = safe_parse(data)  # as Agent.deposit_batch: one parse for the gate and the metadata
+        check_deposit_ready(root)  # the agent's built-in CI-SIS gate before every deposit
+        entry, _ = entry_from_cda(data, patient, Visibility(), doc=parse_element(root))
         ss = client.submission_set(entry.patient_id)
         body, parts = client.build_deposit(ss, [DepositItem(entry, data)])
         client.prepare("TD2.1", "repository", body, _ctx(patient), mtom_parts=parts)

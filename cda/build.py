@@ -16,7 +16,7 @@ import re
 import types
 import typing
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -711,22 +711,16 @@ class VaccinationInput:
                 f"Le type de vaccination « {self.kind} » est inconnu (IMMUNIZ, INITIMMUNIZ, BOOSTER).",
                 field="vaccination.kind",
             )
-        r_label = self.route_label
-        if self.route_code and not r_label:
-            r_label = route_label(self.route_code)
-            if not r_label:
-                raise InvalidInput(
-                    f"Voie d'administration « {self.route_code} » inconnue (vaccination.route_code).",
-                    field="vaccination.route_code",
-                )
-        s_label = self.site_label
-        if self.site_code and not s_label:
-            s_label = site_label(self.site_code)
-            if not s_label:
-                raise InvalidInput(
-                    f"Site d'injection « {self.site_code} » inconnu (vaccination.site_code).",
-                    field="vaccination.site_code",
-                )
+        r_label = _coded_label(
+            self.route_code,
+            self.route_label,
+            route_label,
+            "Voie d'administration « {} » inconnue",
+            "route_code",
+        )
+        s_label = _coded_label(
+            self.site_code, self.site_label, site_label, "Site d'injection « {} » inconnu", "site_code"
+        )
         if not isinstance(self.given, bool):
             raise InvalidInput(
                 "« given » doit valoir true ou false (vaccination.given).", field="vaccination.given"
@@ -914,3 +908,14 @@ __all__ = [
     "level1",
     "vaccination_note",
 ]
+
+
+def _coded_label(code: str, label: str, lookup: Callable[[str], str], unknown: str, field_name: str) -> str:
+    """The label given, or the value set's label of ``code``; an unknown code is refused naming the field."""
+    if not code or label:
+        return label
+    found = lookup(code)
+    if not found:
+        field = f"vaccination.{field_name}"
+        raise InvalidInput(f"{unknown.format(code)} ({field}).", field=field)
+    return found

@@ -900,11 +900,12 @@ def check_rules(root: etree._Element, rules: Iterable[Rule] = RULES) -> list[Fin
     return findings
 
 
-def validate_builtin(data: bytes) -> list[Finding]:
-    """Parse (hardened) and run the built-in rules. Raises ``UnreadableInput`` leaves for unreadable XML."""
+def validate_builtin(data: bytes | etree._Element) -> list[Finding]:
+    """Parse (hardened) and run the built-in rules. Raises ``UnreadableInput`` leaves for unreadable XML.
+    An element already parsed with ``cda.xml.safe_parse`` is accepted, so a caller parses once."""
     from cda.parser import parse_element
 
-    root = safe_parse(data)
+    root = data if isinstance(data, etree._Element) else safe_parse(data)
     parse_element(root)  # refuses a non-CDA root with a clear error
     return check_rules(root)
 
@@ -923,7 +924,7 @@ def errors(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.severity == "error"]
 
 
-def check_deposit_ready(data: bytes) -> list[Finding]:
+def check_deposit_ready(data: bytes | etree._Element) -> list[Finding]:
     """The gate before a deposit: run the built-in rules and raise ``DocumentNotDepositable`` (French
     message naming each blocking element, ``field`` = XPath of the first) when any error is found.
     Returns the non-blocking findings (warnings) otherwise. Unreadable input raises ``UnreadableInput``.

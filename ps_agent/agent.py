@@ -23,7 +23,9 @@ from typing import Any
 import httpx
 
 from cda.errors import CdaError
+from cda.parser import parse_element
 from cda.validate import check_deposit_ready
+from cda.xml import safe_parse
 from ps_agent.access.policy import AccessMode, AccessPolicy, Action, Decision, DmpState, PatientRef
 from ps_agent.audit.framelog import FrameLog
 from ps_agent.audit.journal import AuditEvent, AuditJournal
@@ -139,12 +141,16 @@ def dmp_state(status: DmpStatus, *, emergency_opposed: bool = False) -> DmpState
     )
 
 
-def entry_from_cda(data: bytes, patient: PatientRef, visibility: Visibility) -> tuple[DocumentEntry, Any]:
-    """Parse a CDA, derive its XDS metadata (``cda.metadata``) and turn them into a ``DocumentEntry``."""
+def entry_from_cda(
+    data: bytes, patient: PatientRef, visibility: Visibility, *, doc: Any = None
+) -> tuple[DocumentEntry, Any]:
+    """Parse a CDA (unless ``doc``, its already parsed ``cda.parse`` model, is given), derive its XDS
+    metadata (``cda.metadata``) and turn them into a ``DocumentEntry``."""
     import cda
     from cda import metadata as cda_metadata
 
-    doc = cda.parse(data)
+    if doc is None:
+        doc = cda.parse(data)
     md = cda_metadata.derive(doc, data)
 
     def code(c: Any) -> Code:
@@ -594,8 +600,9 @@ class Agent:
         prepared = []
         for i, data in enumerate(documents):
             try:
-                check_deposit_ready(data)  # the built-in CI-SIS rules: refuse locally what the DMP would
-                entry, md = entry_from_cda(data, patient, vis)
+                root = safe_parse(data)  # parsed once for the gate and the metadata
+                check_deposit_ready(root)  # the built-in CI-SIS rules: refuse locally what the DMP would
+                entry, md = entry_from_cda(data, patient, vis, doc=parse_element(root))
             except (CdaError, InvalidRequest) as exc:
                 code = getattr(exc, "code", None) or type(exc).__name__
                 self._audit(

@@ -17,7 +17,28 @@ import httpx
 from cryptography import x509
 
 from ps_agent.auth.errors import SessionClosed
-from ps_agent.auth.model import AuthMode, ProfessionalIdentity
+from ps_agent.auth.model import AuthMode, KeyUse, ProfessionalIdentity
+
+
+class KeySigner:
+    """What the card and PKCS#11 ``Signer`` implementations share: the key's use, certificate and chain.
+    Subclasses implement ``sign`` and ``sign_digest_info``."""
+
+    def __init__(self, use: KeyUse, cert: x509.Certificate, chain: list[x509.Certificate]) -> None:
+        self.use = use
+        self._cert = cert
+        self._chain = chain
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
+
+    @property
+    def chain(self) -> list[x509.Certificate]:
+        return list(self._chain)
+
+    def __repr__(self) -> str:  # never shows key material
+        return f"{type(self).__name__}({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
 class DirectSessionBase:

@@ -31,7 +31,7 @@ import PyKCS11
 from cryptography import x509
 
 from ps_agent.auth.certs import check_key_usage, check_validity, load_bundle, subject_fields, verify_chain
-from ps_agent.auth.direct import DirectSessionBase
+from ps_agent.auth.direct import DirectSessionBase, KeySigner
 from ps_agent.auth.errors import (
     PinBlocked,
     PinFinalTryError,
@@ -104,7 +104,7 @@ def _ckr(exc: PyKCS11.PyKCS11Error) -> int:
     return int(getattr(exc, "value", 0))
 
 
-class Pkcs11Signer:
+class Pkcs11Signer(KeySigner):
     """``Signer`` over a private key object of a logged-in token (C_Sign serialised)."""
 
     def __init__(
@@ -115,28 +115,15 @@ class Pkcs11Signer:
         cert: x509.Certificate,
         chain: list[x509.Certificate],
     ) -> None:
+        super().__init__(use, cert, chain)
         self._token = token
-        self.use = use
         self._key = key
-        self._cert = cert
-        self._chain = chain
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return self._cert
-
-    @property
-    def chain(self) -> list[x509.Certificate]:
-        return list(self._chain)
 
     def sign(self, data: bytes) -> bytes:
         return self._token._sign(self._key, data, PyKCS11.CKM_SHA256_RSA_PKCS)
 
     def sign_digest_info(self, digest_info: bytes) -> bytes:
         return self._token._sign(self._key, digest_info, PyKCS11.CKM_RSA_PKCS)
-
-    def __repr__(self) -> str:
-        return f"Pkcs11Signer({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
 class Pkcs11Token:

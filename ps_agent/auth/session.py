@@ -25,7 +25,7 @@ from cryptography import x509
 from smartcard import scard
 
 from ps_agent.auth.certs import build_chain, check_key_usage, check_validity, load_bundle, verify_chain
-from ps_agent.auth.direct import DirectSessionBase
+from ps_agent.auth.direct import DirectSessionBase, KeySigner
 from ps_agent.auth.errors import SessionClosed, check_pin_format
 from ps_agent.auth.model import Activity, KeyUse, ProfessionalIdentity
 from ps_agent.card.cps import CardHolder, CardSituation, CpsSession, PinRequired
@@ -54,33 +54,20 @@ WATCH_PERIOD_S = 0.2  # reader polling period of the watch thread (removal seen 
 T = TypeVar("T")
 
 
-class CardSigner:
+class CardSigner(KeySigner):
     """``Signer`` over one key of the card, valid only while its session is open."""
 
     def __init__(
         self, session: AuthSession, use: KeyUse, cert: x509.Certificate, chain: list[x509.Certificate]
     ) -> None:
+        super().__init__(use, cert, chain)
         self._session = session
-        self.use = use
-        self._cert = cert
-        self._chain = chain
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return self._cert
-
-    @property
-    def chain(self) -> list[x509.Certificate]:
-        return list(self._chain)
 
     def sign(self, data: bytes) -> bytes:
         return self._session._card_op(lambda cps: cps.sign(self.use, data))
 
     def sign_digest_info(self, digest_info: bytes) -> bytes:
         return self._session._card_op(lambda cps: cps.sign_digest_info(self.use, digest_info))
-
-    def __repr__(self) -> str:
-        return f"CardSigner({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
 class AuthSession(DirectSessionBase):

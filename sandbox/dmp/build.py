@@ -115,32 +115,30 @@ def _name(parent: etree._Element, text: str, tag: str = "Name") -> None:
     el[0].set("{http://www.w3.org/XML/1998/namespace}lang", "fr-FR")
 
 
+def _new_classification(
+    parent: etree._Element, scheme: str, obj: str, node: str, id_prefix: str
+) -> etree._Element:
+    return etree.SubElement(
+        parent,
+        q(RIM, "Classification"),
+        id=f"{id_prefix}{uuid.uuid4().hex[:12]}",
+        classificationScheme=scheme,
+        classifiedObject=obj,
+        nodeRepresentation=node,
+        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification",
+    )
+
+
 def _classification(
     parent: etree._Element, scheme: str, obj: str, code: str, system: str, display: str
 ) -> None:
-    cl = etree.SubElement(
-        parent,
-        q(RIM, "Classification"),
-        id=f"cl{uuid.uuid4().hex[:12]}",
-        classificationScheme=scheme,
-        classifiedObject=obj,
-        nodeRepresentation=code,
-        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification",
-    )
+    cl = _new_classification(parent, scheme, obj, code, "cl")
     _slot(cl, "codingScheme", [system])
     _name(cl, display or code)
 
 
 def _author(parent: etree._Element, scheme: str, obj: str, author: cmeta.AuthorMetadata) -> None:
-    cl = etree.SubElement(
-        parent,
-        q(RIM, "Classification"),
-        id=f"au{uuid.uuid4().hex[:12]}",
-        classificationScheme=scheme,
-        classifiedObject=obj,
-        nodeRepresentation="",
-        objectType="urn:oasis:names:tc:ebxml-regrep:ObjectType:RegistryObject:Classification",
-    )
+    cl = _new_classification(parent, scheme, obj, "", "au")
     _slot(cl, "authorPerson", [author.person])
     if author.institution:
         _slot(cl, "authorInstitution", [author.institution])
