@@ -25,10 +25,10 @@ from ps_agent.dmp.errors import DmpDeadlineExceeded, DmpTimeout, ResponseTooLarg
 # (64 MiB) or a large deposit over a GP's ADSL line (≈ 2 Mbit/s down, < 1 Mbit/s up): about 270 s for
 # 64 MiB. 300 s lets those through and still ends a trickling or stalled server within five minutes.
 DEFAULT_DEADLINE_S = 300.0
-# [I] Response size cap. One FindDocuments entry (a full ExtrinsicObject, LeafClass) weighs ≈ 6.7 KB as the
-# DMP/sandbox render it (measured in tests/dmp/test_hostile_server.py), so a 5,000-entry answer is ≈ 33 MB;
-# the largest retrieved document the DMP stores is 20 MB (+ MTOM/base64 overhead). 64 MiB covers both with
-# a margin of about 2x and bounds what a hostile server can make the agent hold.
+# [I] Response size cap. One FindDocuments entry (a full ExtrinsicObject, LeafClass) weighs ≈ 6.9 KB as the
+# sandbox renders it (measured in tests/dmp/test_hostile_search_size.py), so 5,000 entries are ≈ 35 MB;
+# a retrieved document is a CDA of a few MB with an embedded PDF (the sandbox takes deposits up to 20 MiB).
+# 64 MiB covers both with a margin of about 2x and bounds what a hostile server can make the agent hold.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
