@@ -75,3 +75,26 @@ def test_a_changed_prolog_comment_breaks_the_signature(dmp: Dmp, where: str) -> 
     resp = dmp.call("repository", dep.body, caller("gp"), dep.attachments)
     [(code, context)] = errors_of(resp)
     assert code == "XDSRegistryMetadataError" and "signature" in context.lower(), context
+
+
+def test_the_agent_signature_of_a_document_with_an_ans_prolog_is_accepted(dmp: Dmp, shared_dir: Path) -> None:
+    """The agent's XAdES (ps_agent.dmp.xades) over a CDA carrying an ANS prolog, through the deposit path."""
+    from ps_agent.auth.software import SoftwareSigner
+    from ps_agent.dmp import xades as agent_xades
+
+    holder = dmp.pki.card("gp")
+    content = _with_prolog(dmp.document(), prolog_examples(shared_dir)[0].read_bytes())
+    dep = build.provide_and_register([build.DepositDocument(content)], signer=dmp.signer("gp"))
+    signature = agent_xades.sign_submission_set(
+        SoftwareSigner(holder.sign_key, holder.sign_cert, list(holder.chain)),
+        dep.submission_set_uid,
+        [(dep.unique_ids[0], content)],
+    )
+    sig_cid = next(c for c in dep.attachments if c.startswith("signature01"))
+    dep.attachments[sig_cid] = signature
+    for eo in dep.body.iter(xds.q(xds.RIM, "ExtrinsicObject")):
+        if eo.get("id") == "Signature01":
+            xds.set_slot(eo, "hash", [hashlib.sha1(signature).hexdigest()])  # noqa: S324 - XDS hash
+            xds.set_slot(eo, "size", [str(len(signature))])
+    resp = dmp.call("repository", dep.body, caller("gp"), dep.attachments)
+    assert status_of(resp) == xds.SUCCESS, errors_of(resp)
