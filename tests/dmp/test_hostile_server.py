@@ -114,6 +114,19 @@ def test_a_trickling_server_fails_at_the_overall_deadline(
 
 
 @ROUTES
+def test_one_byte_every_two_seconds_ends_at_the_deadline(run, external_tls: bool) -> None:
+    """The issue's case literally: one byte every 2 s (under the 5 s per-read timeout) for 40 s."""
+
+    def two_seconds(conn: ssl.SSLSocket, request: HostileRequest) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 100\r\n\r\n")
+        trickle(b" " * 20, conn, request, 2.0)
+
+    exc, elapsed = run(two_seconds, external_tls, deadline_s=3.0)
+    assert isinstance(exc, DmpDeadlineExceeded), repr(exc)
+    assert 2.5 < elapsed < 6.0, elapsed
+
+
+@ROUTES
 def test_a_server_that_never_answers_fails_at_the_deadline_not_the_read_timeout(
     run, external_tls: bool
 ) -> None:
