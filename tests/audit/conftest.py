@@ -12,15 +12,26 @@ from ps_agent.audit.journal import AuditEvent, AuditJournal
 
 
 class FakeClock:
-    """A wall clock the test moves by hand (forward or back)."""
+    """A wall clock and a monotonic clock the test moves by hand.
+
+    ``advance`` is time passing (both move); ``jump`` is the wall clock being set (only it moves)."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+        self.mono = 1000.0
 
     def __call__(self) -> datetime:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.mono
+
     def advance(self, **kwargs: float) -> None:
+        step = timedelta(**kwargs)
+        self.now += step
+        self.mono += step.total_seconds()
+
+    def jump(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
 
 
@@ -54,7 +65,7 @@ def journal_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def journal(journal_path: Path, clock: FakeClock) -> Iterator[AuditJournal]:
-    j = AuditJournal(journal_path, clock=clock)
+    j = AuditJournal(journal_path, clock=clock, monotonic=clock.monotonic)
     yield j
     j.close()
 
