@@ -673,6 +673,12 @@ class AuditJournal:
         except OSError as exc:
             log.warning("audit checkpoint copy not written: %s", exc)
 
+    def last_checkpoint_id(self) -> int:
+        """Row id of the last stored checkpoint (0 when none): the forwarder's progress marker."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(id) FROM audit_checkpoints").fetchone()
+        return int(row[0] or 0)
+
     def checkpoints(self) -> list[Checkpoint]:
         """The checkpoints stored in the journal, oldest first (unverified; see ``verify``)."""
         with self._lock:
