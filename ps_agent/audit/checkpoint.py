@@ -123,7 +123,8 @@ def make_checkpoint(
 ) -> Checkpoint:
     """Sign a checkpoint (the signer raises its own typed error when it cannot sign)."""
     cert = signer.certificate
-    fields_ = {
+    subject = cert.subject.rfc4514_string()
+    fields_: dict[str, object] = {
         "type": CHECKPOINT_TYPE,
         "v": CHECKPOINT_VERSION,
         "journal": journal_id,
@@ -132,14 +133,14 @@ def make_checkpoint(
         "head": head,
         "time": timestamp,
         "label": label,
-        "signer": cert.subject.rfc4514_string(),
+        "signer": subject,
         "cert_sha256": cert_fingerprint(cert),
     }
     payload = json.dumps(fields_, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     signature = signer.sign(payload.encode("utf-8"))
     chain = tuple(c for c in signer.chain if c != cert)
     return Checkpoint(
-        number, seq, head, timestamp, label, fields_["signer"], journal_id, payload, signature, cert, chain
+        number, seq, head, timestamp, label, subject, journal_id, payload, signature, cert, chain
     )
 
 

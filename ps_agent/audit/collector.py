@@ -118,7 +118,8 @@ class CollectorConfig:
                 f"Clé(s) inconnue(s) dans {path} : {', '.join(unknown)}.", code="COLLECTOR_CONFIG"
             )
         try:
-            config = cls(**{k: (int(v) if k == "port" else str(v)) for k, v in data.items()})
+            values: dict[str, Any] = {k: (int(v) if k == "port" else str(v)) for k, v in data.items()}
+            config = cls(**values)
         except (TypeError, ValueError) as exc:
             raise CollectorError(
                 f"Configuration du collecteur invalide ({path}) : {exc}", code="COLLECTOR_CONFIG"

@@ -178,13 +178,12 @@ def _export(args: argparse.Namespace) -> int:
             tmp.replace(out_path)
             print(f"{n} enregistrement(s) exporté(s) vers {out_path}.", file=sys.stderr)
         else:
-            out = sys.stdout
             n = (
-                journal.export_fhir(out, **filters)
+                journal.export_fhir(sys.stdout, **filters)
                 if args.format == "fhir"
-                else journal.export_csv(out, **filters)
+                else journal.export_csv(sys.stdout, **filters)
             )
-            out.flush()
+            sys.stdout.flush()
             print(f"{n} enregistrement(s) exporté(s).", file=sys.stderr)
     return 0
 

@@ -347,3 +347,53 @@ def test_anchor_is_fsynced(journal: AuditJournal, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(os, "fsync", spy)
     journal.append(make_event(1))
     assert journal.anchor_path.stat().st_ino in synced
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_verify_prints_the_guarantee_and_names_the_bad_checkpoint(
+    signed: Path, test_pki: TestPki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ps_agent.cli import main
+
+    args = ["audit", "verify", "--journal", str(signed), "--ca-signataires", str(test_pki.ca_bundle)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "10 enregistrement(s) vérifié(s)" in out and "Garantie : signée" in out
+    conn = raw_connection(signed)
+    conn.execute("UPDATE audit_records SET reason = 'réécrit' WHERE seq = 8")
+    head = rechain(conn, 8)
+    finish(conn)
+    write_anchor(signed, 10, head)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Premier point de contrôle en cause : n° 2" in err
+    assert "entre le n° 6 et le n° 10" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------ the emulated card
+
+
+@pytest.mark.pcsc
+def test_checkpoint_signed_by_the_card_in_the_reader(
+    virtual_card: object, journal_path: Path, clock: FakeClock, test_pki: TestPki
+) -> None:
+    """The real path: the emulated CPS card in pcscd's vpcd reader signs the checkpoint."""
+    from ps_agent.auth.session import AuthSession
+
+    virtual_card.insert("gp")  # type: ignore[attr-defined]
+    session = AuthSession.open(virtual_card.reader_name, "1234")  # type: ignore[attr-defined]
+    try:
+        with AuditJournal(journal_path, clock=clock) as j:
+            j.set_checkpoint_signer(session.vihf_signer(), "carte CPS")
+            for n in range(3):
+                j.append(make_event(n))
+            cp = j.checkpoint()
+            assert cp is not None and cp.seq == 3
+            assert cp.certificate == test_pki.card("gp").sign_cert
+            j.set_checkpoint_signer(None)
+            result = j.verify(signer_ca=test_pki.ca_bundle)
+    finally:
+        session.close()
+    assert result.ok and result.guarantee == "signed", result.message_fr
