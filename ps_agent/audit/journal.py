@@ -338,9 +338,10 @@ class AuditJournal:
             for suffix in ("-wal", "-shm"):
                 restrict_file(Path(str(self.path) + suffix))
             self.journal_id = self._meta("journal_id")
-            if created:
+            if created and _read_anchor(self.anchor_path) is None:
                 # The anchor exists from the start (seq 0, fsync'd): an empty anchor left by a crash
-                # right after creation reads as seq 0, never as tampering.
+                # right after creation reads as seq 0, never as tampering. An anchor left by a previous
+                # journal at this path is kept: it is the evidence that the journal was replaced.
                 self._advance_anchor(0, GENESIS_HASH, force=True)
         except (OSError, sqlite3.Error) as exc:
             raise AuditWriteError(
@@ -560,16 +561,21 @@ class AuditJournal:
         try:
             with file_lock(self._anchor_lock_path):
                 current = _read_anchor(self.anchor_path)
+                if current is not None and current[2] and current[2] != self.journal_id:
+                    # Another journal's anchor: kept as evidence (verify reports the replacement).
+                    log.warning("audit anchor belongs to journal %s: not overwritten", current[2])
+                    return
                 if not force and current is not None and current[0] >= seq:
                     return
-                data = json.dumps({"seq": seq, "hash": digest}).encode("ascii").ljust(ANCHOR_SIZE)
+                record = {"seq": seq, "hash": digest, "journal": self.journal_id}
+                data = json.dumps(record).encode("ascii").ljust(ANCHOR_SIZE)
                 write_in_place(self.anchor_path, data)
         except OSError as exc:
             raise AuditWriteError(
                 f"L'ancre du journal d'audit n'a pas pu être écrite ({exc}).", code="AUDIT_ANCHOR"
             ) from exc
 
-    def _read_anchor_locked(self) -> tuple[int, str] | None:
+    def _read_anchor_locked(self) -> tuple[int, str, str] | None:
         """The anchor, read under the lock (never a record being written)."""
         try:
             with file_lock(self._anchor_lock_path):
@@ -667,6 +673,9 @@ class AuditJournal:
         try:
             with file_lock(self._anchor_lock_path):
                 current = _read_checkpoint_file(self.checkpoint_path)
+                if isinstance(current, Checkpoint) and current.journal_id != cp.journal_id:
+                    log.warning("audit checkpoint copy belongs to journal %s: kept", current.journal_id)
+                    return  # evidence that the journal was replaced
                 if isinstance(current, Checkpoint) and current.seq > cp.seq:
                     return
                 write_atomic(self.checkpoint_path, cp.to_json().encode("utf-8"))
@@ -901,7 +910,7 @@ class AuditJournal:
                 problems.append(f"Les enregistrements modifiés sont entre le n° {good + 1} et le n° {upto}.")
         if first_bad is None and not problems:
             anchor_problem, anchor_bad = self._check_anchor(
-                anchor, count, last_seq, heads.get(anchor[0]) if anchor else None
+                anchor, count, last_seq, heads.get(anchor[0]) if anchor else None, journal_id
             )
             if anchor_problem:
                 problems.append(anchor_problem)
@@ -914,6 +923,11 @@ class AuditJournal:
                 first_bad = remote_bad
             else:
                 remote_seq = remote.seq
+        notes: list[str] = []
+        if remote is not None and not remote_seq and not problems:
+            notes.append(
+                f"Le collecteur {remote.collector} ne détient encore aucun enregistrement de ce journal."
+            )
         if problems:
             return VerifyResult(
                 False, count, first_bad, problems[0], tuple(problems), first_bad_checkpoint=bad_cp
@@ -930,6 +944,7 @@ class AuditJournal:
             signed_seq=best.seq if best else 0,
             remote_seq=remote_seq,
             last_checkpoint=best,
+            notes=tuple(notes),
         )
 
     @staticmethod
@@ -962,8 +977,20 @@ class AuditJournal:
         return ""
 
     def _check_anchor(
-        self, anchor: tuple[int, str] | None, count: int, last_seq: int, hash_at_anchor: str | None
+        self,
+        anchor: tuple[int, str, str] | None,
+        count: int,
+        last_seq: int,
+        hash_at_anchor: str | None,
+        journal_id: str,
     ) -> tuple[str, int | None]:
+        if anchor is not None and anchor[2] and anchor[2] != journal_id:
+            return (
+                f"L'ancre du journal ({self.anchor_path.name}) appartient à un autre journal (identifiant "
+                f"{anchor[2]}, {anchor[0]} enregistrement(s)) : le journal local (identifiant "
+                f"{journal_id or 'absent'}) a été remplacé.",
+                1 if anchor[0] else None,
+            )
         if anchor is None or anchor[0] == 0:
             # Written (seq 0) at creation and fsync'd after every commit: a crash can leave it empty or
             # at 0 only while the journal holds at most one record.
@@ -980,7 +1007,7 @@ class AuditJournal:
                 f"compte {count} enregistrements : journal remplacé ou ancre réécrite.",
                 None,
             )
-        a_seq, a_hash = anchor
+        a_seq, a_hash, _ = anchor
         if a_seq > last_seq:
             return (
                 f"Enregistrement n° {last_seq + 1} manquant (supprimé) : l'ancre du journal indique "
@@ -1174,18 +1201,19 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-ANCHOR_SIZE = 128  # bytes of the anchor record (JSON padded with spaces; well under one 512-byte sector)
+ANCHOR_SIZE = 256  # bytes of the anchor record (JSON padded with spaces; within one 512-byte sector)
 
 
-def _read_anchor(path: Path) -> tuple[int, str] | None:
-    """(seq, hash) of the anchor; None when missing, empty (a crash right after creation) or unreadable."""
+def _read_anchor(path: Path) -> tuple[int, str, str] | None:
+    """(seq, hash, journal id) of the anchor ("" id for an anchor written before ids existed); None when
+    missing, empty (a crash right after creation) or unreadable."""
     try:
         raw = path.read_bytes().strip(b" \x00\r\n\t")
         if not raw:
             return None
         data = json.loads(raw)
-        return int(data["seq"]), str(data["hash"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(data["seq"]), str(data["hash"]), str(data.get("journal") or "")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -94,6 +94,8 @@ def _verify(args: argparse.Namespace) -> int:
         result = journal.verify(signer_ca=args.ca_signataires, remote=remote)
     if note:
         print(f"Attention : {note}", file=sys.stderr)
+    for extra in result.notes:
+        print(f"Attention : {extra}", file=sys.stderr)
     if result.ok:
         print(result.message_fr)
         print(result.guarantee_fr)
