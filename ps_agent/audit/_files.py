@@ -4,7 +4,8 @@ The core must import on Windows (issue 9 item 5): no top-level ``fcntl``; ``os.p
 
 - ``file_lock(path)``: exclusive lock on a small lock file, ``fcntl.flock`` on POSIX, ``msvcrt.locking``
   on Windows (byte 0, retried until granted), a process-local lock when neither exists.
-- ``write_in_place(path, data)``: seek(0) + write + truncate + flush + ``os.fsync`` (the anchor).
+- ``write_in_place(path, data)``: seek(0) + write + truncate + flush + ``os.fdatasync``/``os.fsync``
+  (the anchor).
 - ``write_atomic(path, data)``: temporary file + fsync + ``os.replace`` + directory fsync (the checkpoint
   copy); on Windows a reader holding the file open can make ``os.replace`` fail for a moment: retried.
 - ``restrict_file`` / ``restrict_dir``: chmod 0600 / 0700 whoever created the file (no-op on Windows,
@@ -87,15 +88,28 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_in_place(path: Path, data: bytes) -> None:
-    """Overwrite ``path`` from offset 0 and fsync it; the file is created 0600 when missing."""
-    created = not path.exists()
+    """Overwrite ``path`` from offset 0 and flush it to disk; the file is created 0600 when missing.
+
+    Same size as before (the anchor is fixed-size): ``os.fdatasync`` suffices where it exists (no
+    metadata journal commit for the mtime; ~5x cheaper on ext4), else ``os.fsync`` (Windows:
+    FlushFileBuffers). A new or resized file gets a full ``fsync`` and its folder too."""
+    try:
+        before = path.stat().st_size
+    except FileNotFoundError:
+        before = -1
     fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "r+b", buffering=0) as out:
         out.seek(0)
         out.write(data)
-        out.truncate(len(data))
+        if before != len(data):
+            out.truncate(len(data))  # costs a metadata update: only when the size changes
         out.flush()
-        os.fsync(out.fileno())
+        datasync = getattr(os, "fdatasync", None)
+        if before == len(data) and datasync is not None:
+            datasync(out.fileno())
+        else:
+            os.fsync(out.fileno())
+    created = before < 0
     if created:
         restrict_file(path)
         fsync_dir(path.parent)

@@ -327,6 +327,7 @@ class AuditJournal:
         self._signer_label = ""
         self.checkpoint_every = max(1, int(checkpoint_every))
         self._closed = False
+        self._foreign_anchor_logged = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             restrict_dir(self.path.parent)  # 0700 whoever created it (mkdir's mode obeys the umask)
@@ -563,7 +564,9 @@ class AuditJournal:
                 current = _read_anchor(self.anchor_path)
                 if current is not None and current[2] and current[2] != self.journal_id:
                     # Another journal's anchor: kept as evidence (verify reports the replacement).
-                    log.warning("audit anchor belongs to journal %s: not overwritten", current[2])
+                    if not self._foreign_anchor_logged:
+                        log.warning("audit anchor belongs to journal %s: not overwritten", current[2])
+                        self._foreign_anchor_logged = True
                     return
                 if not force and current is not None and current[0] >= seq:
                     return
