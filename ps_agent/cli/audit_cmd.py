@@ -74,7 +74,10 @@ def _remote(journal: AuditJournal, args: argparse.Namespace) -> tuple[RemoteHead
     """What the configured collector holds (None + a French note when not configured / unreachable)."""
     if args.sans_collecteur:
         return None, "Collecteur non interrogé (--sans-collecteur)."
-    config = CollectorConfig.load(journal.path.parent)
+    try:
+        config = CollectorConfig.load(journal.path.parent)
+    except CollectorError as exc:
+        return None, f"{exc.message_fr} La confirmation à distance n'a pas pu être obtenue."
     if config is None:
         return None, ""
     if not config.head_url:
