@@ -50,6 +50,7 @@ from ps_agent.audit._files import file_lock, restrict_dir, restrict_file, write_
 from ps_agent.audit.checkpoint import (
     Checkpoint,
     CheckpointSigner,
+    cert_fingerprint,
     chain_problem,
     make_checkpoint,
     signature_problem,
@@ -889,9 +890,12 @@ class AuditJournal:
             )
         if remote is not None and remote.checkpoint is not None:
             sources.append((remote.checkpoint, f"détenu par le collecteur {remote.collector}"))
+        trusted = _trusted_signers([c for c, _ in sources], bundle) if bundle is not None else None
         if first_bad is None:
             for cp, where in sources:
-                problem, seq_bad = _checkpoint_problem(cp, where, journal_id, last_seq, heads, bundle)
+                problem, seq_bad = _checkpoint_problem(
+                    cp, where, journal_id, last_seq, heads, bundle, trusted
+                )
                 if not problem and where != "dans le journal" and cp.payload not in payloads:
                     problem = (
                         f"Le point de contrôle n° {cp.number} ({where}), signé par {cp.signer_name} le "
@@ -1099,6 +1103,26 @@ def _trigger_problems(defined: dict[str, str]) -> list[str]:
     return out
 
 
+def _signer_key(cp: Checkpoint) -> str:
+    return cert_fingerprint(cp.certificate) + "".join(cert_fingerprint(c) for c in cp.chain)
+
+
+def _trusted_signers(checkpoints: list[Checkpoint], bundle: list[Any]) -> set[str]:
+    """Signers whose chain validates at the earliest and the latest of their checkpoints' times: every
+    certificate's validity is an interval, so it validates at every time in between (one path
+    validation per signer instead of one per checkpoint)."""
+    groups: dict[str, list[Checkpoint]] = {}
+    for cp in checkpoints:
+        groups.setdefault(_signer_key(cp), []).append(cp)
+    out: set[str] = set()
+    for key, cps in groups.items():
+        first = min(cps, key=lambda c: c.timestamp)
+        last = max(cps, key=lambda c: c.timestamp)
+        if not chain_problem(first, bundle) and (last is first or not chain_problem(last, bundle)):
+            out.add(key)
+    return out
+
+
 def _checkpoint_problem(
     cp: Checkpoint,
     where: str,
@@ -1106,6 +1130,7 @@ def _checkpoint_problem(
     last_seq: int,
     heads: dict[int, str],
     bundle: list[Any] | None,
+    trusted: set[str] | None = None,
 ) -> tuple[str, int | None]:
     who = (
         f"Le point de contrôle n° {cp.number} ({where}), signé par {cp.signer_name} "
@@ -1114,7 +1139,7 @@ def _checkpoint_problem(
     sig = signature_problem(cp)
     if sig:
         return f"Le point de contrôle n° {cp.number} ({where}) n'est pas valide : {sig}.", None
-    if bundle is not None:
+    if bundle is not None and (trusted is None or _signer_key(cp) not in trusted):
         chain = chain_problem(cp, bundle)
         if chain:
             return f"{who} n'est pas reconnu : {chain}.", None

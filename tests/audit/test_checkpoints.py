@@ -401,3 +401,21 @@ def test_checkpoint_signed_by_the_card_in_the_reader(
     finally:
         session.close()
     assert result.ok and result.guarantee == "signed", result.message_fr
+
+
+def test_signer_certificate_is_checked_at_each_checkpoint_time(
+    journal_path: Path, test_pki: TestPki, signer: SoftwareSigner
+) -> None:
+    """A checkpoint made while the card's certificate is valid passes, one made after it expired does not."""
+    clock = FakeClock(datetime.now(UTC))
+    with AuditJournal(journal_path, clock=clock, checkpoint_every=100) as j:
+        j.set_checkpoint_signer(signer, "carte CPS")
+        j.append(make_event(1))
+        assert j.checkpoint() is not None
+        clock.now = signer.certificate.not_valid_after_utc + timedelta(days=1)
+        j.append(make_event(2))
+        assert j.checkpoint() is not None
+        assert j.verify().ok  # the signatures themselves are fine
+        result = j.verify(signer_ca=test_pki.ca_bundle)
+    assert not result.ok and result.first_bad_checkpoint == 2
+    assert "non valide à cette date" in result.message_fr
