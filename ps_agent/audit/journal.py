@@ -340,7 +340,7 @@ class AuditJournal:
             for suffix in ("-wal", "-shm"):
                 restrict_file(Path(str(self.path) + suffix))
             self.journal_id = self._meta("journal_id")
-            if created and _read_anchor(self.anchor_path) is None:
+            if created and read_anchor(self.anchor_path) is None:
                 # The anchor exists from the start (seq 0, fsync'd): an empty anchor left by a crash
                 # right after creation reads as seq 0, never as tampering. An anchor left by a previous
                 # journal at this path is kept: it is the evidence that the journal was replaced.
@@ -562,7 +562,7 @@ class AuditJournal:
         """
         try:
             with file_lock(self._anchor_lock_path):
-                current = _read_anchor(self.anchor_path)
+                current = read_anchor(self.anchor_path)
                 if current is not None and current[2] and current[2] != self.journal_id:
                     # Another journal's anchor: kept as evidence (verify reports the replacement).
                     if not self._foreign_anchor_logged:
@@ -583,9 +583,9 @@ class AuditJournal:
         """The anchor, read under the lock (never a record being written)."""
         try:
             with file_lock(self._anchor_lock_path):
-                return _read_anchor(self.anchor_path)
+                return read_anchor(self.anchor_path)
         except OSError:
-            return _read_anchor(self.anchor_path)
+            return read_anchor(self.anchor_path)
 
     # -- signed checkpoints -------------------------------------------------------------------
     def set_checkpoint_signer(self, signer: CheckpointSigner | None, label: str = "") -> None:
@@ -676,7 +676,7 @@ class AuditJournal:
         """``<journal>.checkpoint``: the last signed checkpoint, outside the database (moves forward)."""
         try:
             with file_lock(self._anchor_lock_path):
-                current = _read_checkpoint_file(self.checkpoint_path)
+                current = read_checkpoint_file(self.checkpoint_path)
                 if isinstance(current, Checkpoint) and current.journal_id != cp.journal_id:
                     log.warning("audit checkpoint copy belongs to journal %s: kept", current.journal_id)
                     return  # evidence that the journal was replaced
@@ -808,7 +808,7 @@ class AuditJournal:
         extends them. The first problem is reported in French, naming the record or the checkpoint.
         """
         anchor = self._read_anchor_locked()
-        file_cp = _read_checkpoint_file(self.checkpoint_path)
+        file_cp = read_checkpoint_file(self.checkpoint_path)
         bundle = _load_bundle(signer_ca) if signer_ca else None
         problems: list[str] = []
         first_bad: int | None = None
@@ -1232,7 +1232,7 @@ def _like_escape(text: str) -> str:
 ANCHOR_SIZE = 256  # bytes of the anchor record (JSON padded with spaces; within one 512-byte sector)
 
 
-def _read_anchor(path: Path) -> tuple[int, str, str] | None:
+def read_anchor(path: Path) -> tuple[int, str, str] | None:
     """(seq, hash, journal id) of the anchor ("" id for an anchor written before ids existed); None when
     missing, empty (a crash right after creation) or unreadable."""
     try:
@@ -1245,7 +1245,7 @@ def _read_anchor(path: Path) -> tuple[int, str, str] | None:
         return None
 
 
-def _read_checkpoint_file(path: Path) -> Checkpoint | str | None:
+def read_checkpoint_file(path: Path) -> Checkpoint | str | None:
     """The checkpoint copy: None when absent, a problem text when unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -1344,6 +1344,8 @@ __all__ = [
     "VerifyResult",
     "canonical_bytes",
     "format_timestamp",
+    "read_anchor",
+    "read_checkpoint_file",
     "record_hash",
     "record_to_dict",
     "sanitize_event",

@@ -23,9 +23,10 @@ import os
 import sys
 from pathlib import Path
 
+from ps_agent.audit.checkpoint import Checkpoint
 from ps_agent.audit.collector import CollectorConfig, CollectorError, fetch_head
-from ps_agent.audit.errors import AuditError
-from ps_agent.audit.journal import AuditJournal, RemoteHead
+from ps_agent.audit.errors import AuditError, AuditIntegrityError
+from ps_agent.audit.journal import AuditJournal, RemoteHead, read_anchor, read_checkpoint_file
 from ps_agent.errors import PsAgentError
 
 
@@ -53,8 +54,25 @@ def default_home() -> Path:
 def _open(args: argparse.Namespace) -> AuditJournal:
     path = Path(args.journal) if args.journal else default_journal_path()
     if not path.is_file():
+        left = evidence_of_deleted_journal(path)
+        if left:
+            raise AuditIntegrityError(
+                f"Journal d'audit introuvable : {path}, alors que {left} : le journal a été supprimé.",
+                first_bad_seq=1,
+            )
         raise JournalMissing(f"Journal d'audit introuvable : {path}", code="AUDIT_MISSING")
     return AuditJournal(path)
+
+
+def evidence_of_deleted_journal(path: Path) -> str:
+    """What a missing journal left behind (its anchor, its last checkpoint), in French; "" when nothing."""
+    cp = read_checkpoint_file(path.with_name(path.name + ".checkpoint"))
+    if isinstance(cp, Checkpoint):
+        return f"son dernier point de contrôle signé par {cp.signer_name} couvre {cp.seq} enregistrement(s)"
+    anchor = read_anchor(path.with_name(path.name + ".anchor"))
+    if anchor is not None and anchor[0] > 0:
+        return f"son ancre indique {anchor[0]} enregistrement(s)"
+    return ""
 
 
 def _filters(args: argparse.Namespace) -> dict[str, object]:

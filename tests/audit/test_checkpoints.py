@@ -419,3 +419,17 @@ def test_signer_certificate_is_checked_at_each_checkpoint_time(
         result = j.verify(signer_ca=test_pki.ca_bundle)
     assert not result.ok and result.first_bad_checkpoint == 2
     assert "non valide à cette date" in result.message_fr
+
+
+def test_deleted_journal_with_its_checkpoint_left_is_a_failed_verification(
+    signed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ps_agent.cli import main
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(signed) + suffix).unlink(missing_ok=True)
+    assert main(["audit", "verify", "--journal", str(signed)]) == 1
+    err = capsys.readouterr().err
+    assert "Journal d'audit introuvable" in err and "couvre 10 enregistrement(s)" in err
+    assert "le journal a été supprimé" in err
+    assert not signed.exists()  # verify did not recreate it
