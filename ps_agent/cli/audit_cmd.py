@@ -2,7 +2,8 @@
 
 - ``verify [--journal PATH] [--ca-signataires PEM] [--sans-collecteur]``: exit 0 when the chain is intact
   (and says which guarantee applied: local only / signed / confirmed remotely), 1 naming the first bad
-  record or checkpoint, 2 when the journal file does not exist. When ``collector.json`` (next to the
+  record or checkpoint (also when the journal file is gone but its anchor or checkpoint copy remains),
+  2 when the journal file does not exist and left nothing behind. When ``collector.json`` (next to the
   journal, i.e. in the agent's home) names a collector with a head service, it is asked what it holds
   first; an unreachable collector is said, and the guarantee falls back to signed / local.
 - ``collector [--hote H --port P --ca PEM] [--tete URL] [--certificat PEM --cle PEM] [--source NOM]
