@@ -433,3 +433,27 @@ def test_deleted_journal_with_its_checkpoint_left_is_a_failed_verification(
     assert "Journal d'audit introuvable" in err and "couvre 10 enregistrement(s)" in err
     assert "le journal a été supprimé" in err
     assert not signed.exists()  # verify did not recreate it
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
+def test_checkpoint_signature_verifies_with_the_openssl_command(signed: Path, tmp_path: Path) -> None:
+    """An independent implementation (OpenSSL's CLI) accepts the signature over the payload bytes."""
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    with AuditJournal(signed) as j:
+        cp = j.checkpoints()[-1]
+    (tmp_path / "payload").write_bytes(cp.payload.encode("utf-8"))
+    (tmp_path / "sig").write_bytes(cp.signature)
+    (tmp_path / "pub.pem").write_bytes(
+        cp.certificate.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    cmd = ["openssl", "dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig", "payload"]
+    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and "Verified OK" in ok.stdout
+    (tmp_path / "payload").write_bytes(cp.payload.replace('"seq":10', '"seq":11').encode("utf-8"))
+    bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
