@@ -18,6 +18,7 @@ from ps_agent.identity.model import (
 )
 from sandbox.demo import DEMO_ADULT, DEMO_MINOR
 from sandbox.insi.data import DEMO_PERSONS, QUALIFICATION_PERSONS, Person
+from sandbox.profiles import ESTABLISHMENT
 from tests.fixtures.insi import CTXBAM, CTXLPS, RECSANS, RECVIT, SAML, SOAP, WSA, WSSE, ClientFactory
 
 MODES = ("certificat", "cpx")
@@ -84,7 +85,7 @@ def test_not_found_is_cr_01(insi_client: ClientFactory, query: TraitsQuery, mode
     assert "Aucune identité INS trouvée" in outcome.result.message_fr
     sent = [p for p, _ in outcome.attempts]
     names = list(query.first_names)
-    assert sent == (names + [" ".join(names)] if len(names) > 1 else names)
+    assert sent == ([*names, " ".join(names)] if len(names) > 1 else names)
     assert len(frames.out()) == len(sent)
 
 
@@ -156,14 +157,9 @@ def test_mode_a_request_headers_field_by_field(insi_client: ClientFactory) -> No
     assert bam.get("Version") == "01_02" and bam.get("Nature") is None
     assert lps.get("Version") == "01_00" and lps.get("Nature") == "CTXLPS"
     assert bam.findtext(f"{{{CTXBAM}}}Id") != lps.findtext(f"{{{CTXLPS}}}Id")
-    assert (
-        bam.findtext(f"{{{CTXBAM}}}Emetteur")
-        == lps.findtext(f"{{{CTXLPS}}}Emetteur")
-        == "3990000018"[:0] + (lps.findtext(f"{{{CTXLPS}}}Emetteur") or "x")
-    )
-    from sandbox.profiles import ESTABLISHMENT
-
-    assert lps.findtext(f"{{{CTXLPS}}}Emetteur") == ESTABLISHMENT.structure_id  # the certificate OU
+    # Emetteur: the OU of the INSI-MANU certificate (structure id), the same in both contexts
+    assert bam.findtext(f"{{{CTXBAM}}}Emetteur") == lps.findtext(f"{{{CTXLPS}}}Emetteur")
+    assert lps.findtext(f"{{{CTXLPS}}}Emetteur") == ESTABLISHMENT.structure_id
     cov = bam.find(f"{{{CTXBAM}}}COUVERTURE")
     assert cov is not None and len(cov) == 0  # empty for WS_INS2
     idam = lps.find(f"{{{CTXLPS}}}LPS/{{{CTXLPS}}}IDAM")
