@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureConfiguration, SignatureMethod, XMLVerifier
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidInput, InvalidSignature
+from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from sandbox.insi.answers import InsiFault, sandbox_fault
 from sandbox.server import certs
@@ -64,9 +65,8 @@ def _instant(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _check_frame(a: etree._Element, now: datetime, max_age: timedelta, skew: timedelta, fail: type) -> None:
-    make = _ps if fail is PsCaller else _vit
-    what = "PS" if fail is PsCaller else "Vitale"
+def _check_frame(a: etree._Element, now: datetime, max_age: timedelta, skew: timedelta, what: str) -> None:
+    make = _ps if what == "PS" else _vit
     if a.get("Version") != "2.0" or not (a.get("ID") or "").startswith("_"):
         raise make(f"Assertion {what} : Version 2.0 et ID commençant par « _ » attendus.")
     instant = _instant(a.get("IssueInstant"))
@@ -81,7 +81,7 @@ def _check_frame(a: etree._Element, now: datetime, max_age: timedelta, skew: tim
 def verify_ps_assertion(
     a: etree._Element, trust: certs.TrustStore, now: datetime, max_age: timedelta, skew: timedelta
 ) -> PsCaller:
-    _check_frame(a, now, max_age, skew, PsCaller)
+    _check_frame(a, now, max_age, skew, "PS")
     children = [c for c in a if isinstance(c.tag, str)]
     if len(children) < 2 or children[0].tag != f"{{{SAML}}}Issuer" or children[1].tag != f"{{{DS}}}Signature":
         raise _ps("Assertion PS : Issuer puis la signature XML-DSig de la carte sont obligatoires.")
@@ -93,7 +93,7 @@ def verify_ps_assertion(
         raise _ps("Assertion PS : canonicalisation exclusive (exc-c14n) attendue.")
     cert_el = signature.find(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")
     try:
-        cert = x509.load_der_x509_certificate(base64.b64decode("".join((cert_el.text or "").split())))  # type: ignore[union-attr]
+        cert = x509.load_der_x509_certificate(base64.b64decode("".join((cert_el.text or "").split())))
     except (AttributeError, ValueError, binascii.Error):
         raise _ps(
             "Assertion PS : certificat de signature (KeyInfo/X509Certificate) absent ou illisible."
@@ -151,7 +151,7 @@ def verify_vitale_assertion(
     a: etree._Element, expected_issuer: str, now: datetime, max_age: timedelta, skew: timedelta
 ) -> str:
     """The Vitale assertion (WS_INS1); returns the card serial (12 digits)."""
-    _check_frame(a, now, max_age, skew, object)
+    _check_frame(a, now, max_age, skew, "Vitale")
     if a.find(f"{{{DS}}}Signature") is not None:
         # [I] the card-bound signature needs MICA; the sandbox HMAC variant of §7.3 is not implemented:
         # a signature is refused rather than accepted unchecked.

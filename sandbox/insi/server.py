@@ -78,10 +78,14 @@ class _Server(ThreadingHTTPServer):
                 request.close()
             return
         try:
-            self.RequestHandlerClass(tls_sock, client_address, self)
+            self.RequestHandlerClass(tls_sock, client_address, self)  # type: ignore[arg-type]
         finally:
             with contextlib.suppress(OSError):
                 tls_sock.close()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -135,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         cert: x509.Certificate | None = None
-        der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+        der = self.connection.getpeercert(binary_form=True)
         if der:
             cert = x509.load_der_x509_certificate(der)
         try:
@@ -218,9 +222,7 @@ def start_insi(
     servers: list[_Server] = []
     try:
         for port, mode in ((mtls_port, MODE_MTLS), (cpx_port, MODE_CPX)):
-            cls = _Server
-            if ":" in host:
-                cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+            cls: type[_Server] = _Server6 if ":" in host else _Server
             servers.append(cls((host, port), _tls_context(pki, client_auth=mode == MODE_MTLS), service, mode))
     except OSError as exc:
         for s in servers:

@@ -25,6 +25,7 @@ from ps_agent.identity.model import TraitsQuery, VitaleBeneficiary, VitaleCard, 
 from sandbox.insi.certs import INSI_AUTO, WRONG_NAME
 from sandbox.insi.server import RunningInsi
 from sandbox.insi.service import InsiSettings
+from sandbox.pki import TestPki
 from sandbox.server.faults import FaultConfig
 from tests.fixtures.insi import LPS, ClientFactory, certificate_auth, cpx_auth
 
@@ -109,14 +110,16 @@ def test_unknown_idam_is_desir_550(insi_client: ClientFactory) -> None:
     assert "numéro d'autorisation CNDA inconnu" in err.message_fr
 
 
-def test_wrong_certificate_name_refused_locally(test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_certificate_name_refused_locally(test_pki: TestPki) -> None:
     with pytest.raises(InsiConfigurationError) as info:
         certificate_auth(test_pki, WRONG_NAME)
     assert info.value.code == "insi_certificate_name"
     assert "INSI-MANU ou INSI-AUTO" in info.value.message_fr and WRONG_NAME in info.value.message_fr
 
 
-def test_wrong_certificate_name_is_desir_560_at_the_service(insi_client: ClientFactory, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_certificate_name_is_desir_560_at_the_service(
+    insi_client: ClientFactory, test_pki: TestPki
+) -> None:
     client, _ = insi_client(auth=certificate_auth(test_pki, WRONG_NAME, check_name=False))
     with pytest.raises(InsiAccessDenied) as info:
         client.search_by_traits(ZOE)
@@ -124,7 +127,7 @@ def test_wrong_certificate_name_is_desir_560_at_the_service(insi_client: ClientF
     assert "INSI-MANU ou INSI-AUTO" in info.value.message_fr
 
 
-def test_insi_auto_certificate_is_accepted(insi_client: ClientFactory, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_insi_auto_certificate_is_accepted(insi_client: ClientFactory, test_pki: TestPki) -> None:
     client, _ = insi_client(auth=certificate_auth(test_pki, INSI_AUTO))
     assert client.search_by_traits(ZOE).found
 
@@ -136,7 +139,9 @@ def test_stale_ps_assertion_is_refused_with_a_sandbox_code(insi_client: ClientFa
     assert info.value.code == "sandbox_assertion" and "périmée" in info.value.message_fr
 
 
-def test_ps_assertion_from_an_unknown_pki_is_refused(insi_client: ClientFactory, foreign_pki) -> None:  # type: ignore[no-untyped-def]
+def test_ps_assertion_from_an_unknown_pki_is_refused(
+    insi_client: ClientFactory, foreign_pki: TestPki
+) -> None:
     client, _ = insi_client("cpx", auth=cpx_auth(foreign_pki))
     with pytest.raises(InsiRequestRefused) as info:
         client.search_by_traits(ZOE)
@@ -145,20 +150,20 @@ def test_ps_assertion_from_an_unknown_pki_is_refused(insi_client: ClientFactory,
     )
 
 
-def test_physician_without_amo_specialty_is_refused(insi_client: ClientFactory, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_physician_without_amo_specialty_is_refused(insi_client: ClientFactory, test_pki: TestPki) -> None:
     client, _ = insi_client("cpx", auth=cpx_auth(test_pki, specialty=""))
     with pytest.raises(InsiRequestRefused, match="spécialité"):
         client.search_by_traits(ZOE)
 
 
-def test_pharmacist_needs_no_specialty(insi_client: ClientFactory, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_pharmacist_needs_no_specialty(insi_client: ClientFactory, test_pki: TestPki) -> None:
     client, _ = insi_client("cpx", auth=cpx_auth(test_pki, "pharmacist", specialty="", sector="SA33"))
     assert client.search_by_traits(ZOE).found
 
 
 def test_client_certificate_of_another_pki_fails_the_handshake(
     insi_client: ClientFactory, foreign_pki
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from sandbox.insi.certs import insi_certificate
 
     c = insi_certificate(foreign_pki)
@@ -172,7 +177,7 @@ def test_client_certificate_of_another_pki_fails_the_handshake(
 
 def test_untrusted_server_is_a_transport_error(
     insi_client: ClientFactory, insi_sandbox: RunningInsi, foreign_pki
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     env = insi_environment("sandbox-cpx", ca_file=foreign_pki.ca_bundle).with_url(insi_sandbox.cpx_url)
     client, _ = insi_client("cpx", env=env)
     with pytest.raises(InsiTransportError):
@@ -183,7 +188,7 @@ def test_untrusted_server_is_a_transport_error(
 def test_http_error_without_fault_is_a_transport_error(
     insi_client: ClientFactory, insi_sandbox: RunningInsi, status: int
 ) -> None:
-    insi_sandbox.faults.configure(FaultConfig(seed=1, **{f"http_{status}_rate": 1.0}))
+    insi_sandbox.faults.configure(FaultConfig.from_dict({"seed": 1, f"http_{status}_rate": 1.0}))
     client, _ = insi_client()
     with pytest.raises(InsiTransportError) as info:
         client.search_by_traits(ZOE)
@@ -197,7 +202,7 @@ def test_connection_reset_is_a_transport_error(insi_client: ClientFactory, insi_
         client.search_by_traits(ZOE)
 
 
-def test_timeout(insi_client: ClientFactory, insi_sandbox: RunningInsi, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_timeout(insi_client: ClientFactory, insi_sandbox: RunningInsi, test_pki: TestPki) -> None:
     insi_sandbox.faults.configure(FaultConfig(seed=1, latency_ms=1500, latency_rate=1.0))
     env = replace(
         insi_environment("sandbox-certificat", ca_file=test_pki.ca_bundle).with_url(insi_sandbox.mtls_url),
@@ -277,7 +282,7 @@ def test_bad_vitale_data(insi_client: ClientFactory, selection: VitaleSelection,
     assert info.value.code == code and frames.out() == []
 
 
-def test_test_vitale_card_refused_in_production(test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_test_vitale_card_refused_in_production(test_pki: TestPki) -> None:
     env = insi_environment("production-certificat", ca_file=test_pki.ca_bundle)
     with InsiClient(env, certificate_auth(test_pki), LPS) as client:
         sel = VitaleSelection(VCARD, VitaleBeneficiary("1975-12-31"), datetime.now(UTC))
@@ -286,7 +291,7 @@ def test_test_vitale_card_refused_in_production(test_pki) -> None:  # type: igno
     assert info.value.code == "vitale_test_card" and "production" in info.value.message_fr
 
 
-def test_configuration_errors(test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_configuration_errors(test_pki: TestPki) -> None:
     with pytest.raises(InsiConfigurationError) as info:
         InsiClient(
             insi_environment("sandbox-cpx", ca_file=test_pki.ca_bundle), certificate_auth(test_pki), LPS
@@ -302,3 +307,35 @@ def test_configuration_errors(test_pki) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InsiConfigurationError) as info:
         insi_environment("recette")
     assert info.value.code == "insi_environment" and "recette" in info.value.message_fr
+
+
+def test_cpx_auth_from_a_card_session_and_mode_a_through_a_signer(
+    insi_client: ClientFactory, test_pki
+) -> None:
+    """Mode B from ``Credentials`` (the DMP client's seam); mode A with a non-exportable key (tlslite)."""
+    from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
+    from ps_agent.auth.software import SoftwareCredentials, SoftwareSigner
+    from ps_agent.identity.auth import CertificateAuth, CpxAuth
+    from sandbox.insi.certs import insi_certificate
+
+    gp = test_pki.card("gp")
+    ident = ProfessionalIdentity(
+        "899700000013",
+        "MEDECIN-GENERALISTE",
+        "JEAN",
+        "10",
+        "Médecin",
+        "SM26",
+        "CPS",
+        activity=Activity("380000000100017", "CABINET MEDICAL DU PARC", "SA07"),
+    )
+    creds = SoftwareCredentials(
+        ident, AuthMode.DIRECTE, gp.auth_cert, gp.auth_key, gp.sign_cert, gp.sign_key, gp.chain
+    )
+    client, _ = insi_client("cpx", auth=CpxAuth.from_credentials(creds, billing_id="991130972"))
+    assert client.search_by_traits(ZOE).found
+    c = insi_certificate(test_pki)
+    client, _ = insi_client(
+        auth=CertificateAuth(c.cert, signer=SoftwareSigner(c.key, c.cert, c.chain), chain=c.chain)
+    )
+    assert client.search_by_traits(ZOE).found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -18,6 +19,7 @@ from ps_agent.identity.model import (
 )
 from sandbox.demo import DEMO_ADULT, DEMO_MINOR
 from sandbox.insi.data import DEMO_PERSONS, QUALIFICATION_PERSONS, Person
+from sandbox.pki import TestPki
 from sandbox.profiles import ESTABLISHMENT
 from tests.fixtures.insi import CTXBAM, CTXLPS, RECSANS, RECVIT, SAML, SOAP, WSA, WSSE, ClientFactory
 
@@ -176,7 +178,7 @@ def test_mode_a_request_headers_field_by_field(insi_client: ClientFactory) -> No
     assert client.last.lps_id == lps.findtext(f"{{{CTXLPS}}}Id") and client.last.outcome == "00"
 
 
-def test_mode_b_ps_assertion_is_signed_by_the_card_key(insi_client: ClientFactory, test_pki) -> None:  # type: ignore[no-untyped-def]
+def test_mode_b_ps_assertion_is_signed_by_the_card_key(insi_client: ClientFactory, test_pki: TestPki) -> None:
     client, frames = insi_client("cpx")
     client.search_by_traits(TraitsQuery("ADRUN", ("ZOE",), "F", "1975-12-31"))
     root = etree.fromstring(frames.out()[0])
@@ -199,7 +201,7 @@ def test_mode_b_ps_assertion_is_signed_by_the_card_key(insi_client: ClientFactor
     assert lps is not None and lps.findtext(f"{{{CTXLPS}}}Emetteur") == "899700000013"
 
 
-def test_mode_b_signature_verifies_with_xmlsec1(insi_client: ClientFactory, test_pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_mode_b_signature_verifies_with_xmlsec1(insi_client: ClientFactory, test_pki, tmp_path: Path) -> None:
     """Outside reference: xmlsec1 (libxmlsec) verifies the PS assertion signature made through the Signer."""
     import shutil
     import subprocess
@@ -334,7 +336,7 @@ def test_vitale_beneficiary_not_on_the_card_is_cr_01(insi_client: ClientFactory)
 
 def test_vitale_data_older_than_20_minutes_are_refused_before_sending(
     insi_client: ClientFactory, insi_sandbox
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from ps_agent.identity.errors import VitaleSelectionExpired
 
     client, frames = insi_client("cpx")

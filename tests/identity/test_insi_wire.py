@@ -23,7 +23,7 @@ ENV = b'<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soa
 R = b'<RESULTAT xmlns="http://www.cnamts.fr/INSiResultat">%s</RESULTAT>'
 
 
-def parse(body: bytes, status: int = 200):  # type: ignore[no-untyped-def]
+def parse(body: bytes, status: int = 200):
     return parse_answer(ENV % body, operation=Operation.WS_INS2, message_id="uuid:x", http_status=status)
 
 

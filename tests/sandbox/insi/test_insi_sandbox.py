@@ -6,6 +6,7 @@ import ssl
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -327,3 +328,76 @@ def test_schema_validation_of_answers_can_fail() -> None:
     bad = REAL_ANSWER.replace(b"<Cle>13</Cle>", b"<Cle>1X</Cle>")
     with pytest.raises(AssertionError):
         validate_answer(bad)
+
+
+def test_store_json_round_trip(tmp_path: Path) -> None:
+    from sandbox.insi.data import InsiStore, StoreError
+
+    store = InsiStore.default()
+    path = tmp_path / "insi.json"
+    path.write_text(store.to_json(), encoding="utf-8")
+    again = InsiStore.from_json(path)
+    assert again.persons == store.persons and again.cards == store.cards
+    path.write_text("{}", encoding="utf-8")
+    with pytest.raises(StoreError, match="illisible"):
+        InsiStore.from_json(path)
+
+
+def test_demo_patients_are_insi_persons_with_the_dmp_ins() -> None:
+    from sandbox.demo import DEMO_PATIENTS
+    from sandbox.insi.data import InsiStore
+
+    store = InsiStore.default()
+    for d in DEMO_PATIENTS:
+        p = store.person(d.ins[:13])
+        assert p is not None and p.ins.matricule + p.ins.key == d.ins and p.ins.oid == d.oid
+    for card in store.cards:  # every beneficiary of the Vitale registry is a person of the store
+        assert store.person(card.assure) is not None
+        assert all(store.person(b.ins) is not None for b in card.beneficiaries)
+
+
+def test_serve_starts_insi_next_to_the_dmp(tmp_path: Path, test_pki: TestPki) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--data",
+            str(tmp_path / "d"),
+            "--pki",
+            str(test_pki.directory),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Arrêt"):
+                break
+        text = "".join(lines)
+        m = re.search(r"INSi local : (https://\S+/lps) .* et (https://\S+/lps)", text)
+        assert m, text
+        with _client(test_pki, INSI_MANU) as c:
+            response = c.post(m.group(1), content=traits_request(), headers={"Content-Type": CT})
+        assert response.status_code == 200 and b"<CodeCR>00</CodeCR>" in response.content
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
