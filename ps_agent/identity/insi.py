@@ -13,7 +13,9 @@ exchange (MessageID, ContexteLPS/Id, HTTP status, fault codes) for the caller's 
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from ps_agent.identity.errors import (
     InsiProtocolError,
     InsiTimeout,
     InsiTransportError,
+    InsiUnavailable,
     VitaleSelectionExpired,
 )
 from ps_agent.identity.model import (
@@ -97,7 +100,14 @@ class InsiClient:
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
         frame_recorder: FrameRecorder | None = None,
+        retries: int = 0,
+        backoff_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``retries``: automatic new attempts of a WS_INS2 call after a retryable failure (Receiver fault
+        such as siram_40/insi_102, network error), ``backoff_s`` doubling each time (insi.md §4.2 "retry
+        later, bounded, with back-off"). WS_INS1 is never retried automatically: a Vitale assertion is not
+        reused (CNDA test 1.02), the user reads the card again."""
         if auth.mode != environment.mode:
             raise InsiConfigurationError(
                 f"L'environnement INSi « {environment.name} » attend le mode d'authentification "
@@ -115,6 +125,9 @@ class InsiClient:
         self._lps = lps
         self._clock = clock or (lambda: datetime.now(UTC))
         self._frames = frame_recorder
+        self._retries = max(0, retries)
+        self._backoff_s = backoff_s
+        self._sleep = sleep
         self._http = httpx.Client(
             transport=transport or auth.transport(environment), timeout=environment.timeout_s
         )
@@ -142,6 +155,25 @@ class InsiClient:
                 log.exception("INSi frame log failed")
 
     def _call(
+        self,
+        operation: Operation,
+        body: etree._Element,
+        cov: etree._Element,
+        extra_assertions: list[etree._Element],
+    ) -> InsiResult:
+        retries = self._retries if operation is Operation.WS_INS2 else 0
+        for attempt in range(retries + 1):
+            try:
+                return self._once(operation, copy.deepcopy(body), copy.deepcopy(cov), extra_assertions)
+            except (InsiUnavailable, InsiTransportError) as exc:
+                if attempt == retries:
+                    raise
+                delay = self._backoff_s * 2**attempt
+                log.info("INSi call failed (%s), new attempt in %.1f s", exc.code, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(
         self,
         operation: Operation,
         body: etree._Element,

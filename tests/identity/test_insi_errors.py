@@ -339,3 +339,22 @@ def test_cpx_auth_from_a_card_session_and_mode_a_through_a_signer(
         auth=CertificateAuth(c.cert, signer=SoftwareSigner(c.key, c.cert, c.chain), chain=c.chain)
     )
     assert client.search_by_traits(ZOE).found
+
+
+def test_bounded_retry_with_backoff_for_ws_ins2(insi_sandbox: RunningInsi, test_pki: TestPki) -> None:
+    insi_sandbox.configure(InsiSettings(fault_on_calls=(1, 2)))
+    env = insi_environment("sandbox-certificat", ca_file=test_pki.ca_bundle).with_url(insi_sandbox.mtls_url)
+    delays: list[float] = []
+    with InsiClient(env, certificate_auth(test_pki), LPS, retries=2, backoff_s=0.5, sleep=delays.append) as c:
+        assert c.search_by_traits(ZOE).found
+    assert delays == [0.5, 1.0] and insi_sandbox.service.calls == 3
+    insi_sandbox.configure(InsiSettings(fault_on_calls=(1, 2)))
+    with InsiClient(env, certificate_auth(test_pki), LPS, retries=1, sleep=delays.append) as c:
+        with pytest.raises(InsiUnavailable):
+            c.search_by_traits(ZOE)
+        # WS_INS1 is never retried automatically (a Vitale assertion is not reused)
+        insi_sandbox.configure(InsiSettings(fault_on_calls=(1,)))
+        sel = VitaleSelection(VCARD, VitaleBeneficiary("1975-12-31"), datetime.now(UTC))
+        with pytest.raises(InsiUnavailable):
+            c.search_with_vitale(sel)
+        assert insi_sandbox.service.calls == 1
