@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -219,11 +220,17 @@ class VitaleCard:
 
 @dataclass(frozen=True)
 class VitaleSelection:
-    """The beneficiary chosen by the user on a card read at ``read_at`` (the Vitale assertion's instant)."""
+    """The beneficiary chosen by the user on a card read at ``read_at`` (the Vitale assertion's instant).
+
+    ``sign``: when the card can sign the Vitale assertion, a function that receives the exclusive-c14n
+    ``SignedInfo`` bytes and returns the signature value (the emulated card: the sandbox-only
+    ``urn:ps-agent:sandbox:vitale-hmac-sha256``); ``None`` sends the assertion unsigned.
+    """
 
     card: VitaleCard
     beneficiary: VitaleBeneficiary
     read_at: datetime
+    sign: Callable[[bytes], bytes] | None = field(default=None, compare=False, repr=False)
 
 
 # -------------------------------------------------------------------------------- verification

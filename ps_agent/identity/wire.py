@@ -7,9 +7,12 @@ Parsing uses the project's hardened parser (:func:`cda.xml.safe_parse`: no DTD, 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -142,7 +145,8 @@ def vitale_serial(serial: str) -> str:
 
 
 def vitale_assertion(selection: VitaleSelection, issuer: str) -> etree._Element:
-    """The Vitale assertion of insi.md §2.6, unsigned ([I] §6.5: the card-bound signature needs MICA)."""
+    """The Vitale assertion of insi.md §2.6. Unsigned unless ``selection.sign`` is given ([I] §6.5: the
+    real card-bound signature needs MICA; the emulated card signs with the sandbox-only algorithm)."""
     a = etree.Element(
         ns.q(ns.SAML, "Assertion"),
         {"ID": f"_{uuid.uuid4()}", "IssueInstant": timestamp(selection.read_at), "Version": "2.0"},
@@ -152,7 +156,41 @@ def vitale_assertion(selection: VitaleSelection, issuer: str) -> etree._Element:
     subject = _sub(a, ns.SAML, "Subject")
     name_id = _sub(subject, ns.SAML, "NameID", vitale_serial(selection.card.serial))
     name_id.set("NameQualifier", "VITALE")
+    if selection.sign is not None:
+        _sign_vitale(a, selection.sign, vitale_serial(selection.card.serial))
     return a
+
+
+# Sandbox-only signature of the emulated Vitale card (insi.md §7.3): never the SESAM-Vitale URIs.
+VITALE_SANDBOX_SIGNATURE = "urn:ps-agent:sandbox:vitale-hmac-sha256"
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+def _c14n(el: etree._Element) -> bytes:
+    return bytes(etree.tostring(el, method="c14n", exclusive=True, with_comments=False))
+
+
+def _sign_vitale(a: etree._Element, sign: Callable[[bytes], bytes], serial: str) -> None:
+    """Enveloped XML-DSig after ``Issuer``: reference ``#ID`` (enveloped + exc-c14n, SHA-256), SignedInfo
+    exc-c14n, signature value from the card; ``KeyInfo/KeyName`` = the card serial."""
+    digest = hashlib.sha256(_c14n(a)).digest()  # the enveloped transform removes the Signature added below
+    sig = etree.Element(ns.q(ns.DS, "Signature"), nsmap={"ds": ns.DS})
+    info = _sub(sig, ns.DS, "SignedInfo")
+    _sub(info, ns.DS, "CanonicalizationMethod").set("Algorithm", _EXC_C14N)
+    _sub(info, ns.DS, "SignatureMethod").set("Algorithm", VITALE_SANDBOX_SIGNATURE)
+    ref = _sub(info, ns.DS, "Reference")
+    ref.set("URI", "#" + (a.get("ID") or ""))
+    transforms = _sub(ref, ns.DS, "Transforms")
+    _sub(transforms, ns.DS, "Transform").set("Algorithm", _ENVELOPED)
+    _sub(transforms, ns.DS, "Transform").set("Algorithm", _EXC_C14N)
+    _sub(ref, ns.DS, "DigestMethod").set("Algorithm", _SHA256)
+    _sub(ref, ns.DS, "DigestValue", base64.b64encode(digest).decode())
+    a[0].addnext(sig)
+    value = sign(_c14n(info))
+    _sub(sig, ns.DS, "SignatureValue", base64.b64encode(value).decode())
+    _sub(_sub(sig, ns.DS, "KeyInfo"), ns.DS, "KeyName", serial)
 
 
 def build_request(

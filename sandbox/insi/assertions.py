@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +24,7 @@ from signxml.exceptions import InvalidInput, InvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from sandbox.insi.answers import InsiFault, sandbox_fault
+from sandbox.insi.data import vitale_card_secret
 from sandbox.server import certs
 
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
@@ -152,10 +155,6 @@ def verify_vitale_assertion(
 ) -> str:
     """The Vitale assertion (WS_INS1); returns the card serial (12 digits)."""
     _check_frame(a, now, max_age, skew, "Vitale")
-    if a.find(f"{{{DS}}}Signature") is not None:
-        # [I] the card-bound signature needs MICA; the sandbox HMAC variant of §7.3 is not implemented:
-        # a signature is refused rather than accepted unchecked.
-        raise _vit("Assertion Vitale signée : signature non vérifiable par le bac à sable (envoyez-la sans).")
     issuer = (a.findtext(f"{{{SAML}}}Issuer") or "").strip()
     if issuer != expected_issuer:
         raise _vit(f"Assertion Vitale : Issuer « {issuer} » différent de l'appelant (« {expected_issuer} »).")
@@ -163,4 +162,57 @@ def verify_vitale_assertion(
     serial = (name_id.text or "").strip() if name_id is not None and name_id.text else ""
     if not _SERIAL.match(serial):
         raise _vit("Assertion Vitale : NameID doit être le numéro de série de la carte (12 chiffres).")
+    signature = a.find(f"{{{DS}}}Signature")
+    if signature is not None:  # optional (insi.md §7.3); when present it must verify
+        _verify_vitale_signature(a, signature, serial)
     return serial
+
+
+VITALE_SANDBOX_SIGNATURE = "urn:ps-agent:sandbox:vitale-hmac-sha256"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+def _c14n(el: etree._Element) -> bytes:
+    return bytes(etree.tostring(el, method="c14n", exclusive=True, with_comments=False))
+
+
+def _verify_vitale_signature(a: etree._Element, signature: etree._Element, serial: str) -> None:
+    """The sandbox-only HMAC-SHA256 (per-card secret) over the exc-c14n SignedInfo; the real SESAM-Vitale
+    algorithms need the GIE's keys and are refused."""
+    info = signature.find(f"{{{DS}}}SignedInfo")
+    if info is None:
+        raise _vit("Assertion Vitale : signature sans SignedInfo.")
+    method = info.find(f"{{{DS}}}SignatureMethod")
+    algorithm = method.get("Algorithm", "") if method is not None else ""
+    if algorithm != VITALE_SANDBOX_SIGNATURE:
+        raise _vit(
+            f"Assertion Vitale : algorithme de signature « {algorithm} » non vérifiable par le bac à sable."
+        )
+    c14n_method = info.find(f"{{{DS}}}CanonicalizationMethod")
+    refs = info.findall(f"{{{DS}}}Reference")
+    if c14n_method is None or c14n_method.get("Algorithm") != EXC_C14N or len(refs) != 1:
+        raise _vit("Assertion Vitale : SignedInfo attendu avec exc-c14n et une seule référence.")
+    ref = refs[0]
+    transforms = [t.get("Algorithm") for t in ref.iterfind(f"{{{DS}}}Transforms/{{{DS}}}Transform")]
+    digest_method = ref.find(f"{{{DS}}}DigestMethod")
+    if (
+        ref.get("URI") != "#" + (a.get("ID") or "")
+        or transforms != [ENVELOPED, EXC_C14N]
+        or digest_method is None
+        or digest_method.get("Algorithm") != SHA256
+    ):
+        raise _vit("Assertion Vitale : la référence signée doit couvrir l'assertion (#ID, SHA-256).")
+    unsigned = etree.fromstring(etree.tostring(a))
+    for s in unsigned.findall(f"{{{DS}}}Signature"):
+        unsigned.remove(s)
+    try:
+        expected_digest = base64.b64decode(ref.findtext(f"{{{DS}}}DigestValue") or "", validate=True)
+        value = base64.b64decode(signature.findtext(f"{{{DS}}}SignatureValue") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise _vit("Assertion Vitale : valeurs de signature illisibles (base64).") from None
+    if not hmac.compare_digest(hashlib.sha256(_c14n(unsigned)).digest(), expected_digest):
+        raise _vit("Assertion Vitale : l'empreinte ne correspond pas (assertion modifiée).")
+    mac = hmac.new(vitale_card_secret(serial), _c14n(info), hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, value):
+        raise _vit("Assertion Vitale : signature de la carte invalide.")

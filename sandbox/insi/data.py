@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ def nir_key(matricule: str) -> str:
     """Key of a 13-character NIR: 97 - (N mod 97), Corsica 2A/2B read as 19/18."""
     body = matricule[:5] + matricule[5:7].replace("2A", "19").replace("2B", "18") + matricule[7:]
     return f"{97 - int(body) % 97:02d}"
+
+
+def vitale_card_secret(serial: str) -> bytes:
+    """[I] Per-card secret of the sandbox-only Vitale signature (``urn:ps-agent:sandbox:vitale-hmac-sha256``),
+    derived from the serial so the emulated card and the sandbox agree without sharing a file (test only)."""
+    return hashlib.sha256(b"ps-agent-sandbox-vitale:" + serial.encode()).digest()
 
 
 class StoreError(SandboxError):

@@ -191,6 +191,17 @@ class InsiService:
             answer = answers.fault(f, message_id)
             self._count(f.detail_code)
             log.info("INSi sandbox fault %s/%s: %s", f.subcode, f.detail_code, f.reason)
+        except ConnectionAbortedError:
+            raise  # injected connection reset
+        except Exception:  # a sandbox bug still gets an answer, and the server keeps serving
+            log.exception("INSi sandbox internal error")
+            internal = InsiFault(
+                "Erreur interne du service INSi (bac à sable).",
+                detail_code="sandbox_internal",
+                code="Receiver",
+                subcode="siram_40",
+            )
+            answer = answers.fault(internal, message_id)
         with self._lock:
             self.exchanges.append(Exchange(self._clock(), mode, body, answer))
             del self.exchanges[: -self.settings.keep_exchanges]

@@ -358,3 +358,28 @@ def test_bounded_retry_with_backoff_for_ws_ins2(insi_sandbox: RunningInsi, test_
         with pytest.raises(InsiUnavailable):
             c.search_with_vitale(sel)
         assert insi_sandbox.service.calls == 1
+
+
+def test_bad_vitale_card_signature_is_refused(insi_client: ClientFactory) -> None:
+    client, _ = insi_client("cpx")
+    sel = VitaleSelection(
+        VCARD, VitaleBeneficiary("1975-12-31"), datetime.now(UTC), sign=lambda data: b"\0" * 32
+    )
+    with pytest.raises(InsiRequestRefused) as info:
+        client.search_with_vitale(sel)
+    assert info.value.code == "sandbox_vitale" and "signature de la carte invalide" in info.value.message_fr
+
+
+def test_sandbox_internal_error_is_a_receiver_fault(
+    insi_client: ClientFactory, insi_sandbox: RunningInsi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(insi_sandbox.service, "_traits", boom)
+    client, _ = insi_client()
+    with pytest.raises(InsiUnavailable) as info:
+        client.search_by_traits(ZOE)
+    assert info.value.code == "sandbox_internal"
+    monkeypatch.undo()
+    assert client.search_by_traits(ZOE).found  # the server keeps serving

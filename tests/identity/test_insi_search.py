@@ -345,3 +345,25 @@ def test_vitale_data_older_than_20_minutes_are_refused_before_sending(
         client.search_with_vitale(old)
     assert info.value.code == "vitale_expired" and "relisez la carte" in info.value.message_fr
     assert frames.out() == [] and insi_sandbox.service.calls == 0
+
+
+def test_vitale_assertion_signed_by_the_emulated_card(insi_client: ClientFactory) -> None:
+    """The sandbox-only card signature (HMAC-SHA256 over the exc-c14n SignedInfo, per-card secret)."""
+    import hashlib
+    import hmac
+
+    from sandbox.insi.data import vitale_card_secret
+
+    secret = vitale_card_secret("000000000101")
+    client, frames = insi_client("cpx")
+    sel = VitaleSelection(
+        ADRUN_CARD,
+        VitaleBeneficiary("1975-12-31", 1, nir="2751263220749", nir_key="74"),
+        _now(),
+        sign=lambda data: hmac.new(secret, data, hashlib.sha256).digest(),
+    )
+    assert client.search_with_vitale(sel).found
+    sent = etree.fromstring(frames.out()[0])
+    vitale = sent.findall(f".//{{{SAML}}}Assertion")[-1]
+    method = vitale.find(".//{http://www.w3.org/2000/09/xmldsig#}SignatureMethod")
+    assert method is not None and method.get("Algorithm") == "urn:ps-agent:sandbox:vitale-hmac-sha256"

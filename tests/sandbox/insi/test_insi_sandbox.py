@@ -401,3 +401,42 @@ def test_serve_starts_insi_next_to_the_dmp(tmp_path: Path, test_pki: TestPki) ->
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_tampered_signed_vitale_assertion_is_refused(insi_sandbox: RunningInsi, mtls: httpx.Client) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    from sandbox.insi.data import vitale_card_secret
+
+    root = etree.fromstring(vitale_request())
+    assertion = root.find(".//{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")
+    assert assertion is not None
+    ds = "http://www.w3.org/2000/09/xmldsig#"
+
+    def c14n(el: etree._Element) -> bytes:
+        return bytes(etree.tostring(el, method="c14n", exclusive=True))
+
+    digest = base64.b64encode(hashlib.sha256(c14n(assertion)).digest()).decode()
+    sig = etree.fromstring(
+        f'<ds:Signature xmlns:ds="{ds}"><ds:SignedInfo>'
+        '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+        '<ds:SignatureMethod Algorithm="urn:ps-agent:sandbox:vitale-hmac-sha256"/>'
+        f'<ds:Reference URI="#{assertion.get("ID")}"><ds:Transforms>'
+        '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
+        '<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>'
+        '<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>'
+        f"<ds:DigestValue>{digest}</ds:DigestValue></ds:Reference></ds:SignedInfo></ds:Signature>"
+    )
+    assertion[0].addnext(sig)
+    info = sig[0]
+    value = hmac.new(vitale_card_secret("000000000101"), c14n(info), hashlib.sha256).digest()
+    etree.SubElement(sig, f"{{{ds}}}SignatureValue").text = base64.b64encode(value).decode()
+    good = etree.tostring(root)
+    assert post(mtls, insi_sandbox.mtls_url, good).status_code == 200
+    name_id = assertion.find(".//{urn:oasis:names:tc:SAML:2.0:assertion}NameID")
+    assert name_id is not None
+    name_id.text = "000000000102"  # another card, signature kept
+    _, _, detail, reason, _ = fault_of(post(mtls, insi_sandbox.mtls_url, etree.tostring(root)))
+    assert detail == "sandbox_vitale" and "empreinte" in reason
