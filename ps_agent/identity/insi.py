@@ -248,6 +248,13 @@ class InsiClient:
                 f"Le service INSi a répondu HTTP {response.status_code} avec un résultat : réponse ignorée.",
                 code=f"HTTP_{response.status_code}",
             )
+        if self._env.production and result.identity is not None and result.identity.ins.is_test:
+            self.last.outcome = "insi_protocol"
+            raise InsiProtocolError(
+                "Le service INSi de production a renvoyé un INS de test : réponse refusée.",
+                code="insi_test_oid",
+                detail=result.identity.ins.oid,
+            )
         self.last.outcome = result.code.value
         return result
 
@@ -320,10 +327,18 @@ class InsiClient:
         if name:
             tr.name_for_request(name, "birth_name")
 
-    def search_with_vitale(self, selection: VitaleSelection) -> InsiResult:
+    def search_with_vitale(
+        self, selection: VitaleSelection, *, confirm_card: Callable[[VitaleSelection], None] | None = None
+    ) -> InsiResult:
         """WS_INS1 for the chosen beneficiary. The Vitale assertion carries the instant of the card read
-        (``read_at``); data older than 20 minutes are refused (read the card again)."""
+        (``read_at``); data older than 20 minutes are refused (read the card again).
+
+        ``confirm_card`` is called right before the request is built: the card reader checks there that
+        the card in the reader is still the one read and the beneficiary still on it (CNDA test 1.03), and
+        raises (a ``PsAgentError``) otherwise; nothing is sent then."""
         self.check_selection(selection)
+        if confirm_card is not None:
+            confirm_card(selection)
         if selection.beneficiary.birth_name or selection.card.assure_name:
             name = tr.name_for_request(
                 selection.beneficiary.birth_name or selection.card.assure_name, "birth_name"

@@ -14,6 +14,7 @@ from ps_agent.identity.errors import (
     InsiAccessDenied,
     InsiConfigurationError,
     InsiInputError,
+    InsiProtocolError,
     InsiRequestRefused,
     InsiSoftwareNotAuthorised,
     InsiTimeout,
@@ -383,3 +384,39 @@ def test_sandbox_internal_error_is_a_receiver_fault(
     assert info.value.code == "sandbox_internal"
     monkeypatch.undo()
     assert client.search_by_traits(ZOE).found  # the server keeps serving
+
+
+def test_card_swap_check_runs_before_anything_is_sent(
+    insi_client: ClientFactory, insi_sandbox: RunningInsi
+) -> None:
+    from ps_agent.errors import CardError
+
+    seen: list[str] = []
+
+    def swapped(selection: VitaleSelection) -> None:
+        seen.append(selection.card.serial)
+        raise CardError(
+            "La carte Vitale a été changée : choisissez à nouveau le bénéficiaire.", code="vitale_swap"
+        )
+
+    client, frames = insi_client()
+    sel = VitaleSelection(VCARD, VitaleBeneficiary("1975-12-31", nir="2751263220749"), datetime.now(UTC))
+    with pytest.raises(CardError):
+        client.search_with_vitale(sel, confirm_card=swapped)
+    assert seen == ["000000000101"] and frames.out() == [] and insi_sandbox.service.calls == 0
+    assert client.search_with_vitale(sel, confirm_card=lambda s: None).found
+
+
+def test_test_ins_from_a_production_environment_is_refused(
+    insi_sandbox: RunningInsi, test_pki: TestPki
+) -> None:
+    """INS-R10: a production configuration never accepts a test OID (here the sandbox plays production)."""
+    env = replace(
+        insi_environment("production-certificat", ca_file=test_pki.ca_bundle),
+        url=insi_sandbox.mtls_url,
+    )
+    with InsiClient(env, certificate_auth(test_pki), LPS) as client:
+        with pytest.raises(InsiProtocolError) as info:
+            client.search_by_traits(TraitsQuery("DEMO-ADULTE", ("CAMILLE",), "F", "1979-03-21"))
+        assert info.value.code == "insi_test_oid"
+        assert client.search_by_traits(ZOE).found  # a .8 INS is accepted
