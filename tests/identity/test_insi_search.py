@@ -367,3 +367,70 @@ def test_vitale_assertion_signed_by_the_emulated_card(insi_client: ClientFactory
     vitale = sent.findall(f".//{{{SAML}}}Assertion")[-1]
     method = vitale.find(".//{http://www.w3.org/2000/09/xmldsig#}SignatureMethod")
     assert method is not None and method.get("Algorithm") == "urn:ps-agent:sandbox:vitale-hmac-sha256"
+
+
+SPEC_WS_INS2_MODE_A = b"""<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"
+               xmlns:wsa="http://www.w3.org/2005/08/addressing"
+               xmlns:ctxbam="urn:siram:bam:ctxbam"
+               xmlns:ctxlps="urn:siram:lps:ctxlps"
+               xmlns:ins="http://www.cnamts.fr/INSiRecSans">
+  <soap:Header>
+    <ctxbam:ContexteBAM Version="01_02">
+      <ctxbam:Id>0c5b7d1e-3f4a-4b8e-9a51-6d2f0e7c9b13</ctxbam:Id>
+      <ctxbam:Temps>2025-05-12T08:41:07.123Z</ctxbam:Temps>
+      <ctxbam:Emetteur>10B0152872</ctxbam:Emetteur>
+      <ctxbam:COUVERTURE/>
+    </ctxbam:ContexteBAM>
+    <ctxlps:ContexteLPS Nature="CTXLPS" Version="01_00">
+      <ctxlps:Id>7e2d9c40-5a1b-4f6e-8c3d-2b9a1f0e4d57</ctxlps:Id>
+      <ctxlps:Temps>2025-05-12T08:41:07.123Z</ctxlps:Temps>
+      <ctxlps:Emetteur>10B0152872</ctxlps:Emetteur>
+      <ctxlps:LPS>
+        <ctxlps:IDAM R="4">XXX00XX00XX0</ctxlps:IDAM>
+        <ctxlps:Version>0.4.0</ctxlps:Version>
+        <ctxlps:Instance>3f8e6a2c-1d7b-4c9e-a5f0-8b2d4e6c1a90</ctxlps:Instance>
+        <ctxlps:Nom>urn:lps:PS-AGENT:0.4.0</ctxlps:Nom>
+      </ctxlps:LPS>
+    </ctxlps:ContexteLPS>
+    <wsa:Action>urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite</wsa:Action>
+    <wsa:MessageID>uuid:5d1f2a8b-9c3e-4f70-b6a4-0e8d7c2b1f36</wsa:MessageID>
+  </soap:Header>
+  <soap:Body>
+    <ins:RECSANSVITALE>
+      <ins:NomNaissance>ADRTROIS</ins:NomNaissance>
+      <ins:Prenom>TOUSSAINT</ins:Prenom>
+      <ins:Sexe>M</ins:Sexe>
+      <ins:DateNaissance>1960-01-01</ins:DateNaissance>
+      <ins:LieuNaissance>2B020</ins:LieuNaissance>
+    </ins:RECSANSVITALE>
+  </soap:Body>
+</soap:Envelope>"""
+
+
+def test_mode_a_request_is_the_spec_example_once_fresh_values_are_aligned(insi_client: ClientFactory) -> None:
+    """insi.md §3.1, mode A: same elements, order, attributes, prefixes and fixed values; only the per-call
+    values (ids, instants, Emetteur) differ, and they are replaced by the example's before comparing."""
+    from ps_agent.identity.errors import InsiSoftwareNotAuthorised
+    from ps_agent.identity.wire import LpsContext
+
+    lps = LpsContext(
+        "XXX00XX00XX0", "urn:lps:PS-AGENT:0.4.0", "0.4.0", "3f8e6a2c-1d7b-4c9e-a5f0-8b2d4e6c1a90"
+    )
+    client, frames = insi_client(lps=lps)
+    with pytest.raises(InsiSoftwareNotAuthorised):  # the example's IDAM is not a real CNDA number
+        client.search_by_traits(TraitsQuery("ADRTROIS", ("TOUSSAINT",), "M", "1960-01-01", "2B020"))
+    ours = etree.fromstring(frames.out()[0])
+    spec = etree.fromstring(SPEC_WS_INS2_MODE_A, etree.XMLParser(remove_blank_text=True))
+    fresh = {
+        f"{{{CTXBAM}}}Id": "0c5b7d1e-3f4a-4b8e-9a51-6d2f0e7c9b13",
+        f"{{{CTXLPS}}}Id": "7e2d9c40-5a1b-4f6e-8c3d-2b9a1f0e4d57",
+        f"{{{CTXBAM}}}Temps": "2025-05-12T08:41:07.123Z",
+        f"{{{CTXLPS}}}Temps": "2025-05-12T08:41:07.123Z",
+        f"{{{CTXBAM}}}Emetteur": "10B0152872",
+        f"{{{CTXLPS}}}Emetteur": "10B0152872",
+        f"{{{WSA}}}MessageID": "uuid:5d1f2a8b-9c3e-4f70-b6a4-0e8d7c2b1f36",
+    }
+    for el in ours.iter():
+        if el.tag in fresh:
+            el.text = fresh[el.tag]
+    assert etree.tostring(ours, method="c14n") == etree.tostring(spec, method="c14n")
