@@ -17,7 +17,9 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -204,6 +206,7 @@ def start_insi(
     store: InsiStore | None = None,
     settings: InsiSettings | None = None,
     faults: FaultConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunningInsi:
     """Start both INSi listeners (port 0 = any free port) and return once they accept connections."""
     if host == "localhost":
@@ -218,6 +221,7 @@ def start_insi(
         TrustStore(pki.roots, pki.intermediates),
         settings=settings,
         faults=injector,
+        clock=clock,
     )
     servers: list[_Server] = []
     try:

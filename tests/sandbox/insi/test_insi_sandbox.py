@@ -440,3 +440,17 @@ def test_tampered_signed_vitale_assertion_is_refused(insi_sandbox: RunningInsi, 
     name_id.text = "000000000102"  # another card, signature kept
     _, _, detail, reason, _ = fault_of(post(mtls, insi_sandbox.mtls_url, etree.tostring(root)))
     assert detail == "sandbox_vitale" and "empreinte" in reason
+
+
+def test_fixed_clock_of_the_sandbox(test_pki: TestPki) -> None:
+    """Deterministic runs: the sandbox clock is injectable; a request stamped 'now' is then out of range."""
+    from sandbox.insi.server import start_insi
+
+    with (
+        start_insi(test_pki, clock=lambda: datetime(2025, 5, 12, 8, 41, tzinfo=UTC)) as running,
+        _client(test_pki, INSI_MANU) as c,
+    ):
+        _, _, detail, _, _ = fault_of(post(c, running.mtls_url, traits_request()))
+        assert detail == "sandbox_context"
+        ok = post(c, running.mtls_url, traits_request(temps="2025-05-12T08:41:07.123Z"))
+        assert ok.status_code == 200
