@@ -111,3 +111,36 @@ def insi_environment(name: str, *, ca_file: str | os.PathLike[str] | None = None
             )
         env = env.with_ca(ca_file)
     return env
+
+
+INSTANCE_FILE = "insi-instance.txt"
+
+
+def installation_instance(home: str | os.PathLike[str]) -> str:
+    """``ContexteLPS/LPS/Instance``: a UUID generated once per installation and kept in the data folder
+    (insi.md §2.4: constant for that installation, used by the service to count installations)."""
+    import uuid
+
+    path = Path(home) / INSTANCE_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        return str(uuid.UUID(text))
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        raise InsiConfigurationError(
+            f"Le fichier d'identifiant d'installation INSi est illisible ou corrompu : {path}",
+            code="insi_instance",
+        ) from exc
+    value = str(uuid.uuid4())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value + "\n", encoding="ascii")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InsiConfigurationError(
+            f"Impossible d'enregistrer l'identifiant d'installation INSi : {path} ({exc.strerror})",
+            code="insi_instance",
+        ) from exc
+    return value

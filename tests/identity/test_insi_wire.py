@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ps_agent.identity import traits as tr
@@ -167,3 +169,17 @@ def test_verify_not_found_and_ambiguous(insi_client: ClientFactory) -> None:
 def test_query_keeps_user_text() -> None:
     q = TraitsQuery("d'Artagnan", ("Zoé",), "f", "1975-12-31")
     assert tr.for_request(q).birth_name == "D'ARTAGNAN" and q.birth_name == "d'Artagnan"
+
+
+def test_installation_instance_is_stable(tmp_path: Path) -> None:
+    import uuid
+
+    from ps_agent.identity.environments import INSTANCE_FILE, installation_instance
+    from ps_agent.identity.errors import InsiConfigurationError
+
+    first = installation_instance(tmp_path)
+    assert str(uuid.UUID(first)) == first and installation_instance(tmp_path) == first
+    (tmp_path / INSTANCE_FILE).write_text("pas un uuid", encoding="ascii")
+    with pytest.raises(InsiConfigurationError) as info:
+        installation_instance(tmp_path)
+    assert info.value.code == "insi_instance"
