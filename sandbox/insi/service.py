@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import uuid
@@ -52,7 +53,27 @@ INSI_CERTIFICATE_NAMES = ("INSI-MANU", "INSI-AUTO")
 SANDBOX_IDAM = "PSAGENTSBX01"
 DEFAULT_IDAMS = (SANDBOX_IDAM, "TESTSGIE0000", "LSN17NF23FW0", "PDP17NF21DD0")
 
-XSD_DIR = Path(__file__).resolve().parent / "xsd"
+
+def _xsd_dir() -> Path | None:
+    """The official INSi contract files (never copied into the repository): ``$PS_AGENT_INSI_XSD``, else
+    ``$PS_AGENT_SHARED/spec/sources/insi/xsd``, else ``../shared/spec/sources/insi/xsd`` beside the checkout.
+    Without them the sandbox still makes every structural check of §7, only not the XSD one (it says so)."""
+    candidates = []
+    if os.environ.get("PS_AGENT_INSI_XSD"):
+        candidates.append(Path(os.environ["PS_AGENT_INSI_XSD"]))
+    if os.environ.get("PS_AGENT_SHARED"):
+        candidates.append(Path(os.environ["PS_AGENT_SHARED"]) / "spec" / "sources" / "insi" / "xsd")
+    beside_checkout = Path(__file__).resolve().parents[2].parent / "shared"
+    candidates.append(beside_checkout / "spec" / "sources" / "insi" / "xsd")
+    for c in candidates:
+        if (c / "ServiceIdentiteCertifiee" / "INSi_RECSANS_INS.xsd").is_file():
+            return c
+    return None
+
+
+XSD_DIR = _xsd_dir()
+if XSD_DIR is None:
+    log.warning("INSi sandbox: official XSD not found (PS_AGENT_SHARED); schema checks are skipped")
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -79,11 +100,14 @@ class InsiSettings:
 
 @cache
 def _schema(relative: str) -> etree.XMLSchema:
+    assert XSD_DIR is not None
     parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
     return etree.XMLSchema(etree.parse(str(XSD_DIR / relative), parser))
 
 
 def schema_errors(relative: str, el: etree._Element) -> str:
+    if XSD_DIR is None:
+        return ""
     schema = _schema(relative)
     doc = etree.fromstring(etree.tostring(el))
     if schema.validate(doc):
