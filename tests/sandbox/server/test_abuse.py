@@ -7,6 +7,7 @@ tests check the same behaviours at a CI size."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="read
 
 SOAP = "http://www.w3.org/2003/05/soap-envelope"
 REGISTRY = "/si-dmp-server/v2/services/registry"
+REPOSITORY = "/si-dmp-server/v2/services/repository"
 
 
 def _fault(reply: rawhttp.Reply) -> tuple[str, str, str]:
@@ -224,3 +226,67 @@ def test_a_get_with_a_body_does_not_poison_the_keep_alive_connection(sandbox_ser
         reply = rawhttp.read_reply(sock)
         assert reply.status == 405 and reply.headers.get("connection") == "close"
         assert sock.recv(10) == b""
+
+
+# -- bytes in flight -----------------------------------------------------------------------------------------
+def test_twenty_concurrent_19_mib_requests_do_not_take_gigabytes(tmp_path: Path, test_pki: Any) -> None:
+    """Measured on the server's own process (``python -m sandbox serve``): before the budget, 20 such
+    requests took 0.75 GB at peak and kept 0.73 GB; beyond the budget a request now gets HTTP 503 with a
+    SOAP Receiver fault and Retry-After (the client retries later)."""
+    from tests.fixtures.sandbox import ACTIONS, VihfSpec, envelope, mtom_request
+    from tests.sandbox.server import bodies
+
+    proc, base, port = rawhttp.start_subprocess(tmp_path / "data", Path(test_pki.directory))
+    try:
+        start_hwm = rawhttp.status_kib("VmHWM", proc.pid)
+
+        class _Urls:
+            def url(self, service: str) -> str:
+                return base + service
+
+        wire = Wire(_Urls(), test_pki)
+        ctx = rawhttp.client_context(test_pki)
+        service, action = ACTIONS["TD2.1"]
+        # one shared 19 MiB document; each request has its own VIHF (prefix) around it
+        document = bytes(19 * 1024 * 1024 - 64 * 1024)
+        marker = b"\x00document\x00"
+        requests = []
+        for _ in range(20):
+            env = envelope(
+                action,
+                bodies.provide_and_register({"Document01": "cid:doc1@tests"}),
+                wire.vihf(VihfSpec()),
+                to=base + service,
+            )
+            content, ctype = mtom_request(env, {"doc1@tests": (marker, "text/xml")}, action)
+            before, _, after = content.partition(marker)
+            head = rawhttp.http_request("POST", REPOSITORY, b"", {"Content-Type": ctype})
+            head = head.replace(
+                b"Content-Length: 0", b"Content-Length: %d" % (len(content) - len(marker) + len(document))
+            )
+            requests.append((head + before, after))
+        replies: list[rawhttp.Reply] = []
+
+        def send(parts: tuple[bytes, bytes]) -> None:
+            with rawhttp.connect(ctx, port) as sock:
+                sock.sendall(parts[0])
+                sock.sendall(document)
+                sock.sendall(parts[1])
+                replies.append(rawhttp.read_reply(sock))
+
+        threads = [threading.Thread(target=send, args=(r,)) for r in requests]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(replies) == 20  # every request answered, none dropped
+        busy = [r for r in replies if r.status == 503]
+        assert busy and all(r.headers.get("retry-after") == "1" for r in busy)
+        code, sub, reason = _fault(busy[0])
+        assert (code, sub) == ("soap:Receiver", "sandbox:ServerBusy") and "réessayez" in reason
+        assert all(r.status in (200, 503) for r in replies)  # the others reached the domain layer
+        peak = rawhttp.status_kib("VmHWM", proc.pid) - start_hwm
+        assert peak < 320 * 1024, f"peak grew by {peak // 1024} MiB"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
