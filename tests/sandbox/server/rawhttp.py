@@ -101,26 +101,20 @@ def status_kib(field: str, pid: int | str = "self") -> int:
     return int(m.group(1))
 
 
-def start_subprocess(data: Path, pki_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str, int]:
-    """``python -m sandbox serve`` on a free port; returns (process, base URL, port)."""
+def start_subprocess(
+    data: Path, pki_dir: Path, *extra: str, prelude: str = ""
+) -> tuple[subprocess.Popen[str], str, int]:
+    """``python -m sandbox serve`` on a free port; returns (process, base URL, port). ``prelude``: Python code
+    run in the server process first (tests that need to crash it at a precise point)."""
+    args = ["serve", "--data", str(data), "--port", "0", "--pki", str(pki_dir), *extra]
+    if prelude:
+        code = f"{prelude}\nimport runpy, sys\nsys.argv = ['sandbox', *{args!r}]\n"
+        code += "runpy.run_module('sandbox', run_name='__main__', alter_sys=True)\n"
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, "-m", "sandbox", *args]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--data",
-            str(data),
-            "--port",
-            "0",
-            "--pki",
-            str(pki_dir),
-            *list(extra),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
+        cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     for line in proc.stdout:
