@@ -971,17 +971,20 @@ class Store:
         return self.set_confidentiality(doc.entry_uuid, codes)
 
     def document_count(self, ins: str | None = None) -> int:
+        """Documents (a uniqueId with its metadata versions counts once)."""
         if ins is None:
-            return self._reads.execute("SELECT COUNT(DISTINCT unique_id) FROM documents").fetchone()[0]
-        return self._reads.execute(
-            "SELECT COUNT(DISTINCT unique_id) FROM documents WHERE patient_ins=?", (ins,)
-        ).fetchone()[0]
+            rows = self._reads.execute("SELECT COUNT(DISTINCT unique_id) FROM documents").fetchall()
+        else:
+            rows = self._reads.execute(
+                "SELECT COUNT(DISTINCT unique_id) FROM documents WHERE patient_ins=?", (ins,)
+            ).fetchall()
+        return int(rows[0][0])
 
     def last_document_time(self, ins: str) -> str:
-        row = self._reads.execute(
+        rows = self._reads.execute(
             "SELECT MAX(registered_at) FROM documents WHERE patient_ins=?", (ins,)
-        ).fetchone()
-        return row[0] or ""
+        ).fetchall()
+        return str(rows[0][0] or "")
 
     # -- traces -----------------------------------------------------------------------------
     def add_trace(

@@ -303,7 +303,8 @@ def reidentify_entry(metadata: bytes, entry_uuid: str) -> bytes:
                 child.set(attr, entry_uuid)
         if child.get("id"):
             child.set("id", f"urn:uuid:{uuid.uuid4()}")
-    return etree.tostring(el)
+    data: bytes = etree.tostring(el)
+    return data
 
 
 def parse_query_values(values: list[str]) -> list[str]:

@@ -291,7 +291,8 @@ class SoapHandler(BaseHTTPRequestHandler):
         super().setup()
         limits = self.server.limits
         self._reader = _DeadlineReader(self.connection, limits.idle_timeout)
-        self.rfile = io.BufferedReader(self._reader, 65536)
+        self._input = io.BufferedReader(self._reader, 65536)
+        self.rfile = self._input
         self._reserved = 0
         self._responded = False
 
@@ -355,7 +356,7 @@ class SoapHandler(BaseHTTPRequestHandler):
         self.path = ""
         try:
             # wait (idle timeout) for the first byte of the next request; then the header deadline runs
-            if not self.rfile.peek(1):
+            if not self._input.peek(1):
                 self.close_connection = True
                 return
             reader.deadline = time.monotonic() + self.server.limits.header_timeout
