@@ -295,6 +295,7 @@ class SoapHandler(BaseHTTPRequestHandler):
         self.rfile = self._input
         self._reserved = 0
         self._responded = False
+        self._served = 0  # requests begun on this connection
 
     # -- low-level helpers -----------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
@@ -354,12 +355,18 @@ class SoapHandler(BaseHTTPRequestHandler):
         self.requestline = ""
         self.command = ""
         self.path = ""
+        limits = self.server.limits
         try:
-            # wait (idle timeout) for the first byte of the next request; then the header deadline runs
+            # wait for the first byte of the next request (a new connection: its first request must come
+            # within the header deadline; between keep-alive requests: the idle timeout); then the header
+            # deadline runs
+            reader.idle_timeout = limits.idle_timeout if self._served else limits.header_timeout
             if not self._input.peek(1):
                 self.close_connection = True
                 return
-            reader.deadline = time.monotonic() + self.server.limits.header_timeout
+            self._served += 1
+            reader.idle_timeout = limits.idle_timeout
+            reader.deadline = time.monotonic() + limits.header_timeout
             super().handle_one_request()  # catches TimeoutError itself (then closes)
             if reader.expired and not self._responded:
                 self._timed_out()

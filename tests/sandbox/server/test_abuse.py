@@ -290,3 +290,13 @@ def test_twenty_concurrent_19_mib_requests_do_not_take_gigabytes(tmp_path: Path,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_connection_that_sends_nothing_after_the_handshake_is_closed_at_the_header_deadline(
+    strict, test_pki
+):
+    ctx = rawhttp.client_context(test_pki)
+    with rawhttp.connect(ctx, strict.port) as sock:
+        started = time.monotonic()
+        assert sock.recv(10) == b""  # not the 30 s of an idle keep-alive connection
+        assert time.monotonic() - started < 1.0 + 2.0
