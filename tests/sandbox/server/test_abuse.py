@@ -125,7 +125,7 @@ def test_slowloris_is_answered_408_and_closed_within_the_deadline(strict, test_p
     for s in socks:
         s.close()
     assert len(ended) == 50, "a slow client was held past the deadline"
-    assert max(ended.values()) - started < 1.0 + 2.0  # header deadline + scheduling slack
+    assert max(ended.values()) - started < 1.0 + 3.0  # header deadline + scheduling slack
     answered = [a for a in answers.values() if a]
     assert answered and all(a.startswith(b"HTTP/1.1 408 ") for a in answered)
     reply = rawhttp.Reply(408, {}, answered[0].partition(b"\r\n\r\n")[2])
@@ -154,7 +154,7 @@ def test_a_slow_body_is_cut_at_its_deadline(strict, test_pki) -> None:
         sock.sendall(b"<")  # then nothing
         reply = rawhttp.read_reply(sock)
         assert reply.status == 408 and _fault(reply)[1] == "sandbox:RequestTimeout"
-        assert time.monotonic() - started < 1.0 + 0.1 + 2.0
+        assert time.monotonic() - started < 1.0 + 0.1 + 3.0
         assert sock.recv(10) == b""  # closed
 
 
@@ -162,7 +162,7 @@ def test_a_client_that_never_completes_the_tls_handshake_is_closed(strict) -> No
     with socket.create_connection(("127.0.0.1", strict.port), timeout=10) as raw:
         started = time.monotonic()
         assert raw.recv(10) == b""
-        assert time.monotonic() - started < 1.0 + 2.0
+        assert time.monotonic() - started < 1.0 + 3.0
 
 
 def test_connections_over_the_cap_are_closed_at_once(tmp_path: Path, test_pki: Any) -> None:
@@ -173,7 +173,7 @@ def test_connections_over_the_cap_are_closed_at_once(tmp_path: Path, test_pki: A
         with socket.create_connection(("127.0.0.1", running.port), timeout=10) as extra:
             started = time.monotonic()
             assert extra.recv(10) == b""  # closed by the accept loop, no handshake
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 3.0
         assert running._server.refused_connections == 1
         for s in held:
             s.close()
@@ -299,4 +299,4 @@ def test_a_connection_that_sends_nothing_after_the_handshake_is_closed_at_the_he
     with rawhttp.connect(ctx, strict.port) as sock:
         started = time.monotonic()
         assert sock.recv(10) == b""  # not the 30 s of an idle keep-alive connection
-        assert time.monotonic() - started < 1.0 + 2.0
+        assert time.monotonic() - started < 1.0 + 3.0
