@@ -289,6 +289,7 @@ class SoapHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # the stdlib's reader: replaced by one with deadlines
         limits = self.server.limits
         self._reader = _DeadlineReader(self.connection, limits.idle_timeout)
         self._input = io.BufferedReader(self._reader, 65536)
