@@ -143,6 +143,7 @@ class CardAgents:
         self.session: Any = None  # its AuthSession
         self.agents: dict[Path, Agent] = {}  # agents of the current session, by home
         self.closed_sessions: list[Any] = []  # sessions ended by a card change, in order
+        self.retired: list[Agent] = []  # agents of ended sessions, closed at the end
         self.card_changes = 0
 
     def __call__(
@@ -176,8 +177,8 @@ class CardAgents:
             assert old.closed_reason == "removed", old.closed_reason
             with pytest.raises(SessionClosed):
                 old.ensure_active()
-            for agent in self.agents.values():
-                agent.close()
+            # the card session ended (checked above); the agents stay readable (their journal) until the end
+            self.retired.extend(self.agents.values())
             self.agents.clear()
             self.closed_sessions.append(old)
             self.card_changes += 1
@@ -189,7 +190,7 @@ class CardAgents:
         assert self.session.active and self.session.identity.id_nat == PROFILES[profile].id_nat
 
     def close(self) -> None:
-        for agent in self.agents.values():
+        for agent in [*self.retired, *self.agents.values()]:
             agent.close()
         if self.session is not None:
             self.session.close()
