@@ -211,6 +211,32 @@ class Services:
     def queue_entries(self, *, active_only: bool = False) -> list[QueuedDeposit]:
         return self.queue.pending() if active_only else self.queue.entries()
 
+    def hand_back(
+        self, entry_id: str, write: Callable[[QueuedDeposit], None], *, actor: Any = None
+    ) -> QueuedDeposit:
+        """Give a queued deposit back to a person (no DMP session needed): ``write(entry)`` makes the
+        documents durable elsewhere (``write_documents``); only then is the entry HANDED_BACK and its bytes
+        purged. Journaled ("dmp.deposit", error HANDED_BACK) under ``actor`` (a ``ProfessionalIdentity``)
+        or the depositor recorded in the entry."""
+        entry = self.queue.hand_back(entry_id, write)
+        who_id = getattr(actor, "id_nat", "") or entry.actor_id_nat
+        self.record(
+            AuditEvent(
+                action="dmp.deposit",
+                outcome="error",
+                actor_id_nat=who_id,
+                actor_name=getattr(actor, "display_name", ""),
+                actor_profession=getattr(actor, "profession_code", ""),
+                auth_mode="",
+                patient_ins=f"{entry.patient_ins}^{entry.patient_oid}",
+                transaction="TD2.1",
+                document_ids=entry.document_uids,
+                error_code="HANDED_BACK",
+                detail=f"lot {entry.id} : documents rendus à l'utilisateur, non envoyés",
+            )
+        )
+        return entry
+
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         with self._lock:
