@@ -22,6 +22,7 @@ import random as random_mod
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class Services:
             lease_s=max(lease_s, 3 * config.environment.timeout_s),
             on_change=lambda e: self.events.emit(QUEUE_CHANGED, e),
         )
-        self._backlog: list[AuditEvent] = []
+        self._backlog: list[tuple[AuditEvent, Callable[[], None] | None]] = []
         self._backlog_lock = threading.Lock()
         self._sessions: list[Session] = []
         self._lock = threading.Lock()
@@ -181,11 +182,12 @@ class Services:
         self.events.emit(JOURNAL_APPENDED, record)
         return record
 
-    def keep_for_later(self, event: AuditEvent) -> None:
-        """A record that must exist but cannot be written now (disk full): written by ``flush_backlog``."""
+    def keep_for_later(self, event: AuditEvent, on_written: Callable[[], None] | None = None) -> None:
+        """A record that must exist but cannot be written now (disk full): written by ``flush_backlog``,
+        which then calls ``on_written`` (e.g. flag the queue entry as journaled)."""
         with self._backlog_lock:
             if len(self._backlog) < MAX_BACKLOG:
-                self._backlog.append(event)
+                self._backlog.append((event, on_written))
             else:
                 log.error("audit backlog full: a record is lost (%s %s)", event.action, event.outcome)
 
@@ -198,14 +200,17 @@ class Services:
         """Write the kept records, oldest first; stop (keep the rest) at the first that still fails."""
         with self._backlog_lock:
             while self._backlog:
-                event = self._backlog[0]
+                event, on_written = self._backlog[0]
                 note = "trace écrite en différé (journal plein au moment de l'action)"
-                delayed = event.__class__(
-                    **{**event.__dict__, "detail": f"{event.detail}; {note}".strip("; ")}
-                )
+                delayed = replace(event, detail=f"{event.detail}; {note}".strip("; "))
                 record = self.journal.append(delayed)
                 self._backlog.pop(0)
                 self.events.emit(JOURNAL_APPENDED, record)
+                if on_written is not None:
+                    try:
+                        on_written()
+                    except Exception:
+                        log.exception("after writing a delayed audit record")
 
     # ------------------------------------------------------------------ queue
     def queue_entries(self, *, active_only: bool = False) -> list[QueuedDeposit]:

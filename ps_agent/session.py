@@ -749,7 +749,7 @@ class Session:
         try:
             self.services.record(event)
         except AuditError as exc:
-            self.services.keep_for_later(event)
+            self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
             raise AuditPending(replace(result, exchanges=tuple(exchanges)), exc) from exc
         try:
             q.mark_journaled(entry.id)

@@ -3,9 +3,6 @@ duplicate deposit (GetDocuments by uniqueId before any resend)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
 from ps_agent.dmp.errors import SoapFault, TransportError
@@ -17,17 +14,6 @@ from .conftest import patient_ref
 
 ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
-
-
-@pytest.fixture
-def faults(dmp_sandbox: Any) -> Iterator[Any]:
-    from sandbox.server.faults import FaultConfig
-
-    def set_(**kw: Any) -> None:
-        dmp_sandbox.faults.configure(FaultConfig(seed=1, **kw))
-
-    yield set_
-    dmp_sandbox.faults.clear()
 
 
 def _adult():
