@@ -216,10 +216,12 @@ def _run_interruptible(fn: Callable[[], T], ctx: Context) -> T:
         wake.wait(ctx.remaining())
     finally:
         remove()
-    if "error" in box:
-        raise box["error"]
     if "value" in box:
         return box["value"]  # type: ignore[no-any-return]
+    if ctx.cancel is not None and ctx.cancel.cancelled:  # a failure caused by the cancellation is one
+        raise Cancelled() from box.get("error")
+    if "error" in box:
+        raise box["error"]
     ctx.check()
     raise Cancelled()
 
