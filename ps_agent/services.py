@@ -82,11 +82,15 @@ class Services:
 
     # ------------------------------------------------------------------ sessions
     def open_session(
-        self, credentials: Credentials, *, transport: httpx.BaseTransport | None = None
+        self,
+        credentials: Credentials,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        owns_credentials: bool = False,
     ) -> Session:
         """A ``Session`` over an already authenticated credential (card ``AuthSession``, ``Pkcs11Session``,
         ``EstablishmentSession``, ``SoftwareCredentials``)."""
-        session = Session(self, credentials, transport=transport)
+        session = Session(self, credentials, transport=transport, owns_credentials=owns_credentials)
         with self._lock:
             self._sessions.append(session)
         return session
@@ -171,7 +175,7 @@ class Services:
         except AuditError:
             auth.close()
             raise
-        return self.open_session(auth, transport=transport)
+        return self.open_session(auth, transport=transport, owns_credentials=True)
 
     # ------------------------------------------------------------------ journal
     def record(self, event: AuditEvent) -> AuditRecord:

@@ -231,13 +231,20 @@ class Session:
     ``SoftwareCredentials``) talking to the configured DMP, over the shared ``Services``.
 
     Open it with ``services.open_session(credentials)`` (or ``services.open_card_session(...)``); close it
-    with ``close()`` (the credential itself is the caller's to close)."""
+    with ``close()`` (a credential the services opened — card, PKCS#11 — is closed too; one given by the
+    caller stays the caller's to close)."""
 
     def __init__(
-        self, services: Services, credentials: Credentials, *, transport: httpx.BaseTransport | None = None
+        self,
+        services: Services,
+        credentials: Credentials,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        owns_credentials: bool = False,
     ) -> None:
         self.services = services
         self.credentials = credentials
+        self._owns_credentials = owns_credentials
         cfg = services.config
         self.client = DmpClient(
             credentials,
@@ -293,6 +300,10 @@ class Session:
         self.closed = True
         self._detach_journal_signer()
         self.client.close()
+        if self._owns_credentials:  # opened by the services (card / PKCS#11 login): closed with it
+            closer = getattr(self.credentials, "close", None)
+            if callable(closer):
+                closer()
         self.services._forget(self)
 
     def __enter__(self) -> Session:
