@@ -1145,10 +1145,10 @@ class PatientHandle:
                 )  # fmt: skip
                 raise
             prepared.append((entry, md, data, reps[i] if i < len(reps) else None))
-        ctx.report("Préparation du lot", 0, 3)
         s._authorize(
             Action.DEPOSIT, "dmp.deposit", self, ctx, type_codes=[p[0].type_code.code for p in prepared]
         )
+        ctx.report("Préparation du lot", 0, 3)
         replaced_uids: list[str] = []
         replaced_uuids: list[str] = []
         for _, md, _, rep in prepared:
