@@ -304,3 +304,32 @@ class RecordingTransport(httpx.BaseTransport):
 
 def recording_transport(credentials: Any, test_pki: Any) -> RecordingTransport:
     return RecordingTransport(credentials.tls_transport(ca_file=str(test_pki.ca_bundle)))
+
+
+def identity_json(profile: str) -> str:
+    """The JSON of ``--utilisateur`` / ``--auteur`` for a profile's identity."""
+    import dataclasses
+    import json
+
+    ident = identity_of(profile)
+    data = {k: getattr(ident, k) for k in ("id_nat", "family_name", "given_name", "profession_code",
+                                             "specialty_code", "non_ps_role")}  # fmt: skip
+    data["activity"] = dataclasses.asdict(ident.activity)
+    return json.dumps(data, ensure_ascii=False)
+
+
+@pytest.fixture
+def establishment_args(dmp_sandbox, test_pki, tmp_path, monkeypatch):
+    from sandbox.pki import P12_PASSPHRASE
+
+    monkeypatch.setenv("PS_AGENT_P12_PASSPHRASE", P12_PASSPHRASE)
+    monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
+    user_file = tmp_path / "secretaire.json"
+    user_file.write_text(identity_json("secretary"), encoding="utf-8")
+    org = test_pki.establishment
+    return [
+        "--env", dmp_sandbox.base_url, "--ca", str(test_pki.ca_bundle),
+        "--etablissement", str(org.auth_p12), "--signature-etablissement", str(org.sign_p12),
+        "--utilisateur", str(user_file),
+    ]  # fmt: skip
