@@ -22,7 +22,7 @@ import logging
 import queue as queue_mod
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -77,6 +77,16 @@ EMERGENCY_REFUSAL_CODES = frozenset({"DMPEmergencyAccessRefused"})
 INLINE_RETRY_MAX_WAIT_S = 1.0
 
 
+UPDATE_STEPS_FR = {
+    Action.MASK: "Masquage du document",
+    Action.UNMASK: "Démasquage du document",
+    Action.MAKE_VISIBLE: "Document rendu visible",
+    Action.ARCHIVE: "Archivage du document",
+    Action.UNARCHIVE: "Désarchivage du document",
+    Action.DELETE: "Suppression du document",
+}
+
+
 @dataclass(frozen=True)
 class Result(Generic[T]):
     """The value of an operation and the facts of the DMP exchanges that produced it (in order)."""
@@ -98,7 +108,7 @@ class DocumentList:
     hidden_explanations: tuple[str, ...] = ()  # what the habilitation matrix hides from this profession
     notices: tuple[str, ...] = ()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[DocumentEntry]:
         return iter(self.entries)
 
     def __len__(self) -> int:
@@ -396,7 +406,7 @@ class Session:
             action,
             identity=self.identity,
             mode=self.mode,
-            patient=handle.ref if handle is not None else None,  # type: ignore[arg-type]
+            patient=handle.ref if handle is not None else None,
             dmp=dmp,
             access_mode=access_mode
             if access_mode is not None
@@ -904,6 +914,7 @@ class PatientHandle:
         """TD0.3 AJOUT after the patient consented (explicit user action, ACC-03); returns the new status."""
         s = self.session
         s._authorize(Action.CONSENT, "dmp.consent", self, ctx)
+        ctx.report("Enregistrement de l'accord du patient", 0, 1)
         context, ex = s._dmp(
             "dmp.consent", self,
             lambda: s.client.set_authorization(self.pid, add=True, medecin_traitant=medecin_traitant), ctx,
@@ -912,6 +923,7 @@ class PatientHandle:
             "dmp.consent", "success", self, ctx=ctx, exchanges=ex, detail=f"consentement {how}; {context}"
         )
         self._set(status=None)
+        ctx.report("Enregistrement de l'accord du patient", 1, 1)
         st = self.dmp_status(ctx=ctx)
         return Result(st.value, ex + st.exchanges)
 
@@ -931,6 +943,7 @@ class PatientHandle:
             reason=reason,
         )
         previous = self.access()
+        ctx.report("Ouverture de l'accès en urgence", 0, 1)
         self._set(access_mode=mode, reason=reason.strip())
         try:
             status, ex = s._dmp(
@@ -959,6 +972,7 @@ class PatientHandle:
             transaction="TD0.2",
             rule_id=decision.rule_id,
         )
+        ctx.report("Ouverture de l'accès en urgence", 1, 1)
         return Result(
             EmergencyAccess(self.ref, mode, reason, decision.notice_fr, status), ex, (decision.notice_fr,)
         )
@@ -984,6 +998,7 @@ class PatientHandle:
         s._audit(
             act, "success", self, ctx=ctx, exchanges=ex, transaction="TD1.6", detail=f"{len(rows)} {mode}"
         )
+        ctx.report("Liste des professionnels autorisés", 1, 1)
         return Result(rows, ex)
 
     # ------------------------------------------------------------------ TD3.1 / TD3.2
@@ -1055,6 +1070,7 @@ class PatientHandle:
         entry = self._resolve(document, "dmp.retrieve", ctx)
         s._authorize(Action.RETRIEVE, "dmp.retrieve", self, ctx, type_codes=[entry.type_code.code])
         purpose, reason = self.purpose()
+        ctx.report("Lecture du document", 0, 1)
 
         def fetch() -> RetrievedDocument:
             try:
@@ -1069,6 +1085,7 @@ class PatientHandle:
 
         doc, ex = s._dmp("dmp.retrieve", self, fetch, ctx, document_ids=(entry.unique_id,))
         s._audit("dmp.retrieve", "success", self, ctx=ctx, exchanges=ex, document_ids=(entry.unique_id,))
+        ctx.report("Lecture du document", 1, 1)
         return Result(doc, ex)
 
     # ------------------------------------------------------------------ TD2.1
@@ -1212,7 +1229,10 @@ class PatientHandle:
     ) -> Result[None]:
         s = self.session
         s._authorize(action, audit_action, self, ctx)
+        step = UPDATE_STEPS_FR.get(action, "Mise à jour du document")
+        ctx.report(step, 0, 2)
         entry = self._resolve(document, audit_action, ctx)
+        ctx.report(step, 1, 2)
         _, ex = s._dmp(audit_action, self, lambda: fn(entry), ctx, document_ids=(entry.unique_id,))
         s._audit(
             audit_action,
@@ -1223,6 +1243,7 @@ class PatientHandle:
             transaction="TD3.3",
             document_ids=(entry.unique_id,),
         )
+        ctx.report(step, 2, 2)
         return Result(None, ex)
 
     def mask(self, document: DocumentEntry | str, *, ctx: Context = DEFAULT_CONTEXT) -> Result[None]:
@@ -1326,9 +1347,9 @@ class PatientHandle:
             try:
                 futures: dict[Future[Any], int] = {}
                 for i, e in enumerate(readable):
-                    fut = pool.submit(fetch_one, e)
-                    futures[fut] = i
-                    fut.add_done_callback(done_q.put)
+                    submitted = pool.submit(fetch_one, e)
+                    futures[submitted] = i
+                    submitted.add_done_callback(done_q.put)
                 for done in range(1, total + 1):
                     ctx.check()
                     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ps_agent.dmp.errors import InvalidRequest
 from ps_agent.dmp.model import Author, Code, DocumentEntry, PatientId, Visibility, parse_xds_time
@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 PRACTICE_SETTING_BY_SECTOR = {f"SA0{n}": "ETABLISSEMENT" for n in (1, 2, 3, 4, 5, 6, 9)}
 
 
+class PatientKey(Protocol):
+    """What ``entry_from_cda`` needs of the selected patient (a ``PatientRef`` has it)."""
+
+    @property
+    def ins(self) -> str: ...
+
+    @property
+    def oid(self) -> str: ...
+
+
 def entry_from_cda(
-    data: bytes, patient: tuple[str, str], visibility: Visibility, *, doc: Any = None
+    data: bytes, patient: PatientKey | tuple[str, str], visibility: Visibility, *, doc: Any = None
 ) -> tuple[DocumentEntry, Any]:
     """Parse a CDA (unless ``doc``, its already parsed ``cda.parse`` model, is given), derive its XDS
     metadata (``cda.metadata``) and turn them into a ``DocumentEntry``. ``patient`` is the selected
@@ -46,7 +56,7 @@ def entry_from_cda(
         doc_patient = PatientId.parse_cx(md.patient_id)
     except ValueError as exc:
         raise InvalidRequest("L'INS du patient du document est illisible.", code="BAD_INS") from exc
-    ins, oid = (patient.ins, patient.oid) if hasattr(patient, "ins") else patient
+    ins, oid = patient if isinstance(patient, tuple) else (patient.ins, patient.oid)
     if (doc_patient.matricule, doc_patient.oid) != (ins, oid):
         raise InvalidRequest(
             "Le document concerne un autre patient que celui sélectionné : il n'est pas envoyé.",

@@ -29,7 +29,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,7 +136,7 @@ PendingDeposit = QueuedDeposit  # former name
 
 def backoff_delay(attempts: int, rnd: Callable[[], float] = random.random) -> float:
     """Delay before the next send after ``attempts`` sends: bounded exponential with jitter."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** max(0, attempts - 1)))
+    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(max(0, attempts - 1), 32)))
     return base * (0.5 + 0.5 * rnd())
 
 
@@ -211,7 +211,7 @@ class DepositQueue:
 
     # ------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
-    def _tx(self):  # type: ignore[no-untyped-def]
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction (exclusive writer across processes)."""
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
@@ -263,6 +263,7 @@ class DepositQueue:
         if r is None:
             raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
         docs: tuple[bytes, ...] = ()
+        vis = json.loads(r[5])
         if with_documents:
             rows = con.execute(
                 "SELECT content FROM queue_document WHERE entry_id = ? ORDER BY position", (entry_id,)
@@ -275,7 +276,7 @@ class DepositQueue:
             ins_status=r[3],
             document_uids=tuple(json.loads(r[4])),
             documents=docs,
-            visibility=tuple(json.loads(r[5])),  # type: ignore[arg-type]
+            visibility=(bool(vis[0]), bool(vis[1]), bool(vis[2])),
             replaces=tuple(json.loads(r[6])),
             replaces_entry_uuids=tuple(json.loads(r[7])),
             titles=tuple(json.loads(r[8])),
