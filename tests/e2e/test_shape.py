@@ -205,3 +205,30 @@ def test_events_are_plain_callbacks(services_for, test_pki):
     n = len([s for s in seen if s[0] == "journal"])
     gp.patient(patient_ref(p)).dmp_status()
     assert len([s for s in seen if s[0] == "journal"]) == n
+
+
+def test_one_patient_handle_from_several_threads_refreshes_the_status_once(services_for, test_pki):
+    """The threading rule: a session is shared by threads; a patient's TD0.2 refresh runs once, the
+    other threads wait for it and reuse it."""
+    p = demo().DEMO_ADULT
+    services = services_for()
+    creds = credentials_for(test_pki, "gp")
+    wire = recording_transport(creds, test_pki)
+    gp = services.open_session(creds, transport=wire)
+    handle = gp.patient(patient_ref(p))
+    assert gp.patient(patient_ref(p)) is handle
+    start = threading.Barrier(4)
+    listings: list[int] = []
+
+    def read() -> None:
+        start.wait()
+        listings.append(len(handle.list_documents().value))
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_S)
+    assert len(listings) == 4 and len(set(listings)) == 1
+    assert wire.actions.count("urn:hl7-org:v3:PRPA_IN201307UV02") == 1
+    assert wire.actions.count("urn:ihe:iti:2007:RegistryStoredQuery") == 4
