@@ -72,6 +72,9 @@ VACCINATION_FETCH_WORKERS = 4
 # then refuses further emergency attempts on that patient locally (URG-01/URG-06) for the session.
 EMERGENCY_REFUSAL_CODES = frozenset({"DMPEmergencyAccessRefused"})
 
+# Reasons a card session gives when the card left the reader (or the reader went): ``card_changed``.
+CARD_CHANGE_REASONS = frozenset({"removed", "reader_gone", "changed"})
+
 # [I] Longest wait between two sends of one deposit inside an interactive call; longer waits are left to
 # the queue (the entry is WAITING, resumed later).
 INLINE_RETRY_MAX_WAIT_S = 1.0
@@ -301,7 +304,7 @@ class Session:
     def _credential_closed(self, reason: str) -> None:
         self._detach_journal_signer()
         self.services.events.emit(SESSION_CLOSED, reason)
-        if reason in ("removed", "changed", "card_changed"):
+        if reason in CARD_CHANGE_REASONS:
             self.services.events.emit(CARD_CHANGED, reason)
 
     def close(self) -> None:
