@@ -232,3 +232,22 @@ def test_one_patient_handle_from_several_threads_refreshes_the_status_once(servi
     assert len(listings) == 4 and len(set(listings)) == 1
     assert wire.actions.count("urn:hl7-org:v3:PRPA_IN201307UV02") == 1
     assert wire.actions.count("urn:ihe:iti:2007:RegistryStoredQuery") == 4
+
+
+def test_a_call_after_the_session_ended_never_names_the_previous_exchange(services_for, test_pki):
+    """main read the transaction from ``DmpClient.last``: a call refused because the session had ended
+    was journaled with the previous call's transaction."""
+    from ps_agent.auth.errors import SessionClosed
+
+    p = demo().DEMO_ADULT
+    services = services_for()
+    creds = credentials_for(test_pki, "gp")
+    gp = services.open_session(creds)
+    handle = gp.patient(patient_ref(p))
+    handle.dmp_status()
+    creds.close()
+    with pytest.raises(SessionClosed):
+        handle.list_documents()
+    last = list(services.journal.records())[-1].event
+    assert (last.action, last.outcome, last.transaction) == ("dmp.search", "error", "")
+    assert "message" not in last.detail
