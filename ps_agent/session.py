@@ -697,10 +697,21 @@ class Session:
                 kind = classify_failure(exc, unique_ids=keys)
                 if kind is FailureKind.ALREADY_REGISTERED:
                     try:
-                        ok, note = self._confirm_registered(handle, items, ctx)
-                    except Exception as check_exc:  # the check itself failed: wait, send again later
-                        exc, kind = check_exc, classify_failure(check_exc)
-                    else:
+                        with record_exchanges() as check_rec:
+                            try:
+                                ok, note = self._confirm_registered(handle, items, ctx)
+                            finally:
+                                all_ex.extend(check_rec)
+                    except Exception as check_exc:
+                        if classify_failure(check_exc) is FailureKind.TRANSIENT:  # wait, send again later
+                            exc, kind = check_exc, FailureKind.TRANSIENT
+                        else:  # the DMP refuses the check itself: the uniqueId alone settles it [I]
+                            ok, note = (
+                                True,
+                                "déjà enregistré (renvoi du même lot ; vérification refusée par le DMP)",
+                            )
+                            kind = FailureKind.ALREADY_REGISTERED
+                    if kind is FailureKind.ALREADY_REGISTERED:
                         if ok:
                             result = DepositResult(entry.id, uids, recovered=True, attempts=entry.attempts)
                             return self._registered(entry, handle, result, note, on_behalf, all_ex, ctx)
