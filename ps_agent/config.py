@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -24,6 +24,27 @@ from ps_agent.errors import ConfigurationError
 
 APP_NAME = "ps-agent"
 HOME_ENV = "PS_AGENT_HOME"
+QUEUE_LEASE_ENV = "PS_AGENT_QUEUE_LEASE_S"
+# [I] How long a claim protects a deposit-queue entry being sent: longer than one attempt (client timeout
+# + signature), short enough that an entry whose process was killed is sent again within minutes. The
+# services never use less than the client timeout + 5 s. ``$PS_AGENT_QUEUE_LEASE_S`` overrides it.
+DEFAULT_QUEUE_LEASE_S = 120.0
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{name} doit être un nombre de secondes (reçu « {raw} »).", code="CONFIG"
+        ) from exc
+    if value <= 0:
+        raise ConfigurationError(f"{name} doit être positif (reçu « {raw} »).", code="CONFIG")
+    return value
+
 
 # The software's identity as declared in every VIHF. The homologation number is given by ANS/CNDA
 # at homologation (open point 7): "NON_HOMOLOGUE" until then (a French professional would expect
@@ -91,6 +112,8 @@ class AgentConfig:
     lps: LpsInfo = LPS
     frame_log: bool = False  # raw SOAP exchanges (minus document bytes) as homologation evidence
     deposit_retries: int = 2  # immediate resends of the same submission after a transient failure
+    # how long a claimed deposit-queue entry is protected (a killed process's entries are sent again after)
+    queue_lease_s: float = field(default_factory=lambda: _float_env(QUEUE_LEASE_ENV, DEFAULT_QUEUE_LEASE_S))
 
     @classmethod
     def default(

@@ -37,7 +37,7 @@ from ps_agent.auth.model import Credentials
 from ps_agent.config import AgentConfig, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 from ps_agent.events import JOURNAL_APPENDED, QUEUE_CHANGED, Events
-from ps_agent.outbox import DEFAULT_LEASE_S, DepositQueue, QueuedDeposit
+from ps_agent.outbox import DepositQueue, QueuedDeposit
 from ps_agent.session import Session
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Services:
         clock: Callable[[], datetime] | None = None,
         queue_clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random_mod.random,
-        lease_s: float = DEFAULT_LEASE_S,
+        lease_s: float | None = None,
     ) -> None:
         self.config = config
         self.events = events or Events()
@@ -72,7 +72,7 @@ class Services:
         self.queue = DepositQueue(
             config.outbox_path,
             clock=queue_clock,
-            lease_s=max(lease_s, 3 * config.environment.timeout_s),
+            lease_s=max(lease_s or config.queue_lease_s, config.environment.timeout_s + 5.0),
             on_change=lambda e: self.events.emit(QUEUE_CHANGED, e),
         )
         self._backlog: list[tuple[AuditEvent, Callable[[], None] | None]] = []

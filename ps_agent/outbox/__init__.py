@@ -34,12 +34,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ps_agent.config import ensure_private_dir, make_private_file
+from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 
-# [I] How long a claim protects an entry being sent. Longer than one attempt (client timeout + the
-# signature), short enough that an entry whose process was killed is sent again within minutes.
-DEFAULT_LEASE_S = 120.0
+DEFAULT_LEASE_S = DEFAULT_QUEUE_LEASE_S  # [I] see ``ps_agent.config.DEFAULT_QUEUE_LEASE_S``
 # [I] Bounded exponential backoff with jitter between sends after a transient failure: 2 s, 4 s, 8 s…
 # capped at 15 minutes, each multiplied by a random factor in [0.5, 1).
 BACKOFF_BASE_S = 2.0
