@@ -81,7 +81,12 @@ class Agent:
         self.services = services or Services(config, policy=policy, journal=journal, clock=clock)
         self.config = config
         self.policy = self.services.policy
-        self.session: Session = self.services.open_session(credentials, transport=transport)
+        try:
+            self.session: Session = self.services.open_session(credentials, transport=transport)
+        except BaseException:
+            if self._own_services:
+                self.services.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
     @property

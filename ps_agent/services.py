@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -41,6 +41,7 @@ from ps_agent.outbox import DepositQueue, QueuedDeposit
 from ps_agent.session import Session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # [I] At most this many audit records are kept in memory while the journal cannot be written.
 MAX_BACKLOG = 10_000
@@ -100,9 +101,11 @@ class Services:
             if session in self._sessions:
                 self._sessions.remove(session)
 
-    def _login(self, what: str, opener: Callable[[], Any]) -> Any:
-        """Run a card/token login; every refusal (wrong PIN with tries left, blocked, expired card, no card
-        or reader...) is journaled ("card.login", refused, the error code), never the PIN."""
+    def journal_login(self, what: str, opener: Callable[[], T]) -> T:
+        """Run a card/token login (``opener``, e.g. ``lambda: AuthSession.open(...)``): every refusal
+        (wrong PIN with tries left, blocked, expired card, no card or reader...) is journaled
+        ("card.login", refused, the error code), never the PIN. For callers that open the card
+        themselves (the CLI)."""
         try:
             return opener()
         except PsAgentError as exc:
@@ -136,7 +139,7 @@ class Services:
         Refusals are journaled then raised; the success too ("card.login", success, card serial)."""
         from ps_agent.auth.session import AuthSession
 
-        auth = self._login(
+        auth = self.journal_login(
             "carte CPS",
             lambda: AuthSession.open(
                 reader, pin, situation_index=situation_index, confirm_final_try=confirm_final_try,
@@ -151,7 +154,7 @@ class Services:
         """Open the card through its PKCS#11 module (Cryptolib; ``Pkcs11Session.open``), journaled alike."""
         from ps_agent.auth.pkcs11 import Pkcs11Session
 
-        auth = self._login(
+        auth = self.journal_login(
             "carte CPS (PKCS#11)",
             lambda: Pkcs11Session.open(pin, ca_file=self.config.environment.ca_file or None, **kw),
         )
