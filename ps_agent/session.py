@@ -531,8 +531,12 @@ class Session:
         is resolved on its own: a failure on one never holds back the others. Also writes the audit
         records that a full disk kept pending."""
         q = self.services.queue
-        self.services.flush_backlog()
-        self._journal_unjournaled()
+        try:
+            self.services.flush_backlog()  # records a full disk kept pending, if there is room now
+        except AuditError:
+            log.warning("the audit journal still cannot be written: kept records stay pending")
+        else:
+            self._journal_unjournaled()
         entries = q.pending() if all_entries else q.due()
         mine = [e for e in entries if not e.actor_id_nat or e.actor_id_nat == self.identity.id_nat]
         outcomes: list[DepositOutcome] = []

@@ -1,5 +1,6 @@
 """Network failures and bad answers from the real sandbox (its fault injection): typed errors, and never a
-duplicate deposit (GetDocuments by uniqueId before any resend)."""
+duplicate deposit nor a lost one (the deposit queue resends the same submission; "already registered"
+means registered, confirmed by GetDocuments + hash for a reader)."""
 
 from __future__ import annotations
 
