@@ -16,6 +16,7 @@ Callbacks (progress, events) run on the thread doing the work, never on a UI thr
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import logging
@@ -71,6 +72,9 @@ VACCINATION_FETCH_WORKERS = 4
 # refusal of a bris de glace / centre 15 request (this code, last segment of the fault/status code) and
 # then refuses further emergency attempts on that patient locally (URG-01/URG-06) for the session.
 EMERGENCY_REFUSAL_CODES = frozenset({"DMPEmergencyAccessRefused"})
+
+# reason_code of a queue entry whose intent record could not be written (it is written before its send)
+INTENT_NOT_JOURNALED = "AUDIT_WRITE"
 
 # Reasons a card session gives when the card left the reader (or the reader went): ``card_changed``.
 CARD_CHANGE_REASONS = frozenset({"removed", "reader_gone", "changed"})
@@ -657,6 +661,17 @@ class Session:
         handle = self._handle_of(entry)
         uids = entry.document_uids
         keys = (*uids, entry.id)
+        if entry.reason_code == INTENT_NOT_JOURNALED:  # the intent first, as for a new deposit
+            try:
+                self._audit(
+                    "dmp.deposit", "pending", handle, ctx=ctx, transaction="TD2.1", document_ids=uids,
+                    on_behalf_of=entry.on_behalf_of, detail=f"lot {entry.id} : intention d'envoi (reprise)",
+                )  # fmt: skip
+            except AuditError:
+                waiting = q.mark_waiting(
+                    entry.id, "le journal d'audit ne peut pas être écrit", INTENT_NOT_JOURNALED, 0.0
+                )
+                return DepositOutcome(waiting.id, waiting.state, waiting.reason_fr, uids)
         all_ex: list[ExchangeInfo] = []
         attempts_here = 0
         while True:
@@ -1221,7 +1236,10 @@ class PatientHandle:
                 on_behalf_of=on_behalf, detail=f"lot {entry_id} : intention d'envoi",
             )  # fmt: skip
         except AuditError as exc:
-            q.mark_waiting(entry_id, "le journal d'audit ne peut pas être écrit", "AUDIT_WRITE", 0.0)
+            with contextlib.suppress(OutboxError):  # if even that fails, its claim expires: same outcome
+                q.mark_waiting(
+                    entry_id, "le journal d'audit ne peut pas être écrit", INTENT_NOT_JOURNALED, 0.0
+                )
             raise AuditError(
                 "Le journal d'audit ne peut pas être écrit (disque plein ?) : le document n'est pas envoyé ; "
                 "il est gardé dans la file d'envoi et partira quand le journal pourra être écrit.",

@@ -291,3 +291,49 @@ def test_queue_files_are_private_whoever_made_the_folder(services_for, tmp_path)
     services = services_for(home)
     assert (home.stat().st_mode & 0o777) == 0o700
     assert (services.queue.path.stat().st_mode & 0o777) == 0o600
+
+
+def test_no_intent_record_no_send_then_sent_once_space_is_back(
+    services_for, test_pki, dmp_sandbox, tiny_disk
+):
+    from ps_agent.audit.errors import AuditError
+
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    journal = AuditJournal(tiny_disk / "audit.sqlite3")
+    services = services_for(journal=journal)
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    gp.patient(ref).dmp_status()
+    filler = fill(tiny_disk)
+    data = docs.letter(p, "gp", title="Lettre sans trace d'intention")
+    with pytest.raises(AuditError) as exc:
+        gp.patient(ref).deposit(data)
+    assert "n'est pas envoyé" in exc.value.message_fr and "file d'envoi" in exc.value.message_fr
+    [entry] = services.queue.pending()
+    assert entry.state is EntryState.WAITING and registered_count(dmp_sandbox, entry.document_uids[0]) == 0
+    [outcome] = gp.resume(all_entries=True)  # still full: nothing is sent
+    assert outcome.state is EntryState.WAITING and registered_count(dmp_sandbox, entry.document_uids[0]) == 0
+    filler.unlink()
+    [outcome] = gp.resume(all_entries=True)
+    assert outcome.state is EntryState.REGISTERED
+    recs = [(r.event.outcome, r.event.detail) for r in journal.records(action="dmp.deposit")]
+    assert [o for o, _ in recs] == ["pending", "success"] and "reprise" in recs[0][1]
+
+
+def test_a_full_home_refuses_the_deposit_before_sending(services_for, test_pki, dmp_sandbox, tiny_disk):
+    from ps_agent.audit.errors import AuditError
+    from ps_agent.outbox import OutboxError
+
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for(tiny_disk / "home")
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    gp.patient(ref).dmp_status()
+    fill(tiny_disk)
+    data = docs.letter(p, "gp", title="Lettre sur un disque plein", size=64_000)
+    import cda
+
+    with pytest.raises((OutboxError, AuditError)) as exc:  # the queue or the intent cannot be written
+        gp.patient(ref).deposit(data)
+    assert "n'est pas envoyé" in exc.value.message_fr
+    assert registered_count(dmp_sandbox, cda.parse(data).id.root) == 0
