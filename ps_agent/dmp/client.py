@@ -25,7 +25,6 @@ from ps_agent.dmp.ebrim import DepositItem, FindFilters
 from ps_agent.dmp.environment import Environment
 from ps_agent.dmp.errors import (
     DmpStatusRefusal,
-    DmpTimeout,
     DocumentIntegrityError,
     ProtocolError,
     TransportError,
@@ -44,6 +43,7 @@ from ps_agent.dmp.model import (
     SubmissionSet,
     Visibility,
 )
+from ps_agent.dmp.transport import post_bounded
 from ps_agent.dmp.vihf import LpsInfo, Purpose
 from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, RS, XDSB, XOP, q
 from ps_agent.errors import AuthError
@@ -180,8 +180,13 @@ class DmpClient:
         transport: httpx.BaseTransport | None = None,
         frame_recorder: FrameRecorder | None = None,
         deposit_retries: int = 1,
+        deadline_s: float | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         self._creds = credentials
+        # overall deadline and response size cap of one exchange (ps_agent.dmp.transport)
+        self._deadline_s = deadline_s or environment.deadline_s
+        self._max_response_bytes = max_response_bytes or environment.max_response_bytes
         self._env = environment
         self._lps = lps
         self._frames = frame_recorder
@@ -253,18 +258,16 @@ class DmpClient:
         else:
             content_type, payload, message_id = prepared
         exchange = _new_exchange(td, message_id, vihf_id)
-        try:
-            response = self._http.post(url, content=payload, headers={"Content-Type": content_type})
-        except httpx.TimeoutException as exc:
-            raise DmpTimeout(
-                "Le DMP n'a pas répondu à temps. Réessayez dans un instant.", detail=str(exc)
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransportError(
-                "Le DMP est injoignable (réseau ou connexion sécurisée). Vérifiez la connexion et réessayez.",
-                detail=f"{type(exc).__name__}: {exc}",
-            ) from exc
-        ctype = response.headers.get("content-type", "")
+        # one overall deadline and a size cap for the whole exchange (hostile or trickling server)
+        response = post_bounded(
+            self._http,
+            url,
+            content=payload,
+            content_type=content_type,
+            deadline_s=self._deadline_s,
+            max_response_bytes=self._max_response_bytes,
+        )
+        ctype = response.content_type
         raw = response.content
         parts: dict[str, mtom.Part] = {}
         try:

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ps_agent.dmp.transport import DEFAULT_DEADLINE_S, DEFAULT_MAX_RESPONSE_BYTES
 from ps_agent.errors import ConfigurationError
 
 # SOAP actions per transaction (dmp-protocol.md §3): S1's forms; configurable per environment
@@ -35,6 +36,8 @@ class Environment:
     actions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ACTIONS))
     timeout_s: float = 30.0
     sign_direct_vihf: bool = True  # DIRECTE: S1 has both signed and unsigned samples; we sign
+    deadline_s: float = DEFAULT_DEADLINE_S  # overall deadline of one exchange (ps_agent.dmp.transport)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # response size cap (ps_agent.dmp.transport)
 
     def url(self, service: str) -> str:
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"

@@ -5,12 +5,14 @@
     DmpError (ps_agent.errors)
     ├── TransportError        network, TLS, timeouts, HTTP 5xx: may be retried (``retryable`` is True)
     │   └── DmpTimeout
+    │       └── DmpDeadlineExceeded  the exchange's overall deadline passed (slow or trickling server)
     ├── DmpRefusal            the DMP answered "no": never retried
     │   ├── SoapFault         soap:Fault (bad VIHF, missing WS-A header...)
     │   ├── Hl7Refusal        HL7v3 acknowledgement AE (TD0.2)
     │   ├── DmpStatusRefusal  DMP-specific output/status other than DMPOk (TD0.3, TD0.4, TD1.6)
     │   └── RegistryRefusal   XDS RegistryResponse Failure / PartialSuccess with its RegistryError list
     ├── ProtocolError         the answer is not valid XML or not the expected message (never a success)
+    │   └── ResponseTooLarge  the answer exceeds the size cap (not retried: the same request gets it again)
     ├── DocumentIntegrityError retrieved bytes do not match the registry hash/size
     └── InvalidRequest        the caller asked for something impossible, before any exchange
 
@@ -45,6 +47,17 @@ class TransportError(DmpError):
 
 class DmpTimeout(TransportError):
     """No answer in time."""
+
+
+class DmpDeadlineExceeded(DmpTimeout):
+    """The whole exchange (connection, TLS, request, answer) did not end within its overall deadline.
+
+    Retryable, like any timeout: a slow network or an overloaded DMP is transient, and the request may or
+    may not have been processed (a deposit is resent only after checking, as after any ``TransportError``).
+    """
+
+    def __init__(self, message_fr: str, *, code: str | None = "DEADLINE_EXCEEDED", detail: str = "") -> None:
+        super().__init__(message_fr, code=code, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,17 @@ class ProtocolError(DmpError):
     def __init__(self, message_fr: str, *, code: str | None = "PROTOCOL", detail: str = "") -> None:
         super().__init__(message_fr, code=code)
         self.detail = detail
+
+
+class ResponseTooLarge(ProtocolError):
+    """The DMP's answer exceeds the configured size cap; the connection was dropped without reading it all.
+
+    Not retryable: the same request gets the same oversized answer (for a search, narrow it). After a
+    deposit, the outcome is unknown, as after any ``ProtocolError`` once the request was sent.
+    """
+
+    def __init__(self, message_fr: str, *, code: str | None = "RESPONSE_TOO_LARGE", detail: str = "") -> None:
+        super().__init__(message_fr, code=code, detail=detail)
 
 
 class DocumentIntegrityError(DmpError):
