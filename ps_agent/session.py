@@ -291,7 +291,11 @@ class Session:
         if signer is None:
             return
         ident = self.identity
-        label = f"{self.mode.value} {ident.display_name} ({ident.id_nat})"
+        if self.mode is AuthMode.DIRECTE:
+            label = f"carte CPS — {ident.display_name} ({ident.id_nat})"
+        else:
+            where = ident.activity.structure_name or ident.activity.structure_id if ident.activity else ""
+            label = f"établissement {where} — utilisateur {ident.display_name} ({self.mode.value})"
         try:
             journal.set_checkpoint_signer(signer, label)
         except Exception:  # the journal's checkpoints must never prevent a session

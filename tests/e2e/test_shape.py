@@ -251,3 +251,19 @@ def test_a_call_after_the_session_ended_never_names_the_previous_exchange(servic
     last = list(services.journal.records())[-1].event
     assert (last.action, last.outcome, last.transaction) == ("dmp.search", "error", "")
     assert "message" not in last.detail
+
+
+def test_a_session_signs_journal_checkpoints_with_its_key(services_for, test_pki):
+    """While a session is open its signature key signs the journal's checkpoints; closing it signs what it
+    wrote (issue 8 item 4, wired by the session)."""
+    p = demo().DEMO_ADULT
+    services = services_for()
+    creds = credentials_for(test_pki, "gp")
+    gp = services.open_session(creds)
+    assert services.journal.checkpoint_signer is not None
+    gp.patient(patient_ref(p)).dmp_status()
+    gp.close()
+    assert services.journal.checkpoint_signer is None
+    cps = services.journal.checkpoints()
+    assert cps and cps[-1].seq == services.journal.last_seq()
+    assert cps[-1].certificate == test_pki.card("gp").sign_cert
