@@ -397,6 +397,25 @@ class Session:
     def _audit(self, action: str, outcome: str, handle: PatientHandle | None, **kw: Any) -> None:
         self.services.record(self._event(action, outcome, handle, **kw))
 
+    def _audit_or_keep(
+        self,
+        action: str,
+        outcome: str,
+        handle: PatientHandle | None,
+        *,
+        on_written: Callable[[], None] | None = None,
+        **kw: Any,
+    ) -> bool:
+        """For records of what already happened at the DMP (a deposit waiting or refused): when the journal
+        cannot be written, the record is kept and written later instead of hiding the outcome."""
+        event = self._event(action, outcome, handle, **kw)
+        try:
+            self.services.record(event)
+        except AuditError:
+            self.services.keep_for_later(event, on_written)
+            return False
+        return True
+
     # ------------------------------------------------------------------ policy (the ONE helper)
     def _decide(
         self,
@@ -763,7 +782,7 @@ class Session:
                         entry = renewed
                         continue
                 waiting = q.mark_waiting(entry.id, reason, code, self.services.clock() + delay)
-                self._audit(
+                self._audit_or_keep(
                     "dmp.deposit", "error", handle, ctx=ctx, exchanges=tuple(all_ex), error_code=code,
                     document_ids=uids, on_behalf_of=on_behalf,
                     detail=f"lot {entry.id} : {reason} ; gardé dans la file d'envoi, nouvel essai prévu",
@@ -833,20 +852,17 @@ class Session:
         reason = getattr(exc, "message_fr", "") or type(exc).__name__
         code = str(getattr(exc, "code", "") or type(exc).__name__)
         done = q.mark_refused(entry.id, reason, code)
+        written = True
         if not isinstance(exc, AccessDenied):  # a local refusal was already journaled by the policy check
-            try:
-                self._audit(
-                    "dmp.deposit", "refused", handle, ctx=ctx, exchanges=tuple(exchanges), error_code=code,
-                    document_ids=entry.document_uids,
-                    detail=f"lot {entry.id} : {getattr(exc, 'code_context', '') or reason}",
-                )  # fmt: skip
-            except AuditError:
-                if raise_errors:
-                    raise
-        try:
-            q.mark_journaled(entry.id)
-        except OutboxError:
-            pass
+            written = self._audit_or_keep(
+                "dmp.deposit", "refused", handle, ctx=ctx, exchanges=tuple(exchanges), error_code=code,
+                document_ids=entry.document_uids,
+                detail=f"lot {entry.id} : {getattr(exc, 'code_context', '') or reason}",
+                on_written=lambda: q.mark_journaled(entry.id),
+            )  # fmt: skip
+        if written:
+            with contextlib.suppress(OutboxError):
+                q.mark_journaled(entry.id)
         if raise_errors:
             raise exc
         return DepositOutcome(
