@@ -169,3 +169,40 @@ def test_backoff_is_bounded_exponential_with_jitter() -> None:
     assert backoff_delay(3, lambda: 1.0) == 8.0
     assert backoff_delay(50, lambda: 1.0) == BACKOFF_CAP_S
     assert backoff_delay(50, lambda: 0.0) == BACKOFF_CAP_S / 2
+
+
+CLAIMER = """
+import sys
+from pathlib import Path
+from ps_agent.outbox import DepositQueue
+q = DepositQueue(Path(sys.argv[1]))
+sys.stdin.readline()  # start together
+won = [e.id for e in q.pending() if q.claim(e.id) is not None]
+print(",".join(won))
+"""
+
+
+def test_two_processes_never_claim_the_same_entry(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    ids = [f"2.25.{n}" for n in range(1, 41)]
+    for i in ids:
+        add(q, i)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate("go\n", timeout=60)[0].strip() for p in procs]
+    won = [set(filter(None, o.split(","))) for o in outs]
+    assert not (won[0] & won[1])
+    assert won[0] | won[1] == set(ids)
