@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             kill_depositor_at=(0.1, 0.45, 0.8),
             kill_sandbox_at=(0.3, 0.65),
             full_disk_at=(0.55, 0.9),
+            full_disk_handings=20,
             resume_every=25,
             pause_s=args.pause,
             run_deadline_s=3600.0,
