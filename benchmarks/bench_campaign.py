@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             pause_s=args.pause,
             run_deadline_s=3600.0,
             resume_deadline_s=300.0,
+            resume_idle_s=10.0,
         )
         print(
             f"campagne {profile} : {args.count} documents, graine {args.seed} ({base / profile})", flush=True
