@@ -30,9 +30,8 @@ SEED = 8
 def test_every_document_is_registered_exactly_once_under_faults(
     profile: str, test_pki: Any, tmp_path: Path
 ) -> None:
-    result = run_campaign(
-        CampaignConfig(profile, CI_DOCUMENTS, seed=SEED), tmp_path / profile, test_pki.directory
-    )
+    config = CampaignConfig(profile, CI_DOCUMENTS, seed=SEED, run_deadline_s=150.0, resume_deadline_s=40.0)
+    result = run_campaign(config, tmp_path / profile, test_pki.directory)
     report = result.summary()
     print(report)
     f = result.figures
