@@ -23,7 +23,10 @@ from tests.fixtures.campaign import CampaignConfig, run_campaign
 pytestmark = pytest.mark.slow
 
 CI_DOCUMENTS = 30  # per profile: every episode happens inside the run, ~15 s per profile on 2 cores
-SEED = 8
+# With this seed, every fault kind is drawn within the sandbox's first 12 requests (``FaultInjector.decide``
+# predicts the sequence; each sandbox start replays it), so each one really happens in the run.
+SEED = 42
+FAULT_KINDS = {"reset_before_commit", "reset_after_commit", "http_500", "http_503", "soap_fault", "latency"}
 
 
 @pytest.mark.parametrize("profile", ["gp", "air"])
@@ -40,7 +43,7 @@ def test_every_document_is_registered_exactly_once_under_faults(
     if "full_disk" not in result.skipped:
         expected_episodes.add("full_disk")
     assert expected_episodes <= set(result.episodes), report
-    assert sum(n for kind, n in result.injected.items() if kind != "normal") > 0, report
+    assert {kind for kind, n in result.injected.items() if n} >= FAULT_KINDS, report
     assert (f.built, f.sent, f.content_mismatches) == (CI_DOCUMENTS, CI_DOCUMENTS, 0), report
     # exactly once, and the user told the truth
     assert {
