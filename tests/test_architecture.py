@@ -78,7 +78,7 @@ SUBPACKAGE_FORBIDDEN: dict[str, set[str]] = {
     "audit": UPPER | {"dmp", "card", "access", "outbox", "identity"},
     "access": UPPER | {"dmp", "card", "audit", "outbox", "identity"},
     "outbox": UPPER | {"dmp", "card", "audit", "access", "identity"},
-    "identity": UPPER | {"card", "outbox", "access"},
+    "identity": UPPER | {"outbox"},
     "context": UPPER | {"dmp", "card", "auth", "audit", "access", "outbox", "identity"},
     "events": UPPER | {"dmp", "card", "auth", "audit", "access", "outbox", "identity"},
 }
