@@ -1,0 +1,197 @@
+"""The carte Vitale reader through the real PC/SC stack (pcscd + vpcd + the emulated Vitale card), and the
+WS_INS1 route against the INSi sandbox over TLS: adult, child of a family card, 20-minute freshness, card
+swap, unreadable / expired / real cards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ps_agent.identity.errors import InsiInputError, VitaleSelectionExpired
+from ps_agent.identity.model import CodeCR
+from ps_agent.identity.vitale import (
+    SESAM_VITALE_MESSAGE,
+    NotAVitaleCard,
+    VitaleCardChanged,
+    VitaleCardInvalid,
+    VitaleReader,
+    VitaleUnreadable,
+    VitaleUnsupported,
+    card_date,
+    read_vitale,
+)
+from tests.fixtures.card import VirtualCard
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_adult_card_read_through_pcscd(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-adulte")
+    reading = read_vitale(virtual_card.reader_name)
+    assert reading.card.serial == "000000000105"
+    assert reading.card.nature == "T" and reading.card.card_type == "V2"
+    assert (reading.card.regime, reading.card.caisse, reading.card.centre) == ("01", "751", "0001")
+    (ben,) = reading.beneficiaries
+    assert (ben.usual_name, ben.first_name, ben.birth_date, ben.rank, ben.holder) == (
+        "DEMO-ADULTE",
+        "CAMILLE",
+        "1979-03-21",
+        1,
+        True,
+    )
+    assert len(ben.nir) == 13 and len(ben.nir_key) == 2
+    assert virtual_card.card is not None and virtual_card.card.apdu_count > 0
+
+
+def test_family_card_lists_beneficiaries_with_ranks(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-famille")
+    reading = read_vitale()  # first reader holding a Vitale card
+    names = [(b.first_name, b.birth_date, b.rank, bool(b.nir)) for b in reading.beneficiaries]
+    assert names == [
+        ("CLAIRE", "1985-09-12", 1, True),
+        ("LEA", "2018-05-04", 1, False),
+        ("LOU", "2018-05-04", 2, False),
+    ]
+    with pytest.raises(InsiInputError) as err:
+        reading.select(4)
+    assert err.value.code == "vitale_beneficiary"
+    assert "entre 1 et 3" in err.value.message_fr
+
+
+def test_lunar_birth_date_kept(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-lunaire")
+    (ben,) = read_vitale(virtual_card.reader_name).beneficiaries
+    assert ben.birth_date == "1962-00-00"
+
+
+def test_six_digit_dates_century() -> None:
+    today = datetime(2026, 1, 1).date()
+    assert card_date("601020", today) == "1960-10-20"
+    assert card_date("200102", today) == "2020-01-02"
+    with pytest.raises(VitaleUnreadable):
+        card_date("19A01020", today)
+
+
+def test_expired_and_invalidated_card_refused(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-expiree")
+    with pytest.raises(VitaleCardInvalid) as err:
+        read_vitale(virtual_card.reader_name)
+    assert err.value.code == "vitale_invalidated"
+    assert "opposition" in err.value.message_fr
+
+
+def test_real_card_refused_with_the_sesam_vitale_route(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-reelle")
+    with pytest.raises(VitaleUnsupported) as err:
+        read_vitale(virtual_card.reader_name)
+    assert err.value.message_fr == SESAM_VITALE_MESSAGE
+    assert "SESAM-Vitale" in err.value.message_fr and "apCV" in err.value.message_fr
+
+
+def test_garbage_answers_are_unreadable(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-adulte", garbage=True)
+    with pytest.raises(VitaleUnreadable) as err:
+        read_vitale(virtual_card.reader_name)
+    assert err.value.code == "vitale_unreadable"
+
+
+def test_cps_card_is_not_a_vitale_card(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("gp")
+    with pytest.raises(NotAVitaleCard) as err:
+        read_vitale(virtual_card.reader_name)
+    assert "n'est pas une carte Vitale" in err.value.message_fr
+
+
+# ------------------------------------------------------------------------------------ WS_INS1 route
+
+
+def test_adult_found_by_ws_ins1(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
+    virtual_card.insert("vitale-adulte")
+    reader = VitaleReader(virtual_card.reader_name)
+    reader.read()
+    selection = reader.choose(1)
+    client, frames = insi_client("cpx")
+    result = client.search_with_vitale(reader.current(), confirm_card=reader.confirm_card)
+    assert result.code is CodeCR.FOUND and result.identity is not None
+    assert result.identity.traits.birth_name == "DEMO-ADULTE"
+    assert result.identity.ins.matricule == selection.beneficiary.nir
+    assert len(frames.out()) == 1
+
+
+def test_child_of_family_card_gets_his_own_ins(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
+    virtual_card.insert("vitale-famille")
+    reader = VitaleReader(virtual_card.reader_name)
+    reader.read()
+    reader.choose(3)  # LOU, twin of rank 2, no certified NIR on the card
+    client, _ = insi_client("certificat")
+    result = client.search_with_vitale(reader.current(), confirm_card=reader.confirm_card)
+    assert result.found and result.identity is not None
+    assert result.identity.traits.first_names == "LOU"
+    assert result.identity.ins.matricule == "2180563220902"  # the child's INS, not the parent's
+
+
+def test_selection_older_than_20_minutes_refused(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
+    virtual_card.insert("vitale-adulte")
+    clock = Clock()
+    reader = VitaleReader(virtual_card.reader_name, clock=clock)
+    reader.read()
+    selection = reader.choose(1)
+    clock.now += timedelta(minutes=20, seconds=1)
+    with pytest.raises(VitaleSelectionExpired) as err:
+        reader.current()
+    assert err.value.code == "vitale_expired"
+    assert reader.selection is None  # the choice is dropped: read the card again
+    # the INSi client refuses the stale selection on its own too, before sending anything
+    client, frames = insi_client("cpx", clock=clock)
+    with pytest.raises(VitaleSelectionExpired):
+        client.search_with_vitale(selection)
+    assert frames.out() == []
+
+
+def test_card_swap_forces_a_new_choice(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
+    virtual_card.insert("vitale-famille")
+    reader = VitaleReader(virtual_card.reader_name)
+    reader.read()
+    selection = reader.choose(2)
+    virtual_card.remove()
+    virtual_card.insert("vitale-adulte")
+    client, frames = insi_client("cpx")
+    with pytest.raises(VitaleCardChanged) as err:
+        client.search_with_vitale(selection, confirm_card=reader.confirm_card)
+    assert err.value.code == "vitale_card_changed"
+    assert "choisissez à nouveau" in err.value.message_fr
+    assert frames.out() == []  # nothing sent
+    assert reader.selection is None and reader.reading is None
+
+
+def test_card_removed_forces_a_new_choice(virtual_card: VirtualCard) -> None:
+    virtual_card.insert("vitale-adulte")
+    reader = VitaleReader(virtual_card.reader_name)
+    reader.read()
+    selection = reader.choose(1)
+    virtual_card.remove()
+    with pytest.raises(VitaleCardChanged):
+        reader.confirm_card(selection)
+    assert reader.selection is None
+
+
+def test_monitor_event_drops_the_choice() -> None:
+    from ps_agent.card.monitor import CardEvent, CardEventKind
+    from ps_agent.identity.model import VitaleBeneficiary, VitaleCard
+    from ps_agent.identity.vitale import VitaleReading
+
+    card = VitaleCard("000000000101", "2751263220749", "74", beneficiaries=(VitaleBeneficiary("1975-12-31"),))
+    reader = VitaleReader("R0")
+    reader.reading = VitaleReading(card, datetime.now(UTC), "R0")
+    reader.choose(1)
+    reader.on_card_event(CardEvent(CardEventKind.REMOVED, "R1"))  # another reader: kept
+    assert reader.selection is not None
+    reader.on_card_event(CardEvent(CardEventKind.REMOVED, "R0"))
+    assert reader.selection is None
