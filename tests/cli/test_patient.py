@@ -137,3 +137,29 @@ def test_vitale_expired_card(cli: Cli, virtual_card: VirtualCard) -> None:
     virtual_card.insert("vitale-expiree")
     proc = cli("vitale", "--lecteur-vitale", virtual_card.reader_name, insi=True)
     assert proc.returncode == 1 and "opposition" in proc.stderr
+
+
+def test_dmp_takes_a_local_identity_and_refuses_a_non_qualified_one(cli: Cli, test_pki: TestPki) -> None:
+    from ps_agent.identity.records import NOT_QUALIFIED_MESSAGE, IdentityRecords
+
+    with IdentityRecords.open(cli.home) as records:
+        prov = records.create("DUPONT", "JEAN", "M", "1980-01-01")
+    env = {k: v for k, v in cli.env.items() if k != "PS_AGENT_TEST_PIN"}
+    base = [
+        sys.executable,
+        "-m",
+        "ps_agent",
+        "dmp",
+        "status",
+        "--env",
+        "sandbox",
+        "--ca",
+        str(test_pki.ca_bundle),
+    ]
+    proc = subprocess.run([*base, "--identite", str(prov.id)], env=env, capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 1
+    assert NOT_QUALIFIED_MESSAGE in proc.stderr and "PIN" not in proc.stderr  # refused before the PIN
+    missing = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, check=False,
+                             stdin=subprocess.DEVNULL)  # fmt: skip
+    assert missing.returncode == 1 and "--identite ID ou --ins" in missing.stderr
