@@ -163,3 +163,38 @@ def test_dmp_takes_a_local_identity_and_refuses_a_non_qualified_one(cli: Cli, te
     missing = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, check=False,
                              stdin=subprocess.DEVNULL)  # fmt: skip
     assert missing.returncode == 1 and "--identite ID ou --ins" in missing.stderr
+
+
+def test_demo_path_vitale_insi_validated_dmp_status(
+    cli: Cli, virtual_card: VirtualCard, test_pki: TestPki, tmp_path: Path
+) -> None:
+    """The demo of issue 10: Vitale card → INSi → validated identity → DMP status of a demo patient."""
+    from sandbox import demo
+    from sandbox.profiles import ESTABLISHMENT
+    from sandbox.server import start
+
+    virtual_card.insert("vitale-adulte")
+    ident = cli.json("vitale", "--lecteur-vitale", virtual_card.reader_name, insi=True)
+    qual = cli.json("valider", str(ident["id"]), "--piece", "cni")
+    assert qual["qualifiee"] and qual["ins"] == demo.DEMO_ADULT.ins and qual["oid"] == demo.DEMO_ADULT.oid
+    user = {
+        "id_nat": "899700000013", "family_name": "MEDECIN-GENERALISTE", "given_name": "JEAN",
+        "profession_code": "10", "specialty_code": "SM26",
+        "activity": {"structure_id": ESTABLISHMENT.structure_id,
+                     "structure_name": ESTABLISHMENT.structure_name, "sector": ESTABLISHMENT.sector},
+    }  # fmt: skip
+    running = start(tmp_path / "dmp", test_pki)
+    try:
+        demo.seed(running.store)
+        org = test_pki.establishment
+        proc = subprocess.run(
+            [sys.executable, "-m", "ps_agent", "dmp", "status", "--env", running.base_url,
+             "--etablissement", str(org.auth_p12), "--signature-etablissement", str(org.sign_p12),
+             "--utilisateur", json.dumps(user), "--identite", str(ident["id"]), "--json"],
+            env=cli.env, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        running.stop()
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["exists"] is True and status["family_name"] == "DEMO-ADULTE"
