@@ -198,3 +198,38 @@ def test_demo_path_vitale_insi_validated_dmp_status(
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
     assert status["exists"] is True and status["family_name"] == "DEMO-ADULTE"
+
+
+def test_cpx_mode_with_the_cps_card_and_the_vitale_card(
+    cli: Cli, virtual_card: VirtualCard, test_pki: TestPki, insi: RunningInsi
+) -> None:
+    """Mode B: the CPS (reader 1) signs the PS assertion; the Vitale card is in reader 0 (we hold the vpcd
+    lock through ``virtual_card``, so reader 1 is ours too)."""
+    from sandbox.card import READER_NAMES, VpcdLink, make_card
+    from sandbox.card.readerstate import wait_reader_state
+
+    virtual_card.insert("vitale-famille")
+    cps = VpcdLink(make_card(test_pki, "gp"), reader=1)
+    cps.insert()
+    try:
+        wait_reader_state(READER_NAMES[1], present=True)
+        env = {**cli.env, "PS_AGENT_TEST_PIN": "1234"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "ps_agent", "patient", "vitale",
+             "--lecteur-vitale", virtual_card.reader_name, "--beneficiaire", "1",
+             "--reader", READER_NAMES[1], "--facturation", "991130972",
+             "--insi-url", insi.cpx_url, "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        cps.remove()
+        wait_reader_state(READER_NAMES[1], present=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["statut"] == "RECUP" and got["prenoms"] == "CLAIRE" and got["source"] == "vitale"
+    from ps_agent.audit.journal import AuditJournal
+
+    with AuditJournal(cli.home / "audit.sqlite3") as journal:
+        (call,) = journal.records(action="insi.vitale")
+        assert call.event.actor_id_nat == "899700000013" and call.event.transaction == "WS_INS1"
+        assert call.event.outcome == "success"
