@@ -228,3 +228,51 @@ def test_no_dmp_call_with_a_non_qualified_identity(records: IdentityRecords) -> 
     with pytest.raises(IdentityNotQualified) as err:
         records.qualified_ref(prov.id)
     assert err.value.rule_id == "ID-05" and "provisoire" in err.value.message_fr
+
+
+def test_service_failures_change_no_record(records: IdentityRecords, journal: AuditJournal, test_pki) -> None:  # type: ignore[no-untyped-def]
+    """A Receiver fault (siram_40/insi_102) and an HTTP 500 without a SOAP fault (a malformed answer)
+    are typed French errors, journaled, and the identity keeps its status."""
+    from ps_agent.identity.errors import InsiTransportError, InsiUnavailable
+    from ps_agent.identity.insi import InsiClient
+    from sandbox.insi.server import start_insi
+    from sandbox.insi.service import InsiSettings
+    from sandbox.server.faults import FaultConfig
+    from tests.fixtures.insi import LPS
+
+    prov = records.create("ADRTROIS", "TOUSSAINT", "M", "1960-01-01", "2B020")
+    from ps_agent.identity.environments import insi_environment
+
+    settings = InsiSettings(fault_birth_names=("ADRTROIS",))
+    with start_insi(test_pki, settings=settings) as running:
+        env = insi_environment("sandbox-certificat", ca_file=test_pki.ca_bundle).with_url(running.mtls_url)
+        with InsiClient(env, certificate_auth(test_pki), LPS) as client:
+            with pytest.raises(InsiUnavailable) as err:
+                records.search_traits(client, TOUSSAINT, identity_id=prov.id)
+    assert err.value.code == "insi_102" and err.value.retryable
+    with start_insi(test_pki, faults=FaultConfig(seed=1, http_500_rate=1.0)) as running:
+        env = insi_environment("sandbox-certificat", ca_file=test_pki.ca_bundle).with_url(running.mtls_url)
+        with InsiClient(env, certificate_auth(test_pki), LPS) as client:
+            with pytest.raises(InsiTransportError) as err2:
+                records.search_traits(client, TOUSSAINT, identity_id=prov.id)
+    assert err2.value.code == "HTTP_500" and "HTTP 500" in err2.value.message_fr
+    after = records.get(prov.id)
+    assert after.status is IdentityStatus.PROV and after.ins is None
+    assert [(a, o) for a, o, _ in _actions(journal) if a == "insi.search"] == [
+        ("insi.search", "error"),
+        ("insi.search", "error"),
+    ]
+
+
+def test_journal_failure_rolls_the_change_back(tmp_path: Path) -> None:
+    from ps_agent.errors import AuditError
+
+    journal = AuditJournal(tmp_path / "j" / "audit.sqlite3")
+    records = IdentityRecords.open(tmp_path / "j", journal=journal, actor=ACTOR)
+    prov = records.create("DUPONT", "JEAN", "M", "1980-01-01")
+    journal.close()  # the journal can no longer be written
+    with pytest.raises(AuditError):
+        records.validate(prov.id, "passeport")
+    again = records.get(prov.id)
+    assert again.status is IdentityStatus.PROV and again.document is None
+    records.close()
