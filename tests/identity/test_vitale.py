@@ -195,3 +195,65 @@ def test_monitor_event_drops_the_choice() -> None:
     assert reader.selection is not None
     reader.on_card_event(CardEvent(CardEventKind.REMOVED, "R0"))
     assert reader.selection is None
+
+
+class _Direct:
+    """In-process connection to the emulator (parser cases the profiles do not cover; the PC/SC route is
+    tested above)."""
+
+    def __init__(self, applet: object) -> None:
+        from ps_agent.card.pcsc import chained_exchange
+
+        self.atr = applet.atr  # type: ignore[attr-defined]
+        self._applet = applet
+        self._chain = chained_exchange
+
+    def _transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        r = self._applet.process(apdu)  # type: ignore[attr-defined]
+        return r[:-2], int.from_bytes(r[-2:], "big")
+
+    def send_and_receive(self, apdu: bytes) -> tuple[bytes, int]:
+        return self._chain(self._transmit, apdu)
+
+
+def test_expired_card_refused_with_its_date() -> None:
+    from dataclasses import replace
+
+    from ps_agent.identity.vitale import VitaleSession
+    from sandbox.card.vitale import VitaleApplet, vitale_profile
+
+    data = replace(vitale_profile("vitale-zoe"), valid_to="20240630")
+    with pytest.raises(VitaleCardInvalid) as err:
+        VitaleSession(_Direct(VitaleApplet(data))).read(now=datetime(2025, 1, 1, tzinfo=UTC))
+    assert err.value.code == "vitale_card_expired" and "30/06/2024" in err.value.message_fr
+    card, _, valid_to = VitaleSession(_Direct(VitaleApplet(data))).read(now=datetime(2024, 6, 30, tzinfo=UTC))
+    assert valid_to == "2024-06-30" and card.serial == "000000000101"
+
+
+def test_vitale1_atr_is_sesam_vitale_only() -> None:
+    from ps_agent.identity.vitale import VitaleSession
+    from sandbox.card.vitale import VitaleApplet, vitale_profile
+
+    applet = VitaleApplet(vitale_profile("vitale-zoe"))
+    applet.atr = bytes.fromhex("3F6525000209 6A9000".replace(" ", ""))
+    with pytest.raises(VitaleUnsupported):
+        VitaleSession(_Direct(applet))
+
+
+def test_long_family_file_read_in_chunks() -> None:
+    """More than 256 bytes in the identity file: READ BINARY continues at the offset on the current EF."""
+    from dataclasses import replace
+
+    from ps_agent.identity.vitale import VitaleSession
+    from sandbox.card.vitale import VitaleApplet, VitaleBeneficiaryData, vitale_profile
+
+    base = vitale_profile("vitale-famille")
+    kids = tuple(
+        VitaleBeneficiaryData("GEMEAU", f"ENFANT{'ABCDEFGHIJ'[i]}", f"20{10 + i}0000", rank=1)
+        for i in range(8)
+    )
+    data = replace(base, beneficiaries=base.beneficiaries + kids)
+    applet = VitaleApplet(data)
+    card, _, _ = VitaleSession(_Direct(applet)).read(now=datetime.now(UTC))
+    assert len(card.beneficiaries) == 11
+    assert card.beneficiaries[-1].birth_date == "2017-00-00"  # lunar, kept
