@@ -202,6 +202,7 @@ class VitaleReading:
         return self.card.beneficiaries[number - 1]
 
     def select(self, number: int, *, sign: Callable[[bytes], bytes] | None = None) -> VitaleSelection:
+        """The :class:`VitaleSelection` of beneficiary ``number``; ``sign`` signs its Vitale assertion."""
         return VitaleSelection(self.card, self.beneficiary(number), self.read_at, sign=sign)
 
 
@@ -243,6 +244,32 @@ class VitaleSession:
             out += data
         if sw not in (0x9000, 0x6282) and not (sw == 0x6B00 and out):
             raise VitaleUnreadable(f"READ BINARY SFI {sfi}: {sw:04X}")
+        return out
+
+    def read_serial(self) -> str:
+        """The serial of the card file (the card's identity, for swap detection)."""
+        self._select_application()
+        top = _tlvs(self._read_sfi(SFI_CARD, layout_file=True))
+        if len(top) != 1 or top[0][0] != 0x66:
+            raise VitaleUnsupported("card file template 66 missing")
+        return _text(dict(_tlvs(top[0][1])), 0x80)
+
+    def sign(self, data: bytes) -> bytes:
+        """The emulated card's sandbox-only signature of ``data`` (PSO CDS, chained blocks of 255 bytes):
+        HMAC-SHA256 with its per-card secret, what ``urn:ps-agent:sandbox:vitale-hmac-sha256`` expects."""
+        blocks = [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
+        out, sw = b"", 0
+        for i, block in enumerate(blocks):
+            last = i == len(blocks) - 1
+            cla = 0x00 if last else 0x10
+            apdu = bytes([cla, 0x2A, 0x9E, 0x9A, len(block)]) + block + (b"\x00" if last else b"")
+            out, sw = self._send(apdu)
+            if sw in (0x6D00, 0x6E00, 0x6A81):
+                raise VitaleUnsupported(f"PSO CDS: {sw:04X}")
+            if sw != 0x9000:
+                raise VitaleUnreadable(f"PSO CDS: {sw:04X}")
+        if len(out) != 32:
+            raise VitaleUnreadable(f"signature of {len(out)} bytes")
         return out
 
     def read(self, *, now: datetime) -> tuple[VitaleCard, str, str]:
@@ -388,6 +415,7 @@ class VitaleReader:
     clock: Callable[[], datetime] = _utcnow
     connect: Connect = _pcsc_connect
     readers: Callable[[], list[str]] | None = None
+    sign: bool = True  # [I] SIGN_WITH_CARD: the emulated card signs the Vitale assertion (sandbox HMAC)
     reading: VitaleReading | None = None
     selection: VitaleSelection | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -404,8 +432,30 @@ class VitaleReader:
         with self._lock:
             if self.reading is None:
                 raise VitaleNoSelection()
-            self.selection = self.reading.select(number)
+            reading = self.reading
+            signer = self._card_signer(reading.reader, reading.card.serial) if self.sign else None
+            self.selection = reading.select(number, sign=signer)
             return self.selection
+
+    def _card_signer(self, reader: str, serial: str) -> Callable[[bytes], bytes]:
+        """Sign with the card in ``reader``, refusing another card (it would sign with another key)."""
+
+        def sign(data: bytes) -> bytes:
+            try:
+                connection = self.connect(reader)
+            except (NoCard, NoReader):
+                self.invalidate()
+                raise VitaleCardChanged("La carte Vitale a été retirée avant la signature") from None
+            try:
+                session = VitaleSession(connection, reader)
+                if session.read_serial() != serial:
+                    self.invalidate()
+                    raise VitaleCardChanged("Une autre carte Vitale a été insérée avant la signature")
+                return session.sign(data)
+            finally:
+                _close(connection)
+
+        return sign
 
     def current(self) -> VitaleSelection:
         """The chosen beneficiary, refused once 20 minutes old (read the card again)."""

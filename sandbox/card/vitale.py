@@ -22,6 +22,11 @@ codes, validity, rank, porteur, certification date) — insi.md §6.5 back-end (
     SFI 3  NIR         one 65 per beneficiary, same order { 93 certified NIR 15 ASCII (13 + key) or empty,
                             94 certification date YYYYMMDD (optional) } then 00 padding
 
+    PSO CDS        x0 2A 9E 9A Lc data [00]  (CLA 10 = more blocks follow; chained blocks are concatenated):
+                   the sandbox-only signature of the Vitale assertion, HMAC-SHA256 with the per-card secret
+                   ``sandbox.insi.data.vitale_card_secret(serial)`` over the data (the exc-c14n SignedInfo)
+                   -> 32 bytes (T=0: 61 20 then GET RESPONSE). Never the SESAM-Vitale algorithms.
+
 Texts are UTF-8; the card's names are *usual* names, never INS traits (insi.md §6.2). Cards come from the
 INSi sandbox's card registry (:data:`sandbox.insi.data.VITALE_CARDS`) so that WS_INS1 finds them.
 """
@@ -229,6 +234,9 @@ class VitaleApplet:
     _files: dict[int, bytes] = field(default_factory=dict)
     _app: bool = False
     _current: int = 0
+    _chained: bytes = b""
+    _pending: bytes = b""
+    signatures: int = 0
 
     def __post_init__(self) -> None:
         if self.real_layout:
@@ -253,6 +261,8 @@ class VitaleApplet:
     def power_on(self) -> None:
         self._app = False
         self._current = 0
+        self._chained = b""
+        self._pending = b""
 
     def process(self, apdu: bytes) -> bytes:
         self.apdu_count += 1
@@ -261,15 +271,43 @@ class VitaleApplet:
         if len(apdu) < 4:
             return SW_LENGTH
         cla, ins, p1, p2 = apdu[:4]
-        if cla != 0x00:
+        if cla not in (0x00, 0x10) or (cla == 0x10 and ins != 0x2A):
             return SW_CLA
         body = apdu[4:]
+        if ins != 0xC0:
+            self._pending = b""
+        if ins == 0x2A and (p1, p2) == (0x9E, 0x9A) and not self.real_layout:
+            return self._sign(cla, body)
+        if ins == 0xC0:
+            chunk, self._pending = self._pending, b""
+            return chunk + SW_OK if chunk else SW_CONDITIONS
         if ins == 0xA4:
             return self._select(p1, body)
         if ins == 0xB0:
             le = body[0] if len(body) == 1 else 0
             return self._read(p1, p2, le)
         return SW_INS
+
+    def _sign(self, cla: int, body: bytes) -> bytes:
+        import hashlib
+        import hmac
+
+        from sandbox.insi.data import vitale_card_secret
+
+        if not self._app:
+            return SW_CONDITIONS
+        if not body or len(body) < 1 + body[0]:
+            return SW_LENGTH
+        self._chained += body[1 : 1 + body[0]]
+        if cla == 0x10:
+            return SW_OK
+        message, self._chained = self._chained, b""
+        mac = hmac.new(vitale_card_secret(self.data.serial), message, hashlib.sha256).digest()
+        self.signatures += 1
+        if self.t0:
+            self._pending = mac
+            return bytes([0x61, len(mac)])
+        return mac + SW_OK
 
     def _select(self, p1: int, body: bytes) -> bytes:
         data = body[1 : 1 + body[0]] if body else b""

@@ -123,6 +123,19 @@ def test_adult_found_by_ws_ins1(virtual_card: VirtualCard, insi_client) -> None:
     assert result.identity.traits.birth_name == "DEMO-ADULTE"
     assert result.identity.ins.matricule == selection.beneficiary.nir
     assert len(frames.out()) == 1
+    # the emulated card signed the Vitale assertion (sandbox-only HMAC) and the sandbox verified it
+    assert b"urn:ps-agent:sandbox:vitale-hmac-sha256" in frames.out()[0]
+    assert virtual_card.card is not None and virtual_card.card.signatures == 1  # type: ignore[attr-defined]
+
+
+def test_unsigned_assertion_when_signing_is_off(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
+    virtual_card.insert("vitale-zoe")
+    reader = VitaleReader(virtual_card.reader_name, sign=False)
+    reader.read()
+    client, frames = insi_client("certificat")
+    result = client.search_with_vitale(reader.choose(1), confirm_card=reader.confirm_card)
+    assert result.found and result.identity is not None and result.identity.traits.birth_name == "ADRUN"
+    assert b"SignatureValue" not in frames.out()[0]
 
 
 def test_child_of_family_card_gets_his_own_ins(virtual_card: VirtualCard, insi_client) -> None:  # type: ignore[no-untyped-def]
