@@ -270,3 +270,30 @@ def test_long_family_file_read_in_chunks() -> None:
     card, _, _ = VitaleSession(_Direct(applet)).read(now=datetime.now(UTC))
     assert len(card.beneficiaries) == 11
     assert card.beneficiaries[-1].birth_date == "2017-00-00"  # lunar, kept
+
+
+def test_sandbox_card_command_inserts_a_vitale_profile(virtual_card: VirtualCard) -> None:
+    """`python -m sandbox.card insert --profile vitale-famille` (the fixture only holds the vpcd lock)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def card(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sandbox.card", *argv], env=env, capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    inserted = card("insert", "--profile", "vitale-famille")
+    try:
+        assert inserted.returncode == 0, inserted.stderr
+        assert "vitale-famille" in inserted.stdout
+        reading = read_vitale(virtual_card.reader_name)
+        assert [b.first_name for b in reading.beneficiaries] == ["CLAIRE", "LEA", "LOU"]
+    finally:
+        removed = card("remove")
+    assert removed.returncode == 0
+    unknown = card("insert", "--profile", "vitale-inconnue")
+    assert unknown.returncode == 2 and "Profil inconnu" in unknown.stderr
