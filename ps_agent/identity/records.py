@@ -1027,6 +1027,8 @@ class IdentityRecords:
                     self._change(conn, current, to, "verify", actor, now)
         return verification, self.get(identity_id)
 
+    verify_ins = verify_external  # the name of the rules' "re-check by INSi before first use" (interim)
+
     # ----------------------------------------------------------------------------------- DMP
     def qualified_ref(self, identity_id: int) -> PatientRef:
         """The ``PatientRef`` of a QUAL identity for the DMP; ``IdentityNotQualified`` (ID-05) otherwise."""
