@@ -21,10 +21,11 @@ Callbacks (progress) run on the thread doing the work.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,7 @@ from ps_agent.access.policy import PatientRef
 from ps_agent.audit.journal import AuditEvent
 from ps_agent.auth.model import AuthMode, Credentials
 from ps_agent.context import DEFAULT_CONTEXT, Cancelled, Context
+from ps_agent.errors import PsAgentError
 from ps_agent.identity.auth import CertificateAuth, CpxAuth, InsiAuth
 from ps_agent.identity.environments import (
     INSI_ENVIRONMENTS,
@@ -41,7 +43,7 @@ from ps_agent.identity.environments import (
     insi_environment,
     installation_instance,
 )
-from ps_agent.identity.errors import InsiConfigurationError
+from ps_agent.identity.errors import IdentityError, InsiConfigurationError
 from ps_agent.identity.insi import InsiClient
 from ps_agent.identity.model import (
     InsiResult,
@@ -372,16 +374,25 @@ class IdentityDesk:
             )
         return _CancellableInsi(self.insi_client(), ctx)
 
-    def _journal_cancel(self, action: str, transaction: str, exc: Cancelled) -> None:
-        a = self.actor
-        self.services.record(
-            AuditEvent(
-                action=action, outcome="error", actor_id_nat=a.id_nat, actor_name=a.name,
-                actor_profession=a.profession, auth_mode=a.auth_mode, card_serial=a.card_serial,
-                structure_id=a.structure_id, transaction=transaction, error_code=exc.code or "CANCELLED",
-                detail=exc.message_fr,
-            )
-        )  # fmt: skip
+    @contextlib.contextmanager
+    def _journaled(self, action: str, transaction: str) -> Iterator[None]:
+        """Journal what ``IdentityRecords`` does not: a cancelled call (``CANCELLED`` / ``DEADLINE``) and a
+        failure outside the identity layer (the card session ended while signing…). INSi faults and input
+        errors are journaled by the records themselves."""
+        try:
+            yield
+        except PsAgentError as exc:
+            if not isinstance(exc, IdentityError):
+                a = self.actor
+                self.services.record(
+                    AuditEvent(
+                        action=action, outcome="error", actor_id_nat=a.id_nat, actor_name=a.name,
+                        actor_profession=a.profession, auth_mode=a.auth_mode, card_serial=a.card_serial,
+                        structure_id=a.structure_id, transaction=transaction,
+                        error_code=exc.code or type(exc).__name__, detail=exc.message_fr[:200],
+                    )
+                )  # fmt: skip
+            raise
 
     # ------------------------------------------------------------------ Vitale
     def read_vitale(self, reader: str | None = None, *, ctx: Context = DEFAULT_CONTEXT) -> VitaleReading:
@@ -412,7 +423,7 @@ class IdentityDesk:
         steps.next()
         insi = self._connect(ctx)
         steps.next()
-        try:
+        with self._journaled("insi.vitale", "WS_INS1"):
             result, ident = self.records.search_vitale(
                 insi,  # type: ignore[arg-type]
                 selection,
@@ -420,9 +431,6 @@ class IdentityDesk:
                 identity_id=identity_id,
                 actor=self.actor,
             )
-        except Cancelled as exc:
-            self._journal_cancel("insi.vitale", "WS_INS1", exc)
-            raise
         steps.next()
         steps.finish()
         return InsiOutcome(ident, result)
@@ -436,16 +444,13 @@ class IdentityDesk:
         steps.next()
         insi = self._connect(ctx)
         steps.next()
-        try:
+        with self._journaled("insi.search", "WS_INS2"):
             outcome, ident = self.records.search_traits(
                 insi,  # type: ignore[arg-type]
                 query,
                 identity_id=identity_id,
                 actor=self.actor,
             )
-        except Cancelled as exc:
-            self._journal_cancel("insi.search", "WS_INS2", exc)
-            raise
         steps.next()
         steps.finish()
         return InsiOutcome(ident, outcome.result, len(outcome.attempts))
@@ -457,15 +462,12 @@ class IdentityDesk:
         steps.next()
         insi = self._connect(ctx)
         steps.next()
-        try:
+        with self._journaled("insi.verify", "WS_INS3"):
             verification, _ident = self.records.verify_external(
                 identity_id,
                 insi,  # type: ignore[arg-type]
                 actor=self.actor,
             )
-        except Cancelled as exc:
-            self._journal_cancel("insi.verify", "WS_INS3", exc)
-            raise
         steps.finish()
         return verification
 

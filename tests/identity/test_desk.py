@@ -17,7 +17,7 @@ from ps_agent.access.policy import PatientRef
 from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
-from ps_agent.context import CANCEL_LATENCY_S, Cancelled, CancelToken, Context
+from ps_agent.context import CANCEL_LATENCY_S, Cancelled, CancelToken, Context, DeadlineExceeded
 from ps_agent.identities import (
     INSI_ENV_OF_DMP,
     IdentityDesk,
@@ -261,6 +261,24 @@ def test_a_search_in_flight_is_cancelled_within_200_ms(
     assert desk.list() == []  # the abandoned call records nothing
     (rec,) = services.journal.records(action="insi.search")
     assert rec.event.outcome == "error" and rec.event.error_code == "CANCELLED"
+
+
+def test_the_deadline_stops_a_search_in_flight(
+    desk_for: Callable[..., IdentityDesk], services: Services
+) -> None:
+    transport = BlockingTransport()
+    desk = desk_for(transport=transport)
+    ctx = Context.with_timeout(0.5)
+    try:
+        with pytest.raises(DeadlineExceeded):
+            desk.search_traits(ADULT_QUERY, ctx=ctx)
+        late = time.monotonic() - (ctx.deadline or 0.0)
+    finally:
+        transport.release.set()
+    assert transport.entered.is_set() and late < CANCEL_LATENCY_S
+    assert desk.list() == []
+    (rec,) = services.journal.records(action="insi.search")
+    assert rec.event.error_code == "DEADLINE"
 
 
 def test_a_cancelled_token_stops_before_any_call(desk_for: Callable[..., IdentityDesk]) -> None:
