@@ -153,8 +153,8 @@ def insi_environment_for(
 
 
 def insi_auth(credentials: Credentials | None, settings: InsiSettings) -> InsiAuth:
-    """Mode A when an INSi certificate is configured or the credential is an establishment's; mode B (the
-    card signs) for a card session."""
+    """Mode A when the establishment's INSi certificate is configured (required without a card); else
+    mode B for a card session (DIRECTE): the card signs the PS assertion."""
     if settings.certificate is not None:
         path = Path(settings.certificate)
         if not path.is_file():
