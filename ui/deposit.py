@@ -29,7 +29,9 @@ from cda import valuesets as vs
 from cda.classify import classify_type
 from ui import labels as L
 
-DEFAULT_TYPE = "11488-4"  # [I] preselected type: « Compte rendu de consultation », a GP's commonest letter
+DEFAULT_TYPE = (
+    "11488-4"  # [I] preselected type: « CR ou fiche de consultation ou de visite », a GP's commonest letter
+)
 
 
 def dmp_types() -> list[tuple[str, str]]:

@@ -67,8 +67,8 @@ def state_labels(entry: Any) -> list[str]:
 def author_label(author: Any) -> str:
     """« Dr X — Cardiologue — CH Y » (6.13)."""
     parts = [f"{author.given_name} {author.family_name}".strip()]
-    if author.specialty is not None and author.specialty.display_name:
-        parts.append(author.specialty.display_name)
+    if author.specialty is not None and author.specialty.display:
+        parts.append(author.specialty.display)
     if author.institution_name:
         parts.append(author.institution_name)
     return " — ".join(p for p in parts if p)
@@ -110,7 +110,7 @@ class DocumentTableModel(QAbstractTableModel):
             (
                 local_time(e.creation_time),
                 e.title,
-                e.type_code.display_name or e.type_code.code,
+                e.type_code.display or e.type_code.code,
                 "; ".join(author_label(a) for a in e.authors),
                 rubric_safe(e),
                 ", ".join(state_labels(e)),
@@ -168,9 +168,10 @@ class DocumentFilter(QSortFilterProxyModel):
         self.until: dt.date | None = None
 
     def set(self, **kw: Any) -> None:
+        self.beginFilterChange()
         for k, v in kw.items():
             setattr(self, k, v)
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, row: int, parent: ModelIndex) -> bool:
         model = self.sourceModel()
@@ -279,7 +280,7 @@ class FilterBar(QWidget):
         self.type.blockSignals(True)
         self.type.clear()
         self.type.addItem("Tous les types", "")
-        for t in sorted({e.type_code.display_name or e.type_code.code for e in entries}):
+        for t in sorted({e.type_code.display or e.type_code.code for e in entries}):
             self.type.addItem(t, t)
         self.type.setCurrentIndex(max(0, self.type.findData(current)))
         self.type.blockSignals(False)

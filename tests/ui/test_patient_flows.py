@@ -1,0 +1,235 @@
+"""Flows against the real sandbox (software keys of the card profiles): identity status gating the DMP,
+consent then rubrics, bris de glace, centre 15 for regulators only, deposit of a PDF into its rubric,
+the viewer, the journal and the queue; and the event loop under 3 s of DMP latency."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtPdf import QPdfDocument
+from PySide6.QtWidgets import QInputDialog
+
+from sandbox import demo
+from ui import labels as L
+from ui.documents import DocumentTableModel
+from ui.emergency import EmergencyDialog
+from ui.labels import IdentityStatus
+from ui.patient import ManualEntrySource
+
+from .conftest import demo_identity
+
+
+def open_qualified(qtbot: Any, w: Any, patient: Any, monkeypatch: Any, wait_idle: Any) -> None:
+    """Open ``patient`` through the INSi stand-in (récupérée) then « Valider l'identité » (CNI)."""
+    w.open_form.fill(demo_identity(patient))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    assert w.patient.identity.status is IdentityStatus.RECUPEREE
+    assert w.identity_bar.chip.text() == "Identité récupérée"
+    assert w.dmp_banner.reason.text() == L.NOT_QUALIFIED_REASON
+    assert not w.deposit_page.send.isEnabled()
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Carte nationale d'identité", True))
+    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.patient is not None and w.patient.status is not None, timeout=15_000)
+    wait_idle(w)
+    assert w.identity_bar.chip.text() == "Identité qualifiée"
+    assert w.patient.handle.ref.ins_status == "QUAL"
+
+
+def test_a_typed_identity_stays_provisoire_and_dmp_actions_say_why(window_for, qtbot, wait_idle) -> None:
+    w = window_for("gp", source=ManualEntrySource())
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    wait_idle(w)
+    assert w.identity_bar.chip.text() == "Identité provisoire"
+    assert w.dmp_banner.reason.text() == L.NOT_QUALIFIED_REASON
+    assert not w.dmp_banner.button.isVisible() and not w.bdg_btn.isVisible()
+    assert w.deposit_page.disabled_reason.text() == L.NOT_QUALIFIED_REASON
+    assert not w.deposit_page.send.isEnabled()
+    assert w.patient.status is None  # no DMP call was made for an unqualified identity
+    assert w.controller.services.journal.records(action="dmp.status") == []
+
+
+def test_open_without_authorisation_record_consent_then_see_the_rubrics(
+    window_for, qtbot, monkeypatch, wait_idle
+) -> None:
+    w = window_for("specialist")  # DEMO_BLOCKING authorises only the GP
+    open_qualified(qtbot, w, demo.DEMO_BLOCKING, monkeypatch, wait_idle)
+    assert w.dmp_banner.kind == "not_authorised"
+    assert L.BANNER_NOT_AUTHORISED in w.dmp_banner.text.text()
+    assert w.dmp_banner.tick.text() == L.CONSENT_TICK and not w.dmp_banner.tick.isChecked()
+    assert not w.dmp_banner.button.isEnabled()  # never without the explicit tick
+    assert w.doc_model.rowCount() == 0
+    w.dmp_banner.tick.setFocus()
+    qtbot.keyClick(w.dmp_banner.tick, Qt.Key.Key_Space)  # keyboard reachable
+    assert w.dmp_banner.button.isEnabled() and w.dmp_banner.button.text() == "Le patient consent à l'accès"
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        qtbot.mouseClick(w.dmp_banner.button, Qt.MouseButton.LeftButton)
+    assert w.dmp_banner.kind == "authorised"
+    assert w.doc_model.rowCount() == 2
+    assert w.rubrics.count() == 10 and w.rubrics.item(0).text() == "Tous les documents (2)"
+    assert w.rubrics.counts["Comptes rendus"] == 2
+    consent = [r.event for r in w.controller.services.journal.records(action="dmp.consent")]
+    assert [e.outcome for e in consent] == ["success"]
+    # rubric selection and text filter narrow the list (model/view)
+    w.rubrics.setCurrentRow(1 + list(w.rubrics.counts).index("Synthèse"))
+    assert w.doc_proxy.rowCount() == 0
+    w.rubrics.setCurrentRow(0)
+    w.filters.text.setText("infirmiers")
+    assert w.doc_proxy.rowCount() == 1
+
+
+def test_bris_de_glace_needs_a_reason_and_shows_the_red_banner(
+    window_for, qtbot, monkeypatch, wait_idle
+) -> None:
+    w = window_for("specialist")  # DEMO_MINOR authorises only the GP
+    open_qualified(qtbot, w, demo.DEMO_MINOR, monkeypatch, wait_idle)
+    assert w.bdg_btn.isVisible() and not w.c15_btn.isVisible()  # centre 15 hidden for a non-regulator
+    dialog = w.ask_emergency(centre_15=False)
+    assert isinstance(dialog, EmergencyDialog)
+    assert dialog.notice.text() == "Le patient et son médecin traitant seront informés de cet accès."
+    dialog.cond1.setChecked(True)
+    dialog.cond2.setChecked(True)
+    assert not dialog.ok.isEnabled()  # no reason
+    dialog.reason.setPlainText("court")
+    assert not dialog.ok.isEnabled()
+    dialog.accept()  # Enter cannot bypass it
+    assert w.patient.access[0] == "normal"
+    dialog.reason.setPlainText("Patient inconscient aux urgences, allergies inconnues")
+    assert dialog.ok.isEnabled()
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    banner = (
+        "Accès en urgence (bris de glace) — motif : Patient inconscient aux urgences, allergies inconnues"
+    )
+    assert w.emergency_banner.isVisible() and w.emergency_banner.text() == banner
+    assert banner in w.windowTitle() and banner in w.tray.toolTip()
+    for i in range(w.tabs.count()):  # the banner sits above every page of the patient
+        w.tabs.setCurrentIndex(i)
+        assert w.emergency_banner.isVisible()
+    assert w.doc_model.rowCount() >= 1
+    recs = [r.event for r in w.controller.services.journal.records(action="dmp.emergency")]
+    assert recs[-1].outcome == "success" and recs[-1].access_mode == "bris_de_glace"
+    w.close_patient()
+    wait_idle(w)
+    assert not w.emergency_banner.isVisible()
+    ends = w.controller.services.journal.records(action="dmp.emergency_end")
+    assert len(ends) == 1
+
+
+def test_centre_15_only_for_a_regulator_and_without_deposit(
+    window_for, qtbot, monkeypatch, wait_idle
+) -> None:
+    w = window_for("regulator")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    assert w.c15_btn.isVisible() and not w.bdg_btn.isVisible()
+    dialog = w.ask_emergency(centre_15=True)
+    assert not dialog.cond1.isVisible()
+    dialog.reason.setPlainText("Appel SAMU : douleur thoracique, patient seul")
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    assert w.emergency_banner.text().startswith("Accès centre de régulation (SAMU-Centre 15) — motif : ")
+    assert not w.tabs.isTabVisible(w.tabs.indexOf(w.deposit_page))  # consultation only
+
+
+def test_deposit_a_pdf_and_find_it_in_its_rubric_then_view_it(
+    window_for, qtbot, monkeypatch, wait_idle, pdf_bytes
+) -> None:
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    assert w.dmp_banner.kind == "authorised" and L.BANNER_MT in w.dmp_banner.text.text()
+    page = w.deposit_page
+    assert not page.send.isEnabled()  # no file yet
+    page.type.setCurrentIndex(page.type.findData("11488-4"))
+    assert page.rubric.text().startswith("DMP : « Comptes rendus »")
+    assert page.title.text().startswith("CR ou fiche de consultation ou de visite du ")  # prefilled
+    page.set_pdf(pdf_bytes, "lettre.pdf")
+    page.title.setText("Lettre au cardiologue — test UI")
+    page.masked.setChecked(True)
+    assert not page.invisible_patient.isEnabled()  # the exclusion is enforced
+    page.masked.setChecked(False)
+    assert page.send.isEnabled()
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000) as sig:
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    assert sig.args[0].document_uids
+    assert page.result.text().startswith("Document enregistré dans le DMP, rubrique « Comptes rendus »")
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        w.list_documents()
+    w.rubrics.setCurrentRow(1 + list(w.rubrics.counts).index("Comptes rendus"))
+    titles = [w.doc_proxy.index(r, 1).data() for r in range(w.doc_proxy.rowCount())]
+    assert "Lettre au cardiologue — test UI" in titles
+    row = titles.index("Lettre au cardiologue — test UI")
+    entry = w.doc_proxy.index(row, 0).data(DocumentTableModel.ENTRY_ROLE)
+    with qtbot.waitSignal(w.document_shown, timeout=20_000):
+        w.doc_table.activated.emit(w.doc_proxy.index(row, 0))
+    assert entry.unique_id in sig.args[0].document_uids
+    assert w.viewer.pdf.status() == QPdfDocument.Status.Ready and w.viewer.pdf.pageCount() == 1
+    assert "Compte rendu de test" in w.viewer.pdf.getAllText(0).text()
+    header = {
+        w.viewer.header_form.itemAt(i, w.viewer.header_form.ItemRole.LabelRole)
+        .widget()
+        .text(): w.viewer.header_form.itemAt(i, w.viewer.header_form.ItemRole.FieldRole).widget().text()
+        for i in range(w.viewer.header_form.rowCount())
+    }
+    assert header["Titre"] == "Lettre au cardiologue — test UI"
+    # the journal page shows the deposit and verifies the chain
+    w.tabs.setCurrentWidget(w.journal_page)
+    qtbot.waitUntil(lambda: w.journal_page.model.rowCount() > 0, timeout=10_000)
+    actions = [row[1] for row in w.journal_page.model.rows]
+    assert "Dépôt [dmp.deposit]" in actions and "Accord du patient [dmp.consent]" not in actions
+    qtbot.mouseClick(w.journal_page.verify, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.journal_page.result.text() != "", timeout=10_000)
+    assert w.journal_page.result.text().startswith("Journal intègre")
+    # the queue page shows the deposit registered
+    w.tabs.setCurrentWidget(w.queue_page)
+    qtbot.waitUntil(lambda: w.queue_page.model.rowCount() > 0, timeout=10_000)
+    assert any(r[3] == "enregistré dans le DMP" for r in w.queue_page.model.rows)
+
+
+def test_the_event_loop_never_stalls_with_a_dmp_answering_3_s_late(
+    window_for, qtbot, monkeypatch, wait_idle, sandbox_faults
+) -> None:
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    sandbox_faults(latency_ms=3000, latency_rate=1.0)
+    gaps: list[int] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
+
+    def beat() -> None:
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(beat)
+    timer.start()
+    started = time.monotonic()
+    with qtbot.waitSignal(w.documents_listed, timeout=30_000):
+        w.list_documents()
+        qtbot.waitUntil(lambda: w.cancel_btn.isVisible(), timeout=2000)  # progress + cancel shown
+        w.filters.text.setText("Consultation")  # the window answers input meanwhile
+    timer.stop()
+    assert time.monotonic() - started >= 2.9  # the latency really applied
+    assert len(gaps) > 100
+    assert max(gaps) <= L.MAX_STALL_MS, f"longest stall {max(gaps)} ms"
+    assert w.doc_proxy.rowCount() > 0
+
+
+@pytest.mark.parametrize("kind", ["none", "closed", "opposed"])
+def test_banner_kinds_block_deposit(kind: str) -> None:
+    from ps_agent.dmp.hl7 import DmpStatus
+    from ui.patient import dmp_banner
+
+    status = {
+        "none": DmpStatus(exists=False, active=False, authorisation="", is_medecin_traitant=False),
+        "closed": DmpStatus(True, False, "VALIDE", False, status_code="terminated"),
+        "opposed": DmpStatus(True, False, "", False, status_code="nullified"),
+    }[kind]
+    assert dmp_banner(status)[0] == kind
