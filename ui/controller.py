@@ -203,9 +203,14 @@ class AgentController(QObject):
         return f"{title}{ident.display_name}", profession_of(ident), structure, AUTH_MODE_FR.get(mode, mode)
 
     def close(self) -> None:
+        """At exit: stop listening, cancel what runs, close the session (waits for it), stop the monitor."""
+        self.bridge.detach()
+        session, self.session = self.session, None
         if self.worker is not None:
             self.worker.close()
-        self.services_worker.close()
-        self.bridge.detach()
+            self.worker = None
+        if session is not None:
+            self.services_worker.run(Op(None, lambda _ctx: session.close(), label="Fermeture de la session"))
+        self.services_worker.close(wait=True)
         if self._monitor is not None:
             self._monitor.stop()

@@ -192,7 +192,8 @@ class Worker(QObject):
             self._current.cancel()
 
     def close(self, *, wait: bool = False) -> None:
-        """Cancel the running operation and stop accepting new ones."""
+        """Cancel the running operation and stop accepting new ones. ``wait``: let the queued operations
+        run (e.g. closing the session) and wait for them; otherwise they are dropped."""
         self._closed = True
         self.cancel_all()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
