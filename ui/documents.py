@@ -44,6 +44,7 @@ from ui import labels as L
 PARIS = ZoneInfo(L.DISPLAY_TZ)
 PATIENT_CLASS_CODES = frozenset({"90"})  # [I] 6.3: classCode 90 = documents the patient adds
 ModelIndex = QModelIndex | QPersistentModelIndex
+COL_DATE, COL_TITLE, COL_TYPE, COL_STATE, COL_AUTHOR, COL_RUBRIC = range(6)
 
 
 def state_labels(entry: Any) -> list[str]:
@@ -86,6 +87,19 @@ def local_time(value: dt.datetime | None) -> str:
     return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
 
 
+def hl7_local(ts: str) -> str:
+    """An HL7 TS (« 20261203101158+0100 », « 19790321 ») in local French form."""
+    from cda.model import parse_ts
+
+    try:
+        value = parse_ts(ts)
+    except Exception:
+        return ts
+    if isinstance(value, dt.datetime):
+        return local_time(value)
+    return value.strftime("%d/%m/%Y")
+
+
 def rubric_safe(entry: Any) -> str:
     try:
         return rubric_of(entry)
@@ -94,7 +108,7 @@ def rubric_safe(entry: Any) -> str:
 
 
 class DocumentTableModel(QAbstractTableModel):
-    HEADERS = ("Date", "Titre", "Type", "Auteur", "Rubrique", "État")
+    HEADERS = ("Date", "Titre", "Type", "État", "Auteur", "Rubrique")
     ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
     SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -111,9 +125,9 @@ class DocumentTableModel(QAbstractTableModel):
                 local_time(e.creation_time),
                 e.title,
                 e.type_code.display or e.type_code.code,
+                ", ".join(state_labels(e)),
                 "; ".join(author_label(a) for a in e.authors),
                 rubric_safe(e),
-                ", ".join(state_labels(e)),
             )
             for e in self.entries
         ]
@@ -178,15 +192,15 @@ class DocumentFilter(QSortFilterProxyModel):
         assert isinstance(model, DocumentTableModel)
         cells = model._rows[row]
         e = model.entries[row]
-        if self.rubric and cells[4] != self.rubric:
+        if self.rubric and cells[COL_RUBRIC] != self.rubric:
             return False
         if self.text and self.text.casefold() not in " ".join(cells).casefold():
             return False
-        if self.author and self.author.casefold() not in cells[3].casefold():
+        if self.author and self.author.casefold() not in cells[COL_AUTHOR].casefold():
             return False
-        if self.type_label and cells[2] != self.type_label:
+        if self.type_label and cells[COL_TYPE] != self.type_label:
             return False
-        if self.state and self.state not in cells[5]:
+        if self.state and self.state not in cells[COL_STATE]:
             return False
         if self.since or self.until:
             day = e.creation_time.astimezone(PARIS).date() if e.creation_time else None
@@ -201,6 +215,7 @@ class RubricList(QListWidget):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Rubriques du DMP")
+        self.setMinimumWidth(250)
         self.counts: dict[str, int] = {}
         self.set_counts([])
 
@@ -236,8 +251,12 @@ class FilterBar(QWidget):
     def __init__(self, proxy: DocumentFilter, parent: Any = None) -> None:
         super().__init__(parent)
         self.proxy = proxy
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        lay = QHBoxLayout()
+        checks = QHBoxLayout()
+        outer.addLayout(lay)
+        outer.addLayout(checks)
         self.text = QLineEdit()
         self.text.setPlaceholderText("Rechercher…")
         self.text.setAccessibleName("Rechercher dans les documents")
@@ -262,10 +281,14 @@ class FilterBar(QWidget):
         self.archived.setAccessibleName(L.SHOW_ARCHIVED)
         self.old_versions = QCheckBox(L.SHOW_OLD_VERSIONS)
         self.old_versions.setAccessibleName(L.SHOW_OLD_VERSIONS)
+        self.text.setMinimumWidth(180)
+        self.author.setMinimumWidth(140)
+        self.type.setMinimumWidth(200)
         for w in (self.text, self.author, self.type, self.state, self.since):
             lay.addWidget(w)
-        lay.addWidget(self.archived)
-        lay.addWidget(self.old_versions)
+        checks.addWidget(self.archived)
+        checks.addWidget(self.old_versions)
+        checks.addStretch(1)
         self.text.textChanged.connect(lambda t: proxy.set(text=t))
         self.author.textChanged.connect(lambda t: proxy.set(author=t))
         self.type.currentIndexChanged.connect(lambda _i: proxy.set(type_label=self.type.currentData() or ""))
@@ -330,6 +353,14 @@ class DocumentViewer(QWidget):
         self.text = QTextBrowser()
         self.text.setAccessibleName("Contenu du document")
         self.text.hide()
+        self.placeholder = QLabel(
+            "Sélectionnez un document puis appuyez sur Entrée (ou double-cliquez) pour l'ouvrir."
+        )
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: #555;")
+        self.pdf_view.hide()
+        self.header.hide()
+        row.addWidget(self.placeholder, 1)
         row.addWidget(self.pdf_view, 1)
         row.addWidget(self.text, 1)
         lay.addLayout(row, 1)
@@ -339,6 +370,8 @@ class DocumentViewer(QWidget):
     def show_document(self, entry: Any, cda_bytes: bytes) -> None:
         doc, content, media = level1_content(cda_bytes)
         self.doc = doc
+        self.placeholder.hide()
+        self.header.show()
         warnings = []
         if entry is not None and entry.visibility.invisible_to_patient:
             warnings.append(L.VIEW_WARN_PATIENT)
@@ -352,10 +385,10 @@ class DocumentViewer(QWidget):
         rows = [
             ("Titre", doc.title),
             ("Type", f"{doc.code.display_name} ({doc.code.code})" if doc.code else ""),
-            ("Date", doc.effective_time),
+            ("Date", hl7_local(doc.effective_time)),
             (
                 "Patient",
-                f"{p.birth_family_name} {p.given_names} — né(e) {p.birth_time}" if p else "",
+                f"{p.birth_family_name} {p.given_names} — né(e) le {hl7_local(p.birth_time)}" if p else "",
             ),
             ("Auteur", "; ".join(str(a.name) for a in doc.authors if a.name)),
             ("Structure", "; ".join(a.organization.name for a in doc.authors if a.organization)),

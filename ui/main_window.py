@@ -79,7 +79,10 @@ class Header(QFrame):
         self.card.setAccessibleName("État de la carte")
         self.pin_btn = QPushButton("Saisir le code porteur…")
         self.pin_btn.setAccessibleName("Saisir le code porteur")
-        for w in (self.name, self.profession, self.structure, self.mode):
+        for i, w in enumerate((self.name, self.profession, self.structure, self.mode)):
+            if i:
+                sep = QLabel("·")
+                lay.addWidget(sep)
             lay.addWidget(w)
         lay.addStretch(1)
         lay.addWidget(self.card)
@@ -248,7 +251,7 @@ class MainWindow(QMainWindow):
         self.queue_page.hand_back_requested.connect(self.hand_back)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.cancel_btn.clicked.connect(self.cancel_current)
-        QShortcut(QKeySequence("Escape"), self, activated=self.cancel_current)
+        QShortcut(QKeySequence("Escape"), self, self.cancel_current)
         self._on_state(c.state.value)
         self._update_patient_ui()
 
@@ -490,9 +493,9 @@ class MainWindow(QMainWindow):
             self.tabs.setTabVisible(1, True)
             return
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
-        self.dmp_banner.show_status(p.status, disabled_reason=reason)
         mode, why = p.access
         emergency = p.in_emergency
+        self.dmp_banner.show_status(p.status, disabled_reason=reason, emergency=emergency)
         if emergency:
             text = L.emergency_banner(mode, why)
             self.emergency_banner.setText(text)
@@ -533,6 +536,8 @@ class MainWindow(QMainWindow):
             hidden = list(docs.hidden_explanations)
             self.hidden_note.setText(L.HIDDEN_TYPES_FOOTER + " : " + " ".join(hidden) if hidden else "")
             self.doc_table.resizeColumnsToContents()
+            for col in range(self.doc_model.columnCount()):
+                self.doc_table.setColumnWidth(col, min(self.doc_table.columnWidth(col), 320))
             self.documents_listed.emit(docs)
 
         self.run(Op(self, fn, label="Recherche des documents").success(done).failure(self._failed))

@@ -348,11 +348,11 @@ class DmpBanner(QFrame):
         self.kind = "unknown"
         self.hide()
 
-    def show_status(self, status: Any, *, disabled_reason: str = "") -> None:
+    def show_status(self, status: Any, *, disabled_reason: str = "", emergency: bool = False) -> None:
         self.kind, text = dmp_banner(status)
         self.text.setText(f"<b>{text}</b>")
         self.setStyleSheet(f"DmpBanner {{ background: {BANNER_COLOURS[self.kind]}; }}")
-        needs_consent = self.kind in ("not_authorised", "expired") and not disabled_reason
+        needs_consent = self.kind in ("not_authorised", "expired") and not disabled_reason and not emergency
         self.tick.setText(L.RENEW_TICK if self.kind == "expired" else L.CONSENT_TICK)
         self.tick.setAccessibleName(self.tick.text())
         self.tick.setChecked(False)  # never pre-ticked (3.2)
