@@ -173,6 +173,14 @@ class DepositPage(QWidget):
         )
 
     # ------------------------------------------------------------------ checks and sending
+    def set_secret_connection(self, secret: bool) -> None:
+        """Under a minor's secret connection only documents invisible to the legal representatives (5.2)."""
+        if secret:
+            self.invisible_reps.setChecked(True)
+        self.invisible_reps.setEnabled(not secret)
+        self.invisible_reps.setToolTip(L.MINOR_CONFIDENTIAL_FORCED if secret else "")
+        self.vis_note.setText(L.MINOR_CONFIDENTIAL_FORCED if secret else L.VIS_EXCLUSION)
+
     def set_blocked(self, reason: str) -> None:
         """A reason why nothing may be sent (identity not qualified, DMP closed/opposed, centre 15)."""
         self.blocked_reason = reason

@@ -103,6 +103,18 @@ HIGH_TRUST_DOCUMENTS = (
     "Extrait d'acte de naissance (mineur, avec la pièce d'un parent)",
 )
 
+# ------------------------------------------------------------------ minors (5.1-5.3)
+MINOR_PROPOSAL = (
+    "Patient mineur : souhaitez-vous, avec lui, utiliser la connexion secrète ? Les documents déposés ne "
+    "seront pas visibles de ses représentants légaux."
+)  # 5.1
+MINOR_CONFIDENTIAL_BADGE = "Connexion secrète (mineur)"  # 5.3
+MINOR_CONFIDENTIAL_FORCED = (
+    "Connexion secrète : le document sera non visible par les représentants légaux (obligatoire)."
+)
+# [I] Age of majority when the DMP's ``ageMajorite`` is not known to the window.
+AGE_OF_MAJORITY = 18
+
 # ------------------------------------------------------------------ DMP status banner (3.1-3.3)
 BANNER_NO_DMP = "Pas de DMP"
 BANNER_CLOSED = "DMP fermé"

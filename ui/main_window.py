@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -114,11 +115,15 @@ class MainWindow(QMainWindow):
         *,
         identity_source: IdentitySource | None = None,
         auto_pin_dialog: bool = True,
+        segur_notice: bool = True,
     ) -> None:
         super().__init__()
         self.controller = controller
         self.identity_source: IdentitySource = identity_source or ManualEntrySource()
         self.auto_pin_dialog = auto_pin_dialog
+        self.segur_notice = segur_notice
+        self.notice_dialog: Any = None
+        self.minor_box: QMessageBox | None = None
         self.patient: OpenPatient | None = None
         self.pin_dialog: PinDialog | None = None
         self.setWindowTitle(APP_TITLE)
@@ -319,6 +324,30 @@ class MainWindow(QMainWindow):
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
         self.refresh_queue()
+        if self.segur_notice:
+            self.check_segur_notice(session)
+
+    def check_segur_notice(self, session: Any) -> None:
+        """Show the Ségur notice when due for this user (3.6); its acknowledgement is journaled."""
+        from ui.segur_notice import SegurNotice, acknowledge, notice_due
+
+        services = self.controller.services
+
+        def due(_ctx: Any) -> bool:
+            return notice_due(services.journal, session.identity.id_nat)
+
+        def show(is_due: bool) -> None:
+            if not is_due or self.controller.session is not session:
+                return
+            self.notice_dialog = SegurNotice(self)
+            self.notice_dialog.accepted.connect(
+                lambda: self.controller.services_worker.run(
+                    Op(None, lambda _c: acknowledge(services, session), label="Information Ségur")
+                )
+            )
+            self.notice_dialog.open()
+
+        self.controller.services_worker.run(Op(self, due, label="Information Ségur").success(show))
 
     def _on_session_ended(self, message: str) -> None:
         self._drop_patient()
@@ -348,10 +377,38 @@ class MainWindow(QMainWindow):
             self.patient = OpenPatient(identity, handle, self)
             self.patient_opened.emit(self.patient)
             self._update_patient_ui()
+            if identity.is_minor():
+                self.propose_secret_connection()
             if identity.qualified:
                 self.fetch_status()
 
         self.run(Op(self, find, label="Recherche du patient").success(found).failure(self._failed))
+
+    def open_from_practice_software(self, typed: PatientIdentity) -> None:
+        """The seam of the local API (13.2): open a patient the practice software names, bringing the
+        window forward. The identity goes through ``identity_source`` again (INSi re-run), never trusted."""
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.open_form.fill(typed)
+        self.open_patient(typed)
+
+    def propose_secret_connection(self) -> QMessageBox:
+        """5.1: a minor's record: propose the secret connection (non-blocking box)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Patient mineur", L.MINOR_PROPOSAL, parent=self)
+        yes = box.addButton("Utiliser la connexion secrète", QMessageBox.ButtonRole.YesRole)
+        box.addButton("Non", QMessageBox.ButtonRole.NoRole)
+        p = self.patient
+
+        def answered(_button: Any) -> None:
+            if p is not None and self.patient is p:
+                p.secret_connection = box.clickedButton() is yes
+                self._update_patient_ui()
+
+        box.buttonClicked.connect(answered)
+        self.minor_box = box
+        box.open()
+        return box
 
     def validate_identity(self, document: str) -> None:
         p, session = self.patient, self.controller.session
@@ -479,7 +536,8 @@ class MainWindow(QMainWindow):
         p = self.patient
         session = self.controller.session
         regulator = bool(session is not None and session.identity.is_regulator)
-        self.identity_bar.show_identity(p.identity if p else None)
+        self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
+        self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)

@@ -50,6 +50,15 @@ class PatientIdentity:
     def ref(self) -> PatientRef:
         return PatientRef(self.ins, self.oid, self.status.value)
 
+    def is_minor(self, today: dt.date | None = None) -> bool:
+        try:
+            born = dt.date.fromisoformat(self.birth_date)
+        except ValueError:
+            return False
+        today = today or dt.date.today()
+        age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        return age < L.AGE_OF_MAJORITY
+
     @property
     def qualified(self) -> bool:
         return self.status is IdentityStatus.QUALIFIEE
@@ -119,6 +128,7 @@ class OpenPatient(QObject):
         self.handle = handle
         self.status: Any = None  # DmpStatus after TD0.2
         self.emergency_notice = ""
+        self.secret_connection = False  # minor: decided « en concertation avec son patient » (5.1)
 
     @property
     def access(self) -> tuple[str, str]:
@@ -284,15 +294,21 @@ class IdentityBar(QFrame):
         self.traits.setAccessibleName("Traits d'identité")
         self.chip = QLabel("")
         self.chip.setAccessibleName("Statut de l'identité")
+        self.secret = QLabel(L.MINOR_CONFIDENTIAL_BADGE)
+        self.secret.setAccessibleName(L.MINOR_CONFIDENTIAL_BADGE)
+        self.secret.setStyleSheet("color: white; background: #6a1b9a; padding: 2px 8px; border-radius: 8px;")
+        self.secret.hide()
         self.validate_btn = QPushButton(L.VALIDATE_IDENTITY)
         self.validate_btn.setAccessibleName(L.VALIDATE_IDENTITY)
         lay.addWidget(self.traits, 1)
+        lay.addWidget(self.secret)
         lay.addWidget(self.chip)
         lay.addWidget(self.validate_btn)
         self.validate_btn.clicked.connect(self._ask_document)
         self.hide()
 
-    def show_identity(self, identity: PatientIdentity | None) -> None:
+    def show_identity(self, identity: PatientIdentity | None, *, secret: bool = False) -> None:
+        self.secret.setVisible(secret)
         if identity is None:
             self.hide()
             return

@@ -119,12 +119,15 @@ def window_for(qtbot: Any, services: Any, test_pki: Any) -> Iterator[Callable[..
 
     made: list[Any] = []
 
-    def make(profile: str | None = "gp", *, source: Any = None, monitor: Any = None) -> Any:
+    def make(
+        profile: str | None = "gp", *, source: Any = None, monitor: Any = None, segur_notice: bool = False
+    ) -> Any:
         w = make_window(
             services,
             card_monitor=monitor,
             identity_source=source or InsiStandIn(),
             auto_pin_dialog=False,
+            segur_notice=segur_notice,
         )
         qtbot.addWidget(w)
         made.append(w)

@@ -233,3 +233,27 @@ def test_banner_kinds_block_deposit(kind: str) -> None:
         "opposed": DmpStatus(True, False, "", False, status_code="nullified"),
     }[kind]
     assert dmp_banner(status)[0] == kind
+
+
+def test_a_minor_gets_the_secret_connection_proposal(window_for, qtbot, monkeypatch, wait_idle) -> None:
+    w = window_for("gp")
+    w.open_form.fill(demo_identity(demo.DEMO_MINOR))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    box = w.minor_box
+    assert box is not None and box.isVisible() and box.text() == L.MINOR_PROPOSAL
+    assert not w.identity_bar.secret.isVisible()
+    yes = next(b for b in box.buttons() if b.text() == "Utiliser la connexion secrète")
+    qtbot.mouseClick(yes, Qt.MouseButton.LeftButton)
+    assert w.patient.secret_connection
+    assert w.identity_bar.secret.isVisible() and w.identity_bar.secret.text() == "Connexion secrète (mineur)"
+    assert w.deposit_page.invisible_reps.isChecked() and not w.deposit_page.invisible_reps.isEnabled()
+    assert w.deposit_page.visibility().invisible_to_legal_representatives
+
+
+def test_an_adult_gets_no_minor_proposal(window_for, qtbot) -> None:
+    w = window_for("gp")
+    w.open_from_practice_software(demo_identity(demo.DEMO_ADULT))
+    qtbot.waitUntil(lambda: w.patient is not None, timeout=10_000)
+    assert w.minor_box is None
+    assert w.patient.identity.source == "INSi (bac à sable)"  # went through the identity source again

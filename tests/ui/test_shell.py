@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
 
 from ps_agent.context import Cancelled
 from ps_agent.events import Events
@@ -122,3 +123,34 @@ def test_without_a_session_the_tray_gives_the_card_state(window_for: Any) -> Non
 @pytest.mark.parametrize("state", list(CardState))
 def test_every_card_state_has_a_french_label(state: CardState) -> None:
     assert CARD_STATE_FR[state]
+
+
+def test_segur_notice_at_first_use_then_not_again_within_180_days(
+    window_for: Any, qtbot: Any, services: Any, test_pki: Any
+) -> None:
+    import datetime as dt
+
+    from ui.segur_notice import NOTICE_ACTION, NOTICE_TEXT, notice_due
+
+    from .conftest import software_credentials
+
+    w = window_for("gp", segur_notice=True)
+    qtbot.waitUntil(lambda: w.notice_dialog is not None and w.notice_dialog.isVisible(), timeout=10_000)
+    dialog = w.notice_dialog
+    assert dialog.ok.text() == "J'ai compris"
+    labels = [lbl.text() for lbl in dialog.findChildren(type(w.status_line))]
+    assert NOTICE_TEXT in labels
+    dialog.reject()  # Escape does not dismiss it
+    assert dialog.isVisible()
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(services.journal.records(action=NOTICE_ACTION)) == 1, timeout=10_000)
+    [rec] = services.journal.records(action=NOTICE_ACTION)
+    assert rec.event.actor_id_nat == w.controller.session.identity.id_nat
+    assert not notice_due(services.journal, rec.event.actor_id_nat)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=181)
+    assert notice_due(services.journal, rec.event.actor_id_nat, now=later)  # every 180 days
+    assert notice_due(services.journal, "899700000021")  # per user: another user still sees it
+    # a new session of the same user: not shown again
+    w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
+    qtbot.waitUntil(lambda: w.controller.services_worker.pending == 0, timeout=10_000)
+    assert w.notice_dialog is dialog and not dialog.isVisible()  # no new notice for this user
