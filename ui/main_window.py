@@ -6,6 +6,7 @@ the card, the network or SQLite. A status bar shows what runs, with « Annuler �
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
         self.segur_notice = segur_notice
         self.notice_dialog: Any = None
         self.minor_box: QMessageBox | None = None
+        self.confirm_box: QMessageBox | None = None
         self.patient: OpenPatient | None = None
         self.pin_dialog: PinDialog | None = None
         self.setWindowTitle(APP_TITLE)
@@ -246,6 +248,8 @@ class MainWindow(QMainWindow):
             lambda _r: self.doc_proxy.set(rubric=self.rubrics.current_rubric())
         )
         self.doc_table.activated.connect(self._open_row)
+        self.doc_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.doc_table.customContextMenuRequested.connect(self._doc_menu)
         self.filters.archived.toggled.connect(lambda _c: self.list_documents())
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
         self.deposit_page.send_requested.connect(self.deposit)
@@ -617,6 +621,51 @@ class MainWindow(QMainWindow):
 
         fn = lambda ctx: p.handle.retrieve(entry, ctx=ctx).value  # noqa: E731
         self.run(Op(self, fn, label="Lecture du document").success(done).failure(self._failed))
+
+    def _doc_menu(self, pos: Any) -> None:
+        index = self.doc_table.indexAt(pos)
+        entry = self.doc_proxy.data(index, DocumentTableModel.ENTRY_ROLE) if index.isValid() else None
+        session = self.controller.session
+        if entry is None or session is None or self.patient is None:
+            return
+        from PySide6.QtWidgets import QMenu
+
+        from ui.doc_actions import actions_for
+
+        menu = QMenu(self)
+        menu.addAction("Ouvrir", lambda: self.open_document(entry))
+        if not self.patient.read_only:
+            mt = bool(self.patient.status and self.patient.status.is_medecin_traitant)
+            for action in actions_for(entry, session.identity, medecin_traitant=mt):
+                menu.addAction(action.label, partial(self.confirm_document_action, entry, action))
+        menu.popup(self.doc_table.viewport().mapToGlobal(pos))
+
+    def confirm_document_action(self, entry: Any, action: Any) -> QMessageBox:
+        """9.1-9.3: the consequence stated, then « Confirmer »; irreversible ones say so."""
+        icon = QMessageBox.Icon.Warning if action.irreversible else QMessageBox.Icon.Question
+        box = QMessageBox(icon, action.label.rstrip("…"), action.confirm, parent=self)
+        yes = box.addButton("Confirmer", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton("Annuler", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(cancel)  # Enter never confirms by accident
+        box.setEscapeButton(cancel)
+        box.buttonClicked.connect(lambda b: self.document_action(entry, action) if b is yes else None)
+        self.confirm_box = box
+        box.open()
+        return box
+
+    def document_action(self, entry: Any, action: Any) -> None:
+        p = self.patient
+        if p is None:
+            return
+
+        def fn(ctx: Any) -> Any:
+            return getattr(p.handle, action.key)(entry, ctx=ctx, **dict(action.kwargs))
+
+        def done(_r: Any) -> None:
+            self.say(f"{action.label.rstrip('…')} : fait.")
+            self.list_documents()
+
+        self.run(Op(self, fn, label=action.label.rstrip("…")).success(done).failure(self._failed))
 
     # ------------------------------------------------------------------ deposit
     def deposit(self, pdf: bytes, type_code: str, title: str, visibility: Any) -> None:

@@ -257,3 +257,38 @@ def test_an_adult_gets_no_minor_proposal(window_for, qtbot) -> None:
     qtbot.waitUntil(lambda: w.patient is not None, timeout=10_000)
     assert w.minor_box is None
     assert w.patient.identity.source == "INSi (bac à sable)"  # went through the identity source again
+
+
+def test_document_actions_state_their_consequence_and_delete_is_irreversible(
+    window_for, qtbot, monkeypatch, wait_idle, pdf_bytes
+) -> None:
+    from ui.doc_actions import actions_for
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.deposit_page
+    page.set_pdf(pdf_bytes, "a-supprimer.pdf")
+    page.title.setText("Document à supprimer — test UI")
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000):
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        w.list_documents()
+    entries = {e.title: e for e in w.doc_model.entries}
+    mine = entries["Document à supprimer — test UI"]
+    other = next(e for e in w.doc_model.entries if all(a.id_nat != "899700000013" for a in e.authors))
+    ident = w.controller.session.identity
+    assert "delete" not in [a.key for a in actions_for(other, ident, medecin_traitant=True)]  # author only
+    delete = next(a for a in actions_for(mine, ident, medecin_traitant=True) if a.key == "delete")
+    box = w.confirm_document_action(mine, delete)
+    assert "Cette action est irréversible." in box.text() and "Document à supprimer — test UI" in box.text()
+    cancel = next(b for b in box.buttons() if b.text() == "Annuler")
+    qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
+    wait_idle(w)
+    assert "Document à supprimer — test UI" in [e.title for e in w.doc_model.entries]  # nothing done
+    box = w.confirm_document_action(mine, delete)
+    confirm = next(b for b in box.buttons() if b.text() == "Confirmer")
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        qtbot.mouseClick(confirm, Qt.MouseButton.LeftButton)
+    assert "Document à supprimer — test UI" not in [e.title for e in w.doc_model.entries]
+    deletes = [r.event.outcome for r in w.controller.services.journal.records(action="dmp.delete")]
+    assert deletes == ["success"]
