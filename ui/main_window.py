@@ -753,7 +753,7 @@ class MainWindow(QMainWindow):
             self.say(f"{ok} dépôt(s) enregistré(s) sur {len(outcomes)} renvoyé(s).")
             self.refresh_queue()
 
-        fn = lambda ctx: session.resume(ctx=ctx)  # noqa: E731
+        fn = lambda ctx: session.resume(ctx=ctx, all_entries=True)  # noqa: E731 - the user asked: now
         self.run(Op(self, fn, label="Renvoi des dépôts en attente").success(done).failure(self._failed))
 
     def hand_back(self, entry_id: str, folder: str | None = None) -> None:
@@ -763,11 +763,12 @@ class MainWindow(QMainWindow):
             return
         services = self.controller.services
         target = Path(folder)
+        actor = self.controller.session.identity if self.controller.session is not None else None
 
         def fn(_ctx: Any) -> Any:
             from ps_agent.services import write_documents
 
-            return services.hand_back(entry_id, lambda e: write_documents(e, target))
+            return services.hand_back(entry_id, lambda e: write_documents(e, target), actor=actor)
 
         def done(_entry: Any) -> None:
             self.say(f"Documents repris dans {target}.")

@@ -18,7 +18,7 @@ import pytest
 from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
-from ui.labels import IdentityStatus
+from ui.labels import NOT_QUALIFIED_REASON, IdentityStatus
 from ui.patient import PatientIdentity
 
 
@@ -183,3 +183,23 @@ def minimal_pdf(text: str = "Compte rendu de test") -> bytes:
 @pytest.fixture
 def pdf_bytes() -> bytes:
     return minimal_pdf()
+
+
+def open_qualified(qtbot: Any, w: Any, patient: Any, monkeypatch: Any, wait_idle: Any) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QInputDialog
+
+    """Open ``patient`` through the INSi stand-in (récupérée) then « Valider l'identité » (CNI)."""
+    w.open_form.fill(demo_identity(patient))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    assert w.patient.identity.status is IdentityStatus.RECUPEREE
+    assert w.identity_bar.chip.text() == "Identité récupérée"
+    assert w.dmp_banner.reason.text() == NOT_QUALIFIED_REASON
+    assert not w.deposit_page.send.isEnabled()
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Carte nationale d'identité", True))
+    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.patient is not None and w.patient.status is not None, timeout=15_000)
+    wait_idle(w)
+    assert w.identity_bar.chip.text() == "Identité qualifiée"
+    assert w.patient.handle.ref.ins_status == "QUAL"

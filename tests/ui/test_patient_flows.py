@@ -5,38 +5,18 @@ the viewer, the journal and the queue; and the event loop under 3 s of DMP laten
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtPdf import QPdfDocument
-from PySide6.QtWidgets import QInputDialog
 
 from sandbox import demo
 from ui import labels as L
 from ui.documents import DocumentTableModel
 from ui.emergency import EmergencyDialog
-from ui.labels import IdentityStatus
 from ui.patient import ManualEntrySource
 
-from .conftest import demo_identity
-
-
-def open_qualified(qtbot: Any, w: Any, patient: Any, monkeypatch: Any, wait_idle: Any) -> None:
-    """Open ``patient`` through the INSi stand-in (récupérée) then « Valider l'identité » (CNI)."""
-    w.open_form.fill(demo_identity(patient))
-    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
-        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
-    assert w.patient.identity.status is IdentityStatus.RECUPEREE
-    assert w.identity_bar.chip.text() == "Identité récupérée"
-    assert w.dmp_banner.reason.text() == L.NOT_QUALIFIED_REASON
-    assert not w.deposit_page.send.isEnabled()
-    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Carte nationale d'identité", True))
-    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: w.patient is not None and w.patient.status is not None, timeout=15_000)
-    wait_idle(w)
-    assert w.identity_bar.chip.text() == "Identité qualifiée"
-    assert w.patient.handle.ref.ins_status == "QUAL"
+from .conftest import demo_identity, open_qualified
 
 
 def test_a_typed_identity_stays_provisoire_and_dmp_actions_say_why(window_for, qtbot, wait_idle) -> None:
