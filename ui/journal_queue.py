@@ -34,7 +34,22 @@ ACTION_FR = {
     "dmp.update": "Modification d'un document",
     "dmp.patient_list": "Liste des patients",
     "dmp.authorisations": "Professionnels autorisés",
+    "dmp.mask": "Masquage d'un document",
+    "dmp.unmask": "Démasquage d'un document",
+    "dmp.make_visible": "Document rendu visible",
+    "dmp.archive": "Archivage d'un document",
+    "dmp.unarchive": "Désarchivage d'un document",
+    "dmp.delete": "Suppression d'un document",
+    "dmp.vaccination_status": "Lecture des vaccinations",
+    "identity.validate": "Validation de l'identité",
+    "segur.notice": "Information Ségur acceptée",
 }
+# What « Vérifier l'intégrité » proves (ps_agent.audit.journal: each record holds the SHA-256 of the previous
+# one, and an anchor keeps the last hash, so a removed, changed or truncated record is detected).
+JOURNAL_GUARANTEE = (
+    "chaînage SHA-256 (chaque entrée scelle la précédente) et ancre de la dernière entrée : "
+    "une entrée modifiée, supprimée ou retirée en fin de journal est détectée"
+)
 OUTCOME_FR = {"success": "réussi", "refused": "refusé", "error": "erreur", "pending": "en cours"}
 
 
@@ -137,13 +152,10 @@ class JournalPage(QWidget):
         self.table.resizeColumnsToContents()
 
     def show_verification(self, result: Any) -> None:
-        guarantee = "chaîne de hachage SHA-256 de bout en bout"
         if result.ok:
-            text = f"Journal intègre : {result.count} entrées vérifiées ({guarantee})."
+            text = f"{result.message_fr} Garantie : {JOURNAL_GUARANTEE}."
         else:
-            text = f"Journal altéré à l'entrée n° {result.first_bad_seq} : {result.message_fr}"
-        if result.message_fr and result.ok:
-            text += f" {result.message_fr}"
+            text = f"Journal altéré à partir de l'entrée n° {result.first_bad_seq} : {result.message_fr}"
         self.result.setText(text)
         self.result.setStyleSheet("color: #1e7b34;" if result.ok else "color: #a40000;")
 

@@ -81,9 +81,11 @@ class Header(QFrame):
         self.card.setAccessibleName("État de la carte")
         self.pin_btn = QPushButton("Saisir le code porteur…")
         self.pin_btn.setAccessibleName("Saisir le code porteur")
+        self.separators: list[QLabel] = []
         for i, w in enumerate((self.name, self.profession, self.structure, self.mode)):
             if i:
                 sep = QLabel("·")
+                self.separators.append(sep)
                 lay.addWidget(sep)
             lay.addWidget(w)
         lay.addStretch(1)
@@ -96,6 +98,8 @@ class Header(QFrame):
         self.profession.setText(profession)
         self.structure.setText(structure)
         self.mode.setText(mode)
+        for sep in self.separators:
+            sep.setVisible(bool(name))
         state = controller.state
         self.card.setText(
             "" if state in (CardState.READY, CardState.ESTABLISHMENT) else L.CARD_STATE_FR[state]

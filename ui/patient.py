@@ -196,6 +196,7 @@ class OpenPatientForm(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Ouvrir un patient")
+        self.setMaximumWidth(760)
         form = QFormLayout(self)
         self.ins = QLineEdit()
         self.ins.setValidator(QRegularExpressionValidator(QRegularExpression(r"^\d{0,15}$")))

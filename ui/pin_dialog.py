@@ -36,6 +36,7 @@ class PinDialog(QDialog):
         self.setWindowTitle(PIN_TITLE)
         self.setAccessibleName(PIN_TITLE)
         self.setModal(True)
+        self.setMinimumWidth(440)
         lay = QVBoxLayout(self)
         self.prompt = QLabel(PIN_PROMPT)
         self.prompt.setWordWrap(True)

@@ -163,7 +163,8 @@ def test_deposit_a_pdf_and_find_it_in_its_rubric_then_view_it(
     assert "Dépôt [dmp.deposit]" in actions and "Accord du patient [dmp.consent]" not in actions
     qtbot.mouseClick(w.journal_page.verify, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.journal_page.result.text() != "", timeout=10_000)
-    assert w.journal_page.result.text().startswith("Journal intègre")
+    assert w.journal_page.result.text().startswith("Journal d'audit intègre")
+    assert "Garantie : chaînage SHA-256" in w.journal_page.result.text()
     # the queue page shows the deposit registered
     w.tabs.setCurrentWidget(w.queue_page)
     qtbot.waitUntil(lambda: w.queue_page.model.rowCount() > 0, timeout=10_000)
