@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ps_agent.access.policy import AccessMode
+from ps_agent.context import Cancelled
 from ps_agent.errors import PsAgentError
 from ui import labels as L
 from ui.controller import AgentController, who_acts
@@ -297,7 +298,6 @@ class MainWindow(QMainWindow):
     def cancel_current(self) -> None:
         if self._current_op is not None:
             self._current_op.cancel()
-            self.say("Opération annulée.")
 
     def say(self, text: str, *, error: bool = False) -> None:
         self.status_line.setText(text)
@@ -509,8 +509,9 @@ class MainWindow(QMainWindow):
         def done(access: Any) -> None:
             if self.patient is p:
                 p.status = access.status
-                p.emergency_notice = access.notice_fr
-                self.say(access.notice_fr or L.BDG_NOTICE)
+                # the "will be informed" notice waits for the DMP's answer to the first read: an opposition
+                # is only known then, and its refusal must come first (URG-01)
+                p.emergency_notice = access.notice_fr or L.BDG_NOTICE
                 self._update_patient_ui()
                 self.list_documents()
 
@@ -537,7 +538,19 @@ class MainWindow(QMainWindow):
         self._update_patient_ui()
 
     def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):  # the user asked for it: not an error
+            self.say(exc.message_fr)
+            self._update_patient_ui()
+            return
         self.say(error_text(exc), error=True)
+        p = self.patient
+        if p is not None and p.in_emergency and p.handle.snapshot().emergency_opposed:
+            # the DMP refused the emergency access (patient's opposition): leave that mode, visibly
+            p.emergency_notice = ""
+            end = Op(
+                self, lambda ctx: p.handle.end_emergency_access(ctx=ctx), label="Fin de l'accès en urgence"
+            )
+            self.run(end.success(lambda _r: self._update_patient_ui()))
         self._update_patient_ui()
 
     def _update_patient_ui(self) -> None:
@@ -601,6 +614,9 @@ class MainWindow(QMainWindow):
             self.filters.set_types(entries)
             hidden = list(docs.hidden_explanations)
             self.hidden_note.setText(L.HIDDEN_TYPES_FOOTER + " : " + " ".join(hidden) if hidden else "")
+            if p.emergency_notice:
+                self.say(p.emergency_notice)
+                p.emergency_notice = ""
             self.doc_table.resizeColumnsToContents()
             for col in range(self.doc_model.columnCount()):
                 self.doc_table.setColumnWidth(col, min(self.doc_table.columnWidth(col), 320))

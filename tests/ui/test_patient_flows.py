@@ -88,6 +88,7 @@ def test_bris_de_glace_needs_a_reason_and_shows_the_red_banner(
     )
     assert w.emergency_banner.isVisible() and w.emergency_banner.text() == banner
     assert banner in w.windowTitle() and banner in w.tray.toolTip()
+    assert "seront informés de cet accès" in w.status_line.text()  # after the DMP answered
     for i in range(w.tabs.count()):  # the banner sits above every page of the patient
         w.tabs.setCurrentIndex(i)
         assert w.emergency_banner.isVisible()
@@ -201,6 +202,15 @@ def test_the_event_loop_never_stalls_with_a_dmp_answering_3_s_late(
     assert len(gaps) > 100
     assert max(gaps) <= L.MAX_STALL_MS, f"longest stall {max(gaps)} ms"
     assert w.doc_proxy.rowCount() > 0
+    # « Annuler » stops a 3-s search at once; the list shown stays as it was
+    shown = w.doc_model.rowCount()
+    w.list_documents()
+    qtbot.waitUntil(lambda: w.cancel_btn.isVisible(), timeout=2000)
+    clicked = time.monotonic()
+    qtbot.mouseClick(w.cancel_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.cancel_btn.isVisible(), timeout=2000)
+    assert time.monotonic() - clicked < 1.0
+    assert w.status_line.text() == "Opération annulée." and w.doc_model.rowCount() == shown
 
 
 @pytest.mark.parametrize("kind", ["none", "closed", "opposed"])
@@ -273,3 +283,29 @@ def test_document_actions_state_their_consequence_and_delete_is_irreversible(
     assert "Document à supprimer — test UI" not in [e.title for e in w.doc_model.entries]
     deletes = [r.event.outcome for r in w.controller.services.journal.records(action="dmp.delete")]
     assert deletes == ["success"]
+
+
+def test_emergency_opposition_gives_its_own_refusal_and_no_notice(
+    window_for, qtbot, monkeypatch, wait_idle, ui_sandbox
+) -> None:
+    p = demo.DEMO_BLOCKING
+    ui_sandbox.store.set_emergency(p.ins, bris_de_glace=False)
+    try:
+        w = window_for("pharmacist")  # not authorised on DEMO_BLOCKING
+        open_qualified(qtbot, w, p, monkeypatch, wait_idle)
+        messages: list[str] = []
+        w.message.connect(messages.append)
+        dialog = w.ask_emergency(centre_15=False)
+        dialog.cond1.setChecked(True)
+        dialog.cond2.setChecked(True)
+        dialog.reason.setPlainText("Patient inconscient admis aux urgences, antécédents inconnus")
+        qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+        wait_idle(w)
+        assert "Le patient s'est opposé à l'accès en urgence à son dossier." in w.status_line.text()
+        assert L.BDG_NOTICE not in w.status_line.text()
+        assert not w.emergency_banner.isVisible() and w.patient.access[0] == "normal"
+        assert [m for m in messages if L.BDG_NOTICE in m or "informés" in m] == []  # never before a refusal
+        assert w.ask_emergency(centre_15=False) is None  # refused at once: the notice is never shown
+        assert w.status_line.text() == L.BDG_OPPOSED
+    finally:
+        ui_sandbox.store.set_emergency(p.ins, bris_de_glace=True)
