@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -309,6 +310,23 @@ class FilterBar(QWidget):
         self.type.blockSignals(False)
 
 
+STYLESHEET = Path(__file__).with_name("data") / "cda-narrative.xsl"
+_transform: Any = None
+
+
+def render_structured(root: Any) -> str:
+    """HTML of a structured CDA's narrative through the shipped, read-only stylesheet (7.2); the XSLT may
+    read and write nothing (access control DENY_ALL)."""
+    global _transform
+    from lxml import etree
+
+    if _transform is None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        xslt = etree.parse(str(STYLESHEET), parser)
+        _transform = etree.XSLT(xslt, access_control=etree.XSLTAccessControl.DENY_ALL)
+    return str(_transform(root))
+
+
 def level1_content(cda_bytes: bytes) -> tuple[Any, bytes, str]:
     """(parsed CdaDocument, embedded bytes, media type) of a level-1 CDA; bytes empty when structured."""
     from cda.parser import parse
@@ -409,11 +427,9 @@ class DocumentViewer(QWidget):
             self.text.hide()
             self.pdf_view.show()
         else:
-            body = content.decode("utf-8", "replace") if content else ""
-            if not body:
-                from lxml import etree
-
-                body = etree.tostring(doc.root, encoding="unicode", pretty_print=True)
-            self.text.setPlainText(body)
+            if content:  # level 1, text
+                self.text.setPlainText(content.decode("utf-8", "replace"))
+            else:  # structured: the narrative through the stylesheet
+                self.text.setHtml(render_structured(doc.root))
             self.pdf_view.hide()
             self.text.show()

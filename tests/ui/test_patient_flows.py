@@ -309,3 +309,36 @@ def test_emergency_opposition_gives_its_own_refusal_and_no_notice(
         assert w.status_line.text() == L.BDG_OPPOSED
     finally:
         ui_sandbox.store.set_emergency(p.ins, bris_de_glace=True)
+
+
+def test_a_structured_document_is_rendered_by_the_shipped_stylesheet(
+    window_for, qtbot, monkeypatch, wait_idle
+):
+    from ui.documents import STYLESHEET
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_MINOR, monkeypatch, wait_idle)  # GP: authorised, a vaccination note
+    if w.minor_box is not None:
+        w.minor_box.reject()
+    qtbot.waitUntil(lambda: w.doc_model.rowCount() > 0, timeout=20_000)
+    row = next(
+        r for r in range(w.doc_proxy.rowCount()) if w.doc_proxy.index(r, 1).data() == "Note de vaccination"
+    )
+    with qtbot.waitSignal(w.document_shown, timeout=20_000):
+        w.doc_table.activated.emit(w.doc_proxy.index(row, 0))
+    assert w.viewer.text.isVisible() and not w.viewer.pdf_view.isVisible()
+    html = w.viewer.text.toHtml()
+    assert "REPEVAX" in w.viewer.text.toPlainText() and "<table" in html
+    assert STYLESHEET.is_file() and STYLESHEET.parent.name == "data"  # shipped inside the package
+
+
+def test_the_minor_confidential_document_warns_on_opening(window_for, qtbot, monkeypatch, wait_idle):
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_MINOR, monkeypatch, wait_idle)
+    qtbot.waitUntil(lambda: w.doc_model.rowCount() > 0, timeout=20_000)
+    title = "Consultation confidentielle (secret du mineur)"
+    row = next(r for r in range(w.doc_proxy.rowCount()) if w.doc_proxy.index(r, 1).data() == title)
+    assert w.doc_proxy.index(row, 3).data() == L.STATE_INVISIBLE_REPS  # the exact state label (6.2)
+    with qtbot.waitSignal(w.document_shown, timeout=20_000):
+        w.doc_table.activated.emit(w.doc_proxy.index(row, 0))
+    assert w.viewer.warning.isVisible() and w.viewer.warning.text() == L.VIEW_WARN_REPS  # 7.4
