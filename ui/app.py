@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     monitor = CardMonitor(poll_s=0.5)
     window = make_window(services, card_monitor=monitor)
     single.activate_requested.connect(window.tray.show_window)
-    window.tray.show()
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        window.tray.show()
+    else:  # no tray on this desktop: closing the window must end the program, never leave it invisible
+        app.setQuitOnLastWindowClosed(True)
+        args.hidden = False
     if not args.hidden:
         window.show()
     window.controller.start_card_watch()
