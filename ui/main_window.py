@@ -48,6 +48,7 @@ from ui.patient import (
     PatientIdentity,
 )
 from ui.pin_dialog import PinDialog
+from ui.vaccinations import VaccinationPage
 from ui.worker import Op, OpHandle, Worker
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,34 @@ APP_TITLE = "ps-agent — DMP"
 
 def error_text(exc: BaseException) -> str:
     """One place mapping errors to the French the user reads (Anki's ``show_exception``)."""
+    from cda.errors import CdaError
+
     if isinstance(exc, PsAgentError):
         code = f" [{exc.code}]" if exc.code else ""
         return f"{exc.message_fr}{code}"
+    if isinstance(exc, CdaError):
+        where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
+        return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+def author_for(identity: Any) -> Any:
+    """The CDA author of the acting professional (``ps_agent.dmp.metadata.author_input_of``). When the
+    card's specialty is not a JDV_J01 code (e.g. a pharmacist's « G15_21/SM » section), fall back to the
+    profession alone (« G15_21 ») rather than refuse the act: the work-around lives here, once."""
+    from dataclasses import replace as dc_replace
+
+    from cda.errors import CdaError
+    from ps_agent.dmp.metadata import author_input_of
+
+    author = author_input_of(identity)
+    try:
+        author.checked()
+    except CdaError:
+        fallback = dc_replace(author, specialty_code=f"G15_{identity.profession_code}")
+        fallback.checked()
+        return fallback
+    return author
 
 
 class Header(QFrame):
@@ -113,6 +138,7 @@ class MainWindow(QMainWindow):
     documents_listed = Signal(object)  # DocumentList
     document_shown = Signal(object)  # DocumentEntry
     deposit_done = Signal(object)  # DepositResult (or DepositDeferred)
+    vaccinations_listed = Signal(object)  # list of cda.vaccinations.Immunization
     message = Signal(str)  # any user message shown (status line)
 
     def __init__(
@@ -211,6 +237,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.patient_page, "Patient")
         self.deposit_page = DepositPage()
         self.tabs.addTab(self.deposit_page, "Dépôt")
+        self.vaccination_page = VaccinationPage()
+        self.tabs.addTab(self.vaccination_page, "Vaccinations")
         self.journal_page = JournalPage()
         self.tabs.addTab(self.journal_page, "Journal")
         self.queue_page = QueuePage()
@@ -258,6 +286,8 @@ class MainWindow(QMainWindow):
         self.filters.archived.toggled.connect(lambda _c: self.list_documents())
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
         self.deposit_page.send_requested.connect(self.deposit)
+        self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
+        self.vaccination_page.record_requested.connect(self.record_vaccination)
         self.journal_page.refresh_requested.connect(self.refresh_journal)
         self.journal_page.verify_requested.connect(self.verify_journal)
         self.queue_page.refresh_requested.connect(self.refresh_queue)
@@ -332,6 +362,7 @@ class MainWindow(QMainWindow):
         self.header.show_state(self.controller)
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
+        self.vaccination_page.vaccinator.setText(who_acts(session.identity))
         self.refresh_queue()
         if self.segur_notice:
             self.check_segur_notice(session)
@@ -701,11 +732,10 @@ class MainWindow(QMainWindow):
         def fn(ctx: Any) -> Any:
             from cda import build
             from cda.validate import check_deposit_ready, errors
-            from ps_agent.dmp.metadata import author_input_of
 
             data = build.level1(
                 type_code=type_code, content=pdf, title=title, patient=p.identity.traits(),
-                author=author_input_of(session.identity), media_type="application/pdf",
+                author=author_for(session.identity), media_type="application/pdf",
             )  # fmt: skip
             findings = check_deposit_ready(data)
             if errors(findings):
@@ -738,6 +768,45 @@ class MainWindow(QMainWindow):
             self.refresh_queue()
 
         self.run(Op(self, fn, label="Envoi au DMP").success(done).failure(failed))
+
+    # ------------------------------------------------------------------ vaccinations
+    def read_vaccinations(self) -> None:
+        p = self.patient
+        if p is None:
+            self.say("Ouvrez d'abord le dossier d'un patient.", error=True)
+            return
+
+        def done(items: Any) -> None:
+            if self.patient is p:
+                self.vaccination_page.show_immunizations(list(items))
+                self.vaccinations_listed.emit(items)
+
+        fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731
+        self.run(Op(self, fn, label="Lecture des vaccinations").success(done).failure(self._failed))
+
+    def record_vaccination(self, fields: dict[str, Any]) -> None:
+        p, session = self.patient, self.controller.session
+        page = self.vaccination_page
+        if p is None or session is None:
+            page.show_result("Ouvrez d'abord le dossier d'un patient.", ok=False)
+            return
+
+        def fn(ctx: Any) -> Any:
+            from cda.build import VaccinationInput
+
+            return p.handle.record_vaccination(
+                patient=p.identity.traits(), author=author_for(session.identity),
+                vaccination=VaccinationInput(**fields), ctx=ctx,
+            ).value  # fmt: skip
+
+        def done(_result: Any) -> None:
+            page.show_result(f"Vaccination enregistrée dans le DMP ({fields['vaccine_label']}).", ok=True)
+            self.read_vaccinations()
+
+        def failed(exc: BaseException) -> None:
+            page.show_result(error_text(exc), ok=False)
+
+        self.run(Op(self, fn, label="Enregistrement de la vaccination").success(done).failure(failed))
 
     # ------------------------------------------------------------------ journal and queue
     def _tab_changed(self, index: int) -> None:

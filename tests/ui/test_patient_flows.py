@@ -343,3 +343,30 @@ def test_the_minor_confidential_document_warns_on_opening(window_for, qtbot, mon
     with qtbot.waitSignal(w.document_shown, timeout=20_000):
         w.doc_table.activated.emit(w.doc_proxy.index(row, 0))
     assert w.viewer.warning.isVisible() and w.viewer.warning.text() == L.VIEW_WARN_REPS  # 7.4
+
+
+def test_a_pharmacist_records_a_vaccination_and_sees_it_in_the_table(
+    window_for, qtbot, monkeypatch, wait_idle
+) -> None:
+    w = window_for("pharmacist")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.vaccination_page
+    w.tabs.setCurrentWidget(page)
+    with qtbot.waitSignal(w.vaccinations_listed, timeout=30_000):
+        qtbot.mouseClick(page.refresh, Qt.MouseButton.LeftButton)
+    before = page.model.rowCount()
+    assert before > 0
+    assert page.vaccinator.text() == "PAUL PHARMACIEN (Pharmacien d'officine)"
+    qtbot.mouseClick(page.record, Qt.MouseButton.LeftButton)
+    assert page.result.text().startswith("À compléter : code CIS")
+    page.cis.setText("60234100")
+    page.label.setText("REPEVAX, suspension injectable")
+    page.atc.setText("J07CA01")
+    page.lot.setText("UI-TEST-42")
+    page.rank.setValue(4)
+    qtbot.mouseClick(page.record, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.record.isEnabled(), timeout=30_000)
+    assert page.result.text() == "Vaccination enregistrée dans le DMP (REPEVAX, suspension injectable)."
+    qtbot.waitUntil(lambda: page.model.rowCount() == before + 1, timeout=30_000)
+    row = next(r for r in page.model.rows if r[4] == "UI-TEST-42")
+    assert row[1] == "REPEVAX, suspension injectable" and row[3] == "4" and row[6] == "administré"
