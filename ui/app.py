@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("ps-agent")
     app.setApplicationDisplayName("ps-agent — DMP")
     app.setQuitOnLastWindowClosed(False)  # the tray agent lives on without a window
+    from PySide6.QtCore import QLocale
+
+    QLocale.setDefault(QLocale(QLocale.Language.French, QLocale.Country.France))  # dates, numbers, calendar
     from ui.single_instance import SingleInstance
 
     single = SingleInstance(args.instance)

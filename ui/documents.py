@@ -274,6 +274,7 @@ class FilterBar(QWidget):
             self.state.addItem(s, s)
         self.since = QDateEdit()
         self.since.setCalendarPopup(True)
+        self.since.setDisplayFormat("dd/MM/yyyy")
         self.since.setAccessibleName("Depuis le")
         self.since.setSpecialValueText("Depuis : —")
         self.since.setMinimumDate(QDate(1900, 1, 1))

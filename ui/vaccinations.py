@@ -71,6 +71,7 @@ class VaccinationPage(QWidget):
         self.lot = QLineEdit()
         self.date = QDateEdit(QDate.currentDate())
         self.date.setCalendarPopup(True)
+        self.date.setDisplayFormat("dd/MM/yyyy")
         self.date.setMaximumDate(QDate.currentDate())
         self.rank = QSpinBox()
         self.rank.setRange(0, 10)
