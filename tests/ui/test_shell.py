@@ -154,3 +154,16 @@ def test_segur_notice_at_first_use_then_not_again_within_180_days(
     w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
     qtbot.waitUntil(lambda: w.controller.services_worker.pending == 0, timeout=10_000)
     assert w.notice_dialog is dialog and not dialog.isVisible()  # no new notice for this user
+
+
+def test_tray_menu_follows_the_card_state(window_for: Any) -> None:
+    w = window_for(None)
+    w.controller._set_state(CardState.PIN_NEEDED)
+    w.tray.rebuild()
+    texts = [a.text() for a in w.tray.menu.actions() if a.text()]
+    assert texts[0] == "Carte insérée : saisissez votre code porteur."
+    assert "Saisir le code porteur…" in texts and texts[-1] == "Quitter"
+    w.controller._set_state(CardState.BLOCKED)
+    w.tray.rebuild()
+    texts = [a.text() for a in w.tray.menu.actions() if a.text()]
+    assert texts[0] == CARD_STATE_FR[CardState.BLOCKED] and "Saisir le code porteur…" not in texts
