@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import enum
 
+from ps_agent.access.policy import BRIS_DE_GLACE_MIN_REASON
+
 # ------------------------------------------------------------------ card and session (1.1, issue 11 §2)
 
 
@@ -138,8 +140,9 @@ BDG_REASON_LABEL = "Motif de l'accès en urgence (obligatoire)"
 BDG_NOTICE = "Le patient et son médecin traitant seront informés de cet accès."  # 4.2
 BDG_CONFIRM = "Accéder en urgence"
 BDG_OPPOSED = "Le patient s'est opposé à l'accès en urgence à son dossier."  # 4.4
-# [I] Minimum length of the emergency reason: a real sentence, not "x" (4.2 "min length" unquantified).
-EMERGENCY_REASON_MIN_CHARS = 10
+# Minimum length of the emergency reason: the core's rule URG-02 (one place: ps_agent.access.policy), so the
+# dialog never lets through a reason the policy then refuses.
+EMERGENCY_REASON_MIN_CHARS = BRIS_DE_GLACE_MIN_REASON
 
 
 def emergency_banner(mode: str, reason: str) -> str:
