@@ -228,19 +228,31 @@ def bench_find(count: int, rounds: int) -> float:
 def bench_vaccinations(
     agent: Agent, transport: BenchTransport, patient: PatientRef, p: object, count: int, admin_url: str
 ) -> int:
-    """Figure 4: ``count`` vaccination notes deposited (no latency), then the sandbox made to answer
-    every request 100 ms late (its fault injection, ``latency_ms``), as a remote DMP: the documents
+    """Figure 4: vaccination notes deposited until the patient has ``count`` (no latency), then the
+    sandbox made to answer every request 100 ms late (its fault injection, ``latency_ms``), as a
+    remote DMP: the documents
     read by ``DmpClient.retrieve_many`` vs one ``retrieve`` per document on 4 threads (the path of
     ``Agent.vaccination_status`` before retrieve_many), then ``Agent.vaccination_status`` itself."""
+    from cda.classify import classify_type
+    from cda.errors import CdaError
     from ps_agent.dmp.model import PatientId
 
-    uids: set[str] = set()
-    for i in range(0, count, 20):
-        notes = [docs.vaccination(p, "gp") for _ in range(min(20, count - i))]
-        uids.update(agent.deposit_batch(patient, notes).document_uids)
+    def is_vaccination(e: Any) -> bool:
+        try:
+            return classify_type(e.type_code.code, format_code=e.format_code.code).in_vaccination_book
+        except CdaError:
+            return False
+
+    def vaccination_docs() -> list[Any]:  # what the vaccination status reads (the patient has some)
+        return [e for e in agent.client.find_documents(pid) if is_vaccination(e)]
+
     pid = PatientId(patient.ins, patient.oid)
-    entries = [e for e in agent.client.find_documents(pid) if e.unique_id in uids]
-    assert len(entries) == count
+    missing = count - len(vaccination_docs())
+    for i in range(0, missing, 20):
+        notes = [docs.vaccination(p, "gp") for _ in range(min(20, missing - i))]
+        agent.deposit_batch(patient, notes)
+    entries = vaccination_docs()
+    assert len(entries) == count, len(entries)
     http = agent.client._http  # the agent's own TLS connection (client certificate of the card)
     r = http.put(admin_url, json={"latency_ms": 100, "latency_rate": 1})
     assert r.status_code == 200, r.text
