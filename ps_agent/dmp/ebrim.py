@@ -556,7 +556,7 @@ def parse_document_entries(rol: etree._Element) -> list[DocumentEntry]:
     """The ``rim:ExtrinsicObject`` children of a ``rim:RegistryObjectList`` → ``DocumentEntry`` list.
 
     A TD3.1 answer holds up to thousands of entries of ≈ 95 elements each, so this is ONE C-level
-    filtered walk over the whole list (``rol.iter(tags)``, document order; ValueList's siblings and
+    filtered walk over the whole list (``rol.iter(tags)``, document order; ValueLists and
     other unneeded elements are skipped in C) driving a state machine in plain locals, instead of
     per-entry or per-element lookups (each lxml iterator, XPath or XSLT call costs more than it saves:
     benchmarks/bench_agent.py, docs/agent.md). Ownership is checked, not inferred from the order: every
