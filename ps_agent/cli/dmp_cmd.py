@@ -78,7 +78,12 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True) -> None:
     )
     if patient:
         pg = p.add_argument_group("patient")
-        pg.add_argument("--ins", required=True, help="matricule INS du patient (15 caractères)")
+        pg.add_argument("--ins", help="matricule INS du patient (15 caractères)")
+        pg.add_argument(
+            "--identite",
+            type=int,
+            help="identité locale qualifiée (ps-agent patient …) au lieu de --ins --oid",
+        )
         pg.add_argument(
             "--oid", default="1.2.250.1.213.1.4.8", help="OID de l'INS (défaut : NIR de production)"
         )
@@ -282,6 +287,8 @@ def _agent(args: argparse.Namespace) -> Iterator[Any]:
         )
     home = Path(args.home) if args.home else data_dir()
     config = AgentConfig(env, home)
+    if hasattr(args, "identite"):
+        _patient(args)  # a missing patient or a non-qualified local identity: refused before the PIN
     session = _session(args, env.ca_file)
     try:
         with Agent(session, config) as agent:
@@ -299,7 +306,24 @@ def _agent(args: argparse.Namespace) -> Iterator[Any]:
 def _patient(args: argparse.Namespace) -> Any:
     from ps_agent.access.policy import PatientRef
 
+    if args.identite is not None:
+        if args.ins:
+            raise ConfigurationError(
+                "--identite remplace --ins et --oid : n'indiquez que l'un des deux.", code="USAGE"
+            )
+        from ps_agent.identity.records import IdentityRecords
+
+        with IdentityRecords.open(Path(args.home) if args.home else _data_dir()) as records:
+            return records.qualified_ref(args.identite)  # ID-05: refuses a non-qualified identity
+    if not args.ins:
+        raise ConfigurationError("Indiquez le patient : --identite ID ou --ins (et --oid).", code="USAGE")
     return PatientRef(args.ins.strip(), args.oid.strip(), args.ins_status)
+
+
+def _data_dir() -> Path:
+    from ps_agent.config import data_dir
+
+    return data_dir()
 
 
 def _emergency(agent: Any, args: argparse.Namespace, patient: Any) -> None:
