@@ -13,7 +13,7 @@ measured side by side in the same run).
    bytes (same hardened parser settings).                                                      goal ≤ 1.5×
 4. vaccination status of a patient with 200 vaccination documents, the sandbox answering 100 ms late:
    round trips and seconds of ``DmpClient.retrieve_many`` vs one retrieval per document (4 threads, as
-   ``Agent.vaccination_status`` did), and of ``Agent.vaccination_status`` itself.       goal ≤ 3 round trips
+   the vaccination status did), and of the Session's ``vaccination_status`` itself.   goal ≤ 3 round trips
 
 The sandbox runs in its own process (``python -m sandbox serve``), as a real DMP is remote: in the same
 process its threads would share the agent's GIL and CPU time. ``--in-process`` runs it in-process instead.
@@ -233,7 +233,7 @@ def bench_vaccinations(
     sandbox made to answer every request 100 ms late (its fault injection, ``latency_ms``), as a
     remote DMP: the documents
     read by ``DmpClient.retrieve_many`` vs one ``retrieve`` per document on 4 threads (the path of
-    ``Agent.vaccination_status`` before retrieve_many), then ``Agent.vaccination_status`` itself."""
+    the vaccination status before retrieve_many), then ``session.patient(ref).vaccination_status()``."""
     from cda.classify import classify_type
     from cda.errors import CdaError
     from ps_agent.dmp.model import PatientId
@@ -273,7 +273,7 @@ def bench_vaccinations(
 
         transport.counts.clear()
         t0 = time.perf_counter()
-        items = agent.vaccination_status(patient)
+        items = agent.session.patient(patient).vaccination_status().value
         t_agent, trips = time.perf_counter() - t0, dict(transport.counts)
     finally:
         http.put(admin_url, json={})
@@ -283,7 +283,7 @@ def bench_vaccinations(
         f"4. vaccination status, {count} vaccination documents, sandbox answering 100 ms late:\n"
         f"   DmpClient.retrieve_many: {n_many} round trips, {t_many:.2f} s / one retrieve per document "
         f"(4 threads): {n_one} round trips, {t_one:.2f} s\n"
-        f"   Agent.vaccination_status: {total} round trips ({detail}), {t_agent:.2f} s, "
+        f"   session vaccination_status: {total} round trips ({detail}), {t_agent:.2f} s, "
         f"{len(items)} distinct vaccinations   (goal ≤ 3 round trips)"
     )
     return total
