@@ -135,7 +135,7 @@ class AuthSession(DirectSessionBase):
                 holder = cps.read_holder()
             except ApduError as exc:  # real card: our emulator's file layout [E] is not on it
                 raise UnsupportedCardLayout(f"{exc.what}: {exc.sw:04X}") from exc
-            _check_situation(situation_index, holder.situation_count)  # before the PIN is presented
+            check_situation(situation_index, holder.situation_count)  # before the PIN is presented
             auth_cert = cps.read_certificate(KeyUse.AUTHENTICATION)
             sign_cert = cps.read_certificate(KeyUse.SIGNATURE)
             for cert, use in ((auth_cert, KeyUse.AUTHENTICATION), (sign_cert, KeyUse.SIGNATURE)):
@@ -150,7 +150,7 @@ class AuthSession(DirectSessionBase):
             situations = cps.read_situations(holder.situation_count)
             if not situations:
                 raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
-            _check_situation(situation_index, len(situations))
+            check_situation(situation_index, len(situations))
             if SHARE_AFTER_LOGIN:
                 conn.share()
         except BaseException:
@@ -287,7 +287,7 @@ def situation_index(number: int) -> int:
     return number - 1
 
 
-def _check_situation(index: int, count: int) -> None:
+def check_situation(index: int, count: int) -> None:
     """Refuse a 0-based ``index`` outside the ``count`` situations of the card (message counts from 1)."""
     if count < 1:
         raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
@@ -298,6 +298,9 @@ def _check_situation(index: int, count: int) -> None:
             f"choisissez un numéro entre 1 et {count}.",
             code="bad_situation",
         )
+
+
+_check_situation = check_situation  # former private name
 
 
 def identity_from_card(holder: CardHolder, situation: CardSituation) -> ProfessionalIdentity:

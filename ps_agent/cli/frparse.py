@@ -1,0 +1,90 @@
+"""argparse in French: its own texts (usage, errors, help headers) translated, typos answered with a
+suggestion.
+
+argparse looks its texts up through the module-level ``gettext`` alias ``argparse._`` (and
+``argparse.ngettext``) at the moment it formats them. ``french_argparse()`` swaps those two for the
+French table below for the duration of a ``with`` block (the CLI wraps its whole run in it), so the
+rest of the process keeps the standard behaviour. ``FrenchArgumentParser`` adds what a table cannot:
+French choice errors with a "did you mean" suggestion and a French help header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+# argparse's own messages (Python 3.11-3.13 spellings) -> French. Missing entries stay in English.
+FRENCH: dict[str, str] = {
+    "usage: ": "utilisation : ",
+    "positional arguments": "arguments",
+    "options": "options",
+    "optional arguments": "options",
+    "show this help message and exit": "afficher cette aide et quitter",
+    "%(prog)s: error: %(message)s\n": "%(prog)s : erreur : %(message)s\n",
+    "the following arguments are required: %s": "arguments obligatoires manquants : %s",
+    "unrecognized arguments: %s": "arguments non reconnus : %s",
+    "argument %(argument_name)s: %(message)s": "argument %(argument_name)s : %(message)s",
+    "expected one argument": "une valeur est attendue",
+    "expected at most one argument": "au plus une valeur est attendue",
+    "expected at least one argument": "au moins une valeur est attendue",
+    "not allowed with argument %s": "incompatible avec l'argument %s",
+    "one of the arguments %s is required": "l'un des arguments %s est obligatoire",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "option ambiguë : %(option)s peut désigner %(matches)s"
+    ),
+    "invalid %(type)s value: %(value)r": "valeur invalide (%(type)s) : %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "choix invalide : %(value)r (choix : %(choices)s)",
+    "ignored explicit argument %r": "valeur inattendue %r",
+    "unexpected option string: %s": "option inattendue : %s",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "commande inconnue %(parser_name)r (choix : %(choices)s)"
+    ),
+    "cannot have multiple subparser arguments": "une seule commande à la fois",
+    "expected %s argument": "%s valeur attendue",
+    "expected %s arguments": "%s valeurs attendues",
+}
+
+
+def french(text: str) -> str:
+    return FRENCH.get(text, text)
+
+
+def french_plural(singular: str, plural: str, n: int) -> str:
+    return french(singular if n == 1 else plural)
+
+
+@contextlib.contextmanager
+def french_argparse() -> Iterator[None]:
+    """argparse speaks French inside the block (see the module docstring)."""
+    module: Any = argparse
+    saved: tuple[Callable[[str], str], Callable[[str, str, int], str]] = (module._, module.ngettext)
+    module._, module.ngettext = french, french_plural
+    try:
+        yield
+    finally:
+        module._, module.ngettext = saved
+
+
+class FrenchArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose choice errors are French and suggest the closest valid choice.
+
+    Sub-parsers inherit the class (``add_subparsers`` uses the parser's own class)."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+        hint = f" Vouliez-vous dire « {close[0]} » ?" if close else ""
+        raise argparse.ArgumentError(
+            action, f"choix invalide : « {value} » (choix possibles : {', '.join(names)}).{hint}"
+        )
+
+    def error(self, message: str) -> NoReturn:
+        with french_argparse():
+            self.print_usage()
+            self.exit(2, french("%(prog)s: error: %(message)s\n") % {"prog": self.prog, "message": message})
