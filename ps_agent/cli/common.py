@@ -106,7 +106,7 @@ def ask_yes_no(question: str) -> bool:
         print(f"{question} (oui/non) ", end="", file=sys.stderr, flush=True)
         try:
             answer = input().strip().casefold()
-        except EOFError:
+        except (EOFError, OSError):  # no terminal, end of input: no answer is "non"
             print("", file=sys.stderr)
             return False
         if answer in YES:

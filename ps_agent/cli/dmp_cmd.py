@@ -407,9 +407,11 @@ def _prepare(args: argparse.Namespace, *, patient: bool = True) -> _Prepared:
             code="NO_CA",
         )
     if args.etablissement is None and (args.utilisateur or args.signature_etablissement):
-        raise UsageError("--utilisateur et --signature-etablissement vont avec --etablissement.")
+        raise ConfigurationError(
+            "--utilisateur et --signature-etablissement vont avec --etablissement.", code="USAGE"
+        )
     if args.etablissement is not None and not args.utilisateur:
-        raise UsageError(
+        raise ConfigurationError(
             "En mode établissement, indiquez l'utilisateur local avec --utilisateur.", code="NO_USER"
         )
     reason = args.bris_de_glace
@@ -445,7 +447,7 @@ def _session(args: argparse.Namespace, prepared: _Prepared) -> Credentials:
     author = identity_from_json(args.auteur, option="--auteur") if args.auteur else None
     for path in (args.etablissement, args.signature_etablissement):
         if path is not None and not path.is_file():
-            raise UsageError(f"Fichier PKCS#12 introuvable : {path}.", code="NO_P12")
+            raise ConfigurationError(f"Fichier PKCS#12 introuvable : {path}.", code="NO_P12")
     return EstablishmentSession.from_pkcs12(
         args.etablissement,
         args.signature_etablissement or args.etablissement,

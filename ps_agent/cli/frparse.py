@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -86,5 +87,5 @@ class FrenchArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         with french_argparse():
-            self.print_usage()
+            self.print_usage(sys.stderr)
             self.exit(2, french("%(prog)s: error: %(message)s\n") % {"prog": self.prog, "message": message})
