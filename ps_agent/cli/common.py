@@ -80,7 +80,7 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, DmpRefusal) and code:
         return f"Erreur : refusé par le DMP : {labelled(code, message)}"
     if isinstance(exc, AccessDenied) and code:
-        return f"Erreur : refusé (règle {labelled(code, message)})"
+        return f"Erreur : refusé (règle {code}) — {message}"
     if code and code not in message:
         return f"Erreur : {message} [code {code}]"
     return f"Erreur : {message}"
