@@ -205,7 +205,7 @@ def extract(doc: CdaDocument) -> list[Immunization]:
 
 def merge(*records: list[Immunization]) -> list[Immunization]:
     """De-duplicate across documents on (date, CIS or ATC, lot), keeping the first seen; sorted by date."""
-    seen: dict[tuple[str, str, str], Immunization] = {}
+    seen: dict[tuple[str, ...], Immunization] = {}
     for group in records:
         for record in group:
             seen.setdefault(record.dedup_key, record)

@@ -255,14 +255,6 @@ def _name_affixes(root: etree._Element) -> Iterable[tuple[str, str]]:
                     )
 
 
-def _local_path(el: etree._Element) -> str:
-    parts = []
-    while el is not None and el.getparent() is not None:
-        parts.append(etree.QName(el).localname)
-        el = el.getparent()
-    return "/".join(reversed(parts))
-
-
 def _custodian(root: etree._Element) -> bool:
     ids = xp(root, "custodian/assignedCustodian/representedCustodianOrganization/id/@root")
     return len(ids) >= 1 and ids[0] in (vs.ROOT_STRUCTURE, vs.ROOT_PATIENT_HOST)
@@ -435,14 +427,14 @@ _ALL_ADDR = etree.XPath("//h:addr[@use]", namespaces=_NS)
 _ALL_TELECOM = etree.XPath("//h:telecom", namespaces=_NS)
 
 
-def _addr_use(root: etree._Element) -> Iterable[str]:
+def _addr_use(root: etree._Element) -> Iterable[tuple[str, str]]:
     for addr in _ALL_ADDR(root):
         bad = [u for u in (addr.get("use") or "").split() if u not in ADDR_USES]
         if bad:
             yield f"usage « {' '.join(bad)} » (H, HP, HV, WP ou TMP attendu)", _local_path(addr) + "/@use"
 
 
-def _telecom(root: etree._Element) -> Iterable[str]:
+def _telecom(root: etree._Element) -> Iterable[tuple[str, str]]:
     for tel in _ALL_TELECOM(root):
         value = tel.get("value")
         if value is None and tel.get("nullFlavor") in ("NI", "NASK", "UNK", "ASKU", "NAV", "MSK"):

@@ -94,7 +94,7 @@ def _ii(value: str, field: str) -> InstanceId:
 
 
 def _write(out: str | None, data: bytes) -> None:
-    if out in (None, "-"):
+    if out is None or out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return

@@ -44,12 +44,14 @@ from ps_agent.cli.common import (
 from ps_agent.errors import ConfigurationError, PsAgentError
 
 if TYPE_CHECKING:
-    from cda.build import AuthorInput
+    from cda.build import AuthorInput, PatientInput
     from cda.model import CdaDocument
     from cda.vaccinations import Immunization
     from ps_agent.access.policy import PatientRef
     from ps_agent.agent import Agent
-    from ps_agent.auth.model import Credentials, ProfessionalIdentity
+    from ps_agent.auth.establishment import EstablishmentSession
+    from ps_agent.auth.model import ProfessionalIdentity
+    from ps_agent.auth.session import AuthSession
     from ps_agent.config import Environment
     from ps_agent.dmp.model import DocumentEntry
 
@@ -387,7 +389,7 @@ class _Prepared:
     env: Environment
     home: Path
     patient: PatientRef | None
-    credentials: Any = field(default=None)
+    credentials: AuthSession | EstablishmentSession | None = field(default=None)
 
 
 def _prepare(args: argparse.Namespace, *, patient: bool = True) -> _Prepared:
@@ -427,7 +429,7 @@ def _prepare(args: argparse.Namespace, *, patient: bool = True) -> _Prepared:
     return _Prepared(env, home, ref)
 
 
-def _session(args: argparse.Namespace, prepared: _Prepared) -> Credentials:
+def _session(args: argparse.Namespace, prepared: _Prepared) -> AuthSession | EstablishmentSession:
     """The card session, or the establishment session when ``--etablissement`` is given."""
     ca_file = prepared.env.ca_file
     if args.etablissement is None:
@@ -557,7 +559,7 @@ def _level1_content(doc: CdaDocument) -> tuple[bytes, str]:
     return content, text.get("mediaType") or doc.media_type
 
 
-def _patient_input_of(doc: CdaDocument) -> Any:
+def _patient_input_of(doc: CdaDocument) -> PatientInput:
     """The ``cda.build.PatientInput`` of a parsed document's patient (INS and traits)."""
     from cda.build import PatientInput
     from cda.model import parse_ts
@@ -572,7 +574,7 @@ def _patient_input_of(doc: CdaDocument) -> Any:
         birth_family_name=p.birth_family_name,
         given_names=p.given_names,
         first_given_name=p.first_given_name,
-        birth_date=birth.isoformat()[:10] if birth else "",
+        birth_date=birth.isoformat()[:10] if not isinstance(birth, str) else "",
         sex=p.sex,
         birth_place_code=p.birth_place_code,
         used_family_name=p.used_family_name,
@@ -589,6 +591,7 @@ def _author_input(args: argparse.Namespace, prepared: _Prepared) -> AuthorInput:
         identity = identity_from_json(args.auteur, option="--auteur")
     else:
         creds = prepared.credentials
+        assert creds is not None  # called inside _agent(): the session is open
         identity = getattr(creds, "author", None) or creds.identity
     author: AuthorInput = author_input_of(identity)
     return author
