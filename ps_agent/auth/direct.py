@@ -4,6 +4,9 @@
 A subclass sets ``_identity``, ``_sign``, ``_auth`` (signers), ``_state`` (a lock), ``_transports``,
 ``_callbacks``, ``closed_reason``, ``_last_use``, ``idle_timeout_s``; it implements ``_close(reason)``
 (release its back-end, then call the callbacks) and ``_tls_chain(ca_file)`` (the intermediates sent in TLS).
+
+Time for the idle rule comes from ``clock`` (seconds, monotonic): ``time.monotonic`` unless the session
+was given another one (tests move a fake clock instead of sleeping).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class DirectSessionBase:
     closed_reason: str | None
     _last_use: float
     idle_timeout_s: float
+    clock: Callable[[], float] = time.monotonic  # injectable (tests); a builtin: not bound as a method
 
     # ------------------------------------------------------------------------------ Credentials
     @property
@@ -97,7 +101,7 @@ class DirectSessionBase:
 
     # ------------------------------------------------------------------------------ lifecycle
     def ensure_active(self) -> None:
-        if self.closed_reason is None and time.monotonic() - self._last_use > self.idle_timeout_s:
+        if self.closed_reason is None and self.clock() - self._last_use > self.idle_timeout_s:
             self._close("idle")
         if self.closed_reason is not None:
             raise SessionClosed(self.closed_reason)
@@ -105,7 +109,7 @@ class DirectSessionBase:
     def touch(self) -> None:
         """Count as activity (resets the idle timer)."""
         self.ensure_active()
-        self._last_use = time.monotonic()
+        self._last_use = self.clock()
 
     def on_closed(self, callback: Callable[[str], None]) -> None:
         """``callback(reason)`` once when the session closes (at once if it already has)."""

@@ -84,7 +84,10 @@ class AuthSession(DirectSessionBase):
         sign_cert: x509.Certificate,
         chain: list[x509.Certificate],
         idle_timeout_s: float,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if clock is not None:
+            self.clock = clock
         self._conn = connection
         self._cps = cps
         self.holder = holder
@@ -96,7 +99,7 @@ class AuthSession(DirectSessionBase):
         self.reader = connection.reader
         self.closed_reason: str | None = None
         self.closed_at: float | None = None
-        self._last_use = time.monotonic()
+        self._last_use = self.clock()
         self._state = threading.Lock()
         self._op = threading.Lock()
         self._callbacks: list[Callable[[str], None]] = []
@@ -117,6 +120,7 @@ class AuthSession(DirectSessionBase):
         confirm_final_try: bool = False,
         ca_file: str | Path | None = None,
         exclusive: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> AuthSession:
         """Open a session with the card in ``reader`` (None: the first reader holding a CPx card).
 
@@ -124,6 +128,7 @@ class AuthSession(DirectSessionBase):
         and provides the chain sent in TLS. Raises ``PinFormatError`` before touching the card,
         ``CertificateError`` for an expired card before presenting the PIN, ``WrongPin`` (with
         ``tries_left``), ``PinFinalTryError``, ``PinBlocked``, and the ``CardError`` family.
+        ``clock`` (monotonic seconds, default ``time.monotonic``) times the idle rule.
         """
         check_pin_format(pin)
         if idle_timeout_s <= 0:
@@ -160,7 +165,9 @@ class AuthSession(DirectSessionBase):
         identity = identity_from_card(holder, situation)
         # the card DN (same subject on both certificates): VIHF Issuer in DIRECTE mode
         identity.extra["subject_dn"] = sign_cert.subject.rfc4514_string()
-        session = cls(conn, cps, holder, situations, identity, auth_cert, sign_cert, chain, idle_timeout_s)
+        session = cls(
+            conn, cps, holder, situations, identity, auth_cert, sign_cert, chain, idle_timeout_s, clock
+        )
         session._watcher.start()
         log.info("card session opened for %s (%s)", identity.id_nat, conn.reader)
         return session
@@ -184,7 +191,7 @@ class AuthSession(DirectSessionBase):
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
-            self.closed_at = time.monotonic()
+            self.closed_at = self.clock()
             callbacks, self._callbacks = self._callbacks, []
             transports, self._transports = self._transports, []
         self._stop.set()
@@ -219,7 +226,7 @@ class AuthSession(DirectSessionBase):
             except PinRequired as exc:  # security state lost (card reset by another program)
                 self._close("closed")
                 raise SessionClosed("closed") from exc
-            self._last_use = time.monotonic()
+            self._last_use = self.clock()
             return result
 
     def _watch(self) -> None:
@@ -237,7 +244,7 @@ class AuthSession(DirectSessionBase):
                 return
             known = states[0][1] & ~scard.SCARD_STATE_CHANGED
             while not self._stop.is_set():
-                if time.monotonic() - self._last_use > self.idle_timeout_s:
+                if self.clock() - self._last_use > self.idle_timeout_s:
                     self._close("idle")
                     return
                 hr, states = scard.SCardGetStatusChange(
