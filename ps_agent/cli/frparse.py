@@ -14,7 +14,7 @@ import argparse
 import contextlib
 import difflib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 # argparse's own messages (Python 3.11-3.13 spellings) -> French. Missing entries stay in English.
@@ -84,6 +84,30 @@ class FrenchArgumentParser(argparse.ArgumentParser):
         raise argparse.ArgumentError(
             action, f"choix invalide : « {value} » (choix possibles : {', '.join(names)}).{hint}"
         )
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """A command's unknown options are refused by the command itself, with the closest option."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self._subcommand:
+            french_names = [a.option_strings[0] for a in self._actions if a.option_strings]
+            hints = []
+            for extra in extras:
+                name = extra.split("=", 1)[0]
+                if not name.startswith("-"):
+                    continue
+                close = difflib.get_close_matches(name, french_names, n=1, cutoff=0.6) or (
+                    difflib.get_close_matches(name, list(self._option_string_actions), n=1, cutoff=0.6)
+                )
+                if close:
+                    hints.append(f" « {name} » : vouliez-vous dire « {close[0]} » ?")
+            self.error(french("unrecognized arguments: %s") % " ".join(extras) + "." + "".join(hints))
+        return parsed, extras
+
+    @property
+    def _subcommand(self) -> bool:
+        return " " in self.prog  # "ps-agent dmp search": a command, not the program
 
     def error(self, message: str) -> NoReturn:
         with french_argparse():

@@ -102,3 +102,27 @@ def test_error_lines_put_the_raw_code_beside_the_french_label() -> None:
     assert (
         error_text(ConsentRequired(decision)) == "Erreur : refusé (règle ACC-02) — Accord du patient requis."
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (
+            ["dmp", "search", "--ins", "279037505612309", "--rubrik", "x"],
+            "vouliez-vous dire « --rubrique » ?",
+        ),
+        (["dmp", "serch", "--ins", "279037505612309"], "Vouliez-vous dire « search » ?"),
+        (["card", "status", "--lecter", "x"], "vouliez-vous dire « --lecteur » ?"),
+        (["dmp", "search"], "arguments obligatoires manquants : --ins"),
+        (["dmp", "status", "--ins", "1", "--situation", "deux"], "valeur invalide (int) : 'deux'"),
+    ],
+)
+def test_typos_get_a_french_usage_error_with_a_suggestion(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert needle in err and "utilisation :" in err and " : erreur : " in err
+    assert "usage:" not in err and "error:" not in err
