@@ -230,7 +230,9 @@ def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    card = subparsers.add_parser("card", help="carte CPS : lecteurs, état, connexion, déblocage")
+    card = subparsers.add_parser(
+        "card", aliases=["carte"], help="carte CPS : lecteurs, état, connexion, déblocage"
+    )
     sub = card.add_subparsers(dest="card_command", metavar="SOUS-COMMANDE")
     card.set_defaults(func=lambda args: (card.print_help(), 2)[1])
 
@@ -239,12 +241,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_no_traceback(cmd_readers))
 
     p = sub.add_parser("status", aliases=["etat"], help="données publiques de la carte (sans code porteur)")
-    p.add_argument("--lecteur", "--reader", dest="reader", help=READER_HELP)
+    p.add_argument("--lecteur", "--reader", dest="reader", metavar="LECTEUR", help=READER_HELP)
     p.add_argument("--json", action="store_true", help="sortie JSON")
     p.set_defaults(func=_no_traceback(cmd_status))
 
     p = sub.add_parser("login", help="saisir le code porteur et afficher l'identité lue sur la carte")
-    p.add_argument("--lecteur", "--reader", dest="reader", help=READER_HELP)
+    p.add_argument("--lecteur", "--reader", dest="reader", metavar="LECTEUR", help=READER_HELP)
     p.add_argument(
         "--situation",
         type=situation_number,
@@ -255,6 +257,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--autorites",
         "--ca-file",
         dest="ca_file",
+        metavar="FICHIER_PEM",
         help="autorités IGC-Santé (PEM) pour vérifier les certificats de la carte",
     )
     p.add_argument(
@@ -267,6 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--libelle-carte",
         "--token-label",
         dest="token_label",
+        metavar="LIBELLÉ",
         help="libellé de la carte dans le module PKCS#11",
     )
     p.add_argument(
@@ -284,7 +288,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         aliases=["unblock"],
         help="débloquer le code porteur avec le code de déblocage (8 chiffres) et choisir un nouveau code",
     )
-    p.add_argument("--lecteur", "--reader", dest="reader", help=READER_HELP)
+    p.add_argument("--lecteur", "--reader", dest="reader", metavar="LECTEUR", help=READER_HELP)
     p.add_argument("--force", action="store_true", help="changer le code même s'il n'est pas bloqué")
     p.set_defaults(func=_no_traceback(cmd_unblock))
 

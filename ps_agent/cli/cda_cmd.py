@@ -374,7 +374,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="auteur.json",
         help="auteur (défaut : le porteur de la carte CPS, code porteur demandé)",
     )
-    p.add_argument("--titre", "--title", dest="title", required=True, help="titre du document")
+    p.add_argument(
+        "--titre", "--title", dest="title", metavar="TITRE", required=True, help="titre du document"
+    )
     p.add_argument(
         "--type-media",
         "--media-type",
@@ -391,10 +393,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="taille maximale du contenu (Mo)",
     )
     p.add_argument(
-        "-o", "--sortie", "--output", dest="output", help="fichier XML produit (défaut : sortie standard)"
+        "-o",
+        "--sortie",
+        "--output",
+        dest="output",
+        metavar="FICHIER",
+        help="fichier XML produit (défaut : sortie standard)",
     )
     p.add_argument(
-        "--lecteur", "--reader", dest="reader", help="lecteur de la carte (auteur lu sur la carte)"
+        "--lecteur",
+        "--reader",
+        dest="reader",
+        metavar="LECTEUR",
+        help="lecteur de la carte (auteur lu sur la carte)",
     )
     p.add_argument("--situation", type=int, default=1, help="situation d'exercice de la carte, à partir de 1")
     _replacement_options(p)
@@ -405,7 +416,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--patient", metavar="patient.json")
     p.add_argument("--auteur", "--author", dest="author", metavar="auteur.json")
     p.add_argument(
-        "-o", "--sortie", "--output", dest="output", help="fichier XML produit (défaut : sortie standard)"
+        "-o",
+        "--sortie",
+        "--output",
+        dest="output",
+        metavar="FICHIER",
+        help="fichier XML produit (défaut : sortie standard)",
     )
     _replacement_options(p)
     p.set_defaults(func=_no_traceback(cmd_vaccination))

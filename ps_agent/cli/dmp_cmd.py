@@ -189,7 +189,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("consent", aliases=["accord"], help="enregistrer l'accord du patient (TD0.3)")
     _add_common(p, emergency=False)
-    p.add_argument("--medecin-traitant", action="store_true", help="se déclarer médecin traitant DMP")
+    p.add_argument(
+        "--medecin-traitant",
+        "--treating-doctor",
+        dest="medecin_traitant",
+        action="store_true",
+        help="se déclarer médecin traitant DMP",
+    )
     p.add_argument(
         "--oui", "--yes", dest="oui", action="store_true", help="confirme que le patient a donné son accord"
     )
@@ -231,6 +237,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--titre",
         "--title",
         dest="titre",
+        metavar="TITRE",
         help="titre de la nouvelle version (avec --remplace ; défaut : celui du document remplacé)",
     )
     p.set_defaults(func=_deposit)
@@ -241,6 +248,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--rubrique",
         "--rubric",
         dest="rubrique",
+        metavar="RUBRIQUE",
         help="rubrique DMP, par ex. « Comptes rendus » (sans tenir compte des accents ni des majuscules)",
     )
     p.add_argument(
@@ -260,6 +268,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--sortie",
         "--output",
         dest="output",
+        metavar="FICHIER",
         type=Path,
         help="fichier de sortie (défaut : sortie standard)",
     )
