@@ -45,7 +45,7 @@ from ps_agent.errors import ConfigurationError, PsAgentError
 
 if TYPE_CHECKING:
     from cda.build import AuthorInput, PatientInput
-    from cda.model import CdaDocument
+    from cda.model import CdaDocument, InstanceId
     from cda.vaccinations import Immunization
     from ps_agent.access.policy import PatientRef
     from ps_agent.agent import Agent
@@ -646,6 +646,13 @@ def _replacement_document(
     )
 
 
+def _unique_id(ii: InstanceId | None) -> str:
+    """The XDS uniqueId of a CDA id ("root" or "root^extension"), "" for none."""
+    if ii is None:
+        return ""
+    return f"{ii.root}^{ii.extension}" if ii.extension else ii.root
+
+
 def _entry_json(e: DocumentEntry) -> dict[str, Any]:
     from ps_agent.agent import rubric_of
 
@@ -755,7 +762,9 @@ def _deposit(args: argparse.Namespace) -> int:
     import cda
 
     for uid, data in zip(result.document_uids, docs, strict=False):
-        c = classify_type(cda.parse(data).type_code)
+        parsed = cda.parse(data)
+        c = classify_type(parsed.type_code)
+        replaced = parsed.replaced_document_id
         rows.append(
             {
                 "unique_id": uid,
@@ -764,7 +773,7 @@ def _deposit(args: argparse.Namespace) -> int:
                 "rubric": c.dmp_rubric,
                 "mes_rubric": c.mes_rubric,
                 "mes_rubric_label": c.mes_rubric_label,
-                "replaces": args.remplace or "",
+                "replaces": args.remplace or _unique_id(replaced),
             }
         )
     lines = [f"{len(rows)} document(s) déposé(s) dans le DMP."]
