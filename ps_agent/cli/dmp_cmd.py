@@ -706,9 +706,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _consent(args: argparse.Namespace) -> int:
-    if not args.oui:
+    if not args.oui and not ask_yes_no(
+        f"Le patient (INS {args.ins.strip()}) a-t-il donné son accord pour l'accès à son DMP ?"
+    ):
         raise ConfigurationError(
-            "Confirmez que le patient a donné son accord pour l'accès à son DMP (option --oui).",
+            "Confirmez que le patient a donné son accord pour l'accès à son DMP (réponse « oui » ou "
+            "option --oui) : rien n'a été enregistré.",
             code="NO_CONSENT",
         )
     prepared = _prepare(args)

@@ -197,3 +197,17 @@ def test_expired_card_status_exits_1_with_a_warning(gp_cli: GpCli, virtual_card)
     assert run.code == 1 and "a expiré le" in run.out
     run = gp_cli("dmp", "status", *gp_cli.connection, *_adult())
     assert run.code == 1 and "expiré" in run.err and gp_cli.pin_asked == 0
+
+
+def test_consent_is_asked_before_the_pin(gp_cli: GpCli):
+    from sandbox.demo import DEMO_MINOR
+
+    patient = ["--ins", DEMO_MINOR.ins]
+    run = gp_cli("dmp", "accord", *gp_cli.connection, *patient, answers=["non"])
+    assert run.code == 1 and "rien n'a été enregistré" in run.err and gp_cli.pin_asked == 0
+    assert "a-t-il donné son accord" in run.err
+    run = gp_cli("dmp", "consent", *gp_cli.connection, *patient, answers=["oui"])
+    assert run.code == 0, run.err
+    assert "Accord du patient enregistré" in run.out and gp_cli.pin_asked == 1
+    status = gp_cli("dmp", "status", *gp_cli.connection, *patient)
+    assert "VALIDE — autorisation valide" in status.out
