@@ -22,25 +22,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# pcscd with the vpcd driver (Debian's vsmartcard-vpcd registers it in /etc/reader.conf.d).
-# A pcscd started before the driver was installed (e.g. by the package's own start-up) has no vpcd
-# reader. In CI (CI=true: a fresh machine of our own) it is restarted. On a workstation it belongs to
-# someone else (a real reader may be in use): it is never stopped; the run stops here with a hint,
-# because the card tests would fail anyway (PS_AGENT_REQUIRE_PCSC=1) and a run without them proves less.
-if pgrep -x pcscd >/dev/null 2>&1 && ! ss -ltn 2>/dev/null | grep -q ':35963 '; then
-  if [ "${CI:-}" = "true" ]; then
-    pkill -x pcscd || true
-    for _ in $(seq 30); do pgrep -x pcscd >/dev/null 2>&1 || break; sleep 0.1; done
-  else
-    cat >&2 <<'HINT'
-test.sh : un pcscd tourne sans le lecteur virtuel vpcd ; il n'est pas arrêté (il n'a pas été lancé par ce script).
-  Redémarrez-le vous-même après l'installation de vsmartcard-vpcd (« sudo systemctl restart pcscd »), puis relancez.
-test.sh: a pcscd without the vpcd virtual reader is running; it is not stopped (this script did not start it).
-  Restart it yourself once vsmartcard-vpcd is installed ("sudo systemctl restart pcscd"), then run again.
-HINT
-    exit 1
-  fi
-fi
+# pcscd with the vpcd driver (Debian's vsmartcard-vpcd registers it in /etc/reader.conf.d). A pcscd
+# without the vpcd reader is restarted only in CI; elsewhere the run stops with a hint (pcscd-vpcd.sh).
+# shellcheck source=installer/pcscd-vpcd.sh
+source installer/pcscd-vpcd.sh
+settle_foreign_pcscd || exit 1
 if ! pgrep -x pcscd >/dev/null 2>&1; then
   pcscd -f > "$tmp/pcscd.log" 2>&1 &
   pcscd_pid=$!
