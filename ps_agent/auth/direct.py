@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Self
 
 import httpx
 from cryptography import x509
@@ -40,14 +40,20 @@ class KeySigner:
     def chain(self) -> list[x509.Certificate]:
         return list(self._chain)
 
+    def sign(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def sign_digest_info(self, digest_info: bytes) -> bytes:
+        raise NotImplementedError
+
     def __repr__(self) -> str:  # never shows key material
         return f"{type(self).__name__}({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
 class DirectSessionBase:
     _identity: ProfessionalIdentity
-    _sign: Any
-    _auth: Any
+    _sign: KeySigner
+    _auth: KeySigner
     _state: threading.Lock | threading.RLock
     _transports: list[httpx.BaseTransport]
     _callbacks: list[Callable[[str], None]]
@@ -65,12 +71,12 @@ class DirectSessionBase:
     def mode(self) -> AuthMode:
         return AuthMode.DIRECTE
 
-    def vihf_signer(self) -> Any:
+    def vihf_signer(self) -> KeySigner:
         """The signature key (non-repudiation): VIHF and XAdES. Using it counts as activity."""
         self.touch()
         return self._sign
 
-    def auth_signer(self) -> Any:
+    def auth_signer(self) -> KeySigner:
         """The authentication key (TLS client authentication)."""
         self.touch()
         return self._auth

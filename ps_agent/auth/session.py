@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -50,6 +50,9 @@ DEFAULT_IDLE_TIMEOUT_S = 30 * 60.0
 # PC/SC transaction) so the Cryptolib / SESAM-Vitale software can still use the card (auth.md §2.3).
 SHARE_AFTER_LOGIN = True
 WATCH_PERIOD_S = 0.2  # reader polling period of the watch thread (removal seen well within 1 s)
+
+if TYPE_CHECKING:
+    from ps_agent.auth.pkcs11 import Pkcs11Session
 
 T = TypeVar("T")
 
@@ -173,7 +176,7 @@ class AuthSession(DirectSessionBase):
         return session
 
     @staticmethod
-    def open_pkcs11(pin: str, **kwargs: Any) -> Any:
+    def open_pkcs11(pin: str, **kwargs: Any) -> Pkcs11Session:
         """The same session over a PKCS#11 module (ANS Cryptolib CPS): returns a
         ``ps_agent.auth.pkcs11.Pkcs11Session`` (same ``Credentials`` and lifecycle API). Keyword
         arguments: ``module``, ``token_label``, ``situation_index``, ``idle_timeout_s``,

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cda.errors import CdaError
 from ps_agent.cli.common import (
@@ -28,8 +29,12 @@ from ps_agent.cli.common import (
     print_out,
     read_pin,
     read_secret,
+    shows_help,
 )
 from ps_agent.errors import AuthError, PsAgentError
+
+if TYPE_CHECKING:
+    from ps_agent.auth.pkcs11 import Pkcs11Session
 
 PUK_ENV = "PS_AGENT_TEST_PUK"  # tests only
 NEW_PIN_ENV = "PS_AGENT_TEST_NEW_PIN"  # tests only
@@ -137,6 +142,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     from ps_agent.auth.session import AuthSession, situation_index
 
     index = situation_index(args.situation)  # the user counts from 1, the API from 0
+    session: AuthSession | Pkcs11Session
     if args.pkcs11 is not None:
         pin = read_pin()
         session = AuthSession.open_pkcs11(
@@ -229,12 +235,12 @@ def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     card = subparsers.add_parser(
         "card", aliases=["carte"], help="carte CPS : lecteurs, état, connexion, déblocage"
     )
     sub = card.add_subparsers(dest="card_command", metavar="SOUS-COMMANDE")
-    card.set_defaults(func=lambda args: (card.print_help(), 2)[1])
+    card.set_defaults(func=shows_help(card))
 
     p = sub.add_parser("readers", aliases=["lecteurs"], help="lister les lecteurs et les cartes présentes")
     p.add_argument("--json", action="store_true", help="sortie JSON")

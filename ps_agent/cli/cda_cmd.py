@@ -34,6 +34,7 @@ from ps_agent.cli.common import (
     confirm_final_try,
     labelled,
     read_pin,
+    shows_help,
     type_code_or_usage,
     vaccination_line,
 )
@@ -344,10 +345,10 @@ def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("cda", help="documents CDA : construire, valider, classer, vaccinations")
     sub = parser.add_subparsers(dest="cda_command", metavar="ACTION")
-    parser.set_defaults(func=lambda _args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=shows_help(parser))
 
     p = sub.add_parser(
         "build", aliases=["construire"], help="construire un document CDA de niveau 1 (PDF ou texte)"

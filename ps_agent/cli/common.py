@@ -9,12 +9,14 @@ tests only.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import getpass
 import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -270,6 +272,16 @@ def vaccination_line(r: Immunization) -> str:
         f"{when} : {vaccine} — contre : {diseases} ; lot {r.lot_number or 'non indiqué'} ; {dose} ; "
         f"vaccinateur : {who}{status}"
     )
+
+
+def shows_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The action of a command group called without a sub-command: its help, exit code 2."""
+
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    return show
 
 
 def exit_code_of(exc: BaseException) -> int:

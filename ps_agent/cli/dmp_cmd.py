@@ -39,6 +39,7 @@ from ps_agent.cli.common import (
     print_out,
     read_pin,
     rubric_or_usage,
+    shows_help,
     write_private,
 )
 from ps_agent.errors import ConfigurationError, PsAgentError
@@ -176,10 +177,10 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
     p.set_defaults(bris_de_glace=None, centre_15=None)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dmp = subparsers.add_parser("dmp", help="opérations sur le DMP (carte CPS dans le lecteur)")
     sub = dmp.add_subparsers(dest="dmp_command", metavar="OPÉRATION")
-    dmp.set_defaults(func=lambda args: (dmp.print_help(), 2)[1])
+    dmp.set_defaults(func=shows_help(dmp))
 
     p = sub.add_parser(
         "status", aliases=["etat"], help="existence du DMP, autorisation, médecin traitant (TD0.2)"
