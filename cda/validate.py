@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -75,11 +76,12 @@ def _to_xpath(display: str) -> str:
 _xp_cache: dict[str, etree.XPath] = {}
 
 
-def xp(root: etree._Element, display: str) -> list:
+def xp(root: etree._Element, display: str) -> list[Any]:
     compiled = _xp_cache.get(display)
     if compiled is None:
         compiled = _xp_cache[display] = etree.XPath(_to_xpath(display), namespaces=_NS, smart_strings=False)
-    return compiled(root)
+    found: list[Any] = compiled(root)
+    return found
 
 
 def _count(display: str, op: str, n: int) -> Check:
@@ -260,7 +262,7 @@ def _custodian(root: etree._Element) -> bool:
     return len(ids) >= 1 and ids[0] in (vs.ROOT_STRUCTURE, vs.ROOT_PATIENT_HOST)
 
 
-def _first_event(root: etree._Element):
+def _first_event(root: etree._Element) -> etree._Element | None:
     events = xp(root, "documentationOf/serviceEvent")
     return events[0] if events else None
 
@@ -338,7 +340,7 @@ _VAC_ENTRY = (
 )
 
 
-def _vac_entries(root: etree._Element) -> list:
+def _vac_entries(root: etree._Element) -> list[Any]:
     return xp(root, _VAC_ENTRY)
 
 
@@ -369,7 +371,7 @@ def _vac_time(root: etree._Element) -> bool:
     )
 
 
-def _material(e: etree._Element):
+def _material(e: etree._Element) -> etree._Element | None:
     return e.find(f"{_H}consumable/{_H}manufacturedProduct/{_H}manufacturedMaterial")
 
 
@@ -451,7 +453,14 @@ def _local_path(el: etree._Element) -> str:
     return "/".join(reversed(names[:-1])) or "ClinicalDocument"
 
 
-def _r(rid: str, severity: str, xpath: str, message: str, check: Check, applies=None) -> Rule:
+def _r(
+    rid: str,
+    severity: str,
+    xpath: str,
+    message: str,
+    check: Check,
+    applies: Callable[[etree._Element], bool] | None = None,
+) -> Rule:
     return Rule(rid, severity, xpath, message, check, applies)
 
 
