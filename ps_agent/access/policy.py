@@ -28,6 +28,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from cda import ins as cda_ins
 from ps_agent.access.errors import error_for
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 
@@ -68,12 +69,7 @@ FORBIDDEN_PURPOSES = frozenset(
 NOT_PS_AUTHORED_PREFIXES = ("DOCPAT", "EXPPAT", "REMB", "ATTEST-RESID")
 """DEP-02 [I]: type codes a professional never authors (patient documents, reimbursement data)."""
 
-INS_OIDS = {
-    "1.2.250.1.213.1.4.8": "INS-NIR",
-    "1.2.250.1.213.1.4.9": "INS-NIA",
-    "1.2.250.1.213.1.4.10": "INS-NIR de test",
-    "1.2.250.1.213.1.4.11": "INS-NIR de démonstration",
-}
+INS_OIDS = cda_ins.INS_OIDS  # the one table of INS OIDs (cda.ins)
 INS_STATUSES = ("PROV", "RECUP", "VALI", "QUAL")
 
 # --- messages (French, shown to the professional) ---------------------------------------------------
