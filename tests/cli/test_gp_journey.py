@@ -211,3 +211,21 @@ def test_consent_is_asked_before_the_pin(gp_cli: GpCli):
     assert "Accord du patient enregistré" in run.out and gp_cli.pin_asked == 1
     status = gp_cli("dmp", "status", *gp_cli.connection, *patient)
     assert "VALIDE — autorisation valide" in status.out
+
+
+def test_card_login_confirms_the_final_try_and_cda_build_checks_inputs_before_the_card(
+    gp_cli: GpCli, virtual_card, tmp_path
+):
+    virtual_card.card.pin_tries = 1
+    run = gp_cli("card", "login", "--lecteur", gp_cli.reader)  # no answer: "non"
+    assert run.code == 1 and "Confirmer ? (oui/non)" in run.err and gp_cli.pin_asked == 0
+    run = gp_cli("card", "login", "--lecteur", gp_cli.reader, "--confirmer-dernier-essai")
+    assert run.code == 0 and "Authentifié" in run.out and "Confirmer ?" not in run.err
+    patient = tmp_path / "patient.json"
+    patient.write_text('{"ins": "279037505612308"}', encoding="utf-8")  # wrong key, traits missing
+    pdf = tmp_path / "cr.pdf"
+    pdf.write_bytes(tiny_pdf("cr"))
+    pins = gp_cli.pin_asked
+    run = gp_cli("cda", "build", "--type", "lettre d'adressage", "--contenu", str(pdf), "--patient",
+                 str(patient), "--titre", "Lettre", "--lecteur", gp_cli.reader)  # fmt: skip
+    assert run.code == 1 and "(patient." in run.err and gp_cli.pin_asked == pins
