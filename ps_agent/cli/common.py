@@ -156,11 +156,15 @@ def card_preflight(reader: str | None) -> tuple[CardHolder, PinStatus, str]:
     from ps_agent.auth.errors import PinBlocked
     from ps_agent.auth.session import _connect
     from ps_agent.card.cps import CpsSession
+    from ps_agent.card.errors import ApduError, UnsupportedCardLayout
 
     conn: PcscConnection = _connect(reader, exclusive=False)
     try:
         cps = CpsSession(conn)
-        holder = cps.read_holder()
+        try:
+            holder = cps.read_holder()
+        except ApduError as exc:  # a real card: the emulator's file layout [E] is not on it
+            raise UnsupportedCardLayout(f"{exc.what}: {exc.sw:04X}") from exc
         status = cps.pin_status()
     finally:
         conn.close()
