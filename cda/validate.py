@@ -447,9 +447,10 @@ def _telecom(root: etree._Element) -> Iterable[tuple[str, str]]:
 
 def _local_path(el: etree._Element) -> str:
     names = []
-    while el is not None and isinstance(el.tag, str):
-        names.append(etree.QName(el).localname)
-        el = el.getparent()
+    node: etree._Element | None = el
+    while node is not None and isinstance(node.tag, str):
+        names.append(etree.QName(node).localname)
+        node = node.getparent()
     return "/".join(reversed(names[:-1])) or "ClinicalDocument"
 
 
