@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("Interrompu.", file=sys.stderr)
             return 130
+        except Exception as exc:  # never a traceback for the user (details at DEBUG level)
+            logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+            internal = PsAgentError(
+                f"Erreur interne ({type(exc).__name__}) : l'opération n'a pas abouti.", code="internal"
+            )
+            print(error_text(internal), file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -126,3 +126,13 @@ def test_typos_get_a_french_usage_error_with_a_suggestion(
     assert exc.value.code == 2
     assert needle in err and "utilisation :" in err and " : erreur : " in err
     assert "usage:" not in err and "error:" not in err
+
+
+def test_an_unexpected_failure_anywhere_is_a_french_sentence(monkeypatch, capsys) -> None:
+    def broken(*_a: object, **_k: object) -> object:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("ps_agent.cli.dmp_cmd._prepare", broken)
+    assert main(["dmp", "status", "--ins", "279037505612309"]) == 1
+    err = capsys.readouterr().err
+    assert err == "Erreur : Erreur interne (RuntimeError) : l'opération n'a pas abouti. [code internal]\n"
