@@ -7,7 +7,8 @@
 # fail anyway (PS_AGENT_REQUIRE_PCSC=1) and a green run without them would prove less than it says.
 
 pcscd_without_vpcd() {
-  pgrep -x pcscd >/dev/null 2>&1 && ! ss -ltn 2>/dev/null | grep -q ':35963 '
+  # grep reads all of ss's output (grep -q could stop early: SIGPIPE under pipefail)
+  pgrep -x pcscd >/dev/null 2>&1 && ! ss -ltn 2>/dev/null | grep ':35963 ' >/dev/null
 }
 
 # Returns 0 when no foreign pcscd is in the way (none, one with vpcd, or one restarted in CI), 1 otherwise.

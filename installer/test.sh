@@ -31,7 +31,7 @@ if ! pgrep -x pcscd >/dev/null 2>&1; then
   pcscd -f > "$tmp/pcscd.log" 2>&1 &
   pcscd_pid=$!
   for _ in $(seq 50); do
-    if ss -ltn 2>/dev/null | grep -q ':35963 '; then break; fi
+    if ss -ltn 2>/dev/null | grep ':35963 ' >/dev/null; then break; fi
     sleep 0.1
   done
 fi
