@@ -1,5 +1,6 @@
-"""Audit journal figures: appends/s with synchronous=FULL (each append committed and fsynced), verify time
-for 100k records, export throughput, policy decisions/s.
+"""Audit journal figures: appends/s with synchronous=FULL (each append committed and fsynced, anchor
+fsync'd), the same with a software signer making a checkpoint every ``CHECKPOINT_EVERY`` records, verify
+time for 100k records (with and without signed checkpoints), export throughput, policy decisions/s.
 
     .venv/bin/python benchmarks/bench_audit.py [--records 100000] [--appends 2000] [--dir DIR]
 
@@ -21,9 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
 from ps_agent.access import AccessPolicy, Action, DmpState, PatientRef
 from ps_agent.audit.journal import (
     _COLUMNS,
+    CHECKPOINT_EVERY,
     GENESIS_HASH,
     AuditEvent,
     AuditJournal,
@@ -32,6 +39,7 @@ from ps_agent.audit.journal import (
     sanitize_event,
 )
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity
+from ps_agent.auth.software import SoftwareSigner
 
 
 def event(n: int) -> AuditEvent:
@@ -61,9 +69,47 @@ def bench_appends(directory: Path, count: int) -> None:
     print(f"append (WAL, synchronous=FULL): {count / elapsed:,.0f} appends/s ({each_ms:.2f} ms each)")
 
 
-def fill(path: Path, count: int) -> None:
-    with AuditJournal(path):
-        pass  # schema
+def software_signer() -> SoftwareSigner:
+    """An RSA-2048 key and a self-signed certificate (what a CPS card's signature key is)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "BENCH SIGNATAIRE")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return SoftwareSigner(key, cert)
+
+
+def bench_signed_appends(directory: Path, count: int, signer: SoftwareSigner) -> None:
+    with AuditJournal(directory / "signed.sqlite3") as j:
+        j.set_checkpoint_signer(signer, "bench")
+        j.append(event(0))
+        start = time.perf_counter()
+        for n in range(count):
+            j.append(event(n))
+        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        for n in range(50):
+            j.append(event(n))
+            j.checkpoint()
+        one = (time.perf_counter() - start) / 50
+    print(
+        f"append with a checkpoint every {CHECKPOINT_EVERY} records (software RSA-2048 signer): "
+        f"{count / elapsed:,.0f} appends/s ({elapsed / count * 1000:.2f} ms each); "
+        f"append + checkpoint: {one * 1000:.2f} ms"
+    )
+
+
+def fill(path: Path, count: int) -> str:
+    with AuditJournal(path) as j:
+        journal_id = j.journal_id  # schema
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("DROP TRIGGER audit_no_update")  # nothing is updated; keeps the schema as created
@@ -88,10 +134,12 @@ def fill(path: Path, count: int) -> None:
     )
     conn.commit()
     conn.close()
-    path.with_name(path.name + ".anchor").write_text(json.dumps({"seq": count, "hash": prev}))
+    anchor = {"seq": count, "hash": prev, "journal": journal_id}
+    path.with_name(path.name + ".anchor").write_text(json.dumps(anchor))
+    return prev
 
 
-def bench_verify(directory: Path, count: int) -> None:
+def bench_verify(directory: Path, count: int, signer: SoftwareSigner) -> None:
     path = directory / "big.sqlite3"
     fill(path, count)
     with AuditJournal(path) as j:
@@ -111,6 +159,12 @@ def bench_verify(directory: Path, count: int) -> None:
         recs = j.records(patient_ins="279035121500789")
         print(f"filter by patient over {count:,} records: {(time.perf_counter() - start) * 1000:.1f} ms "
               f"({len(recs)} hits)")  # fmt: skip
+        j.set_checkpoint_signer(signer, "bench")  # one checkpoint of the head
+        start = time.perf_counter()
+        result = j.verify()
+        elapsed = time.perf_counter() - start
+        assert result.ok and result.guarantee == "signed", result.message_fr
+        print(f"verify {count:,} records + signed checkpoint: {elapsed:.2f} s")
 
 
 def bench_policy(count: int = 20000) -> None:
@@ -137,8 +191,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp)
+        signer = software_signer()
         bench_appends(directory, args.appends)
-        bench_verify(directory, args.records)
+        bench_signed_appends(directory, args.appends, signer)
+        bench_verify(directory, args.records, signer)
     bench_policy()
 
 

@@ -1,5 +1,7 @@
 """Sandbox throughput: deposits/s of 50 KB documents with 1 and 4 concurrent clients, FindDocuments
-latency on a patient with 2,000 documents, and the cost of one VIHF verification.
+latency on a patient with 2,000 documents, and the cost of one VIHF verification. Under load and abuse:
+10,000 sequential TLS connections (a real request each; the server's file descriptors and memory every
+1,000) and 20 concurrent 19 MiB requests (the server's peak memory; 503 beyond the byte budget).
 
 The sandbox runs in its own process (``python -m sandbox serve``), as it does for the agent, so the
 clients' work does not share its GIL. Requests are prepared before timing (CDA, XAdES, VIHF, MTOM);
@@ -31,6 +33,7 @@ from sandbox.dmp import build  # noqa: E402
 from sandbox.pki import generate_all, load_or_create  # noqa: E402
 from sandbox.profiles import PROFILES  # noqa: E402
 from tests.fixtures.sandbox import ACTIONS, VihfSpec, Wire, envelope, mtom_request  # noqa: E402
+from tests.sandbox.server import bodies, rawhttp  # noqa: E402
 
 PATIENT = demo.DEMO_ADULT
 
@@ -130,11 +133,86 @@ def bench_vihf(pki, rounds: int = 300) -> float:
     return statistics.median(times) * 1000
 
 
+def bench_connections(wire: Wire, pid: int, port: int, n: int) -> None:
+    """``n`` sequential TLS connections, one TD0.2 each; file descriptors and RSS of the server process."""
+    ctx = rawhttp.client_context(wire.pki)
+    body = build.existence_query(PATIENT.ins, PATIENT.oid)
+    spec = VihfSpec(patient_ins=PATIENT.ins, patient_oid=PATIENT.oid)
+    fds0, rss0 = rawhttp.fd_count(pid), rawhttp.status_kib("VmRSS", pid)
+    print(f"{n} sequential connections (TD0.2 each): start {fds0} fds, RSS {rss0 / 1024:.0f} MiB")
+    t0 = time.perf_counter()
+    failures = 0
+    for i in range(1, n + 1):
+        try:
+            reply = rawhttp.exchange(ctx, port, rawhttp.soap_request(wire, "TD0.2", body, spec))
+            failures += reply.status != 200
+        except OSError:
+            failures += 1
+        if i % (n // 10 or 1) == 0:
+            rss = rawhttp.status_kib("VmRSS", pid) / 1024
+            rate = i / (time.perf_counter() - t0)
+            print(
+                f"  after {i:>6}: {rawhttp.fd_count(pid)} fds, RSS {rss:.0f} MiB, {failures} failures,"
+                f" {rate:.0f}/s"
+            )
+
+
+def bench_big_requests(wire: Wire, pid: int, port: int, n: int, size: int = 19 * 1024 * 1024) -> None:
+    """``n`` concurrent requests of ``size`` bytes (ITI-41 MTOM, one attachment): the server's peak memory."""
+    ctx = rawhttp.client_context(wire.pki)
+    service, action = ACTIONS["TD2.1"]
+    document = bytes(size - 64 * 1024)
+    marker = b"\x00document\x00"
+    prepared = []
+    for _ in range(n):
+        env = envelope(
+            action,
+            bodies.provide_and_register({"Document01": "cid:doc1@bench"}),
+            wire.vihf(VihfSpec()),
+            to=wire.sandbox.url(service),
+        )
+        content, ctype = mtom_request(env, {"doc1@bench": (marker, "text/xml")}, action)
+        before, _, after = content.partition(marker)
+        length = len(content) - len(marker) + len(document)
+        head = rawhttp.http_request(
+            "POST", "/si-dmp-server/v2/services/repository", b"", {"Content-Type": ctype}
+        )
+        prepared.append((head.replace(b"Content-Length: 0", b"Content-Length: %d" % length) + before, after))
+    hwm0, rss0 = rawhttp.status_kib("VmHWM", pid), rawhttp.status_kib("VmRSS", pid)
+    statuses: list[int | str] = []
+
+    def send(parts: tuple[bytes, bytes]) -> None:
+        try:
+            with rawhttp.connect(ctx, port, timeout=120) as sock:
+                sock.sendall(parts[0])
+                sock.sendall(document)
+                sock.sendall(parts[1])
+                statuses.append(rawhttp.read_reply(sock).status)
+        except OSError as exc:
+            statuses.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=send, args=(p,)) for p in prepared]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts = {str(s): statuses.count(s) for s in set(statuses)}
+    print(
+        f"{n} concurrent requests of {size / 2**20:.0f} MiB in {time.perf_counter() - t0:.1f} s: {counts}; "
+        f"server peak memory {rawhttp.status_kib('VmHWM', pid) / 1024:.0f} MiB (before {hwm0 / 1024:.0f}), "
+        f"RSS {rss0 / 1024:.0f} -> {rawhttp.status_kib('VmRSS', pid) / 1024:.0f} MiB"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--deposits", type=int, default=400, help="deposits per phase")
     ap.add_argument("--size", type=int, default=50_000, help="document size in bytes")
     ap.add_argument("--find-docs", type=int, default=2000, help="documents of the patient for FindDocuments")
+    ap.add_argument("--connections", type=int, default=10_000, help="sequential connections (0: skip)")
+    ap.add_argument("--big", type=int, default=20, help="concurrent 19 MiB requests (0: skip)")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the deposit and FindDocuments figures")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         tmp_path = Path(tmp)
@@ -158,6 +236,14 @@ def main() -> int:
                 )
                 store.set_authorisation(PATIENT.ins, PROFILES["gp"].id_nat)
             wire = Wire(_Url(base), pki)
+            port = int(base.split(":")[2].split("/")[0])
+            if args.big:
+                bench_big_requests(wire, proc.pid, port, args.big)
+            if args.connections:
+                bench_connections(wire, proc.pid, port, args.connections)
+            if args.no_throughput:
+                wire.close()
+                return 0
             total = 0
             for clients in (1, 4):
                 reqs = prepare_deposits(wire, args.deposits, args.size)

@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(
+  # XML-DSig reference implementation for the XAdES digest tests (xmlsec1) and libxml2 document C14N (xmllint)
+  xmlsec1 libxml2-utils
   # PC/SC stack: pyscard builds from source against libpcsclite; pcscd + the vpcd virtual reader
   gcc swig libpcsclite-dev pcscd vsmartcard-vpcd pcsc-tools
   # PKCS#11: SoftHSM2 stands in for the ANS Cryptolib; opensc gives pkcs11-tool; stunnel+libp11 is the TLS fallback

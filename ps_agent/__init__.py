@@ -2,8 +2,13 @@
 
 Public API (what the UI, the local API, the hot folder and the CLI use)::
 
-    from ps_agent import Agent, AgentConfig, PatientRef, Visibility
-    with Agent(credentials, AgentConfig.default("sandbox", ca_file=...)) as agent:
+    from ps_agent import AgentConfig, Context, PatientRef, Services
+    with Services(AgentConfig.default("sandbox", ca_file=...)) as services:   # journal, queue, policy
+        session = services.open_session(credentials)      # or services.open_card_session(reader, pin)
+        patient = session.patient(PatientRef(ins, oid))   # DMP status + access mode of one patient
+        patient.dmp_status(ctx=Context()).value           # Result: value + exchange facts
+
+    with Agent(credentials, config) as agent:             # the thin facade: services + one session
         agent.dmp_status(PatientRef(ins, oid))
 
 Imports are lazy so that ``import ps_agent`` stays cheap (the CLI starts fast).
@@ -40,12 +45,27 @@ if TYPE_CHECKING:  # what the lazy ``__getattr__`` below returns, visible to typ
 
 _EXPORTS = {
     "Agent": "ps_agent.agent",
-    "DocumentList": "ps_agent.agent",
-    "EmergencyAccess": "ps_agent.agent",
-    "InvalidRequest": "ps_agent.agent",
+    "Services": "ps_agent.services",
+    "Session": "ps_agent.session",
+    "PatientHandle": "ps_agent.session",
+    "Result": "ps_agent.session",
+    "DocumentList": "ps_agent.session",
+    "EmergencyAccess": "ps_agent.session",
+    "DepositOutcome": "ps_agent.session",
+    "DepositDeferred": "ps_agent.session",
+    "AuditPending": "ps_agent.session",
+    "Context": "ps_agent.context",
+    "CancelToken": "ps_agent.context",
+    "Cancelled": "ps_agent.context",
+    "Events": "ps_agent.events",
+    "DepositQueue": "ps_agent.outbox",
+    "QueuedDeposit": "ps_agent.outbox",
+    "EntryState": "ps_agent.outbox",
+    "InvalidRequest": "ps_agent.dmp.errors",
     "AgentConfig": "ps_agent.config",
-    "Environment": "ps_agent.config",
-    "ENVIRONMENTS": "ps_agent.config",
+    "Environment": "ps_agent.dmp.environment",
+    "ENVIRONMENTS": "ps_agent.dmp.environment",
+    "ExchangeInfo": "ps_agent.dmp.client",
     "PatientRef": "ps_agent.access.policy",
     "AccessMode": "ps_agent.access.policy",
     "AccessPolicy": "ps_agent.access.policy",

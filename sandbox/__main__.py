@@ -18,6 +18,7 @@ from types import FrameType
 
 from cda.errors import CdaError
 from sandbox.errors import SandboxError
+from sandbox.insi import console as insi_console
 from sandbox.server.faults import FaultConfig
 
 FAULT_FLAGS = (
@@ -70,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     running = start(data_dir, pki, host=args.host, port=args.port, faults=faults)
     try:
         demo_note = _load_demo(running.store) if args.demo else None
+        insi, insi_lines = insi_console.start_for_serve(args, pki, running.port)
     except Exception:
         running.stop()
         raise
@@ -100,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lines.append(f"  pannes actives : {json.dumps(faults.to_dict(), ensure_ascii=False)}")
     if demo_note:
         lines.append(f"  {demo_note}")
+    lines.extend(insi_lines)
     lines.append("Arrêt : Ctrl+C ou SIGTERM.")
     print("\n".join(lines), flush=True)
     try:
@@ -107,6 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             pass
     finally:
         running.stop()
+        if insi is not None:
+            insi.stop()
     print("Bac à sable DMP arrêté.", flush=True)
     return 0
 
@@ -134,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fault-action", action="append", help="limiter l'injection à cette action SOAP (répétable)"
     )
+    insi_console.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
     try:
         from sandbox.dmp import console

@@ -66,3 +66,58 @@ def test_scanner_sees_imports(tmp_path: Path) -> None:
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    import PySide6.QtWidgets\n    from sandbox import card\n", encoding="utf-8")
     assert {m for _, m in _imports(bad)} == {"PySide6", "sandbox"}
+
+
+# Inside ps_agent: the lower layers never reach up. sub-package -> ps_agent sub-packages/modules it must
+# never import (issue 9: card never imports dmp; dmp never imports the agent).
+UPPER = {"agent", "session", "services", "cli", "api", "hotfolder", "__main__"}
+SUBPACKAGE_FORBIDDEN: dict[str, set[str]] = {
+    "card": UPPER | {"dmp", "audit", "access", "outbox", "identity", "config"},
+    "auth": UPPER | {"dmp", "audit", "access", "outbox", "identity"},
+    "dmp": UPPER | {"card", "audit", "access", "outbox", "identity"},
+    "audit": UPPER | {"dmp", "card", "access", "outbox", "identity"},
+    "access": UPPER | {"dmp", "card", "audit", "outbox", "identity"},
+    "outbox": UPPER | {"dmp", "card", "audit", "access", "identity"},
+    "identity": UPPER | {"outbox"},
+    "context": UPPER | {"dmp", "card", "auth", "audit", "access", "outbox", "identity"},
+    "events": UPPER | {"dmp", "card", "auth", "audit", "access", "outbox", "identity"},
+}
+
+
+def _ps_agent_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+            if node.module == "ps_agent":  # from ps_agent import session
+                names = [f"ps_agent.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError(f"{path}:{node.lineno}: relative import (use absolute ps_agent.… imports)")
+        found.extend((node.lineno, n.split(".")[1]) for n in names if n.startswith("ps_agent."))
+    return found
+
+
+@pytest.mark.parametrize("sub", sorted(SUBPACKAGE_FORBIDDEN))
+def test_subpackage_layers(sub: str) -> None:
+    base = ROOT / "ps_agent" / sub
+    files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    assert files and files[0].exists(), f"ps_agent.{sub} not found"
+    offences = [
+        f"{f.relative_to(ROOT)}:{line} imports ps_agent.{mod}"
+        for f in files
+        for line, mod in _ps_agent_imports(f)
+        if mod in SUBPACKAGE_FORBIDDEN[sub]
+    ]
+    assert not offences, "layering inside ps_agent broken:\n" + "\n".join(offences)
+
+
+def test_subpackage_scanner_sees_imports(tmp_path: Path) -> None:
+    bad = tmp_path / "m.py"
+    bad.write_text(
+        "def f():\n    from ps_agent import session\n    import ps_agent.dmp.client\n", encoding="utf-8"
+    )
+    assert {m for _, m in _ps_agent_imports(bad)} == {"session", "dmp"}

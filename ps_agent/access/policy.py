@@ -141,10 +141,13 @@ class Action(enum.StrEnum):
     UNARCHIVE = "unarchive"  # TD3.3d
     DELETE = "delete"  # TD3.3c
     EMERGENCY = "emergency"  # open the record in bris de glace / centre 15 mode
+    PATIENT_LIST = "patient_list"  # TD0.4: the DMPs this professional is authorised on (no patient)
 
 
-CONSULTATION = frozenset({Action.SEARCH, Action.RETRIEVE, Action.EMERGENCY})
-READ_ONLY = frozenset({Action.STATUS, Action.SEARCH, Action.RETRIEVE, Action.EMERGENCY})
+CONSULTATION = frozenset({Action.SEARCH, Action.RETRIEVE, Action.EMERGENCY, Action.PATIENT_LIST})
+READ_ONLY = frozenset({Action.STATUS, Action.SEARCH, Action.RETRIEVE, Action.EMERGENCY, Action.PATIENT_LIST})
+NO_PATIENT_ACTIONS = frozenset({Action.PATIENT_LIST})
+"""Actions about no single patient (the INS checks do not apply; ``patient`` may be None)."""
 
 
 class AccessMode(enum.StrEnum):
@@ -254,7 +257,7 @@ class AccessPolicy:
         *,
         identity: ProfessionalIdentity,
         mode: AuthMode | str,
-        patient: PatientRef,
+        patient: PatientRef | None,
         dmp: DmpState | None = None,
         access_mode: AccessMode | str = AccessMode.NORMAL,
         reason: str = "",
@@ -264,6 +267,7 @@ class AccessPolicy:
     ) -> Decision:
         """Return the ``Decision`` (never raises for a refusal; see ``check``).
 
+        ``patient`` is None only for actions about no single patient (``Action.PATIENT_LIST``).
         ``type_code`` narrows RETRIEVE/DEPOSIT to one document type (habilitation matrix).
         ``purpose`` is the declared purpose when the caller knows it (GEN-03).
         ``background`` is True for unattended work (hot folder, batch): no consultation then (AUTH-03).
@@ -358,8 +362,10 @@ class AccessPolicy:
             return self._refuse("GEN-03", MSG_PURPOSE, "DENIED_PURPOSE")
         return None
 
-    def _identity(self, *, patient: PatientRef, **_: object) -> Decision | None:
-        if not patient.ins.strip() or patient.oid not in INS_OIDS:
+    def _identity(self, *, action: Action, patient: PatientRef | None, **_: object) -> Decision | None:
+        if patient is None and action in NO_PATIENT_ACTIONS:
+            return None
+        if patient is None or not patient.ins.strip() or patient.oid not in INS_OIDS:
             return self._refuse("ID-01", MSG_INS_MISSING, "DENIED_INS")
         problem = _ins_problem(patient)
         if problem:

@@ -1,5 +1,6 @@
 """Frame log: the raw SOAP exchanges, minus document bytes, as homologation evidence (off by default).
 
+The file is 0600 and its folder 0700 (chmod after creation, whoever created them; no-op on Windows).
 Separate from the audit journal (which holds facts, not messages). Each call to ``record`` appends one
 JSON line ``{"timestamp", "direction", "action", "bytes", "sha256", "xml"}`` to the log file, where
 ``xml`` is the SOAP envelope with:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from ps_agent.audit._files import restrict_dir, restrict_file
 from ps_agent.audit.journal import format_timestamp
 
 XDS_DOCUMENT_TAGS = frozenset(
@@ -99,6 +102,7 @@ class FrameLog:
         self.path = Path(path) if path else None
         self.enabled = bool(enabled and path)
         self._lock = threading.Lock()
+        self._prepared = False
 
     def record(self, direction: str, action: str, xml_bytes: bytes) -> None:
         """``direction`` is "out" (request) or "in" (response); ``action`` the SOAP action or TD."""
@@ -114,6 +118,12 @@ class FrameLog:
             "xml": strip_documents(data),
         }
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._prepared:
+                # Identities and SOAP headers inside: owner-only, whoever created the file or folder.
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                restrict_dir(self.path.parent)
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
+                restrict_file(self.path)
+                self._prepared = True
             with open(self.path, "a", encoding="utf-8") as out:
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -14,13 +14,58 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Self
+from typing import Any, Self
 
 import httpx
 from cryptography import x509
 
 from ps_agent.auth.errors import SessionClosed
-from ps_agent.auth.model import AuthMode, KeyUse, ProfessionalIdentity
+from ps_agent.auth.model import Activity, AuthMode, KeyUse, ProfessionalIdentity
+
+# [I] A CPE holder without a profession code (structure staff card) acts as a medical secretary.
+CPE_NON_PS_ROLE = "SECRETARIAT_MEDICAL"
+
+
+def card_identity(
+    holder: Any | None,
+    activity: Activity | None,
+    *,
+    serial: str,
+    subject: dict[str, str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> ProfessionalIdentity:
+    """THE identity read from a CPS card, for both routes (PC/SC ``AuthSession`` and PKCS#11
+    ``Pkcs11Session``): same fields, same ``card_serial`` (``extra``), same ``non_ps_role`` rule.
+
+    ``holder`` is the card's holder record (``ps_agent.card.cps.CardHolder``); when it is unreadable
+    (PKCS#11 token without the data object), the certificate ``subject`` fields (CN = idNat, SN, GN,
+    title) are used instead."""
+    if holder is not None:
+        non_ps_role = CPE_NON_PS_ROLE if holder.card_type == "CPE" and not holder.profession_code else ""
+        base = {"card_serial": serial or holder.serial, "civility": getattr(holder, "civility", "")}
+        return ProfessionalIdentity(
+            id_nat=holder.id_nat,
+            family_name=holder.family_name,
+            given_name=holder.given_name,
+            profession_code=holder.profession_code,
+            profession_label=holder.profession_label,
+            specialty_code=holder.specialty_code,
+            card_type=holder.card_type,
+            non_ps_role=non_ps_role,
+            activity=activity,
+            extra={**base, **(extra or {})},
+        )
+    sub = subject or {}
+    return ProfessionalIdentity(
+        id_nat=sub.get("CN", ""),
+        family_name=sub.get("SN", ""),
+        given_name=sub.get("GN", ""),
+        profession_code="",
+        profession_label=sub.get("title", ""),
+        card_type="CPS",
+        activity=activity,
+        extra={"card_serial": serial, **(extra or {})},
+    )
 
 
 class KeySigner:

@@ -31,7 +31,7 @@ import PyKCS11
 from cryptography import x509
 
 from ps_agent.auth.certs import check_key_usage, check_validity, load_bundle, subject_fields, verify_chain
-from ps_agent.auth.direct import DirectSessionBase, KeySigner
+from ps_agent.auth.direct import DirectSessionBase, KeySigner, card_identity
 from ps_agent.auth.errors import (
     PinBlocked,
     PinFinalTryError,
@@ -390,6 +390,7 @@ def identity_from_token(
         except CardProtocolError:
             log.warning("CPS_INFO_PS not in the expected format: identity taken from the certificate")
     activity = None
+    extra: dict[str, str] = {}
     raw = token.data_object(ACTIVITY_LABEL.format(situation_index + 1))
     if not raw and situation_index > 0:
         raise AuthError(
@@ -401,27 +402,7 @@ def identity_from_token(
         try:
             s = parse_situation_record(raw, situation_index)
             activity = Activity(s.structure_id, s.structure_name, s.sector, s.role)
+            extra["situation_mode"] = s.mode
         except CardProtocolError:
             log.warning("%s not in the expected format", ACTIVITY_LABEL.format(situation_index + 1))
-    if holder is not None:
-        return ProfessionalIdentity(
-            id_nat=holder.id_nat,
-            family_name=holder.family_name,
-            given_name=holder.given_name,
-            profession_code=holder.profession_code,
-            profession_label=holder.profession_label,
-            specialty_code=holder.specialty_code,
-            card_type=holder.card_type,
-            activity=activity,
-            extra={"token_serial": token.serial},
-        )
-    return ProfessionalIdentity(
-        id_nat=subject.get("CN", ""),
-        family_name=subject.get("SN", ""),
-        given_name=subject.get("GN", ""),
-        profession_code="",
-        profession_label=subject.get("title", ""),
-        card_type="CPS",
-        activity=activity,
-        extra={"token_serial": token.serial},
-    )
+    return card_identity(holder, activity, serial=token.serial, subject=subject, extra=extra)

@@ -25,7 +25,7 @@ from cryptography import x509
 from smartcard import scard
 
 from ps_agent.auth.certs import build_chain, check_key_usage, check_validity, load_bundle, verify_chain
-from ps_agent.auth.direct import DirectSessionBase, KeySigner
+from ps_agent.auth.direct import DirectSessionBase, KeySigner, card_identity
 from ps_agent.auth.errors import SessionClosed, check_pin_format
 from ps_agent.auth.model import Activity, KeyUse, ProfessionalIdentity
 from ps_agent.card.cps import CardHolder, CardSituation, CpsSession, PinRequired
@@ -314,20 +314,13 @@ _check_situation = check_situation  # former private name
 
 
 def identity_from_card(holder: CardHolder, situation: CardSituation) -> ProfessionalIdentity:
-    non_ps_role = ""
-    if holder.card_type == "CPE" and not holder.profession_code:
-        non_ps_role = "SECRETARIAT_MEDICAL"  # [I] CPE holder without profession: medical secretary role
-    return ProfessionalIdentity(
-        id_nat=holder.id_nat,
-        family_name=holder.family_name,
-        given_name=holder.given_name,
-        profession_code=holder.profession_code,
-        profession_label=holder.profession_label,
-        specialty_code=holder.specialty_code,
-        card_type=holder.card_type,
-        non_ps_role=non_ps_role,
-        activity=Activity(situation.structure_id, situation.structure_name, situation.sector, situation.role),
-        extra={"card_serial": holder.serial, "civility": holder.civility, "situation_mode": situation.mode},
+    """The identity of the card's holder under one situation (``direct.card_identity``, shared with
+    the PKCS#11 route)."""
+    return card_identity(
+        holder,
+        Activity(situation.structure_id, situation.structure_name, situation.sector, situation.role),
+        serial=holder.serial,
+        extra={"situation_mode": situation.mode},
     )
 
 

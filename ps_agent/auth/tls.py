@@ -31,6 +31,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
+from ps_agent import deadline
 from ps_agent.auth.errors import TlsError
 from ps_agent.auth.model import Signer
 from ps_agent.errors import PsAgentError
@@ -130,7 +132,90 @@ def _ssl_transport(
     verify_host: bool,
 ) -> httpx.BaseTransport:
     ctx = client_ssl_context(ca_file, certificate, chain, private_key, verify_host)
-    return httpx.HTTPTransport(verify=ctx)
+    return PoolTransport(
+        httpcore.ConnectionPool(
+            ssl_context=ctx,
+            network_backend=_DeadlineBackend(httpcore.SyncBackend()),
+            http1=True,
+            http2=False,
+            max_connections=4,
+        )
+    )
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every operation is capped to the exchange's overall deadline
+    (``ps_agent.deadline``): a trickling server fails at the deadline, not never."""
+
+    _WRITE_SLICE = 16384
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            timeout = deadline.cap(timeout)
+        except deadline.DeadlinePassed as exc:
+            raise httpcore.ReadTimeout(str(exc)) from exc
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        view = memoryview(buffer)
+        for start in range(0, len(view), self._WRITE_SLICE):  # re-capped between slices
+            try:
+                capped = deadline.cap(timeout)
+            except deadline.DeadlinePassed as exc:
+                raise httpcore.WriteTimeout(str(exc)) from exc
+            self._inner.write(bytes(view[start : start + self._WRITE_SLICE]), capped)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            timeout = deadline.cap(timeout)
+        except deadline.DeadlinePassed as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            timeout = deadline.cap(timeout)
+        except deadline.DeadlinePassed as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        return _DeadlineStream(
+            self._inner.connect_tcp(
+                host, port, timeout, local_address=local_address, socket_options=socket_options
+            )
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:  # pragma: no cover - the DMP is reached over TCP only
+        raise httpcore.ConnectError("unix sockets are not used")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
 
 
 # --------------------------------------------------------------------------------- tlslite route
@@ -267,16 +352,58 @@ def load_roots(ca_file: Path) -> list[x509.Certificate]:
         raise TlsError(f"Le fichier des autorités de certification est illisible : {ca_file}") from exc
 
 
+class _DeadlineSocket:
+    """The socket tlslite reads and writes through: one TLS read may take many ``recv`` calls (a record
+    trickled byte by byte), so each call gets the time left before the operation's deadline
+    (``op_deadline``, set by the stream from its timeout capped to the exchange's deadline)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.op_deadline: float | None = None
+
+    def _arm(self) -> None:
+        if self.op_deadline is not None:
+            left = self.op_deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            self._sock.settimeout(left)
+
+    def recv(self, bufsize: int, *args: Any) -> bytes:
+        self._arm()
+        return self._sock.recv(bufsize, *args)
+
+    def send(self, data: Any, *args: Any) -> int:
+        self._arm()
+        return self._sock.send(data, *args)
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        view = memoryview(data)
+        while view:
+            sent = self.send(view)
+            view = view[sent:]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _op_deadline(timeout: float | None) -> float | None:
+    """Absolute deadline of one stream operation: its timeout capped to the exchange's deadline."""
+    capped = deadline.cap(timeout)  # DeadlinePassed is a TimeoutError
+    return None if capped is None else time.monotonic() + capped
+
+
 class _TlsliteStream(httpcore.NetworkStream):
-    def __init__(self, sock: socket.socket, conn: Any = None) -> None:
+    def __init__(self, sock: socket.socket, conn: Any = None, io: _DeadlineSocket | None = None) -> None:
         self._sock = sock
         self._conn = conn
+        self._io = io if io is not None else _DeadlineSocket(sock)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        self._sock.settimeout(timeout)
         try:
+            self._io.op_deadline = _op_deadline(timeout)
+            self._sock.settimeout(timeout)
             if self._conn is None:
-                return self._sock.recv(max_bytes)
+                return self._io.recv(max_bytes)
             return bytes(self._conn.recv(max_bytes))
         except TimeoutError as exc:
             raise httpcore.ReadTimeout(str(exc)) from exc
@@ -288,10 +415,11 @@ class _TlsliteStream(httpcore.NetworkStream):
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
             return
-        self._sock.settimeout(timeout)
         try:
+            self._io.op_deadline = _op_deadline(timeout)
+            self._sock.settimeout(timeout)
             if self._conn is None:
-                self._sock.sendall(buffer)
+                self._io.sendall(buffer)
             else:
                 self._conn.sendall(buffer)
         except TimeoutError as exc:
@@ -380,7 +508,7 @@ class _TlsliteBackend(httpcore.NetworkBackend):
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
         try:
-            sock = socket.create_connection((host, port), timeout)
+            sock = socket.create_connection((host, port), deadline.cap(timeout))
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(str(exc)) from exc
         except OSError as exc:
@@ -391,7 +519,13 @@ class _TlsliteBackend(httpcore.NetworkBackend):
     def handshake(self, sock: socket.socket, host: str, timeout: float | None) -> httpcore.NetworkStream:
         from tlslite.tlsconnection import TLSConnection
 
-        conn = TLSConnection(sock)
+        io = _DeadlineSocket(sock)
+        try:
+            io.op_deadline = _op_deadline(timeout)  # the whole handshake, within the exchange's deadline
+        except TimeoutError as exc:
+            sock.close()
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        conn = TLSConnection(io)
         sock.settimeout(timeout)
         try:
             sni: str | None = host
@@ -421,7 +555,7 @@ class _TlsliteBackend(httpcore.NetworkBackend):
             with contextlib.suppress(Exception):
                 conn.close()
             raise
-        return _TlsliteStream(sock, conn)
+        return _TlsliteStream(sock, conn, io)
 
 
 class _ResponseStream(httpx.SyncByteStream):
@@ -462,34 +596,11 @@ def _map_errors() -> Iterator[None]:
         raise
 
 
-class SignerTlsTransport(httpx.BaseTransport):
-    """httpx transport: mutual TLS 1.2 (tlslite-ng) whose client key is an external ``Signer``.
+class PoolTransport(httpx.BaseTransport):
+    """httpx transport over an ``httpcore.ConnectionPool`` (public APIs only), httpx errors mapped."""
 
-    Keep one transport per session: connections are kept alive, and every new connection costs one
-    card signature.
-    """
-
-    def __init__(
-        self,
-        ca_file: Path,
-        signer: Signer,
-        *,
-        chain: list[x509.Certificate] | None = None,
-        verify_host: bool = True,
-        timeout_s: float = 30.0,
-    ) -> None:
-        roots = load_roots(ca_file)
-        self._backend = _TlsliteBackend(
-            signer, chain if chain is not None else signer.chain, roots, verify_host
-        )
-        # httpcore wants an SSLContext even though tlslite does the TLS: give a cheap one.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
-            network_backend=self._backend,
-            http1=True,
-            http2=False,
-            max_connections=4,
-        )
+    def __init__(self, pool: httpcore.ConnectionPool) -> None:
+        self._pool = pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
@@ -516,6 +627,38 @@ class SignerTlsTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+
+
+class SignerTlsTransport(PoolTransport):
+    """httpx transport: mutual TLS 1.2 (tlslite-ng) whose client key is an external ``Signer``.
+
+    Keep one transport per session: connections are kept alive, and every new connection costs one
+    card signature.
+    """
+
+    def __init__(
+        self,
+        ca_file: Path,
+        signer: Signer,
+        *,
+        chain: list[x509.Certificate] | None = None,
+        verify_host: bool = True,
+        timeout_s: float = 30.0,
+    ) -> None:
+        roots = load_roots(ca_file)
+        self._backend = _TlsliteBackend(
+            signer, chain if chain is not None else signer.chain, roots, verify_host
+        )
+        # httpcore wants an SSLContext even though tlslite does the TLS: give a cheap one.
+        super().__init__(
+            httpcore.ConnectionPool(
+                ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+                network_backend=self._backend,
+                http1=True,
+                http2=False,
+                max_connections=4,
+            )
+        )
 
 
 class SessionBoundTransport(httpx.BaseTransport):

@@ -144,7 +144,15 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
     )
     if patient:
         pg = p.add_argument_group("patient")
-        pg.add_argument("--ins", required=True, help="matricule INS du patient (15 caractères)")
+        pg.add_argument("--ins", help="matricule INS du patient (15 caractères)")
+        pg.add_argument(
+            "--identite",
+            "--identity",
+            dest="identite",
+            type=int,
+            metavar="ID",
+            help="identité locale qualifiée (ps-agent patient …) au lieu de --ins --oid",
+        )
         pg.add_argument(
             "--oid",
             default=None,
@@ -310,6 +318,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # ---------------------------------------------------------------------------------- session
 
 
+def _pin() -> str:
+    """The PIN (the one prompt of every command, ``ps_agent.cli.common.read_pin``)."""
+    return read_pin()
+
+
 def _p12_passphrase() -> str:
     value = os.environ.get(P12_PASSPHRASE_ENV)
     if value is not None:
@@ -408,7 +421,18 @@ def _prepare(args: argparse.Namespace, *, patient: bool = True) -> _Prepared:
 
     env_name = environment(args.env).name  # unknown environment: ConfigurationError (exit 1)
     ref = None
-    if patient:
+    if patient and args.identite is not None:
+        if args.ins:
+            raise ConfigurationError(
+                "--identite remplace --ins et --oid : n'indiquez que l'un des deux.", code="USAGE"
+            )
+        from ps_agent.identity.records import IdentityRecords
+
+        with IdentityRecords.open(Path(args.home) if args.home else data_dir()) as records:
+            ref = records.qualified_ref(args.identite)  # ID-05: refuses a non-qualified identity
+    elif patient:
+        if not args.ins:
+            raise ConfigurationError("Indiquez le patient : --identite ID ou --ins (et --oid).", code="USAGE")
         oid = (args.oid or ins_oid_for(env_name)).strip()
         matricule, oid = checked_ins(args.ins, oid, env_name)
         ref = PatientRef(matricule, oid, args.ins_status)
@@ -472,10 +496,13 @@ def _session(args: argparse.Namespace, prepared: _Prepared) -> AuthSession | Est
 
 
 @contextmanager
-def _agent(args: argparse.Namespace, prepared: _Prepared) -> Iterator[Agent]:
+def _agent(args: argparse.Namespace, prepared: _Prepared | None = None) -> Iterator[Agent]:
+    """The agent of the session; ``prepared`` (default: checked here, without a patient) from ``_prepare``."""
     from ps_agent.agent import Agent
     from ps_agent.config import AgentConfig
 
+    if prepared is None:  # e.g. `ps-agent outbox resume`: no patient
+        prepared = _prepare(args, patient=False)
     session = _session(args, prepared)
     prepared.credentials = session
     try:
@@ -708,7 +735,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _consent(args: argparse.Namespace) -> int:
     if not args.oui and not ask_yes_no(
-        f"Le patient (INS {args.ins.strip()}) a-t-il donné son accord pour l'accès à son DMP ?"
+        f"Le patient ({f'INS {args.ins.strip()}' if args.ins else f'identité n° {args.identite}'}) "
+        "a-t-il donné son accord pour l'accès à son DMP ?"
     ):
         raise ConfigurationError(
             "Confirmez que le patient a donné son accord pour l'accès à son DMP (réponse « oui » ou "

@@ -6,10 +6,13 @@ into a signed SOAP exchange and the answer into model objects or typed errors.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -17,12 +20,11 @@ import httpx
 from lxml import etree
 
 from ps_agent.auth.model import AuthMode, Credentials, ProfessionalIdentity
-from ps_agent.config import Environment
 from ps_agent.dmp import ebrim, envelope, hl7, mtom, vihf, xades
 from ps_agent.dmp.ebrim import DepositItem, FindFilters
+from ps_agent.dmp.environment import Environment
 from ps_agent.dmp.errors import (
     DmpStatusRefusal,
-    DmpTimeout,
     DocumentIntegrityError,
     ProtocolError,
     TransportError,
@@ -41,6 +43,7 @@ from ps_agent.dmp.model import (
     SubmissionSet,
     Visibility,
 )
+from ps_agent.dmp.transport import post_bounded
 from ps_agent.dmp.vihf import LpsInfo, Purpose
 from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, RS, XDSB, XOP, q
 from ps_agent.errors import AuthError
@@ -77,17 +80,51 @@ class DepositResult:
     recovered: bool = False  # True when a lost answer was found registered by GetDocuments
     attempts: int = 1
     warnings: tuple[str, ...] = ()
+    exchanges: tuple[ExchangeInfo, ...] = ()  # the facts of the exchanges that led to this outcome
 
 
 @dataclass
 class ExchangeInfo:
-    """The last exchange's identifiers, for the audit journal (§10)."""
+    """One exchange's facts, for the result and the audit journal (§10): filled by the call that made it,
+    never read from shared state (see ``record_exchanges``)."""
 
     transaction: str = ""
     message_id: str = ""
     relates_to: str = ""
     vihf_id: str = ""
+    duration_s: float = 0.0  # from the request leaving to the answer read (0 when it failed)
     extra: dict[str, str] = field(default_factory=dict)
+
+
+_EXCHANGES: contextvars.ContextVar[list[ExchangeInfo] | None] = contextvars.ContextVar(
+    "ps_agent_dmp_exchanges", default=None
+)
+
+
+@contextmanager
+def record_exchanges() -> Iterator[list[ExchangeInfo]]:
+    """Collect the ``ExchangeInfo`` of every exchange made by the current thread/context inside the block
+    (in order, failed ones included). Each thread or task has its own list: parallel calls never mix."""
+    out: list[ExchangeInfo] = []
+    token = _EXCHANGES.set(out)
+    try:
+        yield out
+    finally:
+        _EXCHANGES.reset(token)
+
+
+def _new_exchange(td: str, message_id: str, vihf_id: str) -> ExchangeInfo:
+    info = ExchangeInfo(td, message_id, vihf_id=vihf_id)
+    info.extra["started"] = repr(time.monotonic())
+    sink = _EXCHANGES.get()
+    if sink is not None:
+        sink.append(info)
+    return info
+
+
+def _finish_exchange(info: ExchangeInfo, relates_to: str) -> None:
+    info.relates_to = relates_to
+    info.duration_s = max(0.0, time.monotonic() - float(info.extra.pop("started", "0") or 0))
 
 
 def _local(el: etree._Element) -> str:
@@ -143,8 +180,13 @@ class DmpClient:
         transport: httpx.BaseTransport | None = None,
         frame_recorder: FrameRecorder | None = None,
         deposit_retries: int = 1,
+        deadline_s: float | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         self._creds = credentials
+        # overall deadline and response size cap of one exchange (ps_agent.dmp.transport)
+        self._deadline_s = deadline_s or environment.deadline_s
+        self._max_response_bytes = max_response_bytes or environment.max_response_bytes
         self._env = environment
         self._lps = lps
         self._frames = frame_recorder
@@ -154,7 +196,6 @@ class DmpClient:
                 ca_file=environment.ca_file, verify_host=environment.verify_host
             )
         self._http = httpx.Client(transport=transport, timeout=environment.timeout_s)
-        self.last = ExchangeInfo()
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -211,22 +252,22 @@ class DmpClient:
         self._creds.ensure_active()
         action = self._env.actions[td]
         url = self._env.url(service)
+        vihf_id = ""
         if prepared is None:
-            prepared = self.prepare(td, service, body, ctx, mtom_parts=mtom_parts)
-        content_type, payload, message_id = prepared
-        self.last = ExchangeInfo(td, message_id)
-        try:
-            response = self._http.post(url, content=payload, headers={"Content-Type": content_type})
-        except httpx.TimeoutException as exc:
-            raise DmpTimeout(
-                "Le DMP n'a pas répondu à temps. Réessayez dans un instant.", detail=str(exc)
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransportError(
-                "Le DMP est injoignable (réseau ou connexion sécurisée). Vérifiez la connexion et réessayez.",
-                detail=f"{type(exc).__name__}: {exc}",
-            ) from exc
-        ctype = response.headers.get("content-type", "")
+            content_type, payload, message_id, vihf_id = self._prepare(td, service, body, ctx, mtom_parts)
+        else:
+            content_type, payload, message_id = prepared
+        exchange = _new_exchange(td, message_id, vihf_id)
+        # one overall deadline and a size cap for the whole exchange (hostile or trickling server)
+        response = post_bounded(
+            self._http,
+            url,
+            content=payload,
+            content_type=content_type,
+            deadline_s=self._deadline_s,
+            max_response_bytes=self._max_response_bytes,
+        )
+        ctype = response.content_type
         raw = response.content
         parts: dict[str, mtom.Part] = {}
         try:
@@ -258,7 +299,7 @@ class DmpClient:
                 f"Le DMP a répondu HTTP {response.status_code} avec un message de réussite.",
                 code=f"HTTP_{response.status_code}",
             )
-        self.last.relates_to = result.relates_to
+        _finish_exchange(exchange, result.relates_to)
         return result, parts
 
     def prepare(
@@ -271,16 +312,21 @@ class DmpClient:
         mtom_parts: Sequence[mtom.Part] = (),
     ) -> tuple[str, bytes, str]:
         """Build (Content-Type, payload, MessageID) of a request without sending it."""
+        return self._prepare(td, service, body, ctx, mtom_parts)[:3]
+
+    def _prepare(
+        self, td: str, service: str, body: etree._Element, ctx: CallContext, mtom_parts: Sequence[mtom.Part]
+    ) -> tuple[str, bytes, str, str]:
+        """(Content-Type, payload, MessageID, VIHF assertion ID) of a request."""
         action = self._env.actions[td]
         assertion = self._assertion(ctx)
         xml, message_id = envelope.build(action, self._env.url(service), assertion, body)
-        self.last.vihf_id = assertion.get("ID", "")
         self._record("out", action, xml)
         if mtom_parts:
             ctype, payload = mtom.build(xml, list(mtom_parts), action=action)
         else:
             ctype, payload = f'application/soap+xml; charset=UTF-8; action="{action}"', xml
-        return ctype, payload, message_id
+        return ctype, payload, message_id, assertion.get("ID", "")
 
     # ------------------------------------------------------------------ TD0.x
     def status(self, patient: PatientId, *, purpose: Purpose = Purpose.NORMAL, reason: str = "") -> DmpStatus:
@@ -575,6 +621,40 @@ class DmpClient:
                 attempts=attempts,
                 warnings=tuple(french_message(w.code, w.code_context) for w in warnings),
             )
+
+    def send_deposit(
+        self,
+        ss: SubmissionSet,
+        items: Sequence[DepositItem],
+        *,
+        progress: Progress | None = None,
+    ) -> DepositResult:
+        """ONE TD2.1 (ITI-41) attempt, no check and no resend: the deposit queue decides what a failure
+        means (``errors.classify_failure``). Sending the same ``ss`` and items again is safe: their
+        uniqueIds are the idempotency key (a duplicate refusal then means "registered")."""
+        if not items:
+            raise ValueError("nothing to deposit")
+        if progress:
+            progress("Signature du lot", 0, 2)
+        body, parts = self.build_deposit(ss, items)
+        if progress:
+            progress("Envoi au DMP", 1, 2)
+        resp, _ = self._call(
+            "TD2.1",
+            "repository",
+            body,
+            CallContext(ss.patient_id),
+            expected_body=[q(RS, "RegistryResponse")],
+            mtom_parts=parts,
+        )
+        warnings = ebrim.check_registry_status(resp.body)
+        if progress:
+            progress("Dépôt terminé", 2, 2)
+        return DepositResult(
+            ss.unique_id,
+            tuple(i.entry.unique_id for i in items),
+            warnings=tuple(french_message(w.code, w.code_context) for w in warnings),
+        )
 
     def _registered(self, patient: PatientId, uids: Sequence[str]) -> int:
         """How many of ``uids`` the registry knows (any status). A failure here is re-raised:

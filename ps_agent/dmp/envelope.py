@@ -12,6 +12,16 @@ from ps_agent.dmp.errors import ProtocolError, SoapFault, french_message
 from ps_agent.dmp.xmlns import SOAP, WSA, WSSE, q, safe_parse
 
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+# [I] Bounds on what a SOAP fault may put in front of the user and into the journal: a Reason text is cut
+# at MAX_FAULT_TEXT characters, each code Value at MAX_FAULT_VALUE, and at most MAX_FAULT_SUBCODES levels
+# of Subcode are read (SOAP 1.2 sets no limit; real faults have one or two). A longer text or chain is
+# truncated with a marker, never refused: the refusal itself stays visible.
+MAX_FAULT_TEXT = 1000
+MAX_FAULT_VALUE = 200
+MAX_FAULT_SUBCODES = 8
+TRUNCATED = "…"
 
 
 def build(action: str, to: str, assertion: etree._Element | None, body: etree._Element) -> tuple[bytes, str]:
@@ -40,12 +50,31 @@ class SoapResponse:
     relates_to: str
 
 
+def _bounded(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + TRUNCATED
+
+
 def _fault(fault: etree._Element) -> SoapFault:
-    values = [v.text.strip() for v in fault.iter(q(SOAP, "Value")) if v.text]
+    """A typed fault: Code/Value and its Subcode chain (bounded depth), the Reason text (bounded length,
+    French ``xml:lang`` preferred)."""
+    values: list[str] = []
+    level = fault.find(q(SOAP, "Code"))
+    while level is not None:
+        if len(values) > MAX_FAULT_SUBCODES:
+            values.append(TRUNCATED)
+            break
+        values.append(_bounded(level.findtext(q(SOAP, "Value")) or "", MAX_FAULT_VALUE))
+        level = level.find(q(SOAP, "Subcode"))
+    values = [v for v in values if v]
     code = "/".join(values) or "soap:Fault"
-    texts = [t.text.strip() for t in fault.iter(q(SOAP, "Text")) if t.text]
-    reason = texts[0] if texts else ""
-    return SoapFault(french_message(values[-1] if values else code, reason), code=code, code_context=reason)
+    texts = fault.findall(f"{q(SOAP, 'Reason')}/{q(SOAP, 'Text')}")
+    chosen = next((t for t in texts if (t.get(XML_LANG) or "").lower().startswith("fr")), None)
+    if chosen is None and texts:
+        chosen = texts[0]
+    reason = _bounded(chosen.text or "", MAX_FAULT_TEXT) if chosen is not None else ""
+    last = next((v for v in reversed(values) if v != TRUNCATED), code)
+    return SoapFault(french_message(last, reason), code=code, code_context=reason)
 
 
 def parse(
@@ -63,18 +92,19 @@ def parse(
     if not children:
         raise ProtocolError("La réponse du DMP est vide.", detail="empty Body")
     first = children[0]
-    if first.tag == q(SOAP, "Fault"):
-        raise _fault(first)
     action = message_id = relates_to = ""
     if header is not None:
         action = (header.findtext(q(WSA, "Action")) or "").strip()
         message_id = (header.findtext(q(WSA, "MessageID")) or "").strip()
         relates_to = (header.findtext(q(WSA, "RelatesTo")) or "").strip()
+    # checked on faults as on answers: a fault about another request is not this request's outcome
     if relates_to and relates_to != request_id:
         raise ProtocolError(
             "La réponse du DMP ne correspond pas à la requête envoyée.",
-            detail=f"RelatesTo {relates_to} != {request_id}",
+            detail=f"RelatesTo {relates_to[:MAX_FAULT_VALUE]} != {request_id}",
         )
+    if first.tag == q(SOAP, "Fault"):
+        raise _fault(first)
     if action and expected_actions and action not in expected_actions:
         raise ProtocolError(
             "Le DMP a renvoyé un message inattendu.",

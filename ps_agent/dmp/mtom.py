@@ -120,7 +120,16 @@ def parse(content_type: str, body: bytes) -> tuple[bytes, dict[str, Part]]:
         parts.append(Part(headers.get("content-id", "").strip("<>"), headers.get("content-type", ""), data))
     if not closed:
         raise ProtocolError("La réponse MTOM du DMP est tronquée.", detail="no closing delimiter")
-    by_id = {p.content_id: p for p in parts}
+    by_id: dict[str, Part] = {}
+    for p in parts:
+        if p.content_id in by_id:  # which one would xop:Include designate? refuse rather than guess
+            raise ProtocolError(
+                "La réponse MTOM du DMP contient deux pièces portant le même identifiant (Content-ID) :"
+                " elle est refusée.",
+                code="MTOM_DUPLICATE_CONTENT_ID",
+                detail=p.content_id[:200],
+            )
+        by_id[p.content_id] = p
     root = by_id.get(start) if start else parts[0]
     if root is None:
         raise ProtocolError("La partie principale de la réponse MTOM est absente.", detail=start)

@@ -38,9 +38,22 @@ def _c14n(el: etree._Element) -> bytes:
     return etree.tostring(el, method="c14n", with_comments=True)
 
 
+def document_c14n(content: bytes) -> bytes:
+    """C14N 1.0 WithComments of a whole XML document as transmitted (dmp-protocol.md §7.5).
+
+    The Manifest reference ``urn:oid:{uniqueId}`` designates the document's octets; its C14N transform
+    turns them into the node set of the whole *document* (XML-DSig §4.3.3.2, C14N §2.1): the prolog's
+    processing instructions (``xml-stylesheet``...) and comments are part of it, each followed by a line
+    feed, the XML declaration is not. Canonicalising only the root element (``tostring(root)``) drops the
+    prolog and, for a document with one, makes lxml emit ``xmlns=""`` on descendants: a digest no other
+    implementation (xmlsec1, libxml2's ``xmllint --c14n``) computes.
+    """
+    return etree.tostring(safe_parse(content).getroottree(), method="c14n", with_comments=True)
+
+
 def document_digest(content: bytes) -> bytes:
-    """SHA-256 of the C14N-WithComments form of an XML document (the CDA)."""
-    return hashlib.sha256(_c14n(safe_parse(content))).digest()
+    """SHA-256 of the document C14N-WithComments form of an XML document (the CDA)."""
+    return hashlib.sha256(document_c14n(content)).digest()
 
 
 def _b64(data: bytes) -> str:

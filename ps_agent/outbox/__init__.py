@@ -1,190 +1,553 @@
-"""Persistent store of deposits whose outcome is unknown (network failure, crash during the call).
+"""The deposit queue: every deposit is written here *before* it is sent, and leaves only with a definite
+outcome (registered, refused, or handed back by a person).
 
-A deposit is written here *before* it is sent and removed once the DMP accepted or refused it. What
-remains after a ``TransportError`` (or a crash) is resolved by ``Agent.resume_pending()``: GetDocuments by
-uniqueId first (registered → done, never resent), resend only what the DMP does not know. The CDA bytes
-are kept until then, in the agent's data folder (mode 0700), so nothing is lost.
+States of an entry (``EntryState``), one SQLite row each, changed by transitions in place (never
+delete-then-add, so no fault between two writes can lose a document)::
 
-Speed: ``remove_later`` queues the (non-durable) removal of a resolved deposit on the outbox's own thread,
-off the deposit's path; ``pending`` and ``close`` first wait for queued work. (Writing the entry on that
-thread while the request is signed was measured too: no gain, the GIL hand-over costs what it saves.)
+    pending ──claim──▶ sending ──▶ registered          (confirmed by the DMP; documents purged)
+       ▲                  │  └──▶ refused (why)         (final refusal about the document/patient/rights)
+       │                  └─────▶ waiting (why, next try) ──claim──▶ sending …
+       └── any active state ──hand_back──▶ handed_back  (a person took the documents back)
+
+Claims are exclusive across threads AND processes on the same file (``BEGIN IMMEDIATE`` + an owner id
+and a lease expiry, portable to Windows): two agents resuming the same home never both send an entry. A
+claim whose owner died (crash, ``kill -9``) expires after ``lease_s`` and the entry is sent again: the
+same submission (same uniqueIds), which the DMP refuses as already registered if the first send had
+committed — that refusal means "registered" (``ps_agent.dmp.errors.classify_failure``).
+
+Files: the queue file is 0600 in a 0700 folder, whoever created them (full CDA and INS inside).
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
+import os
+import random
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
+
+DEFAULT_LEASE_S = DEFAULT_QUEUE_LEASE_S  # [I] see ``ps_agent.config.DEFAULT_QUEUE_LEASE_S``
+# [I] Bounded exponential backoff with jitter between sends after a transient failure: 2 s, 4 s, 8 s…
+# capped at 15 minutes, each multiplied by a random factor in [0.5, 1).
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 15 * 60.0
 
 
 class OutboxError(PsAgentError):
-    """The outbox file cannot be read or written."""
+    """The queue file cannot be read or written."""
+
+
+class EntryBusy(OutboxError):
+    """Another thread or process is sending this entry right now."""
+
+
+class EntryNotFound(OutboxError):
+    """No such entry in the queue."""
+
+
+class EntryState(enum.StrEnum):
+    PENDING = "pending"  # written, not sent yet
+    SENDING = "sending"  # claimed by an owner until lease_until
+    WAITING = "waiting"  # a transient failure: sent again at next_try (reason says why)
+    REGISTERED = "registered"  # the DMP holds the documents
+    REFUSED = "refused"  # final refusal (reason says why)
+    HANDED_BACK = "handed_back"  # a person took the documents back
+
+    @property
+    def label_fr(self) -> str:
+        return STATE_LABELS_FR[self]
+
+
+STATE_LABELS_FR = {
+    EntryState.PENDING: "en attente d'envoi",
+    EntryState.SENDING: "envoi en cours",
+    EntryState.WAITING: "nouvel essai prévu",
+    EntryState.REGISTERED: "enregistré dans le DMP",
+    EntryState.REFUSED: "refusé par le DMP",
+    EntryState.HANDED_BACK: "rendu à l'utilisateur",
+}
+ACTIVE_STATES = frozenset({EntryState.PENDING, EntryState.SENDING, EntryState.WAITING})
+FINAL_STATES = frozenset({EntryState.REGISTERED, EntryState.REFUSED, EntryState.HANDED_BACK})
 
 
 @dataclass(frozen=True)
-class PendingDeposit:
-    submission_set_uid: str
+class QueuedDeposit:
+    """One entry of the queue (one submission set). ``documents`` is empty once registered/handed back."""
+
+    id: str  # the submission set uniqueId: sent again unchanged (idempotency key with the document ids)
     patient_ins: str
     patient_oid: str
     ins_status: str
     document_uids: tuple[str, ...]
     documents: tuple[bytes, ...]
-    visibility: tuple[
-        bool, bool, bool
-    ]  # masked_to_professionals, invisible_to_patient, invisible_to_legal_reps
+    visibility: tuple[bool, bool, bool]  # masked_to_professionals, invisible_to_patient, invisible_to_reps
     replaces: tuple[str, ...]  # uniqueId replaced by each document ("" when none)
+    replaces_entry_uuids: tuple[str, ...]  # entryUUID of the replaced version, resolved before the 1st send
+    titles: tuple[str, ...]
+    actor_id_nat: str  # who deposited (the session's identity)
+    on_behalf_of: str  # the author professional in INDIRECTE/AIR
     created: str
-    attempts: int
+    updated: str
+    state: EntryState
+    reason_fr: str = ""
+    reason_code: str = ""
+    attempts: int = 0
+    next_try: float = 0.0  # epoch seconds (WAITING)
+    owner: str = ""
+    lease_until: float = 0.0
+    journaled: bool = False  # the outcome's audit record is written
+
+    # compatibility with the former ``PendingDeposit``
+    @property
+    def submission_set_uid(self) -> str:
+        return self.id
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def summary_fr(self) -> str:
+        what = ", ".join(t or u for t, u in zip(self.titles, self.document_uids, strict=False)) or "-"
+        text = f"{self.state.label_fr} : {what}"
+        if self.state is EntryState.WAITING and self.next_try:
+            at = datetime.fromtimestamp(self.next_try).astimezone().strftime("%d/%m/%Y %H:%M:%S")
+            text += f" (prochain essai à {at})"
+        if self.reason_fr:
+            text += f" — {self.reason_fr}"
+        return text
+
+
+PendingDeposit = QueuedDeposit  # former name
+
+
+def backoff_delay(attempts: int, rnd: Callable[[], float] = random.random) -> float:
+    """Delay before the next send after ``attempts`` sends: bounded exponential with jitter."""
+    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(max(0, attempts - 1), 32)))
+    return base * (0.5 + 0.5 * rnd())
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (
-    submission_set_uid TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS queue_entry (
+    id TEXT PRIMARY KEY,
     patient_ins TEXT NOT NULL, patient_oid TEXT NOT NULL, ins_status TEXT NOT NULL,
     document_uids TEXT NOT NULL, visibility TEXT NOT NULL, replaces TEXT NOT NULL,
-    created TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1
+    replaces_entry_uuids TEXT NOT NULL DEFAULT '[]', titles TEXT NOT NULL DEFAULT '[]',
+    actor_id_nat TEXT NOT NULL DEFAULT '', on_behalf_of TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL, updated TEXT NOT NULL,
+    state TEXT NOT NULL, reason_fr TEXT NOT NULL DEFAULT '', reason_code TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0,
+    journaled INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS pending_document (
-    submission_set_uid TEXT NOT NULL REFERENCES pending(submission_set_uid) ON DELETE CASCADE,
-    position INTEGER NOT NULL, content BLOB NOT NULL, PRIMARY KEY (submission_set_uid, position)
+CREATE TABLE IF NOT EXISTS queue_document (
+    entry_id TEXT NOT NULL REFERENCES queue_entry(id),
+    position INTEGER NOT NULL, content BLOB NOT NULL, PRIMARY KEY (entry_id, position)
 );
 """
+_COLUMNS = (
+    "id, patient_ins, patient_oid, ins_status, document_uids, visibility, replaces, replaces_entry_uuids, "
+    "titles, actor_id_nat, on_behalf_of, created, updated, state, reason_fr, reason_code, attempts, "
+    "next_try, owner, lease_until, journaled"
+)
 
 
-class Outbox:
-    def __init__(self, path: Path) -> None:
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class DepositQueue:
+    """The queue file of one agent home. Thread-safe; several processes may share the file.
+
+    ``clock`` (epoch seconds) is injectable for tests; ``owner`` identifies this instance in claims.
+    ``on_change(entry)`` is called after every committed change (the ``queue_changed`` event).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        on_change: Callable[[QueuedDeposit], None] | None = None,
+    ) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._clock = clock
+        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.lease_s = lease_s
+        self.on_change = on_change
+        self._lock = threading.RLock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-            self._con.execute("PRAGMA journal_mode = WAL")  # one fsync per commit, durable with FULL
-            self._con.execute("PRAGMA synchronous = FULL")
-            self._con.execute("PRAGMA foreign_keys = ON")
-            with self._con:
-                self._con.executescript(_SCHEMA)
+            ensure_private_dir(self.path.parent)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._con.execute("PRAGMA busy_timeout = 30000")
+            self._con.execute("PRAGMA journal_mode = WAL")
+            self._con.execute("PRAGMA synchronous = FULL")  # every transition is durable
+            with self._tx():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._con.execute(statement)
+                self._migrate()
+            make_private_file(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
                 f"La file d'envoi du DMP est illisible : {self.path} ({exc})", code="OUTBOX"
             ) from exc
-        # One thread for queued removals (in order); ``_drain`` waits for them.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ps-agent-outbox")
 
-    def _drain(self) -> None:
-        """Wait until every queued write has run."""
-        self._worker.submit(lambda: None).result()
+    # ------------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction (exclusive writer across processes)."""
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
 
-    def remove_later(self, submission_set_uid: str) -> None:
-        """Queue ``remove`` (not durable anyway, see ``remove``); errors only leave the entry pending,
-        which ``resume_pending`` resolves without resending."""
-        self._worker.submit(self._remove_quietly, submission_set_uid)
-
-    def _remove_quietly(self, submission_set_uid: str) -> None:
-        try:
-            self.remove(submission_set_uid)
-        except OutboxError:
-            pass
-
-    def _connect(self) -> sqlite3.Connection:
-        return self._con
+    def _migrate(self) -> None:
+        """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx)."""
+        old = self._con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='pending'"
+        ).fetchone()
+        if not old:
+            return
+        now = _now_iso()
+        for r in self._con.execute("SELECT * FROM pending").fetchall():
+            self._con.execute(
+                f"INSERT OR IGNORE INTO queue_entry ({_COLUMNS}) "  # noqa: S608
+                "VALUES (?,?,?,?,?,?,?,'[]','[]','','',?,?,?,'','',?,0,'',0,0)",
+                (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], now, EntryState.PENDING.value, r[8]),
+            )
+            self._con.execute(
+                "INSERT OR IGNORE INTO queue_document SELECT submission_set_uid, position, content "
+                "FROM pending_document WHERE submission_set_uid = ?",
+                (r[0],),
+            )
+        self._con.execute("DROP TABLE pending_document")
+        self._con.execute("DROP TABLE pending")
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True)
         with self._lock:
             self._con.close()
 
+    def __enter__(self) -> DepositQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, exc: BaseException, what: str) -> OutboxError:
+        return OutboxError(f"La file d'envoi du DMP n'a pas pu être {what} ({exc}).", code="OUTBOX")
+
+    def _row(self, con: sqlite3.Connection, entry_id: str, *, with_documents: bool = True) -> QueuedDeposit:
+        r = con.execute(f"SELECT {_COLUMNS} FROM queue_entry WHERE id = ?", (entry_id,)).fetchone()  # noqa: S608
+        if r is None:
+            raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
+        docs: tuple[bytes, ...] = ()
+        vis = json.loads(r[5])
+        if with_documents:
+            rows = con.execute(
+                "SELECT content FROM queue_document WHERE entry_id = ? ORDER BY position", (entry_id,)
+            ).fetchall()
+            docs = tuple(bytes(d[0]) for d in rows)
+        return QueuedDeposit(
+            id=r[0],
+            patient_ins=r[1],
+            patient_oid=r[2],
+            ins_status=r[3],
+            document_uids=tuple(json.loads(r[4])),
+            documents=docs,
+            visibility=(bool(vis[0]), bool(vis[1]), bool(vis[2])),
+            replaces=tuple(json.loads(r[6])),
+            replaces_entry_uuids=tuple(json.loads(r[7])),
+            titles=tuple(json.loads(r[8])),
+            actor_id_nat=r[9],
+            on_behalf_of=r[10],
+            created=r[11],
+            updated=r[12],
+            state=EntryState(r[13]),
+            reason_fr=r[14],
+            reason_code=r[15],
+            attempts=r[16],
+            next_try=r[17],
+            owner=r[18],
+            lease_until=r[19],
+            journaled=bool(r[20]),
+        )
+
+    def _changed(self, entry: QueuedDeposit) -> QueuedDeposit:
+        if self.on_change is not None:
+            try:
+                self.on_change(replace(entry, documents=()))
+            except Exception:  # noqa: S110 - a listener never breaks the queue
+                pass
+        return entry
+
+    # ------------------------------------------------------------------ writing
     def add(
         self,
-        submission_set_uid: str,
+        entry_id: str,
         patient: tuple[str, str, str],
         document_uids: tuple[str, ...],
         documents: tuple[bytes, ...],
         visibility: tuple[bool, bool, bool],
         replaces: tuple[str, ...],
-    ) -> None:
-        """Durably record a deposit about to be sent (fsync before returning)."""
+        *,
+        replaces_entry_uuids: tuple[str, ...] = (),
+        titles: tuple[str, ...] = (),
+        actor_id_nat: str = "",
+        on_behalf_of: str = "",
+        claim: bool = False,
+    ) -> QueuedDeposit:
+        """Durably record a deposit about to be sent (committed with fsync before returning). With
+        ``claim=True`` the entry is created already claimed by this instance (state SENDING)."""
+        now, stamp = self._clock(), _now_iso()
+        state = EntryState.SENDING if claim else EntryState.PENDING
         try:
-            self._add(submission_set_uid, patient, document_uids, documents, visibility, replaces)
+            with self._tx() as con:
+                con.execute(
+                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
+                    (
+                        entry_id, *patient, json.dumps(list(document_uids)), json.dumps(list(visibility)),
+                        json.dumps(list(replaces)),
+                        json.dumps(list(replaces_entry_uuids or ("",) * len(document_uids))),
+                        json.dumps(list(titles or ("",) * len(document_uids))), actor_id_nat, on_behalf_of,
+                        stamp, stamp, state.value, "", "", 1 if claim else 0, 0.0,
+                        self.owner if claim else "", now + self.lease_s if claim else 0.0, 0,
+                    ),
+                )  # fmt: skip
+                con.executemany(
+                    "INSERT INTO queue_document VALUES (?,?,?)",
+                    [(entry_id, i, sqlite3.Binary(d)) for i, d in enumerate(documents)],
+                )
+                entry = self._row(con, entry_id)
         except sqlite3.Error as exc:
             raise OutboxError(
                 f"La file d'envoi du DMP n'a pas pu être écrite ({exc}) : le document n'est pas envoyé.",
                 code="OUTBOX",
             ) from exc
+        make_private_file(self.path)
+        return self._changed(entry)
 
-    def _add(
-        self,
-        submission_set_uid: str,
-        patient: tuple[str, str, str],
-        document_uids: tuple[str, ...],
-        documents: tuple[bytes, ...],
-        visibility: tuple[bool, bool, bool],
-        replaces: tuple[str, ...],
-    ) -> None:
-        with self._lock, self._connect() as con:
-            con.execute("PRAGMA synchronous = FULL")
-            con.execute(
-                "INSERT INTO pending VALUES (?,?,?,?,?,?,?,?,1)",
-                (
-                    submission_set_uid,
-                    *patient,
-                    json.dumps(list(document_uids)),
-                    json.dumps(list(visibility)),
-                    json.dumps(list(replaces)),
-                    datetime.now(UTC).isoformat(timespec="seconds"),
-                ),
-            )
-            con.executemany(
-                "INSERT INTO pending_document VALUES (?,?,?)",
-                [(submission_set_uid, i, sqlite3.Binary(d)) for i, d in enumerate(documents)],
-            )
-
-    def remove(self, submission_set_uid: str) -> None:
-        """Forget a resolved deposit. Not fsync'd: if a crash loses the removal, ``resume_pending`` finds
-        the documents registered (GetDocuments) and never resends them."""
+    def claim(self, entry_id: str) -> QueuedDeposit | None:
+        """Take the entry for one send (state SENDING, owner = this instance, lease renewed, attempts + 1).
+        None when it is not claimable: final, being sent by someone else (live lease), or not due yet is
+        NOT checked here (``due`` does it): a person may ask to send a waiting entry now."""
+        now = self._clock()
         try:
-            with self._lock, self._connect() as con:
-                con.execute("PRAGMA synchronous = NORMAL")
-                con.execute("DELETE FROM pending WHERE submission_set_uid = ?", (submission_set_uid,))
-        except sqlite3.Error as exc:
-            raise OutboxError(
-                f"La file d'envoi du DMP n'a pas pu être mise à jour ({exc}).", code="OUTBOX"
-            ) from exc
-
-    def bump(self, submission_set_uid: str) -> None:
-        with self._lock, self._connect() as con:
-            con.execute(
-                "UPDATE pending SET attempts = attempts + 1 WHERE submission_set_uid = ?",
-                (submission_set_uid,),
-            )
-
-    def pending(self) -> list[PendingDeposit]:
-        self._drain()
-        with self._lock, self._connect() as con:
-            rows = con.execute("SELECT * FROM pending ORDER BY created, submission_set_uid").fetchall()
-            out = []
-            for r in rows:
-                docs = con.execute(
-                    "SELECT content FROM pending_document WHERE submission_set_uid = ? ORDER BY position",
-                    (r[0],),
-                ).fetchall()
-                out.append(
-                    PendingDeposit(
-                        r[0],
-                        r[1],
-                        r[2],
-                        r[3],
-                        tuple(json.loads(r[4])),
-                        tuple(bytes(d[0]) for d in docs),
-                        tuple(json.loads(r[5])),
-                        tuple(json.loads(r[6])),
-                        r[7],
-                        r[8],
-                    )
+            with self._tx() as con:
+                try:
+                    cur = self._row(con, entry_id, with_documents=False)
+                except EntryNotFound:
+                    return None
+                if cur.state in FINAL_STATES:
+                    return None
+                if cur.state is EntryState.SENDING and cur.lease_until > now:
+                    return None
+                con.execute(
+                    "UPDATE queue_entry SET state=?, owner=?, lease_until=?, attempts=attempts+1, updated=? "
+                    "WHERE id=?",
+                    (EntryState.SENDING.value, self.owner, now + self.lease_s, _now_iso(), entry_id),
                 )
-            return out
+                entry = self._row(con, entry_id)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+        return self._changed(entry)
+
+    def claim_again(self, entry_id: str) -> QueuedDeposit | None:
+        """Renew this instance's own claim for one more send (attempts + 1); None if it lost the claim."""
+        now = self._clock()
+        try:
+            with self._tx() as con:
+                cur = con.execute(
+                    "UPDATE queue_entry SET lease_until=?, attempts=attempts+1, updated=? "
+                    "WHERE id=? AND owner=? AND state=?",
+                    (now + self.lease_s, _now_iso(), entry_id, self.owner, EntryState.SENDING.value),
+                )
+                if cur.rowcount != 1:
+                    return None
+                entry = self._row(con, entry_id)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+        return self._changed(entry)
+
+    def _transition(self, entry_id: str, sets: dict[str, object], *, purge: bool = False) -> QueuedDeposit:
+        """Move an entry this instance holds (or any active one when ``owner`` does not matter) in ONE
+        transaction; the owner/lease are cleared."""
+        sets = {**sets, "owner": "", "lease_until": 0.0, "updated": _now_iso()}
+        cols = ", ".join(f"{k}=?" for k in sets)
+        try:
+            with self._tx() as con:
+                con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
+                if purge:
+                    con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
+                entry = self._row(con, entry_id)
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+        return self._changed(entry)
+
+    def mark_waiting(self, entry_id: str, reason_fr: str, code: str, next_try: float) -> QueuedDeposit:
+        return self._transition(
+            entry_id,
+            {
+                "state": EntryState.WAITING.value,
+                "reason_fr": reason_fr,
+                "reason_code": code,
+                "next_try": next_try,
+            },
+        )
+
+    def mark_registered(self, entry_id: str, *, journaled: bool = False, note_fr: str = "") -> QueuedDeposit:
+        """Registered: the documents' bytes are purged (the DMP holds them)."""
+        return self._transition(
+            entry_id,
+            {"state": EntryState.REGISTERED.value, "reason_fr": note_fr, "reason_code": "",
+             "next_try": 0.0, "journaled": int(journaled)},
+            purge=True,
+        )  # fmt: skip
+
+    def mark_refused(
+        self, entry_id: str, reason_fr: str, code: str, *, journaled: bool = False
+    ) -> QueuedDeposit:
+        """Refused for good; the documents stay until a person takes them back (``hand_back``)."""
+        return self._transition(
+            entry_id,
+            {"state": EntryState.REFUSED.value, "reason_fr": reason_fr, "reason_code": code,
+             "next_try": 0.0, "journaled": int(journaled)},
+        )  # fmt: skip
+
+    def mark_journaled(self, entry_id: str) -> None:
+        try:
+            with self._tx() as con:
+                con.execute("UPDATE queue_entry SET journaled=1 WHERE id=?", (entry_id,))
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+
+    def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:
+        try:
+            with self._tx() as con:
+                con.execute(
+                    "UPDATE queue_entry SET replaces_entry_uuids=? WHERE id=?",
+                    (json.dumps(list(uuids)), entry_id),
+                )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+
+    def hand_back(self, entry_id: str, write: Callable[[QueuedDeposit], None]) -> QueuedDeposit:
+        """Give the documents of an unsent (or refused) entry back to a person: ``write(entry)`` must make
+        them durable elsewhere (e.g. files fsync'd); only after it returns is the entry marked HANDED_BACK
+        and its bytes purged. Refused while another thread or process is sending it (``EntryBusy``)."""
+        entry = self.claim(entry_id)
+        if entry is None:
+            cur = self.get(entry_id)
+            if cur is None:
+                raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
+            if cur.state is EntryState.REFUSED:
+                entry = cur
+            elif cur.state is EntryState.SENDING:
+                raise EntryBusy(
+                    "Cet envoi est en cours de transmission au DMP : attendez son issue avant de le "
+                    "reprendre.",
+                    code="BUSY",
+                )
+            else:
+                raise OutboxError(
+                    f"Cet envoi est déjà terminé ({cur.state.label_fr}) : il n'y a rien à rendre.",
+                    code="FINAL",
+                )
+        try:
+            write(entry)
+        except BaseException:
+            if entry.state is EntryState.SENDING:  # give the claim back untouched
+                self._transition(
+                    entry_id, {"state": EntryState.PENDING.value, "attempts": max(0, entry.attempts - 1)}
+                )
+            raise
+        return self._transition(
+            entry_id,
+            {"state": EntryState.HANDED_BACK.value, "reason_fr": "documents rendus à l'utilisateur",
+             "reason_code": "HANDED_BACK", "next_try": 0.0},
+            purge=True,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ reading
+    def get(self, entry_id: str) -> QueuedDeposit | None:
+        try:
+            with self._lock:
+                return self._row(self._con, entry_id)
+        except EntryNotFound:
+            return None
+        except sqlite3.Error as exc:
+            raise self._error(exc, "lue") from exc
+
+    def entries(self, states: Iterable[EntryState] | None = None) -> list[QueuedDeposit]:
+        """Entries (oldest first), optionally of some states, with their documents."""
+        wanted = {EntryState(s) for s in states} if states is not None else None
+        try:
+            with self._lock:
+                ids = [r[0] for r in self._con.execute(
+                    "SELECT id, state FROM queue_entry ORDER BY created, rowid"
+                ).fetchall() if wanted is None or EntryState(r[1]) in wanted]  # fmt: skip
+                return [self._row(self._con, i) for i in ids]
+        except sqlite3.Error as exc:
+            raise self._error(exc, "lue") from exc
+
+    def pending(self) -> list[QueuedDeposit]:
+        """Entries without a definite outcome yet (pending, sending, waiting)."""
+        return self.entries(ACTIVE_STATES)
+
+    def due(self) -> list[QueuedDeposit]:
+        """Active entries that may be sent now: pending, waiting whose time came, or sending whose claim
+        expired (its owner died)."""
+        now = self._clock()
+        out = []
+        for e in self.pending():
+            if e.state is EntryState.PENDING or (e.state is EntryState.WAITING and e.next_try <= now):
+                out.append(e)
+            elif e.state is EntryState.SENDING and e.lease_until <= now:
+                out.append(e)
+        return out
+
+    def unjournaled(self) -> list[QueuedDeposit]:
+        """Entries with an outcome whose audit record could not be written yet (full disk)."""
+        return [
+            e for e in self.entries(FINAL_STATES) if not e.journaled and e.state is not EntryState.HANDED_BACK
+        ]
+
+    # former API
+    def remove(self, entry_id: str) -> None:  # pragma: no cover - kept for callers of the old outbox
+        raise OutboxError("Une entrée ne quitte la file qu'avec une issue définitive.", code="NO_REMOVE")
+
+
+Outbox = DepositQueue  # former name
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINAL_STATES",
+    "DepositQueue",
+    "EntryBusy",
+    "EntryNotFound",
+    "EntryState",
+    "Outbox",
+    "OutboxError",
+    "PendingDeposit",
+    "QueuedDeposit",
+    "backoff_delay",
+]

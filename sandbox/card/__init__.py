@@ -26,8 +26,13 @@ EMULATOR_ONLY_PROFILES = {"unknown": "carte non CPS (ATR inconnu, répond 6D00 �
 
 
 def make_card(pki: object, profile: str, *, t0: bool = True, garbage: bool = False) -> CpsApplet:
-    """Build the emulated card of ``profile`` (a ``sandbox.profiles`` name, or ``unknown``)."""
+    """Build the emulated card of ``profile`` (a ``sandbox.profiles`` name, ``unknown``, or a ``vitale-…``
+    carte Vitale profile of :mod:`sandbox.card.vitale`, which needs no PKI)."""
+    from sandbox.card.vitale import VITALE_PROFILES, make_vitale_card
     from sandbox.profiles import PROFILES
+
+    if profile in VITALE_PROFILES:
+        return make_vitale_card(profile, t0=t0, garbage=garbage)  # type: ignore[return-value]
 
     if profile == "unknown":
         card = CpsApplet(PROFILES["gp"], keys_from_pki(pki, "gp"), t0=t0, garbage=True, atr=UNKNOWN_ATR)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sandbox.card import EMULATOR_ONLY_PROFILES, READER_NAMES, VPCD_PORTS, VpcdError, VpcdLink, make_card
 from sandbox.card.readerstate import ReaderStateTimeout, wait_reader_state
+from sandbox.card.vitale import VITALE_PROFILE_HELP, VITALE_PROFILES
 from sandbox.errors import SandboxError
 from sandbox.profiles import PROFILES
 
@@ -28,6 +29,7 @@ def _profiles_help() -> str:
         flags = " — code bloqué" if p.pin_blocked else " — certificats expirés" if p.expired else ""
         lines.append(f"  {name:<11} {what}{flags}")
     lines.extend(f"  {name:<11} {what}" for name, what in EMULATOR_ONLY_PROFILES.items())
+    lines.extend(f"  {name:<18} carte Vitale : {what}" for name, what in VITALE_PROFILE_HELP.items())
     lines.append("Code porteur de test : 1234, code de déblocage : 12345678.")
     return "\n".join(lines)
 
@@ -50,7 +52,8 @@ def _load_pki(directory: str | None) -> object:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Foreground: the card stays inserted until this process ends (SIGTERM / Ctrl-C = removal)."""
-    card = make_card(_load_pki(args.pki), args.profile, t0=not args.t1, garbage=args.garbage)
+    pki = None if args.profile in VITALE_PROFILES else _load_pki(args.pki)  # a Vitale card has no keys
+    card = make_card(pki, args.profile, t0=not args.t1, garbage=args.garbage)
     link = VpcdLink(card, reader=args.reader)
     link.insert()
     stop = {"now": False}
@@ -84,7 +87,11 @@ def cmd_insert(args: argparse.Namespace) -> int:
             )
             return 1
         pid_file.unlink(missing_ok=True)
-    if args.profile not in PROFILES and args.profile not in EMULATOR_ONLY_PROFILES:
+    if (
+        args.profile not in PROFILES
+        and args.profile not in EMULATOR_ONLY_PROFILES
+        and args.profile not in VITALE_PROFILES
+    ):
         print(f"Profil inconnu : {args.profile}\n{_profiles_help()}", file=sys.stderr)
         return 2
     cmd = [

@@ -26,6 +26,7 @@ from cda import build as cbuild
 from cda import metadata as cmeta
 from cda.model import Code
 from sandbox.dmp import hl7, xds
+from sandbox.dmp.xades import document_c14n
 from sandbox.dmp.xds import LCM, RIM, XDSB, XOP, q
 from sandbox.profiles import CardProfile, Situation
 
@@ -271,7 +272,7 @@ def sign_submission(
     etree.SubElement(ss_ref, f"{{{DS}}}DigestMethod", Algorithm=SHA256)
     etree.SubElement(ss_ref, f"{{{DS}}}DigestValue").text = "AA=="
     for uid, content in documents:
-        _ref(manifest, f"urn:oid:{uid}", hashlib.sha256(_c14n(etree.fromstring(content))).digest())
+        _ref(manifest, f"urn:oid:{uid}", hashlib.sha256(document_c14n(content)).digest())
     props = etree.SubElement(etree.SubElement(sig, f"{{{DS}}}Object"), "SignatureProperties")
     etree.SubElement(
         props, "SignatureProperty", Id="purposeOfSignature", Target=f"#{sig_id}"

@@ -37,6 +37,7 @@ from sandbox.dmp.rules import AccessRefused
 from sandbox.dmp.store import (
     APPROVED,
     ARCHIVED,
+    DEPRECATED,
     INTERDIT,
     STATUSES,
     VALIDE,
@@ -45,6 +46,7 @@ from sandbox.dmp.store import (
     NewSubmission,
     Patient,
     StaleReplacement,
+    StaleVersion,
     Store,
     StoredDocument,
     StoredSubmission,
@@ -1134,9 +1136,18 @@ class DmpService:
             doc = visible(self.store.document(entry_uuid=assoc.target), assoc.target)
             original = (assoc.slots.get("OriginalStatus") or [""])[0]
             new = (assoc.slots.get("NewStatus") or [""])[0]
+            if doc.status == DEPRECATED:  # an older version: the update names a stale entryUUID
+                raise RegistryRefusal(
+                    E.METADATA_VERSION,
+                    f"L'entrée {doc.entry_uuid} n'est plus la version courante du document {doc.unique_id}"
+                    " : relisez-le (TD3.1) avant de le mettre à jour.",
+                    doc.entry_uuid,
+                )
             rules.check_status_change(caller, doc, original, new)
             try:
                 self.store.set_document_status(doc.entry_uuid, new, expected=original)
+            except StaleVersion as exc:
+                raise RegistryRefusal(E.METADATA_VERSION, exc.message_fr, doc.entry_uuid) from None
             except StaleReplacement as exc:
                 raise RegistryRefusal(E.METADATA_UPDATE, exc.message_fr, doc.entry_uuid) from None
             out.what.append(f"{doc.unique_id} {original.rsplit(':', 1)[-1]}→{new.rsplit(':', 1)[-1]}")
@@ -1152,6 +1163,15 @@ class DmpService:
             )
             if not lid:
                 raise RegistryRefusal(E.METADATA_UPDATE, "Mise à jour sans logicalId (lid).", entry.id)
+            existing = self.store.document(entry_uuid=entry.id) if entry.id.startswith("urn:uuid:") else None
+            if existing is not None:
+                # ITI-57 creates a new entry: its id is symbolic or a new UUID, never a registered entry
+                raise RegistryRefusal(
+                    E.METADATA_VERSION if existing.status == DEPRECATED else E.METADATA_UPDATE,
+                    f"L'identifiant {entry.id} est déjà celui d'une version enregistrée : une nouvelle"
+                    " version porte un identifiant symbolique ou un nouvel UUID (le lid nomme le document).",
+                    entry.id,
+                )
             current = next((d for d in self._versions(lid) if d.status in (APPROVED, ARCHIVED)), None)
             doc = visible(current, lid)
             if not prev.isdigit():
@@ -1170,10 +1190,15 @@ class DmpService:
             new_codes = {c.code for c in entry.classifications.get(xds.S_CONFIDENTIALITY, [])}
             rules.check_confidentiality_update(caller, patient, doc, new_codes)
             try:
-                self.store.set_confidentiality(doc.entry_uuid, new_codes, expected_version=doc.version)
+                created = self.store.set_confidentiality(
+                    doc.entry_uuid, new_codes, expected_version=doc.version
+                )
             except StaleReplacement as exc:
                 raise RegistryRefusal(E.METADATA_VERSION, exc.message_fr, entry.id) from None
-            out.what.append(f"{doc.unique_id} confidentialité {','.join(sorted(new_codes))}")
+            out.what.append(
+                f"{doc.unique_id} confidentialité {','.join(sorted(new_codes))}"
+                f" (version {created.version}, {created.entry_uuid})"
+            )
         if not status_changes and not sub.documents:
             raise RegistryRefusal(E.METADATA_UPDATE, "Aucune mise à jour dans la requête.")
 

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sandbox.dmp.xds import render_entry
+from sandbox.dmp.xds import reidentify_entry, render_entry
 from sandbox.errors import SandboxError
 
 DB_NAME = "dmp.sqlite3"
 DOCS_DIR = "documents"
+# Idle SQLite connections kept for reuse; more may be open while busy, closed when given back.
+POOL_MAX_IDLE = 8
 
 # DMP status of a patient (PAT-06): an open DMP, a DMP closed by its holder, or an opposition.
 ACTIVE = "ACTIVE"
@@ -58,7 +60,45 @@ MASQUE_PS = "MASQUE_PS"
 INVISIBLE_PATIENT = "INVISIBLE_PATIENT"
 INVISIBLE_REPRESENTANTS_LEGAUX = "INVISIBLE_REPRESENTANTS_LEGAUX"
 
-_SCHEMA = """
+_DOCUMENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS documents (
+    entry_uuid TEXT PRIMARY KEY,
+    lid TEXT NOT NULL,
+    unique_id TEXT NOT NULL,  -- shared by the metadata versions of a document (ITI-57)
+    patient_ins TEXT NOT NULL,
+    patient_oid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    type_code TEXT NOT NULL,
+    class_code TEXT NOT NULL,
+    format_code TEXT NOT NULL,
+    practice_code TEXT NOT NULL DEFAULT '',
+    facility_code TEXT NOT NULL DEFAULT '',
+    confidentiality TEXT NOT NULL DEFAULT '[]',
+    author_id TEXT NOT NULL,
+    author_structure TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
+    mime_type TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    creation_time TEXT NOT NULL DEFAULT '',
+    service_start TEXT NOT NULL DEFAULT '',
+    service_stop TEXT NOT NULL DEFAULT '',
+    set_id TEXT NOT NULL DEFAULT '',
+    submission_uuid TEXT NOT NULL,
+    replaces TEXT,
+    metadata BLOB NOT NULL,
+    content_uuid TEXT NOT NULL,  -- file name of the bytes, shared by the metadata versions
+    registered_at TEXT NOT NULL
+);
+"""
+_DOCUMENTS_INDEXES = """
+CREATE INDEX IF NOT EXISTS documents_patient ON documents(patient_ins, status);
+CREATE INDEX IF NOT EXISTS documents_lid ON documents(lid);
+CREATE UNIQUE INDEX IF NOT EXISTS documents_uid_version ON documents(unique_id, version);
+"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS patients (
     ins TEXT PRIMARY KEY,
     oid TEXT NOT NULL,
@@ -103,37 +143,6 @@ CREATE TABLE IF NOT EXISTS submission_sets (
     signature BLOB,  -- the XAdES signature of the submission set, as received
     registered_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS documents (
-    entry_uuid TEXT PRIMARY KEY,
-    lid TEXT NOT NULL,
-    unique_id TEXT NOT NULL UNIQUE,
-    patient_ins TEXT NOT NULL,
-    patient_oid TEXT NOT NULL,
-    status TEXT NOT NULL,
-    version INTEGER NOT NULL DEFAULT 1,
-    type_code TEXT NOT NULL,
-    class_code TEXT NOT NULL,
-    format_code TEXT NOT NULL,
-    practice_code TEXT NOT NULL DEFAULT '',
-    facility_code TEXT NOT NULL DEFAULT '',
-    confidentiality TEXT NOT NULL DEFAULT '[]',
-    author_id TEXT NOT NULL,
-    author_structure TEXT NOT NULL DEFAULT '',
-    title TEXT NOT NULL DEFAULT '',
-    mime_type TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    creation_time TEXT NOT NULL DEFAULT '',
-    service_start TEXT NOT NULL DEFAULT '',
-    service_stop TEXT NOT NULL DEFAULT '',
-    set_id TEXT NOT NULL DEFAULT '',
-    submission_uuid TEXT NOT NULL,
-    replaces TEXT,
-    metadata BLOB NOT NULL,
-    registered_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS documents_patient ON documents(patient_ins, status);
-CREATE INDEX IF NOT EXISTS documents_lid ON documents(lid);
 CREATE TABLE IF NOT EXISTS traces (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -151,6 +160,9 @@ CREATE TABLE IF NOT EXISTS traces (
 );
 CREATE INDEX IF NOT EXISTS traces_patient ON traces(patient_ins, id);
 """
+    + _DOCUMENTS_TABLE
+    + _DOCUMENTS_INDEXES
+)
 
 
 class StoreError(SandboxError):
@@ -171,6 +183,10 @@ class DuplicateUniqueId(StoreError):
 
 class StaleReplacement(StoreError):
     """The document targeted by a replacement is no longer the current version."""
+
+
+class StaleVersion(StaleReplacement):
+    """An update names an entry that is not the latest version of its document (XDSMetadataVersionError)."""
 
 
 def now_utc() -> datetime:
@@ -247,6 +263,7 @@ class StoredDocument:
     replaces: str | None
     metadata: bytes  # the registry's ExtrinsicObject, kept rendered in its current state (status, codes…)
     registered_at: str
+    content_uuid: str = ""  # name of the file holding the bytes (shared by the metadata versions)
 
     @property
     def masked(self) -> bool:
@@ -325,6 +342,33 @@ class Trace:
     result: str
 
 
+class _Rows:
+    """The rows of one read query, fetched while the connection was borrowed."""
+
+    def __init__(self, rows: list[sqlite3.Row]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> sqlite3.Row | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[sqlite3.Row]:
+        return self._rows
+
+    def __iter__(self) -> Iterator[sqlite3.Row]:
+        return iter(self._rows)
+
+
+class _Reads:
+    """Read queries, each on a connection borrowed from the pool and given back at once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Iterable[object] = ()) -> _Rows:
+        with self._store._db() as db:
+            return _Rows(db.execute(sql, tuple(params)).fetchall())
+
+
 class Store:
     """SQLite + files; thread-safe. Open with ``Store(data_dir)``; ``close()`` when done."""
 
@@ -333,47 +377,93 @@ class Store:
         self.docs_dir = self.data_dir / DOCS_DIR
         self.docs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / DB_NAME
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
+        self._open_connections = 0
+        self._closed = False
         self._lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
+        self._reads = _Reads(self)
+        with self._db() as db:
+            _migrate(db)
+            db.executescript(_SCHEMA)
         self._remove_orphans()
 
     # -- connections ------------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    # A small pool, not a connection per thread: the server runs a thread per TCP connection, and a
+    # connection kept per thread (threading.local) was never closed when its thread ended (two file
+    # descriptors each, until every request failed). A borrowed connection goes back to the pool, or is
+    # closed when POOL_MAX_IDLE are already idle.
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection for one unit of work (a read or a write transaction)."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("Le stockage du DMP de test est fermé.")
+            conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                self._open_connections += 1
+        if conn is None:
+            try:
+                conn = self._open()
+            except BaseException:
+                with self._lock:
+                    self._open_connections -= 1
+                raise
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        finally:
+            keep = False
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                keep = True
+            except sqlite3.Error:
+                keep = False
+            with self._lock:
+                if keep and not self._closed and len(self._idle) < POOL_MAX_IDLE:
+                    self._idle.append(conn)
+                    conn = None
+                else:
+                    self._open_connections -= 1
+            if conn is not None:
+                conn.close()
+
+    @property
+    def open_connections(self) -> int:
+        """SQLite connections currently open (idle in the pool or in use)."""
+        with self._lock:
+            return self._open_connections
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the pooled connections; connections in use are closed when given back."""
         with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:  # pragma: no cover - closing from another thread
-                    pass
-            self._all.clear()
-        self._local = threading.local()
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open_connections -= len(idle)
+        for conn in idle:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover
+                pass
 
     def __enter__(self) -> Store:
         return self
@@ -384,7 +474,8 @@ class Store:
     def _remove_orphans(self) -> None:
         """Files without a registry row (a crash between the file write and the commit)."""
         known = {
-            r[0].removeprefix("urn:uuid:") for r in self._conn().execute("SELECT entry_uuid FROM documents")
+            r[0].removeprefix("urn:uuid:")
+            for r in self._reads.execute("SELECT content_uuid FROM documents").fetchall()
         }
         for path in self.docs_dir.iterdir():
             if path.name not in known:
@@ -421,10 +512,10 @@ class Store:
         return self.patient_or_raise(ins)
 
     def patient(self, ins: str) -> Patient | None:
-        row = self._conn().execute("SELECT * FROM patients WHERE ins=?", (ins,)).fetchone()
+        row = self._reads.execute("SELECT * FROM patients WHERE ins=?", (ins,)).fetchone()
         if row is None:
             return None
-        reps = self._conn().execute(
+        reps = self._reads.execute(
             "SELECT name, relation FROM legal_representatives WHERE ins=? ORDER BY name", (ins,)
         )
         return Patient(
@@ -452,7 +543,7 @@ class Store:
         return found
 
     def patients(self) -> list[Patient]:
-        rows = self._conn().execute("SELECT ins FROM patients ORDER BY family_name, ins").fetchall()
+        rows = self._reads.execute("SELECT ins FROM patients ORDER BY family_name, ins").fetchall()
         return [p for p in (self.patient(r["ins"]) for r in rows) if p is not None]
 
     def _update_patient(self, ins: str, sql: str, params: Iterable[object]) -> None:
@@ -511,11 +602,9 @@ class Store:
 
     # -- authorisations ---------------------------------------------------------------------
     def authorisation(self, ins: str, ps_id: str) -> Authorisation | None:
-        row = (
-            self._conn()
-            .execute("SELECT * FROM authorisations WHERE ins=? AND ps_id=?", (ins, ps_id))
-            .fetchone()
-        )
+        row = self._reads.execute(
+            "SELECT * FROM authorisations WHERE ins=? AND ps_id=?", (ins, ps_id)
+        ).fetchone()
         return Authorisation(**dict(row)) if row else None
 
     def authorisations(self, ins: str | None = None, *, ps_id: str | None = None) -> list[Authorisation]:
@@ -526,7 +615,7 @@ class Store:
         if ps_id is not None:
             sql += " AND ps_id=?"
             params.append(ps_id)
-        rows = self._conn().execute(sql + " ORDER BY started_at, ps_id", params).fetchall()
+        rows = self._reads.execute(sql + " ORDER BY started_at, ps_id", params).fetchall()
         return [Authorisation(**dict(r)) for r in rows]
 
     def set_authorisation(
@@ -618,6 +707,9 @@ class Store:
         except sqlite3.IntegrityError as exc:
             raise DuplicateUniqueId(sub.unique_id) from exc
         for doc in sub.documents:
+            # inside the write transaction: the check cannot race another deposit
+            if db.execute("SELECT 1 FROM documents WHERE unique_id=?", (doc.unique_id,)).fetchone():
+                raise DuplicateUniqueId(doc.unique_id)
             lid = doc.lid or doc.entry_uuid
             version = 1
             if doc.replaces:
@@ -638,7 +730,8 @@ class Store:
                     " version, type_code, class_code, format_code, practice_code, facility_code,"
                     " confidentiality, author_id, author_structure, title, mime_type, hash, size,"
                     " creation_time, service_start, service_stop, set_id, submission_uuid, replaces,"
-                    " metadata, registered_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: E501
+                    " metadata, content_uuid, registered_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         doc.entry_uuid,
                         lid,
@@ -672,6 +765,7 @@ class Store:
                             confidentiality=tuple(sorted(doc.confidentiality)),
                             lid=lid,
                         ),
+                        _file_name(doc.entry_uuid),
                         stamp,
                     ),
                 )
@@ -702,7 +796,7 @@ class Store:
 
     def unique_id_exists(self, unique_ids: Iterable[str]) -> str | None:
         """The first of ``unique_ids`` already used by a document or a submission set, if any."""
-        db = self._conn()
+        db = self._reads
         for uid in unique_ids:
             if db.execute("SELECT 1 FROM documents WHERE unique_id=?", (uid,)).fetchone():
                 return uid
@@ -714,24 +808,32 @@ class Store:
         self, *, entry_uuid: str | None = None, unique_id: str | None = None
     ) -> StoredDocument | None:
         if entry_uuid is not None:
-            row = self._conn().execute("SELECT * FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
+            row = self._reads.execute("SELECT * FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
         elif unique_id is not None:
-            row = self._conn().execute("SELECT * FROM documents WHERE unique_id=?", (unique_id,)).fetchone()
+            # the latest version of the document (its metadata versions share the uniqueId)
+            row = self._reads.execute(
+                "SELECT * FROM documents WHERE unique_id=? ORDER BY version DESC LIMIT 1", (unique_id,)
+            ).fetchone()
         else:
             raise ValueError("entry_uuid or unique_id is required")
         return self._doc(row) if row else None
 
     def find_document(self, ins: str, ref: str) -> StoredDocument:
         """A document of this patient by entryUUID, uniqueId or unique prefix of either (console)."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT * FROM documents WHERE patient_ins=? AND (entry_uuid=? OR unique_id=?"
-                " OR entry_uuid LIKE ? OR unique_id LIKE ?)",
-                (ins, ref, ref, f"urn:uuid:{ref}%", f"{ref}%"),
-            )
-            .fetchall()
-        )
+        rows = self._reads.execute(
+            "SELECT * FROM documents WHERE patient_ins=? AND (entry_uuid=? OR unique_id=?"
+            " OR entry_uuid LIKE ? OR unique_id LIKE ?)",
+            (ins, ref, ref, f"urn:uuid:{ref}%", f"{ref}%"),
+        ).fetchall()
+        if not any(r["entry_uuid"] == ref for r in rows):
+            # a uniqueId (or prefix) names the latest metadata version of its document
+            latest: dict[str, sqlite3.Row] = {}
+            for r in rows:
+                if r["unique_id"] not in latest or r["version"] > latest[r["unique_id"]]["version"]:
+                    latest[r["unique_id"]] = r
+            rows = list(latest.values())
+        else:
+            rows = [r for r in rows if r["entry_uuid"] == ref]
         if len(rows) != 1:
             raise StoreError(
                 f"Document {ref} introuvable pour l'INS {ins}."
@@ -741,11 +843,9 @@ class Store:
         return self._doc(rows[0])
 
     def documents_by_lid(self, lid: str) -> list[StoredDocument]:
-        rows = (
-            self._conn()
-            .execute("SELECT * FROM documents WHERE lid=? ORDER BY version DESC", (lid,))
-            .fetchall()
-        )
+        rows = self._reads.execute(
+            "SELECT * FROM documents WHERE lid=? ORDER BY version DESC", (lid,)
+        ).fetchall()
         return [self._doc(r) for r in rows]
 
     def documents(self, ins: str, statuses: Iterable[str] | None = None) -> list[StoredDocument]:
@@ -754,20 +854,16 @@ class Store:
         if wanted is not None:
             sql += f" AND status IN ({','.join('?' * len(wanted))})"
             params.extend(wanted)
-        rows = self._conn().execute(sql + " ORDER BY creation_time, registered_at", params).fetchall()
+        rows = self._reads.execute(sql + " ORDER BY creation_time, registered_at", params).fetchall()
         return [self._doc(r) for r in rows]
 
     def submission_sets(self, ins: str) -> list[StoredSubmission]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT entry_uuid, unique_id, patient_ins, author_id, submission_time, source_id,"
-                " registered_at FROM submission_sets WHERE patient_ins=?"
-                " ORDER BY submission_time, registered_at",
-                (ins,),
-            )
-            .fetchall()
-        )
+        rows = self._reads.execute(
+            "SELECT entry_uuid, unique_id, patient_ins, author_id, submission_time, source_id,"
+            " registered_at FROM submission_sets WHERE patient_ins=?"
+            " ORDER BY submission_time, registered_at",
+            (ins,),
+        ).fetchall()
         return [StoredSubmission(*tuple(r)) for r in rows]
 
     def documents_for_patient_view(
@@ -783,71 +879,112 @@ class Store:
         ]
 
     def content(self, entry_uuid: str) -> bytes:
-        return self._doc_path(entry_uuid).read_bytes()
+        row = self._reads.execute(
+            "SELECT content_uuid FROM documents WHERE entry_uuid=?", (entry_uuid,)
+        ).fetchone()
+        return self._doc_path(row[0] if row is not None else entry_uuid).read_bytes()
 
     def set_confidentiality(
         self, entry_uuid: str, codes: Iterable[str], *, expected_version: int | None = None
-    ) -> int:
-        """Replace the confidentiality codes of a document; returns the new metadata version."""
+    ) -> StoredDocument:
+        """A new metadata version of a document with these confidentiality codes (ITI-57, dmp-protocol.md
+        §7.8 and §8.5): a new entry (new entryUUID, same lid and uniqueId, version + 1, same bytes), the
+        previous one Deprecated, in one transaction. Returns the new version.
+
+        Raises :class:`StaleVersion` when ``entry_uuid`` is not the latest version of its document, or is
+        not at ``expected_version``."""
+        new_uuid = new_entry_uuid()
         with self._write() as db:
-            row = db.execute("SELECT version FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
+            row = db.execute("SELECT * FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
             if row is None:
                 raise StoreError(f"Document {entry_uuid} introuvable.")
+            self._check_latest(db, row)
             if expected_version is not None and row["version"] != expected_version:
-                raise StaleReplacement(
+                raise StaleVersion(
                     f"La version {expected_version} du document n'est plus la version courante"
                     f" ({row['version']})."
                 )
             version = row["version"] + 1
-            db.execute(
-                "UPDATE documents SET confidentiality=?, version=? WHERE entry_uuid=?",
-                (json.dumps(sorted(set(codes))), version, entry_uuid),
-            )
+            confidentiality = tuple(sorted(set(codes)))
+            db.execute("UPDATE documents SET status=? WHERE entry_uuid=?", (DEPRECATED, entry_uuid))
             self._rerender(db, entry_uuid)
-        return version
+            data = dict(row)
+            data.update(
+                entry_uuid=new_uuid,
+                version=version,
+                confidentiality=json.dumps(list(confidentiality)),
+                # [I] the new version keeps the availability status (Approved, or Archived) of the previous
+                replaces=None,
+                registered_at=_ts(),
+                metadata=render_entry(
+                    reidentify_entry(row["metadata"], new_uuid),
+                    status=row["status"],
+                    version=version,
+                    confidentiality=confidentiality,
+                    lid=row["lid"],
+                ),
+            )
+            names = list(data)
+            db.execute(
+                f"INSERT INTO documents ({', '.join(names)}) VALUES ({','.join('?' * len(names))})",  # noqa: S608 - column names from the row
+                [data[n] for n in names],
+            )
+            new_row = db.execute("SELECT * FROM documents WHERE entry_uuid=?", (new_uuid,)).fetchone()
+        return self._doc(new_row)
+
+    @staticmethod
+    def _check_latest(db: sqlite3.Connection, row: sqlite3.Row) -> None:
+        latest = db.execute("SELECT MAX(version) FROM documents WHERE lid=?", (row["lid"],)).fetchone()[0]
+        if row["status"] == DEPRECATED or row["version"] != latest:
+            raise StaleVersion(
+                f"L'entrée {row['entry_uuid']} n'est plus la version courante du document"
+                f" (version {row['version']}, version courante {latest})."
+            )
 
     def set_document_status(self, entry_uuid: str, status: str, *, expected: str | None = None) -> None:
+        """Change the availability status of the latest version of a document, in place (ITI-57
+        UpdateAvailabilityStatus creates no new version). :class:`StaleVersion` for an older version."""
         if status not in STATUSES:
             raise StoreError(f"Statut de document inconnu : {status}.")
         with self._write() as db:
-            row = db.execute("SELECT status FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
+            row = db.execute("SELECT * FROM documents WHERE entry_uuid=?", (entry_uuid,)).fetchone()
             if row is None:
                 raise StoreError(f"Document {entry_uuid} introuvable.")
+            self._check_latest(db, row)
             if expected is not None and row["status"] != expected:
                 raise StaleReplacement(f"Le statut actuel du document est {row['status']}, pas {expected}.")
             db.execute("UPDATE documents SET status=? WHERE entry_uuid=?", (status, entry_uuid))
             self._rerender(db, entry_uuid)
 
     def mask(self, ins: str, ref: str, masked: bool = True) -> StoredDocument:
-        """Patient console: mask/unmask a document to professionals (MASQUE_PS)."""
+        """Patient console: mask/unmask a document to professionals (MASQUE_PS): a new version."""
         doc = self.find_document(ins, ref)
         codes = set(doc.confidentiality)
         (codes.add if masked else codes.discard)(MASQUE_PS)
-        self.set_confidentiality(doc.entry_uuid, codes)
-        return self.find_document(ins, doc.entry_uuid)
+        return self.set_confidentiality(doc.entry_uuid, codes)
 
     def make_visible(self, ins: str, ref: str, *, legal_representatives: bool = False) -> StoredDocument:
         """Make a document visible to the patient (or to the legal representatives): irreversible."""
         doc = self.find_document(ins, ref)
         codes = set(doc.confidentiality)
         codes.discard(INVISIBLE_REPRESENTANTS_LEGAUX if legal_representatives else INVISIBLE_PATIENT)
-        self.set_confidentiality(doc.entry_uuid, codes)
-        return self.find_document(ins, doc.entry_uuid)
+        return self.set_confidentiality(doc.entry_uuid, codes)
 
     def document_count(self, ins: str | None = None) -> int:
+        """Documents (a uniqueId with its metadata versions counts once)."""
         if ins is None:
-            return self._conn().execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        return (
-            self._conn().execute("SELECT COUNT(*) FROM documents WHERE patient_ins=?", (ins,)).fetchone()[0]
-        )
+            rows = self._reads.execute("SELECT COUNT(DISTINCT unique_id) FROM documents").fetchall()
+        else:
+            rows = self._reads.execute(
+                "SELECT COUNT(DISTINCT unique_id) FROM documents WHERE patient_ins=?", (ins,)
+            ).fetchall()
+        return int(rows[0][0])
 
     def last_document_time(self, ins: str) -> str:
-        row = (
-            self._conn()
-            .execute("SELECT MAX(registered_at) FROM documents WHERE patient_ins=?", (ins,))
-            .fetchone()
-        )
-        return row[0] or ""
+        rows = self._reads.execute(
+            "SELECT MAX(registered_at) FROM documents WHERE patient_ins=?", (ins,)
+        ).fetchall()
+        return str(rows[0][0] or "")
 
     # -- traces -----------------------------------------------------------------------------
     def add_trace(
@@ -895,13 +1032,41 @@ class Store:
             inner = sql.replace("ORDER BY id", "ORDER BY id DESC")
             sql = "SELECT * FROM (" + inner + " LIMIT ?) ORDER BY id"  # noqa: S608 - constant fragments only
             params.append(limit)
-        rows = self._conn().execute(sql, params).fetchall()
+        rows = self._reads.execute(sql, params).fetchall()
         out = []
         for r in rows:
             data = dict(r)
             data["transaction"] = data.pop("transaction_name")
             out.append(Trace(**data))
         return out
+
+
+def _file_name(entry_uuid: str) -> str:
+    return entry_uuid.removeprefix("urn:uuid:")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a data folder of an earlier sandbox up to date: documents got metadata versions (ITI-57 new
+    entries sharing the uniqueId, so no more UNIQUE on it) and a content_uuid column. One transaction."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(documents)").fetchall()}
+    if not columns or "content_uuid" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE documents RENAME TO documents_before_versions")
+        db.execute(_DOCUMENTS_TABLE)
+        kept = ", ".join(sorted(columns))
+        db.execute(
+            f"INSERT INTO documents ({kept}, content_uuid) SELECT {kept},"  # noqa: S608 - column names from the schema
+            " replace(entry_uuid, 'urn:uuid:', '') FROM documents_before_versions"
+        )
+        db.execute("DROP TABLE documents_before_versions")
+        for statement in _DOCUMENTS_INDEXES.strip().splitlines():
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def new_entry_uuid() -> str:

@@ -31,6 +31,7 @@ from sandbox.errors import SandboxError
 DS = "http://www.w3.org/2000/09/xmldsig#"
 NS = {"ds": DS}
 
+C14N_WITH_COMMENTS = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments"
 _C14N = {
     "http://www.w3.org/TR/2001/REC-xml-c14n-20010315": (False, False),
     "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments": (False, True),
@@ -65,6 +66,25 @@ def _c14n(el: etree._Element, algorithm: str | None) -> bytes:
     if algorithm and algorithm not in _C14N:
         raise XadesError(f"Algorithme de canonicalisation non pris en charge : {algorithm}.")
     return etree.tostring(el, method="c14n", exclusive=exclusive, with_comments=comments)
+
+
+def document_c14n(document: etree._Element | bytes, algorithm: str | None = C14N_WITH_COMMENTS) -> bytes:
+    """Canonical form of a whole XML document, as a C14N transform of an external reference computes it.
+
+    ``urn:oid:{uniqueId}`` designates the document's octets; a C14N transform turns them into the node
+    set of the whole *document* (XML-DSig §4.3.3.2, C14N §2.1): with comments, the prolog's processing
+    instructions (``xml-stylesheet``...) and comments belong to it. Canonicalising only the root element
+    drops them and, with a prolog, makes lxml write ``xmlns=""`` on descendants (no other implementation
+    agrees). ``document`` is the document's bytes or the root element of its parse.
+    """
+    if isinstance(document, bytes):
+        from cda.xml import safe_parse  # the CDA bytes are parsed with the project's hardened parser
+
+        document = safe_parse(document)
+    exclusive, comments = _C14N.get(algorithm or "", (False, False))
+    if algorithm and algorithm not in _C14N:
+        raise XadesError(f"Algorithme de canonicalisation non pris en charge : {algorithm}.")
+    return etree.tostring(document.getroottree(), method="c14n", exclusive=exclusive, with_comments=comments)
 
 
 def _transform(ref: etree._Element) -> str | None:
@@ -217,8 +237,6 @@ def verify_submission_signature(
 def _check_manifest(
     manifest: etree._Element, ss_uid: str, documents: dict[str, bytes], parsed: dict[str, etree._Element]
 ) -> None:
-    from cda.xml import safe_parse  # the CDA bytes are parsed with the project's hardened parser
-
     seen: set[str] = set()
     for ref in manifest.findall("ds:Reference", NS):
         uid = ref.get("URI", "").removeprefix("urn:oid:")
@@ -230,7 +248,7 @@ def _check_manifest(
         data = documents[uid]
         if algo is not None or ref.find("ds:Transforms", NS) is not None:
             root = parsed.get(uid)
-            data = _c14n(root if root is not None else safe_parse(data), algo)
+            data = document_c14n(root if root is not None else data, algo)
         if not _digest(ref, data):
             raise XadesError(
                 f"L'empreinte du document {uid} dans la signature ne correspond pas à son contenu."

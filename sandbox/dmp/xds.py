@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -287,6 +288,23 @@ def render_entry(
     if info is not None:
         info.set("versionName", str(version))
     return etree.tostring(el)
+
+
+def reidentify_entry(metadata: bytes, entry_uuid: str) -> bytes:
+    """The ExtrinsicObject of a new metadata version: ``id`` = the new entryUUID, the objects it contains
+    (Classification, ExternalIdentifier) pointing at it with fresh ids of their own (registry object ids are
+    unique). The ``lid`` is left as is."""
+    el = etree.fromstring(metadata)
+    old = el.get("id", "")
+    el.set("id", entry_uuid)
+    for child in el.iter(q(RIM, "Classification"), q(RIM, "ExternalIdentifier")):
+        for attr in ("classifiedObject", "registryObject"):
+            if child.get(attr) == old:
+                child.set(attr, entry_uuid)
+        if child.get("id"):
+            child.set("id", f"urn:uuid:{uuid.uuid4()}")
+    data: bytes = etree.tostring(el)
+    return data
 
 
 def parse_query_values(values: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from sandbox.errors import SandboxError
 from sandbox.server.certs import TrustStore
 from sandbox.server.context import Caller, Service, SoapFault, SoapRequest, SoapResponse
 from sandbox.server.faults import FaultConfig, FaultConfigError, FaultInjector
-from sandbox.server.http import MAX_REQUEST_BYTES, SandboxHTTPServer, make_tls_context
+from sandbox.server.http import MAX_REQUEST_BYTES, SandboxHTTPServer, ServerLimits, make_tls_context
 from sandbox.server.soap import BASE_PATH
 from sandbox.server.vihf import VihfVerifier
 
@@ -35,6 +35,7 @@ __all__ = [
     "FaultInjector",
     "RunningSandbox",
     "SandboxServerError",
+    "ServerLimits",
     "SoapFault",
     "SoapRequest",
     "SoapResponse",
@@ -132,6 +133,7 @@ def start(
     service: Service | None = None,
     store: Any = None,
     max_request_bytes: int = MAX_REQUEST_BYTES,
+    limits: ServerLimits | None = None,
 ) -> RunningSandbox:
     """Start the sandbox on ``host:port`` (port 0 = any free port) and return once it accepts connections.
 
@@ -160,7 +162,9 @@ def start(
             service=service,
             verifier=verifier,
             faults=injector,
-            max_request_bytes=max_request_bytes,
+            limits=replace(limits or ServerLimits(), max_request_bytes=max_request_bytes)
+            if max_request_bytes != MAX_REQUEST_BYTES
+            else limits,
         )
     except OSError as exc:
         raise SandboxServerError(f"Impossible d'écouter sur {host}:{port} : {exc.strerror or exc}.") from None

@@ -5,6 +5,13 @@ domain layer, SOAP 1.2 (MTOM) responses and faults. Loopback only.
 The TLS handshake runs in the connection's worker thread (not in the accept loop), so a slow or hostile
 client never blocks other clients. A client certificate that does not chain to the test PKI, or that has
 expired, fails the handshake itself (TLS alert), as on the real DMP front end.
+
+Hostile or broken clients (:class:`ServerLimits`): a connection cap (connections beyond it are closed at
+once by the accept loop), deadlines for the TLS handshake, for the request line and headers (from the
+first byte of a request: slowloris gets a 408 and a closed connection) and for the body (a minimum rate),
+and a global budget of request bytes in flight (bodies being read or handled): beyond it a request gets
+HTTP 503 with a SOAP ``Receiver`` fault (``sandbox:ServerBusy``) and ``Retry-After``, so a client retries.
+Methods other than POST on a SOAP endpoint get HTTP 405 (``Allow: POST``) with a SOAP fault.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import io
 import json
 import logging
 import socket
@@ -19,6 +27,7 @@ import ssl
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +52,23 @@ MAX_REQUEST_BYTES = 20 * 1024 * 1024
 DISCARD_LIMIT_FACTOR = 8
 # Idle keep-alive connections are closed after this many seconds.
 IDLE_TIMEOUT_S = 30.0
+# [I] Limits against hostile or broken clients (values for a loopback test server; one place):
+# the TLS handshake must end within HANDSHAKE_TIMEOUT_S of the connection,
+HANDSHAKE_TIMEOUT_S = 10.0
+# the request line and headers within HEADER_TIMEOUT_S of the request's first byte (slowloris: 408, closed),
+HEADER_TIMEOUT_S = 10.0
+# the body within BODY_TIMEOUT_S plus its length at BODY_MIN_RATE bytes/s (20 MiB: 10 s + 80 s),
+BODY_TIMEOUT_S = 10.0
+BODY_MIN_RATE = 256 * 1024
+# at most MAX_CONNECTIONS connections at once (a thread each); more are closed by the accept loop,
+MAX_CONNECTIONS = 128
+# and at most MAX_BYTES_IN_FLIGHT bytes of request bodies read or being handled at once (a deposit is held
+# in memory a few times over while it is parsed, verified and stored): beyond it, HTTP 503 + SOAP fault.
+MAX_BYTES_IN_FLIGHT = 48 * 1024 * 1024
+# Methods a SOAP endpoint answers (SOAP 1.2 part 2 §7: the request-response pattern is a POST; the DMP
+# services offer no SOAP-response pattern, so no GET): others get 405 with a SOAP fault.
+SOAP_METHODS = ("POST",)
+ADMIN_METHODS = ("GET", "PUT", "POST")
 # TLS 1.2 suites of PDT-INF-579v4 (dmp-protocol.md §5); TLS 1.3 stays enabled with OpenSSL's defaults.
 DMP_TLS12_CIPHERS = ":".join(
     [
@@ -57,6 +83,77 @@ ADMIN_FAULTS_PATH = "/si-dmp-server/admin/faults"
 
 class _ResetConnection(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Deadlines and caps of the server (defaults: the module constants above)."""
+
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_connections: int = MAX_CONNECTIONS
+    max_bytes_in_flight: int = MAX_BYTES_IN_FLIGHT
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S
+    header_timeout: float = HEADER_TIMEOUT_S
+    idle_timeout: float = IDLE_TIMEOUT_S
+    body_timeout: float = BODY_TIMEOUT_S
+    body_min_rate: int = BODY_MIN_RATE
+
+    def body_deadline(self, length: int) -> float:
+        return time.monotonic() + self.body_timeout + length / self.body_min_rate
+
+
+class ByteBudget:
+    """The global budget of request bytes in flight (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.refused = 0
+
+    def try_reserve(self, n: int) -> bool:
+        with self._lock:
+            if self.in_flight + n > self.limit:
+                self.refused += 1
+                return False
+            self.in_flight += n
+            self.peak = max(self.peak, self.in_flight)
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.in_flight -= n
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's raw input with a deadline: each read waits at most until the deadline (or the idle
+    timeout when there is none), so a client trickling one byte at a time cannot stretch a phase."""
+
+    def __init__(self, sock: Any, idle_timeout: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.idle_timeout = idle_timeout
+        self.deadline: float | None = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self.idle_timeout
+        if self.deadline is not None:
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
+                self.expired = True
+                raise TimeoutError("deadline passed")
+        self.sock.settimeout(timeout)
+        try:
+            return int(self.sock.recv_into(buffer))
+        except TimeoutError:
+            if self.deadline is not None:
+                self.expired = True
+            raise
 
 
 def make_tls_context(server_cert: str, server_key: str, ca_bundle: str) -> ssl.SSLContext:
@@ -83,13 +180,17 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         service: Service,
         verifier: VihfVerifier,
         faults: FaultInjector,
-        max_request_bytes: int = MAX_REQUEST_BYTES,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.tls = tls
         self.service = service
         self.verifier = verifier
         self.faults = faults
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits or ServerLimits()
+        self.max_request_bytes = self.limits.max_request_bytes
+        self.budget = ByteBudget(self.limits.max_bytes_in_flight)
+        self.active_connections = 0
+        self.refused_connections = 0
         self.cert_cache: dict[bytes, x509.Certificate] = {}
         self.cert_cache_lock = threading.Lock()
         self.requests_served = 0
@@ -105,9 +206,32 @@ class SandboxHTTPServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Accept loop: beyond the connection cap, close at once (no thread, no TLS handshake)."""
+        with self._connections_lock:
+            refuse = self.active_connections >= self.limits.max_connections
+            if refuse:
+                self.refused_connections += 1
+            else:
+                self.active_connections += 1
+        if refuse:
+            log.info(
+                "connexion refusée (%s) : %d connexions ouvertes",
+                client_address[0],
+                self.limits.max_connections,
+            )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            with self._connections_lock:
+                self.active_connections -= 1
+            raise
+
     def finish_request(self, request: Any, client_address: Any) -> None:
-        # TLS handshake here, in the worker thread.
-        request.settimeout(IDLE_TIMEOUT_S)
+        # TLS handshake here, in the worker thread; the socket timeout bounds the whole handshake.
+        request.settimeout(self.limits.handshake_timeout)
         with self._connections_lock:
             self._connections.add(request)
         try:
@@ -115,6 +239,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         finally:
             with self._connections_lock:
                 self._connections.discard(request)
+                self.active_connections -= 1
 
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         # responses are written in one piece; no Nagle delay waiting for the client's delayed ACK
@@ -162,8 +287,24 @@ class SoapHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the stdlib's reader: replaced by one with deadlines
+        limits = self.server.limits
+        self._reader = _DeadlineReader(self.connection, limits.idle_timeout)
+        self._input = io.BufferedReader(self._reader, 65536)
+        self.rfile = self._input
+        self._reserved = 0
+        self._responded = False
+        self._served = 0  # requests begun on this connection
+
     # -- low-level helpers -----------------------------------------------------------------------------
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        self._responded = True
+        if self.command == "HEAD":  # the headers a GET would get, no body
+            body_out = b""
+        else:
+            body_out = body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -173,10 +314,17 @@ class SoapHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         # headers and body in a single write (one TLS record run, no small-segment stall)
         self._headers_buffer.append(b"\r\n")
-        self.wfile.write(b"".join(self._headers_buffer) + body)
+        self.connection.settimeout(self.server.limits.idle_timeout)
+        self.wfile.write(b"".join(self._headers_buffer) + body_out)
         self._headers_buffer = []
 
-    def _send_fault(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
+    def _send_fault(
+        self,
+        fault: SoapFault,
+        relates_to: str | None,
+        status: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         log.info(
             "%s %s -> faute SOAP %s : %s",
             self.address_string(),
@@ -189,6 +337,7 @@ class SoapHandler(BaseHTTPRequestHandler):
             status or soap.fault_http_status(fault),
             body,
             f'{mtom.SOAP_CT}; charset=UTF-8; action="{soap.WSA_FAULT_ACTION}"',
+            extra,
         )
 
     def _reset(self) -> None:
@@ -198,28 +347,118 @@ class SoapHandler(BaseHTTPRequestHandler):
         raise _ResetConnection
 
     def handle_one_request(self) -> None:
+        reader = self._reader
+        reader.deadline = None
+        reader.expired = False
+        self._responded = False
+        # attributes send_response needs even when the request line never arrives
+        self.request_version = "HTTP/1.1"
+        self.requestline = ""
+        self.command = ""
+        self.path = ""
+        limits = self.server.limits
         try:
-            super().handle_one_request()
+            # wait for the first byte of the next request (a new connection: its first request must come
+            # within the header deadline; between keep-alive requests: the idle timeout); then the header
+            # deadline runs
+            reader.idle_timeout = limits.idle_timeout if self._served else limits.header_timeout
+            if not self._input.peek(1):
+                self.close_connection = True
+                return
+            self._served += 1
+            reader.idle_timeout = limits.idle_timeout
+            reader.deadline = time.monotonic() + limits.header_timeout
+            super().handle_one_request()  # catches TimeoutError itself (then closes)
+            if reader.expired and not self._responded:
+                self._timed_out()
         except _ResetConnection:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.close()
-        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+        except (ConnectionError, ssl.SSLError, TimeoutError, OSError) as exc:
             log.debug("connection dropped: %s", exc)
             self.close_connection = True
+        finally:
+            if self._reserved:
+                self.server.budget.release(self._reserved)
+                self._reserved = 0
+
+    def _timed_out(self) -> None:
+        """Headers or body not received in time: 408 with a SOAP fault, connection closed."""
+        self.close_connection = True
+        limits = self.server.limits
+        with contextlib.suppress(OSError, ssl.SSLError):
+            self._send_fault(
+                SoapFault(
+                    "Requête incomplète : en-têtes ou corps non reçus dans le délai imparti "
+                    f"({limits.header_timeout:g} s pour les en-têtes, {limits.body_timeout:g} s + "
+                    f"{limits.body_min_rate // 1024} Kio/s pour le corps). Connexion fermée.",
+                    subcode="sandbox:RequestTimeout",
+                ),
+                None,
+                HTTPStatus.REQUEST_TIMEOUT,
+            )
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors of the HTTP layer itself (bad request line, headers too long, unknown method): a SOAP
+        fault too, never the stdlib's HTML page."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = ""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            reason = f"Méthode HTTP inconnue : « {self.command} » (le DMP attend POST)."
+            subcode = "sandbox:MethodNotAllowed"
+        else:
+            reason = f"Requête HTTP invalide ({code} {phrase})."
+            subcode = "sandbox:BadHttpRequest"
+        fault = SoapFault(reason, subcode=subcode, detail=message or None)
+        with contextlib.suppress(OSError, ssl.SSLError):
+            self._send_fault(fault, None, code, {"Allow": ", ".join(SOAP_METHODS)} if code == 501 else None)
+
+    def _not_allowed(self) -> None:
+        """A method other than POST on a SOAP endpoint (GET/PUT only on the admin one)."""
+        path = unquote(urlsplit(self.path).path)
+        # a body we do not read cannot stay on a keep-alive connection
+        if self.headers.get("Content-Length", "0").strip() not in ("", "0") or self.headers.get(
+            "Transfer-Encoding"
+        ):
+            self.close_connection = True
+        service = path[len(soap.BASE_PATH) :].strip("/") if path.startswith(soap.BASE_PATH) else ""
+        if path != ADMIN_FAULTS_PATH and service not in soap.ACTIONS:
+            self._send_fault(
+                SoapFault(f"Service inconnu : « {path} ».", subcode="sandbox:UnknownService"),
+                None,
+                HTTPStatus.NOT_FOUND,
+            )
+            return
+        allowed = ADMIN_METHODS if path == ADMIN_FAULTS_PATH else SOAP_METHODS
+        self._send_fault(
+            SoapFault(
+                f"Méthode HTTP {self.command} non autorisée sur « {path} » : "
+                f"{', '.join(allowed)} attendu (SOAP 1.2 sur HTTP).",
+                subcode="sandbox:MethodNotAllowed",
+            ),
+            None,
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            {"Allow": ", ".join(allowed)},
+        )
+
+    do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
     # -- HTTP verbs ------------------------------------------------------------------------------------
     def do_GET(self) -> None:
         if urlsplit(self.path).path == ADMIN_FAULTS_PATH:
             self._admin_get()
             return
-        self._send(HTTPStatus.NOT_FOUND, b"Ressource inconnue.\n", "text/plain; charset=UTF-8")
+        self._not_allowed()
 
     def do_PUT(self) -> None:
         if urlsplit(self.path).path == ADMIN_FAULTS_PATH:
             self._admin_put()
             return
-        self._send(HTTPStatus.NOT_FOUND, b"Ressource inconnue.\n", "text/plain; charset=UTF-8")
+        self._not_allowed()
 
     def _read_body(self) -> bytes | None:
         """Read the body under the size limit; answer the error and return None when refused."""
@@ -250,10 +489,41 @@ class SoapHandler(BaseHTTPRequestHandler):
         if length > self.server.max_request_bytes:
             # Never stored: discarded in small chunks (so the client reads the answer instead of a TCP
             # reset), or, beyond DISCARD_LIMIT_FACTOR x the limit, the connection is simply closed.
+            self._reader.deadline = self.server.limits.body_deadline(length)
             self.close_connection = not self._discard(length)
             self._too_large(length)
             return None
-        return self.rfile.read(length)
+        if not self._reserve(length):
+            self._reader.deadline = self.server.limits.body_deadline(length)
+            self.close_connection = not self._discard(length)
+            self._busy()
+            return None
+        self._reader.deadline = self.server.limits.body_deadline(length)
+        body = self.rfile.read(length)  # one allocation of the body's size
+        self._reader.deadline = None
+        if len(body) < length:  # the client went away in the middle of its body
+            raise ConnectionError("request body truncated")
+        return body
+
+    def _reserve(self, n: int) -> bool:
+        if not self.server.budget.try_reserve(n):
+            return False
+        self._reserved += n
+        return True
+
+    def _busy(self) -> None:
+        budget = self.server.budget
+        self._refuse_early(
+            SoapFault(
+                "Le DMP de test est momentanément surchargé (trop de données de requêtes en cours de "
+                f"traitement, limite {budget.limit} octets) : réessayez dans un instant.",
+                code="Receiver",
+                subcode="sandbox:ServerBusy",
+            ),
+            None,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            {"Retry-After": "1"},
+        )
 
     def _too_large(self, length: int | None) -> None:
         size = f"{length} octets ; " if length is not None else ""
@@ -270,6 +540,8 @@ class SoapHandler(BaseHTTPRequestHandler):
         """HTTP/1.1 chunked body, refused as soon as it passes the size limit."""
         out = bytearray()
         limit = self.server.max_request_bytes
+        # the whole chunked body within the deadline of a body of the size limit
+        self._reader.deadline = self.server.limits.body_deadline(limit)
         try:
             while True:
                 line = self.rfile.readline(1024)
@@ -277,12 +549,20 @@ class SoapHandler(BaseHTTPRequestHandler):
                 if size == 0:
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass  # trailers are ignored
+                    self._reader.deadline = None
                     return bytes(out)
                 if len(out) + size > limit:
                     self.close_connection = True
                     self._too_large(None)
                     return None
-                out += self.rfile.read(size)
+                if not self._reserve(size):
+                    self.close_connection = True
+                    self._busy()
+                    return None
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise ConnectionError("chunked request body truncated")
+                out += chunk
                 self.rfile.readline(8)
         except ValueError:
             self.close_connection = True
@@ -404,7 +684,13 @@ class SoapHandler(BaseHTTPRequestHandler):
             )
         return body, {}, action
 
-    def _refuse_early(self, fault: SoapFault, relates_to: str | None, status: int | None = None) -> None:
+    def _refuse_early(
+        self,
+        fault: SoapFault,
+        relates_to: str | None,
+        status: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         """A refusal before the envelope is read (size, length, unknown service): traced with the caller
         known from the TLS certificate, then answered."""
         tls_cert = None
@@ -415,7 +701,7 @@ class SoapHandler(BaseHTTPRequestHandler):
             tls_cert = None
         service = getattr(self, "_early_service", "")
         self._trace_refusal(partial_caller(None, tls_cert), service, "", fault.reason_fr)
-        self._send_fault(fault, relates_to, status)
+        self._send_fault(fault, relates_to, status, extra)
 
     def _trace_refusal(self, caller: Caller | None, service: str, action: str, reason: str) -> None:
         trace = getattr(self.server.service, "trace_refusal", None)

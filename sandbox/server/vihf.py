@@ -7,7 +7,10 @@ decided here are the module constants below (each commented)."""
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -72,6 +75,17 @@ BREAK_GLASS_REASON_REQUIRED = False
 # slow agent or a paused debugger is not refused. Older VIHFs are refused as replays.
 VIHF_MAX_AGE = timedelta(hours=2)
 VIHF_MAX_CLOCK_SKEW = timedelta(minutes=5)
+# [I] Replay: a VIHF is issued per request (§6.2 "ID new per request"); an assertion ID seen again while the
+# VIHF would still be accepted (IssueInstant + VIHF_MAX_AGE) is refused. Kept in memory, not persisted: the
+# sandbox is a loopback test server, a write per request would slow every test, and refusing every VIHF
+# issued before a restart would turn a restart (the fault campaign kills and restarts it) into false
+# refusals. At most REPLAY_CACHE_MAX IDs (16-byte digests): when full, the oldest are forgotten and VIHFs
+# issued at or before the last forgotten one are refused: a replay is never accepted, memory stays bounded.
+REPLAY_CACHE_MAX = 100_000
+# [I] centre_15 (§1: only bris de glace is restricted to DIRECTE): in INDIRECTE / INDIRECTE_RENFORCEE the
+# establishment vouches for its user (the SAMU-centre 15 is one of its services), so the regulation role is
+# the user's in the national directory (a regulation activity), whatever structure the VIHF names.
+CENTRE_15_INDIRECT_FROM_DIRECTORY = True
 # [C:S1 rsa-sha1 samples; I for SHA-256 per §6.4]: accept RSA-SHA256 (recommended) and RSA-SHA1 (S1).
 ACCEPTED_SIGNATURE_METHODS = frozenset(
     {
@@ -175,10 +189,53 @@ def _parse_instant(text: str | None, what: str) -> datetime:
     return value
 
 
+class ReplayCache:
+    """Assertion IDs seen while their VIHF is still acceptable (thread-safe, bounded; REPLAY_CACHE_MAX)."""
+
+    def __init__(self, max_entries: int = REPLAY_CACHE_MAX, max_age: timedelta = VIHF_MAX_AGE) -> None:
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._seen: dict[bytes, datetime] = {}
+        self._expiries: list[tuple[datetime, bytes]] = []
+        self._floor: datetime | None = None  # VIHFs issued at or before it can no longer be checked
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+    def remember(self, assertion_id: str, issued: datetime, now: datetime) -> None:
+        """Record a verified VIHF; :class:`SoapFault` when it was already used (or is too old to tell)."""
+        key = hashlib.sha256(assertion_id.encode("utf-8", "surrogatepass")).digest()[:16]
+        with self._lock:
+            while self._expiries and self._expiries[0][0] <= now:
+                _, old = heapq.heappop(self._expiries)
+                self._seen.pop(old, None)
+            if self._floor is not None and issued <= self._floor:
+                raise _fault(
+                    "VIHF trop ancien pour être contrôlé contre le rejeu (forte charge du DMP de test) : "
+                    "émettez un nouveau VIHF pour cette requête."
+                )
+            if key in self._seen:
+                raise _fault(
+                    f"VIHF déjà utilisé (ID {assertion_id[:80]}) : rejeu refusé, un VIHF est émis pour "
+                    "chaque requête."
+                )
+            expires = issued + self.max_age
+            self._seen[key] = expires
+            heapq.heappush(self._expiries, (expires, key))
+            while len(self._seen) > self.max_entries:
+                oldest, old = heapq.heappop(self._expiries)
+                self._seen.pop(old, None)
+                floor = oldest - self.max_age
+                self._floor = floor if self._floor is None else max(self._floor, floor)
+
+
 class VihfVerifier:
     """Verify the VIHF of a request against the TLS client certificate; build the :class:`Caller`."""
 
-    def __init__(self, trust: certs.TrustStore) -> None:
+    def __init__(self, trust: certs.TrustStore, *, replay_cache: ReplayCache | None = None) -> None:
+        self.replays = replay_cache if replay_cache is not None else ReplayCache()
         self._trust = trust
         self._config = SignatureConfiguration(
             require_x509=True,
@@ -457,6 +514,8 @@ class VihfVerifier:
             if profile is not None:
                 match = next((s for s in profile.situations if s.structure_id == structure_id), None)
                 is_regulator = match is not None and match.role == REGULATOR_ROLE
+                if CENTRE_15_INDIRECT_FROM_DIRECTORY and not is_regulator:
+                    is_regulator = any(s.role == REGULATOR_ROLE for s in profile.situations)
 
         if purpose_code == PURPOSE_BRIS_DE_GLACE and mode != MODE_DIRECTE:
             raise _fault(
@@ -469,6 +528,8 @@ class VihfVerifier:
                 "wsse:FailedAuthentication",
             )
 
+        # last: a VIHF refused for another reason is not "used"; two requests racing with one VIHF: one wins
+        self.replays.remember(assertion.get("ID", ""), instant, now)
         subject_id = attrs.first(A_SUBJECT_ID)
         family, given = _names(profile, subject_id, mode)
         return Caller(

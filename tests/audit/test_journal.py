@@ -87,16 +87,47 @@ def test_filters(filled: AuditJournal, clock: FakeClock) -> None:
         filled.records(since="hier")
 
 
-def test_clock_going_back_is_held_and_flagged(journal: AuditJournal, clock: FakeClock) -> None:
+def test_clock_set_back_is_followed_and_declared(journal: AuditJournal, clock: FakeClock) -> None:
     journal.append(make_event(1))
-    clock.advance(seconds=-90)  # NTP step or a user changing the clock
+    clock.jump(seconds=-90)  # NTP step or a user changing the clock
     rec = journal.append(make_event(2))
-    assert rec.timestamp == "2026-11-25T10:00:00.000Z"  # never goes back
-    assert "90000 ms" in rec.clock_note and "2026-11-25T09:58:30.000Z" in rec.clock_note
-    clock.advance(seconds=120)
+    assert rec.timestamp == "2026-11-25T09:58:30.000Z"  # the true (wall) time, not a pinned one
+    assert "reculée de 90.000 s" in rec.clock_note and "lue 2026-11-25T09:58:30.000Z" in rec.clock_note
+    clock.advance(seconds=1)
     later = journal.append(make_event(3))
-    assert later.timestamp == "2026-11-25T10:00:30.000Z" and later.clock_note == ""
+    assert later.timestamp == "2026-11-25T09:58:31.000Z" and later.clock_note == ""
     assert journal.verify().ok
+
+
+def test_clock_jump_forward_does_not_pin_later_timestamps(journal: AuditJournal, clock: FakeClock) -> None:
+    """A wall clock set to 2030 then put back: the records after the correction carry the true time
+    (on main every later record stayed pinned to 2030)."""
+    journal.append(make_event(1))
+    clock.advance(seconds=1)
+    clock.jump(days=4 * 365)
+    wrong = journal.append(make_event(2))
+    assert wrong.timestamp.startswith("2030-") and "avancée de" in wrong.clock_note
+    clock.advance(seconds=1)
+    clock.jump(days=-4 * 365)  # corrected
+    back = journal.append(make_event(3))
+    clock.advance(seconds=5)
+    after = journal.append(make_event(4))
+    assert back.timestamp == "2026-11-25T10:00:02.000Z" and "reculée de" in back.clock_note
+    assert after.timestamp == "2026-11-25T10:00:07.000Z" and after.clock_note == ""
+    assert journal.verify().ok
+
+
+def test_clock_back_in_a_new_process_is_declared(journal_path: Path, clock: FakeClock) -> None:
+    """Without a monotonic reference (another process wrote the last record) a clock earlier than the last
+    record is still declared; an undeclared step back is reported as reordering."""
+    with AuditJournal(journal_path, clock=clock) as j:
+        j.append(make_event(1))
+    clock.jump(seconds=-30)
+    with AuditJournal(journal_path, clock=clock) as j:
+        rec = j.append(make_event(2))
+        assert rec.timestamp == "2026-11-25T09:59:30.000Z"
+        assert "antérieure de 30000 ms" in rec.clock_note
+        assert j.verify().ok
 
 
 def test_naive_clock_is_taken_as_utc(journal_path: Path) -> None:

@@ -254,8 +254,8 @@ def test_anchor_is_overwritten_in_place_and_follows_each_append(tmp_path: Path) 
         anchor.write_text(json.dumps({"seq": 1, "hash": j.records()[0].hash}) + " " * 500)
         last = j.append(make_event(2))
         assert anchor.stat().st_ino == inode
-        assert anchor.stat().st_size == 128
-        assert json.loads(anchor.read_text()) == {"seq": 2, "hash": last.hash}
+        assert anchor.stat().st_size == 256
+        assert json.loads(anchor.read_text()) == {"seq": 2, "hash": last.hash, "journal": j.journal_id}
         assert j.verify().ok
     conn = _raw(path)
     conn.execute("DELETE FROM audit_records WHERE seq = 2")
@@ -265,3 +265,32 @@ def test_anchor_is_overwritten_in_place_and_follows_each_append(tmp_path: Path) 
     with AuditJournal(path) as j:
         result = j.verify()
     assert not result.ok and result.first_bad_seq == 2 and "l'ancre du journal indique 2" in result.message_fr
+
+
+def test_replaced_journal_is_caught_by_the_anchor_left_behind(ten: Path, clock: FakeClock) -> None:
+    """Without any checkpoint: the database deleted and recreated; the old anchor is kept as evidence
+    (on main, the new journal's appends simply overwrote it)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(ten) + suffix).unlink(missing_ok=True)
+    with AuditJournal(ten, clock=clock) as j:
+        for n in range(12):
+            j.append(make_event(n))
+        result = j.verify()
+    assert not result.ok and "appartient à un autre journal" in result.message_fr
+
+
+def test_journal_of_the_previous_format_is_upgraded_and_verifies(ten: Path, clock: FakeClock) -> None:
+    """A journal written before checkpoints and journal ids (no table, no id, 128-byte anchor)."""
+    conn = sqlite3.connect(ten)
+    conn.execute("DROP TABLE audit_checkpoints")
+    conn.execute("DELETE FROM audit_meta WHERE key = 'journal_id'")
+    h10 = conn.execute("SELECT hash FROM audit_records WHERE seq = 10").fetchone()[0]
+    conn.commit()
+    conn.close()
+    ten.with_name(ten.name + ".anchor").write_text(json.dumps({"seq": 10, "hash": h10}).ljust(128))
+    with AuditJournal(ten, clock=clock) as j:
+        assert j.journal_id and j.checkpoints() == []
+        assert j.verify().ok
+        j.append(make_event(11))
+        result = j.verify()
+    assert result.ok and result.count == 11, result.message_fr

@@ -16,11 +16,14 @@ establishment's certificates, as with ``agent_for``.
 from __future__ import annotations
 
 import contextlib
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ps_agent.access.policy import PatientRef
@@ -143,6 +146,7 @@ class CardAgents:
         self.session: Any = None  # its AuthSession
         self.agents: dict[Path, Agent] = {}  # agents of the current session, by home
         self.closed_sessions: list[Any] = []  # sessions ended by a card change, in order
+        self.retired: list[Agent] = []  # agents of ended sessions, closed at the end
         self.card_changes = 0
 
     def __call__(
@@ -176,8 +180,8 @@ class CardAgents:
             assert old.closed_reason == "removed", old.closed_reason
             with pytest.raises(SessionClosed):
                 old.ensure_active()
-            for agent in self.agents.values():
-                agent.close()
+            # the card session ended (checked above); the agents stay readable (their journal) until the end
+            self.retired.extend(self.agents.values())
             self.agents.clear()
             self.closed_sessions.append(old)
             self.card_changes += 1
@@ -189,7 +193,7 @@ class CardAgents:
         assert self.session.active and self.session.identity.id_nat == PROFILES[profile].id_nat
 
     def close(self) -> None:
-        for agent in self.agents.values():
+        for agent in [*self.retired, *self.agents.values()]:
             agent.close()
         if self.session is not None:
             self.session.close()
@@ -212,3 +216,120 @@ def card_agent_for(
         yield agents
     finally:
         agents.close()
+
+
+def credentials_for(test_pki: Any, profile: str = "gp", *, mode: AuthMode = AuthMode.DIRECTE,
+                    identity: ProfessionalIdentity | None = None) -> SoftwareCredentials:  # fmt: skip
+    """Software credentials of a card profile (DIRECTE) or of the establishment acting for ``profile``'s
+    identity (INDIRECTE / AIR)."""
+    if mode is AuthMode.DIRECTE:
+        c = test_pki.card(profile)
+        return SoftwareCredentials(
+            identity or identity_of(profile), mode, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
+        )
+    org = test_pki.establishment
+    return SoftwareCredentials(
+        identity or identity_of(profile),
+        mode,
+        org.auth_cert,
+        org.auth_key,
+        org.sign_cert,
+        org.sign_key,
+        org.chain,
+    )
+
+
+@pytest.fixture
+def services_for(dmp_sandbox: Any, test_pki: Any, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``services_for(home=None, timeout_s=None, deposit_retries=0, **services_kw) -> Services`` on the
+    module's sandbox (closed at teardown). ``deposit_retries`` defaults to 0 here: tests drive resends."""
+    from ps_agent.services import Services
+
+    made: list[Any] = []
+
+    def make(
+        home: Path | None = None, *, timeout_s: float | None = None, deposit_retries: int = 0, **kw: Any
+    ) -> Any:
+        env = Environment("sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+        if timeout_s is not None:
+            env = Environment(
+                "sandbox", dmp_sandbox.base_url, ca_file=str(test_pki.ca_bundle), timeout_s=timeout_s
+            )
+        cfg = AgentConfig(env, home or tmp_path / f"services-{len(made)}", deposit_retries=deposit_retries)
+        s = Services(cfg, **kw)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture
+def faults(dmp_sandbox: Any) -> Iterator[Callable[..., None]]:
+    """``faults(**FaultConfig fields)``: the module sandbox's fault injection (seed 1), cleared after."""
+    from sandbox.server.faults import FaultConfig
+
+    def set_(**kw: Any) -> None:
+        dmp_sandbox.faults.configure(FaultConfig(seed=1, **kw))
+
+    yield set_
+    dmp_sandbox.faults.clear()
+
+
+class RecordingTransport(httpx.BaseTransport):
+    """Wraps a real transport: records the SOAP action of every request, and can block the requests of
+    one action until a cancel token fires (then fails them as a dropped connection would)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.actions: list[str] = []
+        self.block_action: str | None = None
+        self.block_until: Any = None  # a CancelToken
+        self.entered = threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        m = re.search(r'action="([^"]+)"', request.headers.get("content-type", ""))
+        action = m.group(1) if m else ""
+        self.actions.append(action)
+        if self.block_action and action == self.block_action and self.block_until is not None:
+            self.entered.set()
+            self.block_until.wait(30)
+            raise httpx.ReadError("connection dropped (test)", request=request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def recording_transport(credentials: Any, test_pki: Any) -> RecordingTransport:
+    return RecordingTransport(credentials.tls_transport(ca_file=str(test_pki.ca_bundle)))
+
+
+def identity_json(profile: str) -> str:
+    """The JSON of ``--utilisateur`` / ``--auteur`` for a profile's identity."""
+    import dataclasses
+    import json
+
+    ident = identity_of(profile)
+    data = {k: getattr(ident, k) for k in ("id_nat", "family_name", "given_name", "profession_code",
+                                             "specialty_code", "non_ps_role")}  # fmt: skip
+    data["activity"] = dataclasses.asdict(ident.activity)
+    return json.dumps(data, ensure_ascii=False)
+
+
+@pytest.fixture
+def establishment_args(dmp_sandbox, test_pki, tmp_path, monkeypatch):
+    from sandbox.pki import P12_PASSPHRASE
+
+    monkeypatch.setenv("PS_AGENT_P12_PASSPHRASE", P12_PASSPHRASE)
+    monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
+    user_file = tmp_path / "secretaire.json"
+    user_file.write_text(identity_json("secretary"), encoding="utf-8")
+    org = test_pki.establishment
+    return [
+        "--env", dmp_sandbox.base_url, "--ca", str(test_pki.ca_bundle),
+        "--etablissement", str(org.auth_p12), "--signature-etablissement", str(org.sign_p12),
+        "--utilisateur", str(user_file),
+    ]  # fmt: skip

@@ -3,7 +3,6 @@ command line, with the establishment's PKCS#12 files of the test PKI (no card), 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -11,34 +10,10 @@ import pytest
 from ps_agent.cli import main as cli
 
 from . import docs
-from .conftest import identity_of, patient_ref
+from .conftest import identity_json as _identity_json
+from .conftest import patient_ref
 
 pytestmark = pytest.mark.slow
-
-
-def _identity_json(profile: str) -> str:
-    ident = identity_of(profile)
-    data = {k: getattr(ident, k) for k in ("id_nat", "family_name", "given_name", "profession_code",
-                                             "specialty_code", "non_ps_role")}  # fmt: skip
-    data["activity"] = dataclasses.asdict(ident.activity)
-    return json.dumps(data, ensure_ascii=False)
-
-
-@pytest.fixture
-def establishment_args(dmp_sandbox, test_pki, tmp_path, monkeypatch):
-    from sandbox.pki import P12_PASSPHRASE
-
-    monkeypatch.setenv("PS_AGENT_P12_PASSPHRASE", P12_PASSPHRASE)
-    monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
-    user_file = tmp_path / "secretaire.json"
-    user_file.write_text(_identity_json("secretary"), encoding="utf-8")
-    org = test_pki.establishment
-    return [
-        "--env", dmp_sandbox.base_url, "--ca", str(test_pki.ca_bundle),
-        "--etablissement", str(org.auth_p12), "--signature-etablissement", str(org.sign_p12),
-        "--utilisateur", str(user_file),
-    ]  # fmt: skip
 
 
 def test_secretary_deposits_in_air_mode_from_the_cli(establishment_args, agent_for, tmp_path, capsys):

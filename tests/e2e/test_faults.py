@@ -1,31 +1,20 @@
 """Network failures and bad answers from the real sandbox (its fault injection): typed errors, and never a
-duplicate deposit (GetDocuments by uniqueId before any resend)."""
+duplicate deposit nor a lost one (the deposit queue resends the same submission; "already registered"
+means registered, confirmed by GetDocuments + hash for a reader)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from ps_agent.dmp.errors import SoapFault, TransportError
+from ps_agent.outbox import EntryState
+from ps_agent.session import DepositDeferred
 
 from . import docs
 from .conftest import patient_ref
 
 ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
-
-
-@pytest.fixture
-def faults(dmp_sandbox: Any) -> Iterator[Any]:
-    from sandbox.server.faults import FaultConfig
-
-    def set_(**kw: Any) -> None:
-        dmp_sandbox.faults.configure(FaultConfig(seed=1, **kw))
-
-    yield set_
-    dmp_sandbox.faults.clear()
 
 
 def _adult():
@@ -35,23 +24,32 @@ def _adult():
 
 
 def test_answer_lost_after_commit_is_recovered_without_duplicate(agent_for, faults, dmp_sandbox):
+    """The first send commits and its answer is lost; every resend of the same submission loses its answer
+    too while the fault lasts: the deposit waits in the queue, then resolves as registered (the DMP says
+    "already registered", the GP confirms by GetDocuments + hash), never duplicated, never refused."""
     p = _adult()
     gp = agent_for("gp")
     patient = patient_ref(p)
     gp.dmp_status(patient)
     faults(reset_after_commit_rate=1.0, actions=(ITI41,))
-    result = gp.deposit(patient, docs.letter(p, "gp", title="Lettre réseau coupé"))
-    assert result.recovered and result.attempts == 1
+    with pytest.raises(DepositDeferred) as exc:
+        gp.deposit(patient, docs.letter(p, "gp", title="Lettre réseau coupé"))
+    assert exc.value.retryable and "file d'envoi" in exc.value.message_fr
+    [waiting] = gp.pending_deposits()
+    assert waiting.state is EntryState.WAITING and waiting.documents
     dmp_sandbox.faults.clear()
-    uid = result.document_uids[0]
+    [outcome] = gp.resume_pending()
+    assert outcome.state is EntryState.REGISTERED and outcome.result.recovered
+    assert "empreinte" in outcome.reason_fr  # confirmed by the hash, not assumed
+    uid = outcome.document_uids[0]
     listing = [e.unique_id for e in gp.list_documents(patient)]
     assert listing.count(uid) == 1
-    rec = [r for r in gp.audit().records(action="dmp.deposit")]
-    assert [r.event.outcome for r in rec] == ["success"]
-    assert "retrouvé" in rec[-1].event.detail
+    rec = [r.event.outcome for r in gp.audit().records(action="dmp.deposit")]
+    assert rec[0] == "pending" and rec[-1] == "success" and "refused" not in rec
+    assert gp.pending_deposits() == []
 
 
-def test_request_lost_before_commit_is_resent_after_check_then_gives_up(agent_for, faults):
+def test_request_lost_before_commit_waits_in_the_queue_then_goes_through(agent_for, faults):
     p = _adult()
     gp = agent_for("gp")
     patient = patient_ref(p)
@@ -67,9 +65,12 @@ def test_request_lost_before_commit_is_resent_after_check_then_gives_up(agent_fo
     uid = cda.parse(data).id.root
     assert uid not in {e.unique_id for e in gp.list_documents(patient)}
     outcomes = [r.event.outcome for r in gp.audit().records(action="dmp.deposit")]
-    assert outcomes == ["error"]
-    # once the network is back the same document goes through (it was never registered)
+    assert outcomes == ["pending", "error"]
+    # the user sends it again by hand: it goes through; the queued copy then resolves as registered
     assert gp.deposit(patient, data).document_uids == (uid,)
+    [outcome] = gp.resume_pending()
+    assert outcome.state is EntryState.REGISTERED
+    assert [e.unique_id for e in gp.list_documents(patient)].count(uid) == 1
 
 
 def test_server_errors_are_retryable_transport_errors_and_faults_are_refusals(agent_for, faults):
@@ -104,30 +105,32 @@ def test_outbox_keeps_unresolved_deposit_and_resumes_after_restart(agent_for, fa
     assert pending.documents == (data,) and pending.patient_ins == p.ins
     gp.close()
     faults()
-    # "restart": a new agent on the same data folder resolves the outbox
+    # "restart": a new agent on the same data folder resolves the queue
     again = agent_for("gp", home=home)
     [result] = again.resume_pending()
-    assert not result.recovered and result.document_uids == pending.document_uids
+    assert result.registered and not result.result.recovered
+    assert result.document_uids == pending.document_uids
     assert again.pending_deposits() == []
     assert [e.unique_id for e in again.list_documents(patient)].count(pending.document_uids[0]) == 1
     assert again.resume_pending() == []
+    [entry] = again.queue_entries()
+    assert entry.state is EntryState.REGISTERED and entry.documents == ()  # bytes purged once registered
 
 
-def test_outbox_resolves_a_registered_deposit_without_resending(agent_for, faults, tmp_path):
+def test_outbox_resolves_a_registered_deposit_without_duplicate(agent_for, faults, tmp_path):
     p = _adult()
     patient = patient_ref(p)
     home = tmp_path / "outbox-home2"
     gp = agent_for("gp", home=home)
-    gp.client._deposit_retries = 0
     gp.dmp_status(patient)
-    # the answer is lost AND the check fails: the outcome is unknown, the deposit stays pending
+    # the answer is lost on every exchange: the outcome is unknown, the deposit stays in the queue
     faults(reset_after_commit_rate=1.0)
     with pytest.raises(TransportError):
         gp.deposit(patient, docs.letter(p, "gp", title="Lettre à l'issue inconnue"))
     faults()
     [pending] = gp.pending_deposits()
     [result] = gp.resume_pending()
-    assert result.recovered and result.attempts == 0
+    assert result.registered and result.result.recovered
     assert [e.unique_id for e in gp.list_documents(patient)].count(pending.document_uids[0]) == 1
 
 

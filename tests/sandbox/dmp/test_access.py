@@ -456,3 +456,70 @@ def test_td1x_create_update_close_are_a_clear_soap_fault(dmp: Dmp, message: str)
     assert err.value.subcode == "sandbox:UnsupportedTransaction"
     assert "console patient" in err.value.reason_fr
     assert any(t.transaction == "TD1.x" for t in dmp.store.traces(PATIENT.ins))
+
+
+# -- ITI-57 versions (dmp-protocol.md §7.8, §8.5) ------------------------------------------------------------
+def _version(entry: etree._Element) -> str:
+    return entry.find(f"{{{xds.RIM}}}VersionInfo").get("versionName")
+
+
+def test_update_creates_a_new_version_entry_and_deprecates_the_previous(dmp: Dmp) -> None:
+    uid = _deposit(dmp)
+    _authorise(dmp, "gp")
+    v1 = _entry(dmp, caller("gp"), uid)
+    body = build.update_confidentiality(PATIENT.ins, PATIENT.oid, v1, ["N", "MASQUE_PS"])
+    assert status_of(dmp.call("registry", body, caller("gp"))) == xds.SUCCESS
+    v2 = _entry(dmp, caller("gp"), uid)  # GetDocuments by uniqueId: the latest version
+    assert v2.get("id") != v1.get("id")
+    assert v2.get("lid") == v1.get("lid") == v1.get("id")
+    assert (_version(v1), _version(v2)) == ("1", "2")
+    assert v2.get("status") == APPROVED
+    # every object inside the new entry points at it, with ids of its own
+    inner = list(v2.iter(f"{{{xds.RIM}}}Classification", f"{{{xds.RIM}}}ExternalIdentifier"))
+    assert all(c.get("classifiedObject", c.get("registryObject")) == v2.get("id") for c in inner)
+    assert not {c.get("id") for c in inner} & {c.get("id") for c in v1.iter()}
+    old = dmp.store.document(entry_uuid=v1.get("id"))
+    assert old.status == "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated" and not old.masked
+    # FindDocuments (Approved) lists the document once, as its new version; Deprecated lists the old one
+    uids, resp = _find(dmp, caller("gp"))
+    entries = list(resp.body.iter(f"{{{xds.RIM}}}ExtrinsicObject"))
+    assert uids == [uid] and [e.get("id") for e in entries] == [v2.get("id")]
+    _, resp = _find(dmp, caller("gp"), statuses=("urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated",))
+    assert [e.get("id") for e in resp.body.iter(f"{{{xds.RIM}}}ExtrinsicObject")] == [v1.get("id")]
+    # the bytes are the same document
+    resp = dmp.call("repository", build.retrieve([uid]), caller("gp"))
+    assert status_of(resp) == xds.SUCCESS
+    assert dmp.store.content(v2.get("id")) == dmp.store.content(v1.get("id"))
+    assert dmp.store.document_count(PATIENT.ins) == 1
+
+
+def test_an_update_naming_a_stale_entry_uuid_is_a_version_error(dmp: Dmp) -> None:
+    uid = _deposit(dmp)
+    _authorise(dmp, "gp")
+    v1 = _entry(dmp, caller("gp"), uid)
+    body = build.update_confidentiality(PATIENT.ins, PATIENT.oid, v1, ["N", "MASQUE_PS"])
+    assert status_of(dmp.call("registry", body, caller("gp"))) == xds.SUCCESS
+    # archive the old entry: it is no longer the current version
+    resp = dmp.call(
+        "registry",
+        build.update_status(PATIENT.ins, PATIENT.oid, v1.get("id"), APPROVED, ARCHIVED),
+        caller("gp"),
+    )
+    assert errors_of(resp)[0][0] == "XDSMetadataVersionError"
+    assert "version courante" in errors_of(resp)[0][1]
+    # a new version must not reuse a registered entryUUID as its id
+    again = build.update_confidentiality(PATIENT.ins, PATIENT.oid, _entry(dmp, caller("gp"), uid), ["N"])
+    for el in again.iter(f"{{{xds.RIM}}}ExtrinsicObject", f"{{{xds.RIM}}}Association"):
+        for attr in ("id", "targetObject"):
+            if el.get(attr) == "Document01":
+                el.set(attr, v1.get("id"))
+    assert errors_of(dmp.call("registry", again, caller("gp")))[0][0] == "XDSMetadataVersionError"
+    # the current entry is archived in place (no new version for a status change)
+    v2 = _entry(dmp, caller("gp"), uid)
+    resp = dmp.call(
+        "registry",
+        build.update_status(PATIENT.ins, PATIENT.oid, v2.get("id"), APPROVED, ARCHIVED),
+        caller("gp"),
+    )
+    assert status_of(resp) == xds.SUCCESS, errors_of(resp)
+    assert dmp.store.document(entry_uuid=v2.get("id")).status == ARCHIVED

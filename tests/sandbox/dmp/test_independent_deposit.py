@@ -101,7 +101,8 @@ def sign_variant(
         if explicit_transforms:  # dmp-protocol.md §7.5: C14N-WithComments transform on each document
             transforms = etree.SubElement(r, f"{{{DS}}}Transforms")
             etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=C14N + "#WithComments")
-            data = etree.tostring(etree.fromstring(content), method="c14n", with_comments=True)
+            # the whole document (prolog PIs and comments included), as xmlsec1 canonicalises it
+            data = etree.tostring(etree.fromstring(content).getroottree(), method="c14n", with_comments=True)
         else:  # no transform: the octets of the document (XML-DSig, external URI)
             data = content
         etree.SubElement(r, f"{{{DS}}}DigestMethod", Algorithm=digest_uri)

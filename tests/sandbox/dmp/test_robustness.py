@@ -47,8 +47,9 @@ def test_every_mutilated_deposit_gets_a_clean_answer(dmp: Dmp) -> None:
             # whatever was accepted is a complete, consistent entry; start again from an empty registry
             for doc in dmp.store.documents(dmp.store.patients()[0].ins):
                 assert doc.unique_id and doc.type_code and doc.hash
-            dmp.store._conn().execute("DELETE FROM documents")
-            dmp.store._conn().execute("DELETE FROM submission_sets")
+            with dmp.store._write() as db:
+                db.execute("DELETE FROM documents")
+                db.execute("DELETE FROM submission_sets")
         else:
             code, context = errors_of(resp)[0]
             assert code and context, label

@@ -159,3 +159,47 @@ def test_unblock_removes_the_authorisation(demo_store: Store) -> None:
 def test_documents_by_status(demo_store: Store) -> None:
     docs = demo_store.documents(demo.DEMO_ADULT.ins, [APPROVED])
     assert docs and all(d.status == APPROVED for d in docs)
+
+
+def test_a_data_folder_of_the_earlier_layout_is_migrated(tmp_path: Path) -> None:
+    """Before metadata versions, documents.unique_id was UNIQUE and there was no content_uuid column."""
+    import sqlite3
+
+    folder = tmp_path / "old"
+    with Store(folder) as store:
+        demo.seed(store)
+        before = {d.unique_id: store.content(d.entry_uuid) for d in store.documents(demo.DEMO_ADULT.ins)}
+    db = sqlite3.connect(folder / "dmp.sqlite3")
+    db.execute("DROP INDEX documents_uid_version")
+    db.execute("ALTER TABLE documents DROP COLUMN content_uuid")
+    db.execute("CREATE UNIQUE INDEX old_unique_id ON documents(unique_id)")
+    db.commit()
+    db.close()
+    with Store(folder) as store:
+        docs = store.documents(demo.DEMO_ADULT.ins)
+        assert {d.unique_id: store.content(d.entry_uuid) for d in docs} == before
+        masked = store.mask(demo.DEMO_ADULT.ins, docs[0].unique_id)  # a second row with the same uniqueId
+        assert masked.version == docs[0].version + 1 and masked.entry_uuid != docs[0].entry_uuid
+        assert store.content(masked.entry_uuid) == before[docs[0].unique_id]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd (Linux)")
+def test_pooled_connections_are_bounded_and_closed(tmp_path: Path) -> None:
+    """A connection per thread was never closed when the thread ended (the server runs one thread per TCP
+    connection): after many threads every request failed for want of file descriptors."""
+    import os
+
+    from sandbox.dmp.store import POOL_MAX_IDLE
+
+    store = Store(tmp_path / "pool")
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        threads = [threading.Thread(target=store.patients) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert store.open_connections <= POOL_MAX_IDLE
+    assert len(os.listdir("/proc/self/fd")) <= fds + 2 * POOL_MAX_IDLE
+    store.close()
+    assert store.open_connections == 0

@@ -54,7 +54,9 @@ def test_actions_change_the_store(page: tuple[httpx.Client, Store]) -> None:
     assert not store.patient(ADULT).allow_centre_15
     doc = store.documents(ADULT)[0]
     assert client.post(f"/patient/{ADULT}/mask", data={"document": doc.entry_uuid}).status_code == 303
-    assert store.document(entry_uuid=doc.entry_uuid).masked
+    # masking is a metadata update: a new version (same uniqueId), the previous one deprecated
+    assert store.document(unique_id=doc.unique_id).masked
+    assert store.document(entry_uuid=doc.entry_uuid).status.endswith("Deprecated")
     refused = client.post(f"/patient/{ADULT}/unblock", data={"ps": "gp"})
     assert refused.status_code == 400 and "pas bloqué" in refused.text
     assert client.post(f"/patient/{ADULT}/explode", data={}).status_code == 400

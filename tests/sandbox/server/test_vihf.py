@@ -397,3 +397,61 @@ def test_direct_signed_vihf_over_the_signature_certificate_refused(recording, te
     env = envelope(action, find_documents(), wire.vihf(VihfSpec(), sign=True))
     r = wire.post(service, env, "application/soap+xml", cert=(str(gp.sign_cert_path), str(gp.sign_key_path)))
     refused(r, "certificat de signature", "de la carte")
+
+
+# -- replay (issue 8) ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spec",
+    [VihfSpec(), VihfSpec(profile="secretary", mode="INDIRECTE")],
+    ids=["direct-unsigned", "indirect-signed"],
+)
+def test_a_replayed_vihf_is_refused(recording, spec):
+    _running, service, wire = recording
+    vihf = wire.vihf(spec)
+    assert call(wire, spec, vihf=vihf).status_code == 200
+    served = len(service.requests)
+    # the same assertion in a new envelope (new MessageID): refused, not handed to the domain layer
+    refused(call(wire, spec, vihf=vihf), "déjà utilisé", "rejeu")
+    assert len(service.requests) == served
+    assert call(wire, spec).status_code == 200  # a fresh VIHF is fine
+
+
+def test_the_replay_memory_is_bounded_and_never_accepts_a_replay():
+    from sandbox.server.context import SoapFault
+    from sandbox.server.vihf import ReplayCache
+
+    cache = ReplayCache(max_entries=3, max_age=timedelta(hours=2))
+    t0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    for n in range(4):
+        cache.remember(f"_id{n}", t0 + timedelta(seconds=n), t0 + timedelta(seconds=n))
+    assert len(cache) == 3
+    now = t0 + timedelta(seconds=10)
+    with pytest.raises(SoapFault, match="trop ancien"):  # forgotten, so refused rather than accepted
+        cache.remember("_id0", t0, now)
+    with pytest.raises(SoapFault, match="déjà utilisé"):
+        cache.remember("_id3", t0 + timedelta(seconds=3), now)
+    cache.remember("_id4", now, now)
+    # once their validity is over, IDs are forgotten (the VIHF would be refused as too old anyway)
+    later = t0 + timedelta(hours=2, seconds=30)
+    cache.remember("_id5", later, later)
+    assert len(cache) == 1
+
+
+# -- centre 15 in indirect modes (dmp-protocol.md §1: only bris de glace is restricted to DIRECTE) -----------
+@pytest.mark.parametrize("mode", ["INDIRECTE", "INDIRECTE_RENFORCEE"])
+def test_centre_15_in_indirect_modes_for_a_regulator(recording, mode):
+    _running, service, wire = recording
+    spec = VihfSpec(
+        profile="regulator",
+        mode=mode,
+        purpose="centre_15",
+        structure_id=profiles.ESTABLISHMENT.structure_id,
+        sector=profiles.ESTABLISHMENT.sector,
+    )
+    r = call(wire, spec)
+    assert r.status_code == 200, r.text
+    c = service.requests[-1].caller
+    assert (c.mode, c.purpose, c.is_regulator) == (mode, "centre_15", True)
+    # still reserved to regulators, and bris de glace still DIRECTE only
+    refused(call(wire, VihfSpec(profile="secretary", mode=mode, purpose="centre_15")), "régulateurs")
+    refused(call(wire, VihfSpec(profile="specialist", mode=mode, purpose="bris_de_glace")), "directe")

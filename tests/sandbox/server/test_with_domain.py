@@ -370,3 +370,35 @@ def test_td02_and_iti57_through_the_server(sandbox_server, test_pki, dmp_schema)
         assert root.find(f"{{{SOAP}}}Body/{{{RS}}}RegistryResponse").get("status") == SUCCESS, r.text
     finally:
         wire.close()
+
+
+def test_centre_15_regulator_in_indirect_mode_reads_the_dmp(sandbox_server, test_pki):
+    """dmp-protocol.md §1 restricts only bris de glace to DIRECTE: a SAMU regulator working through his
+    establishment's software (INDIRECTE) consults in centre 15 mode; the patient's consent still applies."""
+    from sandbox import profiles
+
+    demo.seed(sandbox_server.store)
+    adult = demo.DEMO_ADULT
+    wire = Wire(sandbox_server, test_pki)
+    spec = VihfSpec(
+        profile="regulator",
+        mode="INDIRECTE",
+        purpose="centre_15",
+        patient_ins=adult.ins,
+        patient_oid=adult.oid,
+        structure_id=profiles.ESTABLISHMENT.structure_id,
+        sector=profiles.ESTABLISHMENT.sector,
+    )
+    try:
+        r = wire.call("TD3.1", build.find_documents(adult.ins, adult.oid), spec=spec)
+        root = response_root(r)[0].find(".//{*}AdhocQueryResponse")
+        assert root is not None and root.get("status", "").endswith("Success"), r.status_code
+        assert root.findall(f".//{{{RIM}}}ExtrinsicObject")
+        trace = sandbox_server.store.traces(adult.ins)[-1]
+        assert (trace.mode, trace.purpose) == ("INDIRECTE", "centre_15")
+        sandbox_server.store.set_emergency(adult.ins, centre_15=False)
+        r = wire.call("TD3.1", build.find_documents(adult.ins, adult.oid), spec=spec)
+        root = response_root(r)[0]
+        assert [e.get("errorCode") for e in root.iter("{*}RegistryError")] == ["DMPEmergencyAccessRefused"]
+    finally:
+        wire.close()

@@ -1,0 +1,143 @@
+"""``ps-agent outbox list | resume | hand-back ID``: the deposit queue, visible and in the user's hands.
+
+- ``list [--tout] [--json]``: the deposits not yet settled (pending, being sent, waiting: why and when
+  the next try is) and the refused ones (why); ``--tout`` adds those registered or handed back. No card
+  needed (the queue is a local file). Exit 0 when nothing is left, 1 when something is pending or refused.
+- ``resume [connexion]``: send every entry now (card or establishment session, as ``ps-agent dmp``),
+  each resolved on its own. Exit 0 when all are registered, 1 when one is refused or still waiting.
+- ``hand-back ID --vers DIR``: write the entry's CDA documents into DIR (files fsync'd, 0600), then take
+  the entry out of the queue (state "rendu à l'utilisateur"); nothing is removed before the files are
+  written. Exit 0 done, 1 when the entry cannot be handed back (being sent, already settled, unknown).
+
+Exit 2: bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ps_agent.errors import ConfigurationError
+
+
+def _home(args: argparse.Namespace) -> Path:
+    from ps_agent.config import data_dir, ensure_private_dir
+
+    return ensure_private_dir(Path(args.home)) if args.home else data_dir()
+
+
+def _entry_json(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "state": e.state.value,
+        "state_fr": e.state.label_fr,
+        "reason_fr": e.reason_fr,
+        "reason_code": e.reason_code,
+        "patient_ins": e.patient_ins,
+        "patient_oid": e.patient_oid,
+        "documents": list(e.document_uids),
+        "titles": list(e.titles),
+        "attempts": e.attempts,
+        "next_try": e.next_try or None,
+        "created": e.created,
+        "updated": e.updated,
+    }
+
+
+def _line(e: Any) -> str:
+    return f"{e.id}  patient {e.patient_ins}  {e.summary_fr}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ps_agent.outbox import ACTIVE_STATES, DepositQueue, EntryState
+
+    with DepositQueue(_home(args) / "outbox.sqlite3") as queue:
+        entries = queue.entries()
+    left = [e for e in entries if e.state in ACTIVE_STATES or e.state is EntryState.REFUSED]
+    shown = entries if args.tout else left
+    if args.json:
+        print(json.dumps({"entries": [_entry_json(e) for e in shown]}, ensure_ascii=False, indent=2))
+    elif shown:
+        print("\n".join(_line(e) for e in shown))
+    else:
+        print("Aucun envoi en attente.")
+    return 1 if left else 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from ps_agent.cli import dmp_cmd
+    from ps_agent.context import Context
+    from ps_agent.outbox import EntryState
+
+    def progress(step: str, done: int, total: int) -> None:
+        if not args.json and total:
+            print(f"{step}… ({done}/{total})", file=sys.stderr)
+
+    with dmp_cmd._agent(args) as agent:
+        outcomes = agent.resume_pending(ctx=Context(progress=progress), all_entries=True)
+        left = agent.pending_deposits()
+    rows = [
+        {"id": o.entry_id, "state": o.state.value, "state_fr": o.state.label_fr, "reason_fr": o.reason_fr,
+         "documents": list(o.document_uids)}
+        for o in outcomes
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps({"outcomes": rows, "left": len(left)}, ensure_ascii=False, indent=2))
+    else:
+        lines = [
+            f"{r['id']} : {r['state_fr']}" + (f" — {r['reason_fr']}" if r["reason_fr"] else "") for r in rows
+        ] or ["Aucun envoi à reprendre."]
+        if left:
+            lines.append(f"{len(left)} envoi(s) encore en attente.")
+        print("\n".join(lines))
+    bad = any(o.state is not EntryState.REGISTERED for o in outcomes)
+    return 1 if bad or left else 0
+
+
+def _hand_back(args: argparse.Namespace) -> int:
+    from ps_agent.config import AgentConfig, environment
+    from ps_agent.services import Services, write_documents
+
+    if args.vers is None:
+        raise ConfigurationError(
+            "Indiquez le dossier où écrire les documents (--vers DOSSIER).", code="USAGE"
+        )
+    folder = Path(args.vers)
+    written: list[Path] = []
+    with Services(AgentConfig(environment("sandbox"), _home(args))) as services:
+        entry = services.hand_back(args.id, lambda e: written.extend(write_documents(e, folder)))
+    if args.json:
+        print(json.dumps({"id": entry.id, "files": [str(p) for p in written]}, ensure_ascii=False, indent=2))
+    else:
+        print(f"Envoi {entry.id} rendu : {len(written)} document(s) écrit(s) dans {folder}.")
+        for p in written:
+            print(f"  {p}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ps_agent.cli import dmp_cmd
+
+    outbox = subparsers.add_parser("outbox", help="file d'envoi des dépôts DMP (en attente, refusés)")
+    sub = outbox.add_subparsers(dest="outbox_command", metavar="OPÉRATION")
+    outbox.set_defaults(func=lambda args: (outbox.print_help(), 2)[1])
+
+    p = sub.add_parser("list", help="lister les envois en attente ou refusés")
+    p.add_argument("--home", default=None, help="dossier de données de l'agent (défaut : $PS_AGENT_HOME)")
+    p.add_argument("--tout", action="store_true", help="inclure les envois enregistrés ou rendus")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("resume", help="renvoyer maintenant les envois en attente (carte ou établissement)")
+    dmp_cmd._add_common(p, patient=False)
+    p.set_defaults(func=_resume)
+
+    p = sub.add_parser("hand-back", help="reprendre les documents d'un envoi (écrits dans un dossier)")
+    p.add_argument("id", help="identifiant de l'envoi (voir « ps-agent outbox list »)")
+    p.add_argument("--vers", metavar="DOSSIER", required=True, help="dossier où écrire les documents CDA")
+    p.add_argument("--home", default=None, help="dossier de données de l'agent (défaut : $PS_AGENT_HOME)")
+    p.add_argument("--json", action="store_true", help="sortie JSON")
+    p.set_defaults(func=_hand_back)

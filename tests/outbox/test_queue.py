@@ -1,0 +1,208 @@
+"""The deposit queue on a real SQLite file: transitions in place, exclusive claims across instances,
+leases that expire (injected clock), hand-back only after the documents are durable elsewhere, the
+former outbox migrated, private files, bounded backoff with jitter."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from ps_agent.outbox import (
+    BACKOFF_CAP_S,
+    DepositQueue,
+    EntryBusy,
+    EntryState,
+    OutboxError,
+    backoff_delay,
+)
+from ps_agent.services import write_documents
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def add(q: DepositQueue, entry_id: str = "2.25.1", *, claim: bool = False) -> None:
+    q.add(entry_id, ("279037505612309", "1.2.250.1.213.1.4.10", "QUAL"), ("2.25.9",), (b"<cda/>",),
+          (False, False, False), ("",), titles=("Lettre",), actor_id_nat="810001", claim=claim)  # fmt: skip
+
+
+def test_states_change_in_place_and_registered_purges_the_bytes(tmp_path: Path) -> None:
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q)
+    [e] = q.pending()
+    assert e.state is EntryState.PENDING and e.documents == (b"<cda/>",) and e.attempts == 0
+    e = q.claim(e.id)
+    assert e is not None and e.state is EntryState.SENDING and e.attempts == 1
+    e = q.mark_waiting(e.id, "Le DMP est injoignable.", "TRANSPORT", 5.0)
+    assert e.state is EntryState.WAITING and e.reason_fr == "Le DMP est injoignable." and e.documents
+    assert "prochain essai" in e.summary_fr
+    e = q.claim(e.id)
+    assert e is not None and e.attempts == 2
+    e = q.mark_registered(e.id)
+    assert e.state is EntryState.REGISTERED and e.documents == ()
+    assert q.pending() == [] and q.claim(e.id) is None  # a settled entry is never sent again
+    assert [x.state for x in q.entries()] == [EntryState.REGISTERED]
+
+
+def test_only_one_of_several_instances_claims_an_entry(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    add(DepositQueue(path))
+    queues = [DepositQueue(path) for _ in range(6)]
+    wins: list[str] = []
+    start = threading.Barrier(len(queues))
+
+    def grab(q: DepositQueue) -> None:
+        start.wait()
+        if q.claim("2.25.1") is not None:
+            wins.append(q.owner)
+
+    threads = [threading.Thread(target=grab, args=(q,)) for q in queues]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(wins) == 1
+
+
+def test_a_dead_owners_claim_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "q.sqlite3"
+    crashed = DepositQueue(path, clock=clock, lease_s=60)
+    add(crashed, claim=True)  # claimed, then the process "dies"
+    other = DepositQueue(path, clock=clock, lease_s=60)
+    assert other.claim("2.25.1") is None and other.due() == []
+    clock.now += 61
+    assert [e.id for e in other.due()] == ["2.25.1"]
+    claimed = other.claim("2.25.1")
+    assert claimed is not None and claimed.owner == other.owner
+    assert crashed.claim_again("2.25.1") is None  # the old owner lost it
+
+
+def test_waiting_entries_are_due_at_their_time(tmp_path: Path) -> None:
+    clock = Clock()
+    q = DepositQueue(tmp_path / "q.sqlite3", clock=clock)
+    add(q)
+    q.claim("2.25.1")
+    q.mark_waiting("2.25.1", "Réessai", "TRANSPORT", clock.now + 30)
+    assert q.due() == []
+    clock.now += 30
+    assert [e.id for e in q.due()] == ["2.25.1"]
+
+
+def test_hand_back_removes_nothing_before_the_documents_are_durable(tmp_path: Path) -> None:
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q)
+
+    def broken(entry: object) -> None:
+        raise OSError("disque plein")
+
+    with pytest.raises(OSError):
+        q.hand_back("2.25.1", broken)
+    [e] = q.pending()
+    assert e.state is EntryState.PENDING and e.documents == (b"<cda/>",) and e.attempts == 0
+    out = tmp_path / "rendus"
+    written: list[Path] = []
+    done = q.hand_back("2.25.1", lambda entry: written.extend(write_documents(entry, out)))
+    assert done.state is EntryState.HANDED_BACK and done.documents == ()
+    assert written == [out / "2.25.9.xml"] and written[0].read_bytes() == b"<cda/>"
+    assert (written[0].stat().st_mode & 0o777) == 0o600 and (out.stat().st_mode & 0o777) == 0o700
+    with pytest.raises(OutboxError):
+        q.hand_back("2.25.1", lambda entry: None)  # already settled
+
+
+def test_an_entry_being_sent_cannot_be_handed_back(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    sender = DepositQueue(path)
+    add(sender, claim=True)
+    with pytest.raises(EntryBusy):
+        DepositQueue(path).hand_back("2.25.1", lambda entry: None)
+
+
+def test_former_outbox_entries_become_pending(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript(
+        """CREATE TABLE pending (submission_set_uid TEXT PRIMARY KEY, patient_ins TEXT NOT NULL,
+        patient_oid TEXT NOT NULL, ins_status TEXT NOT NULL, document_uids TEXT NOT NULL,
+        visibility TEXT NOT NULL, replaces TEXT NOT NULL, created TEXT NOT NULL, attempts INTEGER NOT NULL);
+        CREATE TABLE pending_document (submission_set_uid TEXT NOT NULL, position INTEGER NOT NULL,
+        content BLOB NOT NULL, PRIMARY KEY (submission_set_uid, position));
+        INSERT INTO pending VALUES ('2.25.7', '279037505612309', '1.2.250.1.213.1.4.10', 'QUAL',
+          '["2.25.8"]', '[false, false, false]', '[""]', '2026-11-01T10:00:00+00:00', 1);
+        INSERT INTO pending_document VALUES ('2.25.7', 0, X'3C6364612F3E');"""
+    )
+    con.commit()
+    con.close()
+    [e] = DepositQueue(path).pending()
+    assert (e.id, e.state, e.document_uids, e.documents) == (
+        "2.25.7",
+        EntryState.PENDING,
+        ("2.25.8",),
+        (b"<cda/>",),
+    )
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX mode bits")
+def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        q = DepositQueue(tmp_path / "home" / "q.sqlite3")
+        add(q)
+    finally:
+        os.umask(old)
+    assert ((tmp_path / "home").stat().st_mode & 0o777) == 0o700
+    for p in (tmp_path / "home").iterdir():
+        assert (p.stat().st_mode & 0o777) == 0o600, p
+
+
+def test_backoff_is_bounded_exponential_with_jitter() -> None:
+    assert backoff_delay(1, lambda: 0.0) == 1.0 and backoff_delay(1, lambda: 1.0) == 2.0
+    assert backoff_delay(3, lambda: 1.0) == 8.0
+    assert backoff_delay(50, lambda: 1.0) == BACKOFF_CAP_S
+    assert backoff_delay(50, lambda: 0.0) == BACKOFF_CAP_S / 2
+
+
+CLAIMER = """
+import sys
+from pathlib import Path
+from ps_agent.outbox import DepositQueue
+q = DepositQueue(Path(sys.argv[1]))
+sys.stdin.readline()  # start together
+won = [e.id for e in q.pending() if q.claim(e.id) is not None]
+print(",".join(won))
+"""
+
+
+def test_two_processes_never_claim_the_same_entry(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    ids = [f"2.25.{n}" for n in range(1, 41)]
+    for i in ids:
+        add(q, i)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate("go\n", timeout=60)[0].strip() for p in procs]
+    won = [set(filter(None, o.split(","))) for o in outs]
+    assert not (won[0] & won[1])
+    assert won[0] | won[1] == set(ids)
