@@ -7,10 +7,8 @@ modules unimportable (``fcntl``, ``termios``, ``pwd``…), removes the POSIX-onl
 cannot turn Linux into Windows (paths, ``sys.platform`` stay Linux), it catches the calls and imports
 that would crash there.
 
-``AWAITING_FIX`` lists the modules whose portable fallback belongs to another work area and is not
-merged yet (the audit journal's ``fcntl``/``os.pwrite``); ``test_awaiting_modules_import`` is a strict
-xfail so the list must be emptied as soon as the fix lands. Likewise the data folder on Windows
-(``test_data_folder_follows_the_platform``: config.py with platformdirs).
+The data folder is checked on a simulated Windows too: platformdirs' Windows backend must put it under
+``%LOCALAPPDATA%`` / ``%APPDATA%``, not in ``~/.local/share``.
 """
 
 from __future__ import annotations
@@ -72,25 +70,14 @@ for _name in {SIGNAL_POSIX_ONLY!r}:
         delattr(signal, _name)
 """
 
-# Modules whose POSIX-only code is another work area's fix, pending merge ("journal": fcntl.flock and
-# os.pwrite in the audit journal), with everything importing them. Empty this when it lands.
-AWAITING_FIX = frozenset({
-    "ps_agent.audit", "ps_agent.audit.errors", "ps_agent.audit.journal", "ps_agent.audit.export",
-    "ps_agent.audit.framelog", "ps_agent.audit.sanitize", "ps_agent.audit.syslog", "ps_agent.agent",
-    "ps_agent.cli.audit_cmd",
-})  # fmt: skip
-
 # Unit tests that need neither pcscd nor the sandbox (its test PKI and card emulator are Linux test
-# doubles): the pure library and the pure parts of the core. Add tests/audit with the journal's fix.
-UNIT_TESTS = ("tests/cda", "--ignore=tests/cda/test_cli.py", "--ignore=tests/cda/test_deposit_ready.py",
-              "tests/access", "tests/test_typing.py",
-              "tests/dmp/test_query_parse.py")  # fmt: skip
-# The command line registers every command group, the audit's too: awaiting the journal's fix as well.
-UNIT_TESTS_AWAITING_FIX = (
-    "tests/cda/test_cli.py",
-    "tests/cda/test_deposit_ready.py",
-    "tests/cli/test_names.py",
-)
+# doubles): the pure library, the command line's name handling, the policy, the audit journal.
+# (Left out: tests/audit/test_checkpoints.py and test_collector.py need the test PKI; test_files.py
+# is the journal's own check without POSIX-only modules, with its own blocker.)
+UNIT_TESTS = ("tests/cda", "tests/cli/test_names.py", "tests/access", "tests/audit",
+              "--ignore=tests/audit/test_checkpoints.py", "--ignore=tests/audit/test_collector.py",
+              "--ignore=tests/audit/test_files.py",
+              "tests/test_typing.py", "tests/dmp/test_query_parse.py")  # fmt: skip
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -153,22 +140,9 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
 
 
 def test_every_module_imports_without_posix_only_modules(tmp_path: Path) -> None:
-    modules = [m for m in _modules() if m not in AWAITING_FIX]
+    modules = _modules()
     assert len(modules) > 50
-    failures = _import_failures(tmp_path, modules)
-    assert failures == {}
-
-
-def test_awaiting_modules_fail_only_on_the_journal(tmp_path: Path) -> None:
-    """The listed modules fail for the pending reason only (the list hides nothing else)."""
-    failures = _import_failures(tmp_path, sorted(AWAITING_FIX))
-    for name, error in failures.items():
-        assert "fcntl" in error or "pwrite" in error, (name, error)
-
-
-@pytest.mark.xfail(strict=True, reason="journal's portable locking (fcntl/os.pwrite) not merged yet")
-def test_awaiting_modules_import(tmp_path: Path) -> None:
-    assert _import_failures(tmp_path, sorted(AWAITING_FIX)) == {}
+    assert _import_failures(tmp_path, modules) == {}
 
 
 def _pytest_blocked(tmp_path: Path, *targets: str) -> tuple[int, str]:
@@ -187,16 +161,7 @@ def test_unit_tests_pass_without_posix_only_modules(tmp_path: Path) -> None:
     assert " passed" in tail and " failed" not in tail
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="the CLI loads the audit group: journal's portable locking not merged yet"
-)
-def test_cli_unit_tests_pass_without_posix_only_modules(tmp_path: Path) -> None:
-    code, tail = _pytest_blocked(tmp_path, *UNIT_TESTS_AWAITING_FIX)
-    assert code == 0, tail
-
-
-# The data folder on Windows (config.py, "core"'s fix: platformdirs). platformdirs is made to pick its
+# The data folder on Windows (config.py: platformdirs). platformdirs is made to pick its
 # Windows backend (sys.platform "win32", folders from APPDATA / LOCALAPPDATA since ctypes' Windows API
 # and winreg are absent here); the agent's data folder must then be there, not in ~/.local/share.
 WINDOWS_DATA_DIR = """
@@ -224,7 +189,6 @@ print(json.dumps({"backend": platformdirs.PlatformDirs.__name__, "data_dir": str
 """
 
 
-@pytest.mark.xfail(strict=True, reason="config.py's data folder from platformdirs ('core') not merged yet")
 def test_data_folder_follows_the_platform(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PS_AGENT_HOME", "XDG_DATA_HOME")}
     env |= {"PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "home"), "APPDATA": str(tmp_path / "roaming"),

@@ -113,7 +113,7 @@ def test_error_lines_put_the_raw_code_beside_the_french_label() -> None:
         ),
         (["dmp", "serch", "--ins", "279037505612309"], "Vouliez-vous dire « search » ?"),
         (["card", "status", "--lecter", "x"], "vouliez-vous dire « --lecteur » ?"),
-        (["dmp", "search"], "arguments obligatoires manquants : --ins"),
+        (["cda", "build", "--type", "11488-4"], "arguments obligatoires manquants : --contenu/--content"),
         (["dmp", "status", "--ins", "1", "--situation", "deux"], "valeur invalide (int) : 'deux'"),
     ],
 )
