@@ -183,9 +183,11 @@ def test_emergency_options_are_exclusive_and_argparse_speaks_french(gp_cli: GpCl
     assert run.code == 2 and "incompatible avec l'argument" in run.err and "utilisation :" in run.err
     run = gp_cli.subprocess("dmp", "serch", *_adult())
     assert run.code == 2 and "Vouliez-vous dire « search »" in run.err
-    run = gp_cli.subprocess("dmp", "search")
-    assert run.code == 2 and "arguments obligatoires manquants : --ins" in run.err
+    run = gp_cli.subprocess("cda", "build", "--type", "11488-4")
+    assert run.code == 2 and "arguments obligatoires manquants : --contenu/--content" in run.err
     assert "usage:" not in run.err and "error:" not in run.err
+    run = gp_cli.subprocess("dmp", "search", *gp_cli.connection)  # no patient: named before the PIN
+    assert run.code == 1 and "Indiquez le patient : --identite ID ou --ins" in run.err
     run = gp_cli.subprocess("dmp", "search", "--help")
     assert run.code == 0 and "afficher cette aide" in run.out and "--rubrique RUBRIQUE, --rubric" in run.out
 
