@@ -3,7 +3,8 @@
 # the local INSi (ports +1 and +2), the emulated CPS card in the virtual reader (pcscd + vpcd), and the
 # agent's command line pointed at them.
 #
-#   bash installer/demo.sh              interactive: a shell where `ps-agent ...` talks to the sandbox
+#   bash installer/demo.sh              with a display: the window (tray agent) on the sandbox; without one,
+#                                       or with --shell: a shell where `ps-agent ...` talks to the sandbox
 #   bash installer/demo.sh --smoke      non-interactive check: status + search of the demo adult, then the
 #                                       journey carte Vitale → INSi → validated identity → DMP status; stop
 #
@@ -119,7 +120,12 @@ case "$MODE" in
     echo "demo.sh: smoke check passed"
     ;;
   *)
-    if [ -t 0 ]; then
+    if [ "$MODE" != "--shell" ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
+      echo
+      echo "La fenêtre de ps-agent s'ouvre ; la fermer (menu de la zone de notification « Quitter ») arrête"
+      echo "le DMP local et retire la carte."
+      "$PY" -m ui --env "$PS_AGENT_ENV" --ca "$PS_AGENT_CA" --home "$PS_AGENT_HOME" || true
+    elif [ -t 0 ]; then
       echo
       echo "Un shell de démonstration s'ouvre ; « exit » arrête le DMP local et retire la carte."
       PS1="[ps-agent démo] \w\$ " bash --norc -i || true
