@@ -317,7 +317,8 @@ def create_app(
         raise Problem(
             403, "EMERGENCY_NEEDS_WINDOW",
             "Un accès en urgence (bris de glace ou centre 15) ne peut être confirmé que par le professionnel "
-            "dans la fenêtre de l'agent : la demande y est affichée.", errors=[("mode", "confirmation requise")],
+            "dans la fenêtre de l'agent : la demande y est affichée.",
+            errors=[("mode", "confirmation requise")],
         )  # fmt: skip
 
     @app.get("/v1/patients/{ins}/documents", response_model=m.DocumentsOut, tags=["DMP"])
@@ -347,7 +348,7 @@ def create_app(
                     MASQUE_PS=e.visibility.masked_to_professionals,
                     INVISIBLE_PATIENT=e.visibility.invisible_to_patient,
                     INVISIBLE_REP_LEGAUX=e.visibility.invisible_to_legal_representatives,
-                )  # fmt: skip
+                )
                 for e in lst.entries
             ]
             return m.DocumentsOut(documents=docs, hidden=list(lst.hidden_explanations))
@@ -413,8 +414,8 @@ def create_app(
         if p.ins_status != "QUAL":
             raise field_problem(
                 422, "INS_NOT_QUALIFIED", "patient.ins_status",
-                "L'identité du patient n'est pas qualifiée (INS non qualifiée) : le document ne peut pas être "
-                "envoyé au DMP. Qualifiez l'identité (INSi) d'abord.",
+                "L'identité du patient n'est pas qualifiée (INS non qualifiée) : le document ne peut pas "
+                "être envoyé au DMP. Qualifiez l'identité (INSi) d'abord.",
             )  # fmt: skip
 
         def run() -> QueuedDeposit:

@@ -12,7 +12,7 @@ DEFAULT_PORT = 9983
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 # Name of the bearer token file in the user's config folder (0600, created at first start).
-TOKEN_FILENAME = "api-token"
+TOKEN_FILENAME = "api-token"  # noqa: S105 - a file name, not a secret
 
 # [I] Browser origins accepted when none is configured: none. A request without ``Origin`` (practice
 # software, curl) is accepted; a browser-based LGC must be listed (``ApiSettings.allowed_origins``).
