@@ -270,11 +270,12 @@ def create_app(
         )
 
     # ------------------------------------------------------------------ identity
-    @app.post("/v1/identity/search", response_model=m.IdentityOut, tags=["identité"])
-    async def identity(body: m.IdentityIn) -> m.IdentityOut:
-        if identity_lookup is None:
-            raise Problem(503, "INSI_UNAVAILABLE", "Le téléservice INSi n'est pas configuré dans cet agent.")
-        return await call(lambda: identity_lookup(body))  # type: ignore[no-any-return]
+    if identity_lookup is not None:  # offered only when the agent has an INSi client configured
+        lookup = identity_lookup
+
+        @app.post("/v1/identity/search", response_model=m.IdentityOut, tags=["identité"])
+        async def identity(body: m.IdentityIn) -> m.IdentityOut:
+            return await call(lambda: lookup(body))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ DMP
     @app.get("/v1/patients/{ins}/dmp", response_model=m.DmpStatusOut, tags=["DMP"])

@@ -76,3 +76,10 @@ def make_api(dmp: Any, test_pki: Any, tmp_path: Path) -> Iterator[Callable[..., 
 @pytest.fixture
 def api(make_api: Callable[..., Api]) -> Api:
     return make_api("gp", origins=("http://lgc.example",))
+
+
+@pytest.fixture(scope="module")
+def module_api(dmp: Any, test_pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    api = _make_api(dmp, test_pki, tmp_path_factory.mktemp("module-api"), "gp", AuthMode.DIRECTE)
+    yield api
+    _close(api)
