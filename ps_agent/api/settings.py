@@ -32,8 +32,8 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 # software); a caller working unattended says so with ``contexte=arriere-plan`` (AUTH-03 then refuses reads).
 DEFAULT_BACKGROUND = False
 
-# NIR OID, the default when a caller gives no OID.
-OID_NIR = "1.2.250.1.213.1.4.10"
+# INS-NIR OID (production), the default when a caller gives no OID (as the CLI).
+OID_NIR = "1.2.250.1.213.1.4.8"
 
 
 def is_loopback(host: str) -> bool:

@@ -15,7 +15,7 @@ from cda.errors import CdaError
 from ps_agent.errors import PsAgentError
 
 # Command groups, in the order shown by --help. Each module has register(subparsers) -> None.
-_GROUPS = ("cda_cmd", "card_cmd", "dmp_cmd", "outbox_cmd", "audit_cmd")
+_GROUPS = ("cda_cmd", "card_cmd", "dmp_cmd", "outbox_cmd", "audit_cmd", "serve_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
