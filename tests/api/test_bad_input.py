@@ -59,7 +59,7 @@ def test_unqualified_identity(api: Any) -> None:
 def test_invalid_ins_key(api: Any) -> None:
     bad = INS[:13] + ("00" if INS[13:] != "00" else "01")
     with api.client() as c:
-        r = c.get(f"/v1/patients/{bad}/dmp")
+        r = c.get(f"/v1/patients/{bad}/dmp", params={"oid": DEMO_ADULT.oid})
         assert r.status_code == 422 and _fields(r) == ["ins"]
         r = c.post("/v1/deposits", json=_body(patient=patient_json(DEMO_ADULT) | {"ins": bad}))
         assert r.status_code == 422 and _fields(r) == ["patient.ins"]
@@ -69,7 +69,7 @@ def test_unknown_patient(api: Any) -> None:
     body13 = "1990199999999"
     unknown = body13 + f"{97 - int(body13) % 97:02d}"
     with api.client() as c:
-        r = c.get(f"/v1/patients/{unknown}/documents")
+        r = c.get(f"/v1/patients/{unknown}/documents", params={"oid": DEMO_ADULT.oid})
     assert r.status_code == 404, r.text
     assert _fields(r) == ["ins"]
 

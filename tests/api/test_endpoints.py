@@ -13,6 +13,7 @@ from sandbox.demo import DEMO_ADULT
 from tests.fixtures.integration import author_json, patient_json, pdf, today
 
 INS = DEMO_ADULT.ins
+Q = {"oid": DEMO_ADULT.oid}
 
 
 def _deposit_body(title: str = "Compte rendu API", **over: Any) -> dict[str, Any]:
@@ -89,13 +90,13 @@ def test_deposit_202_then_registered_listed_retrieved_as_pdf_and_sse(api: Any) -
         item = _wait_final(c, qid)
         assert item["state"] == "registered"
         uid = item["document_unique_ids"][0]
-        docs = c.get(f"/v1/patients/{INS}/documents", params={"rubrique": "Comptes rendus"}).json()
+        docs = c.get(f"/v1/patients/{INS}/documents", params=Q | {"rubrique": "Comptes rendus"}).json()
         listed = [d for d in docs["documents"] if d["unique_id"] == uid]
         assert listed and listed[0]["title"] == "Lettre API" and listed[0]["rubric"] == "Comptes rendus"
-        got = c.get(f"/v1/patients/{INS}/documents/{uid}")
+        got = c.get(f"/v1/patients/{INS}/documents/{uid}", params=Q)
         assert got.status_code == 200 and got.headers["content-type"] == "application/pdf"
         assert got.content == content
-        cda = c.get(f"/v1/patients/{INS}/documents/{uid}", params={"format": "cda"})
+        cda = c.get(f"/v1/patients/{INS}/documents/{uid}", params=Q | {"format": "cda"})
         assert cda.headers["content-type"].startswith("application/xml") and b"nonXMLBody" in cda.content
         status = c.get("/v1/status").json()
         assert status["queue"]["registered"] >= 1
@@ -117,7 +118,7 @@ def test_vaccination_recorded_then_in_status(make_api: Any) -> None:
         r = c.post("/v1/vaccinations", json=vac)
         assert r.status_code == 202, r.text
         assert _wait_final(c, r.json()["id"])["state"] == "registered"
-        v = c.get(f"/v1/patients/{INS}/vaccinations")
+        v = c.get(f"/v1/patients/{INS}/vaccinations", params=Q)
         assert v.status_code == 200, v.text
         assert any("LOT-API-7" in json.dumps(x) for x in v.json()["vaccinations"])
 
@@ -135,7 +136,7 @@ def test_emergency_needs_the_window(api: Any) -> None:
 
 def test_background_consultation_refused_by_policy(api: Any) -> None:
     with api.client() as c:
-        r = c.get(f"/v1/patients/{INS}/documents", params={"contexte": "arriere-plan"})
+        r = c.get(f"/v1/patients/{INS}/documents", params=Q | {"contexte": "arriere-plan"})
     assert r.status_code == 403, r.text
     assert r.headers["content-type"].startswith("application/problem+json") and r.json()["detail"]
 
