@@ -116,6 +116,7 @@ class HotFolder:
         self._scanner: threading.Thread | None = None
         self._disconnect: Callable[[], None] | None = None
         self.on_finished: Callable[[str, str], None] | None = None  # (name, "done"|"rejected")
+        self._recovering = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -227,8 +228,11 @@ class HotFolder:
             fld = p.errors[0][0] if p.errors else "document"
             self._reject_files(stem, self._sources(stem), fld, p.detail, p.code)
             return
-        key = hashlib.sha256(data + b"\0" + sidecar.patient_key.encode()).hexdigest()
+        key = self._key(data, sidecar)
         known = self.ledger.get(key)
+        if known is not None and known.name == stem and known.state in (BUILDING, QUEUED):
+            self._adopt_files(known)  # a crash left the item's own files in the inbox: not a duplicate
+            return
         if known is not None:
             self._duplicate(stem, known)
             return
@@ -245,10 +249,35 @@ class HotFolder:
         if self.ledger.claim_new(key, stem, uid) is None:  # dropped twice at once: the other one wins
             self._duplicate(stem, self.ledger.get(key))
             return
-        keep = ensure_private_dir(self.work / key)
-        for p in self._sources(stem):
-            os.replace(p, keep / p.name)
+        item = self.ledger.get(key)
+        assert item is not None
+        self._adopt_files(item)
         self._deposit(key)
+
+    def _inbox_key(self, stem: str) -> str | None:
+        """The content key of the inbox item ``stem`` (None when incomplete or unreadable)."""
+        docs = [p for p in self._sources(stem) if p.suffix.lower() in DOCUMENT_SUFFIXES]
+        sidecar_path = self.inbox / f"{stem}.json"
+        if len(docs) != 1 or not sidecar_path.exists():
+            return None
+        try:
+            data = docs[0].read_bytes()
+            is_cda = docs[0].suffix.lower() == ".xml"
+            sc = parse_sidecar(sidecar_path.read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None)
+        except Exception:
+            return None
+        return self._key(data, sc)
+
+    @staticmethod
+    def _key(data: bytes, sc: Sidecar) -> str:
+        """The idempotency key: the document's bytes and the patient (the same file dropped twice)."""
+        return hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+
+    def _adopt_files(self, item: Item) -> None:
+        """Move the item's dropped files from the inbox to ``work/KEY/`` (idempotent)."""
+        keep = ensure_private_dir(self.work / item.key)
+        for p in self._sources(item.name):
+            os.replace(p, keep / p.name)
 
     def _uid_of(self, cda_bytes: bytes, sc: Sidecar) -> str:
         from ps_agent.dmp.metadata import entry_from_cda
@@ -362,20 +391,32 @@ class HotFolder:
             "heure": _now(),
             "empreinte": item.key,
         }
-        stem = self._target(self.done, item.name)
-        _write_json(self.done / f"{stem}.receipt.json", receipt)
-        self._move_kept(item.key, self.done, stem)
+        if not (self._recovering and self._written(self.done, ".receipt.json", item.key)):
+            stem = self._target(self.done, item.name)
+            self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
+            _write_json(self.done / f"{stem}.receipt.json", receipt)
         self.ledger.set_state(item.key, DONE, outcome=json.dumps(receipt, ensure_ascii=False))
         if self.on_finished:
             self.on_finished(item.name, DONE)
 
+    @staticmethod
+    def _written(folder: Path, suffix: str, key: str) -> bool:
+        """A receipt/error of this item is already there (a crash after writing it, before the ledger)."""
+        for p in folder.glob(f"*{suffix}"):
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(p.read_text(encoding="utf-8")).get("empreinte") == key:
+                    return True
+        return False
+
     def _finish_rejected(self, key: str, field: str, detail: str, code: str) -> None:
         item = self.ledger.get(key)
         assert item is not None
-        error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now()}
-        stem = self._target(self.rejected, item.name)
-        _write_json(self.rejected / f"{stem}.error.json", error)
-        self._move_kept(key, self.rejected, stem)
+        error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now(),
+                 "empreinte": key}  # fmt: skip
+        if not (self._recovering and self._written(self.rejected, ".error.json", key)):
+            stem = self._target(self.rejected, item.name)
+            self._move_kept(key, self.rejected, stem)
+            _write_json(self.rejected / f"{stem}.error.json", error)
         self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False))
         if self.on_finished:
             self.on_finished(item.name, REJECTED)
@@ -384,10 +425,10 @@ class HotFolder:
         """An item refused before the ledger (bad sidecar...): it may be dropped again once corrected."""
         target = self._target(self.rejected, stem)
         error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now()}
-        _write_json(self.rejected / f"{target}.error.json", error)
         for p in files:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(p, self.rejected / f"{target}{p.suffix}")
+        _write_json(self.rejected / f"{target}.error.json", error)
         if self.on_finished:
             self.on_finished(stem, REJECTED)
 
@@ -402,10 +443,10 @@ class HotFolder:
         if known is not None:
             note.update({"uniqueId": known.document_uid, "lot": known.entry_id, "premier_depot": known.name,
                          "etat_premier_depot": known.state})  # fmt: skip
-        _write_json(self.done / f"{target}.receipt.json", note)
         for p in self._sources(stem):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(p, self.done / f"{target}{p.suffix}")
+        _write_json(self.done / f"{target}.receipt.json", note)
         if self.on_finished:
             self.on_finished(stem, "duplicate")
 
@@ -413,7 +454,16 @@ class HotFolder:
     def recover(self) -> None:
         """After a restart or a crash: finish what the ledger left in flight, never twice."""
         queue = self.backend.services.queue
+        self._recovering = True
+        try:
+            self._recover(queue)
+        finally:
+            self._recovering = False
+
+    def _recover(self, queue: Any) -> None:
         for item in self.ledger.unfinished():
+            if self._inbox_key(item.name) == item.key:  # crash before its files left the inbox
+                self._adopt_files(item)
             if item.state == QUEUED:
                 entry = queue.get(item.entry_id)
                 if entry is not None:

@@ -119,7 +119,7 @@ def test_restart_neither_loses_nor_repeats(rig: Any) -> None:
     rig.folder.start()
     rig.wait_for(lambda: len(rig.receipts()) == 3)
     assert rig.receipts()["r0"]["uniqueId"] == uid
-    assert rig.folder.ledger.get(key).state == DONE
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
     # a second restart with everything done changes nothing
     rig.restart()
     rig.folder.start()
@@ -134,8 +134,9 @@ def test_crash_after_queueing_before_ledger_adopts_the_queued_entry(rig: Any) ->
     rig.drop("c0", title="CR adoption")
     rig.folder.start()
     rig.wait_for(lambda: "c0" in rig.receipts())
-    assert rig.folder.ledger.unfinished() == []
     key = rig.receipts()["c0"]["empreinte"]
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert rig.folder.ledger.unfinished() == []
     # put the world back as a crash right after the queue write would have left it
     rig.folder.ledger.set_state(key, BUILDING, entry_id="")
     keep = rig.folder.work / key
@@ -146,5 +147,5 @@ def test_crash_after_queueing_before_ledger_adopts_the_queued_entry(rig: Any) ->
     rig.restart()
     rig.folder.start()
     rig.wait_for(lambda: "c0" in rig.receipts())
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
     assert len(rig.services.queue_entries()) == 1
-    assert rig.folder.ledger.get(key).state == DONE
