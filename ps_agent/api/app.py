@@ -423,7 +423,7 @@ def create_app(
             h = backend.session().patient(PatientRef(p.ins, p.ins_oid, p.ins_status))
             return backend.submit(lambda ctx: work(h, ctx), Context(background=True))
 
-        return call(run)  # type: ignore[return-value]
+        return call(run)
 
     @app.post("/v1/deposits", response_model=m.QueueItemOut, status_code=202, tags=["dépôt"])
     async def deposit(body: m.DepositIn, response: Response) -> m.QueueItemOut:
@@ -479,7 +479,7 @@ def create_app(
         return _queue_out(entry)
 
     def _entry(entry_id: str) -> QueuedDeposit:
-        e = backend.services.queue.get(entry_id)
+        e: QueuedDeposit | None = backend.services.queue.get(entry_id)
         if e is None:
             raise field_problem(404, "UNKNOWN_QUEUE_ID", "id", f"Aucun dépôt « {entry_id} » dans la file.")
         return dc_replace(e, documents=())
