@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".", "~")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart")
 DOCUMENT_SUFFIXES = (".pdf", ".xml")
+SOURCE_SUFFIXES = (".pdf", ".PDF", ".Pdf", ".xml", ".XML", ".json", ".JSON")
 # [I] Namespace of the document uniqueIds derived from an item's content hash (uuid5 → OID 2.25.x): the
 # same item always gets the same uniqueId, so the queue's idempotent resend covers a crash at any point.
 UID_NAMESPACE = uuid.UUID("5b0c6a47-8a4e-4f0b-9a55-2f1d6c1e0a12")
@@ -196,9 +197,13 @@ class HotFolder:
 
     # ------------------------------------------------------------------ one item
     def _sources(self, stem: str) -> list[Path]:
-        return sorted(
-            p for p in self.inbox.iterdir() if p.is_file() and p.stem == stem and not is_temporary(p.name)
-        )
+        """The item's files in the inbox (only its own names are looked at: no listing per item)."""
+        found = []
+        for suffix in SOURCE_SUFFIXES:
+            p = self.inbox / f"{stem}{suffix}"
+            if p.is_file():
+                found.append(p)
+        return sorted(set(found))
 
     def process(self, stem: str) -> None:
         sidecar_path = self.inbox / f"{stem}.json"
@@ -238,7 +243,7 @@ class HotFolder:
             return
         try:
             cda_bytes = self._build(key, data, sidecar, is_cda=is_cda)
-            uid = self._uid_of(cda_bytes, sidecar)
+            uid = self._uid_of(cda_bytes, sidecar) if is_cda else document_uid_for(key)
         except Exception as exc:
             p = to_problem(exc)
             fld = p.errors[0][0] if p.errors else "document"
@@ -252,7 +257,7 @@ class HotFolder:
         item = self.ledger.get(key)
         assert item is not None
         self._adopt_files(item)
-        self._deposit(key)
+        self._deposit(key, cda_bytes, sidecar)
 
     def _inbox_key(self, stem: str) -> str | None:
         """The content key of the inbox item ``stem`` (None when incomplete or unreadable)."""
@@ -309,12 +314,13 @@ class HotFolder:
         except CdaError as exc:
             raise to_problem(exc) from exc
 
-    def _deposit(self, key: str) -> None:
+    def _deposit(self, key: str, cda_bytes: bytes | None = None, sc: Sidecar | None = None) -> None:
         item = self.ledger.get(key)
         assert item is not None
-        cda_bytes = (self.work / f"{key}.xml").read_bytes()
-        raw = json.loads((self.work / f"{key}.sidecar.json").read_text(encoding="utf-8"))
-        sc = parse_sidecar(json.dumps(raw).encode(), is_cda=True, cda_bytes=cda_bytes)
+        if cda_bytes is None or sc is None:  # after a restart: what was stored in work/
+            cda_bytes = (self.work / f"{key}.xml").read_bytes()
+            raw = (self.work / f"{key}.sidecar.json").read_bytes()
+            sc = parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
         try:
             h = self.backend.session().patient(PatientRef(sc.ins, sc.ins_oid, sc.ins_status))
             entry = self.backend.submit(
