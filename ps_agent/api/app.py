@@ -176,6 +176,20 @@ def _b64(value: str, field: str) -> bytes:
         ) from None
 
 
+def _vaccination_json(imm: Any) -> dict[str, Any]:
+    """One vaccination of ``cda.vaccinations`` as JSON (its fields, plus ``vaccine`` and ``date``)."""
+    import dataclasses
+
+    d: dict[str, Any] = dataclasses.asdict(imm) if dataclasses.is_dataclass(imm) else dict(vars(imm))  # type: ignore[arg-type]
+    vaccine = d.get("vaccine_label") or d.get("label") or d.get("display") or ""
+    if not vaccine:
+        code = d.get("vaccine_code") or d.get("code")
+        vaccine = code.get("display_name", "") if isinstance(code, dict) else str(code or "")
+    d.setdefault("vaccine", vaccine)
+    d.setdefault("date", str(d.get("date") or d.get("effective_time") or ""))
+    return d
+
+
 def extract_pdf(cda_bytes: bytes) -> bytes | None:
     """The PDF of a level-1 CDA (nonXMLBody, B64), else None."""
     from cda.xml import safe_parse
@@ -390,11 +404,9 @@ def create_app(
         ins: Ins, oid: Oid = OID_NIR, ins_status: InsStatus = "QUAL",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.VaccinationsOut:  # fmt: skip
-        from ps_agent.cli.dmp_cmd import _imm_json
-
         def read() -> m.VaccinationsOut:
             items = handle(ins, oid, ins_status).vaccination_status(ctx=ctx_of(contexte, finalite)).value
-            rows = [json.loads(json.dumps(_imm_json(i), default=str)) for i in items]
+            rows = [json.loads(json.dumps(_vaccination_json(i), default=str)) for i in items]
             return m.VaccinationsOut(vaccinations=rows)
 
         return await call(read)  # type: ignore[no-any-return]

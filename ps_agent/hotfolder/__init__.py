@@ -210,6 +210,11 @@ class HotFolder:
         if not sidecar_path.exists():
             return
         docs = [p for p in self._sources(stem) if p.suffix.lower() in DOCUMENT_SUFFIXES]
+        flying = self.ledger.in_flight(stem) if not docs else None
+        if flying is not None:  # its document already moved to work/ (a move interrupted): the rest follows
+            self._adopt_files(flying)
+            self._resume_item(flying, self.backend.services.queue)
+            return
         if len(docs) != 1:
             detail = (
                 f"Document absent : « {stem}.pdf » ou « {stem}.xml » doit être déposé avant « {stem}.json »."
@@ -237,6 +242,7 @@ class HotFolder:
         known = self.ledger.get(key)
         if known is not None and known.name == stem and known.state in (BUILDING, QUEUED):
             self._adopt_files(known)  # a crash left the item's own files in the inbox: not a duplicate
+            self._resume_item(known, self.backend.services.queue)
             return
         if known is not None:
             self._duplicate(stem, known)
@@ -468,21 +474,30 @@ class HotFolder:
 
     def _recover(self, queue: Any) -> None:
         for item in self.ledger.unfinished():
-            if self._inbox_key(item.name) == item.key:  # crash before its files left the inbox
-                self._adopt_files(item)
-            if item.state == QUEUED:
-                entry = queue.get(item.entry_id)
-                if entry is not None:
-                    self._on_queue_changed(entry)
-                continue
-            assert item.state == BUILDING
-            adopted = next((e for e in queue.entries() if item.document_uid in e.document_uids), None)
-            if adopted is not None:  # queued before the crash: follow that entry
-                self.ledger.set_state(item.key, QUEUED, entry_id=adopted.id)
-                self._on_queue_changed(adopted)
-            elif (self.work / f"{item.key}.xml").exists():
-                self._deposit(item.key)
-        # files moved to work/ whose item ended: nothing to do; files still in inbox are scanned normally
+            if self._inbox_key(item.name) == item.key or self._document_moved(item):
+                self._adopt_files(item)  # crash before (all) its files left the inbox
+            self._resume_item(item, queue)
+
+    def _document_moved(self, item: Item) -> bool:
+        """The item's document is already in work/KEY/ and none of that name is in the inbox."""
+        keep = self.work / item.key
+        moved = keep.is_dir() and any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in keep.iterdir())
+        return moved and not any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
+
+    def _resume_item(self, item: Item, queue: Any) -> None:
+        """Carry an unfinished item on: follow its queue entry, adopt the entry holding its uniqueId (a
+        crash after the queue write), or deposit the stored CDA (same bytes, same uniqueId)."""
+        if item.state == QUEUED:
+            entry = queue.get(item.entry_id)
+            if entry is not None:
+                self._on_queue_changed(entry)
+            return
+        adopted = next((e for e in queue.entries() if item.document_uid in e.document_uids), None)
+        if adopted is not None:
+            self.ledger.set_state(item.key, QUEUED, entry_id=adopted.id)
+            self._on_queue_changed(adopted)
+        elif (self.work / f"{item.key}.xml").exists():
+            self._deposit(item.key)
 
     def counts(self) -> dict[str, int]:
         return {s: self.ledger.count(s) for s in (BUILDING, QUEUED, DONE, REJECTED)}

@@ -79,6 +79,15 @@ class Ledger:
             row = self._con.execute("SELECT * FROM item WHERE entry_id=?", (entry_id,)).fetchone()
         return Item(*row) if row else None
 
+    def in_flight(self, name: str) -> Item | None:
+        """The item of that name still being deposited, if any."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT * FROM item WHERE name=? AND state IN (?,?) ORDER BY created DESC",
+                (name, BUILDING, QUEUED),
+            ).fetchone()
+        return Item(*row) if row else None
+
     def claim_new(self, key: str, name: str, document_uid: str) -> Item | None:
         """Insert the item in state BUILDING; None when the key is already known (never twice)."""
         stamp = _now()

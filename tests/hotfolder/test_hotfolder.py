@@ -149,3 +149,26 @@ def test_crash_after_queueing_before_ledger_adopts_the_queued_entry(rig: Any) ->
     rig.wait_for(lambda: "c0" in rig.receipts())
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
     assert len(rig.services.queue_entries()) == 1
+
+
+def test_interrupted_move_is_finished_not_rejected(rig: Any) -> None:
+    """A crash (or a Windows file lock) after the PDF moved to work/ but before its sidecar did: the sidecar
+    left in the inbox belongs to the item in flight; it follows it, it is not rejected as incomplete."""
+    rig.drop("m0", title="CR déplacement interrompu")
+    folder = rig.folder
+    data = (folder.inbox / "m0.pdf").read_bytes()
+    sc = parse_sidecar((folder.inbox / "m0.json").read_bytes(), is_cda=False)
+    key = hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+    cda_bytes = folder._build(key, data, sc, is_cda=False)
+    (folder.work / f"{key}.xml").write_bytes(cda_bytes)
+    (folder.work / f"{key}.sidecar.json").write_text(json.dumps(sc.raw), encoding="utf-8")
+    assert folder.ledger.claim_new(key, "m0", folder._uid_of(cda_bytes, sc)) is not None
+    (folder.work / key).mkdir()
+    os.replace(folder.inbox / "m0.pdf", folder.work / key / "m0.pdf")  # the sidecar stays in the inbox
+    rig.restart()
+    rig.folder.start()
+    rig.wait_for(lambda: "m0" in rig.receipts())
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert rig.errors() == {}
+    assert (rig.root / "done" / "m0.pdf").exists() and (rig.root / "done" / "m0.json").exists()
+    assert list(rig.folder.inbox.iterdir()) == [] and len(_registered(rig)) == 1
