@@ -5,7 +5,8 @@
 1. A hot folder of COUNT single-page PDF reports in AIR mode (establishment keys of the test PKI):
    documents per second from the first file taken to the last receipt, beside the rate at which a bare
    client (pre-built, pre-signed submissions POSTed on WORKERS threads, no agent work) gets the same
-   sandbox to accept the same number of documents in the same run. Goal: ratio ≥ 0.7.
+   sandbox to accept the same number of documents in the same run. Goal: ratio ≥ 0.7. Also the agent's
+   own deposit rate on the same threads without the hot folder, to tell the two costs apart.
 2. API latency of an accepted deposit request (POST /v1/deposits → 202), p50 and p99.
 3. The agent's resident memory during the batch (sampled; flat, not growing with the count).
 
@@ -127,6 +128,25 @@ def bare_rate(services: Services, session: object, p: object, count: int, worker
     return (count - 1) / (time.perf_counter() - t0)
 
 
+def agent_rate(session: object, p: object, count: int, workers: int) -> float:
+    """The agent's own deposits (``PatientHandle.deposit`` of built CDAs) on ``workers`` threads, no hot
+    folder: splits the hot folder's cost from the agent's (queue, journal, signatures)."""
+    from cda import build
+    from ps_agent.access.policy import PatientRef
+    from ps_agent.context import Context
+    from tests.e2e import docs
+
+    h = session.patient(PatientRef(p.ins, p.oid, "QUAL"))  # type: ignore[attr-defined]
+    cdas = [build.level1(type_code="11490-0", content=pdf(f"Agent {i}"), title=f"Agent {i}",
+                         patient=docs.patient_input(p), author=docs.author_input("gp"),
+                         media_type="application/pdf") for i in range(count)]  # fmt: skip
+    h.deposit(cdas[0], ctx=Context(background=True))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda c: h.deposit(c, ctx=Context(background=True)), cdas[1:]))
+    return (count - 1) / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=1000)
@@ -147,6 +167,7 @@ def main() -> None:
             backend = ApiBackend(services, lambda: session, deposit_workers=args.workers)
 
             bare = bare_rate(services, session, p, args.count, args.workers)
+            agent = agent_rate(session, p, min(args.count, 300), args.workers)
 
             root = tmpd / "depot"
             folder = HotFolder(root, backend, workers=args.workers, rescan_interval_s=0.5)
@@ -175,6 +196,8 @@ def main() -> None:
             print(f"1. hot folder, {args.count} single-page PDFs, AIR mode, {args.workers} workers: "
                   f"{rate:.1f} documents/s  |  bare client (pre-built submissions): {bare:.1f} documents/s  "
                   f"|  ratio {rate / bare:.2f} (goal ≥ 0.7)")  # fmt: skip
+            print(f"   the agent's own deposits, same threads, no hot folder: {agent:.1f} documents/s "
+                  f"(ratio {agent / bare:.2f}); the difference is the hot folder's own work")  # fmt: skip
 
             token = load_or_create_token(tmpd / "config")
             server = ApiServer(create_app(backend, token), port=0)
