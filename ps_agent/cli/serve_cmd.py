@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("--config", type=Path, metavar="DOSSIER",
                    help="dossier de configuration (jeton api-token)")  # fmt: skip
     p.set_defaults(func=_serve)
+
+    d = subparsers.add_parser(
+        "deposit",
+        help="déposer un lot de documents par l'agent en cours (API locale)",
+        description="Dépose chaque paire NOM.pdf + NOM.json (ou NOM.xml + NOM.json) du dossier par l'agent "
+        "en cours d'exécution (ps-agent serve ou la fenêtre), puis suit chaque dépôt jusqu'à son issue.",
+    )
+    d.add_argument("--batch", "--lot", dest="batch", type=Path, required=True, metavar="DOSSIER")
+    d.add_argument("--port", type=int, default=DEFAULT_PORT, help="port de l'API locale de l'agent")
+    d.add_argument("--config", type=Path, metavar="DOSSIER", help="dossier de configuration (jeton)")
+    d.add_argument("--attendre", type=float, default=120.0, metavar="S",
+                   help="durée maximale de suivi des dépôts (secondes, défaut 120)")  # fmt: skip
+    d.add_argument("--json", action="store_true", help="résumé en JSON")
+    d.set_defaults(func=_deposit_batch)
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
@@ -109,3 +124,74 @@ def _serve(args: argparse.Namespace) -> int:
                 closer()
     print("ps-agent arrêté.", flush=True)
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def _deposit_batch(args: argparse.Namespace) -> int:
+    """Exit 0: all registered; 1: something refused or still waiting; 2: no agent / bad usage."""
+    import json
+    import time
+
+    from ps_agent.api.client import FINAL, ApiProblem, body_from_files, find_running_agent
+
+    folder: Path = args.batch
+    if not folder.is_dir():
+        raise ConfigurationError(f"Dossier introuvable : {folder}.", code="USAGE")
+    agent = find_running_agent(args.config, args.port)
+    if agent is None:
+        print(
+            "Erreur : aucun agent ne répond sur l'API locale (127.0.0.1:"
+            f"{args.port}). Lancez « ps-agent serve » ou la fenêtre de l'agent.",
+            file=sys.stderr,
+        )
+        return 2
+    pairs = []
+    for sidecar in sorted(folder.glob("*.json")):
+        docs = [p for p in (sidecar.with_suffix(".pdf"), sidecar.with_suffix(".xml")) if p.exists()]
+        pairs.append((sidecar.stem, docs[0] if docs else None, sidecar))
+    refused: dict[str, str] = {}
+    accepted: dict[str, str] = {}  # name -> queue id
+    total = len(pairs)
+    for n, (name, doc, sidecar) in enumerate(pairs, start=1):
+        try:
+            if doc is None:
+                raise ConfigurationError("document absent (.pdf ou .xml)", code="DOCUMENT_MISSING")
+            accepted[name] = agent.deposit(body_from_files(doc, sidecar))["id"]
+        except (ApiProblem, ConfigurationError, ValueError, OSError) as exc:
+            refused[name] = getattr(exc, "message_fr", str(exc))
+        _progress(n, total)  # submitted
+    states: dict[str, dict[str, object]] = {}
+    deadline = time.monotonic() + args.attendre
+    while True:
+        for name, qid in accepted.items():
+            if name not in states or states[name]["state"] not in FINAL:
+                states[name] = agent.item(qid)
+        finished = len(refused) + sum(1 for s in states.values() if s["state"] in FINAL)
+        _progress(finished, total)  # settled
+        if finished == total or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    print(file=sys.stderr)
+    registered = sorted(n for n, s in states.items() if s["state"] == "registered")
+    for name, s in states.items():
+        if s["state"] in ("refused", "handed_back"):
+            refused[name] = str(s.get("reason") or s.get("state_label"))
+    waiting = {
+        n: str(s.get("reason") or s.get("state_label")) for n, s in states.items() if s["state"] not in FINAL
+    }
+    if args.json:
+        print(
+            json.dumps({"registered": registered, "refused": refused, "waiting": waiting}, ensure_ascii=False)
+        )
+    else:
+        print(f"{len(registered)} enregistré(s), {len(refused)} refusé(s), {len(waiting)} en attente.")
+        for name, why in sorted(refused.items()):
+            print(f"  refusé     {name} : {why}")
+        for name, why in sorted(waiting.items()):
+            print(f"  en attente {name} : {why}")
+    return 0 if len(registered) == total else 1

@@ -32,6 +32,7 @@ class Api:
     backend: ApiBackend
     server: ApiServer
     events: list[tuple[str, Any]]
+    config: Path
 
     def client(self, **headers: str) -> httpx.Client:
         h = {"Authorization": f"Bearer {self.token}", **headers}
@@ -49,7 +50,7 @@ def _make_api(dmp: Any, test_pki: Any, home: Path, profile: str, mode: AuthMode,
     events: list[tuple[str, Any]] = []
     for name in ("open_patient_requested", "emergency_confirmation_requested"):
         backend.events.connect(name, lambda req, n=name: events.append((n, req)))
-    return Api(server.url, token, services, session, backend, server, events)
+    return Api(server.url, token, services, session, backend, server, events, home / "config")
 
 
 def _close(api: Api) -> None:
