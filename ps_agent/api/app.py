@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -217,6 +218,15 @@ def create_app(
         responses=PROBLEM_RESPONSES,
     )
     app.add_middleware(Guard, token=token, allowed_origins=allowed_origins)
+    if allowed_origins:  # browser-based practice software: CORS for the listed origins only (outermost)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:

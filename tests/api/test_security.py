@@ -93,3 +93,15 @@ def test_openapi_31_served(api: Any) -> None:
     assert doc["openapi"].startswith("3.1")
     for path in ("/v1/status", "/v1/deposits", "/v1/queue/{entry_id}/events", "/v1/patients/{ins}/documents"):
         assert path in doc["paths"]
+
+
+def test_cors_for_listed_browser_origins_only(api: Any) -> None:
+    pre = {"Origin": "http://lgc.example", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+    r = httpx.options(f"{api.url}/v1/deposits", headers=pre)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://lgc.example"
+    bad = httpx.options(f"{api.url}/v1/deposits", headers=pre | {"Origin": "https://evil.example"})
+    assert bad.status_code in (400, 403) and "access-control-allow-origin" not in bad.headers
+    with api.client(Origin="http://lgc.example") as c:
+        r = c.get("/v1/status")
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://lgc.example"
