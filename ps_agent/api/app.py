@@ -42,6 +42,7 @@ from ps_agent.outbox import FINAL_STATES, EntryState, QueuedDeposit
 API_VERSION = "1.0.0"
 PUBLIC_PATHS = frozenset({"/openapi.json"})
 SSE_KEEPALIVE_S = 15.0
+PROBLEM_REF = "#/components/schemas/ProblemModel"
 
 
 Ins = Annotated[str, Path(min_length=15, max_length=15, description="Matricule INS")]
@@ -579,4 +580,21 @@ def create_app(
 
         return await call(export)  # type: ignore[no-any-return]
 
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """Error answers documented as ``application/problem+json`` with the ProblemModel schema."""
+        if app.openapi_schema is None:
+            doc = base_openapi()
+            for item in doc.get("paths", {}).values():
+                for op in item.values():
+                    for status, resp in op.get("responses", {}).items():
+                        content = resp.get("content", {})
+                        if status[:1] in ("4", "5") and PROBLEM_MEDIA_TYPE in content:
+                            schema = (content.pop("application/json", None) or {}).get("schema")
+                            content[PROBLEM_MEDIA_TYPE] = {"schema": schema or {"$ref": PROBLEM_REF}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

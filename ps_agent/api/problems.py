@@ -73,5 +73,5 @@ def field_problem(status: int, code: str, field_name: str, detail: str) -> Probl
 # responses documented on every route (OpenAPI)
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     s: {"model": ProblemModel, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": TITLES[s]}
-    for s in (400, 401, 403, 404, 409, 422, 503)
+    for s in (400, 401, 403, 404, 409, 413, 422, 502, 503)
 }
