@@ -53,10 +53,12 @@ def rss_mib() -> float:
     try:
         with open("/proc/self/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, AttributeError):  # not Linux: peak instead of current
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except (OSError, ValueError, AttributeError):  # not Linux: peak instead of current (0 on Windows)
+        try:
+            import resource
+        except ImportError:
+            return 0.0
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def _free_port() -> int:

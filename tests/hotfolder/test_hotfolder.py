@@ -172,3 +172,13 @@ def test_interrupted_move_is_finished_not_rejected(rig: Any) -> None:
     assert rig.errors() == {}
     assert (rig.root / "done" / "m0.pdf").exists() and (rig.root / "done" / "m0.json").exists()
     assert list(rig.folder.inbox.iterdir()) == [] and len(_registered(rig)) == 1
+
+
+def test_polling_observer_for_network_shares(rig: Any) -> None:
+    rig.folder.polling = True  # watchdog's PollingObserver (network shares lose file-system events)
+    rig.folder.rescan_interval_s = 3600.0  # only the observer's events may wake the scanner now
+    rig.folder.start()
+    assert type(rig.folder._observer).__name__ == "PollingObserver"
+    rig.drop("partage", title="CR partage réseau")
+    rig.wait_for(lambda: "partage" in rig.receipts())
+    assert rig.receipts()["partage"]["ACK_RECEPTION_DMP"] == "Y"
