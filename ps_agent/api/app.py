@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace as dc_replace
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -433,7 +433,8 @@ def create_app(
 
         return None if a is None else build.AuthorInput.from_dict(a.model_dump())
 
-    def _accept(p: m.PatientTraits, work: Callable[[Any, Context], Any]) -> Awaitable[QueuedDeposit]:
+    def _accept(p: Any, work: Callable[[Any, Context], Any]) -> Awaitable[QueuedDeposit]:
+        """``p``: anything with ``ins``, ``ins_oid``, ``ins_status`` (request model or sidecar)."""
         _check_ins(p.ins, "patient.ins")
         if p.ins_status != "QUAL":
             raise field_problem(
@@ -482,6 +483,50 @@ def create_app(
                 )  # fmt: skip
 
         entry = await _accept(body.patient, work)
+        response.headers["Location"] = f"/v1/queue/{entry.id}"
+        return _queue_out(entry)
+
+    @app.post(
+        "/v1/deposits/fichier", response_model=m.QueueItemOut, status_code=202, tags=["dépôt"],
+        openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {
+            "document": {"contentType": "application/pdf, application/xml, text/xml"}}}}}},
+    )  # fmt: skip
+    async def deposit_file(
+        response: Response,
+        document: Annotated[UploadFile, File(description="Le PDF, ou un CDA prêt (XML)")],
+        metadata: Annotated[
+            str, Form(max_length=100_000, description="La fiche JSON (format du dossier de dépôt)")
+        ],
+    ) -> m.QueueItemOut:
+        """Multipart variant: the document as a file and the same JSON sidecar as the hot folder."""
+        from ps_agent.hotfolder.sidecar import SidecarError, parse_sidecar
+
+        data = await document.read()
+        is_pdf = data.startswith(b"%PDF-")
+        if not is_pdf and not data.lstrip().startswith(b"<"):
+            raise field_problem(
+                422, "NOT_A_DOCUMENT", "document", "Le fichier n'est ni un PDF ni un document CDA."
+            )
+        try:
+            sc = await run_in_threadpool(
+                parse_sidecar, metadata.encode(), is_cda=not is_pdf, cda_bytes=None if is_pdf else data
+            )
+        except SidecarError as exc:
+            field = exc.field if exc.field != "fiche" else "metadata"
+            raise field_problem(422, "SIDECAR_INVALID", field, exc.detail) from None
+        except Exception as exc:
+            p = to_problem(exc)
+            raise Problem(p.status, p.code, p.detail, errors=p.errors or [("document", p.detail)]) from exc
+
+        def work(h: Any, ctx: Context) -> Any:
+            if not is_pdf:
+                return h.deposit(data, visibility=sc.visibility, replaces=sc.replaces or None, ctx=ctx)
+            return h.deposit_pdf(
+                data, type_code=sc.type_code, title=sc.title, patient_traits=sc.patient, author=sc.author,
+                visibility=sc.visibility, ctx=ctx,
+            )  # fmt: skip
+
+        entry = await _accept(sc, work)
         response.headers["Location"] = f"/v1/queue/{entry.id}"
         return _queue_out(entry)
 

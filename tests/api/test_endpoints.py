@@ -145,3 +145,34 @@ def test_unknown_queue_id(api: Any) -> None:
     with api.client() as c:
         r = c.get("/v1/queue/2.25.1")
     assert r.status_code == 404 and r.json()["errors"][0]["field"] == "id"
+
+
+def test_multipart_deposit_with_the_hot_folder_sidecar(api: Any) -> None:
+    meta = {"patient": patient_json(DEMO_ADULT), "type_code": "11488-4", "title": "Lettre multipart",
+            "author": author_json("gp"), "MASQUE_PS": "N"}  # fmt: skip
+    with api.client() as c:
+        r = c.post(
+            "/v1/deposits/fichier",
+            files={"document": ("lettre.pdf", pdf("multipart"), "application/pdf")},
+            data={"metadata": json.dumps(meta)},
+        )
+        assert r.status_code == 202, r.text
+        assert _wait_final(c, r.json()["id"])["state"] == "registered"
+        bad = c.post(
+            "/v1/deposits/fichier",
+            files={"document": ("lettre.pdf", pdf("x"), "application/pdf")},
+            data={"metadata": json.dumps(meta | {"MASQUE_PS": "peut-être"})},
+        )
+        assert bad.status_code == 422 and [e["field"] for e in bad.json()["errors"]] == ["MASQUE_PS"]
+        junk = c.post(
+            "/v1/deposits/fichier",
+            files={"document": ("x.bin", b"\x00\x01binary", "application/octet-stream")},
+            data={"metadata": "{}"},
+        )
+        assert junk.status_code == 422 and junk.json()["errors"][0]["field"] == "document"
+        unreadable = c.post(
+            "/v1/deposits/fichier",
+            files={"document": ("lettre.pdf", pdf("x"), "application/pdf")},
+            data={"metadata": "{pas du json"},
+        )
+        assert unreadable.status_code == 422 and unreadable.json()["errors"][0]["field"] == "metadata"

@@ -41,5 +41,5 @@ def test_no_server_error_and_schema_conformance(module_api: Any) -> None:
             run()
         except Exception as exc:  # collect every operation's failure, then report them all
             failures.append(f"{op.label}: {type(exc).__name__}: {str(exc)[:800]}")
-    assert operations >= 14
+    assert operations >= 15
     assert not failures, "\n\n".join(failures)
