@@ -33,8 +33,9 @@ from ps_agent.api.backend import (
 )
 from ps_agent.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, field_problem
 from ps_agent.api.security import origin_allowed, token_matches
-from ps_agent.api.settings import DEFAULT_BACKGROUND, MAX_BODY_BYTES, OID_NIR
+from ps_agent.api.settings import DEFAULT_BACKGROUND, MAX_BODY_BYTES
 from ps_agent.context import Context
+from ps_agent.dmp.environment import ins_oid_for
 from ps_agent.dmp.model import Visibility
 from ps_agent.events import QUEUE_CHANGED
 from ps_agent.outbox import FINAL_STATES, EntryState, QueuedDeposit
@@ -253,9 +254,18 @@ def create_app(
     def ctx_of(contexte: str, finalite: str) -> Context:
         return Context(purpose=finalite, background=(contexte == "arriere-plan") or DEFAULT_BACKGROUND)
 
+    def default_oid() -> str:
+        """The INS OID of the agent's DMP environment (test OID outside production), for callers who
+        give none: one rule with the CLI (``ps_agent.dmp.environment.ins_oid_for``)."""
+        return ins_oid_for(backend.environment_name)
+
+    def with_oid(p: Any) -> Any:
+        """A patient model whose empty ``ins_oid`` is the environment's."""
+        return p if p.ins_oid else p.model_copy(update={"ins_oid": default_oid()})
+
     def handle(ins: str, oid: str, ins_status: str) -> Any:
         _check_ins(ins)
-        return backend.session().patient(PatientRef(ins, oid, ins_status))
+        return backend.session().patient(PatientRef(ins, oid or default_oid(), ins_status))
 
     # ------------------------------------------------------------------ status
     @app.get("/v1/status", response_model=m.StatusOut, tags=["agent"])
@@ -282,7 +292,7 @@ def create_app(
     # ------------------------------------------------------------------ window
     @app.post("/v1/patients/open", response_model=m.AcceptedOut, status_code=202, tags=["fenêtre"])
     async def open_patient(body: m.OpenPatientIn) -> m.AcceptedOut:
-        p = body.patient
+        p = with_oid(body.patient)
         _check_ins(p.ins, "patient.ins")
         traits = p.model_dump(exclude={"ins", "ins_oid"})
         req = OpenPatientRequest(
@@ -305,7 +315,7 @@ def create_app(
     # ------------------------------------------------------------------ DMP
     @app.get("/v1/patients/{ins}/dmp", response_model=m.DmpStatusOut, tags=["DMP"])
     async def dmp_status(
-        ins: Ins, oid: Oid = OID_NIR, ins_status: InsStatus = "QUAL",
+        ins: Ins, oid: Oid = "", ins_status: InsStatus = "QUAL",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.DmpStatusOut:  # fmt: skip
         def read() -> m.DmpStatusOut:
@@ -320,7 +330,7 @@ def create_app(
 
     @app.post("/v1/patients/{ins}/consent", response_model=m.DmpStatusOut, tags=["DMP"])
     async def consent(
-        ins: Ins, body: m.ConsentIn, oid: Oid = OID_NIR, ins_status: InsStatus = "QUAL"
+        ins: Ins, body: m.ConsentIn, oid: Oid = "", ins_status: InsStatus = "QUAL"
     ) -> m.DmpStatusOut:
         def write() -> m.DmpStatusOut:
             st = (
@@ -336,9 +346,9 @@ def create_app(
         return await call(write)  # type: ignore[no-any-return]
 
     @app.post("/v1/patients/{ins}/emergency", status_code=403, tags=["DMP"], response_model=m.AcceptedOut)
-    async def emergency(ins: Ins, body: m.EmergencyIn, oid: Oid = OID_NIR) -> Response:
+    async def emergency(ins: Ins, body: m.EmergencyIn, oid: Oid = "") -> Response:
         _check_ins(ins)
-        req = EmergencyRequest(ins, oid, body.mode, body.reason)
+        req = EmergencyRequest(ins, oid or default_oid(), body.mode, body.reason)
         await run_in_threadpool(backend.events.emit, EMERGENCY_CONFIRMATION_REQUESTED, req)
         raise Problem(
             403, "EMERGENCY_NEEDS_WINDOW",
@@ -349,7 +359,7 @@ def create_app(
 
     @app.get("/v1/patients/{ins}/documents", response_model=m.DocumentsOut, tags=["DMP"])
     async def documents(
-        ins: Ins, oid: Oid = OID_NIR, ins_status: InsStatus = "QUAL",
+        ins: Ins, oid: Oid = "", ins_status: InsStatus = "QUAL",
         rubrique: Rubrique = None, archives: bool = False,
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.DocumentsOut:  # fmt: skip
@@ -390,7 +400,7 @@ def create_app(
         },
     )
     async def retrieve(
-        ins: Ins, unique_id: UniqueId, oid: Oid = OID_NIR,
+        ins: Ins, unique_id: UniqueId, oid: Oid = "",
         ins_status: InsStatus = "QUAL", format: Literal["auto", "pdf", "cda"] = "auto",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> Response:  # fmt: skip
@@ -412,7 +422,7 @@ def create_app(
 
     @app.get("/v1/patients/{ins}/vaccinations", response_model=m.VaccinationsOut, tags=["vaccination"])
     async def vaccinations(
-        ins: Ins, oid: Oid = OID_NIR, ins_status: InsStatus = "QUAL",
+        ins: Ins, oid: Oid = "", ins_status: InsStatus = "QUAL",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.VaccinationsOut:  # fmt: skip
         def read() -> m.VaccinationsOut:
@@ -473,7 +483,7 @@ def create_app(
             for name in ("type_code", "title"):
                 if not getattr(body, name).strip():
                     raise field_problem(422, "MISSING_FIELD", name, f"Champ obligatoire manquant : {name}.")
-            traits = _patient_input(body.patient)
+            traits = _patient_input(with_oid(body.patient))
             author = _author_input(body.author)
 
             def work(h: Any, ctx: Context) -> Any:
@@ -482,7 +492,7 @@ def create_app(
                     visibility=vis, ctx=ctx,
                 )  # fmt: skip
 
-        entry = await _accept(body.patient, work)
+        entry = await _accept(with_oid(body.patient), work)
         response.headers["Location"] = f"/v1/queue/{entry.id}"
         return _queue_out(entry)
 
@@ -537,12 +547,12 @@ def create_app(
         vac = build.VaccinationInput.from_dict(
             body.model_dump(exclude={"patient", "author"}, exclude_none=True)
         )
-        patient, author = _patient_input(body.patient), _author_input(body.author)
+        patient, author = _patient_input(with_oid(body.patient)), _author_input(body.author)
 
         def work(h: Any, ctx: Context) -> Any:
             return h.record_vaccination(patient=patient, author=author, vaccination=vac, ctx=ctx)
 
-        entry = await _accept(body.patient, work)
+        entry = await _accept(with_oid(body.patient), work)
         response.headers["Location"] = f"/v1/queue/{entry.id}"
         return _queue_out(entry)
 

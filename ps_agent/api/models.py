@@ -6,8 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ps_agent.api.settings import OID_NIR
-
 INS_PATTERN = r"^[0-9]{13}[0-9]{2}$|^[12][0-9]{4}2[AB][0-9]{6}[0-9]{2}$"
 
 
@@ -43,7 +41,9 @@ class PatientTraits(Strict):
     """The patient's INS and traits (cda.build.PatientInput)."""
 
     ins: str = Field(pattern=INS_PATTERN, description="Matricule INS (NIR ou NIA, 15 caractères)")
-    ins_oid: str = Field(OID_NIR, max_length=64)
+    ins_oid: str = Field(
+        "", max_length=64, description="OID de l'INS ; vide : celui de l'environnement (test hors production)"
+    )
     ins_status: Literal["QUAL", "VALI", "RECUP", "PROV"] = "QUAL"
     birth_family_name: str = Field("", max_length=100)
     given_names: str = Field("", max_length=200)

@@ -32,9 +32,6 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 # software); a caller working unattended says so with ``contexte=arriere-plan`` (AUTH-03 then refuses reads).
 DEFAULT_BACKGROUND = False
 
-# INS-NIR OID (production), the default when a caller gives no OID (as the CLI).
-OID_NIR = "1.2.250.1.213.1.4.8"
-
 
 def is_loopback(host: str) -> bool:
     """True for a loopback address or the name ``localhost``."""

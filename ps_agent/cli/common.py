@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from cda import ins as cda_ins
 from cda.classify import rubric_named, types_matching
 from cda.valuesets import DMP_RUBRICS
+from ps_agent.dmp.environment import ins_environment_for, ins_oid_for
 from ps_agent.errors import AuthError, ConfigurationError, PsAgentError
 
 if TYPE_CHECKING:
@@ -38,11 +39,8 @@ NEW_PIN_AGAIN_PROMPT = "Nouveau code porteur, une seconde fois : "
 YES = frozenset({"oui", "o", "yes", "y"})
 NO = frozenset({"non", "n", "no"})
 
-# [I] Which INS OID a DMP environment expects when ``--oid`` is not given: only production holds real
-# patients (INS-NIR); the ANS training servers (formation1..5), the local sandbox and any other address
-# hold test patients (INS-NIR de test). The OIDs themselves come from the one table, ``cda.ins``.
-INS_ENVIRONMENT_OF_DMP: dict[str, str] = {"production": "production"}
-DEFAULT_INS_ENVIRONMENT = "test"
+# Which INS OID a DMP environment expects when ``--oid`` is not given: one place, next to the
+# environments (``ps_agent.dmp.environment.INS_ENVIRONMENT_OF_DMP``), shared with the local API.
 
 
 class UsageError(ConfigurationError):
@@ -203,16 +201,6 @@ def confirm_final_try(tries_left: int, *, already: bool = False) -> bool:
 
 
 # ----------------------------------------------------------------------------------- patient, names
-
-
-def ins_oid_for(environment: str) -> str:
-    """The INS OID a DMP environment expects (see ``INS_ENVIRONMENT_OF_DMP``)."""
-    kind = INS_ENVIRONMENT_OF_DMP.get(environment, DEFAULT_INS_ENVIRONMENT)
-    return cda_ins.OID_BY_ENVIRONMENT[kind]
-
-
-def ins_environment_for(environment: str) -> str:
-    return INS_ENVIRONMENT_OF_DMP.get(environment, DEFAULT_INS_ENVIRONMENT)
 
 
 def checked_ins(value: str, oid: str, environment: str) -> tuple[str, str]:

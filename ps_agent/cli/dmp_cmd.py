@@ -641,7 +641,7 @@ def _replacement_document(
     same setId, version + 1, relatedDocument RPLC, patient traits of the document, author from the card."""
     import cda
     from cda import build
-    from ps_agent.cli.common import ins_environment_for
+    from ps_agent.dmp.environment import ins_environment_for
 
     patient = _patient_of(prepared)
     old = cda.parse(agent.retrieve(patient, args.remplace).content)

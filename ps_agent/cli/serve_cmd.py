@@ -71,7 +71,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from ps_agent.api import ApiBackend, ApiServer, create_app, load_or_create_token, token_path
-    from ps_agent.cli.dmp_cmd import _session
+    from ps_agent.cli.dmp_cmd import _Prepared, _session
     from ps_agent.config import AgentConfig, data_dir, environment
     from ps_agent.services import Services
 
@@ -88,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     credentials = None
     backend = server = hotfolder = None
     try:
-        credentials = _session(args, env.ca_file)
+        credentials = _session(args, _Prepared(env, home, None))
         session = services.open_session(credentials)
         backend = ApiBackend(services, lambda: session, environment_name=env.name)
         token = load_or_create_token(args.config)

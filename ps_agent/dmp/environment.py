@@ -83,3 +83,22 @@ def environment(name_or_url: str, *, ca_file: str | os.PathLike[str] | None = No
 
 
 __all__ = ["DEFAULT_ACTIONS", "ENVIRONMENTS", "Environment", "environment"]
+
+
+# [I] Which INS OID a DMP environment expects when the caller gives none: only production holds real
+# patients (INS-NIR); the ANS training servers (formation1..5), the local sandbox and any other address
+# hold test patients (INS-NIR de test). The OIDs themselves come from the one table, ``cda.ins``.
+INS_ENVIRONMENT_OF_DMP: dict[str, str] = {"production": "production"}
+DEFAULT_INS_ENVIRONMENT = "test"
+
+
+def ins_environment_for(environment: str) -> str:
+    """The INS referential ("production" or "test") of a DMP environment name."""
+    return INS_ENVIRONMENT_OF_DMP.get(environment, DEFAULT_INS_ENVIRONMENT)
+
+
+def ins_oid_for(environment: str) -> str:
+    """The INS OID a DMP environment expects (see ``INS_ENVIRONMENT_OF_DMP``)."""
+    from cda import ins as cda_ins
+
+    return cda_ins.OID_BY_ENVIRONMENT[ins_environment_for(environment)]
