@@ -75,9 +75,12 @@ class IdentityIn(Strict):
 
 class IdentityOut(BaseModel):
     found: bool
+    identity_id: int | None = None  # the agent's local identity (ps-agent patient show ID)
     ins: str = ""
     ins_oid: str = ""
-    status: str = ""  # the INS status the agent can claim (QUAL after INSi, else PROV)
+    status: str = (
+        ""  # RNIV status of the local identity: RECUP after INSi, QUAL once an ID document was checked
+    )
     traits: dict[str, str] = {}
     message: str = ""
 

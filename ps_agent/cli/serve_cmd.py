@@ -8,6 +8,7 @@ folder stops taking items, in-flight requests and deposits finish, the queue and
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -42,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="surveiller le dossier de dépôt par scrutation (partages réseau)")  # fmt: skip
     s.add_argument("--config", type=Path, metavar="DOSSIER",
                    help="dossier de configuration (jeton api-token)")  # fmt: skip
+    i = p.add_argument_group("INSi (recherche d'identité par l'API)")
+    i.add_argument("--insi-url", default=os.environ.get("PS_AGENT_INSI_URL"),
+                   help="adresse du service INSi (défaut : celle de l'environnement)")  # fmt: skip
+    i.add_argument("--insi-etablissement", type=Path, metavar="INSI_P12",
+                   help="certificat INSi de l'établissement (PKCS#12, CN INSI-MANU)")  # fmt: skip
+    i.add_argument("--facturation", default=os.environ.get("PS_AGENT_BILLING_ID", ""),
+                   help="numéro de facturation Assurance Maladie (mode carte)")  # fmt: skip
+    i.add_argument("--sans-insi", action="store_true", help="ne pas proposer la recherche INSi par l'API")
     p.set_defaults(func=_serve)
 
     d = subparsers.add_parser(
@@ -71,7 +80,7 @@ def _install_stop_handlers(stop: threading.Event) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from ps_agent.api import ApiBackend, ApiServer, create_app, load_or_create_token, token_path
-    from ps_agent.cli.dmp_cmd import _Prepared, _session
+    from ps_agent.cli.dmp_cmd import _p12_passphrase, _Prepared, _session
     from ps_agent.config import AgentConfig, data_dir, environment
     from ps_agent.services import Services
 
@@ -87,12 +96,30 @@ def _serve(args: argparse.Namespace) -> int:
     services = Services(AgentConfig(env, home))
     credentials = None
     backend = server = hotfolder = None
+    desk: Any = None
     try:
         credentials = _session(args, _Prepared(env, home, None))
         session = services.open_session(credentials)
         backend = ApiBackend(services, lambda: session, environment_name=env.name)
         token = load_or_create_token(args.config)
-        server = ApiServer(create_app(backend, token, tuple(args.origine)), host=args.host, port=args.port)
+        lookup = None
+        if not args.sans_insi:
+            from ps_agent.api.identity import identity_lookup_for
+            from ps_agent.identities import IdentityDesk, InsiSettings
+
+            desk = IdentityDesk(
+                session,
+                insi=InsiSettings(
+                    url=args.insi_url,
+                    ca_file=env.ca_file,
+                    billing_id=args.facturation,
+                    certificate=args.insi_etablissement,
+                    passphrase=_p12_passphrase() if args.insi_etablissement is not None else "",
+                ),
+            )
+            lookup = identity_lookup_for(desk)
+        app = create_app(backend, token, tuple(args.origine), identity_lookup=lookup)
+        server = ApiServer(app, host=args.host, port=args.port)
         server.start()
         backend.start_queue_worker()  # resumes the queue now, then every few seconds
         if args.depot is not None:
@@ -117,6 +144,8 @@ def _serve(args: argparse.Namespace) -> int:
             server.stop()
         if backend is not None:
             backend.close()
+        if desk is not None:
+            desk.close()
         services.close()
         if credentials is not None:
             closer = getattr(credentials, "close", None)
