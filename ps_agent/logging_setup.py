@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from ps_agent.config import ensure_private_dir, log_dir
+from ps_agent.config import LPS, ensure_private_dir, log_dir
 
 LOG_FILENAME = "ps-agent.log"
 LOG_LEVEL_ENV = "PS_AGENT_LOG_LEVEL"
@@ -63,7 +63,9 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
 _installed: logging.Handler | None = None
 
 
-def setup_logging(folder: Path | None = None, *, level: int | str | None = None) -> Path | None:
+def setup_logging(
+    folder: Path | None = None, *, level: int | str | None = None, command: str = ""
+) -> Path | None:
     """Attach the rotating file handler to the root logger (idempotent). Returns the log file, or None
     when the folder cannot be created (the agent still works; nothing is printed on the console)."""
     global _installed
@@ -90,10 +92,14 @@ def setup_logging(folder: Path | None = None, *, level: int | str | None = None)
     root.addHandler(handler)
     wanted = level if level is not None else os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     try:
-        root.setLevel(wanted)
+        handler.setLevel(wanted)
     except (TypeError, ValueError):
-        root.setLevel(logging.INFO)
+        handler.setLevel(logging.INFO)
+    if root.level == logging.NOTSET or root.level > handler.level:
+        root.setLevel(handler.level)
     _installed = handler
+    if command:  # the command group only: arguments may hold an INS
+        logging.getLogger("ps_agent").info("ps-agent %s : démarrage (version %s)", command, LPS.version)
     return path
 
 

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ps_agent.logging_setup import setup_logging
 
-    setup_logging()
+    setup_logging(command=str(getattr(args, "group", "") or ""))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
