@@ -66,10 +66,9 @@ def _interactive(existing: AgentSettings | None) -> AgentSettings:
     )
     if ca:
         raw["dmp"]["ca_file"] = ca
-    if len(found.readers) > 1:
-        reader = _ask("Lecteur à utiliser (vide : le premier qui contient une carte CPS)")
-        if reader:
-            raw["card"] = {"reader": reader}
+    reader = _ask("Lecteur à utiliser (vide : le premier qui contient une carte CPS)")
+    if reader:
+        raw["card"] = {"reader": reader}
     auth = _ask("Certificat d'établissement (.p12, facultatif)")
     if auth:
         raw["establishment"] = {"auth_p12": auth, "sign_p12": _ask("Certificat de signature (.p12)", auth)}
