@@ -29,12 +29,15 @@ Shape (every section and key optional; defaults in brackets)::
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ps_agent.config import AgentConfig, config_dir, data_dir, environment
+import platformdirs
+
+from ps_agent.config import APP_NAME, HOME_ENV, AgentConfig, config_dir, data_dir, environment
 from ps_agent.dmp.environment import ENVIRONMENTS
 from ps_agent.errors import ConfigurationError
 
@@ -120,6 +123,12 @@ class AgentSettings:
 def settings_path(folder: Path | None = None) -> Path:
     """``config.toml`` in ``folder`` or the platform's configuration folder."""
     return (folder or config_dir()) / CONFIG_FILENAME
+
+
+def machine_settings_path() -> Path:
+    """The machine-wide settings an IT provider deploys (Windows ``%PROGRAMDATA%\\ps-agent``, Linux
+    ``/etc/xdg/ps-agent``): used by every user who has no ``config.toml`` of their own."""
+    return Path(platformdirs.site_config_dir(APP_NAME, appauthor=False)) / CONFIG_FILENAME
 
 
 def _bad(key: str, message: str) -> SettingsError:
@@ -215,10 +224,15 @@ def load_settings(path: Path, *, check_files: bool = True) -> AgentSettings:
 
 
 def load_installed_settings() -> AgentSettings | None:
-    """The installation's ``config.toml`` if it exists (validated), else None (first run)."""
+    """The user's ``config.toml``, else the machine-wide one (not with ``$PS_AGENT_HOME``, which isolates an
+    agent home), validated; None when there is none (first run)."""
     path = settings_path()
     if not path.is_file():
-        return None
+        if os.environ.get(HOME_ENV):
+            return None
+        path = machine_settings_path()
+        if not path.is_file():
+            return None
     return load_settings(path, check_files=False)
 
 
@@ -236,6 +250,7 @@ __all__ = [
     "agent_config_from_file",
     "load_installed_settings",
     "load_settings",
+    "machine_settings_path",
     "settings_path",
     "validate",
 ]

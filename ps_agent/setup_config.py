@@ -83,15 +83,15 @@ def ensure_api_token(folder: Path | None = None) -> Path:
     return path
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    os.chmod(path, 0o600)
+    os.chmod(path, mode)
 
 
 def acknowledge_notice(settings: AgentSettings, now: datetime | None = None) -> AgentSettings:
@@ -100,12 +100,17 @@ def acknowledge_notice(settings: AgentSettings, now: datetime | None = None) -> 
     return replace(settings, segur_acknowledged_at=when.isoformat())
 
 
-def write_settings(settings: AgentSettings, folder: Path | None = None) -> Path:
-    """Write ``config.toml`` (0600) atomically; returns its path."""
+def write_settings(settings: AgentSettings, folder: Path | None = None, *, shared: bool = False) -> Path:
+    """Write ``config.toml`` atomically (0600 in a 0700 folder; ``shared``: the machine-wide file, 0644 in
+    a 0755 folder, readable by every user and holding no secret); returns its path."""
     path = settings_path(folder)
-    ensure_private_dir(path.parent)
+    if shared:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    else:
+        ensure_private_dir(path.parent)
     header = b"# ps-agent settings, written by `ps-agent setup` (see docs/installation.md)\n"
-    _write_private(path, header + tomli_w.dumps(settings.to_toml_dict()).encode("utf-8"))
+    data = header + tomli_w.dumps(settings.to_toml_dict()).encode("utf-8")
+    _write_private(path, data, 0o644 if shared else 0o600)
     return path
 
 

@@ -90,6 +90,10 @@ def _run(args: argparse.Namespace) -> int:
     from ps_agent.setup_config import finish
 
     folder = Path(args.dossier).expanduser() if args.dossier else None
+    if args.machine:
+        from ps_agent.settings import machine_settings_path
+
+        folder = folder or machine_settings_path().parent
     target = settings_path(folder)
     if args.silencieux:
         if not args.depuis:
@@ -116,6 +120,12 @@ def _run(args: argparse.Namespace) -> int:
                 print("Configuration inchangée.")
                 return 0
         settings = load_settings(Path(args.depuis)) if args.depuis else _interactive(existing)
+    if args.machine:  # machine-wide: readable by every user; each user's API token is made at first start
+        from ps_agent.setup_config import write_settings
+
+        written = write_settings(settings, folder, shared=True)
+        print(f"Réglages du poste enregistrés : {written}")
+        return 0
     written, token = finish(settings, folder)
     print(f"Réglages enregistrés : {written}")
     print(f"Jeton de l'API locale : {token}")
@@ -133,6 +143,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--depuis", metavar="FICHIER.toml", help="réglages à reprendre d'un fichier TOML")
     p.add_argument("--silencieux", action="store_true", help="aucune question (avec --depuis)")
+    p.add_argument(
+        "--machine",
+        action="store_true",
+        help="écrire les réglages communs du poste (administrateur ; %%PROGRAMDATA%%, /etc/xdg)",
+    )
     p.add_argument(
         "--dossier", default=None, help="dossier de configuration (défaut : celui de la plateforme)"
     )

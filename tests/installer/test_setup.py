@@ -154,3 +154,26 @@ def test_token_file_is_the_one_the_local_api_reads(tmp_path: Path) -> None:
     assert ensure_api_token(tmp_path).read_text() == first  # kept
     path.write_text("court\n")
     assert len(ensure_api_token(tmp_path).read_text().strip()) >= 32  # too short: regenerated
+
+
+def test_machine_wide_settings_for_every_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "deploiement.toml"
+    source.write_text('[dmp]\nenvironment = "formation1"\n', encoding="utf-8")
+    machine = tmp_path / "programdata"
+    done = _run(
+        ["--depuis", str(source), "--silencieux", "--machine", "--dossier", str(machine)], tmp_path / "h"
+    )
+    assert done.returncode == 0, done.stderr
+    written = machine / "config.toml"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644  # readable by every user, no secret inside
+    assert not (machine / "api-token").exists()  # each user's token is made at their first start
+
+    from ps_agent import settings as settings_mod
+
+    monkeypatch.setattr(settings_mod, "machine_settings_path", lambda: written)
+    monkeypatch.delenv("PS_AGENT_HOME", raising=False)
+    monkeypatch.setattr(settings_mod, "settings_path", lambda folder=None: tmp_path / "user" / "config.toml")
+    loaded = settings_mod.load_installed_settings()
+    assert loaded is not None and loaded.dmp_environment == "formation1"  # no user file: the machine's
+    monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "isolated"))
+    assert settings_mod.load_installed_settings() is None  # an isolated agent home ignores it
