@@ -105,3 +105,23 @@ def test_uninstall_leaves_the_users_data(msi: Path) -> None:
     assert all(r[3] == "MenuDir" for r in _table(msi, "RemoveFile"))  # only the Start-menu folder
     wxs = (ROOT / "installer/windows/ps-agent.wxs").read_text(encoding="utf-8")
     assert "LocalAppData" not in wxs.split("-->", 1)[1]  # only named in the explanatory comment
+
+
+def test_heat_transform_drops_only_the_cli_for_wix_on_windows() -> None:
+    from lxml import etree
+
+    wix = "http://schemas.microsoft.com/wix/2006/wi"
+    harvested = etree.fromstring(
+        f'<Wix xmlns="{wix}"><Fragment><DirectoryRef Id="INSTALLDIR">'
+        '<Component Id="cmpA"><File Id="a" Source="$(var.SourceDir)\\ps-agent.exe"/></Component>'
+        '<Component Id="cmpB"><File Id="b" Source="$(var.SourceDir)\\ps-agent-window.exe"/></Component>'
+        '<Component Id="cmpC"><File Id="c" Source="$(var.SourceDir)\\_internal\\x-ps-agent.exe"/></Component>'
+        '</DirectoryRef></Fragment><Fragment><ComponentGroup Id="CG.AppFiles">'
+        '<ComponentRef Id="cmpA"/><ComponentRef Id="cmpB"/><ComponentRef Id="cmpC"/>'
+        "</ComponentGroup></Fragment></Wix>"
+    )
+    transform = etree.XSLT(etree.parse(str(ROOT / "installer/windows/exclude-cli.xslt")))
+    out = transform(harvested).getroot()
+    ns = {"w": wix}
+    assert [c.get("Id") for c in out.iterfind(".//w:Component", ns)] == ["cmpB", "cmpC"]
+    assert [c.get("Id") for c in out.iterfind(".//w:ComponentRef", ns)] == ["cmpB", "cmpC"]
