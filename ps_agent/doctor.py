@@ -497,6 +497,45 @@ def run_checks(options: DoctorOptions) -> list[Check]:
     return checks
 
 
+def default_options(
+    *,
+    env: str | None = None,
+    ca_file: str | None = None,
+    insi_url: str | None = None,
+    reader: str | None = None,
+    home: Path | None = None,
+    timeout_s: float = NETWORK_TIMEOUT_S,
+) -> DoctorOptions:
+    """The options the agent runs with: each given value, else the environment variables
+    (``PS_AGENT_ENV``, ``PS_AGENT_CA``, ``PS_AGENT_INSI_URL``, ``PS_AGENT_READER``), else the installed
+    ``config.toml``, else the defaults (sandbox). The window's diagnosis page calls this too."""
+    from ps_agent.config import data_dir, environment
+    from ps_agent.identity.environments import INSI_ENVIRONMENTS
+    from ps_agent.settings import INSI_FOR_DMP, load_installed_settings
+
+    settings = load_installed_settings()
+    env_name = env or os.environ.get("PS_AGENT_ENV") or (settings.dmp_environment if settings else "sandbox")
+    ca = ca_file or os.environ.get("PS_AGENT_CA") or (settings.dmp_ca_file if settings else "") or None
+    environment_ = environment(env_name, ca_file=ca)
+    url = insi_url or os.environ.get("PS_AGENT_INSI_URL") or (settings.insi_url if settings else "")
+    if not url:
+        insi_name = (settings.insi_environment_name if settings else "") or INSI_FOR_DMP.get(env_name, "")
+        if insi_name in INSI_ENVIRONMENTS:
+            url = INSI_ENVIRONMENTS[insi_name].url
+    if reader is None:
+        reader = os.environ.get(READER_ENV)
+    if reader is None:
+        reader = settings.card_reader if settings else ""
+    return DoctorOptions(
+        environment=environment_,
+        home=home or data_dir(),
+        insi_url=url,
+        reader=reader,
+        pkcs11_module=settings.pkcs11_module if settings else "",
+        timeout_s=timeout_s,
+    )
+
+
 def all_ok(checks: Iterable[Check]) -> bool:
     return all(c.ok for c in checks)
 
@@ -511,6 +550,7 @@ __all__ = [
     "Probe",
     "all_ok",
     "check_clock",
+    "default_options",
     "detect_remote_session",
     "probe_https",
     "run_checks",

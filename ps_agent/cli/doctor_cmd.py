@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from ps_agent.doctor import READER_ENV, DoctorOptions, all_ok, run_checks
+from ps_agent.doctor import READER_ENV, DoctorOptions, all_ok, default_options, run_checks
 
 
 def _options(args: argparse.Namespace) -> DoctorOptions:
-    from ps_agent.config import data_dir, environment
-    from ps_agent.identity.environments import INSI_ENVIRONMENTS
-    from ps_agent.settings import INSI_FOR_DMP, load_installed_settings
-
-    settings = load_installed_settings()
-    env_name = (
-        args.env or os.environ.get("PS_AGENT_ENV") or (settings.dmp_environment if settings else "sandbox")
-    )
-    ca = args.ca or os.environ.get("PS_AGENT_CA") or (settings.dmp_ca_file if settings else "") or None
-    env = environment(env_name, ca_file=ca)
-    insi_url = args.insi_url or os.environ.get("PS_AGENT_INSI_URL") or (settings.insi_url if settings else "")
-    if not insi_url:
-        insi_name = (settings.insi_environment_name if settings else "") or INSI_FOR_DMP.get(env_name, "")
-        if insi_name in INSI_ENVIRONMENTS:
-            insi_url = INSI_ENVIRONMENTS[insi_name].url
-    reader = args.lecteur if args.lecteur is not None else os.environ.get(READER_ENV)
-    if reader is None:
-        reader = settings.card_reader if settings else ""
-    home = Path(args.home).expanduser() if args.home else data_dir()
-    return DoctorOptions(
-        environment=env,
-        home=home,
-        insi_url=insi_url,
-        reader=reader,
-        pkcs11_module=settings.pkcs11_module if settings else "",
+    return default_options(
+        env=args.env,
+        ca_file=args.ca,
+        insi_url=args.insi_url,
+        reader=args.lecteur,
+        home=Path(args.home).expanduser() if args.home else None,
         timeout_s=args.timeout,
     )
 
