@@ -84,14 +84,22 @@ if [ "$UI" = 1 ]; then
   install -D -m 644 $D/ps-agent.desktop "$STAGE/usr/share/applications/ps-agent.desktop"
   install -D -m 644 $D/ps-agent-autostart.desktop "$STAGE/etc/xdg/autostart/ps-agent.desktop"
 fi
-if [ -f installer/ps-agent.service ]; then  # the headless service's unit, when the project provides one
-  install -D -m 644 installer/ps-agent.service "$STAGE/usr/lib/systemd/user/ps-agent.service"
-else
-  install -D -m 644 $D/ps-agent.user.service "$STAGE/usr/lib/systemd/user/ps-agent.service"
-fi
+# The headless service: in the user's session (user unit), or for one account (ps-agent@ACCOUNT), and,
+# when the project provides it (installer/ps-agent.service: dedicated `ps-agent` account, establishment
+# certificates under /etc/ps-agent), the server unit, its paths adapted to this package's layout.
+install -D -m 644 $D/ps-agent.user.service "$STAGE/usr/lib/systemd/user/ps-agent.service"
 install -D -m 644 $D/ps-agent@.service "$STAGE/lib/systemd/system/ps-agent@.service"
+if [ -f installer/ps-agent.service ]; then
+  mkdir -p "$STAGE/lib/systemd/system"
+  sed -e 's#/opt/ps-agent/\.venv/bin/ps-agent#/usr/bin/ps-agent#g' \
+      -e 's#file:///opt/ps-agent/docs/#file:///usr/share/doc/ps-agent/#g' \
+      installer/ps-agent.service > "$STAGE/lib/systemd/system/ps-agent.service"
+  chmod 644 "$STAGE/lib/systemd/system/ps-agent.service"
+fi
 install -D -m 644 README.md "$STAGE/usr/share/doc/ps-agent/README.md"
-[ -f docs/installation.md ] && install -D -m 644 docs/installation.md "$STAGE/usr/share/doc/ps-agent/installation.md"
+for doc in docs/installation.md docs/integration.md; do
+  [ -f "$doc" ] && install -D -m 644 "$doc" "$STAGE/usr/share/doc/ps-agent/$(basename "$doc")"
+done
 for s in postinst prerm postrm; do install -m 755 "$D/$s" "$STAGE/DEBIAN/$s"; done
 
 # 4. Control file. python3 is pinned to the minor version the venv was made with (its site-packages and

@@ -163,6 +163,9 @@ def test_install_run_upgrade_remove_keeps_the_journal(
     assert Path("/lib/systemd/system/ps-agent@.service").is_file()
     assert Path("/usr/lib/systemd/user/ps-agent.service").is_file()
     assert "ExecStart=/usr/bin/ps-agent serve" in Path("/usr/lib/systemd/user/ps-agent.service").read_text()
+    if (ROOT / "installer/ps-agent.service").is_file():  # the server unit, adapted to /usr/bin/ps-agent
+        unit = Path("/lib/systemd/system/ps-agent.service").read_text()
+        assert "ExecStart=/usr/bin/ps-agent serve" in unit and "/opt/ps-agent/.venv" not in unit
     where = subprocess.run(
         ["/opt/ps-agent/venv/bin/python", "-c", "import ps_agent, sys; print(ps_agent.__file__, sys.prefix)"],
         cwd=work, env=env, capture_output=True, text=True, check=True,
