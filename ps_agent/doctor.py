@@ -128,6 +128,7 @@ def check_readers(options: DoctorOptions, readers: list[str] | None) -> Check:
 
 def check_card(options: DoctorOptions, readers: list[str] | None) -> Check:
     from ps_agent.card.cps import identify_atr
+    from ps_agent.card.errors import CardBusy
     from ps_agent.card.pcsc import PcscConnection
     from ps_agent.errors import CardError
 
@@ -136,9 +137,13 @@ def check_card(options: DoctorOptions, readers: list[str] | None) -> Check:
         return Check("card", False, label, "Corrigez d'abord le lecteur (ligne ci-dessus).")
     candidates = [options.reader] if options.reader else readers
     seen: list[str] = []
+    busy: list[str] = []
     for reader in candidates:
         try:
             conn = PcscConnection(reader, exclusive=False)
+        except CardBusy:
+            busy.append(reader)
+            continue
         except CardError as exc:
             seen.append(f"{reader} : {exc.message_fr}")
             continue
@@ -151,6 +156,18 @@ def check_card(options: DoctorOptions, readers: list[str] | None) -> Check:
             kind = match.generation + (" sans contact" if match.contactless else "")
             return Check("card", True, f"Carte {kind} présente", detail=f"{reader} ; ATR {atr.hex().upper()}")
         seen.append(f"{reader} : carte non CPS (ATR {atr.hex().upper()})")
+    if busy:
+        # [I] Held exclusively by another program (often the agent's own service signing): a card is there;
+        # a warning, since the agent cannot use it meanwhile.
+        return Check(
+            "card",
+            True,
+            "Carte présente, utilisée par un autre programme",
+            "Si l'agent ne trouve pas la carte, fermez les autres logiciels qui l'utilisent (ou attendez la "
+            "fin de l'opération en cours).",
+            ", ".join(busy),
+            warning=True,
+        )
     return Check(
         "card",
         False,

@@ -231,3 +231,22 @@ def test_configured_middleware_that_is_not_a_module(tmp_path: Path) -> None:
     assert not check.ok and "Cryptolib" in check.fix_fr
     missing = check_middleware(DoctorOptions(environment("sandbox"), tmp_path, environ={}, platform="win32"))
     assert missing.ok and missing.warning  # no Cryptolib at the Windows paths on this machine
+
+
+@pytest.mark.pcsc
+def test_a_card_held_by_another_program(
+    virtual_card: Any, demo_sandbox: Any, test_pki: Any, tmp_path: Path
+) -> None:
+    from ps_agent.card.pcsc import PcscConnection
+    from ps_agent.doctor import check_card
+
+    virtual_card.insert("gp")
+    holder = PcscConnection(virtual_card.reader_name, exclusive=True)
+    try:
+        assert holder.share_mode == "exclusive"
+        opts = _options(demo_sandbox, test_pki, tmp_path, reader=virtual_card.reader_name)
+        check = check_card(opts, [virtual_card.reader_name])
+    finally:
+        holder.close()
+    assert check.ok and check.warning and "autre programme" in check.label_fr
+    assert check_card(opts, [virtual_card.reader_name]).warning is False  # released: read normally
