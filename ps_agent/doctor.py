@@ -185,7 +185,7 @@ def check_middleware(options: DoctorOptions) -> Check:
     configured = options.pkcs11_module or options.environ.get(MODULE_ENV, "")
     if configured:
         try:
-            load_module(configured)
+            lib = load_module(configured)
         except Pkcs11Error as exc:
             return Check(
                 "middleware",
@@ -195,7 +195,12 @@ def check_middleware(options: DoctorOptions) -> Check:
                 f"{MODULE_ENV}) ou réinstallez la Cryptolib CPS de l'ANS.",
                 exc.message_fr,
             )
-        return Check("middleware", True, "Cryptolib CPS (module PKCS#11) chargée", detail=configured)
+        return Check(
+            "middleware",
+            True,
+            "Cryptolib CPS (module PKCS#11) chargée",
+            detail=f"{configured} ; {_module_info(lib)}",
+        )
     plat = "linux" if options.platform.startswith("linux") else options.platform
     found = find_cryptolib(plat) if not options.environ.get(MODULE_ENV) else None
     if found is None:
@@ -209,7 +214,27 @@ def check_middleware(options: DoctorOptions) -> Check:
             "indiquez son chemin (réglage card.pkcs11_module).",
             warning=True,
         )
-    return Check("middleware", True, "Cryptolib CPS trouvée", detail=str(found))
+    try:
+        info = _module_info(load_module(found))
+    except Pkcs11Error as exc:
+        return Check(
+            "middleware",
+            False,
+            "Cryptolib CPS inutilisable",
+            "Réinstallez la Cryptolib CPS depuis le site de l'ANS (esante.gouv.fr).",
+            exc.message_fr,
+        )
+    return Check("middleware", True, "Cryptolib CPS trouvée", detail=f"{found} ; {info}")
+
+
+def _module_info(lib: Any) -> str:
+    """Maker, description and version of a loaded PKCS#11 module (spec 15.2: middleware version)."""
+    try:
+        info = lib.getInfo()
+        major, minor = info.libraryVersion
+        return f"{info.manufacturerID.strip()} {info.libraryDescription.strip()} {major}.{minor}".strip()
+    except Exception:  # a module that cannot describe itself still loaded
+        return "version inconnue"
 
 
 # ---------------------------------------------------------------------------------------- network

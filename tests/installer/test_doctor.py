@@ -72,6 +72,7 @@ def test_everything_holds_on_a_working_workstation(
     assert "3 trace(s)" in by_id["journal"].detail
     if SOFTHSM.is_file():
         assert not by_id["middleware"].warning and str(SOFTHSM) in by_id["middleware"].detail
+        assert "SoftHSM" in by_id["middleware"].detail  # the module's maker and version are shown
 
 
 @pytest.mark.pcsc
