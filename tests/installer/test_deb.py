@@ -47,6 +47,14 @@ def _dpkg_or_skip() -> None:
         pytest.skip("dpkg is not available on this machine (not Debian/Ubuntu)")
     if os.geteuid() != 0:
         pytest.skip("installing a package needs root (CI runs as root)")
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", "ps-agent"], capture_output=True, text=True, check=False
+    ).stdout
+    if "ok installed" in status:
+        pytest.skip(
+            "a ps-agent package is already installed here and the test would remove it "
+            "(`dpkg --purge ps-agent` first to run it)"
+        )
 
 
 def _sh(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
