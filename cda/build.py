@@ -18,7 +18,7 @@ import typing
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lxml import etree
 
@@ -127,7 +127,13 @@ FIELD_LABELS: dict[str, str] = {
 }
 
 
-def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def _from_dict(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
     if not isinstance(data, Mapping):
         raise InvalidInput(f"Un objet JSON est attendu pour « {prefix} ».", field=prefix)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -319,7 +325,9 @@ class Replacement:
         return cls(previous.id, previous.set_id, previous.version_number)
 
 
-def _el(parent: etree._Element, tag: str, attrib: Mapping[str, str] | None = None, text: str | None = None):
+def _el(
+    parent: etree._Element, tag: str, attrib: Mapping[str, str] | None = None, text: str | None = None
+) -> etree._Element:
     try:
         el = etree.SubElement(parent, _H + tag, attrib=dict(attrib) if attrib else None)
     except ValueError as exc:  # control characters in an identifier or code
@@ -574,7 +582,8 @@ def size_mb(n: int) -> str:
 
 
 def serialize(root: etree._Element) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    out: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return out
 
 
 def level1(

@@ -61,3 +61,52 @@ def format_code_of(doc: CdaDocument) -> str:
 
 def classify_document(doc: CdaDocument) -> Classification:
     return classify_type(doc.type_code, format_code=format_code_of(doc))
+
+
+# --- lookups by what a person types (no case, no accents, singular or plural) ---------------------------
+
+
+def fold(text: str) -> str:
+    """Lower case without accents or punctuation, one space between words ("Comptes-rendus" ->
+    "comptes rendus", "Prévention" -> "prevention"): how a typed name is compared with a label."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return " ".join("".join(c if c.isalnum() else " " for c in bare).split())
+
+
+def _singular(folded: str) -> str:
+    return " ".join(w[:-1] if len(w) > 3 and w[-1] in "sx" else w for w in folded.split())
+
+
+def rubric_named(text: str) -> str | None:
+    """The DMP rubric a person means ("comptes rendus", "Compte-rendu", "prevention" -> "Prévention"),
+    None when it names none or several. Also accepts the administrative bucket (``DMP_RUBRIC_GESTION``)."""
+    wanted = _singular(fold(text))
+    if not wanted:
+        return None
+    rubrics = (*vs.DMP_RUBRICS, vs.DMP_RUBRIC_GESTION)
+    for rubric in rubrics:
+        if _singular(fold(rubric)) == wanted:
+            return rubric
+    # a part of one name only ("imagerie", "biologie"): that rubric; ambiguous or none: None
+    partial = [r for r in rubrics if f" {wanted} " in f" {_singular(fold(r))} "]
+    return partial[0] if len(partial) == 1 else None
+
+
+def types_matching(text: str, *, dmp_only: bool = True) -> list[vs.DocumentType]:
+    """Document types whose code is ``text`` or whose label contains it (accent- and case-insensitive),
+    in table order; an exact label match comes alone."""
+    rows = [t for t in vs.document_types().values() if t.dmp_accepted or not dmp_only]
+    code = text.strip()
+    exact_code = [t for t in rows if t.code == code]
+    if exact_code:
+        return exact_code
+    wanted = fold(text)
+    if not wanted:
+        return rows
+    exact = [t for t in rows if fold(t.label) == wanted]
+    if exact:
+        return exact
+    return [t for t in rows if wanted in fold(t.label) or _singular(wanted) in _singular(fold(t.label))]

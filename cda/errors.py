@@ -22,6 +22,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cda.validate import Finding
+
 
 class CdaError(Exception):
     """Root of every error raised by ``cda``.
@@ -92,7 +97,9 @@ class InvalidRpps(InvalidInput):
 class DocumentNotDepositable(CdaError):
     """Raised by ``cda.validate.check_deposit_ready``; ``findings`` holds every blocking finding."""
 
-    def __init__(self, message_fr: str, *, field: str | None = None, findings: list | None = None) -> None:
+    def __init__(
+        self, message_fr: str, *, field: str | None = None, findings: list[Finding] | None = None
+    ) -> None:
         super().__init__(message_fr, field=field)
         self.findings = list(findings or [])
 

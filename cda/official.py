@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -84,7 +85,7 @@ _compiled: dict[str, object] = {}
 _schemas: dict[str, etree.XMLSchema] = {}
 
 
-def _saxon():
+def _saxon() -> Any:
     global _processor
     with _lock:
         if _processor is None:
@@ -94,7 +95,7 @@ def _saxon():
         return _processor
 
 
-def _executable(path: Path):
+def _executable(path: Path) -> Any:
     key = str(path.resolve())
     with _lock:
         exe = _compiled.get(key)

@@ -131,14 +131,19 @@ def _service_event(el: etree._Element) -> ServiceEvent:
     )
 
 
-def parse_element(root: etree._Element) -> CdaDocument:
-    """Build the model from an already parsed (hardened) ``ClinicalDocument`` element."""
+def check_root(root: etree._Element) -> None:
+    """Refuse an element that is not a ``ClinicalDocument`` of the HL7 v3 namespace (clear error)."""
     if root.tag != _H + "ClinicalDocument":
         raise XmlSyntaxError(
             "Ce fichier XML n'est pas un document CDA (élément racine ClinicalDocument de l'espace de noms "
             "urn:hl7-org:v3 attendu).",
             field="ClinicalDocument",
         )
+
+
+def parse_element(root: etree._Element) -> CdaDocument:
+    """Build the model from an already parsed (hardened) ``ClinicalDocument`` element."""
+    check_root(root)
     version = _attr(root, "versionNumber", "value")
     encounter = _find(root, "componentOf/encompassingEncounter")
     body = _find(root, "component")

@@ -159,8 +159,9 @@ def _extract_entry(sbadm: etree._Element, doc_id: str, doc_type: str) -> Immuniz
     for obs in sbadm.iterfind(f"{_H}entryRelationship/{_H}observation"):
         if any(t.get("root") == vs.TPL_DOSE_RANK for t in obs.findall(f"{_H}templateId")):
             value = obs.find(f"{_H}value")
-            if value is not None and (value.get("value") or "").isdigit():
-                rank = int(value.get("value"))
+            raw_rank = (value.get("value") or "") if value is not None else ""
+            if raw_rank.isdigit():
+                rank = int(raw_rank)
     route = sbadm.find(f"{_H}routeCode")
     site = sbadm.find(f"{_H}approachSiteCode")
     performer, performer_id = _person(sbadm.find(f"{_H}performer/{_H}assignedEntity"))
@@ -177,8 +178,8 @@ def _extract_entry(sbadm: etree._Element, doc_id: str, doc_type: str) -> Immuniz
         dose_rank=rank,
         kind=kind,
         given=sbadm.get("negationInd", "false").lower() != "true",
-        route=(route.get("displayName") or route.get("code", "")) if route is not None else "",
-        site=(site.get("displayName") or site.get("code", "")) if site is not None else "",
+        route=(route.get("displayName") or route.get("code") or "") if route is not None else "",
+        site=(site.get("displayName") or site.get("code") or "") if site is not None else "",
         performer=performer,
         performer_id=performer_id,
         document_id=doc_id,
@@ -205,7 +206,7 @@ def extract(doc: CdaDocument) -> list[Immunization]:
 
 def merge(*records: list[Immunization]) -> list[Immunization]:
     """De-duplicate across documents on (date, CIS or ATC, lot), keeping the first seen; sorted by date."""
-    seen: dict[tuple[str, str, str], Immunization] = {}
+    seen: dict[tuple[str, ...], Immunization] = {}
     for group in records:
         for record in group:
             seen.setdefault(record.dedup_key, record)

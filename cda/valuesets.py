@@ -63,13 +63,6 @@ MEDIA_TYPE_FORMATS = {
 # deposit code must refuse rather than guess a wrong format).
 FORMAT_STRUCTURED_DEFAULT = ""
 
-INS_ROOTS = {
-    "1.2.250.1.213.1.4.8": "NIR",
-    "1.2.250.1.213.1.4.9": "NIA",
-    "1.2.250.1.213.1.4.10": "NIR de test",
-    "1.2.250.1.213.1.4.11": "NIR de démonstration",
-}
-
 CLASS_LABELS: dict[str, str] = {
     "10": "Compte rendu",
     "11": "Synthèse",

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Starts ps-agent on the embedded default: the local sandbox DMP (HTTPS on loopback, demo patients),
-# the emulated CPS card in the virtual reader (pcscd + vpcd), and the agent's command line pointed at them.
+# Starts ps-agent on the embedded default: the local sandbox DMP (HTTPS on loopback, demo patients) with
+# the local INSi (ports +1 and +2), the emulated CPS card in the virtual reader (pcscd + vpcd), and the
+# agent's command line pointed at them.
 #
-#   bash installer/demo.sh              interactive: a shell where `ps-agent ...` talks to the sandbox
-#   bash installer/demo.sh --smoke      non-interactive check: status + search of the demo adult, then stop
+#   bash installer/demo.sh              with a display: the window (tray agent) on the sandbox; without one,
+#                                       or with --shell: a shell where `ps-agent ...` talks to the sandbox
+#   bash installer/demo.sh --smoke      non-interactive check: status + search of the demo adult, then the
+#                                       journey carte Vitale → INSi → validated identity → DMP status; stop
 #
 # Settings (environment): PS_AGENT_DEMO_HOME (default ./var/demo), PS_AGENT_DEMO_PORT (8443),
 # PS_AGENT_DEMO_PROFILE (gp; see `python -m sandbox.card --help`).
@@ -19,9 +22,10 @@ PROFILE=${PS_AGENT_DEMO_PROFILE:-gp}
 mkdir -p "$DEMO_HOME"
 chmod 700 "$DEMO_HOME"
 
-pcscd_pid="" sandbox_pid="" card_inserted=""
+pcscd_pid="" sandbox_pid="" card_inserted="" vitale_inserted=""
 cleanup() {
   set +e
+  [ -n "$vitale_inserted" ] && "$PY" -m sandbox.card remove --reader 1 >/dev/null 2>&1
   [ -n "$card_inserted" ] && "$PY" -m sandbox.card remove >/dev/null 2>&1
   if [ -n "$sandbox_pid" ]; then kill "$sandbox_pid" 2>/dev/null; wait "$sandbox_pid" 2>/dev/null; fi
   if [ -n "$pcscd_pid" ]; then kill "$pcscd_pid" 2>/dev/null; wait "$pcscd_pid" 2>/dev/null; fi
@@ -46,13 +50,16 @@ if ! pgrep -x pcscd >/dev/null 2>&1; then
 fi
 for _ in $(seq 50); do ss -ltn 2>/dev/null | grep -q ':35963 ' && break; sleep 0.1; done
 
-# 2. The sandbox DMP with its test PKI and the demo patients.
+# 2. The sandbox DMP with its test PKI and the demo patients; the sandbox INSi on the next two ports
+#    (mutual TLS INSI-MANU on PORT+1, CPS card assertions on PORT+2), with the same demo patients.
 export PS_AGENT_PKI_DIR=$DEMO_HOME/pki
 "$PY" -m sandbox serve --data "$DEMO_HOME/dmp" --pki "$PS_AGENT_PKI_DIR" --port "$PORT" --demo \
   >"$DEMO_HOME/sandbox.log" 2>&1 &
 sandbox_pid=$!
+INSI_PORT=$((PORT + 2))
 for _ in $(seq 150); do
-  ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT " && break
+  ss -ltn 2>/dev/null | grep -q "127.0.0.1:$PORT " && ss -ltn 2>/dev/null | grep -q "127.0.0.1:$INSI_PORT " \
+    && break
   kill -0 "$sandbox_pid" 2>/dev/null || { cat "$DEMO_HOME/sandbox.log" >&2; exit 1; }
   sleep 0.1
 done
@@ -65,6 +72,8 @@ card_inserted=1
 export PS_AGENT_ENV="https://127.0.0.1:$PORT/si-dmp-server/v2/services/"
 export PS_AGENT_CA="$PS_AGENT_PKI_DIR/ca-bundle.pem"
 export PS_AGENT_HOME="$DEMO_HOME/agent"
+export PS_AGENT_INSI_URL="https://127.0.0.1:$INSI_PORT/lps"
+export PS_AGENT_BILLING_ID=${PS_AGENT_BILLING_ID:-991130972}
 export PATH="$ROOT/.venv/bin:$PATH"
 INS=279037505612309 OID=1.2.250.1.213.1.4.10
 
@@ -72,6 +81,7 @@ cat <<MSG
 
 ps-agent — démonstration sur le DMP local (bac à sable)
   DMP local        : $PS_AGENT_ENV   (journal : $DEMO_HOME/sandbox.log)
+  INSi local       : $PS_AGENT_INSI_URL   (carte CPS ; n° de facturation $PS_AGENT_BILLING_ID)
   Carte émulée     : profil « $PROFILE » dans le lecteur virtuel — code porteur de test : 1234
   Traces de l'agent: $PS_AGENT_HOME
   Patiente de démo : CAMILLE MARIE DEMO-ADULTE, INS $INS (OID de test $OID)
@@ -82,6 +92,13 @@ Essayez :
   ps-agent dmp search       --ins $INS --oid $OID --rubrique "Comptes rendus"
   ps-agent dmp vaccinations --ins $INS --oid $OID
   ps-agent audit verify
+Identité du patient (carte Vitale → INSi → identité qualifiée → DMP) :
+  python -m sandbox.card insert --profile vitale-adulte --reader 1    (carte Vitale dans le 2e lecteur)
+  ps-agent patient vitale                         (lit la carte, interroge l'INSi : « Identité n° ID »)
+  ps-agent patient valider ID --piece passeport   (pièce d'identité vérifiée : identité qualifiée)
+  ps-agent dmp status --identite ID
+  ps-agent patient rechercher --nom DEMO-ADULTE --prenom "CAMILLE MARIE" --sexe F --naissance 1979-03-21
+Autres :
   python -m sandbox patient --data $DEMO_HOME/dmp --help      (agir comme la patiente)
   python -m sandbox.card insert --profile pharmacist --pki $PS_AGENT_PKI_DIR   (changer de carte)
 MSG
@@ -91,11 +108,24 @@ case "$MODE" in
     export PS_AGENT_TEST_PIN=1234
     ps-agent dmp status --ins "$INS" --oid "$OID"
     ps-agent dmp search --ins "$INS" --oid "$OID" --rubrique "Comptes rendus" >/dev/null
+    # the patient identity journey: carte Vitale → INSi → validated identity → DMP status
+    "$PY" -m sandbox.card insert --profile vitale-adulte --reader 1
+    vitale_inserted=1
+    ps-agent patient vitale | tee "$DEMO_HOME/vitale.txt"
+    ident=$(sed -n 's/^Identité n° \([0-9]*\) .*/\1/p' "$DEMO_HOME/vitale.txt" | head -n 1)
+    [ -n "$ident" ] || { echo "demo.sh: no identity from the Vitale card" >&2; exit 1; }
+    ps-agent patient valider "$ident" --piece passeport
+    ps-agent dmp status --identite "$ident"
     ps-agent audit verify
     echo "demo.sh: smoke check passed"
     ;;
   *)
-    if [ -t 0 ]; then
+    if [ "$MODE" != "--shell" ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
+      echo
+      echo "La fenêtre de ps-agent s'ouvre ; la fermer (menu de la zone de notification « Quitter ») arrête"
+      echo "le DMP local et retire la carte."
+      "$PY" -m ui --env "$PS_AGENT_ENV" --ca "$PS_AGENT_CA" --home "$PS_AGENT_HOME" || true
+    elif [ -t 0 ]; then
       echo
       echo "Un shell de démonstration s'ouvre ; « exit » arrête le DMP local et retire la carte."
       PS1="[ps-agent démo] \w\$ " bash --norc -i || true

@@ -1,7 +1,8 @@
 """The README's first command, `bash installer/demo.sh`, in its non-interactive `--smoke` form.
 
-It must start the sandbox DMP with the demo data, insert the emulated card through pcscd/vpcd, and let
-the agent's CLI read the demo patient's DMP status with the card and verify the audit journal.
+It must start the sandbox DMP with the demo data and the sandbox INSi, insert the emulated card through
+pcscd/vpcd, and let the agent's CLI read the demo patient's DMP status with the card, then go carte Vitale
+→ INSi → validated identity → DMP status of the demo patient, and verify the audit journal.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def test_demo_smoke(repo_root: Path, tmp_path: Path, pcscd_service: str) -> None
         )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "DMP actif" in out
+    assert out.count("DMP actif") == 2, out[-3000:]  # by INS, then by the qualified local identity
+    # the identity journey: the Vitale card read, INSi answered (RECUP), the passport made it QUAL
+    assert "Carte Vitale n° 000000000105 (1 bénéficiaire(s))" in out
+    assert "Identité n° 1 — Identité récupérée (RECUP)" in out
+    assert "INS : 279037505612309 (OID 1.2.250.1.213.1.4.10)" in out
+    assert "Identité n° 1 — Identité qualifiée (QUAL)" in out and "Pièce vérifiée : passeport" in out
+    assert "Utilisable pour le DMP : oui" in out
     assert "Journal d'audit intègre" in out
     assert "demo.sh: smoke check passed" in out
     assert "Traceback" not in out

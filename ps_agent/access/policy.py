@@ -28,6 +28,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from cda import ins as cda_ins
 from ps_agent.access.errors import error_for
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 
@@ -68,15 +69,7 @@ FORBIDDEN_PURPOSES = frozenset(
 NOT_PS_AUTHORED_PREFIXES = ("DOCPAT", "EXPPAT", "REMB", "ATTEST-RESID")
 """DEP-02 [I]: type codes a professional never authors (patient documents, reimbursement data)."""
 
-
-def _ins_oids() -> dict[str, str]:
-    """The INS OIDs (one table: ``cda.valuesets.INS_ROOTS``), labelled for the agent ("INS-NIR"...)."""
-    from cda.valuesets import INS_ROOTS
-
-    return {oid: f"INS-{label}" for oid, label in INS_ROOTS.items()}
-
-
-INS_OIDS = _ins_oids()
+INS_OIDS = cda_ins.INS_OIDS  # the one table of INS OIDs (cda.ins)
 INS_STATUSES = ("PROV", "RECUP", "VALI", "QUAL")
 
 # --- messages (French, shown to the professional) ---------------------------------------------------

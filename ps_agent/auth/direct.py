@@ -4,6 +4,9 @@
 A subclass sets ``_identity``, ``_sign``, ``_auth`` (signers), ``_state`` (a lock), ``_transports``,
 ``_callbacks``, ``closed_reason``, ``_last_use``, ``idle_timeout_s``; it implements ``_close(reason)``
 (release its back-end, then call the callbacks) and ``_tls_chain(ca_file)`` (the intermediates sent in TLS).
+
+Time for the idle rule comes from ``clock`` (seconds, monotonic): ``time.monotonic`` unless the session
+was given another one (tests move a fake clock instead of sleeping).
 """
 
 from __future__ import annotations
@@ -82,20 +85,27 @@ class KeySigner:
     def chain(self) -> list[x509.Certificate]:
         return list(self._chain)
 
+    def sign(self, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def sign_digest_info(self, digest_info: bytes) -> bytes:
+        raise NotImplementedError
+
     def __repr__(self) -> str:  # never shows key material
         return f"{type(self).__name__}({self.use.value}, {self._cert.subject.rfc4514_string()!r})"
 
 
 class DirectSessionBase:
     _identity: ProfessionalIdentity
-    _sign: Any
-    _auth: Any
+    _sign: KeySigner
+    _auth: KeySigner
     _state: threading.Lock | threading.RLock
     _transports: list[httpx.BaseTransport]
     _callbacks: list[Callable[[str], None]]
     closed_reason: str | None
     _last_use: float
     idle_timeout_s: float
+    clock: Callable[[], float] = time.monotonic  # injectable (tests); a builtin: not bound as a method
 
     # ------------------------------------------------------------------------------ Credentials
     @property
@@ -106,12 +116,12 @@ class DirectSessionBase:
     def mode(self) -> AuthMode:
         return AuthMode.DIRECTE
 
-    def vihf_signer(self) -> Any:
+    def vihf_signer(self) -> KeySigner:
         """The signature key (non-repudiation): VIHF and XAdES. Using it counts as activity."""
         self.touch()
         return self._sign
 
-    def auth_signer(self) -> Any:
+    def auth_signer(self) -> KeySigner:
         """The authentication key (TLS client authentication)."""
         self.touch()
         return self._auth
@@ -142,7 +152,7 @@ class DirectSessionBase:
 
     # ------------------------------------------------------------------------------ lifecycle
     def ensure_active(self) -> None:
-        if self.closed_reason is None and time.monotonic() - self._last_use > self.idle_timeout_s:
+        if self.closed_reason is None and self.clock() - self._last_use > self.idle_timeout_s:
             self._close("idle")
         if self.closed_reason is not None:
             raise SessionClosed(self.closed_reason)
@@ -150,7 +160,7 @@ class DirectSessionBase:
     def touch(self) -> None:
         """Count as activity (resets the idle timer)."""
         self.ensure_active()
-        self._last_use = time.monotonic()
+        self._last_use = self.clock()
 
     def on_closed(self, callback: Callable[[str], None]) -> None:
         """``callback(reason)`` once when the session closes (at once if it already has)."""

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from cryptography import x509
@@ -50,6 +50,9 @@ DEFAULT_IDLE_TIMEOUT_S = 30 * 60.0
 # PC/SC transaction) so the Cryptolib / SESAM-Vitale software can still use the card (auth.md §2.3).
 SHARE_AFTER_LOGIN = True
 WATCH_PERIOD_S = 0.2  # reader polling period of the watch thread (removal seen well within 1 s)
+
+if TYPE_CHECKING:
+    from ps_agent.auth.pkcs11 import Pkcs11Session
 
 T = TypeVar("T")
 
@@ -84,7 +87,10 @@ class AuthSession(DirectSessionBase):
         sign_cert: x509.Certificate,
         chain: list[x509.Certificate],
         idle_timeout_s: float,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if clock is not None:
+            self.clock = clock
         self._conn = connection
         self._cps = cps
         self.holder = holder
@@ -96,7 +102,7 @@ class AuthSession(DirectSessionBase):
         self.reader = connection.reader
         self.closed_reason: str | None = None
         self.closed_at: float | None = None
-        self._last_use = time.monotonic()
+        self._last_use = self.clock()
         self._state = threading.Lock()
         self._op = threading.Lock()
         self._callbacks: list[Callable[[str], None]] = []
@@ -117,6 +123,7 @@ class AuthSession(DirectSessionBase):
         confirm_final_try: bool = False,
         ca_file: str | Path | None = None,
         exclusive: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> AuthSession:
         """Open a session with the card in ``reader`` (None: the first reader holding a CPx card).
 
@@ -124,6 +131,7 @@ class AuthSession(DirectSessionBase):
         and provides the chain sent in TLS. Raises ``PinFormatError`` before touching the card,
         ``CertificateError`` for an expired card before presenting the PIN, ``WrongPin`` (with
         ``tries_left``), ``PinFinalTryError``, ``PinBlocked``, and the ``CardError`` family.
+        ``clock`` (monotonic seconds, default ``time.monotonic``) times the idle rule.
         """
         check_pin_format(pin)
         if idle_timeout_s <= 0:
@@ -135,7 +143,7 @@ class AuthSession(DirectSessionBase):
                 holder = cps.read_holder()
             except ApduError as exc:  # real card: our emulator's file layout [E] is not on it
                 raise UnsupportedCardLayout(f"{exc.what}: {exc.sw:04X}") from exc
-            _check_situation(situation_index, holder.situation_count)  # before the PIN is presented
+            check_situation(situation_index, holder.situation_count)  # before the PIN is presented
             auth_cert = cps.read_certificate(KeyUse.AUTHENTICATION)
             sign_cert = cps.read_certificate(KeyUse.SIGNATURE)
             for cert, use in ((auth_cert, KeyUse.AUTHENTICATION), (sign_cert, KeyUse.SIGNATURE)):
@@ -150,7 +158,7 @@ class AuthSession(DirectSessionBase):
             situations = cps.read_situations(holder.situation_count)
             if not situations:
                 raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
-            _check_situation(situation_index, len(situations))
+            check_situation(situation_index, len(situations))
             if SHARE_AFTER_LOGIN:
                 conn.share()
         except BaseException:
@@ -160,13 +168,15 @@ class AuthSession(DirectSessionBase):
         identity = identity_from_card(holder, situation)
         # the card DN (same subject on both certificates): VIHF Issuer in DIRECTE mode
         identity.extra["subject_dn"] = sign_cert.subject.rfc4514_string()
-        session = cls(conn, cps, holder, situations, identity, auth_cert, sign_cert, chain, idle_timeout_s)
+        session = cls(
+            conn, cps, holder, situations, identity, auth_cert, sign_cert, chain, idle_timeout_s, clock
+        )
         session._watcher.start()
         log.info("card session opened for %s (%s)", identity.id_nat, conn.reader)
         return session
 
     @staticmethod
-    def open_pkcs11(pin: str, **kwargs: Any) -> Any:
+    def open_pkcs11(pin: str, **kwargs: Any) -> Pkcs11Session:
         """The same session over a PKCS#11 module (ANS Cryptolib CPS): returns a
         ``ps_agent.auth.pkcs11.Pkcs11Session`` (same ``Credentials`` and lifecycle API). Keyword
         arguments: ``module``, ``token_label``, ``situation_index``, ``idle_timeout_s``,
@@ -184,7 +194,7 @@ class AuthSession(DirectSessionBase):
             if self.closed_reason is not None:
                 return
             self.closed_reason = reason
-            self.closed_at = time.monotonic()
+            self.closed_at = self.clock()
             callbacks, self._callbacks = self._callbacks, []
             transports, self._transports = self._transports, []
         self._stop.set()
@@ -219,7 +229,7 @@ class AuthSession(DirectSessionBase):
             except PinRequired as exc:  # security state lost (card reset by another program)
                 self._close("closed")
                 raise SessionClosed("closed") from exc
-            self._last_use = time.monotonic()
+            self._last_use = self.clock()
             return result
 
     def _watch(self) -> None:
@@ -237,7 +247,7 @@ class AuthSession(DirectSessionBase):
                 return
             known = states[0][1] & ~scard.SCARD_STATE_CHANGED
             while not self._stop.is_set():
-                if time.monotonic() - self._last_use > self.idle_timeout_s:
+                if self.clock() - self._last_use > self.idle_timeout_s:
                     self._close("idle")
                     return
                 hr, states = scard.SCardGetStatusChange(
@@ -287,7 +297,7 @@ def situation_index(number: int) -> int:
     return number - 1
 
 
-def _check_situation(index: int, count: int) -> None:
+def check_situation(index: int, count: int) -> None:
     """Refuse a 0-based ``index`` outside the ``count`` situations of the card (message counts from 1)."""
     if count < 1:
         raise AuthError("La carte ne comporte aucune situation d'exercice.", code="no_situation")
@@ -298,6 +308,9 @@ def _check_situation(index: int, count: int) -> None:
             f"choisissez un numéro entre 1 et {count}.",
             code="bad_situation",
         )
+
+
+_check_situation = check_situation  # former private name
 
 
 def identity_from_card(holder: CardHolder, situation: CardSituation) -> ProfessionalIdentity:

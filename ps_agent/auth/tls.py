@@ -528,7 +528,7 @@ class _TlsliteBackend(httpcore.NetworkBackend):
         conn = TLSConnection(io)
         sock.settimeout(timeout)
         try:
-            sni = host
+            sni: str | None = host
             try:
                 ipaddress.ip_address(host)
                 sni = None  # tlslite refuses an IP address as SNI

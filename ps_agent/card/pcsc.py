@@ -67,11 +67,11 @@ def _message(hr: int) -> str:
 def establish_context() -> int:
     try:
         hr, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    except scard.error as exc:  # type: ignore[attr-defined]
+    except scard.error as exc:
         raise PcscUnavailable(str(exc)) from exc
     if hr != scard.SCARD_S_SUCCESS:
         raise PcscUnavailable(_message(hr))
-    return ctx
+    return int(ctx)
 
 
 def release_context(ctx: int) -> None:

@@ -29,6 +29,15 @@ from cda.build import DEFAULT_MAX_CONTENT_BYTES, AuthorInput, PatientInput, Repl
 from cda.errors import CdaError, InputFileError, InvalidInput, UnreadableInput
 from cda.model import InstanceId
 from cda.parser import parse
+from ps_agent.cli.common import (
+    card_preflight,
+    confirm_final_try,
+    labelled,
+    read_pin,
+    shows_help,
+    type_code_or_usage,
+    vaccination_line,
+)
 from ps_agent.errors import PsAgentError
 
 # Upper bound of an XML file read by validate/classify/vaccinations: the content limit plus base64 overhead.
@@ -86,7 +95,7 @@ def _ii(value: str, field: str) -> InstanceId:
 
 
 def _write(out: str | None, data: bytes) -> None:
-    if out in (None, "-"):
+    if out is None or out == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
@@ -110,7 +119,7 @@ def _replacement(args: argparse.Namespace) -> Replacement | None:
         return Replacement.of(parse(_read(args.replaces_file, what="remplacé", limit=MAX_XML_BYTES)))
     if args.replaces:
         if not args.set_id:
-            raise InvalidInput("--set-id est obligatoire avec --replaces.", field="set_id")
+            raise InvalidInput("--set-id est obligatoire avec --remplace.", field="set_id")
         return Replacement(_ii(args.replaces, "replaces"), _ii(args.set_id, "set_id"), args.previous_version)
     return None
 
@@ -120,23 +129,29 @@ def _replacement(args: argparse.Namespace) -> Replacement | None:
 MEDIA_TYPE_BY_EXTENSION = {".pdf": "application/pdf", ".txt": "text/plain"}
 
 
-def _media_type_of(path: str) -> str | None:
+def media_type_of(path: str) -> str | None:
     return MEDIA_TYPE_BY_EXTENSION.get(Path(path).suffix.lower())
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     limit = int(args.max_size_mb * 1024 * 1024)
+    type_code = type_code_or_usage(args.type)
     content = _read(args.content, what="contenu", limit=limit)
     patient = PatientInput.from_dict(_read_json(args.patient, what="patient"))
-    author = AuthorInput.from_dict(_read_json(args.author, what="auteur"))
+    replaces = _replacement(args)
+    if args.author:
+        author = AuthorInput.from_dict(_read_json(args.author, what="auteur"))
+    else:  # checked inputs first: the PIN is asked last
+        patient.checked()
+        author = _author_from_card(args)
     data = build.level1(
-        type_code=args.type,
+        type_code=type_code,
         content=content,
         title=args.title,
         patient=patient,
         author=author,
-        media_type=args.media_type or _media_type_of(args.content),
-        replaces=_replacement(args),
+        media_type=args.media_type or media_type_of(args.content),
+        replaces=replaces,
         max_content_bytes=limit,
         environment=args.environment,
     )
@@ -199,7 +214,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     if args.type:
-        result = classify.classify_type(args.type)
+        result = classify.classify_type(type_code_or_usage(args.type))
     elif args.file:
         result = classify.classify_document(parse(_read(args.file, what="CDA", limit=MAX_XML_BYTES)))
     else:
@@ -207,13 +222,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
     else:
-        print(f"Type : {result.type_code} — {result.type_label}")
-        print(f"Classe : {result.class_code} — {result.class_label}")
+        print(f"Type : {labelled(result.type_code, result.type_label)}")
+        print(f"Classe : {labelled(result.class_code, result.class_label)}")
         print(
             f"Rubrique DMP : {result.dmp_rubric}"
             + (" (déduite, non confirmée)" if result.rubric_inferred else "")
         )
-        print(f"Mon espace santé : {result.mes_rubric_label or '(non affiché)'}")
+        print(f"Mon espace santé : {labelled(result.mes_rubric, result.mes_rubric_label) or '(non affiché)'}")
         if result.in_vaccination_book:
             print("Alimente aussi le carnet de vaccination.")
         if result.format_code:
@@ -232,26 +247,86 @@ def cmd_vaccinations(args: argparse.Namespace) -> int:
     if not records:
         print("Aucune vaccination trouvée.")
     for r in records:
-        status = "" if r.given else " [NON RÉALISÉE]"
-        rank = f", dose {r.dose_rank}" if r.dose_rank else ""
-        diseases = ", ".join(r.antigens) or r.atc_code
-        when = r.date or "date inconnue"
-        print(f"{when} : {r.vaccine_label} ({diseases}), lot {r.lot_number or '?'}{rank}{status}")
+        print(vaccination_line(r))
     return 0
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    """Document types by code or label (accent- and case-insensitive): code, label, rubric."""
+    rows = classify.types_matching(args.text or "", dmp_only=not args.tous)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "code": r.code,
+                        "label": r.label,
+                        "dmp_rubric": r.dmp_rubric,
+                        "dmp_accepted": r.dmp_accepted,
+                        "mes_rubric": r.mes_rubric,
+                    }
+                    for r in rows
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return 0 if rows else 1
+    if not rows:
+        print(f"Aucun type de document ne correspond à « {args.text} ».")
+        return 1
+    for r in rows:
+        accepted = "" if r.dmp_accepted else "  (non accepté par le DMP)"
+        print(f"{labelled(r.code, r.label)}  [{r.dmp_rubric or '-'}]{accepted}")
+    return 0
+
+
+def _author_from_card(args: argparse.Namespace) -> AuthorInput:
+    """The author of the document when ``--author`` is not given: the card holder (PIN asked)."""
+    from ps_agent.agent import author_input_of
+    from ps_agent.auth.session import AuthSession, check_situation, situation_index
+
+    index = situation_index(args.situation)
+    holder, status, reader = card_preflight(args.reader)
+    check_situation(index, holder.situation_count)
+    confirmed = confirm_final_try(status.tries_left)
+    print("Auteur du document : le porteur de la carte CPS.", file=sys.stderr)
+    with AuthSession.open(reader, read_pin(), situation_index=index, confirm_final_try=confirmed) as session:
+        author: AuthorInput = author_input_of(session.identity)
+    return author
 
 
 def _replacement_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--environnement",
         "--environment",
+        dest="environment",
         choices=("production", "test", "demo"),
         help="vérifie que l'OID de l'INS convient (production : NIR/NIA ; test : .10 ; démo : .11)",
     )
     p.add_argument(
-        "--replaces-file", metavar="ANCIEN.xml", help="document remplacé (reprend setId et version)"
+        "--remplace-fichier",
+        "--replaces-file",
+        dest="replaces_file",
+        metavar="ANCIEN.xml",
+        help="document remplacé (reprend setId et version)",
     )
-    p.add_argument("--replaces", metavar="RACINE^EXT", help="identifiant du document remplacé")
-    p.add_argument("--set-id", metavar="RACINE^EXT", help="setId du document remplacé (avec --replaces)")
-    p.add_argument("--previous-version", type=int, default=1, help="version du document remplacé (défaut 1)")
+    p.add_argument(
+        "--remplace",
+        "--replaces",
+        dest="replaces",
+        metavar="RACINE^EXT",
+        help="identifiant du document remplacé",
+    )
+    p.add_argument("--set-id", metavar="RACINE^EXT", help="setId du document remplacé (avec --remplace)")
+    p.add_argument(
+        "--version-precedente",
+        "--previous-version",
+        dest="previous_version",
+        type=int,
+        default=1,
+        help="version du document remplacé (défaut 1)",
+    )
 
 
 def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -270,41 +345,108 @@ def _no_traceback(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
     return run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("cda", help="documents CDA : construire, valider, classer, vaccinations")
     sub = parser.add_subparsers(dest="cda_command", metavar="ACTION")
-    parser.set_defaults(func=lambda _args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=shows_help(parser))
 
-    p = sub.add_parser("build", help="construire un document CDA de niveau 1 (PDF ou texte)")
-    p.add_argument("--type", required=True, help="code du type de document (JDV_J07/J66), ex. 78601-2")
-    p.add_argument("--content", required=True, metavar="FICHIER", help="PDF ou texte du document")
+    p = sub.add_parser(
+        "build", aliases=["construire"], help="construire un document CDA de niveau 1 (PDF ou texte)"
+    )
+    p.add_argument(
+        "--type",
+        required=True,
+        help="type de document : code (ex. 11488-4) ou libellé (ex. « lettre d'adressage ») ; "
+        "liste : ps-agent cda types",
+    )
+    p.add_argument(
+        "--contenu",
+        "--content",
+        dest="content",
+        required=True,
+        metavar="FICHIER",
+        help="PDF ou texte du document",
+    )
     p.add_argument("--patient", required=True, metavar="patient.json")
-    p.add_argument("--author", required=True, metavar="auteur.json")
-    p.add_argument("--title", required=True, help="titre du document")
-    p.add_argument("--media-type", choices=("application/pdf", "text/plain"), help="détecté si absent")
-    p.add_argument("--max-size-mb", type=float, default=DEFAULT_MAX_CONTENT_BYTES / 1048576)
-    p.add_argument("-o", "--output", help="fichier XML produit (défaut : sortie standard)")
+    p.add_argument(
+        "--auteur",
+        "--author",
+        dest="author",
+        metavar="auteur.json",
+        help="auteur (défaut : le porteur de la carte CPS, code porteur demandé)",
+    )
+    p.add_argument(
+        "--titre", "--title", dest="title", metavar="TITRE", required=True, help="titre du document"
+    )
+    p.add_argument(
+        "--type-media",
+        "--media-type",
+        dest="media_type",
+        choices=("application/pdf", "text/plain"),
+        help="détecté si absent",
+    )
+    p.add_argument(
+        "--taille-max-mo",
+        "--max-size-mb",
+        dest="max_size_mb",
+        type=float,
+        default=DEFAULT_MAX_CONTENT_BYTES / 1048576,
+        help="taille maximale du contenu (Mo)",
+    )
+    p.add_argument(
+        "-o",
+        "--sortie",
+        "--output",
+        dest="output",
+        metavar="FICHIER",
+        help="fichier XML produit (défaut : sortie standard)",
+    )
+    p.add_argument(
+        "--lecteur",
+        "--reader",
+        dest="reader",
+        metavar="LECTEUR",
+        help="lecteur de la carte (auteur lu sur la carte)",
+    )
+    p.add_argument("--situation", type=int, default=1, help="situation d'exercice de la carte, à partir de 1")
     _replacement_options(p)
     p.set_defaults(func=_no_traceback(cmd_build))
 
     p = sub.add_parser("vaccination", help="construire une note de vaccination (VAC-NOTE)")
     p.add_argument("input", metavar="vaccination.json")
     p.add_argument("--patient", metavar="patient.json")
-    p.add_argument("--author", metavar="auteur.json")
-    p.add_argument("-o", "--output", help="fichier XML produit (défaut : sortie standard)")
+    p.add_argument("--auteur", "--author", dest="author", metavar="auteur.json")
+    p.add_argument(
+        "-o",
+        "--sortie",
+        "--output",
+        dest="output",
+        metavar="FICHIER",
+        help="fichier XML produit (défaut : sortie standard)",
+    )
     _replacement_options(p)
     p.set_defaults(func=_no_traceback(cmd_vaccination))
 
-    p = sub.add_parser("validate", help="valider un document (règles intégrées + artefacts officiels)")
+    p = sub.add_parser(
+        "validate", aliases=["valider"], help="valider un document (règles intégrées + artefacts officiels)"
+    )
     p.add_argument("file", metavar="FICHIER")
-    p.add_argument("--official", metavar="DOSSIER", help="dossier des artefacts ANS (XSD, schématrons)")
+    p.add_argument(
+        "--officiel",
+        "--official",
+        dest="official",
+        metavar="DOSSIER",
+        help="dossier des artefacts ANS (XSD, schématrons)",
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="les avertissements rendent le document invalide")
     p.set_defaults(func=_no_traceback(cmd_validate))
 
-    p = sub.add_parser("classify", help="classe, rubrique DMP et Mon espace santé d'un document")
+    p = sub.add_parser(
+        "classify", aliases=["classer"], help="classe, rubrique DMP et Mon espace santé d'un document"
+    )
     p.add_argument("file", nargs="?", metavar="FICHIER")
-    p.add_argument("--type", help="classer un code de type au lieu d'un fichier")
+    p.add_argument("--type", help="classer un type (code ou libellé) au lieu d'un fichier")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_no_traceback(cmd_classify))
 
@@ -312,3 +454,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("files", nargs="+", metavar="FICHIER")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_no_traceback(cmd_vaccinations))
+
+    p = sub.add_parser(
+        "types", help="chercher un type de document par code ou libellé (code, libellé, rubrique)"
+    )
+    p.add_argument(
+        "text",
+        nargs="?",
+        default="",
+        metavar="TEXTE",
+        help="partie du libellé, sans tenir compte des accents ni des majuscules (ex. « vaccin »)",
+    )
+    p.add_argument(
+        "--tous", "--all", dest="tous", action="store_true", help="inclure les types non acceptés par le DMP"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_no_traceback(cmd_types))

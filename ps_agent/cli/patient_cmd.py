@@ -3,8 +3,10 @@
 INSi authentication, as for ``ps-agent dmp``: the CPS card in the reader (mode B, PIN asked with
 ``getpass``; ``PS_AGENT_TEST_PIN`` for automated tests only), or ``--etablissement INSI-MANU.p12`` (mode A,
 the establishment's INSi certificate; passphrase asked, ``PS_AGENT_P12_PASSPHRASE`` for automated use).
-The environment is ``--env`` (``sandbox`` by default, ``qualification``, ``production``, or a full name of
-``ps_agent.identity.environments.INSI_ENVIRONMENTS``); ``--insi-url`` overrides its address. Identities
+The environment is ``--env`` (``sandbox`` by default, ``qualification``, ``production``, a full name of
+``ps_agent.identity.environments.INSI_ENVIRONMENTS``, or the DMP environment — ``formation1``… — whose
+INSi counterpart ``ps_agent.identities.INSI_ENV_OF_DMP`` gives); ``--insi-url`` overrides its address
+(required when ``--env`` is a custom DMP address). Identities
 live in ``identities.sqlite3`` of the data folder (``--home`` / ``$PS_AGENT_HOME``), every INSi call and
 status change in its audit journal. Exit codes: 0 done, 1 refused or not found, 2 bad usage.
 """
@@ -14,19 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ps_agent.errors import ConfigurationError
-
-# [I] The CNDA authorisation number (IDAM) is per software; without --idam / $PS_AGENT_INSI_IDAM the sandbox
-# environment uses the number the INSi sandbox accepts. Other environments require it explicitly.
-SANDBOX_IDAM = "PSAGENTSBX01"
-INSTANCE_FILE = "insi-instance"  # ContexteLPS/LPS/Instance: a UUID made once per installation
-SOFTWARE_VERSION = "0.1.0"
 
 
 def _add_connection(p: argparse.ArgumentParser) -> None:
@@ -145,60 +140,45 @@ def _records(args: argparse.Namespace, actor: Any = None) -> Iterator[Any]:
         journal.close()
 
 
-def _instance(home: Path) -> str:
-    path = home / INSTANCE_FILE
-    try:
-        return str(uuid.UUID(path.read_text(encoding="ascii").strip()))
-    except (OSError, ValueError):
-        value = str(uuid.uuid4())
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(value)
-        return value
+def _settings(args: argparse.Namespace) -> Any:
+    from ps_agent.cli.dmp_cmd import _p12_passphrase
+    from ps_agent.identities import InsiSettings
 
-
-def _environment(args: argparse.Namespace) -> Any:
-    from ps_agent.identity.environments import INSI_ENVIRONMENTS, insi_environment
-
-    mode = "certificat" if args.etablissement else "cpx"
-    name = args.env if args.env in INSI_ENVIRONMENTS else f"{args.env}-{mode}"
     if not args.ca:
         raise ConfigurationError(
             "Indiquez le fichier des autorités de certification du serveur INSi (--ca ou PS_AGENT_CA).",
             code="NO_CA",
         )
-    env = insi_environment(name, ca_file=args.ca)
-    return env.with_url(args.insi_url) if args.insi_url else env
+    if args.etablissement is not None and not args.etablissement.is_file():
+        raise ConfigurationError(f"Fichier PKCS#12 introuvable : {args.etablissement}.", code="NO_P12")
+    return InsiSettings(
+        url=args.insi_url,
+        ca_file=args.ca,
+        idam=args.idam,
+        billing_id=args.facturation,
+        certificate=args.etablissement,
+        passphrase=_p12_passphrase() if args.etablissement is not None else "",
+    )
 
 
 @contextmanager
 def _insi(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
-    """(InsiClient, Actor) from the card or the establishment certificate."""
-    from ps_agent.cli.dmp_cmd import _p12_passphrase, _pin
-    from ps_agent.identity.auth import CertificateAuth, CpxAuth
-    from ps_agent.identity.insi import InsiClient
-    from ps_agent.identity.records import Actor
-    from ps_agent.identity.wire import LpsContext
+    """(InsiClient, Actor) from the card or the establishment certificate, through the one builder
+    shared with the API (``ps_agent.identities.open_insi_client``)."""
+    from ps_agent.identities import actor_of, insi_auth, open_insi_client
 
-    env = _environment(args)
-    idam = args.idam or (SANDBOX_IDAM if env.name.startswith("sandbox") else "")
-    lps = LpsContext(idam, f"urn:lps:PS-AGENT:{SOFTWARE_VERSION}", SOFTWARE_VERSION, _instance(_home(args)))
+    settings = _settings(args)
     session = None
-    if args.etablissement is not None:
-        if not args.etablissement.is_file():
-            raise ConfigurationError(f"Fichier PKCS#12 introuvable : {args.etablissement}.", code="NO_P12")
-        auth: Any = CertificateAuth.from_pkcs12(args.etablissement, _p12_passphrase())
-        actor = Actor(id_nat=auth.emetteur, name=auth.certificate_name, auth_mode="ETABLISSEMENT")
-    else:
+    if args.etablissement is None:
         from ps_agent.auth.session import AuthSession, situation_index
+        from ps_agent.cli.dmp_cmd import _pin
 
         index = situation_index(args.situation)
         session = AuthSession.open(args.reader, _pin(), situation_index=index, ca_file=args.ca)
-        auth = CpxAuth.from_credentials(session, billing_id=args.facturation)
-        actor = Actor.from_identity(session.identity, auth_mode="DIRECTE")
     try:
-        with InsiClient(env, auth, lps) as client:
-            yield client, actor
+        auth = insi_auth(session, settings)
+        with open_insi_client(session, args.env, settings, _home(args), auth=auth) as client:
+            yield client, actor_of(session, auth)
     finally:
         if session is not None:
             session.close()

@@ -5,6 +5,7 @@ Builders return lxml elements; parsers take elements from responses parsed by ``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,10 +63,16 @@ FAILURE = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
 PARTIAL = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess"
 
 
+_CLARK: dict[tuple[str, str], str] = {}  # (ns, tag) -> "{ns}tag": ≈ 200 elements per deposit
+
+
 def _el(parent: etree._Element | None, ns: str, tag: str, **attrs: str) -> etree._Element:
+    name = _CLARK.get((ns, tag))
+    if name is None:
+        name = _CLARK[(ns, tag)] = q(ns, tag)
     if parent is None:
-        return etree.Element(q(ns, tag), attrs)
-    return etree.SubElement(parent, q(ns, tag), attrs)
+        return etree.Element(name, attrs)
+    return etree.SubElement(parent, name, attrs)
 
 
 def _slot(parent: etree._Element, name: str, values: Iterable[str]) -> None:
@@ -410,58 +417,18 @@ _VALUE_LIST = q(RIM, "ValueList")
 _CLASSIFICATION = q(RIM, "Classification")
 _EXTERNAL_ID = q(RIM, "ExternalIdentifier")
 _LOCALIZED = q(RIM, "LocalizedString")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NO_CODE = Code("", "")  # frozen: one shared instance for every missing code
-
-
-def _slots(el: etree._Element) -> dict[str, tuple[str, ...]]:
-    out: dict[str, tuple[str, ...]] = {}
-    for s in el.iterchildren(_SLOT):
-        out[s.get("name", "")] = tuple((v.text or "") for v in s.iter(_VALUE))
-    return out
-
-
-def _localized_text(el: etree._Element, tag: str) -> str:
-    holder = el.find(q(RIM, tag))
-    if holder is None:
-        return ""
-    ls = holder.find(_LOCALIZED)
-    return ls.get("value", "") if ls is not None else ""
-
-
-def _code(cl: etree._Element) -> Code:
-    slots = _slots(cl)
-    return Code(
-        cl.get("nodeRepresentation", ""),
-        (slots.get("codingScheme") or ("",))[0],
-        _localized_text(cl, "Name"),
-    )
-
-
-def _parse_author(cl: etree._Element) -> Author:
-    slots = _slots(cl)
-    specialty = None
-    if slots.get("authorSpecialty"):
-        parts = slots["authorSpecialty"][0].split("^")
-        specialty = Code(parts[0], parts[2] if len(parts) > 2 else "", parts[1] if len(parts) > 1 else "")
-    return Author.from_xcn(
-        (slots.get("authorPerson") or ("",))[0],
-        (slots.get("authorInstitution") or ("",))[0],
-        specialty,
-        (slots.get("authorRole") or ("",))[0],
-    )
-
-
 _NAME = q(RIM, "Name")
 _DESCRIPTION = q(RIM, "Description")
 _VERSION_INFO = q(RIM, "VersionInfo")
+_EXTRINSIC_OBJECT = q(RIM, "ExtrinsicObject")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NO_CODE = Code("", "")  # frozen: one shared instance for every missing code
 _KNOWN_SLOTS = frozenset(
     {
         "creationTime", "languageCode", "legalAuthenticator", "serviceStartTime", "serviceStopTime",
         "sourcePatientId", "sourcePatientInfo", "hash", "size", "repositoryUniqueId",
     }
 )  # fmt: skip
-
 
 # Codes and authors repeat across a DMP's entries (same types, classes, formats, authors): the frozen,
 # immutable objects are shared. Bounded: cleared when full, so a hostile answer cannot grow them.
@@ -478,34 +445,33 @@ def _cached(cache: dict, key: object, value: object) -> Any:  # type: ignore[typ
     return value
 
 
-_WALK_TAGS = (_VALUE, _SLOT, _LOCALIZED, _NAME, _DESCRIPTION, _CLASSIFICATION, _EXTERNAL_ID, _VERSION_INFO)
+# Everything the walk needs, in one C-level filtered iteration (other elements are skipped in C).
+_WALK_TAGS = (
+    _VALUE, _SLOT, _LOCALIZED, _NAME, _CLASSIFICATION, _EXTERNAL_ID, _DESCRIPTION,
+    _VERSION_INFO, _EXTRINSIC_OBJECT,
+)  # fmt: skip
 
 
-def _one(codes: dict[str, list[Code]], scheme: str) -> Code:
-    found = codes.get(scheme)
-    return found[0] if found else _NO_CODE
-
-
-def _first(slots: dict[str, list[str]], name: str) -> str:
-    found = slots.get(name)
-    return found[0] if found else ""
+def _first(values: list[str] | None) -> str:
+    return values[0] if values else ""
 
 
 def _close_classification(
     cls_el: etree._Element,
     cls_slots: dict[str, list[str]],
-    cls_name: str,
+    cls_name: str | None,
     authors: list[Author],
     codes: dict[str, list[Code]],
 ) -> None:
     """Turn a document Classification that has been read into an Author or a Code (shared, cached)."""
     scheme = cls_el.get("classificationScheme", "")
+    get = cls_slots.get
     if scheme == DE_AUTHOR:
         key = (
-            (cls_slots.get("authorPerson") or ("",))[0],
-            (cls_slots.get("authorInstitution") or ("",))[0],
-            (cls_slots.get("authorSpecialty") or ("",))[0],
-            (cls_slots.get("authorRole") or ("",))[0],
+            _first(get("authorPerson")),
+            _first(get("authorInstitution")),
+            _first(get("authorSpecialty")),
+            _first(get("authorRole")),
         )
         author = _AUTHOR_CACHE.get(key)
         if author is None:
@@ -516,8 +482,7 @@ def _close_classification(
             author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
         authors.append(author)
         return
-    cs = cls_slots.get("codingScheme")
-    ckey = (cls_el.get("nodeRepresentation", ""), cs[0] if cs else "", cls_name)
+    ckey = (cls_el.get("nodeRepresentation", ""), _first(get("codingScheme")), cls_name or "")
     code = _CODE_CACHE.get(ckey)
     if code is None:
         code = _cached(_CODE_CACHE, ckey, Code(*ckey))
@@ -528,79 +493,17 @@ def _close_classification(
         found.append(code)
 
 
-def parse_document_entry(eo: etree._Element) -> DocumentEntry:
-    """A ``rim:ExtrinsicObject`` from a TD3.1 answer → ``DocumentEntry``.
-
-    One C-level walk over the descendants (``eo.iter()``, document order) with a small state machine,
-    instead of nested Python loops: this runs 2,000 times for a full DMP (benchmarks/bench_agent.py).
-    Ownership is checked with ``getparent()`` on Slots/Names/Classifications only, so elements out of the
-    schema's order are still attributed to the right owner; anything else (ValueList, comments, unknown
-    elements) is ignored. The walk is unfiltered on purpose: lxml's tag filter costs more than the
-    string comparisons it saves, and all per-entry state is in plain locals (no closure cells).
-    """
-    slots: dict[str, list[str]] = {}
-    codes: dict[str, list[Code]] = {}
-    authors: list[Author] = []
-    ext: dict[str, str] = {}
-    title = comments = version = ""
-    cls_el = None  # the Classification being read, its slots and Name
-    cls_slots: dict[str, list[str]] = {}
-    cls_name = ""
-    values: list[str] | None = None  # Value list of the Slot being read
-    name_owner = 0  # 1: eo Name, 2: eo Description, 3: Classification Name, 0: ignore
-
-    for el in eo.iter(_WALK_TAGS):
-        tag = el.tag
-        if tag == _VALUE:
-            if values is not None:
-                values.append(el.text or "")
-        elif tag == _VALUE_LIST:
-            continue
-        elif tag == _SLOT:
-            parent = el.getparent()
-            if parent is eo:
-                values = slots[el.get("name", "")] = []
-            elif parent is cls_el and cls_el is not None:
-                values = cls_slots[el.get("name", "")] = []
-            else:
-                values = None
-        elif tag == _LOCALIZED:
-            if name_owner:
-                v = el.get("value", "")
-                if name_owner == 1:
-                    title = v
-                elif name_owner == 2:
-                    comments = v
-                else:
-                    cls_name = v
-                name_owner = 0  # the first LocalizedString only
-        elif tag == _NAME or tag == _DESCRIPTION:
-            parent = el.getparent()
-            if parent is eo:
-                name_owner = 1 if tag == _NAME else 2
-            elif parent is cls_el and cls_el is not None and tag == _NAME:
-                name_owner = 3
-            else:
-                name_owner = 0
-            values = None
-        elif tag == _CLASSIFICATION:
-            if el.getparent() is eo:  # one nested in another object is not the document's
-                if cls_el is not None:
-                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
-                cls_el, cls_slots, cls_name = el, {}, ""
-            values = None
-            name_owner = 0
-        elif tag == _EXTERNAL_ID:
-            if el.getparent() is eo:
-                ext[el.get("identificationScheme", "")] = el.get("value", "")
-            values = None
-            name_owner = 0
-        elif tag == _VERSION_INFO:
-            if el.getparent() is eo:
-                version = el.get("versionName", "")
-    if cls_el is not None:
-        _close_classification(cls_el, cls_slots, cls_name, authors, codes)
-
+def _document_entry(
+    eo: etree._Element,
+    slots: dict[str, list[str]],
+    codes: dict[str, list[Code]],
+    authors: list[Author],
+    ext: dict[str, str],
+    title: str | None,
+    comments: str | None,
+    version: str | None,
+) -> DocumentEntry:
+    """The ``DocumentEntry`` of one ExtrinsicObject from what the walk collected."""
     patient_cx = ext.get(DE_PATIENT_ID, "")
     patient = _PATIENT_CACHE.get(patient_cx)
     if patient is None:
@@ -613,38 +516,153 @@ def parse_document_entry(eo: etree._Element) -> DocumentEntry:
     unique_id = ext.get(DE_UNIQUE_ID, "")
     if not unique_id:
         raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
-    size = _first(slots, "size")
-    creation = parse_xds_time(_first(slots, "creationTime"))
+    get = slots.get
+    size = _first(get("size"))
+    creation = parse_xds_time(_first(get("creationTime")))
+    one = codes.get
     return DocumentEntry(
         unique_id=unique_id,
         patient_id=patient,
-        type_code=_one(codes, DE_TYPE),
-        class_code=_one(codes, DE_CLASS),
-        format_code=_one(codes, DE_FORMAT),
-        healthcare_facility_type=_one(codes, DE_FACILITY),
-        practice_setting=_one(codes, DE_PRACTICE),
+        type_code=(one(DE_TYPE) or (_NO_CODE,))[0],
+        class_code=(one(DE_CLASS) or (_NO_CODE,))[0],
+        format_code=(one(DE_FORMAT) or (_NO_CODE,))[0],
+        healthcare_facility_type=(one(DE_FACILITY) or (_NO_CODE,))[0],
+        practice_setting=(one(DE_PRACTICE) or (_NO_CODE,))[0],
         creation_time=creation if creation is not None else _EPOCH,
-        title=title,
-        comments=comments,
+        title=title or "",
+        comments=comments or "",
         mime_type=eo.get("mimeType", ""),
-        language=_first(slots, "languageCode"),
+        language=_first(get("languageCode")),
         authors=tuple(authors),
-        confidentiality=tuple(codes.get(DE_CONFIDENTIALITY, ())),
-        event_codes=tuple(codes.get(DE_EVENT, ())),
-        service_start=parse_xds_time(_first(slots, "serviceStartTime")),
-        service_stop=parse_xds_time(_first(slots, "serviceStopTime")),
-        legal_authenticator=_first(slots, "legalAuthenticator"),
-        source_patient_id=_first(slots, "sourcePatientId"),
-        source_patient_info=tuple(slots.get("sourcePatientInfo", ())),
+        confidentiality=tuple(one(DE_CONFIDENTIALITY, ())),
+        event_codes=tuple(one(DE_EVENT, ())),
+        service_start=parse_xds_time(_first(get("serviceStartTime"))),
+        service_stop=parse_xds_time(_first(get("serviceStopTime"))),
+        legal_authenticator=_first(get("legalAuthenticator")),
+        source_patient_id=_first(get("sourcePatientId")),
+        source_patient_info=tuple(get("sourcePatientInfo", ())),
         entry_uuid=eo.get("id", ""),
         logical_id=eo.get("lid", ""),
         status=eo.get("status", ""),
-        version=version,
-        repository_unique_id=_first(slots, "repositoryUniqueId"),
-        hash=_first(slots, "hash"),
+        version=version or "",
+        repository_unique_id=_first(get("repositoryUniqueId")),
+        hash=_first(get("hash")),
         size=int(size) if size.isdecimal() else None,  # not isdigit(): int("²") fails
         extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
     )
+
+
+def parse_document_entries(rol: etree._Element) -> list[DocumentEntry]:
+    """The ``rim:ExtrinsicObject`` children of a ``rim:RegistryObjectList`` → ``DocumentEntry`` list.
+
+    A TD3.1 answer holds up to thousands of entries of ≈ 95 elements each, so this is ONE C-level
+    filtered walk over the whole list (``rol.iter(tags)``, document order; ValueLists and
+    other unneeded elements are skipped in C) driving a state machine in plain locals, instead of
+    per-entry or per-element lookups (each lxml iterator, XPath or XSLT call costs more than it saves:
+    benchmarks/bench_agent.py, docs/agent.md). Ownership is checked, not inferred from the order: every
+    Slot, Name, Description, Classification, ExternalIdentifier and VersionInfo is attributed with
+    ``getparent()`` to the ExtrinsicObject (a direct child of the list) or to its Classification being
+    read, every LocalizedString to its Name, so elements nested elsewhere (a Classification inside a
+    Classification, the Name or Slots of an ExternalIdentifier, other registry objects of the list) or
+    out of the schema's order are ignored or attributed as a tree walk would (tests/dmp/test_query_parse.py
+    compares with a plain ``findall`` parse). The Values read are those met after an owned Slot and before
+    the next walked element, i.e. its ``ValueList/Value`` in a schema-valid answer (checking each Value's
+    parent doubles the walk's cost). First wins for Name, Description and VersionInfo; the last Slot of
+    a name wins.
+    """
+    out: list[DocumentEntry] = []
+    eo: etree._Element | None = None
+    slots: dict[str, list[str]] = {}
+    codes: dict[str, list[Code]] = {}
+    authors: list[Author] = []
+    ext: dict[str, str] = {}
+    title: str | None = None
+    comments: str | None = None
+    version: str | None = None
+    cls_el: etree._Element | None = None  # the document Classification being read
+    cls_slots: dict[str, list[str]] = {}
+    cls_name: str | None = None
+    slot_el: etree._Element | None = None  # the owned Slot being read and its values
+    values: list[str] = []
+    name_el: etree._Element | None = None  # the owned Name/Description being read
+    name_kind = 0  # 1 title, 2 comments, 3 Classification name
+
+    for el in rol.iter(_WALK_TAGS):
+        tag = el.tag
+        if tag == _VALUE:
+            if slot_el is not None:
+                values.append(el.text or "")
+        elif tag == _SLOT:
+            parent = el.getparent()
+            if parent is eo:
+                slot_el, values = el, []
+                slots[el.get("name", "")] = values
+            elif parent is cls_el:
+                slot_el, values = el, []
+                cls_slots[el.get("name", "")] = values
+            else:
+                slot_el = None
+        elif tag == _LOCALIZED:
+            slot_el = None
+            if name_el is not None and el.getparent() is name_el:
+                if name_kind == 1:
+                    if title is None:
+                        title = el.get("value", "")
+                elif name_kind == 3:
+                    if cls_name is None:
+                        cls_name = el.get("value", "")
+                elif comments is None:
+                    comments = el.get("value", "")
+        elif tag == _NAME:
+            slot_el = None
+            parent = el.getparent()
+            if parent is eo:
+                name_el, name_kind = el, 1
+            elif parent is cls_el:
+                name_el, name_kind = el, 3
+            else:
+                name_el = None
+        elif tag == _CLASSIFICATION:
+            slot_el = None
+            if el.getparent() is eo:  # one nested in another object is not the document's
+                if cls_el is not None:
+                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
+                cls_el, cls_slots, cls_name = el, {}, None
+        elif tag == _EXTERNAL_ID:
+            slot_el = None
+            if el.getparent() is eo:
+                ext[el.get("identificationScheme", "")] = el.get("value", "")
+        elif tag == _DESCRIPTION:
+            slot_el = None
+            if el.getparent() is eo:
+                name_el, name_kind = el, 2
+            else:
+                name_el = None
+        elif tag == _VERSION_INFO:
+            slot_el = None
+            if version is None and el.getparent() is eo:
+                version = el.get("versionName", "")
+        elif tag == _EXTRINSIC_OBJECT and el.getparent() is rol:
+            if eo is not None:
+                if cls_el is not None:
+                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
+                out.append(_document_entry(eo, slots, codes, authors, ext, title, comments, version))
+            eo, slots, codes, authors, ext = el, {}, {}, [], {}
+            title = comments = version = cls_name = None
+            cls_el = slot_el = name_el = None
+    if eo is not None:
+        if cls_el is not None:
+            _close_classification(cls_el, cls_slots, cls_name, authors, codes)
+        out.append(_document_entry(eo, slots, codes, authors, ext, title, comments, version))
+    return out
+
+
+def parse_document_entry(eo: etree._Element) -> DocumentEntry:
+    """One ``rim:ExtrinsicObject`` → ``DocumentEntry`` (the same walk, on a list of one)."""
+    holder = etree.Element(q(RIM, "RegistryObjectList"))
+    holder.append(copy.deepcopy(eo))
+    [entry] = parse_document_entries(holder)
+    return entry
 
 
 def registry_errors(response: etree._Element) -> tuple[RegistryErrorItem, ...]:
@@ -686,4 +704,4 @@ def parse_query_response(root: etree._Element) -> list[DocumentEntry]:
     rol = root.find(q(RIM, "RegistryObjectList"))
     if rol is None:
         return []
-    return [parse_document_entry(eo) for eo in rol.iterchildren(q(RIM, "ExtrinsicObject"))]
+    return parse_document_entries(rol)

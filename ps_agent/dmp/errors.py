@@ -12,7 +12,8 @@
     │   ├── DmpStatusRefusal  DMP-specific output/status other than DMPOk (TD0.3, TD0.4, TD1.6)
     │   └── RegistryRefusal   XDS RegistryResponse Failure / PartialSuccess with its RegistryError list
     ├── ProtocolError         the answer is not valid XML or not the expected message (never a success)
-    │   └── ResponseTooLarge  the answer exceeds the size cap (not retried: the same request gets it again)
+    │   ├── ResponseTooLarge  the answer exceeds the size cap (not retried: the same request gets it again)
+    │   └── DocumentMissingError  a requested document is not in a TD3.2 answer
     ├── DocumentIntegrityError retrieved bytes do not match the registry hash/size
     └── InvalidRequest        the caller asked for something impossible, before any exchange
 
@@ -129,6 +130,22 @@ class DocumentIntegrityError(DmpError):
     """A retrieved document does not match the hash or size announced by the registry."""
 
     retryable = False
+
+
+class DocumentMissingError(ProtocolError):
+    """A document asked for in a TD3.2 (ITI-43) request is not in the answer; ``unique_ids`` names
+    every missing one (``code`` DOCUMENT_MISSING, the DMP's RegistryErrors, if any, in ``errors``)."""
+
+    def __init__(
+        self,
+        message_fr: str,
+        *,
+        unique_ids: tuple[str, ...],
+        errors: tuple[RegistryErrorItem, ...] = (),
+    ) -> None:
+        super().__init__(message_fr, code="DOCUMENT_MISSING", detail=", ".join(unique_ids))
+        self.unique_ids = unique_ids
+        self.errors = errors
 
 
 # French messages for the codes we know. Keys are matched against the verbatim code; unknown codes

@@ -8,6 +8,7 @@ key that forwards to ``Signer.sign`` (authentication.md §4.5).
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,8 +77,19 @@ class VihfRequest:
 def issuer_dn(cert: x509.Certificate | None, identity: ProfessionalIdentity) -> str:
     """RFC 2253/4514 subject DN of the signing/authentication certificate (§6.2)."""
     if cert is not None:
-        return cert.subject.rfc4514_string()
+        return subject_dn(cert)
     return identity.extra.get("subject_dn") or f"CN={identity.id_nat}"
+
+
+@functools.lru_cache(maxsize=32)
+def subject_dn(cert: x509.Certificate) -> str:
+    """``cert``'s subject as an RFC 4514 string, computed once per certificate (≈ 0.2 ms each time)."""
+    return cert.subject.rfc4514_string()
+
+
+@functools.lru_cache(maxsize=32)
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _ts(value: datetime) -> str:
@@ -214,7 +226,7 @@ def sign(assertion: etree._Element, signer: Signer) -> etree._Element:
     issuer = assertion.find(q(SAML2, "Issuer"))
     placeholder = etree.Element(q(DS, "Signature"), {"Id": "placeholder"}, nsmap={"ds": DS})
     issuer.addnext(placeholder)  # type: ignore[union-attr]
-    pem = signer.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    pem = _pem(signer.certificate)
     xml_signer = XMLSigner(
         signature_algorithm=SignatureMethod.RSA_SHA256,
         digest_algorithm=DigestAlgorithm.SHA256,

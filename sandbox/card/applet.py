@@ -169,7 +169,9 @@ class CpsApplet:
     def process(self, apdu: bytes) -> bytes:
         self.apdu_count += 1
         if self.garbage:
-            return os.urandom(1 + self.apdu_count % 3)
+            # Meaningless bytes that can never read as a status word of ISO 7816-4 (random ones sometimes
+            # did, e.g. 6AE1, and the reader then rightly reported a refusal instead of nonsense).
+            return b"\xa5" * (1 + self.apdu_count % 3)
         if len(apdu) < 4:
             return _sw(SW_WRONG_LENGTH)
         cla, ins, p1, p2 = apdu[:4]

@@ -187,7 +187,11 @@ def card_from_registry(serial: str, **changes: object) -> VitaleCardData:
 # name -> (registry serial, changes, description). Built lazily: the INSi data import the demo data.
 _PROFILE_SOURCES: dict[str, tuple[str, dict[str, object], str]] = {
     "vitale-adulte": ("000000000105", {}, "adulte seul (patient de démonstration du DMP)"),
-    "vitale-famille": ("000000000103", {}, "parent + jumelles (rangs 1 et 2)"),
+    "vitale-famille": (
+        "000000000103",
+        {},
+        "parent + jumelles (rangs 1 et 2) + enfant né à l'étranger, date lunaire 2019-00-00",
+    ),
     "vitale-expiree": (
         "000000000101",
         {"valid_to": "20231231", "state": STATE_INVALIDATED},

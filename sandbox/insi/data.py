@@ -194,6 +194,8 @@ EXTRA_PERSONS: tuple[Person, ...] = (
     _x("GEMEAU", "CLAIRE", "F", "1985-09-12", "63220", "2850963220321"),
     _x("GEMEAU", "LEA", "F", "2018-05-04", "63220", "2180563220901"),  # twins: rank 1 and 2
     _x("GEMEAU", "LOU", "F", "2018-05-04", "63220", "2180563220902"),
+    # [I] adopted child born abroad (Morocco) whose day and month of birth are unknown: lunar date
+    _x("GEMEAU", "NOE", "M", "2019-00-00", "99350", "1192099350041"),
     _x("BENALI", "AHMED", "M", "1962-00-00", "99352", "1622099352123"),  # lunar birth date, born abroad
 )
 
@@ -220,8 +222,9 @@ VITALE_CARDS: tuple[VitaleCardRecord, ...] = (
             Beneficiary("2850963220321", "1985-09-12", holder=True),
             Beneficiary("2180563220901", "2018-05-04", rank=1, certified_nir=False),
             Beneficiary("2180563220902", "2018-05-04", rank=2, certified_nir=False),
+            Beneficiary("1192099350041", "2019-00-00", rank=1, certified_nir=False),
         ),
-        note="twins of the same sex: rank 1 and 2",
+        note="twins of the same sex: rank 1 and 2; a child with a lunar birth date (born abroad)",
     ),
     VitaleCardRecord(
         "000000000104",

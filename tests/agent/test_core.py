@@ -124,7 +124,10 @@ def test_one_source_of_truth() -> None:
     from ps_agent.dmp.metadata import is_vaccination_document, vaccination_format_codes
 
     assert config.Environment is environment.Environment and config.ENVIRONMENTS is environment.ENVIRONMENTS
-    assert set(INS_OIDS) == set(valuesets.INS_ROOTS)
+    from cda import ins
+
+    assert INS_OIDS is ins.INS_OIDS  # one INS OID table (cda.ins)
+    assert not hasattr(valuesets, "INS_ROOTS")
     assert valuesets.FORMAT_VAC_NOTE in vaccination_format_codes()
     entry = SimpleNamespace(type_code=SimpleNamespace(code="87273-9"), format_code=SimpleNamespace(code=""))
     assert is_vaccination_document(entry)  # type: ignore[arg-type]

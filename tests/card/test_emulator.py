@@ -90,7 +90,7 @@ def test_cli_help_lists_the_profiles() -> None:
 
 def test_cli_insert_and_remove_in_the_second_reader(virtual_card, test_pki: TestPki) -> None:
     """``python -m sandbox.card insert/remove`` (background process), on reader 1 under the same lock."""
-    from tests.fixtures.card import wait_reader_state
+    from sandbox.card.readerstate import wait_reader_state
 
     env_pki = ["--pki", str(test_pki.directory), "--reader", "1"]
     run = [sys.executable, "-m", "sandbox.card"]

@@ -26,6 +26,7 @@ from ps_agent.card.pcsc import PcscConnection
 from sandbox.pki import TestPki
 from sandbox.profiles import PROFILES
 from tests.auth.tls_server import mtls_server
+from tests.fixtures.clock import MonotonicClock
 
 pytestmark = pytest.mark.pcsc
 
@@ -157,15 +158,31 @@ def test_card_change_ends_the_old_session_and_nothing_carries_over(virtual_card)
 
 
 def test_idle_timeout_closes_the_session(virtual_card) -> None:
+    clock = MonotonicClock()
     virtual_card.insert("nurse")
-    session = _open(virtual_card, idle_timeout_s=0.4)
+    session = _open(virtual_card, idle_timeout_s=60, clock=clock)
     closed = threading.Event()
     session.on_closed(lambda reason: closed.set())
-    assert closed.wait(2.0)
+    clock.advance(59)
+    session.ensure_active()  # 59 s without use: still open
+    assert session.active
+    clock.advance(2)
+    assert closed.wait(2.0), "the watch thread did not close the idle session"  # it polls every 200 ms
     assert session.closed_reason == "idle"
     with pytest.raises(SessionClosed) as info:
         session.ensure_active()
     assert "inactivité" in info.value.message_fr
+
+
+def test_idle_rule_is_checked_at_use_even_before_the_watcher_runs(virtual_card) -> None:
+    clock = MonotonicClock()
+    virtual_card.insert("gp")
+    session = _open(virtual_card, idle_timeout_s=60, clock=clock)
+    session._stop.set()  # the watch thread stops polling: only the check at use remains
+    clock.advance(61)
+    with pytest.raises(SessionClosed) as info:
+        session.vihf_signer()
+    assert info.value.reason == "idle" and session.closed_reason == "idle"
 
 
 def test_unknown_card_is_named_as_such(virtual_card) -> None:
@@ -214,17 +231,20 @@ def test_card_removed_during_signatures(virtual_card) -> None:
     virtual_card.insert("gp")
     session = _open(virtual_card)
     errors: list[BaseException] = []
+    signing = threading.Event()
 
     def loop() -> None:
         try:
             while True:
                 session.vihf_signer().sign(b"payload")
+                signing.set()
         except BaseException as exc:
             errors.append(exc)
+            signing.set()
 
     t = threading.Thread(target=loop)
     t.start()
-    time.sleep(0.2)
+    assert signing.wait(5.0)  # the card is removed while signatures are under way
     virtual_card.remove()
     t.join(3)
     assert errors and isinstance(errors[0], (CardRemoved, SessionClosed)), getattr(errors[0], "detail", "")
@@ -245,8 +265,10 @@ def test_tls_client_auth_with_the_card_key(virtual_card, test_pki: TestPki) -> N
             assert "899700000013" in seen["client_subject"]
             assert seen["version"] == "TLSv1.2"
             assert virtual_card.card.apdu_count > before  # the handshake signature was made by the card
-            virtual_card.remove()
-            time.sleep(0.1)
+            virtual_card.remove()  # returns once pcscd sees the reader empty
+            deadline = time.monotonic() + 2
+            while session.active and time.monotonic() < deadline:  # the watcher polls every 200 ms
+                time.sleep(0.02)
             assert not session.active
             with pytest.raises(SessionClosed):  # even over the kept-alive connection
                 client.get(url)
@@ -262,19 +284,20 @@ def test_signer_identifies_its_key_use(virtual_card) -> None:
 
 
 def test_requests_count_as_activity_for_the_idle_timer(virtual_card, test_pki: TestPki) -> None:
+    clock = MonotonicClock()
     virtual_card.insert("gp")
     full = test_pki.directory / "server" / "server.fullchain.pem"
     with mtls_server(test_pki.server_cert, test_pki.server_key, test_pki.ca_bundle, cert_chain=full) as url:
-        session = _open(virtual_card, idle_timeout_s=0.8)
+        session = _open(virtual_card, idle_timeout_s=60, clock=clock)
         with httpx.Client(transport=session.tls_transport(ca_file=str(test_pki.ca_bundle))) as client:
-            for _ in range(8):
+            for _ in range(4):  # 4 x 40 s = 160 s in all, never 60 s without a request
+                clock.advance(40)
                 assert client.get(url).status_code == 200
-                time.sleep(0.25)
             assert session.active
-            time.sleep(1.2)
-            assert not session.active and session.closed_reason == "idle"
+            clock.advance(61)
             with pytest.raises(SessionClosed):
                 client.get(url)
+            assert not session.active and session.closed_reason == "idle"
 
 
 def test_after_login_the_card_is_shared_with_other_programs(virtual_card) -> None:

@@ -136,7 +136,11 @@ def test_build_bad_files(files: dict[str, Path], tmp_path: Path, capsys: pytest.
 def test_classify_type_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cda", "classify", "--type", "18748-4"]) == 0
     assert "Imagerie médicale" in capsys.readouterr().out
-    assert main(["cda", "classify", "--type", "nope"]) == 1
+    capsys.readouterr()
+    assert main(["cda", "classify", "--type", "nope"]) == 2  # no type named so: bad usage
+    assert "ps-agent cda types" in capsys.readouterr().err
+    assert main(["cda", "classify", "--type", "99999-9"]) == 1  # a code the table does not know
+    assert "inconnu" in capsys.readouterr().err
 
 
 def test_console_script_never_shows_a_traceback(tmp_path: Path) -> None:

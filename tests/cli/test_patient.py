@@ -123,7 +123,7 @@ def test_vitale_family_card_child(cli: Cli, virtual_card: VirtualCard) -> None:
     assert child["statut"] == "RECUP" and child["prenoms"] == "LEA" and child["source"] == "vitale"
     assert child["ins"].startswith("2180563220901")
     bad = cli("vitale", "--lecteur-vitale", virtual_card.reader_name, "--beneficiaire", "7", insi=True)
-    assert bad.returncode == 1 and "entre 1 et 3" in bad.stderr
+    assert bad.returncode == 1 and "entre 1 et 4" in bad.stderr
 
 
 def test_vitale_adult_then_dmp_ready(cli: Cli, virtual_card: VirtualCard) -> None:

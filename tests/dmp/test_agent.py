@@ -14,10 +14,9 @@ from ps_agent.audit.journal import AuditJournal
 from ps_agent.config import ENVIRONMENTS, AgentConfig
 from ps_agent.dmp.hl7 import DmpStatus
 from ps_agent.errors import AuditError
+from tests.fixtures.dmp_samples import ITI18, TD02, entry, hl7_answer
 
 from .fakedmp import FakeCredentials, FakeDmp, ok, query_response
-from .test_client import ITI18, TD02, _hl7_answer
-from .test_wire import entry
 
 TD03 = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization"
 
@@ -37,7 +36,7 @@ def make_agent(tmp_path: Path, dmp: FakeDmp, gp, signer, journal: AuditJournal |
 
 
 def closed_answer(req):
-    body = _hl7_answer("AA").replace('<statusCode code="active"/>', '<statusCode code="completed"/>')
+    body = hl7_answer("AA").replace('<statusCode code="active"/>', '<statusCode code="completed"/>')
     return ok(req, body)
 
 
@@ -64,7 +63,7 @@ class FailingJournal(AuditJournal):
 
 
 def test_no_patient_data_without_audit_record(tmp_path, dmp, gp, signer, patient):
-    dmp.handlers[TD02] = lambda req: ok(req, _hl7_answer("AA"))
+    dmp.handlers[TD02] = lambda req: ok(req, hl7_answer("AA"))
     dmp.handlers[ITI18] = lambda req: ok(req, query_response([entry(patient)]))
     journal = FailingJournal(tmp_path / "j.sqlite3")
     agent = make_agent(tmp_path, dmp, gp, signer, journal=journal)

@@ -23,17 +23,11 @@ from ps_agent.dmp.errors import (
     TransportError,
 )
 from ps_agent.dmp.model import Status
-from ps_agent.dmp.xmlns import HABILITATIONS, HL7, RIM, XDSB, q
+from ps_agent.dmp.xmlns import HABILITATIONS, RIM, XDSB, q
 from ps_agent.errors import AuthError
+from tests.fixtures.dmp_samples import CDA, ITI18, ITI41, ITI43, TD02, TD03, entry, hl7_answer
 
 from .fakedmp import SUCCESS_RR, FakeCredentials, FakeDmp, envelope, ok, query_response
-from .test_wire import CDA, entry
-
-ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
-ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
-ITI43 = "urn:ihe:iti:2007:RetrieveDocumentSet"
-TD02 = "urn:hl7-org:v3:PRPA_IN201307UV02"
-TD03 = "urn:si-dmp-habilitations:HabilitationsEndPoint:setAuthorization"
 
 
 @pytest.fixture
@@ -197,25 +191,15 @@ def test_soap_fault_with_http_500_is_a_refusal_not_a_network_error(client, dmp, 
     assert exc.value.code_context == "Aucune spécialité dans le vihf"
 
 
-def _hl7_answer(ack: str, extra: str = "", qrc: str = "OK") -> str:
-    return f"""<PRPA_IN201308UV02 xmlns="{HL7}"><acknowledgement typeCode="{ack}">{extra}</acknowledgement>
-    <controlActProcess><subject><registrationEvent><subject1><patient><statusCode code="active"/>
-    <patientPerson><name><family>DUPONT</family><given>MARIE</given></name></patientPerson></patient></subject1>
-    </registrationEvent></subject>
-    <queryAck><queryResponseCode code="{qrc}"/></queryAck></controlActProcess>
-    <attentionLine><keyWordText code="AUTORISATION"/><value code="VALIDE"/></attentionLine>
-    <attentionLine><keyWordText code="STATUT_MT"/><value value="true"/></attentionLine></PRPA_IN201308UV02>"""
-
-
 def test_td02_status_and_hl7_refusal(client, dmp, patient):
-    dmp.handlers[TD02] = lambda req: ok(req, _hl7_answer("AA"))
+    dmp.handlers[TD02] = lambda req: ok(req, hl7_answer("AA"))
     status = client.status(patient)
     assert status.exists and status.active and status.authorised and status.is_medecin_traitant
     assert status.family_name == "DUPONT"
     detail = (
         '<acknowledgementDetail><code code="DMPInvalidData"/><text>INS inconnu</text></acknowledgementDetail>'
     )
-    dmp.handlers[TD02] = lambda req: ok(req, _hl7_answer("AE", detail))
+    dmp.handlers[TD02] = lambda req: ok(req, hl7_answer("AE", detail))
     with pytest.raises(Hl7Refusal) as exc:
         client.status(patient)
     assert exc.value.code == "DMPInvalidData" and "INS inconnu" in exc.value.message_fr

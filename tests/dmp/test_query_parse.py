@@ -21,7 +21,8 @@ from ps_agent.dmp.model import (
     Visibility,
     parse_xds_time,
 )
-from ps_agent.dmp.xmlns import QUERY, RIM, q
+from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse
+from tests.fixtures import td31
 
 R = {"rim": RIM}
 
@@ -210,6 +211,101 @@ def test_fast_parse_equals_reference_parse_on_a_varied_answer(patient):
     assert parsed[13].size is None and parsed[14].size == 1400
     assert any(p.practice_setting == Code("AMBULATOIRE", "", "") for p in parsed)
     assert {p.version for p in parsed} == {"", "2", "3"}
+
+
+def _harden(answer: etree._Element) -> bytes:
+    """The registry rendering made as awkward as a well-formed ebRIM answer may be: comments everywhere,
+    pretty-printing whitespace, the rim namespace as the default one, CDATA and character references,
+    other registry objects between the entries, objects nested where the document's must not be read
+    (a Classification in a Classification, Slots and Names in an ExternalIdentifier), a Classification
+    with its Name before its Slot, an empty ValueList, a second Name/Description/VersionInfo (the first
+    wins), a repeated Slot name (the last wins), Slots after the Classifications."""
+    rol = answer.find(q(RIM, "RegistryObjectList"))
+    eos = list(rol)
+
+    def el(tag: str, parent: etree._Element | None = None, **attrs: str) -> etree._Element:
+        e = (
+            etree.Element(q(RIM, tag), attrs)
+            if parent is None
+            else etree.SubElement(parent, q(RIM, tag), attrs)
+        )
+        return e
+
+    def slot(parent: etree._Element, name: str, *values: str) -> etree._Element:
+        s = el("Slot", parent, name=name)
+        vl = el("ValueList", s)
+        for v in values:
+            el("Value", vl).text = v
+        return s
+
+    for n, eo in enumerate(eos):
+        cls = eo.findall(q(RIM, "Classification"))
+        if n % 3 == 0:
+            eo.insert(0, etree.Comment(f" entrée {n} "))
+            cls[0].insert(0, etree.Comment("<rim:Slot name='codingScheme'>faux</rim:Slot>"))
+            first_slot = eo.find(q(RIM, "Slot"))
+            first_slot[0].insert(0, etree.Comment("valeur"))
+        if n % 4 == 1:  # a Classification nested in a Classification, with a Slot, a Name and a Value
+            inner = el("Classification", None, classificationScheme=ebrim.DE_TYPE, nodeRepresentation="FAUX")
+            slot(inner, "codingScheme", "faux")
+            el("LocalizedString", el("Name", inner), value="Faux type")
+            cls[-1].append(inner)
+        if n % 5 == 2:  # Slots and a Classification in an ExternalIdentifier
+            xid = eo.find(q(RIM, "ExternalIdentifier"))
+            xid.insert(0, slot(xid, "creationTime", "19990101000000"))
+            el("Classification", xid, classificationScheme=ebrim.DE_CLASS, nodeRepresentation="FAUX")
+        if n % 6 == 3:  # Name before Slot in a Classification; an empty ValueList; a repeated Slot
+            code_cl = next(c for c in cls if c.get("classificationScheme") != ebrim.DE_AUTHOR)
+            name = code_cl.find(q(RIM, "Name"))
+            if name is not None:
+                code_cl.insert(0, name)
+            el("ValueList", el("Slot", eo, name="urn:vide"))
+            slot(eo, "languageCode", "de-DE")  # after the Classifications, the last one of the name
+        if n % 7 == 4:  # a second Name, Description and VersionInfo: the first ones win
+            anchor = eo.find(q(RIM, "VersionInfo"))
+            anchor.addnext(el("VersionInfo", None, versionName="99"))
+            el("LocalizedString", el("Name", None), value="Second titre").getparent()
+            second = el("Name", None)
+            el("LocalizedString", second, value="Second titre")
+            anchor.addnext(second)
+        if n % 8 == 5:  # other registry objects of the list between the entries
+            pkg = el("RegistryPackage", None, id=f"urn:uuid:pkg{n}")
+            slot(pkg, "submissionTime", "20200101000000")
+            el("LocalizedString", el("Name", pkg), value="Lot")
+            el("Classification", pkg, classificationScheme=ebrim.DE_TYPE, nodeRepresentation="FAUX")
+            eo.addnext(pkg)
+            pkg.addnext(el("Association", None, id=f"urn:uuid:as{n}", sourceObject="a", targetObject="b"))
+            eo.addprevious(el("ObjectRef", None, id=f"urn:uuid:ref{n}"))
+    for v in answer.iter(q(RIM, "Value")):
+        if v.text and v.text.startswith("PID-8"):
+            v.text = etree.CDATA(v.text)
+    data = etree.tostring(answer, pretty_print=True, encoding="UTF-8")
+    # the rim namespace as the default one, and character references instead of two letters
+    data = data.replace(b"<rim:", b"<").replace(b"</rim:", b"</").replace(b'xmlns:rim="', b'xmlns="')
+    data = data.replace("é".encode(), b"&#233;").replace("È".encode(), b"&#xC8;")
+    return data
+
+
+def test_fast_parse_equals_reference_parse_on_a_hard_registry_answer(patient):
+    entries = td31.varied_entries(patient, 400, seed=43)
+    data = _harden(td31.answer_element(entries, seed=43))
+    assert b"<!--" in data and b"CDATA" in data and b"&#233;" in data and b"<rim:" not in data
+    answer = safe_parse(data)
+    parsed = ebrim.parse_query_response(answer)
+    eos = answer.findall("rim:RegistryObjectList/rim:ExtrinsicObject", R)
+    assert len(parsed) == len(eos) == 400
+    for p, eo in zip(parsed, eos, strict=True):
+        _assert_same(p, reference_parse(eo))
+    # the model is the registry's: what was deposited, with the awkward parts read as a tree walk would
+    for n, (p, (e, status)) in enumerate(zip(parsed, entries, strict=True)):
+        assert (p.unique_id, p.title, p.status) == (e.unique_id, e.title, status)
+        assert sorted(map(repr, p.authors)) == sorted(map(repr, e.authors))  # Classifications shuffled
+        assert p.creation_time == e.creation_time and p.source_patient_info == e.source_patient_info
+        assert p.type_code == e.type_code, n  # the nested "FAUX" type is not the document's
+        assert p.language == ("de-DE" if n % 6 == 3 else e.language)
+        assert p.version == ("2" if n % 5 == 0 else "1")
+        assert p.extra_slots.get("urn:vide", ("absent",)) == (() if n % 6 == 3 else ("absent",))
+    assert len({p.authors for p in parsed}) > 100 and len({p.type_code for p in parsed}) > 20
 
 
 def test_fast_parse_round_trips_the_built_entries(patient):

@@ -13,7 +13,6 @@ from lxml import etree
 from ps_agent.dmp import ebrim, envelope, mtom, xades
 from ps_agent.dmp.errors import ProtocolError, RegistryRefusal, SoapFault
 from ps_agent.dmp.model import (
-    Author,
     Code,
     DocumentEntry,
     PatientId,
@@ -22,10 +21,7 @@ from ps_agent.dmp.model import (
     Visibility,
 )
 from ps_agent.dmp.xmlns import QUERY, RIM, RS, SOAP, WSA, XDSB, XOP, q
-
-CDA = b"""<?xml version="1.0" encoding="UTF-8"?>
-<ClinicalDocument xmlns="urn:hl7-org:v3"><!-- a comment --><id root="1.2.250.1.999.1.1.77"/>
-<title>Lettre</title></ClinicalDocument>"""
+from tests.fixtures.dmp_samples import CDA, entry
 
 
 @pytest.fixture(scope="module")
@@ -36,36 +32,6 @@ def dmp_schema(shared_dir: Path) -> etree.XMLSchema:
 @pytest.fixture(scope="module")
 def ipf_schema(shared_dir: Path) -> etree.XMLSchema:
     return etree.XMLSchema(file=str(shared_dir / "schemas/xds/offline-ipf-xdsb.xsd"))
-
-
-def entry(patient: PatientId, uid: str = "1.2.250.1.999.1.1.77", **kw) -> DocumentEntry:
-    base = dict(
-        unique_id=uid,
-        patient_id=patient,
-        type_code=Code("11490-0", "2.16.840.1.113883.6.1", "Lettre de sortie"),
-        class_code=Code("10", "1.2.250.1.213.1.1.4.1", "Compte rendu"),
-        format_code=Code("urn:ihe:iti:xds-sd:pdf:2008", "1.3.6.1.4.1.19376.1.2.3", "PDF"),
-        healthcare_facility_type=Code("SA07", "1.2.250.1.71.4.2.4", "Cabinet individuel"),
-        practice_setting=Code("AMBULATOIRE", "1.2.250.1.213.1.1.4.9", "Ambulatoire"),
-        creation_time=datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
-        title="Lettre de liaison",
-        authors=(
-            Author(
-                "899700000013",
-                "MEDECIN-GENERALISTE",
-                "JEAN",
-                "CABINET MEDICAL DU PARC",
-                "380000000100017",
-                Code("G15_10/SM26", "1.2.250.1.213.1.1.4.5", "Médecin - Qualifié en Médecine Générale (SM)"),
-            ),
-        ),
-        confidentiality=Visibility(masked_to_professionals=True).codes(),
-        source_patient_info=("PID-5|DUPONT^MARIE^^^^^L", "PID-7|19770501", "PID-8|F"),
-        hash="abc",
-        size=3,
-    )
-    base.update(kw)
-    return DocumentEntry(**base)
 
 
 def submission(patient: PatientId) -> SubmissionSet:

@@ -87,7 +87,8 @@ def test_cli_status_deposit_search_get(virtual_card, dmp_sandbox, test_pki, tmp_
     assert cli(["dmp", "mask", *common, uid, "--unmask"]) == 0
     assert cli(["dmp", "archive", *common, uid]) == 0
     assert cli(["dmp", "archive", *common, uid, "--unarchive"]) == 0
-    assert cli(["dmp", "delete", *common, uid]) == 0
+    assert cli(["dmp", "delete", *common, uid]) == 1  # asks for confirmation: no answer is "non"
+    assert cli(["dmp", "delete", *common, uid, "--oui"]) == 0
     out_text = capsys.readouterr().out
     for word in ("masqué", "démasqué", "archivé", "désarchivé", "supprimé"):
         assert word in out_text

@@ -58,11 +58,12 @@ def test_family_card_lists_beneficiaries_with_ranks(virtual_card: VirtualCard) -
         ("CLAIRE", "1985-09-12", 1, True),
         ("LEA", "2018-05-04", 1, False),
         ("LOU", "2018-05-04", 2, False),
+        ("NOE", "2019-00-00", 1, False),  # lunar birth date kept as read
     ]
     with pytest.raises(InsiInputError) as err:
-        reading.select(4)
+        reading.select(5)
     assert err.value.code == "vitale_beneficiary"
-    assert "entre 1 et 3" in err.value.message_fr
+    assert "entre 1 et 4" in err.value.message_fr
 
 
 def test_lunar_birth_date_kept(virtual_card: VirtualCard) -> None:
@@ -268,7 +269,7 @@ def test_long_family_file_read_in_chunks() -> None:
     data = replace(base, beneficiaries=base.beneficiaries + kids)
     applet = VitaleApplet(data)
     card, _, _ = VitaleSession(_Direct(applet)).read(now=datetime.now(UTC))
-    assert len(card.beneficiaries) == 11
+    assert len(card.beneficiaries) == 12
     assert card.beneficiaries[-1].birth_date == "2017-00-00"  # lunar, kept
 
 
@@ -291,7 +292,7 @@ def test_sandbox_card_command_inserts_a_vitale_profile(virtual_card: VirtualCard
         assert inserted.returncode == 0, inserted.stderr
         assert "vitale-famille" in inserted.stdout
         reading = read_vitale(virtual_card.reader_name)
-        assert [b.first_name for b in reading.beneficiaries] == ["CLAIRE", "LEA", "LOU"]
+        assert [b.first_name for b in reading.beneficiaries] == ["CLAIRE", "LEA", "LOU", "NOE"]
     finally:
         removed = card("remove")
     assert removed.returncode == 0

@@ -13,7 +13,7 @@ from sandbox import demo
 from sandbox.dmp import build, xds
 from sandbox.profiles import PROFILES
 from tests.fixtures.sandbox import ACTIONS, VihfSpec, envelope, soap_fault
-from tests.sandbox.dmp.test_full_stack import _errors, _find, _root, _spec
+from tests.fixtures.sandbox_calls import _errors, _find, _root, _spec
 
 P = demo.DEMO_ADULT
 SAML = "urn:oasis:names:tc:SAML:2.0:assertion"

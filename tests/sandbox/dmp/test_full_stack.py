@@ -9,35 +9,7 @@ from sandbox import demo
 from sandbox.dmp import build, xds
 from sandbox.profiles import PROFILES
 from sandbox.server import mtom
-from tests.fixtures.sandbox import VihfSpec
-
-
-def _root(response) -> tuple[etree._Element, dict[str, bytes]]:
-    """(first child of soap:Body, MTOM parts)."""
-    ctype = mtom.parse_content_type(response.headers["content-type"])
-    parts: dict[str, bytes] = {}
-    if ctype.mime == "multipart/related":
-        raw, parts = mtom.parse_multipart(response.content, ctype)
-    else:
-        raw = response.content
-    body = etree.fromstring(raw).find("{http://www.w3.org/2003/05/soap-envelope}Body")
-    return body[0], parts
-
-
-def _errors(root: etree._Element) -> list[tuple[str, str]]:
-    return [(e.get("errorCode"), e.get("codeContext")) for e in root.iter("{*}RegistryError")]
-
-
-def _spec(profile: str, patient: demo.DemoPatient, **kw) -> VihfSpec:
-    return VihfSpec(profile=profile, patient_ins=patient.ins, patient_oid=patient.oid, **kw)
-
-
-def _find(wire, profile: str, patient: demo.DemoPatient, **kw) -> etree._Element:
-    resp = wire.call(
-        "TD3.1", build.find_documents(patient.ins, patient.oid), spec=_spec(profile, patient, **kw)
-    )
-    assert resp.status_code == 200, resp.text
-    return _root(resp)[0]
+from tests.fixtures.sandbox_calls import _errors, _find, _root, _spec
 
 
 def test_demo_patients_over_https(demo_sandbox, test_pki, wire_for) -> None:

@@ -1,0 +1,205 @@
+"""UI test fixtures: offscreen Qt, a sandbox DMP with the demo data (one per test module), ``Services``
+on it, the main window over a session with software keys of a card profile, and an identity source
+standing in for INSi (the INS comes back « récupérée », as INSi would give it)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
+from ps_agent.auth.software import SoftwareCredentials
+from ps_agent.config import AgentConfig, Environment
+from ui.labels import NOT_QUALIFIED_REASON, IdentityStatus
+from ui.patient import PatientIdentity
+
+
+def identity_of(profile_name: str) -> ProfessionalIdentity:
+    from sandbox.profiles import PROFILES
+
+    p = PROFILES[profile_name]
+    s = p.situations[0]
+    return ProfessionalIdentity(
+        id_nat=p.id_nat,
+        family_name=p.family_name,
+        given_name=p.given_name,
+        profession_code=p.profession_code,
+        profession_label=p.profession_label,
+        specialty_code=p.specialty_code,
+        card_type=p.card_type,
+        non_ps_role="SECRETARIAT_MEDICAL" if p.card_type == "CPE" and not p.profession_code else "",
+        activity=Activity(s.structure_id, s.structure_name, s.sector, s.role),
+        extra={"card_serial": p.serial},
+    )
+
+
+def software_credentials(pki: Any, profile: str) -> SoftwareCredentials:
+    c = pki.card(profile)
+    return SoftwareCredentials(
+        identity_of(profile), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
+    )
+
+
+def demo_identity(demo_patient: Any, status: IdentityStatus = IdentityStatus.PROVISOIRE) -> PatientIdentity:
+    d = demo_patient.birth_date
+    return PatientIdentity(
+        ins=demo_patient.ins,
+        oid=demo_patient.oid,
+        status=status,
+        birth_family_name=demo_patient.family_name,
+        given_names=demo_patient.given_names,
+        birth_date=f"{d[:4]}-{d[4:6]}-{d[6:]}",
+        sex=demo_patient.sex,
+        birth_place_code=demo_patient.birth_place,
+    )
+
+
+class InsiStandIn:
+    """Stands in for the INSi téléservice (not on this branch): the demo patient's INS comes back
+    « récupérée » with its reference traits."""
+
+    name = "INSi (bac à sable)"
+
+    def find(self, typed: PatientIdentity, ctx: Any) -> PatientIdentity:
+        from sandbox import demo
+
+        for p in demo.DEMO_PATIENTS:
+            if p.ins == typed.ins:
+                return replace(demo_identity(p, IdentityStatus.RECUPEREE), source=self.name)
+        raise LookupError("INS inconnu")
+
+
+@pytest.fixture(scope="module")
+def ui_sandbox(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any]:
+    from sandbox.demo import seed
+    from sandbox.server import start
+
+    running = start(tmp_path_factory.mktemp("ui-sandbox"), test_pki)
+    try:
+        seed(running.store)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def sandbox_faults(ui_sandbox: Any) -> Iterator[Callable[..., None]]:
+    from sandbox.server.faults import FaultConfig
+
+    def set_(**kw: Any) -> None:
+        ui_sandbox.faults.configure(FaultConfig(seed=1, **kw))
+
+    yield set_
+    ui_sandbox.faults.clear()
+
+
+@pytest.fixture
+def services(ui_sandbox: Any, test_pki: Any, tmp_path: Path) -> Iterator[Any]:
+    from ps_agent.services import Services
+
+    env = Environment("sandbox", ui_sandbox.base_url, ca_file=str(test_pki.ca_bundle))
+    s = Services(AgentConfig(env, tmp_path / "home", deposit_retries=0))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def window_for(qtbot: Any, services: Any, test_pki: Any) -> Iterator[Callable[..., Any]]:
+    """``window_for(profile=None, source=InsiStandIn())``: the main window (+ tray); with a profile, a
+    session with that card profile's software keys is already open."""
+    from ui.app import make_window
+
+    made: list[Any] = []
+
+    def make(
+        profile: str | None = "gp", *, source: Any = None, monitor: Any = None, segur_notice: bool = False
+    ) -> Any:
+        w = make_window(
+            services,
+            card_monitor=monitor,
+            identity_source=source or InsiStandIn(),
+            auto_pin_dialog=False,
+            segur_notice=segur_notice,
+        )
+        qtbot.addWidget(w)
+        made.append(w)
+        w.show()
+        if profile is not None:
+            w.controller.use_session(services.open_session(software_credentials(test_pki, profile)))
+        return w
+
+    yield make
+    for w in made:
+        w.controller.close()
+
+
+def idle(qtbot: Any, window: Any, timeout: int = 20_000) -> None:
+    """Wait until no background operation runs (session and services workers)."""
+    c = window.controller
+
+    def done() -> bool:
+        return (c.worker is None or c.worker.pending == 0) and c.services_worker.pending == 0
+
+    qtbot.waitUntil(done, timeout=timeout)
+
+
+@pytest.fixture
+def wait_idle(qtbot: Any) -> Callable[..., None]:
+    return lambda window, timeout=20_000: idle(qtbot, window, timeout)
+
+
+def minimal_pdf(text: str = "Compte rendu de test") -> bytes:
+    """A one-page PDF written by hand (valid xref), enough for QtPdf and the CDA builder."""
+    stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+@pytest.fixture
+def pdf_bytes() -> bytes:
+    return minimal_pdf()
+
+
+def open_qualified(qtbot: Any, w: Any, patient: Any, monkeypatch: Any, wait_idle: Any) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QInputDialog
+
+    """Open ``patient`` through the INSi stand-in (récupérée) then « Valider l'identité » (CNI)."""
+    w.open_form.fill(demo_identity(patient))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    assert w.patient.identity.status is IdentityStatus.RECUPEREE
+    assert w.identity_bar.chip.text() == "Identité récupérée"
+    assert w.dmp_banner.reason.text() == NOT_QUALIFIED_REASON
+    assert not w.deposit_page.send.isEnabled()
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Carte nationale d'identité", True))
+    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.patient is not None and w.patient.status is not None, timeout=15_000)
+    wait_idle(w)
+    assert w.identity_bar.chip.text() == "Identité qualifiée"
+    assert w.patient.handle.ref.ins_status == "QUAL"

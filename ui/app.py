@@ -1,0 +1,96 @@
+"""``python -m ui`` / ``ps-agent-ui``: the tray agent and its window.
+
+    python -m ui [--env sandbox|formation1|…|https://…] [--ca bundle.pem] [--home DIR] [--hidden]
+                 [--instance NAME] [--smoke]
+
+Single instance: a second launch brings the running window forward and exits (code 0).
+``--smoke`` builds everything, shows the window and quits at once (headless check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ps-agent-ui", description="Agent DMP : fenêtre et icône de notification"
+    )
+    p.add_argument(
+        "--env", default="sandbox", help="environnement DMP (sandbox, formation1…, ou URL https://)"
+    )
+    p.add_argument("--ca", default=None, help="fichier des autorités de certification (PEM)")
+    p.add_argument("--home", default=None, help="dossier des données (journal, file d'envoi)")
+    p.add_argument("--hidden", action="store_true", help="démarrer dans la zone de notification seulement")
+    p.add_argument("--instance", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="démarrer puis quitter aussitôt (contrôle)")
+    return p
+
+
+def make_window(services: Any, *, card_monitor: Any = None, **kw: Any) -> Any:
+    """The controller + main window + tray over ``services`` (used by ``main`` and the tests)."""
+    from ui.controller import AgentController
+    from ui.main_window import MainWindow
+    from ui.tray import Tray
+
+    controller = AgentController(services, card_monitor=card_monitor)
+    window = MainWindow(controller, **kw)
+    window.tray = Tray(window)  # type: ignore[attr-defined]
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName("ps-agent")
+    app.setApplicationDisplayName("ps-agent — DMP")
+    app.setQuitOnLastWindowClosed(False)  # the tray agent lives on without a window
+    from PySide6.QtCore import QLocale
+
+    QLocale.setDefault(QLocale(QLocale.Language.French, QLocale.Country.France))  # dates, numbers, calendar
+    from ui.single_instance import SingleInstance
+
+    single = SingleInstance(args.instance)
+    if not single.is_primary:
+        print("ps-agent est déjà ouvert : sa fenêtre a été ramenée au premier plan.")
+        return 0
+    from ps_agent.card.monitor import CardMonitor
+    from ps_agent.config import AgentConfig
+    from ps_agent.services import Services
+
+    config = AgentConfig.default(args.env, ca_file=args.ca, home=Path(args.home) if args.home else None)
+    services = Services(config)
+    monitor = CardMonitor(poll_s=0.5)
+    window = make_window(services, card_monitor=monitor)
+    single.activate_requested.connect(window.tray.show_window)
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    if QSystemTrayIcon.isSystemTrayAvailable():
+        window.tray.show()
+    else:  # no tray on this desktop: closing the window must end the program, never leave it invisible
+        app.setQuitOnLastWindowClosed(True)
+        args.hidden = False
+    if not args.hidden:
+        window.show()
+    window.controller.start_card_watch()
+    if args.smoke:
+        QTimer.singleShot(0, app.quit)
+    code = app.exec()
+    window.controller.close()
+    services.close()
+    single.close()
+    return int(code)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,197 @@
+"""Every French wording of the window in one place (exact texts of dmp-ui-requirements.md where it gives
+them, ids in comments), plus the UI's own inferred choices tagged [I]."""
+
+from __future__ import annotations
+
+import enum
+
+from ps_agent.access.policy import BRIS_DE_GLACE_MIN_REASON
+
+# ------------------------------------------------------------------ card and session (1.1, issue 11 §2)
+
+
+class CardState(enum.StrEnum):
+    """What the tray and the header say about the card."""
+
+    STARTING = "starting"
+    NO_SERVICE = "no_service"
+    NO_READER = "no_reader"
+    NO_CARD = "no_card"
+    UNKNOWN_CARD = "unknown_card"
+    PIN_NEEDED = "pin_needed"
+    LOGGING_IN = "logging_in"
+    READY = "ready"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+    ESTABLISHMENT = "establishment"  # no card: establishment certificate (INDIRECTE / AIR)
+
+
+CARD_STATE_FR = {
+    CardState.STARTING: "Recherche du lecteur de cartes…",
+    CardState.NO_SERVICE: "Service de cartes à puce indisponible (PC/SC) : vérifiez l'installation.",
+    CardState.NO_READER: "Aucun lecteur de cartes : branchez le lecteur.",
+    CardState.NO_CARD: "Aucune carte : insérez votre carte CPS.",
+    CardState.UNKNOWN_CARD: "Carte non reconnue : insérez une carte CPS.",
+    CardState.PIN_NEEDED: "Carte insérée : saisissez votre code porteur.",
+    CardState.LOGGING_IN: "Vérification du code porteur…",
+    CardState.READY: "Prêt",
+    CardState.BLOCKED: "Carte bloquée : débloquez-la avec le code de déblocage (PUK).",
+    CardState.EXPIRED: "Carte expirée : elle ne peut plus être utilisée.",
+    CardState.ESTABLISHMENT: "Certificat d'établissement",
+}
+
+AUTH_MODE_FR = {
+    "DIRECTE": "Carte CPS",
+    "INDIRECTE": "Certificat d'établissement",
+    "INDIRECTE_RENFORCEE": "Certificat d'établissement (authentification renforcée, AIR)",
+}
+
+# TRE_G15 professions most users carry; anything else falls back to the card's own label.
+PROFESSION_FR = {
+    "10": "Médecin",
+    "21": "Pharmacien",
+    "40": "Chirurgien-dentiste",
+    "50": "Sage-femme",
+    "60": "Infirmier",
+    "69": "Infirmier psychiatrique",
+}
+SPECIALTY_FR = {
+    "SM54": "Médecin généraliste",
+    "SM26": "Médecin généraliste",
+    "SM04": "Cardiologue",
+    "G15_21/SM": "Pharmacien d'officine",
+}
+NON_PS_ROLE_FR = {"SECRETARIAT_MEDICAL": "Secrétariat médical"}
+
+# PIN dialog (auth errors give the rest: WrongPin, PinFinalTryError, PinBlocked messages_fr)
+PIN_TITLE = "Code porteur de la carte CPS"
+PIN_PROMPT = "Saisissez le code porteur de votre carte (4 chiffres)."
+PIN_FINAL_TRY_CONFIRM = "Je confirme : c'est mon dernier essai avant le blocage de la carte"
+PIN_BLOCKED_HELP = (
+    "Votre carte est bloquée après trois codes porteur erronés. Pour la débloquer, utilisez le code de "
+    "déblocage (PUK, 8 chiffres) reçu avec la carte dans l'outil de gestion des cartes CPS de votre "
+    "poste, ou contactez CPS Info Service (ANS). Aucune action DMP n'est possible d'ici là."
+)
+PIN_SESSION_ONCE = "Le code ne vous sera plus demandé tant que la carte reste dans le lecteur."
+
+# ------------------------------------------------------------------ patient identity (2.2, 2.6)
+
+
+class IdentityStatus(enum.StrEnum):
+    """RNIV identity statuses; values are ``PatientRef.ins_status`` codes."""
+
+    PROVISOIRE = "PROV"
+    RECUPEREE = "RECUP"
+    VALIDEE = "VALI"
+    QUALIFIEE = "QUAL"
+
+
+IDENTITY_STATUS_FR = {
+    IdentityStatus.PROVISOIRE: "Identité provisoire",
+    IdentityStatus.RECUPEREE: "Identité récupérée",
+    IdentityStatus.VALIDEE: "Identité validée",
+    IdentityStatus.QUALIFIEE: "Identité qualifiée",
+}
+VALIDATE_IDENTITY = "Valider l'identité"
+NOT_QUALIFIED_REASON = (
+    "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
+)
+# High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+HIGH_TRUST_DOCUMENTS = (
+    "Carte nationale d'identité",
+    "Passeport",
+    "Titre de séjour",
+    "Livret de famille (mineur, avec la pièce d'un parent)",
+    "Extrait d'acte de naissance (mineur, avec la pièce d'un parent)",
+)
+
+# ------------------------------------------------------------------ minors (5.1-5.3)
+MINOR_PROPOSAL = (
+    "Patient mineur : souhaitez-vous, avec lui, utiliser la connexion secrète ? Les documents déposés ne "
+    "seront pas visibles de ses représentants légaux."
+)  # 5.1
+MINOR_CONFIDENTIAL_BADGE = "Connexion secrète (mineur)"  # 5.3
+MINOR_CONFIDENTIAL_FORCED = (
+    "Connexion secrète : le document sera non visible par les représentants légaux (obligatoire)."
+)
+# [I] Age of majority when the DMP's ``ageMajorite`` is not known to the window.
+AGE_OF_MAJORITY = 18
+
+# ------------------------------------------------------------------ DMP status banner (3.1-3.3)
+BANNER_NO_DMP = "Pas de DMP"
+BANNER_CLOSED = "DMP fermé"
+# [I] 3.1 gives no wording for an opposition to the DMP itself; PAT-06: nothing but TD0.2 is allowed.
+BANNER_OPPOSED = "Le patient s'est opposé à son DMP : ni consultation ni dépôt."
+BANNER_AUTHORISED = "Accès autorisé"
+BANNER_NOT_AUTHORISED = "Accès non autorisé"
+BANNER_EXPIRED = "Autorisation expirée"
+BANNER_BLOCKED = "Vous êtes bloqué par le patient — dépôt toujours possible"
+BANNER_MT = "Vous êtes le médecin traitant DMP"
+CONSENT_TICK = "Le patient a donné son accord pour la consultation de son DMP"  # 3.2 (ACC-01/02)
+CONSENT_BUTTON = "Le patient consent à l'accès"  # issue 11 §3
+RENEW_TICK = "Le patient renouvelle son accord"  # 3.3
+
+# ------------------------------------------------------------------ emergency (4.1-4.4)
+BDG_ACTION = "Accès en urgence (bris de glace)…"
+C15_ACTION = "Accès centre de régulation (SAMU-Centre 15)"
+BDG_CONDITION_1 = "Le patient est hors d'état d'exprimer sa volonté"
+BDG_CONDITION_2 = "Sa situation comporte un risque immédiat pour sa santé"
+BDG_REASON_LABEL = "Motif de l'accès en urgence (obligatoire)"
+BDG_NOTICE = "Le patient et son médecin traitant seront informés de cet accès."  # 4.2
+BDG_CONFIRM = "Accéder en urgence"
+BDG_OPPOSED = "Le patient s'est opposé à l'accès en urgence à son dossier."  # 4.4
+# Minimum length of the emergency reason: the core's rule URG-02 (one place: ps_agent.access.policy), so the
+# dialog never lets through a reason the policy then refuses.
+EMERGENCY_REASON_MIN_CHARS = BRIS_DE_GLACE_MIN_REASON
+
+
+def emergency_banner(mode: str, reason: str) -> str:
+    if mode == "centre_15":
+        return f"Accès centre de régulation (SAMU-Centre 15) — motif : {reason}"
+    return f"Accès en urgence (bris de glace) — motif : {reason}"  # 4.1
+
+
+# ------------------------------------------------------------------ documents (6.2, 6.3, 7.4, 6.13)
+STATE_MASKED = "masqué aux professionnels de santé"
+STATE_INVISIBLE_PATIENT = "non visible par le patient"
+STATE_INVISIBLE_REPS = "non visible par les représentants légaux"
+STATE_ARCHIVED = "archivé"
+STATE_OBSOLETE = "ancienne version obsolète"
+STATE_ACTIVE = "actif"
+PATIENT_AUTHORED = "Ajouté par le patient"
+SHOW_ARCHIVED = "Afficher les documents archivés"
+SHOW_OLD_VERSIONS = "Afficher les anciennes versions (obsolètes/remplacées)"
+VIEW_WARN_PATIENT = "Attention, ce document n'est pas visible du patient"
+VIEW_WARN_REPS = (
+    "Attention, ce document n'est pas visible des représentants légaux pour préserver le secret du "
+    "mineur titulaire du DMP"
+)
+HIDDEN_TYPES_FOOTER = "Certains types de documents ne sont pas accessibles à votre profession"
+ALL_DOCUMENTS = "Tous les documents"
+# [I] Display time zone of DMP times (UTC on the wire, 6.5).
+DISPLAY_TZ = "Europe/Paris"
+
+# ------------------------------------------------------------------ deposit (8.3, 8.4, 8.10, 11.5)
+VIS_MASKED = "Masqué aux professionnels de santé"
+VIS_INVISIBLE_PATIENT = "Non visible par le patient"
+VIS_INVISIBLE_REPS = "Non visible par les représentants légaux"
+VIS_EXCLUSION = (
+    "« Masqué aux professionnels de santé » et « Non visible par le patient » ne peuvent pas être "
+    "cochés ensemble."
+)
+VIS_PATIENT_LATER = "Sera visible automatiquement par le patient dans 1 mois (R1111-53)"
+DEPOSIT_NOTIFIED = "Le patient sera notifié de ce dépôt."  # 11.5
+DEPOSIT_SEND = "Envoyer au DMP"
+
+# ------------------------------------------------------------------ queue (docs/agent.md states)
+QUEUE_STATE_FR = {
+    "pending": "en attente d'envoi",
+    "sending": "envoi en cours",
+    "waiting": "nouvel essai prévu",
+    "registered": "enregistré dans le DMP",
+    "refused": "refusé par le DMP",
+    "handed_back": "rendu à l'utilisateur",
+}
+
+# [I] The event loop must never stall longer than this (issue 11 "never blocks"); checked by the tests.
+MAX_STALL_MS = 100

@@ -1,0 +1,869 @@
+"""The main window: a permanent header saying who acts (1.1), the red emergency banner (4.1), the patient
+banner (identity 2.2 + DMP status 3.1), and the pages (patient documents, deposit, journal, queue). Every
+core call goes through the session's ``Worker`` (or the services worker): the GUI thread never waits on
+the card, the network or SQLite. A status bar shows what runs, with « Annuler »."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ps_agent.access.policy import AccessMode
+from ps_agent.context import Cancelled
+from ps_agent.errors import PsAgentError
+from ui import labels as L
+from ui.controller import AgentController, who_acts
+from ui.deposit import DepositPage
+from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
+from ui.emergency import EmergencyDialog
+from ui.journal_queue import JournalPage, QueuePage
+from ui.labels import CardState
+from ui.patient import (
+    DmpBanner,
+    IdentityBar,
+    IdentitySource,
+    ManualEntrySource,
+    OpenPatient,
+    OpenPatientForm,
+    PatientIdentity,
+)
+from ui.pin_dialog import PinDialog
+from ui.vaccinations import VaccinationPage
+from ui.worker import Op, OpHandle, Worker
+
+log = logging.getLogger(__name__)
+APP_TITLE = "ps-agent — DMP"
+
+
+def error_text(exc: BaseException) -> str:
+    """One place mapping errors to the French the user reads (Anki's ``show_exception``)."""
+    from cda.errors import CdaError
+
+    if isinstance(exc, PsAgentError):
+        code = f" [{exc.code}]" if exc.code else ""
+        return f"{exc.message_fr}{code}"
+    if isinstance(exc, CdaError):
+        where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
+        return f"Document invalide : {exc.message_fr}{where}"
+    return f"Erreur inattendue : {exc}"
+
+
+def author_for(identity: Any) -> Any:
+    """The CDA author of the acting professional (``ps_agent.dmp.metadata.author_input_of``). When the
+    card's specialty is not a JDV_J01 code (e.g. a pharmacist's « G15_21/SM » section), fall back to the
+    profession alone (« G15_21 ») rather than refuse the act: the work-around lives here, once."""
+    from dataclasses import replace as dc_replace
+
+    from cda.errors import CdaError
+    from ps_agent.dmp.metadata import author_input_of
+
+    author = author_input_of(identity)
+    try:
+        author.checked()
+    except CdaError:
+        fallback = dc_replace(author, specialty_code=f"G15_{identity.profession_code}")
+        fallback.checked()
+        return fallback
+    return author
+
+
+class Header(QFrame):
+    """Who acts: name, profession, structure, authentication mode; the card state otherwise."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Professionnel connecté")
+        self.setStyleSheet("Header { background: #1f3b5c; } QLabel { color: white; }")
+        lay = QHBoxLayout(self)
+        self.name = QLabel("")
+        self.name.setAccessibleName("Nom")
+        self.profession = QLabel("")
+        self.profession.setAccessibleName("Profession")
+        self.structure = QLabel("")
+        self.structure.setAccessibleName("Structure")
+        self.mode = QLabel("")
+        self.mode.setAccessibleName("Mode d'authentification")
+        self.card = QLabel("")
+        self.card.setAccessibleName("État de la carte")
+        self.pin_btn = QPushButton("Saisir le code porteur…")
+        self.pin_btn.setAccessibleName("Saisir le code porteur")
+        self.separators: list[QLabel] = []
+        for i, w in enumerate((self.name, self.profession, self.structure, self.mode)):
+            if i:
+                sep = QLabel("·")
+                self.separators.append(sep)
+                lay.addWidget(sep)
+            lay.addWidget(w)
+        lay.addStretch(1)
+        lay.addWidget(self.card)
+        lay.addWidget(self.pin_btn)
+
+    def show_state(self, controller: AgentController) -> None:
+        name, profession, structure, mode = controller.header_parts()
+        self.name.setText(f"<b>{name}</b>" if name else "")
+        self.profession.setText(profession)
+        self.structure.setText(structure)
+        self.mode.setText(mode)
+        for sep in self.separators:
+            sep.setVisible(bool(name))
+        state = controller.state
+        self.card.setText(
+            "" if state in (CardState.READY, CardState.ESTABLISHMENT) else L.CARD_STATE_FR[state]
+        )
+        self.pin_btn.setVisible(state is CardState.PIN_NEEDED)
+
+
+class MainWindow(QMainWindow):
+    patient_opened = Signal(object)  # OpenPatient
+    documents_listed = Signal(object)  # DocumentList
+    document_shown = Signal(object)  # DocumentEntry
+    deposit_done = Signal(object)  # DepositResult (or DepositDeferred)
+    vaccinations_listed = Signal(object)  # list of cda.vaccinations.Immunization
+    message = Signal(str)  # any user message shown (status line)
+
+    def __init__(
+        self,
+        controller: AgentController,
+        *,
+        identity_source: IdentitySource | None = None,
+        auto_pin_dialog: bool = True,
+        segur_notice: bool = True,
+    ) -> None:
+        super().__init__()
+        self.controller = controller
+        self.identity_source: IdentitySource = identity_source or ManualEntrySource()
+        self.auto_pin_dialog = auto_pin_dialog
+        self.segur_notice = segur_notice
+        self.notice_dialog: Any = None
+        self.minor_box: QMessageBox | None = None
+        self.confirm_box: QMessageBox | None = None
+        self.patient: OpenPatient | None = None
+        self.pin_dialog: PinDialog | None = None
+        self.setWindowTitle(APP_TITLE)
+        self.setAccessibleName("Fenêtre principale")
+        self.resize(1200, 800)
+        central = QWidget()
+        root = QVBoxLayout(central)
+        root.setContentsMargins(0, 0, 0, 0)
+        self.header = Header()
+        root.addWidget(self.header)
+        self.session_note = QLabel("")
+        self.session_note.setWordWrap(True)
+        self.session_note.setStyleSheet("background: #fdecea; padding: 6px;")
+        self.session_note.setAccessibleName("Session")
+        self.session_note.hide()
+        root.addWidget(self.session_note)
+        self.emergency_banner = QLabel("")
+        self.emergency_banner.setStyleSheet(
+            "background: #c00000; color: white; font-weight: bold; padding: 8px;"
+        )
+        self.emergency_banner.setAccessibleName("Accès en urgence")
+        self.emergency_banner.hide()
+        root.addWidget(self.emergency_banner)
+        self.identity_bar = IdentityBar()
+        root.addWidget(self.identity_bar)
+        self.dmp_banner = DmpBanner()
+        root.addWidget(self.dmp_banner)
+        actions = QHBoxLayout()
+        self.bdg_btn = QPushButton(L.BDG_ACTION)
+        self.bdg_btn.setAccessibleName(L.BDG_ACTION)
+        self.c15_btn = QPushButton(L.C15_ACTION)
+        self.c15_btn.setAccessibleName(L.C15_ACTION)
+        self.close_btn = QPushButton("Fermer le dossier")
+        self.close_btn.setAccessibleName("Fermer le dossier du patient")
+        for b in (self.bdg_btn, self.c15_btn, self.close_btn):
+            actions.addWidget(b)
+            b.hide()
+        actions.addStretch(1)
+        root.addLayout(actions)
+        self.tabs = QTabWidget()
+        self.tabs.setAccessibleName("Pages")
+        root.addWidget(self.tabs, 1)
+        # patient page
+        self.patient_page = QWidget()
+        pl = QVBoxLayout(self.patient_page)
+        self.open_form = OpenPatientForm()
+        pl.addWidget(self.open_form)
+        self.docs_area = QSplitter(Qt.Orientation.Horizontal)
+        self.rubrics = RubricList()
+        self.docs_area.addWidget(self.rubrics)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        self.doc_model = DocumentTableModel(self)
+        self.doc_proxy = DocumentFilter(self)
+        self.doc_proxy.setSourceModel(self.doc_model)
+        self.filters = FilterBar(self.doc_proxy)
+        rl.addWidget(self.filters)
+        self.doc_table = QTableView()
+        self.doc_table.setModel(self.doc_proxy)
+        self.doc_table.setSortingEnabled(True)
+        self.doc_table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.doc_table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.doc_table.setAccessibleName("Documents du patient")
+        self.doc_table.horizontalHeader().setStretchLastSection(True)
+        rl.addWidget(self.doc_table, 1)
+        self.hidden_note = QLabel("")
+        self.hidden_note.setWordWrap(True)
+        self.hidden_note.setAccessibleName("Documents non accessibles à votre profession")
+        rl.addWidget(self.hidden_note)
+        self.viewer = DocumentViewer()
+        splitter2 = QSplitter(Qt.Orientation.Vertical)
+        splitter2.addWidget(right)
+        splitter2.addWidget(self.viewer)
+        self.docs_area.addWidget(splitter2)
+        self.docs_area.setStretchFactor(1, 1)
+        pl.addWidget(self.docs_area, 1)
+        self.docs_area.hide()
+        self.tabs.addTab(self.patient_page, "Patient")
+        self.deposit_page = DepositPage()
+        self.tabs.addTab(self.deposit_page, "Dépôt")
+        self.vaccination_page = VaccinationPage()
+        self.tabs.addTab(self.vaccination_page, "Vaccinations")
+        self.journal_page = JournalPage()
+        self.tabs.addTab(self.journal_page, "Journal")
+        self.queue_page = QueuePage()
+        self.tabs.addTab(self.queue_page, "File d'envoi")
+        # status bar: what runs, progress, cancel
+        self.busy_label = QLabel("")
+        self.busy_label.setAccessibleName("Opération en cours")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(200)
+        self.progress.setAccessibleName("Progression")
+        self.progress.hide()
+        self.cancel_btn = QPushButton("Annuler")
+        self.cancel_btn.setAccessibleName("Annuler l'opération en cours")
+        self.cancel_btn.hide()
+        self.status_line = QLabel("")
+        self.status_line.setAccessibleName("Message")
+        self.status_line.setWordWrap(True)
+        sb = self.statusBar()
+        sb.addWidget(self.status_line, 1)
+        sb.addPermanentWidget(self.busy_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_btn)
+        self.setCentralWidget(central)
+        self._current_op: OpHandle | None = None
+        # wiring
+        c = controller
+        c.state_changed.connect(self._on_state)
+        c.session_opened.connect(self._on_session_opened)
+        c.session_ended.connect(self._on_session_ended)
+        c.bridge.queue_changed.connect(lambda _e: self.refresh_queue())
+        self._watch_worker(c.services_worker)
+        self.header.pin_btn.clicked.connect(self.ask_pin)
+        self.open_form.submitted.connect(self.open_patient)
+        self.identity_bar.validated.connect(self.validate_identity)
+        self.dmp_banner.consent.connect(self.record_consent)
+        self.bdg_btn.clicked.connect(lambda: self.ask_emergency(centre_15=False))
+        self.c15_btn.clicked.connect(lambda: self.ask_emergency(centre_15=True))
+        self.close_btn.clicked.connect(self.close_patient)
+        self.rubrics.currentRowChanged.connect(
+            lambda _r: self.doc_proxy.set(rubric=self.rubrics.current_rubric())
+        )
+        self.doc_table.activated.connect(self._open_row)
+        self.doc_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.doc_table.customContextMenuRequested.connect(self._doc_menu)
+        self.filters.archived.toggled.connect(lambda _c: self.list_documents())
+        self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
+        self.deposit_page.send_requested.connect(self.deposit)
+        self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
+        self.vaccination_page.record_requested.connect(self.record_vaccination)
+        self.journal_page.refresh_requested.connect(self.refresh_journal)
+        self.journal_page.verify_requested.connect(self.verify_journal)
+        self.queue_page.refresh_requested.connect(self.refresh_queue)
+        self.queue_page.resend_requested.connect(self.resend_queue)
+        self.queue_page.hand_back_requested.connect(self.hand_back)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.cancel_btn.clicked.connect(self.cancel_current)
+        QShortcut(QKeySequence("Escape"), self, self.cancel_current)
+        self._on_state(c.state.value)
+        self._update_patient_ui()
+        self.refresh_queue()  # the tray shows the queue from the start, session or not
+
+    # ------------------------------------------------------------------ plumbing
+    def _watch_worker(self, worker: Worker) -> None:
+        worker.busy.connect(self._on_busy)
+        worker.idle.connect(self._on_idle)
+        worker.progress.connect(self._on_progress)
+        worker.failed.connect(lambda exc: self.say(error_text(exc), error=True))
+
+    def _on_busy(self, label: str, handle: OpHandle) -> None:
+        self._current_op = handle
+        self.busy_label.setText(label + "…")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_btn.show()
+
+    def _on_idle(self) -> None:
+        self._current_op = None
+        self.busy_label.setText("")
+        self.progress.hide()
+        self.cancel_btn.hide()
+
+    def _on_progress(self, step: str, done: int, total: int) -> None:
+        self.busy_label.setText(step + "…")
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+
+    def cancel_current(self) -> None:
+        if self._current_op is not None:
+            self._current_op.cancel()
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        self.status_line.setText(text)
+        self.status_line.setStyleSheet("color: #a40000;" if error else "")
+        self.message.emit(text)
+
+    def run(self, op: Op[Any]) -> OpHandle | None:
+        """Run ``op`` on the session's worker (refused without a session)."""
+        worker = self.controller.worker
+        if worker is None:
+            self.say(L.CARD_STATE_FR[self.controller.state], error=True)
+            return None
+        return worker.run(op)
+
+    # ------------------------------------------------------------------ card and session
+    def _on_state(self, _state: str) -> None:
+        self.header.show_state(self.controller)
+        if self.controller.state is CardState.PIN_NEEDED and self.auto_pin_dialog and self.isVisible():
+            self.ask_pin()
+
+    def ask_pin(self) -> PinDialog:
+        if self.pin_dialog is None or not self.pin_dialog.isVisible():
+            self.pin_dialog = PinDialog(self.controller, self)
+            self.pin_dialog.open()
+        return self.pin_dialog
+
+    def _on_session_opened(self, session: Any) -> None:
+        assert self.controller.worker is not None
+        self._watch_worker(self.controller.worker)
+        self.session_note.hide()
+        self.header.show_state(self.controller)
+        self.c15_btn.setVisible(False)
+        self.say(f"Session ouverte : {who_acts(session.identity)}")
+        self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        self.refresh_queue()
+        if self.segur_notice:
+            self.check_segur_notice(session)
+
+    def check_segur_notice(self, session: Any) -> None:
+        """Show the Ségur notice when due for this user (3.6); its acknowledgement is journaled."""
+        from ui.segur_notice import SegurNotice, acknowledge, notice_due
+
+        services = self.controller.services
+
+        def due(_ctx: Any) -> bool:
+            return notice_due(services.journal, session.identity.id_nat)
+
+        def show(is_due: bool) -> None:
+            if not is_due or self.controller.session is not session:
+                return
+            self.notice_dialog = SegurNotice(self)
+            self.notice_dialog.accepted.connect(
+                lambda: self.controller.services_worker.run(
+                    Op(None, lambda _c: acknowledge(services, session), label="Information Ségur")
+                )
+            )
+            self.notice_dialog.open()
+
+        self.controller.services_worker.run(Op(self, due, label="Information Ségur").success(show))
+
+    def _on_session_ended(self, message: str) -> None:
+        self._drop_patient()
+        self.session_note.setText(message)
+        self.session_note.show()
+        self.header.show_state(self.controller)
+        self._on_idle()
+        self.say(message)
+
+    # ------------------------------------------------------------------ patient
+    def open_patient(self, typed: PatientIdentity) -> None:
+        session = self.controller.session
+        if session is None:
+            self.say(L.CARD_STATE_FR[self.controller.state], error=True)
+            return
+        source = self.identity_source
+
+        def find(ctx: Any) -> tuple[PatientIdentity, Any]:
+            identity = source.find(typed, ctx)
+            return identity, session.patient(identity.ref)
+
+        def found(result: tuple[PatientIdentity, Any]) -> None:
+            if self.controller.session is not session:
+                return
+            identity, handle = result
+            self._drop_patient()
+            self.patient = OpenPatient(identity, handle, self)
+            self.patient_opened.emit(self.patient)
+            self._update_patient_ui()
+            if identity.is_minor():
+                self.propose_secret_connection()
+            if identity.qualified:
+                self.fetch_status()
+
+        self.run(Op(self, find, label="Recherche du patient").success(found).failure(self._failed))
+
+    def open_from_practice_software(self, typed: PatientIdentity) -> None:
+        """The seam of the local API (13.2): open a patient the practice software names, bringing the
+        window forward. The identity goes through ``identity_source`` again (INSi re-run), never trusted."""
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.open_form.fill(typed)
+        self.open_patient(typed)
+
+    def propose_secret_connection(self) -> QMessageBox:
+        """5.1: a minor's record: propose the secret connection (non-blocking box)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Patient mineur", L.MINOR_PROPOSAL, parent=self)
+        yes = box.addButton("Utiliser la connexion secrète", QMessageBox.ButtonRole.YesRole)
+        box.addButton("Non", QMessageBox.ButtonRole.NoRole)
+        p = self.patient
+
+        def answered(_button: Any) -> None:
+            if p is not None and self.patient is p:
+                p.secret_connection = box.clickedButton() is yes
+                self._update_patient_ui()
+
+        box.buttonClicked.connect(answered)
+        self.minor_box = box
+        box.open()
+        return box
+
+    def validate_identity(self, document: str) -> None:
+        p, session = self.patient, self.controller.session
+        if p is None or session is None:
+            return
+        new = p.identity.validated(document)
+
+        def record(_ctx: Any) -> Any:
+            from ps_agent.audit.journal import AuditEvent
+
+            ident = session.identity
+            session.services.record(
+                AuditEvent(
+                    action="identity.validate",
+                    outcome="success",
+                    actor_id_nat=ident.id_nat,
+                    actor_name=ident.display_name,
+                    actor_profession=ident.profession_code or ident.non_ps_role,
+                    auth_mode=session.mode.value,
+                    patient_ins=f"{new.ins}^{new.oid}",
+                    detail=f"{L.IDENTITY_STATUS_FR[new.status]} sur présentation : {document}",
+                )
+            )
+            return session.patient(new.ref)
+
+        def done(handle: Any) -> None:
+            if self.patient is p:
+                p.handle = handle
+                p.set_identity(new)
+                self._update_patient_ui()
+                if new.qualified:
+                    self.fetch_status()
+
+        self.run(Op(self, record, label="Validation de l'identité").success(done).failure(self._failed))
+
+    def fetch_status(self) -> None:
+        p = self.patient
+        if p is None:
+            return
+
+        def got(status: Any) -> None:
+            if self.patient is p:
+                p.status = status
+                self._update_patient_ui()
+                if p.may_read():
+                    self.list_documents()
+
+        self.run(
+            Op(self, lambda ctx: p.handle.dmp_status(ctx=ctx).value, label="Lecture du statut du DMP")
+            .success(got)
+            .failure(self._failed)
+        )
+
+    def record_consent(self) -> None:
+        p = self.patient
+        if p is None:
+            return
+
+        def done(status: Any) -> None:
+            if self.patient is p:
+                p.status = status
+                self.say("Accord du patient enregistré.")
+                self._update_patient_ui()
+                if p.may_read():
+                    self.list_documents()
+
+        def fn(ctx: Any) -> Any:
+            return p.handle.record_consent(how="oral", ctx=ctx).value
+
+        self.run(Op(self, fn, label="Enregistrement de l'accord").success(done).failure(self._failed))
+
+    def ask_emergency(self, *, centre_15: bool) -> EmergencyDialog | None:
+        p = self.patient
+        if p is None:
+            return None
+        if p.handle.snapshot().emergency_opposed:  # refusal first, never the "will be informed" notice
+            self.say(L.BDG_OPPOSED, error=True)
+            return None
+        dialog = EmergencyDialog(self, centre_15=centre_15)
+        dialog.accepted.connect(lambda: self.emergency_access(dialog.reason_text(), centre_15=centre_15))
+        dialog.open()
+        return dialog
+
+    def emergency_access(self, reason: str, *, centre_15: bool) -> None:
+        p = self.patient
+        if p is None:
+            return
+        mode = AccessMode.CENTRE_15 if centre_15 else AccessMode.BRIS_DE_GLACE
+
+        def done(access: Any) -> None:
+            if self.patient is p:
+                p.status = access.status
+                # the "will be informed" notice waits for the DMP's answer to the first read: an opposition
+                # is only known then, and its refusal must come first (URG-01)
+                p.emergency_notice = access.notice_fr or L.BDG_NOTICE
+                self._update_patient_ui()
+                self.list_documents()
+
+        fn = lambda ctx: p.handle.emergency_access(mode, reason, ctx=ctx).value  # noqa: E731
+        self.run(Op(self, fn, label="Ouverture de l'accès en urgence").success(done).failure(self._failed))
+
+    def close_patient(self) -> None:
+        p = self.patient
+        if p is not None and p.in_emergency:
+            self.run(
+                Op(
+                    None,
+                    lambda ctx: p.handle.end_emergency_access(ctx=ctx),
+                    label="Fin de l'accès en urgence",
+                )
+            )
+        self._drop_patient()
+
+    def _drop_patient(self) -> None:
+        self.patient = None
+        self.doc_model.set_entries([])
+        self.rubrics.set_counts([])
+        self.hidden_note.setText("")
+        self._update_patient_ui()
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):  # the user asked for it: not an error
+            self.say(exc.message_fr)
+            self._update_patient_ui()
+            return
+        self.say(error_text(exc), error=True)
+        p = self.patient
+        if p is not None and p.in_emergency and p.handle.snapshot().emergency_opposed:
+            # the DMP refused the emergency access (patient's opposition): leave that mode, visibly
+            p.emergency_notice = ""
+            end = Op(
+                self, lambda ctx: p.handle.end_emergency_access(ctx=ctx), label="Fin de l'accès en urgence"
+            )
+            self.run(end.success(lambda _r: self._update_patient_ui()))
+        self._update_patient_ui()
+
+    def _update_patient_ui(self) -> None:
+        p = self.patient
+        session = self.controller.session
+        regulator = bool(session is not None and session.identity.is_regulator)
+        self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
+        self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
+        self.open_form.setVisible(p is None)
+        self.docs_area.setVisible(p is not None)
+        self.close_btn.setVisible(p is not None)
+        if p is None:
+            self.dmp_banner.hide()
+            self.emergency_banner.hide()
+            self.bdg_btn.hide()
+            self.c15_btn.hide()
+            self.setWindowTitle(APP_TITLE)
+            self.deposit_page.set_blocked("Ouvrez d'abord le dossier d'un patient.")
+            self.tabs.setTabVisible(1, True)
+            return
+        reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
+        mode, why = p.access
+        emergency = p.in_emergency
+        self.dmp_banner.show_status(p.status, disabled_reason=reason, emergency=emergency)
+        if emergency:
+            text = L.emergency_banner(mode, why)
+            self.emergency_banner.setText(text)
+            self.setWindowTitle(f"{APP_TITLE} — {text}")
+        else:
+            self.setWindowTitle(f"{APP_TITLE} — {p.identity.birth_family_name}")
+        self.emergency_banner.setVisible(emergency)
+        qualified_dmp = p.identity.qualified and p.status is not None and p.status.exists
+        usable = qualified_dmp and not p.status.closed and not p.status.opposed
+        self.bdg_btn.setVisible(usable and not emergency and not p.status.authorised and not regulator)
+        self.c15_btn.setVisible(usable and not emergency and regulator)  # 4.3: regulators only
+        self.tabs.setTabVisible(1, not p.read_only)  # centre 15: consultation only
+        block = reason
+        if not block and p.status is not None:
+            kind = self.dmp_banner.kind
+            if kind in ("none", "closed", "opposed"):
+                block = self.dmp_banner.text.text().replace("<b>", "").replace("</b>", "")
+        self.deposit_page.set_blocked(block)
+
+    # ------------------------------------------------------------------ documents
+    def list_documents(self) -> None:
+        p = self.patient
+        if p is None:
+            return
+        archived = self.filters.archived.isChecked()
+        old = self.filters.old_versions.isChecked()
+
+        def fn(ctx: Any) -> Any:
+            return p.handle.list_documents(include_archived=archived, include_deprecated=old, ctx=ctx).value
+
+        def done(docs: Any) -> None:
+            if self.patient is not p:
+                return
+            entries = list(docs.entries)
+            self.doc_model.set_entries(entries)
+            self.rubrics.set_counts(entries)
+            self.filters.set_types(entries)
+            hidden = list(docs.hidden_explanations)
+            self.hidden_note.setText(L.HIDDEN_TYPES_FOOTER + " : " + " ".join(hidden) if hidden else "")
+            if p.emergency_notice:
+                self.say(p.emergency_notice)
+                p.emergency_notice = ""
+            self.doc_table.resizeColumnsToContents()
+            for col in range(self.doc_model.columnCount()):
+                self.doc_table.setColumnWidth(col, min(self.doc_table.columnWidth(col), 320))
+            self.documents_listed.emit(docs)
+
+        self.run(Op(self, fn, label="Recherche des documents").success(done).failure(self._failed))
+
+    def _open_row(self, index: Any) -> None:
+        entry = self.doc_proxy.data(index, DocumentTableModel.ENTRY_ROLE)
+        if entry is not None:
+            self.open_document(entry)
+
+    def open_document(self, entry: Any) -> None:
+        p = self.patient
+        if p is None:
+            return
+
+        def done(doc: Any) -> None:
+            if self.patient is p:
+                self.viewer.show_document(entry, doc.content)
+                self.document_shown.emit(entry)
+
+        fn = lambda ctx: p.handle.retrieve(entry, ctx=ctx).value  # noqa: E731
+        self.run(Op(self, fn, label="Lecture du document").success(done).failure(self._failed))
+
+    def _doc_menu(self, pos: Any) -> None:
+        index = self.doc_table.indexAt(pos)
+        entry = self.doc_proxy.data(index, DocumentTableModel.ENTRY_ROLE) if index.isValid() else None
+        session = self.controller.session
+        if entry is None or session is None or self.patient is None:
+            return
+        from PySide6.QtWidgets import QMenu
+
+        from ui.doc_actions import actions_for
+
+        menu = QMenu(self)
+        menu.addAction("Ouvrir", lambda: self.open_document(entry))
+        if not self.patient.read_only:
+            mt = bool(self.patient.status and self.patient.status.is_medecin_traitant)
+            for action in actions_for(entry, session.identity, medecin_traitant=mt):
+                menu.addAction(action.label, partial(self.confirm_document_action, entry, action))
+        menu.popup(self.doc_table.viewport().mapToGlobal(pos))
+
+    def confirm_document_action(self, entry: Any, action: Any) -> QMessageBox:
+        """9.1-9.3: the consequence stated, then « Confirmer »; irreversible ones say so."""
+        icon = QMessageBox.Icon.Warning if action.irreversible else QMessageBox.Icon.Question
+        box = QMessageBox(icon, action.label.rstrip("…"), action.confirm, parent=self)
+        yes = box.addButton("Confirmer", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton("Annuler", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(cancel)  # Enter never confirms by accident
+        box.setEscapeButton(cancel)
+        box.buttonClicked.connect(lambda b: self.document_action(entry, action) if b is yes else None)
+        self.confirm_box = box
+        box.open()
+        return box
+
+    def document_action(self, entry: Any, action: Any) -> None:
+        p = self.patient
+        if p is None:
+            return
+
+        def fn(ctx: Any) -> Any:
+            return getattr(p.handle, action.key)(entry, ctx=ctx, **dict(action.kwargs))
+
+        def done(_r: Any) -> None:
+            self.say(f"{action.label.rstrip('…')} : fait.")
+            self.list_documents()
+
+        self.run(Op(self, fn, label=action.label.rstrip("…")).success(done).failure(self._failed))
+
+    # ------------------------------------------------------------------ deposit
+    def deposit(self, pdf: bytes, type_code: str, title: str, visibility: Any) -> None:
+        p, session = self.patient, self.controller.session
+        if p is None or session is None:
+            self.deposit_page.show_result("Ouvrez d'abord le dossier d'un patient.", ok=False)
+            return
+        from cda.classify import classify_type
+
+        rubric = classify_type(type_code).dmp_rubric
+
+        def fn(ctx: Any) -> Any:
+            from cda import build
+            from cda.validate import check_deposit_ready, errors
+
+            data = build.level1(
+                type_code=type_code, content=pdf, title=title, patient=p.identity.traits(),
+                author=author_for(session.identity), media_type="application/pdf",
+            )  # fmt: skip
+            findings = check_deposit_ready(data)
+            if errors(findings):
+                return findings
+            return p.handle.deposit(data, visibility=visibility, ctx=ctx).value
+
+        def done(result: Any) -> None:
+            if isinstance(result, list):
+                self.deposit_page.show_findings([str(f) for f in result])
+                self.deposit_page.show_result(
+                    "Document non envoyé : corrigez les erreurs ci-dessus.", ok=False
+                )
+                return
+            self.deposit_page.show_result(
+                f"Document enregistré dans le DMP, rubrique « {rubric} ». {L.DEPOSIT_NOTIFIED}", ok=True
+            )
+            self.deposit_done.emit(result)
+
+        def failed(exc: BaseException) -> None:
+            from ps_agent.session import DepositDeferred
+
+            if isinstance(exc, DepositDeferred):
+                self.deposit_page.show_result(
+                    f"Le DMP ne répond pas : le document attend dans la file d'envoi. {exc.message_fr}",
+                    ok=False,
+                )
+                self.deposit_done.emit(exc)
+            else:
+                self.deposit_page.show_result(error_text(exc), ok=False)
+            self.refresh_queue()
+
+        self.run(Op(self, fn, label="Envoi au DMP").success(done).failure(failed))
+
+    # ------------------------------------------------------------------ vaccinations
+    def read_vaccinations(self) -> None:
+        p = self.patient
+        if p is None:
+            self.say("Ouvrez d'abord le dossier d'un patient.", error=True)
+            return
+
+        def done(items: Any) -> None:
+            if self.patient is p:
+                self.vaccination_page.show_immunizations(list(items))
+                self.vaccinations_listed.emit(items)
+
+        fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731
+        self.run(Op(self, fn, label="Lecture des vaccinations").success(done).failure(self._failed))
+
+    def record_vaccination(self, fields: dict[str, Any]) -> None:
+        p, session = self.patient, self.controller.session
+        page = self.vaccination_page
+        if p is None or session is None:
+            page.show_result("Ouvrez d'abord le dossier d'un patient.", ok=False)
+            return
+
+        def fn(ctx: Any) -> Any:
+            from cda.build import VaccinationInput
+
+            return p.handle.record_vaccination(
+                patient=p.identity.traits(), author=author_for(session.identity),
+                vaccination=VaccinationInput(**fields), ctx=ctx,
+            ).value  # fmt: skip
+
+        def done(_result: Any) -> None:
+            page.show_result(f"Vaccination enregistrée dans le DMP ({fields['vaccine_label']}).", ok=True)
+            self.read_vaccinations()
+
+        def failed(exc: BaseException) -> None:
+            page.show_result(error_text(exc), ok=False)
+
+        self.run(Op(self, fn, label="Enregistrement de la vaccination").success(done).failure(failed))
+
+    # ------------------------------------------------------------------ journal and queue
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.journal_page:
+            self.refresh_journal()
+        elif self.tabs.widget(index) is self.queue_page:
+            self.refresh_queue()
+
+    def refresh_journal(self) -> None:
+        services = self.controller.services
+        op = Op(self, lambda _c: list(services.journal.records(limit=500)), label="Lecture du journal")
+        self.controller.services_worker.run(op.success(self.journal_page.show_records).failure(self._failed))
+
+    def verify_journal(self) -> None:
+        services = self.controller.services
+        op = Op(self, lambda _c: services.journal.verify(), label="Vérification du journal")
+        self.controller.services_worker.run(
+            op.success(self.journal_page.show_verification).failure(self._failed)
+        )
+
+    def refresh_queue(self) -> None:
+        services = self.controller.services
+        op = Op(self, lambda _c: services.queue_entries(), label="Lecture de la file d'envoi")
+        self.controller.services_worker.run(op.success(self.queue_page.show_entries).failure(self._failed))
+
+    def resend_queue(self) -> None:
+        session = self.controller.session
+        if session is None:
+            self.say(L.CARD_STATE_FR[self.controller.state], error=True)
+            return
+
+        def done(outcomes: Any) -> None:
+            ok = sum(1 for o in outcomes if o.registered)
+            self.say(f"{ok} dépôt(s) enregistré(s) sur {len(outcomes)} renvoyé(s).")
+            self.refresh_queue()
+
+        fn = lambda ctx: session.resume(ctx=ctx, all_entries=True)  # noqa: E731 - the user asked: now
+        self.run(Op(self, fn, label="Renvoi des dépôts en attente").success(done).failure(self._failed))
+
+    def hand_back(self, entry_id: str, folder: str | None = None) -> None:
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Dossier où reprendre les documents")
+        if not folder:
+            return
+        services = self.controller.services
+        target = Path(folder)
+        actor = self.controller.session.identity if self.controller.session is not None else None
+
+        def fn(_ctx: Any) -> Any:
+            from ps_agent.services import write_documents
+
+            return services.hand_back(entry_id, lambda e: write_documents(e, target), actor=actor)
+
+        def done(_entry: Any) -> None:
+            self.say(f"Documents repris dans {target}.")
+            self.refresh_queue()
+
+        self.controller.services_worker.run(
+            Op(self, fn, label="Reprise des documents").success(done).failure(self._failed)
+        )

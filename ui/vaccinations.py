@@ -1,0 +1,142 @@
+"""Vaccinations of the open patient (10.1, 10.7): the history table (date, vaccine, diseases, dose, lot,
+vaccinator, source) read through the core (cancellable), and « Enregistrer une vaccination »: a one-screen
+form that builds and deposits one VAC-NOTE per act (10.2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from PySide6.QtCore import QDate, Signal
+from PySide6.QtWidgets import (
+    QDateEdit,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.journal_queue import RowsModel
+
+
+def immunization_row(imm: Any) -> tuple[str, ...]:
+    date = imm.date
+    try:
+        date = dt.date.fromisoformat(imm.date).strftime("%d/%m/%Y")
+    except ValueError:
+        pass
+    return (
+        date,
+        imm.vaccine_label or imm.atc_label,
+        ", ".join(imm.antigens),
+        str(imm.dose_rank or ""),
+        imm.lot_number,
+        imm.performer,
+        "administré" if imm.given else "non administré",
+    )
+
+
+class VaccinationPage(QWidget):
+    refresh_requested = Signal()
+    record_requested = Signal(dict)  # VaccinationInput fields
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Vaccinations")
+        lay = QVBoxLayout(self)
+        bar = QHBoxLayout()
+        self.refresh = QPushButton("Lire l'historique de vaccination")
+        self.refresh.setAccessibleName("Lire l'historique de vaccination")
+        self.summary = QLabel("")
+        bar.addWidget(self.refresh)
+        bar.addWidget(self.summary, 1)
+        lay.addLayout(bar)
+        self.model = RowsModel(("Date", "Vaccin", "Maladies", "Rang", "Lot", "Vacciné par", "Statut"))
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setAccessibleName("Historique de vaccination")
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.table, 1)
+        box = QGroupBox("Enregistrer une vaccination")
+        form = QFormLayout(box)
+        self.cis = QLineEdit()
+        self.label = QLineEdit()
+        self.atc = QLineEdit()
+        self.lot = QLineEdit()
+        self.date = QDateEdit(QDate.currentDate())
+        self.date.setCalendarPopup(True)
+        self.date.setDisplayFormat("dd/MM/yyyy")
+        self.date.setMaximumDate(QDate.currentDate())
+        self.rank = QSpinBox()
+        self.rank.setRange(0, 10)
+        self.rank.setSpecialValueText("—")
+        for text, w in (
+            ("Code CIS du vaccin", self.cis),
+            ("Vaccin", self.label),
+            ("Code ATC", self.atc),
+            ("Numéro de lot", self.lot),
+            ("Date de vaccination", self.date),
+            ("Rang de la dose", self.rank),
+        ):
+            w.setAccessibleName(text)
+            form.addRow(text, w)
+        self.vaccinator = QLabel("")
+        self.vaccinator.setAccessibleName("Vacciné par")
+        form.addRow("Vacciné par / saisi par", self.vaccinator)
+        self.record = QPushButton("Enregistrer une vaccination")
+        self.record.setAccessibleName("Enregistrer la vaccination dans le DMP")
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        self.result.setAccessibleName("Résultat de l'enregistrement")
+        form.addRow(self.record)
+        form.addRow(self.result)
+        lay.addWidget(box)
+        self.refresh.clicked.connect(self.refresh_requested)
+        self.record.clicked.connect(self._record)
+
+    def show_immunizations(self, items: list[Any]) -> None:
+        items = sorted(items, key=lambda i: i.date, reverse=True)
+        self.model.set_rows([immunization_row(i) for i in items], items)
+        self.summary.setText(f"{len(items)} vaccination(s)")
+        self.table.resizeColumnsToContents()
+
+    def missing(self) -> list[str]:
+        return [
+            name
+            for name, w in (
+                ("code CIS", self.cis),
+                ("vaccin", self.label),
+                ("code ATC", self.atc),
+                ("lot", self.lot),
+            )
+            if not w.text().strip()
+        ]
+
+    def _record(self) -> None:
+        missing = self.missing()
+        if missing:
+            self.show_result("À compléter : " + ", ".join(missing) + ".", ok=False)
+            return
+        self.record.setEnabled(False)
+        self.result.setText("Enregistrement en cours…")
+        self.record_requested.emit(
+            {
+                "cis_code": self.cis.text().strip(),
+                "vaccine_label": self.label.text().strip(),
+                "atc_code": self.atc.text().strip().upper(),
+                "lot_number": self.lot.text().strip(),
+                "date": self.date.date().toPython(),
+                "dose_rank": self.rank.value() or None,
+            }
+        )
+
+    def show_result(self, text: str, *, ok: bool) -> None:
+        self.record.setEnabled(True)
+        self.result.setText(text)
+        self.result.setStyleSheet("color: #1e7b34;" if ok else "color: #a40000;")
