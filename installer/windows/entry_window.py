@@ -1,4 +1,4 @@
-"""PyInstaller entry point of ps-agent-window.exe (the window; ``--tray`` for the notification area)."""
+"""PyInstaller entry point of ps-agent-window.exe (the window; ``--hidden`` for the notification area)."""
 
 import runpy
 

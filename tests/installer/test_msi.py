@@ -61,7 +61,7 @@ def test_the_window_starts_at_login_for_every_user(msi: Path) -> None:
     assert len(run) == 1
     _id, root, _key, name, value, component = run[0]
     assert root == "2" and name == "ps-agent"  # 2 = HKEY_LOCAL_MACHINE
-    assert value == '"[INSTALLDIR]ps-agent-window.exe" --tray'
+    assert value == '"[INSTALLDIR]ps-agent-window.exe" --hidden'
     components = {r[0]: r for r in _table(msi, "Component")}
     assert component in components
     assert components[component][5] == run[0][0]  # the Run value is the component's key path
