@@ -267,3 +267,20 @@ def test_deb_full_has_the_desktop_entries(tmp_path: Path) -> None:
         assert path in listing, path
     control = _sh(["dpkg-deb", "-f", deb, "Depends"]).stdout
     assert "libxcb-cursor0" in control and "pcscd" in control
+    # the packaged window starts (offscreen) from the extracted tree, not from the checkout
+    tree = tmp_path / "x"
+    _sh(["dpkg-deb", "-x", deb, str(tree)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PS_AGENT_", "VIRTUAL_ENV"))}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path / "home"))
+    _sh(
+        [
+            str(tree / "opt/ps-agent/venv/bin/python"),
+            "-m",
+            "ui",
+            "--smoke",
+            "--home",
+            str(tmp_path / "agent"),
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
