@@ -9,6 +9,7 @@ errors naming the key, exit 2) and writes it as the installation's settings, wit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -60,10 +61,11 @@ def _interactive(existing: AgentSettings | None) -> AgentSettings:
             break
         print(f"  Tapez un numéro entre 1 et {len(names)}.")
     raw: dict[str, dict[str, object]] = {"dmp": {"environment": env}}
-    ca = _ask(
-        "Fichier des autorités du serveur DMP (vide : celles intégrées)",
-        existing.dmp_ca_file if existing else "",
-    )
+    suggested = existing.dmp_ca_file if existing else ""
+    pki = os.environ.get("PS_AGENT_PKI_DIR", "")  # set by installer/demo.sh: the sandbox's test PKI
+    if not suggested and env == "sandbox" and pki and Path(pki, "ca-bundle.pem").is_file():
+        suggested = str(Path(pki, "ca-bundle.pem"))
+    ca = _ask("Fichier des autorités du serveur DMP (vide : celles intégrées)", suggested)
     if ca:
         raw["dmp"]["ca_file"] = ca
     reader = _ask("Lecteur à utiliser (vide : le premier qui contient une carte CPS)")

@@ -177,3 +177,23 @@ def test_machine_wide_settings_for_every_user(tmp_path: Path, monkeypatch: pytes
     assert loaded is not None and loaded.dmp_environment == "formation1"  # no user file: the machine's
     monkeypatch.setenv("PS_AGENT_HOME", str(tmp_path / "isolated"))
     assert settings_mod.load_installed_settings() is None  # an isolated agent home ignores it
+
+
+def test_interactive_sandbox_suggests_the_demo_ca(tmp_path: Path, test_pki: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS_AGENT_")}
+    env.update(
+        PYTHONPATH=str(ROOT), PS_AGENT_HOME=str(tmp_path / "h"), PS_AGENT_PKI_DIR=str(test_pki.directory)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ps_agent", "setup"],
+        env=env,
+        input="\n\n\n\n\noui\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert load_settings(tmp_path / "h" / "config.toml").dmp_ca_file == str(
+        test_pki.directory / "ca-bundle.pem"
+    )
