@@ -59,6 +59,19 @@ class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
             pass
         return super()._open()
 
+    def doRollover(self) -> None:
+        # Windows refuses to rename a file another process (the service, the window) has open: keep
+        # writing to the current file rather than failing; the next rollover tries again.
+        try:
+            super().doRollover()
+        except OSError:
+            if self.stream is None:
+                self.stream = self._open()
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # A log line that cannot be written must never reach the user's console nor stop the agent.
+        pass
+
 
 _installed: logging.Handler | None = None
 

@@ -109,3 +109,27 @@ def test_filter_applies_to_arguments() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "patient %s", ("279037505612309",), None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == "patient [INS masqué]"
+
+
+def test_a_rotation_refused_by_windows_keeps_logging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "logs"
+    path = setup_logging(folder, level="INFO")
+    try:
+        handler = next(h for h in logging.getLogger().handlers if getattr(h, "baseFilename", "") == str(path))
+        assert isinstance(handler, logging.handlers.RotatingFileHandler)
+        handler.maxBytes = 500
+
+        def refused(source: str, dest: str) -> None:
+            raise PermissionError(13, "used by another process", source)
+
+        handler.rotate = refused  # type: ignore[method-assign]
+        logger = logging.getLogger("ps_agent.test_locked")
+        for n in range(30):
+            logger.info("ligne %d %s", n, "y" * 40)
+        handler.flush()
+        assert "ligne 29" in Path(str(path)).read_text(encoding="utf-8")  # still writing, same file
+        assert capsys.readouterr().err == ""  # nothing on the user's console
+    finally:
+        setup_logging(tmp_path / "other")
