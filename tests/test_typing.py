@@ -36,4 +36,4 @@ def test_packages_are_marked_typed() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     package_data = data["tool"]["setuptools"]["package-data"]
     assert "py.typed" in package_data["cda"] and "py.typed" in package_data["ps_agent"]
-    assert data["tool"]["mypy"]["files"] == ["cda", "ps_agent"]
+    assert data["tool"]["mypy"]["files"] == ["cda", "ps_agent", "ui"]

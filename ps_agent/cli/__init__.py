@@ -20,7 +20,7 @@ from ps_agent.cli.frparse import FrenchArgumentParser, french_argparse
 from ps_agent.errors import PsAgentError
 
 # Command groups, in the order shown by --help. Each module has register(subparsers) -> None.
-_GROUPS = ("cda_cmd", "card_cmd", "dmp_cmd", "outbox_cmd", "audit_cmd", "patient_cmd")
+_GROUPS = ("cda_cmd", "card_cmd", "dmp_cmd", "outbox_cmd", "audit_cmd", "patient_cmd", "serve_cmd")
 _INSTALL_GROUPS = ("doctor_cmd", "setup_cmd")  # diagnosis and first-run settings (installer)
 
 

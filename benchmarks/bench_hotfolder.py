@@ -1,0 +1,231 @@
+"""Hot-folder and local-API benchmark (issue 12): prints figures, asserts nothing.
+
+    .venv/bin/python benchmarks/bench_hotfolder.py [--count 1000] [--workers 4] [--latency-ms 0]
+
+1. A hot folder of COUNT single-page PDF reports in AIR mode (establishment keys of the test PKI):
+   documents per second from the first file taken to the last receipt, beside the rate at which a bare
+   client (pre-built, pre-signed submissions POSTed on WORKERS threads, no agent work) gets the same
+   sandbox to accept the same number of documents in the same run. Goal: ratio ≥ 0.7. Also the agent's
+   own deposit rate on the same threads without the hot folder, to tell the two costs apart.
+2. API latency of an accepted deposit request (POST /v1/deposits → 202), p50 and p99.
+3. The agent's resident memory during the batch (sampled; flat, not growing with the count).
+
+The sandbox runs in its own process (``python -m sandbox serve``), as a real DMP is remote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from ps_agent.api import ApiBackend, ApiServer, create_app, load_or_create_token  # noqa: E402
+from ps_agent.auth.model import AuthMode  # noqa: E402
+from ps_agent.config import AgentConfig, Environment  # noqa: E402
+from ps_agent.dmp.ebrim import DepositItem  # noqa: E402
+from ps_agent.dmp.metadata import entry_from_cda  # noqa: E402
+from ps_agent.dmp.model import Visibility  # noqa: E402
+from ps_agent.hotfolder import HotFolder  # noqa: E402
+from ps_agent.hotfolder.ledger import DONE  # noqa: E402
+from ps_agent.services import Services  # noqa: E402
+from tests.fixtures.integration import author_json, credentials, patient_json, pdf  # noqa: E402
+
+
+def rss_mib() -> float:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):  # not Linux: peak instead of current (0 on Windows)
+        try:
+            import resource
+        except ImportError:
+            return 0.0
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sandbox_process(data: Path, pki_dir: Path, latency_ms: int) -> Iterator[str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port),
+           "--pki", str(pki_dir), "--demo"]  # fmt: skip
+    if latency_ms:
+        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sandbox did not start within 60 s") from None
+                time.sleep(0.1)
+        yield f"https://127.0.0.1:{port}/si-dmp-server/v2/services/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def sidecar(p: object, title: str) -> dict[str, object]:
+    return {"patient": patient_json(p), "type_code": "11490-0", "title": title, "author": author_json("gp"),
+            "MASQUE_PS": "N", "INVISIBLE_PATIENT": "N", "INVISIBLE_REP_LEGAUX": "N"}  # fmt: skip
+
+
+def bare_rate(services: Services, session: object, p: object, count: int, workers: int) -> float:
+    """Pre-built submissions POSTed on ``workers`` threads: the sandbox's acceptance rate alone."""
+    from cda import build
+    from tests.e2e import docs
+
+    client = session.client  # type: ignore[attr-defined]
+    url = services.config.environment.url("repository")
+    prepared = []
+    for i in range(count):
+        data = build.level1(type_code="11490-0", content=pdf(f"Bare {i}"), title=f"Bare {i}",
+                            patient=docs.patient_input(p), author=docs.author_input("gp"),
+                            media_type="application/pdf")  # fmt: skip
+        entry, _ = entry_from_cda(data, (p.ins, p.oid), Visibility())  # type: ignore[attr-defined]
+        ss = replace(client.submission_set(entry.patient_id), authors=(entry.authors[0],))
+        body, parts = client.build_deposit(ss, [DepositItem(entry, data)])
+        from ps_agent.dmp.client import CallContext
+
+        prepared.append(
+            client.prepare("TD2.1", "repository", body, CallContext(entry.patient_id), mtom_parts=parts)
+        )
+
+    def post(item: tuple[str, bytes, object]) -> None:
+        r = client._http.post(url, content=item[1], headers={"Content-Type": item[0]})
+        assert r.status_code == 200 and b"Failure" not in r.content, r.text[:300]
+
+    post(prepared[0])
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(post, prepared[1:]))
+    return (count - 1) / (time.perf_counter() - t0)
+
+
+def agent_rate(session: object, p: object, count: int, workers: int) -> float:
+    """The agent's own deposits (``PatientHandle.deposit`` of built CDAs) on ``workers`` threads, no hot
+    folder: splits the hot folder's cost from the agent's (queue, journal, signatures)."""
+    from cda import build
+    from ps_agent.access.policy import PatientRef
+    from ps_agent.context import Context
+    from tests.e2e import docs
+
+    h = session.patient(PatientRef(p.ins, p.oid, "QUAL"))  # type: ignore[attr-defined]
+    cdas = [build.level1(type_code="11490-0", content=pdf(f"Agent {i}"), title=f"Agent {i}",
+                         patient=docs.patient_input(p), author=docs.author_input("gp"),
+                         media_type="application/pdf") for i in range(count)]  # fmt: skip
+    h.deposit(cdas[0], ctx=Context(background=True))
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda c: h.deposit(c, ctx=Context(background=True)), cdas[1:]))
+    return (count - 1) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--api-requests", type=int, default=200)
+    ap.add_argument("--latency-ms", type=int, default=0)
+    args = ap.parse_args()
+    from sandbox import demo, pki
+
+    p = demo.DEMO_ADULT
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        test_pki = pki.load_or_create(tmpd / "pki")
+        with sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
+            env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
+            services = Services(AgentConfig(env, tmpd / "home"))
+            session = services.open_session(credentials(test_pki, "secretary", AuthMode.INDIRECTE_RENFORCEE))
+            backend = ApiBackend(services, lambda: session, deposit_workers=args.workers)
+
+            bare = bare_rate(services, session, p, args.count, args.workers)
+            agent = agent_rate(session, p, min(args.count, 300), args.workers)
+
+            root = tmpd / "depot"
+            folder = HotFolder(root, backend, workers=args.workers, rescan_interval_s=0.5)
+            for i in range(args.count):  # dropped before the start: the batch is all there
+                name = f"cr{i:05d}"
+                (root / "inbox" / f"{name}.pdf").write_bytes(pdf(f"CR {i}"))
+                (root / "inbox" / f"{name}.json").write_text(json.dumps(sidecar(p, f"CR banc {i}")), "utf-8")
+            rss: list[float] = []
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(0.5):
+                    rss.append(rss_mib())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            rss.append(rss_mib())
+            t0 = time.perf_counter()
+            sampler.start()
+            folder.start()
+            while folder.ledger.count(DONE) < args.count:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            stop.set()
+            folder.stop()
+            rate = args.count / elapsed
+            print(f"1. hot folder, {args.count} single-page PDFs, AIR mode, {args.workers} workers: "
+                  f"{rate:.1f} documents/s  |  bare client (pre-built submissions): {bare:.1f} documents/s  "
+                  f"|  ratio {rate / bare:.2f} (goal ≥ 0.7)")  # fmt: skip
+            print(f"   the agent's own deposits, same threads, no hot folder: {agent:.1f} documents/s "
+                  f"(ratio {agent / bare:.2f}); the difference is the hot folder's own work")  # fmt: skip
+
+            token = load_or_create_token(tmpd / "config")
+            server = ApiServer(create_app(backend, token), port=0)
+            server.start()
+            lat = []
+            body_pdf = base64.b64encode(pdf("API")).decode()
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}) as c:
+                for i in range(args.api_requests):
+                    body = {"patient": patient_json(p), "pdf_base64": body_pdf, "type_code": "11490-0",
+                            "title": f"API {i}", "author": author_json("gp")}  # fmt: skip
+                    t = time.perf_counter()
+                    r = c.post("/v1/deposits", json=body)
+                    lat.append(time.perf_counter() - t)
+                    assert r.status_code == 202, r.text
+            server.stop()
+            backend.close()
+            q = statistics.quantiles(lat, n=100)
+            print(f"2. API accepted deposit (202) latency over {len(lat)} requests: "
+                  f"p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")  # fmt: skip
+            n = len(rss)
+            marks = [rss[0], rss[n // 4], rss[n // 2], rss[3 * n // 4], rss[-1]]
+            print("3. resident memory during the batch (start, 25 %, 50 %, 75 %, end): "
+                  + ", ".join(f"{m:.0f}" for m in marks) + " MiB")  # fmt: skip
+            session.close()
+            services.close()
+
+
+if __name__ == "__main__":
+    main()

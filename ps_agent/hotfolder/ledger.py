@@ -1,0 +1,128 @@
+"""The hot folder's ledger: one SQLite row per item (content hash → state), so an item is never deposited
+twice, across restarts, crashes and the same file dropped twice."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ps_agent.config import make_private_file
+
+BUILDING = "building"  # CDA written in work/, not yet in the deposit queue (or not known to be)
+QUEUED = "queued"  # in the deposit queue (entry_id known)
+DONE = "done"  # registered: receipt written in done/
+REJECTED = "rejected"  # refused by the DMP: error written in rejected/
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS item (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    document_uid TEXT NOT NULL,
+    entry_id TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    outcome TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    name: str
+    state: str
+    document_uid: str
+    entry_id: str
+    created: str
+    updated: str
+    outcome: str
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=FULL")
+        self._con.execute(_SCHEMA)
+        make_private_file(path)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def get(self, key: str) -> Item | None:
+        with self._lock:
+            row = self._con.execute("SELECT * FROM item WHERE key=?", (key,)).fetchone()
+        return Item(*row) if row else None
+
+    def by_entry(self, entry_id: str) -> Item | None:
+        with self._lock:
+            row = self._con.execute("SELECT * FROM item WHERE entry_id=?", (entry_id,)).fetchone()
+        return Item(*row) if row else None
+
+    def in_flight(self, name: str) -> Item | None:
+        """The item of that name still being deposited, if any."""
+        with self._lock:
+            row = self._con.execute(
+                "SELECT * FROM item WHERE name=? AND state IN (?,?) ORDER BY created DESC",
+                (name, BUILDING, QUEUED),
+            ).fetchone()
+        return Item(*row) if row else None
+
+    def claim_new(self, key: str, name: str, document_uid: str) -> Item | None:
+        """Insert the item in state BUILDING; None when the key is already known (never twice)."""
+        stamp = _now()
+        with self._tx() as con:
+            if con.execute("SELECT 1 FROM item WHERE key=?", (key,)).fetchone():
+                return None
+            con.execute(
+                "INSERT INTO item VALUES (?,?,?,?,?,?,?,?)",
+                (key, name, BUILDING, document_uid, "", stamp, stamp, ""),
+            )
+        return self.get(key)
+
+    def set_state(self, key: str, state: str, *, entry_id: str | None = None, outcome: str = "") -> None:
+        with self._tx() as con:
+            if entry_id is None:
+                con.execute(
+                    "UPDATE item SET state=?, outcome=?, updated=? WHERE key=?", (state, outcome, _now(), key)
+                )
+            else:
+                con.execute(
+                    "UPDATE item SET state=?, entry_id=?, outcome=?, updated=? WHERE key=?",
+                    (state, entry_id, outcome, _now(), key),
+                )
+
+    def unfinished(self) -> list[Item]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT * FROM item WHERE state IN (?,?) ORDER BY created", (BUILDING, QUEUED)
+            ).fetchall()
+        return [Item(*r) for r in rows]
+
+    def count(self, state: str) -> int:
+        with self._lock:
+            return int(self._con.execute("SELECT count(*) FROM item WHERE state=?", (state,)).fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
