@@ -197,3 +197,10 @@ def test_interactive_sandbox_suggests_the_demo_ca(tmp_path: Path, test_pki: Any)
     assert load_settings(tmp_path / "h" / "config.toml").dmp_ca_file == str(
         test_pki.directory / "ca-bundle.pem"
     )
+
+
+def test_same_token_file_name_as_the_local_api() -> None:
+    from ps_agent.api.settings import TOKEN_FILENAME
+    from ps_agent.setup_config import API_TOKEN_FILENAME
+
+    assert API_TOKEN_FILENAME == TOKEN_FILENAME
