@@ -18,6 +18,8 @@ APT_PKGS=(
   libxcb-randr0 libxcb-xkb1
   # misc
   ca-certificates procps iproute2
+  # Windows MSI built from the WiX source and read back (tests/installer/test_msi.py)
+  wixl msitools
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi

@@ -21,6 +21,18 @@ from ps_agent.errors import PsAgentError
 
 # Command groups, in the order shown by --help. Each module has register(subparsers) -> None.
 _GROUPS = ("cda_cmd", "card_cmd", "dmp_cmd", "outbox_cmd", "audit_cmd", "patient_cmd", "serve_cmd")
+_INSTALL_GROUPS = ("doctor_cmd", "setup_cmd")  # diagnosis and first-run settings (installer)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ps-agent")
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        from ps_agent.config import LPS
+
+        return LPS.version
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
             prog="ps-agent",
             description="Agent DMP pour les professionnels de santé (carte CPS, documents CDA, DMP, traces).",
         )
+        parser.add_argument("--version", action="version", version=f"ps-agent {_version()}")
         sub = parser.add_subparsers(dest="group", metavar="COMMANDE")
-        for name in _GROUPS:
+        for name in (*_GROUPS, *_INSTALL_GROUPS):
             try:
                 module = importlib.import_module(f"ps_agent.cli.{name}")
             except ModuleNotFoundError as exc:  # a group not (yet) present in this build
@@ -45,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with french_argparse():
         parser = build_parser()
         args = parser.parse_args(argv)
+        from ps_agent.logging_setup import setup_logging
+
+        setup_logging(command=str(getattr(args, "group", "") or ""))
         func = getattr(args, "func", None)
         if func is None:
             parser.print_help()
