@@ -375,3 +375,32 @@ def test_family_card_child_with_a_lunar_birth_date(
     assert found.identity is not None
     assert found.identity.birth_date == "2019-00-00" and found.identity.first_names == child.first_name
     assert found.identity.ins is not None and found.identity.ins.matricule == "1192099350041"
+
+
+# ----------------------------------------------------------------------------------- the local API route
+
+
+def test_local_api_identity_search_goes_through_the_desk(desk_for: Callable[..., IdentityDesk]) -> None:
+    """``POST /v1/identity/search`` (ps-agent serve): WS_INS2 through the session's desk, recorded as a local
+    identity whose status is RECUP (never claimed qualified before a document is checked)."""
+    from fastapi.testclient import TestClient
+
+    from ps_agent.api import ApiBackend, create_app
+    from ps_agent.api.identity import identity_lookup_for
+
+    desk = desk_for()
+    backend = ApiBackend(desk.session.services, lambda: desk.session, environment_name="sandbox")
+    token = "t" * 43
+    client = TestClient(create_app(backend, token, identity_lookup=identity_lookup_for(desk)))
+    h = {"Authorization": "Bearer " + token}
+    body = {"birth_family_name": ADULT.family_name, "given_names": ADULT.given_names, "sex": ADULT.sex,
+            "birth_date": "1979-03-21", "birth_place_code": ADULT.birth_place}  # fmt: skip
+    r = client.post("/v1/identity/search", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["found"] and out["ins"] == ADULT.ins and out["status"] == "RECUP"
+    assert desk.get(out["identity_id"]).status is IdentityStatus.RECUP
+    r = client.post(
+        "/v1/identity/search", json=body | {"birth_family_name": "INCONNU-DU-REFERENTIEL"}, headers=h
+    )
+    assert r.status_code == 200 and r.json()["found"] is False and r.json()["identity_id"] is None
