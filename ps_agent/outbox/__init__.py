@@ -11,9 +11,15 @@ delete-then-add, so no fault between two writes can lose a document)::
 
 Claims are exclusive across threads AND processes on the same file (``BEGIN IMMEDIATE`` + an owner id
 and a lease expiry, portable to Windows): two agents resuming the same home never both send an entry. A
-claim whose owner died (crash, ``kill -9``) expires after ``lease_s`` and the entry is sent again: the
+claim whose owner died (crash, ``kill -9``) is taken over at once when this machine can tell the owner
+process ended (``ps_agent.outbox.owner``), otherwise after ``lease_s``; the entry is sent again: the
 same submission (same uniqueIds), which the DMP refuses as already registered if the first send had
 committed — that refusal means "registered" (``ps_agent.dmp.errors.classify_failure``).
+
+Full disk: an outcome (registered, refused, waiting) that cannot be written is kept in memory and written
+before any later access to the file (``flush_deferred``); meanwhile this instance reports the entry with
+that outcome and never sends it again. If the process ends first, the claim is taken over (dead owner)
+and the resend resolves as "already registered".
 
 Files: the queue file is 0600 in a 0700 folder, whoever created them (full CDA and INS inside).
 """
@@ -28,7 +34,6 @@ import random
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,6 +41,7 @@ from pathlib import Path
 
 from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
+from ps_agent.outbox.owner import new_owner_id, owner_dead
 
 DEFAULT_LEASE_S = DEFAULT_QUEUE_LEASE_S  # [I] see ``ps_agent.config.DEFAULT_QUEUE_LEASE_S``
 # [I] Bounded exponential backoff with jitter between sends after a transient failure: 2 s, 4 s, 8 s…
@@ -185,10 +191,12 @@ class DepositQueue:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or new_owner_id()
         self.lease_s = lease_s
         self.on_change = on_change
         self._lock = threading.RLock()
+        # outcomes a full disk kept from being written: entry id → [(column values, purge)], in order
+        self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
         try:
             ensure_private_dir(self.path.parent)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -219,7 +227,12 @@ class DepositQueue:
                 with contextlib.suppress(sqlite3.Error):
                     self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
+            try:
+                self._con.execute("COMMIT")
+            except BaseException:  # e.g. SQLITE_FULL at commit: never leave the connection in a transaction
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.execute("ROLLBACK")
+                raise
 
     def _migrate(self) -> None:
         """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx)."""
@@ -245,7 +258,61 @@ class DepositQueue:
 
     def close(self) -> None:
         with self._lock:
+            with contextlib.suppress(OutboxError):
+                self.flush_deferred()
             self._con.close()
+
+    # ------------------------------------------------------------------ outcomes kept in memory
+    @property
+    def deferred(self) -> tuple[str, ...]:
+        """Ids of entries whose outcome waits in memory for the file to accept it (full disk)."""
+        with self._lock:
+            return tuple(self._deferred)
+
+    def flush_deferred(self) -> None:
+        """Write the outcomes a full disk kept in memory (oldest first); raises ``OutboxError`` (keeping the
+        rest) when the file still refuses them."""
+        with self._lock:
+            while self._deferred:
+                entry_id = next(iter(self._deferred))
+                changes = self._deferred[entry_id]
+                try:
+                    with self._tx() as con:
+                        for sets, purge in changes:
+                            self._write(con, entry_id, sets, purge)
+                        entry = self._row(con, entry_id)
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "mise à jour") from exc
+                del self._deferred[entry_id]
+                self._changed(entry)
+
+    def _try_flush(self) -> None:
+        if self._deferred:
+            with contextlib.suppress(OutboxError):
+                self.flush_deferred()
+
+    @staticmethod
+    def _write(con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool) -> None:
+        cols = ", ".join(f"{k}=?" for k in sets)
+        con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
+        if purge:
+            con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
+
+    def _overlay(self, entry: QueuedDeposit) -> QueuedDeposit:
+        """The entry as this instance knows it: with the outcomes kept in memory applied."""
+        changes = self._deferred.get(entry.id)
+        if not changes:
+            return entry
+        for sets, purge in changes:
+            fields = {k: v for k, v in sets.items() if k in QueuedDeposit.__dataclass_fields__}
+            if "state" in fields:
+                fields["state"] = EntryState(str(fields["state"]))
+            if "journaled" in fields:
+                fields["journaled"] = bool(fields["journaled"])
+            entry = replace(entry, **fields)  # type: ignore[arg-type]
+            if purge:
+                entry = replace(entry, documents=())
+        return entry
 
     def __enter__(self) -> DepositQueue:
         return self
@@ -351,15 +418,16 @@ class DepositQueue:
         None when it is not claimable: final, being sent by someone else (live lease), or not due yet is
         NOT checked here (``due`` does it): a person may ask to send a waiting entry now."""
         now = self._clock()
+        self._try_flush()
         try:
             with self._tx() as con:
                 try:
                     cur = self._row(con, entry_id, with_documents=False)
                 except EntryNotFound:
                     return None
-                if cur.state in FINAL_STATES:
+                if cur.state in FINAL_STATES or entry_id in self._deferred:
                     return None
-                if cur.state is EntryState.SENDING and cur.lease_until > now:
+                if cur.state is EntryState.SENDING and cur.lease_until > now and not owner_dead(cur.owner):
                     return None
                 con.execute(
                     "UPDATE queue_entry SET state=?, owner=?, lease_until=?, attempts=attempts+1, updated=? "
@@ -388,20 +456,53 @@ class DepositQueue:
             raise self._error(exc, "mise à jour") from exc
         return self._changed(entry)
 
-    def _transition(self, entry_id: str, sets: dict[str, object], *, purge: bool = False) -> QueuedDeposit:
+    def _transition(
+        self,
+        entry_id: str,
+        sets: dict[str, object],
+        *,
+        purge: bool = False,
+        defer: bool = False,
+        release: bool = True,
+    ) -> QueuedDeposit:
         """Move an entry this instance holds (or any active one when ``owner`` does not matter) in ONE
-        transaction; the owner/lease are cleared."""
-        sets = {**sets, "owner": "", "lease_until": 0.0, "updated": _now_iso()}
-        cols = ", ".join(f"{k}=?" for k in sets)
-        try:
-            with self._tx() as con:
-                con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
-                if purge:
-                    con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
-                entry = self._row(con, entry_id)
-        except sqlite3.Error as exc:
-            raise self._error(exc, "mise à jour") from exc
-        return self._changed(entry)
+        transaction; with ``release`` the owner/lease are cleared. With ``defer`` (an outcome that already
+        happened at the DMP), a file that cannot be written (full disk) keeps the change in memory
+        (``flush_deferred``) and the entry is returned as it will be written."""
+        sets = {**sets, "updated": _now_iso()}
+        if release:
+            sets = {**sets, "owner": "", "lease_until": 0.0}
+        with self._lock:
+            if defer and entry_id in self._deferred:  # keep the order of this entry's changes
+                self._try_flush()
+            if entry_id not in self._deferred:
+                try:
+                    with self._tx() as con:
+                        self._write(con, entry_id, sets, purge)
+                        entry = self._row(con, entry_id)
+                except sqlite3.Error as exc:
+                    if not defer:
+                        raise self._error(exc, "mise à jour") from exc
+                else:
+                    return self._changed(entry)
+            elif not defer:
+                raise OutboxError(
+                    "La file d'envoi du DMP n'a pas pu être mise à jour (disque plein ?).", code="OUTBOX"
+                )
+            self._deferred.setdefault(entry_id, []).append((sets, purge))
+            try:
+                current = self._row(self._con, entry_id)
+            except sqlite3.Error:
+                return self._changed(self._overlay_unknown(entry_id))
+            return self._changed(self._overlay(current))
+
+    def _overlay_unknown(self, entry_id: str) -> QueuedDeposit:
+        """A placeholder when even reading fails: only the id and the kept outcome are known."""
+        blank = QueuedDeposit(
+            entry_id, "", "", "", (), (), (False, False, False), (), (), (), "", "", "", "",
+            EntryState.SENDING,
+        )  # fmt: skip
+        return self._overlay(blank)
 
     def mark_waiting(self, entry_id: str, reason_fr: str, code: str, next_try: float) -> QueuedDeposit:
         return self._transition(
@@ -412,6 +513,7 @@ class DepositQueue:
                 "reason_code": code,
                 "next_try": next_try,
             },
+            defer=True,
         )
 
     def mark_registered(self, entry_id: str, *, journaled: bool = False, note_fr: str = "") -> QueuedDeposit:
@@ -420,7 +522,7 @@ class DepositQueue:
             entry_id,
             {"state": EntryState.REGISTERED.value, "reason_fr": note_fr, "reason_code": "",
              "next_try": 0.0, "journaled": int(journaled)},
-            purge=True,
+            purge=True, defer=True,
         )  # fmt: skip
 
     def mark_refused(
@@ -431,14 +533,12 @@ class DepositQueue:
             entry_id,
             {"state": EntryState.REFUSED.value, "reason_fr": reason_fr, "reason_code": code,
              "next_try": 0.0, "journaled": int(journaled)},
+            defer=True,
         )  # fmt: skip
 
     def mark_journaled(self, entry_id: str) -> None:
-        try:
-            with self._tx() as con:
-                con.execute("UPDATE queue_entry SET journaled=1 WHERE id=?", (entry_id,))
-        except sqlite3.Error as exc:
-            raise self._error(exc, "mise à jour") from exc
+        """The outcome's audit record is written (kept in memory if the file is full, as outcomes are)."""
+        self._transition(entry_id, {"journaled": 1}, defer=True, release=False)
 
     def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:
         try:
@@ -491,7 +591,8 @@ class DepositQueue:
     def get(self, entry_id: str) -> QueuedDeposit | None:
         try:
             with self._lock:
-                return self._row(self._con, entry_id)
+                self._try_flush()
+                return self._overlay(self._row(self._con, entry_id))
         except EntryNotFound:
             return None
         except sqlite3.Error as exc:
@@ -502,10 +603,11 @@ class DepositQueue:
         wanted = {EntryState(s) for s in states} if states is not None else None
         try:
             with self._lock:
-                ids = [r[0] for r in self._con.execute(
-                    "SELECT id, state FROM queue_entry ORDER BY created, rowid"
-                ).fetchall() if wanted is None or EntryState(r[1]) in wanted]  # fmt: skip
-                return [self._row(self._con, i) for i in ids]
+                self._try_flush()
+                rows = [self._overlay(self._row(self._con, r[0])) for r in self._con.execute(
+                    "SELECT id FROM queue_entry ORDER BY created, rowid"
+                ).fetchall()]  # fmt: skip
+                return [e for e in rows if wanted is None or e.state in wanted]
         except sqlite3.Error as exc:
             raise self._error(exc, "lue") from exc
 
@@ -521,7 +623,7 @@ class DepositQueue:
         for e in self.pending():
             if e.state is EntryState.PENDING or (e.state is EntryState.WAITING and e.next_try <= now):
                 out.append(e)
-            elif e.state is EntryState.SENDING and e.lease_until <= now:
+            elif e.state is EntryState.SENDING and (e.lease_until <= now or owner_dead(e.owner)):
                 out.append(e)
         return out
 
