@@ -751,6 +751,7 @@ class Session:
                             Action.DEPOSIT, "dmp.deposit", handle, ctx,
                             type_codes=[i.entry.type_code.code for i in items],
                         )  # fmt: skip
+                        ctx.report("Préparation du lot", 0, 3)
                         ss, on_behalf = self._submission(entry, first_author)
                         if any(
                             r and not u
@@ -1282,7 +1283,6 @@ class PatientHandle:
         s._authorize_local(
             Action.DEPOSIT, "dmp.deposit", self, ctx, type_codes=[p[0].type_code.code for p in prepared]
         )
-        ctx.report("Préparation du lot", 0, 3)
         replaced_uids: list[str] = []
         replaced_uuids: list[str] = []
         for _, md, _, rep in prepared:
