@@ -169,6 +169,11 @@ _COLUMNS = (
 )
 
 
+# Outcomes kept in memory that are written only if this instance still holds the claim (``registered``
+# is a fact about the DMP: written whoever holds the row).
+_OWNED_OUTCOMES = frozenset({EntryState.WAITING.value, EntryState.REFUSED.value})
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -279,6 +284,12 @@ class DepositQueue:
                 try:
                     with self._tx() as con:
                         for sets, purge in changes:
+                            if sets.get("state") in _OWNED_OUTCOMES:
+                                # "waiting"/"refused" are this instance's word only while it still holds
+                                # the claim: if another process took it over meanwhile, that one decides
+                                cur = self._row(con, entry_id, with_documents=False)
+                                if cur.state is not EntryState.SENDING or cur.owner != self.owner:
+                                    continue
                             self._write(con, entry_id, sets, purge)
                         entry = self._row(con, entry_id)
                 except sqlite3.Error as exc:

@@ -316,3 +316,22 @@ def test_a_failed_commit_never_leaves_the_connection_in_a_transaction(tmp_path: 
     assert not q._con.in_transaction
     waiting = q.mark_waiting("2.25.1", "réseau", "NET", 0.0)  # the queue still works
     assert waiting.state is EntryState.WAITING and waiting.attempts == 1
+
+
+def test_a_kept_waiting_outcome_never_overwrites_another_owners_claim(tmp_path: Path, monkeypatch) -> None:
+    clock = Clock()
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path, clock=clock, lease_s=60)
+    add(q, claim=True)
+    full = _fail_writes(monkeypatch, q)
+    kept = q.mark_waiting("2.25.1", "réseau", "NET", 0.0)
+    assert kept.state is EntryState.WAITING and q.deferred == ("2.25.1",)
+    full[0] = False
+    clock.now += 61  # this instance's claim expired meanwhile: another process took the entry over
+    other = DepositQueue(path, clock=clock, lease_s=60)
+    monkeypatch.undo()
+    assert other.claim("2.25.1") is not None
+    q.flush_deferred()
+    row = other.get("2.25.1")
+    assert row is not None and row.state is EntryState.SENDING and row.owner == other.owner
+    assert q.deferred == ()
