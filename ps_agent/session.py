@@ -53,7 +53,7 @@ from ps_agent.dmp.model import DocumentEntry, PatientId, RetrievedDocument, Stat
 from ps_agent.dmp.vihf import Purpose
 from ps_agent.errors import AccessDenied, PsAgentError
 from ps_agent.events import CARD_CHANGED, SESSION_CLOSED
-from ps_agent.outbox import EntryState, OutboxError, QueuedDeposit, backoff_delay
+from ps_agent.outbox import ACTIVE_STATES, EntryState, OutboxError, QueuedDeposit, backoff_delay
 
 if TYPE_CHECKING:
     from ps_agent.services import Services
@@ -1302,6 +1302,12 @@ class PatientHandle:
         if s.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
             first_author = author_of(session_author)
         on_behalf = first_author.id_nat if s.mode != AuthMode.DIRECTE and first_author is not None else ""
+        try:
+            same = q.find_same(uids, tuple(documents))
+        except OutboxError:
+            same = None
+        if same is not None and same.state in (EntryState.REGISTERED, *ACTIVE_STATES):
+            return self._deposit_again(same, ctx)
         entry_id = new_oid()
         queued = q.add(  # durable before the first byte is sent
             entry_id,
@@ -1333,6 +1339,38 @@ class PatientHandle:
             ) from exc
         outcome = s._send_entry(
             queued, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True
+        )
+        assert outcome.result is not None
+        return Result(outcome.result, outcome.exchanges, (outcome.reason_fr,) if outcome.reason_fr else ())
+
+    def _deposit_again(self, same: QueuedDeposit, ctx: Context) -> Result[DepositResult]:
+        """The same documents (uniqueIds and content) handed again — after a crash, a full disk, a second
+        click: the entry that already holds them answers, never a second entry. Registered: said so
+        (nothing is sent). Still open: that entry is sent now, or left to whoever is sending it."""
+        s = self.session
+        q = s.services.queue
+        if same.state is EntryState.REGISTERED:
+            note = "déjà enregistré (document déjà déposé depuis ce poste)"
+            s._audit_or_keep(
+                "dmp.deposit", "success", self, ctx=ctx, transaction="TD2.1", document_ids=same.document_uids,
+                on_behalf_of=same.on_behalf_of, detail=f"lot {same.id} ; {note}",
+            )  # fmt: skip
+            ctx.report("Dépôt terminé", 3, 3)
+            result = DepositResult(same.id, same.document_uids, recovered=True, attempts=same.attempts)
+            return Result(result, (), (note,))
+        claimed = q.claim(same.id)
+        if claimed is None:
+            cur = q.get(same.id) or same
+            if cur.state is EntryState.REGISTERED:
+                return self._deposit_again(cur, ctx)
+            raise DepositDeferred(
+                "Ce document est déjà dans la file d'envoi et en cours de transmission au DMP : il n'est "
+                "pas envoyé une seconde fois.",
+                entry=cur,
+                code="ALREADY_QUEUED",
+            )
+        outcome = s._send_entry(
+            claimed, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True
         )
         assert outcome.result is not None
         return Result(outcome.result, outcome.exchanges, (outcome.reason_fr,) if outcome.reason_fr else ())

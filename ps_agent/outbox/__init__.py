@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import json
 import os
 import random
@@ -113,6 +114,7 @@ class QueuedDeposit:
     owner: str = ""
     lease_until: float = 0.0
     journaled: bool = False  # the outcome's audit record is written
+    document_sha1: tuple[str, ...] = ()  # SHA-1 of each document, kept after the bytes are purged
 
     # compatibility with the former ``PendingDeposit``
     @property
@@ -138,6 +140,10 @@ class QueuedDeposit:
 PendingDeposit = QueuedDeposit  # former name
 
 
+def sha1_of(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS document hash
+
+
 def backoff_delay(attempts: int, rnd: Callable[[], float] = random.random) -> float:
     """Delay before the next send after ``attempts`` sends: bounded exponential with jitter."""
     base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(max(0, attempts - 1), 32)))
@@ -155,7 +161,8 @@ CREATE TABLE IF NOT EXISTS queue_entry (
     state TEXT NOT NULL, reason_fr TEXT NOT NULL DEFAULT '', reason_code TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
     owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0,
-    journaled INTEGER NOT NULL DEFAULT 0
+    journaled INTEGER NOT NULL DEFAULT 0,
+    document_sha1 TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS queue_document (
     entry_id TEXT NOT NULL REFERENCES queue_entry(id),
@@ -165,7 +172,7 @@ CREATE TABLE IF NOT EXISTS queue_document (
 _COLUMNS = (
     "id, patient_ins, patient_oid, ins_status, document_uids, visibility, replaces, replaces_entry_uuids, "
     "titles, actor_id_nat, on_behalf_of, created, updated, state, reason_fr, reason_code, attempts, "
-    "next_try, owner, lease_until, journaled"
+    "next_try, owner, lease_until, journaled, document_sha1"
 )
 
 
@@ -240,7 +247,11 @@ class DepositQueue:
                 raise
 
     def _migrate(self) -> None:
-        """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx)."""
+        """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx); a
+        queue file of the first version gets the ``document_sha1`` column."""
+        cols = {r[1] for r in self._con.execute("PRAGMA table_info(queue_entry)").fetchall()}
+        if "document_sha1" not in cols:
+            self._con.execute("ALTER TABLE queue_entry ADD COLUMN document_sha1 TEXT NOT NULL DEFAULT '[]'")
         old = self._con.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='pending'"
         ).fetchone()
@@ -250,7 +261,7 @@ class DepositQueue:
         for r in self._con.execute("SELECT * FROM pending").fetchall():
             self._con.execute(
                 f"INSERT OR IGNORE INTO queue_entry ({_COLUMNS}) "  # noqa: S608
-                "VALUES (?,?,?,?,?,?,?,'[]','[]','','',?,?,?,'','',?,0,'',0,0)",
+                "VALUES (?,?,?,?,?,?,?,'[]','[]','','',?,?,?,'','',?,0,'',0,0,'[]')",
                 (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], now, EntryState.PENDING.value, r[8]),
             )
             self._con.execute(
@@ -368,6 +379,7 @@ class DepositQueue:
             owner=r[18],
             lease_until=r[19],
             journaled=bool(r[20]),
+            document_sha1=tuple(json.loads(r[21] or "[]")),
         )
 
     def _changed(self, entry: QueuedDeposit) -> QueuedDeposit:
@@ -401,7 +413,7 @@ class DepositQueue:
         try:
             with self._tx() as con:
                 con.execute(
-                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
+                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 22)})",  # noqa: S608
                     (
                         entry_id, *patient, json.dumps(list(document_uids)), json.dumps(list(visibility)),
                         json.dumps(list(replaces)),
@@ -409,6 +421,7 @@ class DepositQueue:
                         json.dumps(list(titles or ("",) * len(document_uids))), actor_id_nat, on_behalf_of,
                         stamp, stamp, state.value, "", "", 1 if claim else 0, 0.0,
                         self.owner if claim else "", now + self.lease_s if claim else 0.0, 0,
+                        json.dumps([sha1_of(d) for d in documents]),
                     ),
                 )  # fmt: skip
                 con.executemany(
@@ -637,6 +650,25 @@ class DepositQueue:
             elif e.state is EntryState.SENDING and (e.lease_until <= now or owner_dead(e.owner)):
                 out.append(e)
         return out
+
+    def find_same(self, document_uids: tuple[str, ...], documents: tuple[bytes, ...]) -> QueuedDeposit | None:
+        """The newest entry that holds exactly these documents (same uniqueIds, same content), in any
+        state: a document handed again (after a crash, a full disk...) resolves through it."""
+        digests = tuple(sha1_of(d) for d in documents)
+        try:
+            with self._lock:
+                self._try_flush()
+                ids = [r[0] for r in self._con.execute(
+                    "SELECT id FROM queue_entry WHERE document_uids = ? ORDER BY created DESC, rowid DESC",
+                    (json.dumps(list(document_uids)),),
+                ).fetchall()]  # fmt: skip
+                for i in ids:
+                    e = self._overlay(self._row(self._con, i))
+                    if e.document_sha1 == digests:
+                        return e
+        except sqlite3.Error as exc:
+            raise self._error(exc, "lue") from exc
+        return None
 
     def unjournaled(self) -> list[QueuedDeposit]:
         """Entries with an outcome whose audit record could not be written yet (full disk)."""

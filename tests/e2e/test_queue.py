@@ -494,3 +494,31 @@ def test_resume_on_a_full_disk_returns_outcomes_and_releases_the_claim(
         assert registered_count(dmp_sandbox, e.document_uids[0]) == 1
     recs = [r.event for r in services.journal.records(action="dmp.deposit") if r.event.outcome == "success"]
     assert {u for r in recs for u in r.document_ids} == {e.document_uids[0] for e in entries}
+
+
+def test_a_document_handed_again_resolves_through_its_entry(services_for, test_pki, faults, dmp_sandbox):
+    """The same document handed a second time (the agent was killed during the first call, a full disk
+    declined it, a double click): the entry that holds it answers — registered without a second entry
+    nor a second send; or, still open, that entry is sent (never a new submission for it)."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    creds = credentials_for(test_pki, "gp")
+    wire = WireLog(creds.tls_transport(ca_file=str(test_pki.ca_bundle)))
+    gp = services.open_session(creds, transport=wire)
+    gp.patient(ref).dmp_status()
+    done = docs.letter(p, "gp", title="Lettre déjà déposée")
+    first = gp.patient(ref).deposit(done).value
+    sends = sum(1 for a, _, _ in wire.sent if a == ITI41)
+    again = gp.patient(ref).deposit(done)
+    assert again.value.document_uids == first.document_uids and again.value.recovered
+    assert again.value.submission_set_uid == first.submission_set_uid
+    assert sum(1 for a, _, _ in wire.sent if a == ITI41) == sends  # nothing sent again
+    waiting = queued(gp, ref, docs.letter(p, "gp", title="Lettre remise pendant qu'elle attend"), faults)
+    data = services.queue.get(waiting.id).documents[0]
+    result = gp.patient(ref).deposit(data).value  # handed again: its waiting entry is sent now
+    assert result.submission_set_uid == waiting.id
+    assert services.queue.get(waiting.id).state is EntryState.REGISTERED
+    assert len(services.queue.entries()) == 2
+    for e in services.queue.entries():
+        assert registered_count(dmp_sandbox, e.document_uids[0]) == 1

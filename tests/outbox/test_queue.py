@@ -335,3 +335,24 @@ def test_a_kept_waiting_outcome_never_overwrites_another_owners_claim(tmp_path: 
     row = other.get("2.25.1")
     assert row is not None and row.state is EntryState.SENDING and row.owner == other.owner
     assert q.deferred == ()
+
+
+def test_find_same_matches_uniqueids_and_content_and_old_files_get_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    add(q)
+    assert q.find_same(("2.25.9",), (b"<cda/>",)) is not None
+    assert q.find_same(("2.25.9",), (b"<cda>autre</cda>",)) is None  # same id, other content
+    assert q.find_same(("2.25.8",), (b"<cda/>",)) is None
+    q.claim("2.25.1")
+    q.mark_registered("2.25.1")  # bytes purged, the digest stays
+    found = q.find_same(("2.25.9",), (b"<cda/>",))
+    assert found is not None and found.state is EntryState.REGISTERED and found.documents == ()
+    q.close()
+    con = sqlite3.connect(path)  # a queue file of the first version: no digest column
+    con.execute("ALTER TABLE queue_entry DROP COLUMN document_sha1")
+    con.commit()
+    con.close()
+    again = DepositQueue(path)
+    [entry] = again.entries()
+    assert entry.document_sha1 == () and again.find_same(("2.25.9",), (b"<cda/>",)) is None
