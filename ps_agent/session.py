@@ -1290,10 +1290,10 @@ class PatientHandle:
             if target is None:
                 replaced_uids.append("")
                 replaced_uuids.append("")
-            elif isinstance(target, DocumentEntry):
+            elif isinstance(target, DocumentEntry):  # the caller's entry (no GetDocuments: AIR may not read)
                 replaced_uids.append(target.unique_id)
-                replaced_uuids.append("")  # resolved afresh before the send (a mask makes a new version)
-            else:
+                replaced_uuids.append(target.entry_uuid)
+            else:  # a uniqueId: its entryUUID is resolved (GetDocuments) inside the send, after queueing
                 replaced_uids.append(target)
                 replaced_uuids.append("")
         uids = tuple(p[0].unique_id for p in prepared)
