@@ -1364,8 +1364,8 @@ class PatientHandle:
             if cur.state is EntryState.REGISTERED:
                 return self._deposit_again(cur, ctx)
             raise DepositDeferred(
-                "Ce document est déjà dans la file d'envoi et en cours de transmission au DMP : il n'est "
-                "pas envoyé une seconde fois.",
+                f"Ce document est déjà dans la file d'envoi ({cur.state.label_fr}) : il n'est pas envoyé "
+                "une seconde fois ; il partira ou est en train de partir avec cet envoi.",
                 entry=cur,
                 code="ALREADY_QUEUED",
             )
