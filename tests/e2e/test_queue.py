@@ -522,3 +522,28 @@ def test_a_document_handed_again_resolves_through_its_entry(services_for, test_p
     assert len(services.queue.entries()) == 2
     for e in services.queue.entries():
         assert registered_count(dmp_sandbox, e.document_uids[0]) == 1
+
+
+def test_a_document_handed_again_while_its_entry_is_being_sent_is_not_sent_twice(
+    services_for, test_pki, faults, dmp_sandbox
+):
+    from ps_agent.outbox import DepositQueue
+
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    gp.patient(ref).dmp_status()
+    waiting = queued(gp, ref, docs.letter(p, "gp", title="Lettre remise pendant son envoi"), faults)
+    data = services.queue.get(waiting.id).documents[0]
+    other = DepositQueue(services.queue.path)  # another live sender holds it
+    try:
+        assert other.claim(waiting.id) is not None
+        with pytest.raises(DepositDeferred) as exc:
+            gp.patient(ref).deposit(data)
+        assert exc.value.code == "ALREADY_QUEUED" and exc.value.entry.id == waiting.id
+        assert "envoi en cours" in exc.value.message_fr
+        assert len(services.queue.entries()) == 1
+        assert registered_count(dmp_sandbox, waiting.document_uids[0]) == 0
+    finally:
+        other.close()
