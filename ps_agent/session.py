@@ -53,7 +53,7 @@ from ps_agent.dmp.model import DocumentEntry, PatientId, RetrievedDocument, Stat
 from ps_agent.dmp.vihf import Purpose
 from ps_agent.errors import AccessDenied, PsAgentError
 from ps_agent.events import CARD_CHANGED, SESSION_CLOSED
-from ps_agent.outbox import EntryState, OutboxError, QueuedDeposit, backoff_delay
+from ps_agent.outbox import ACTIVE_STATES, EntryState, OutboxError, QueuedDeposit, backoff_delay
 
 if TYPE_CHECKING:
     from ps_agent.services import Services
@@ -486,6 +486,29 @@ class Session:
         decision = check(with_status=True)
         return decision
 
+    def _authorize_local(
+        self,
+        action: Action,
+        audit_action: str,
+        handle: PatientHandle | None,
+        ctx: Context,
+        *,
+        type_codes: Sequence[str | None] = (None,),
+    ) -> None:
+        """The policy's local rules only (no DMP status, no exchange): what is refused before anything is
+        queued or sent. A refusal is audited then raised (``AccessDenied``)."""
+        for tc in type_codes:
+            d = self._decide(action, handle, ctx, type_code=tc, with_status=False)
+            if not d.allowed:
+                from ps_agent.access.errors import error_for
+
+                exc = error_for(d)
+                self._audit(
+                    audit_action, "refused", handle, ctx=ctx, transaction="",
+                    error_code=str(exc.code or ""), rule_id=d.rule_id, detail=exc.message_fr,
+                )  # fmt: skip
+                raise exc
+
     # ------------------------------------------------------------------ DMP calls
     def _dmp(
         self,
@@ -560,34 +583,53 @@ class Session:
         q = self.services.queue
         try:
             self.services.flush_backlog()  # records a full disk kept pending, if there is room now
-        except AuditError:
+        except Exception:
             log.warning("the audit journal still cannot be written: kept records stay pending")
         else:
-            self._journal_unjournaled()
-        entries = q.pending() if all_entries else q.due()
+            with contextlib.suppress(Exception):
+                self._journal_unjournaled()
+        with contextlib.suppress(OutboxError):
+            q.flush_deferred()  # outcomes a full disk kept in memory
+        entries = q.pending() if all_entries else q.due()  # unreadable queue: OutboxError (nothing to say)
         mine = [e for e in entries if not e.actor_id_nat or e.actor_id_nat == self.identity.id_nat]
         outcomes: list[DepositOutcome] = []
         total = len(mine)
         ctx.report("Reprise des envois en attente", 0, total)
         for n, entry in enumerate(mine, start=1):
             ctx.check()
-            claimed = q.claim(entry.id)
-            if claimed is None:  # sent by another thread/process meanwhile, or already final
-                cur = q.get(entry.id) or entry
-                outcomes.append(DepositOutcome(cur.id, cur.state, cur.reason_fr, cur.document_uids))
-                continue
-            try:
-                outcomes.append(self._send_entry(claimed, ctx, inline_retries=0, raise_errors=False))
-            except Cancelled:
-                raise
-            except Exception as exc:  # never let one entry stop the others
-                log.exception("deposit queue entry %s", entry.id)
-                cur = q.get(entry.id) or entry
-                outcomes.append(
-                    DepositOutcome(cur.id, cur.state, getattr(exc, "message_fr", str(exc)), cur.document_uids)
-                )
+            outcomes.append(self._resume_one(entry, ctx))
             ctx.report("Reprise des envois en attente", n, total)
         return outcomes
+
+    def _resume_one(self, entry: QueuedDeposit, ctx: Context) -> DepositOutcome:
+        """One entry of ``resume``: its outcome, whatever fails (never raised, except cancellation)."""
+        q = self.services.queue
+
+        def current(reason: str = "") -> DepositOutcome:
+            try:
+                cur = q.get(entry.id) or entry
+            except Exception:
+                cur = entry
+            return DepositOutcome(cur.id, cur.state, reason or cur.reason_fr, cur.document_uids)
+
+        try:
+            claimed = q.claim(entry.id)
+        except Exception as exc:
+            return current(getattr(exc, "message_fr", "") or str(exc))
+        if claimed is None:  # sent by another thread/process meanwhile, or already final
+            return current()
+        try:
+            return self._send_entry(claimed, ctx, inline_retries=0, raise_errors=False)
+        except Cancelled:
+            raise
+        except AuditPending as exc:  # registered; its audit record is written when space returns
+            return DepositOutcome(
+                claimed.id, EntryState.REGISTERED, exc.message_fr, claimed.document_uids, exc.result,
+                exc.result.exchanges,
+            )  # fmt: skip
+        except Exception as exc:
+            log.exception("deposit queue entry %s", entry.id)
+            return current(getattr(exc, "message_fr", "") or str(exc))
 
     def hand_back(self, entry_id: str, write: Callable[[QueuedDeposit], None]) -> QueuedDeposit:
         """Give a queued deposit back to the user: ``write(entry)`` makes the documents durable elsewhere
@@ -676,7 +718,6 @@ class Session:
         *,
         inline_retries: int,
         raise_errors: bool,
-        prepared: tuple[list[DepositItem], Any] | None = None,
     ) -> DepositOutcome:
         """Send a claimed entry until it has an outcome or must wait; every transition is one row update.
         No network call ever happens between taking an entry and rewriting its row."""
@@ -703,14 +744,14 @@ class Session:
             try:
                 with record_exchanges() as rec:
                     try:
-                        if prepared is not None and attempts_here == 1:
-                            items, first_author = prepared  # just parsed and authorised by deposit_batch
-                        else:
-                            items, first_author = self._items_of(entry)
-                            self._authorize(
-                                Action.DEPOSIT, "dmp.deposit", handle, ctx,
-                                type_codes=[i.entry.type_code.code for i in items],
-                            )  # fmt: skip
+                        items, first_author = self._items_of(entry)
+                        # the policy with the DMP's status (TD0.2 refreshed when stale), at every attempt:
+                        # a transient failure here leaves the entry WAITING, a final one REFUSED (why)
+                        self._authorize(
+                            Action.DEPOSIT, "dmp.deposit", handle, ctx,
+                            type_codes=[i.entry.type_code.code for i in items],
+                        )  # fmt: skip
+                        ctx.report("Préparation du lot", 0, 3)
                         ss, on_behalf = self._submission(entry, first_author)
                         if any(
                             r and not u
@@ -868,6 +909,20 @@ class Session:
         return DepositOutcome(
             done.id, done.state, done.reason_fr, done.document_uids, exchanges=tuple(exchanges)
         )
+
+
+def current_version(found: Sequence[DocumentEntry]) -> DocumentEntry:
+    """Of the entries a GetDocuments returned for one uniqueId, the current version: not deprecated
+    (a registry may also return the versions an update superseded), then the highest version number."""
+
+    def key(e: DocumentEntry) -> tuple[bool, int]:
+        try:
+            version = int(e.version or 0)
+        except ValueError:
+            version = 0
+        return (not str(e.status or "").endswith("Deprecated"), version)
+
+    return max(found, key=key)
 
 
 @dataclass(frozen=True)
@@ -1092,9 +1147,16 @@ class PatientHandle:
         ctx.report("Recherche des documents", 1, 1)
         return Result(DocumentList(tuple(entries), hidden), ex)
 
-    def _resolve(self, document: DocumentEntry | str, audit_action: str, ctx: Context) -> DocumentEntry:
+    def _resolve(
+        self, document: DocumentEntry | str, audit_action: str, ctx: Context, *, fresh: bool = False
+    ) -> DocumentEntry:
+        """The document's registry entry; by uniqueId (GetDocuments) when given a string or ``fresh``: an
+        ITI-57 update (mask, unmask...) makes a NEW version entry (new entryUUID), so an entry listed
+        earlier may be stale — updates resolve the current version right before sending."""
         if isinstance(document, DocumentEntry):
-            return document
+            if not fresh:
+                return document
+            document = document.unique_id
         s = self.session
         purpose, reason = self.purpose()
         found, _ = s._dmp(
@@ -1112,7 +1174,7 @@ class PatientHandle:
                     " (la liste des documents les indique)."
                 )
             raise InvalidRequest(message, code="NOT_FOUND")
-        return found[0]
+        return current_version(found)
 
     def retrieve(
         self, document: DocumentEntry | str, *, ctx: Context = DEFAULT_CONTEXT
@@ -1215,10 +1277,12 @@ class PatientHandle:
                 )  # fmt: skip
                 raise
             prepared.append((entry, md, data, reps[i] if i < len(reps) else None))
-        s._authorize(
+        # Only the LOCAL rules here (role, mode, INS, purpose...: no exchange). The DMP's status (TD0.2) and
+        # the rules that need it are checked once the document is queued, inside the entry's resolution: a
+        # transient failure of that check leaves the entry WAITING, never a false refusal (issue 8.1).
+        s._authorize_local(
             Action.DEPOSIT, "dmp.deposit", self, ctx, type_codes=[p[0].type_code.code for p in prepared]
         )
-        ctx.report("Préparation du lot", 0, 3)
         replaced_uids: list[str] = []
         replaced_uuids: list[str] = []
         for _, md, _, rep in prepared:
@@ -1226,16 +1290,24 @@ class PatientHandle:
             if target is None:
                 replaced_uids.append("")
                 replaced_uuids.append("")
-                continue
-            old = self._resolve(target, "dmp.deposit", ctx)
-            replaced_uids.append(old.unique_id)
-            replaced_uuids.append(old.entry_uuid)
+            elif isinstance(target, DocumentEntry):  # the caller's entry (no GetDocuments: AIR may not read)
+                replaced_uids.append(target.unique_id)
+                replaced_uuids.append(target.entry_uuid)
+            else:  # a uniqueId: its entryUUID is resolved (GetDocuments) inside the send, after queueing
+                replaced_uids.append(target)
+                replaced_uuids.append("")
         uids = tuple(p[0].unique_id for p in prepared)
         first_author = prepared[0][0].authors[0] if prepared[0][0].authors else None
         session_author = getattr(s.credentials, "author", None)
         if s.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
             first_author = author_of(session_author)
         on_behalf = first_author.id_nat if s.mode != AuthMode.DIRECTE and first_author is not None else ""
+        try:
+            same = q.find_same(uids, tuple(documents))
+        except OutboxError:
+            same = None
+        if same is not None and same.state in (EntryState.REGISTERED, *ACTIVE_STATES):
+            return self._deposit_again(same, ctx)
         entry_id = new_oid()
         queued = q.add(  # durable before the first byte is sent
             entry_id,
@@ -1265,12 +1337,41 @@ class PatientHandle:
                 "il est gardé dans la file d'envoi et partira quand le journal pourra être écrit.",
                 code="AUDIT_WRITE",
             ) from exc
-        items = [DepositItem(p[0], p[2], u) for p, u in zip(prepared, replaced_uuids, strict=True)]
-        doc_author = prepared[0][0].authors[0] if prepared[0][0].authors else None
         outcome = s._send_entry(
-            queued, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True,
-            prepared=(items, doc_author),
-        )  # fmt: skip
+            queued, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True
+        )
+        assert outcome.result is not None
+        return Result(outcome.result, outcome.exchanges, (outcome.reason_fr,) if outcome.reason_fr else ())
+
+    def _deposit_again(self, same: QueuedDeposit, ctx: Context) -> Result[DepositResult]:
+        """The same documents (uniqueIds and content) handed again — after a crash, a full disk, a second
+        click: the entry that already holds them answers, never a second entry. Registered: said so
+        (nothing is sent). Still open: that entry is sent now, or left to whoever is sending it."""
+        s = self.session
+        q = s.services.queue
+        if same.state is EntryState.REGISTERED:
+            note = "déjà enregistré (document déjà déposé depuis ce poste)"
+            s._audit_or_keep(
+                "dmp.deposit", "success", self, ctx=ctx, transaction="TD2.1", document_ids=same.document_uids,
+                on_behalf_of=same.on_behalf_of, detail=f"lot {same.id} ; {note}",
+            )  # fmt: skip
+            ctx.report("Dépôt terminé", 3, 3)
+            result = DepositResult(same.id, same.document_uids, recovered=True, attempts=same.attempts)
+            return Result(result, (), (note,))
+        claimed = q.claim(same.id)
+        if claimed is None:
+            cur = q.get(same.id) or same
+            if cur.state is EntryState.REGISTERED:
+                return self._deposit_again(cur, ctx)
+            raise DepositDeferred(
+                f"Ce document est déjà dans la file d'envoi ({cur.state.label_fr}) : il n'est pas envoyé "
+                "une seconde fois ; il partira ou est en train de partir avec cet envoi.",
+                entry=cur,
+                code="ALREADY_QUEUED",
+            )
+        outcome = s._send_entry(
+            claimed, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True
+        )
         assert outcome.result is not None
         return Result(outcome.result, outcome.exchanges, (outcome.reason_fr,) if outcome.reason_fr else ())
 
@@ -1287,7 +1388,7 @@ class PatientHandle:
         s._authorize(action, audit_action, self, ctx)
         step = UPDATE_STEPS_FR.get(action, "Mise à jour du document")
         ctx.report(step, 0, 2)
-        entry = self._resolve(document, audit_action, ctx)
+        entry = self._resolve(document, audit_action, ctx, fresh=True)
         ctx.report(step, 1, 2)
         _, ex = s._dmp(audit_action, self, lambda: fn(entry), ctx, document_ids=(entry.unique_id,))
         s._audit(

@@ -11,9 +11,15 @@ delete-then-add, so no fault between two writes can lose a document)::
 
 Claims are exclusive across threads AND processes on the same file (``BEGIN IMMEDIATE`` + an owner id
 and a lease expiry, portable to Windows): two agents resuming the same home never both send an entry. A
-claim whose owner died (crash, ``kill -9``) expires after ``lease_s`` and the entry is sent again: the
+claim whose owner died (crash, ``kill -9``) is taken over at once when this machine can tell the owner
+process ended (``ps_agent.outbox.owner``), otherwise after ``lease_s``; the entry is sent again: the
 same submission (same uniqueIds), which the DMP refuses as already registered if the first send had
 committed — that refusal means "registered" (``ps_agent.dmp.errors.classify_failure``).
+
+Full disk: an outcome (registered, refused, waiting) that cannot be written is kept in memory and written
+before any later access to the file (``flush_deferred``); meanwhile this instance reports the entry with
+that outcome and never sends it again. If the process ends first, the claim is taken over (dead owner)
+and the resend resolves as "already registered".
 
 Files: the queue file is 0600 in a 0700 folder, whoever created them (full CDA and INS inside).
 """
@@ -22,13 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import json
 import os
 import random
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,6 +42,7 @@ from pathlib import Path
 
 from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
+from ps_agent.outbox.owner import new_owner_id, owner_dead
 
 DEFAULT_LEASE_S = DEFAULT_QUEUE_LEASE_S  # [I] see ``ps_agent.config.DEFAULT_QUEUE_LEASE_S``
 # [I] Bounded exponential backoff with jitter between sends after a transient failure: 2 s, 4 s, 8 s…
@@ -107,6 +114,7 @@ class QueuedDeposit:
     owner: str = ""
     lease_until: float = 0.0
     journaled: bool = False  # the outcome's audit record is written
+    document_sha1: tuple[str, ...] = ()  # SHA-1 of each document, kept after the bytes are purged
 
     # compatibility with the former ``PendingDeposit``
     @property
@@ -132,6 +140,10 @@ class QueuedDeposit:
 PendingDeposit = QueuedDeposit  # former name
 
 
+def sha1_of(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS document hash
+
+
 def backoff_delay(attempts: int, rnd: Callable[[], float] = random.random) -> float:
     """Delay before the next send after ``attempts`` sends: bounded exponential with jitter."""
     base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(max(0, attempts - 1), 32)))
@@ -149,7 +161,8 @@ CREATE TABLE IF NOT EXISTS queue_entry (
     state TEXT NOT NULL, reason_fr TEXT NOT NULL DEFAULT '', reason_code TEXT NOT NULL DEFAULT '',
     attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
     owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0,
-    journaled INTEGER NOT NULL DEFAULT 0
+    journaled INTEGER NOT NULL DEFAULT 0,
+    document_sha1 TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS queue_document (
     entry_id TEXT NOT NULL REFERENCES queue_entry(id),
@@ -159,8 +172,13 @@ CREATE TABLE IF NOT EXISTS queue_document (
 _COLUMNS = (
     "id, patient_ins, patient_oid, ins_status, document_uids, visibility, replaces, replaces_entry_uuids, "
     "titles, actor_id_nat, on_behalf_of, created, updated, state, reason_fr, reason_code, attempts, "
-    "next_try, owner, lease_until, journaled"
+    "next_try, owner, lease_until, journaled, document_sha1"
 )
+
+
+# Outcomes kept in memory that are written only if this instance still holds the claim (``registered``
+# is a fact about the DMP: written whoever holds the row).
+_OWNED_OUTCOMES = frozenset({EntryState.WAITING.value, EntryState.REFUSED.value})
 
 
 def _now_iso() -> str:
@@ -185,10 +203,12 @@ class DepositQueue:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self.owner = owner or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or new_owner_id()
         self.lease_s = lease_s
         self.on_change = on_change
         self._lock = threading.RLock()
+        # outcomes a full disk kept from being written: entry id → [(column values, purge)], in order
+        self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
         try:
             ensure_private_dir(self.path.parent)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
@@ -219,10 +239,19 @@ class DepositQueue:
                 with contextlib.suppress(sqlite3.Error):
                     self._con.execute("ROLLBACK")
                 raise
-            self._con.execute("COMMIT")
+            try:
+                self._con.execute("COMMIT")
+            except BaseException:  # e.g. SQLITE_FULL at commit: never leave the connection in a transaction
+                with contextlib.suppress(sqlite3.Error):
+                    self._con.execute("ROLLBACK")
+                raise
 
     def _migrate(self) -> None:
-        """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx)."""
+        """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx); a
+        queue file of the first version gets the ``document_sha1`` column."""
+        cols = {r[1] for r in self._con.execute("PRAGMA table_info(queue_entry)").fetchall()}
+        if "document_sha1" not in cols:
+            self._con.execute("ALTER TABLE queue_entry ADD COLUMN document_sha1 TEXT NOT NULL DEFAULT '[]'")
         old = self._con.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='pending'"
         ).fetchone()
@@ -232,7 +261,7 @@ class DepositQueue:
         for r in self._con.execute("SELECT * FROM pending").fetchall():
             self._con.execute(
                 f"INSERT OR IGNORE INTO queue_entry ({_COLUMNS}) "  # noqa: S608
-                "VALUES (?,?,?,?,?,?,?,'[]','[]','','',?,?,?,'','',?,0,'',0,0)",
+                "VALUES (?,?,?,?,?,?,?,'[]','[]','','',?,?,?,'','',?,0,'',0,0,'[]')",
                 (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], now, EntryState.PENDING.value, r[8]),
             )
             self._con.execute(
@@ -245,7 +274,67 @@ class DepositQueue:
 
     def close(self) -> None:
         with self._lock:
+            with contextlib.suppress(OutboxError):
+                self.flush_deferred()
             self._con.close()
+
+    # ------------------------------------------------------------------ outcomes kept in memory
+    @property
+    def deferred(self) -> tuple[str, ...]:
+        """Ids of entries whose outcome waits in memory for the file to accept it (full disk)."""
+        with self._lock:
+            return tuple(self._deferred)
+
+    def flush_deferred(self) -> None:
+        """Write the outcomes a full disk kept in memory (oldest first); raises ``OutboxError`` (keeping the
+        rest) when the file still refuses them."""
+        with self._lock:
+            while self._deferred:
+                entry_id = next(iter(self._deferred))
+                changes = self._deferred[entry_id]
+                try:
+                    with self._tx() as con:
+                        for sets, purge in changes:
+                            if sets.get("state") in _OWNED_OUTCOMES:
+                                # "waiting"/"refused" are this instance's word only while it still holds
+                                # the claim: if another process took it over meanwhile, that one decides
+                                cur = self._row(con, entry_id, with_documents=False)
+                                if cur.state is not EntryState.SENDING or cur.owner != self.owner:
+                                    continue
+                            self._write(con, entry_id, sets, purge)
+                        entry = self._row(con, entry_id)
+                except sqlite3.Error as exc:
+                    raise self._error(exc, "mise à jour") from exc
+                del self._deferred[entry_id]
+                self._changed(entry)
+
+    def _try_flush(self) -> None:
+        if self._deferred:
+            with contextlib.suppress(OutboxError):
+                self.flush_deferred()
+
+    @staticmethod
+    def _write(con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool) -> None:
+        cols = ", ".join(f"{k}=?" for k in sets)
+        con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
+        if purge:
+            con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
+
+    def _overlay(self, entry: QueuedDeposit) -> QueuedDeposit:
+        """The entry as this instance knows it: with the outcomes kept in memory applied."""
+        changes = self._deferred.get(entry.id)
+        if not changes:
+            return entry
+        for sets, purge in changes:
+            fields = {k: v for k, v in sets.items() if k in QueuedDeposit.__dataclass_fields__}
+            if "state" in fields:
+                fields["state"] = EntryState(str(fields["state"]))
+            if "journaled" in fields:
+                fields["journaled"] = bool(fields["journaled"])
+            entry = replace(entry, **fields)  # type: ignore[arg-type]
+            if purge:
+                entry = replace(entry, documents=())
+        return entry
 
     def __enter__(self) -> DepositQueue:
         return self
@@ -290,6 +379,7 @@ class DepositQueue:
             owner=r[18],
             lease_until=r[19],
             journaled=bool(r[20]),
+            document_sha1=tuple(json.loads(r[21] or "[]")),
         )
 
     def _changed(self, entry: QueuedDeposit) -> QueuedDeposit:
@@ -323,7 +413,7 @@ class DepositQueue:
         try:
             with self._tx() as con:
                 con.execute(
-                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 21)})",  # noqa: S608
+                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 22)})",  # noqa: S608
                     (
                         entry_id, *patient, json.dumps(list(document_uids)), json.dumps(list(visibility)),
                         json.dumps(list(replaces)),
@@ -331,6 +421,7 @@ class DepositQueue:
                         json.dumps(list(titles or ("",) * len(document_uids))), actor_id_nat, on_behalf_of,
                         stamp, stamp, state.value, "", "", 1 if claim else 0, 0.0,
                         self.owner if claim else "", now + self.lease_s if claim else 0.0, 0,
+                        json.dumps([sha1_of(d) for d in documents]),
                     ),
                 )  # fmt: skip
                 con.executemany(
@@ -351,15 +442,16 @@ class DepositQueue:
         None when it is not claimable: final, being sent by someone else (live lease), or not due yet is
         NOT checked here (``due`` does it): a person may ask to send a waiting entry now."""
         now = self._clock()
+        self._try_flush()
         try:
             with self._tx() as con:
                 try:
                     cur = self._row(con, entry_id, with_documents=False)
                 except EntryNotFound:
                     return None
-                if cur.state in FINAL_STATES:
+                if cur.state in FINAL_STATES or entry_id in self._deferred:
                     return None
-                if cur.state is EntryState.SENDING and cur.lease_until > now:
+                if cur.state is EntryState.SENDING and cur.lease_until > now and not owner_dead(cur.owner):
                     return None
                 con.execute(
                     "UPDATE queue_entry SET state=?, owner=?, lease_until=?, attempts=attempts+1, updated=? "
@@ -388,20 +480,53 @@ class DepositQueue:
             raise self._error(exc, "mise à jour") from exc
         return self._changed(entry)
 
-    def _transition(self, entry_id: str, sets: dict[str, object], *, purge: bool = False) -> QueuedDeposit:
+    def _transition(
+        self,
+        entry_id: str,
+        sets: dict[str, object],
+        *,
+        purge: bool = False,
+        defer: bool = False,
+        release: bool = True,
+    ) -> QueuedDeposit:
         """Move an entry this instance holds (or any active one when ``owner`` does not matter) in ONE
-        transaction; the owner/lease are cleared."""
-        sets = {**sets, "owner": "", "lease_until": 0.0, "updated": _now_iso()}
-        cols = ", ".join(f"{k}=?" for k in sets)
-        try:
-            with self._tx() as con:
-                con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
-                if purge:
-                    con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
-                entry = self._row(con, entry_id)
-        except sqlite3.Error as exc:
-            raise self._error(exc, "mise à jour") from exc
-        return self._changed(entry)
+        transaction; with ``release`` the owner/lease are cleared. With ``defer`` (an outcome that already
+        happened at the DMP), a file that cannot be written (full disk) keeps the change in memory
+        (``flush_deferred``) and the entry is returned as it will be written."""
+        sets = {**sets, "updated": _now_iso()}
+        if release:
+            sets = {**sets, "owner": "", "lease_until": 0.0}
+        with self._lock:
+            if defer and entry_id in self._deferred:  # keep the order of this entry's changes
+                self._try_flush()
+            if entry_id not in self._deferred:
+                try:
+                    with self._tx() as con:
+                        self._write(con, entry_id, sets, purge)
+                        entry = self._row(con, entry_id)
+                except sqlite3.Error as exc:
+                    if not defer:
+                        raise self._error(exc, "mise à jour") from exc
+                else:
+                    return self._changed(entry)
+            elif not defer:
+                raise OutboxError(
+                    "La file d'envoi du DMP n'a pas pu être mise à jour (disque plein ?).", code="OUTBOX"
+                )
+            self._deferred.setdefault(entry_id, []).append((sets, purge))
+            try:
+                current = self._row(self._con, entry_id)
+            except sqlite3.Error:
+                return self._changed(self._overlay_unknown(entry_id))
+            return self._changed(self._overlay(current))
+
+    def _overlay_unknown(self, entry_id: str) -> QueuedDeposit:
+        """A placeholder when even reading fails: only the id and the kept outcome are known."""
+        blank = QueuedDeposit(
+            entry_id, "", "", "", (), (), (False, False, False), (), (), (), "", "", "", "",
+            EntryState.SENDING,
+        )  # fmt: skip
+        return self._overlay(blank)
 
     def mark_waiting(self, entry_id: str, reason_fr: str, code: str, next_try: float) -> QueuedDeposit:
         return self._transition(
@@ -412,6 +537,7 @@ class DepositQueue:
                 "reason_code": code,
                 "next_try": next_try,
             },
+            defer=True,
         )
 
     def mark_registered(self, entry_id: str, *, journaled: bool = False, note_fr: str = "") -> QueuedDeposit:
@@ -420,7 +546,7 @@ class DepositQueue:
             entry_id,
             {"state": EntryState.REGISTERED.value, "reason_fr": note_fr, "reason_code": "",
              "next_try": 0.0, "journaled": int(journaled)},
-            purge=True,
+            purge=True, defer=True,
         )  # fmt: skip
 
     def mark_refused(
@@ -431,14 +557,12 @@ class DepositQueue:
             entry_id,
             {"state": EntryState.REFUSED.value, "reason_fr": reason_fr, "reason_code": code,
              "next_try": 0.0, "journaled": int(journaled)},
+            defer=True,
         )  # fmt: skip
 
     def mark_journaled(self, entry_id: str) -> None:
-        try:
-            with self._tx() as con:
-                con.execute("UPDATE queue_entry SET journaled=1 WHERE id=?", (entry_id,))
-        except sqlite3.Error as exc:
-            raise self._error(exc, "mise à jour") from exc
+        """The outcome's audit record is written (kept in memory if the file is full, as outcomes are)."""
+        self._transition(entry_id, {"journaled": 1}, defer=True, release=False)
 
     def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:
         try:
@@ -491,7 +615,8 @@ class DepositQueue:
     def get(self, entry_id: str) -> QueuedDeposit | None:
         try:
             with self._lock:
-                return self._row(self._con, entry_id)
+                self._try_flush()
+                return self._overlay(self._row(self._con, entry_id))
         except EntryNotFound:
             return None
         except sqlite3.Error as exc:
@@ -502,10 +627,11 @@ class DepositQueue:
         wanted = {EntryState(s) for s in states} if states is not None else None
         try:
             with self._lock:
-                ids = [r[0] for r in self._con.execute(
-                    "SELECT id, state FROM queue_entry ORDER BY created, rowid"
-                ).fetchall() if wanted is None or EntryState(r[1]) in wanted]  # fmt: skip
-                return [self._row(self._con, i) for i in ids]
+                self._try_flush()
+                rows = [self._overlay(self._row(self._con, r[0])) for r in self._con.execute(
+                    "SELECT id FROM queue_entry ORDER BY created, rowid"
+                ).fetchall()]  # fmt: skip
+                return [e for e in rows if wanted is None or e.state in wanted]
         except sqlite3.Error as exc:
             raise self._error(exc, "lue") from exc
 
@@ -521,9 +647,28 @@ class DepositQueue:
         for e in self.pending():
             if e.state is EntryState.PENDING or (e.state is EntryState.WAITING and e.next_try <= now):
                 out.append(e)
-            elif e.state is EntryState.SENDING and e.lease_until <= now:
+            elif e.state is EntryState.SENDING and (e.lease_until <= now or owner_dead(e.owner)):
                 out.append(e)
         return out
+
+    def find_same(self, document_uids: tuple[str, ...], documents: tuple[bytes, ...]) -> QueuedDeposit | None:
+        """The newest entry that holds exactly these documents (same uniqueIds, same content), in any
+        state: a document handed again (after a crash, a full disk...) resolves through it."""
+        digests = tuple(sha1_of(d) for d in documents)
+        try:
+            with self._lock:
+                self._try_flush()
+                ids = [r[0] for r in self._con.execute(
+                    "SELECT id FROM queue_entry WHERE document_uids = ? ORDER BY created DESC, rowid DESC",
+                    (json.dumps(list(document_uids)),),
+                ).fetchall()]  # fmt: skip
+                for i in ids:
+                    e = self._overlay(self._row(self._con, i))
+                    if e.document_sha1 == digests:
+                        return e
+        except sqlite3.Error as exc:
+            raise self._error(exc, "lue") from exc
+        return None
 
     def unjournaled(self) -> list[QueuedDeposit]:
         """Entries with an outcome whose audit record could not be written yet (full disk)."""

@@ -7,12 +7,14 @@ the same entry twice; a full disk never makes the agent lie."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ps_agent.audit.journal import AuditJournal
@@ -337,3 +339,211 @@ def test_a_full_home_refuses_the_deposit_before_sending(services_for, test_pki, 
         gp.patient(ref).deposit(data)
     assert "n'est pas envoyé" in exc.value.message_fr
     assert registered_count(dmp_sandbox, cda.parse(data).id.root) == 0
+
+
+class WireLog(httpx.BaseTransport):
+    """Wraps a real transport: keeps (SOAP action, WS-A MessageID, VIHF assertion ID) of each request."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read().decode("utf-8", errors="replace")
+        action = re.search(r'action="([^"]+)"', request.headers.get("content-type", ""))
+        message = re.search(r"<(?:\w+:)?MessageID[^>]*>([^<]+)<", body)
+        assertion = re.search(r"<(?:\w+:)?Assertion\b[^>]*\bID=\"([^\"]+)\"", body)
+        self.sent.append(
+            (action.group(1) if action else "", message.group(1) if message else "",
+             assertion.group(1) if assertion else "")
+        )  # fmt: skip
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_receiver_fault_on_the_status_check_before_queueing_is_no_refusal(
+    services_for, test_pki, faults, dmp_sandbox
+):
+    """The TD0.2 check made for a new deposit (status not fresh) met a SOAP Receiver fault: main raised
+    it before queueing ("Le DMP a refusé l'opération"): a false refusal. Now the document is queued first
+    and the check runs inside the entry's resolution: the entry waits and is sent later."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    gp = services.open_session(credentials_for(test_pki, "gp"))  # no TD0.2 answer yet
+    data = docs.letter(p, "gp", title="Lettre déposée pendant une panne du TD0.2")
+    faults(soap_fault_rate=1.0, actions=(TD02,))
+    with pytest.raises(DepositDeferred) as exc:
+        gp.patient(ref).deposit(data)
+    assert dmp_sandbox.faults.counts().get("soap_fault") == 1
+    entry = exc.value.entry
+    assert entry.state is EntryState.WAITING and services.queue.get(entry.id).documents == (data,)
+    assert registered_count(dmp_sandbox, entry.document_uids[0]) == 0
+    assert "refused" not in [r.event.outcome for r in services.journal.records(action="dmp.deposit")]
+    faults()
+    [outcome] = gp.resume(all_entries=True)
+    assert outcome.state is EntryState.REGISTERED
+    assert registered_count(dmp_sandbox, entry.document_uids[0]) == 1
+
+
+def test_a_final_status_refusal_after_queueing_leaves_the_entry_refused_with_its_reason(
+    services_for, test_pki, dmp_sandbox
+):
+    """A refusal about the patient found by the check inside the queue's resolution: REFUSED (why), the
+    document kept until a person takes it back — registered, refused for a reason, or waiting."""
+    from ps_agent.errors import PsAgentError
+
+    p = demo().DEMO_CLOSED
+    ref = patient_ref(p)
+    services = services_for()
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    data = docs.letter(p, "gp", title="Lettre pour un DMP fermé")
+    with pytest.raises(PsAgentError) as exc:
+        gp.patient(ref).deposit(data)
+    assert not isinstance(exc.value, DepositDeferred)
+    [entry] = services.queue.entries()
+    assert entry.state is EntryState.REFUSED and entry.reason_fr and entry.documents == (data,)
+    assert registered_count(dmp_sandbox, entry.document_uids[0]) == 0
+
+
+def test_a_resend_after_an_ambiguous_failure_carries_a_new_vihf_and_message_id(
+    services_for, test_pki, faults, dmp_sandbox
+):
+    """The sandbox refuses a replayed VIHF (Sender fault wsse:InvalidSecurityToken): a resend that reused
+    the first attempt's signed envelope would be a false refusal. Every attempt is built and signed anew
+    (the queue keeps the documents, never a prepared envelope)."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for(deposit_retries=1)
+    creds = credentials_for(test_pki, "gp")
+    wire = WireLog(creds.tls_transport(ca_file=str(test_pki.ca_bundle)))
+    gp = services.open_session(creds, transport=wire)
+    gp.patient(ref).dmp_status()
+    data = docs.letter(p, "gp", title="Lettre renvoyée après une réponse perdue")
+    faults(reset_after_commit_rate=1.0, actions=(ITI41,))  # both sends of the call commit, answers lost
+    with pytest.raises(DepositDeferred) as exc:
+        gp.patient(ref).deposit(data)
+    faults()
+    [outcome] = gp.resume(all_entries=True)  # third send: "already registered" → registered
+    assert outcome.state is EntryState.REGISTERED
+    deposits = [(m, a) for action, m, a in wire.sent if action == ITI41]
+    assert len(deposits) == 3 and all(m and a for m, a in deposits)
+    assert len({m for m, _ in deposits}) == 3 and len({a for _, a in deposits}) == 3
+    all_ids = [m for _, m, _ in wire.sent]
+    assert len(set(all_ids)) == len(all_ids)  # no MessageID ever reused, whatever the request
+    assert registered_count(dmp_sandbox, exc.value.entry.document_uids[0]) == 1
+    assert "refused" not in [r.event.outcome for r in services.journal.records(action="dmp.deposit")]
+
+
+def test_updates_resolve_the_current_version_after_a_mask(services_for, test_pki, dmp_sandbox):
+    """A mask makes a NEW version entry (new entryUUID): archiving with the entry listed before the mask
+    would name a stale entryUUID (XDSMetadataVersionError). The agent resolves the entry right before."""
+    from ps_agent.dmp.model import Status
+
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    handle = gp.patient(ref)
+    uid = handle.deposit(docs.letter(p, "gp", title="Lettre masquée puis archivée")).value.document_uids[0]
+    [listed] = [e for e in handle.list_documents().value if e.unique_id == uid]
+    handle.mask(listed)
+    handle.unmask(listed)  # the listed entry is now two versions old
+    handle.archive(listed)
+    [now] = [e for e in handle.list_documents(include_archived=True).value if e.unique_id == uid]
+    assert now.status == Status.ARCHIVED and now.entry_uuid != listed.entry_uuid
+    handle.delete(listed)
+    assert uid not in {e.unique_id for e in handle.list_documents(include_archived=True).value}
+
+
+def test_resume_on_a_full_disk_returns_outcomes_and_releases_the_claim(
+    services_for, test_pki, faults, dmp_sandbox, tiny_disk
+):
+    """Queue and journal on a full disk during a resume whose send commits: resume returns an outcome per
+    entry (main raised AuditWriteError/OutboxError), the entry is reported registered, never sent again by
+    this process, and both its row and its audit record are written once space returns."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for(tiny_disk / "home")
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    gp.patient(ref).dmp_status()
+    entries = [
+        queued(gp, ref, docs.letter(p, "gp", title=f"Lettre n° {n} reprise sur disque plein"), faults)
+        for n in (1, 2)
+    ]
+    filler: list[Path] = []
+
+    def progress(step: str, done: int, total: int) -> None:
+        if step == "Envoi au DMP" and not filler:  # after the claim, before the first send
+            filler.append(fill(tiny_disk))
+
+    outcomes = gp.resume(all_entries=True, ctx=Context(progress=progress))
+    assert len(outcomes) == 2 and filler
+    first = outcomes[0]
+    assert first.state is EntryState.REGISTERED  # the DMP holds it: said so, even on a full disk
+    assert registered_count(dmp_sandbox, entries[0].document_uids[0]) == 1
+    seen = services.queue.get(entries[0].id)
+    assert seen is not None and seen.state is EntryState.REGISTERED and seen.owner == ""
+    filler[0].unlink()  # space is back
+    gp.resume(all_entries=True)
+    for e in entries:
+        row = services.queue.get(e.id)
+        assert row is not None and row.state is EntryState.REGISTERED and row.journaled
+        assert registered_count(dmp_sandbox, e.document_uids[0]) == 1
+    recs = [r.event for r in services.journal.records(action="dmp.deposit") if r.event.outcome == "success"]
+    assert {u for r in recs for u in r.document_ids} == {e.document_uids[0] for e in entries}
+
+
+def test_a_document_handed_again_resolves_through_its_entry(services_for, test_pki, faults, dmp_sandbox):
+    """The same document handed a second time (the agent was killed during the first call, a full disk
+    declined it, a double click): the entry that holds it answers — registered without a second entry
+    nor a second send; or, still open, that entry is sent (never a new submission for it)."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    creds = credentials_for(test_pki, "gp")
+    wire = WireLog(creds.tls_transport(ca_file=str(test_pki.ca_bundle)))
+    gp = services.open_session(creds, transport=wire)
+    gp.patient(ref).dmp_status()
+    done = docs.letter(p, "gp", title="Lettre déjà déposée")
+    first = gp.patient(ref).deposit(done).value
+    sends = sum(1 for a, _, _ in wire.sent if a == ITI41)
+    again = gp.patient(ref).deposit(done)
+    assert again.value.document_uids == first.document_uids and again.value.recovered
+    assert again.value.submission_set_uid == first.submission_set_uid
+    assert sum(1 for a, _, _ in wire.sent if a == ITI41) == sends  # nothing sent again
+    waiting = queued(gp, ref, docs.letter(p, "gp", title="Lettre remise pendant qu'elle attend"), faults)
+    data = services.queue.get(waiting.id).documents[0]
+    result = gp.patient(ref).deposit(data).value  # handed again: its waiting entry is sent now
+    assert result.submission_set_uid == waiting.id
+    assert services.queue.get(waiting.id).state is EntryState.REGISTERED
+    assert len(services.queue.entries()) == 2
+    for e in services.queue.entries():
+        assert registered_count(dmp_sandbox, e.document_uids[0]) == 1
+
+
+def test_a_document_handed_again_while_its_entry_is_being_sent_is_not_sent_twice(
+    services_for, test_pki, faults, dmp_sandbox
+):
+    from ps_agent.outbox import DepositQueue
+
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    services = services_for()
+    gp = services.open_session(credentials_for(test_pki, "gp"))
+    gp.patient(ref).dmp_status()
+    waiting = queued(gp, ref, docs.letter(p, "gp", title="Lettre remise pendant son envoi"), faults)
+    data = services.queue.get(waiting.id).documents[0]
+    other = DepositQueue(services.queue.path)  # another live sender holds it
+    try:
+        assert other.claim(waiting.id) is not None
+        with pytest.raises(DepositDeferred) as exc:
+            gp.patient(ref).deposit(data)
+        assert exc.value.code == "ALREADY_QUEUED" and exc.value.entry.id == waiting.id
+        assert "envoi en cours" in exc.value.message_fr
+        assert len(services.queue.entries()) == 1
+        assert registered_count(dmp_sandbox, waiting.document_uids[0]) == 0
+    finally:
+        other.close()

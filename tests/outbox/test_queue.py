@@ -178,7 +178,8 @@ from ps_agent.outbox import DepositQueue
 q = DepositQueue(Path(sys.argv[1]))
 sys.stdin.readline()  # start together
 won = [e.id for e in q.pending() if q.claim(e.id) is not None]
-print(",".join(won))
+print(",".join(won), flush=True)
+sys.stdin.readline()  # stay alive (a live owner) until both have claimed: a dead owner's claim is taken over
 """
 
 
@@ -202,7 +203,156 @@ def test_two_processes_never_claim_the_same_entry(tmp_path: Path) -> None:
         )
         for _ in range(2)
     ]
-    outs = [p.communicate("go\n", timeout=60)[0].strip() for p in procs]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = []
+    for p in procs:
+        assert p.stdout is not None
+        outs.append(p.stdout.readline().strip())
+    for p in procs:
+        p.communicate("end\n", timeout=60)
     won = [set(filter(None, o.split(","))) for o in outs]
     assert not (won[0] & won[1])
     assert won[0] | won[1] == set(ids)
+
+
+DEAD_CLAIMER = """
+import sys
+from pathlib import Path
+from ps_agent.outbox import DepositQueue
+q = DepositQueue(Path(sys.argv[1]), lease_s=3600)
+assert q.claim("2.25.1") is not None
+print(q.owner, flush=True)
+"""
+
+
+def test_a_claim_whose_owner_process_ended_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A process that claimed then died (as after ``kill -9``): its hour-long lease is not waited for."""
+    import subprocess
+    import sys
+
+    from ps_agent.outbox.owner import new_owner_id, owner_dead
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path, lease_s=3600)
+    add(q)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", DEAD_CLAIMER, str(path)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    dead_owner = done.stdout.strip()
+    entry = q.get("2.25.1")
+    assert entry is not None and entry.state is EntryState.SENDING and entry.owner == dead_owner
+    assert owner_dead(dead_owner) and not owner_dead(new_owner_id()) and not owner_dead(q.owner)
+    assert [e.id for e in q.due()] == ["2.25.1"]
+    claimed = q.claim("2.25.1")
+    assert claimed is not None and claimed.owner == q.owner
+    # a live owner (another instance in a live process) keeps its claim until its lease expires
+    other = DepositQueue(path, lease_s=3600)
+    assert other.claim("2.25.1") is None and other.due() == []
+
+
+def test_owner_ids_of_other_hosts_or_former_formats_are_never_judged_dead() -> None:
+    from ps_agent.outbox.owner import owner_dead
+
+    assert not owner_dead("elsewhere.example:1:123:abcdef")
+    assert not owner_dead("12345-abcdef")  # former "pid-token" ids: only the lease tells
+    assert not owner_dead("")
+
+
+def _fail_writes(monkeypatch: pytest.MonkeyPatch, q: DepositQueue) -> list[bool]:
+    """Make the queue file refuse writes as a full disk does (SQLITE_FULL) until the flag is cleared."""
+    full = [True]
+    real = DepositQueue._write
+
+    def write(con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool) -> None:
+        if full[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(con, entry_id, sets, purge)
+
+    monkeypatch.setattr(DepositQueue, "_write", staticmethod(write))
+    return full
+
+
+def test_an_outcome_a_full_disk_refuses_is_kept_then_written(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    add(q, claim=True)
+    full = _fail_writes(monkeypatch, q)
+    done = q.mark_registered("2.25.1")  # the DMP holds it: the outcome must not be lost nor raised
+    assert done.state is EntryState.REGISTERED and done.owner == "" and done.documents == ()
+    assert q.deferred == ("2.25.1",)
+    q.mark_journaled("2.25.1")
+    # this instance reports it registered and never sends it again
+    seen = q.get("2.25.1")
+    assert seen is not None and seen.state is EntryState.REGISTERED and seen.journaled
+    assert q.pending() == [] and q.due() == [] and q.claim("2.25.1") is None
+    # the file still says sending (another process would take it over when this one dies)
+    other = DepositQueue(path)
+    raw = other.get("2.25.1")
+    assert raw is not None and raw.state is EntryState.SENDING
+    with pytest.raises(OutboxError):
+        q.flush_deferred()
+    full[0] = False  # space is back: the next access writes it
+    assert [e.state for e in q.entries()] == [EntryState.REGISTERED]
+    assert q.deferred == ()
+    written = other.get("2.25.1")
+    assert written is not None and written.state is EntryState.REGISTERED and written.journaled
+    assert written.owner == "" and written.documents == ()
+
+
+def test_a_failed_commit_never_leaves_the_connection_in_a_transaction(tmp_path: Path) -> None:
+    """A COMMIT that fails (SQLITE_FULL on a full disk; here a deferred foreign key) is rolled back: the
+    queue goes on working in this process (main's queue stayed inside the failed transaction for good)."""
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q, claim=True)
+    q._con.execute("PRAGMA foreign_keys = ON")
+    q._con.execute("PRAGMA defer_foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError), q._tx() as con:
+        con.execute("INSERT INTO queue_document VALUES ('2.25.404', 0, x'00')")  # fails at COMMIT only
+    assert not q._con.in_transaction
+    waiting = q.mark_waiting("2.25.1", "réseau", "NET", 0.0)  # the queue still works
+    assert waiting.state is EntryState.WAITING and waiting.attempts == 1
+
+
+def test_a_kept_waiting_outcome_never_overwrites_another_owners_claim(tmp_path: Path, monkeypatch) -> None:
+    clock = Clock()
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path, clock=clock, lease_s=60)
+    add(q, claim=True)
+    full = _fail_writes(monkeypatch, q)
+    kept = q.mark_waiting("2.25.1", "réseau", "NET", 0.0)
+    assert kept.state is EntryState.WAITING and q.deferred == ("2.25.1",)
+    full[0] = False
+    clock.now += 61  # this instance's claim expired meanwhile: another process took the entry over
+    other = DepositQueue(path, clock=clock, lease_s=60)
+    monkeypatch.undo()
+    assert other.claim("2.25.1") is not None
+    q.flush_deferred()
+    row = other.get("2.25.1")
+    assert row is not None and row.state is EntryState.SENDING and row.owner == other.owner
+    assert q.deferred == ()
+
+
+def test_find_same_matches_uniqueids_and_content_and_old_files_get_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    add(q)
+    assert q.find_same(("2.25.9",), (b"<cda/>",)) is not None
+    assert q.find_same(("2.25.9",), (b"<cda>autre</cda>",)) is None  # same id, other content
+    assert q.find_same(("2.25.8",), (b"<cda/>",)) is None
+    q.claim("2.25.1")
+    q.mark_registered("2.25.1")  # bytes purged, the digest stays
+    found = q.find_same(("2.25.9",), (b"<cda/>",))
+    assert found is not None and found.state is EntryState.REGISTERED and found.documents == ()
+    q.close()
+    con = sqlite3.connect(path)  # a queue file of the first version: no digest column
+    con.execute("ALTER TABLE queue_entry DROP COLUMN document_sha1")
+    con.commit()
+    con.close()
+    again = DepositQueue(path)
+    [entry] = again.entries()
+    assert entry.document_sha1 == () and again.find_same(("2.25.9",), (b"<cda/>",)) is None
