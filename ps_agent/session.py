@@ -1396,12 +1396,8 @@ class PatientHandle:
         # several DocumentRequest per TD3.2 request (ITI-43): 200 documents are 2 round trips, not 200
         chunks = retrieve_chunks(readable)
 
-        def fetch_chunk(
-            chunk: Sequence[DocumentEntry],
-        ) -> tuple[list[RetrievedDocument], list[ExchangeInfo]]:
-            with record_exchanges() as rec:
-                got = s.client.retrieve_many(self.pid, chunk, purpose=purpose, reason=ctx.reason or reason)
-                return got, rec
+        def fetch_chunk(chunk: Sequence[DocumentEntry]) -> list[RetrievedDocument]:
+            return s.client.retrieve_many(self.pid, chunk, purpose=purpose, reason=ctx.reason or reason)
 
         def fetch_all() -> list[RetrievedDocument]:
             out: list[list[RetrievedDocument] | None] = [None] * len(chunks)
@@ -1415,7 +1411,9 @@ class PatientHandle:
             try:
                 futures: dict[Future[Any], int] = {}
                 for i, chunk in enumerate(chunks):
-                    submitted = pool.submit(fetch_chunk, chunk)
+                    # in a copy of this thread's context: each chunk's exchanges land in the recorder of
+                    # s._dmp, so the audit record (success, refusal, error or cancellation) lists them all
+                    submitted = pool.submit(contextvars.copy_context().run, fetch_chunk, chunk)
                     futures[submitted] = i
                     submitted.add_done_callback(done_q.put)
                 done = 0
@@ -1429,9 +1427,8 @@ class PatientHandle:
                     if fut is None:
                         ctx.check()
                         raise Cancelled()
-                    got, rec = fut.result()
+                    got = fut.result()
                     out[futures[fut]] = got
-                    exchanges.extend(rec)
                     done += len(got)
                     ctx.report(step, done, total)  # progress per request answered
             finally:
@@ -1439,9 +1436,8 @@ class PatientHandle:
                 pool.shutdown(wait=False, cancel_futures=True)
             return [d for got in out if got is not None for d in got]
 
-        exchanges: list[ExchangeInfo] = []
         # fetch_all watches ctx.cancel / ctx.deadline itself (in this thread): no extra worker around it
-        contents, _ = s._dmp(
+        contents, exchanges = s._dmp(
             "dmp.retrieve", self, fetch_all, replace(ctx, cancel=None, deadline=None),
             transaction="TD3.2", document_ids=ids,
         )  # fmt: skip
