@@ -65,7 +65,8 @@ T = TypeVar("T")
 # consultation, short enough to see a patient's new block or closure within the session.
 STATUS_TTL_S = 300.0
 
-# Parallel TD3.2 reads for the vaccination status (a few, to stay polite with the DMP) [I].
+# Parallel TD3.2 requests for the vaccination status, each of up to RETRIEVE_MANY_MAX_DOCUMENTS documents
+# (a few, to stay polite with the DMP) [I].
 VACCINATION_FETCH_WORKERS = 4
 
 # [I] TD0.2 carries no "opposed to emergency access" flag in the spec: the agent learns it from the DMP's
@@ -1471,9 +1472,14 @@ class PatientHandle:
     # ------------------------------------------------------------------ vaccinations
     def vaccination_status(self, *, ctx: Context = DEFAULT_CONTEXT) -> Result[list[Any]]:
         """All vaccinations of VAC-NOTE, VAC, VSM and IPS documents, merged (duplicates removed), by date.
-        Cancellable: ``ctx.cancel`` stops it within ``CANCEL_LATENCY_S`` (reads in flight are dropped)."""
+
+        The documents are read with ``DmpClient.retrieve_many`` (several DocumentRequest per TD3.2
+        request: TD3.1 + 2 × TD3.2 for 200 documents), up to ``VACCINATION_FETCH_WORKERS`` requests at
+        once; progress is reported per request answered; the one audit record lists every exchange.
+        Cancellable: ``ctx.cancel`` stops it within ``CANCEL_LATENCY_S`` (requests in flight are dropped)."""
         import cda
         from cda import vaccinations
+        from ps_agent.dmp.client import retrieve_chunks
 
         s = self.session
         listing = self.list_documents(ctx=replace(ctx, progress=None))
@@ -1488,12 +1494,14 @@ class PatientHandle:
         step = "Lecture des documents de vaccination"
         ctx.report(step, 0, total)
 
-        def fetch_one(e: DocumentEntry) -> tuple[RetrievedDocument, list[ExchangeInfo]]:
-            with record_exchanges() as rec:
-                return s.client.retrieve(self.pid, e, purpose=purpose, reason=ctx.reason or reason), rec
+        # several DocumentRequest per TD3.2 request (ITI-43): 200 documents are 2 round trips, not 200
+        chunks = retrieve_chunks(readable)
+
+        def fetch_chunk(chunk: Sequence[DocumentEntry]) -> list[RetrievedDocument]:
+            return s.client.retrieve_many(self.pid, chunk, purpose=purpose, reason=ctx.reason or reason)
 
         def fetch_all() -> list[RetrievedDocument]:
-            out: list[RetrievedDocument | None] = [None] * total
+            out: list[list[RetrievedDocument] | None] = [None] * len(chunks)
             done_q: queue_mod.Queue[Future[Any] | None] = queue_mod.Queue()
             remove = (
                 ctx.cancel.on_cancel(lambda: done_q.put(None)) if ctx.cancel is not None else (lambda: None)
@@ -1503,11 +1511,14 @@ class PatientHandle:
             )
             try:
                 futures: dict[Future[Any], int] = {}
-                for i, e in enumerate(readable):
-                    submitted = pool.submit(fetch_one, e)
+                for i, chunk in enumerate(chunks):
+                    # in a copy of this thread's context: each chunk's exchanges land in the recorder of
+                    # s._dmp, so the audit record (success, refusal, error or cancellation) lists them all
+                    submitted = pool.submit(contextvars.copy_context().run, fetch_chunk, chunk)
                     futures[submitted] = i
                     submitted.add_done_callback(done_q.put)
-                for done in range(1, total + 1):
+                done = 0
+                for _ in chunks:
                     ctx.check()
                     try:
                         fut = done_q.get(timeout=ctx.remaining())
@@ -1517,18 +1528,17 @@ class PatientHandle:
                     if fut is None:
                         ctx.check()
                         raise Cancelled()
-                    doc, rec = fut.result()
-                    out[futures[fut]] = doc
-                    exchanges.extend(rec)
-                    ctx.report(step, done, total)
+                    got = fut.result()
+                    out[futures[fut]] = got
+                    done += len(got)
+                    ctx.report(step, done, total)  # progress per request answered
             finally:
                 remove()
                 pool.shutdown(wait=False, cancel_futures=True)
-            return [d for d in out if d is not None]
+            return [d for got in out if got is not None for d in got]
 
-        exchanges: list[ExchangeInfo] = []
         # fetch_all watches ctx.cancel / ctx.deadline itself (in this thread): no extra worker around it
-        contents, _ = s._dmp(
+        contents, exchanges = s._dmp(
             "dmp.retrieve", self, fetch_all, replace(ctx, cancel=None, deadline=None),
             transaction="TD3.2", document_ids=ids,
         )  # fmt: skip

@@ -177,7 +177,7 @@ def author_of(identity: ProfessionalIdentity) -> Author:
     )
 
 
-def _retrieve_chunks(entries: Sequence[DocumentEntry]) -> list[Sequence[DocumentEntry]]:
+def retrieve_chunks(entries: Sequence[DocumentEntry]) -> list[Sequence[DocumentEntry]]:
     """``entries`` cut in order into requests of ≤ RETRIEVE_MANY_MAX_DOCUMENTS documents and
     ≤ RETRIEVE_MANY_MAX_BYTES announced bytes (an entry without a size counts as 0)."""
     chunks: list[Sequence[DocumentEntry]] = []
@@ -576,7 +576,7 @@ class DmpClient:
         a Failure is the DMP's ``RegistryRefusal``. Requests are sent one after the other (the caller
         may run several ``retrieve_many`` in parallel)."""
         out: list[RetrievedDocument] = []
-        for chunk in _retrieve_chunks(entries):
+        for chunk in retrieve_chunks(entries):
             out.extend(self._retrieve_chunk(patient, chunk, CallContext(patient, purpose, reason)))
         return out
 

@@ -428,7 +428,9 @@ class DepositQueue:
                     "INSERT INTO queue_document VALUES (?,?,?)",
                     [(entry_id, i, sqlite3.Binary(d)) for i, d in enumerate(documents)],
                 )
-                entry = self._row(con, entry_id)
+                # the documents just written are not read back (≈ 270 KB copied out of SQLite per deposit)
+                entry = self._row(con, entry_id, with_documents=False)
+            entry = replace(entry, documents=tuple(bytes(d) for d in documents))
         except sqlite3.Error as exc:
             raise OutboxError(
                 f"La file d'envoi du DMP n'a pas pu être écrite ({exc}) : le document n'est pas envoyé.",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 from signxml import XMLVerifier
 
@@ -12,6 +15,7 @@ from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.dmp import envelope, vihf
 from ps_agent.dmp.errors import ProtocolError
 from ps_agent.dmp.xmlns import HL7, SAML2, q
+from tests.fixtures.xmlsec import xmlsec1
 
 from .conftest import make_signer
 
@@ -121,3 +125,32 @@ def test_signed_envelope_validates_against_official_schemas(gp, patient, lps, si
     # The signature survives embedding in the envelope
     XMLVerifier().verify(etree.tostring(assertion), x509_cert=signer.certificate, id_attribute="ID")
     assert mid.startswith("urn:uuid:")
+
+
+@pytest.mark.parametrize("mode", [AuthMode.DIRECTE, AuthMode.INDIRECTE_RENFORCEE])
+def test_direct_signature_is_signxml_s_byte_for_byte_and_xmlsec1_verifies_it(
+    gp, patient, lps, signer, tmp_path, mode
+):
+    """``vihf.sign`` builds the XML-DSig itself (one exclusive C14N of the assertion, one of SignedInfo):
+    the result is what signxml's XMLSigner makes for the same settings (PKCS#1 v1.5 is deterministic),
+    and an outside implementation (xmlsec1) verifies it and refuses it once tampered."""
+    assertion = vihf.build(vihf.VihfRequest(gp, mode, patient, lps), issuer="CN=X")
+    reference = etree.tostring(vihf.sign_with_signxml(copy.deepcopy(assertion), signer))
+    signed = etree.tostring(vihf.sign(assertion, signer))
+    assert signed == reference
+    XMLVerifier().verify(signed, x509_cert=signer.certificate, id_attribute="ID")
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(signer.certificate.public_bytes(serialization.Encoding.PEM))
+    tampered = signed.replace(b"899700000013</saml2:NameID>", b"899700000021</saml2:NameID>")
+    assert tampered != signed
+    outcomes = []
+    for name, data in (("signed.xml", signed), ("tampered.xml", tampered)):
+        (tmp_path / name).write_bytes(data)
+        run = subprocess.run(
+            [xmlsec1(), "--verify", "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+             "--pubkey-cert-pem", str(cert), str(tmp_path / name)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        outcomes.append((run.returncode, "SignedInfo References (ok/all): 1/1" in run.stderr))
+    assert outcomes[0] == (0, True), outcomes
+    assert outcomes[1][0] != 0

@@ -51,3 +51,30 @@ def test_retrieve_many_reads_several_documents_per_request_from_the_sandbox(agen
         agent.client.retrieve_many(pid, [entries[1], ghost])
     assert exc.value.unique_ids == ("1.2.250.1.999.404",) and "1.2.250.1.999.404" in exc.value.message_fr
     assert answers == [(1, 1)]  # PartialSuccess: the known one came, the request was one
+
+
+def test_vaccination_status_reads_its_documents_several_per_request(agent_for, monkeypatch):
+    """``PatientHandle.vaccination_status`` reads through ``retrieve_many``: one TD3.2 request per chunk
+    (chunks made small here), progress per request answered, and the one audit record names every
+    exchange of every chunk."""
+    from ps_agent.context import Context
+
+    p = demo.DEMO_ADULT
+    patient = patient_ref(p)
+    ph = agent_for("pharmacist")
+    for n in range(3):
+        ph.record_vaccination(patient, docs.vaccination(p, "pharmacist", lot_number=f"LOT-CHUNK-{n}"))
+    monkeypatch.setattr(client_mod, "RETRIEVE_MANY_MAX_DOCUMENTS", 2)
+    steps: list[tuple[int, int]] = []
+    result = ph.session.patient(patient).vaccination_status(
+        ctx=Context(progress=lambda s, d, t: steps.append((d, t)))
+    )
+    assert {"LOT-CHUNK-0", "LOT-CHUNK-1", "LOT-CHUNK-2"} <= {v.lot_number for v in result.value}
+    reads = [x for x in result.exchanges if x.transaction == "TD3.2"]
+    total = steps[-1][1]
+    assert total >= 3 and len(reads) == (total + 1) // 2  # ≤ 2 documents per request
+    assert steps[0] == (0, total) and steps[-1] == (total, total) and len(steps) == len(reads) + 1
+    [record] = [r.event for r in ph.audit().records(action="dmp.retrieve")]
+    assert record.outcome == "success" and record.transaction == "TD3.2"
+    assert len(record.document_ids) == total
+    assert all(x.message_id in record.detail for x in reads)

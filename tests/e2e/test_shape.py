@@ -167,6 +167,7 @@ def test_vaccination_status_is_cancelled_within_200_ms(services_for, test_pki):
     assert steps and steps[0][1] == 0  # progress was reported
     rec = [r.event for r in services.journal.records(action="dmp.retrieve")][-1]
     assert rec.outcome == "error" and rec.error_code == "CANCELLED"
+    assert "TD3.2 message urn:uuid:" in rec.detail  # the request abandoned is named in the record
 
 
 def test_deposit_is_cancelled_within_200_ms_and_stays_in_the_queue(services_for, test_pki, dmp_sandbox):
