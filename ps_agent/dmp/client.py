@@ -47,7 +47,7 @@ from ps_agent.dmp.model import (
 )
 from ps_agent.dmp.transport import post_bounded
 from ps_agent.dmp.vihf import LpsInfo, Purpose
-from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, RS, XDSB, XOP, q
+from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, QUERY, RS, XDSB, XOP, q
 from ps_agent.errors import AuthError
 
 log = logging.getLogger(__name__)
@@ -389,7 +389,8 @@ class DmpClient:
         return hl7.parse_response(resp.body)
 
     def _dmp_specific(self, ns: str, tag: str, children: dict[str, str]) -> etree._Element:
-        root = etree.Element(q(ns, tag), nsmap={None: ns} if QUALIFIED_DMP_SPECIFIC_CHILDREN else {"d": ns})
+        nsmap: dict[str | None, str] = {None: ns} if QUALIFIED_DMP_SPECIFIC_CHILDREN else {"d": ns}
+        root = etree.Element(q(ns, tag), nsmap=nsmap)
         for k, v in children.items():
             etree.SubElement(root, q(ns, k) if QUALIFIED_DMP_SPECIFIC_CHILDREN else k).text = v
         return root
@@ -486,7 +487,7 @@ class DmpClient:
             "registry",
             ebrim.find_documents(patient, filters),
             CallContext(patient, purpose, reason),
-            expected_body=[q(ebrim.QUERY, "AdhocQueryResponse")],
+            expected_body=[q(QUERY, "AdhocQueryResponse")],
         )
         return ebrim.parse_query_response(resp.body)
 
@@ -507,7 +508,7 @@ class DmpClient:
             "registry",
             ebrim.get_documents(unique_ids=unique_ids, entry_uuids=entry_uuids),
             CallContext(patient, purpose, reason),
-            expected_body=[q(ebrim.QUERY, "AdhocQueryResponse")],
+            expected_body=[q(QUERY, "AdhocQueryResponse")],
         )
         return ebrim.parse_query_response(resp.body)
 

@@ -65,7 +65,8 @@ def cid_href(content_id: str) -> str:
 def _header_params(value: str) -> tuple[str, dict[str, str]]:
     m = Message()
     m["content-type"] = value
-    params = {k.lower(): v for k, v in m.get_params(header="content-type", unquote=True)[1:]}
+    found = m.get_params(header="content-type", unquote=True) or []
+    params = {k.lower(): str(v) for k, v in found[1:]}
     return m.get_content_type(), params
 
 

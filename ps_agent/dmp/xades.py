@@ -169,7 +169,7 @@ def verify(signature_xml: bytes, documents: dict[str, bytes]) -> x509.Certificat
             base64.b64decode(sig.findtext("ds:SignatureValue", namespaces=ns) or ""),
             _c14n(si),
             padding.PKCS1v15(),  # type: ignore[arg-type]
-            hashes.SHA256(),  # type: ignore[arg-type]
+            hashes.SHA256(),
         )
     except InvalidSignature as exc:
         raise ProtocolError("Signature XAdES invalide.", code="XADES_INVALID") from exc
