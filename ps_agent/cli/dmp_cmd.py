@@ -67,6 +67,7 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
         "--environnement",
         dest="env",
         metavar="ENV",
+        action=via_agent.StoreGiven,
         default=os.environ.get("PS_AGENT_ENV", "sandbox"),
         help="environnement DMP : sandbox, formation1..5, production, ou une adresse https:// "
         "(défaut : $PS_AGENT_ENV, sinon sandbox)",
@@ -183,7 +184,7 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
                 metavar="MOTIF",
                 help="accès en régulation (centre 15) avec ce motif",
             )
-    p.set_defaults(bris_de_glace=None, centre_15=None)
+    p.set_defaults(bris_de_glace=None, centre_15=None, env_given=False)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

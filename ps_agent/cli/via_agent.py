@@ -51,6 +51,16 @@ EMERGENCY_FR = (
 )
 
 
+class StoreGiven(argparse.Action):
+    """``--env``: stores the value and notes that it was given on the command line (``env_given``)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.env_given = True
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
     """``--autonome`` and where to find the running agent (port, configuration folder with the token)."""
     g = p.add_argument_group("agent en cours d'exécution")
@@ -159,8 +169,21 @@ def _call(agent: LocalAgent, method: str, path: str, **kw: Any) -> Any:
     return r
 
 
-def _env_name(agent: LocalAgent) -> str:
-    return str(_call(agent, "GET", "/v1/status").json().get("environment") or "sandbox")
+def _env_name(agent: LocalAgent, args: argparse.Namespace) -> str:
+    """The agent's DMP environment; an environment asked for (``--env`` or ``$PS_AGENT_ENV``) that is not
+    the agent's is refused rather than silently replaced (test and production data never mix)."""
+    from ps_agent.config import environment
+
+    name = str(_call(agent, "GET", "/v1/status").json().get("environment") or "sandbox")
+    if getattr(args, "env_given", False) or os.environ.get("PS_AGENT_ENV"):
+        asked = environment(args.env).name
+        if asked != name:
+            raise UsageError(
+                f"L'agent en cours d'exécution travaille sur l'environnement DMP « {name} », pas sur "
+                f"« {asked} » : relancez la commande sans --env (ni $PS_AGENT_ENV), ou avec --autonome.",
+                code="ENV_MISMATCH",
+            )
+    return name
 
 
 def _patient(args: argparse.Namespace, env_name: str) -> tuple[str, dict[str, str]]:
@@ -191,7 +214,7 @@ def status(agent: LocalAgent, args: argparse.Namespace) -> int:
     from ps_agent.cli.dmp_cmd import AUTHORISATION_LABELS
     from ps_agent.dmp.hl7 import DmpStatus
 
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     d = _call(agent, "GET", f"/v1/patients/{ins}/dmp", params=q).json()
     st = DmpStatus(
         exists=d["exists"], active=d["active"], authorisation=d["authorisation"],
@@ -222,7 +245,7 @@ def _status_code(d: dict[str, Any]) -> str:
 def consent(agent: LocalAgent, args: argparse.Namespace) -> int:
     from ps_agent.dmp.hl7 import DmpStatus
 
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     body = {"how": "oral", "medecin_traitant": bool(args.medecin_traitant)}
     d = _call(agent, "POST", f"/v1/patients/{ins}/consent", params=q, json=body).json()
     st = DmpStatus(
@@ -237,7 +260,7 @@ def consent(agent: LocalAgent, args: argparse.Namespace) -> int:
 
 def search(agent: LocalAgent, args: argparse.Namespace) -> int:
     rubric = rubric_or_usage(args.rubrique) if args.rubrique else None
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     params: dict[str, Any] = dict(q, archives=bool(args.archives))
     if rubric:
         params["rubrique"] = rubric
@@ -267,7 +290,7 @@ def search(agent: LocalAgent, args: argparse.Namespace) -> int:
 def get(agent: LocalAgent, args: argparse.Namespace) -> int:
     from ps_agent.cli.common import write_private
 
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     params = dict(q, format="pdf" if args.pdf else "cda")
     try:
         r = _call(agent, "GET", f"/v1/patients/{ins}/documents/{args.unique_id}", params=params)
@@ -298,7 +321,7 @@ def vaccinations(agent: LocalAgent, args: argparse.Namespace) -> int:
     from cda.vaccinations import Immunization
     from ps_agent.cli.common import vaccination_line
 
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     d = _call(agent, "GET", f"/v1/patients/{ins}/vaccinations", params=q).json()
     names = [f.name for f in dataclasses.fields(Immunization)]
     items = []
@@ -319,7 +342,7 @@ def deposit(agent: LocalAgent, args: argparse.Namespace) -> int:
     from ps_agent.access.policy import PatientRef
     from ps_agent.cli.dmp_cmd import _checked_cda, _looks_like_xml, _read_file, _unique_id
 
-    ins, q = _patient(args, _env_name(agent))
+    ins, q = _patient(args, _env_name(agent, args))
     ref = PatientRef(ins, q["oid"], q["ins_status"])
     if args.remplace and len(args.files) != 1:
         raise UsageError("--remplace ne s'utilise qu'avec un seul document.")

@@ -110,7 +110,7 @@ def test_commands_go_through_the_running_agent(
     assert "enregistré dans le DMP : Lettre par l'agent" in out
 
 
-def test_unknown_rubric_and_structured_pdf_are_usage_errors(
+def test_usage_errors_before_or_from_the_agent(
     api: Any, no_terminal: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     via = _via(api)
@@ -118,6 +118,8 @@ def test_unknown_rubric_and_structured_pdf_are_usage_errors(
     assert code == 2 and "Rubrique inconnue" in err
     code, _, err = _run(capsys, ["dmp", "get", "1.2.3.4.5", "--pdf", *PATIENT, *via])
     assert code == 1 and "Erreur :" in err  # an unknown document: the DMP's refusal, in French
+    code, _, err = _run(capsys, ["dmp", "status", "--env", "formation1", *PATIENT, *via])
+    assert code == 2 and "« sandbox », pas sur « formation1 »" in err  # never another environment's data
 
 
 def test_a_child_process_with_stdin_closed_asks_no_pin(api: Any, tmp_path: Path) -> None:
