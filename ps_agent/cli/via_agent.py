@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ from ps_agent.cli.common import UsageError, checked_ins, ins_oid_for, labelled, 
 from ps_agent.errors import AccessDenied, ConfigurationError, PsAgentError
 
 PORT_ENV = "PS_AGENT_API_PORT"
+
+# A queue refusal whose code is a rule of the agent's access policy (PAT-06, AUTH-03…), not the DMP's.
+POLICY_RULE = re.compile(r"^[A-Z]{2,5}-[0-9]{2}$")
 
 # [I] How long ``ps-agent dmp deposit`` through the agent waits for the queued deposit to be settled
 # (registered or refused) before saying it is still in the agent's queue (exit 1, as ``outbox list``).
@@ -379,10 +383,10 @@ def deposit(agent: LocalAgent, args: argparse.Namespace) -> int:
     waiting = [s for s in states if s["state"] not in ("registered", "refused", "handed_back")]
     if refused:
         s = refused[0]
-        raise PsAgentError(
-            f"refusé par le DMP : {s.get('reason') or s.get('state_label')}",
-            code=s.get("reason_code") or None,
-        )
+        reason, code = str(s.get("reason") or s.get("state_label")), str(s.get("reason_code") or "")
+        if POLICY_RULE.match(code):  # the agent's access policy refused it (as standalone: AccessDenied)
+            raise AccessDenied(reason, code=code)
+        raise PsAgentError(f"refusé par le DMP : {reason}", code=code or None)
     if waiting:
         ids = ", ".join(str(s["id"]) for s in waiting)
         raise PsAgentError(

@@ -17,9 +17,10 @@ import pytest
 
 from cda import build
 from cda.classify import classify_type
-from ps_agent.cli import main
-from sandbox.demo import DEMO_ADULT
-from tests.fixtures.integration import author_json, patient_json, pdf
+from ps_agent.api.client import LocalAgent
+from ps_agent.cli import main, via_agent
+from sandbox.demo import DEMO_ADULT, DEMO_CLOSED, DEMO_OPPOSED
+from tests.fixtures.integration import author_json, patient_json, pdf, today
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENT = ["--ins", DEMO_ADULT.ins, "--oid", DEMO_ADULT.oid]
@@ -43,13 +44,13 @@ def _via(api: Any) -> list[str]:
     return ["--port-agent", str(api.server.address[1]), "--config-agent", str(api.config)]
 
 
-def _letter(title: str, content: bytes) -> bytes:
+def _letter(title: str, content: bytes, patient: Any = DEMO_ADULT) -> bytes:
     return build.level1(
         type_code="11488-4",
         content=content,
         title=title,
         patient=build.PatientInput.from_dict(
-            {k: v for k, v in patient_json(DEMO_ADULT).items() if k != "ins_status"}
+            {k: v for k, v in patient_json(patient).items() if k != "ins_status"}
         ),
         author=build.AuthorInput.from_dict(author_json("gp")),
         media_type="application/pdf",
@@ -108,6 +109,43 @@ def test_commands_go_through_the_running_agent(
     code, out, err = _run(capsys, ["outbox", "list", "--tout", *via])
     assert code == 0, err  # nothing left to send
     assert "enregistré dans le DMP : Lettre par l'agent" in out
+
+
+def test_the_dmp_answers_read_as_standalone(
+    api: Any, no_terminal: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    via = _via(api)
+    for patient, expected in (
+        (DEMO_CLOSED, "Le DMP de ce patient est fermé."),
+        (DEMO_OPPOSED, "Le patient s'est opposé à son DMP"),
+    ):
+        code, out, err = _run(capsys, ["dmp", "status", "--ins", patient.ins, "--oid", patient.oid, *via])
+        assert code == 0, err
+        assert out.startswith(expected)
+    letter = tmp_path / "ferme.xml"
+    letter.write_bytes(_letter("Lettre refusée", pdf("refus"), DEMO_CLOSED))
+    argv = ["dmp", "deposit", str(letter), "--ins", DEMO_CLOSED.ins, "--oid", DEMO_CLOSED.oid, *via]
+    code, out, err = _run(capsys, argv)
+    assert code == 1 and out == ""
+    assert "Erreur : refusé (règle PAT-06) — Ce patient n'a pas de DMP actif" in err and "déposé" not in err
+
+
+def test_vaccinations_lines_through_the_agent(
+    make_api: Callable[..., Any], no_terminal: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = make_api("pharmacist")
+    vac = {"patient": patient_json(DEMO_ADULT), "author": author_json("pharmacist"), "cis_code": "68747507",
+           "vaccine_label": "VACCIN TETANIQUE PASTEUR, suspension injectable", "atc_code": "J07AM01",
+           "lot_number": "LOT-CLI-9", "date": today(), "dose_rank": 2}  # fmt: skip
+    with api.client() as c:
+        c.post(f"/v1/patients/{DEMO_ADULT.ins}/consent", params={"oid": DEMO_ADULT.oid}, json={})
+        qid = c.post("/v1/vaccinations", json=vac).json()["id"]
+    [settled] = via_agent._settle(LocalAgent(api.url, api.token), [qid])  # polls with a deadline
+    assert settled["state"] == "registered", settled
+    code, out, err = _run(capsys, ["dmp", "vaccinations", *PATIENT, *_via(api)])
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "LOT-CLI-9" in x)
+    assert line.startswith(today()) and "dose 2" in line and "VACCIN TETANIQUE" in line
 
 
 def test_usage_errors_before_or_from_the_agent(
