@@ -122,7 +122,7 @@ def running(args: argparse.Namespace) -> LocalAgent | None:
             "configuration (--config-agent), ou relancez la commande avec --autonome.",
             code="TOKEN_REFUSED",
         ) from None
-    if agent is not None and (args.bris_de_glace is not None or getattr(args, "centre_15", None) is not None):
+    if agent is not None and any(getattr(args, k, None) is not None for k in ("bris_de_glace", "centre_15")):
         raise PsAgentError(EMERGENCY_FR, code="EMERGENCY_NEEDS_WINDOW")
     return agent
 
