@@ -80,6 +80,37 @@ def find_running_agent(
     return agent if r.status_code == 200 else None
 
 
+class AgentTokenRefused(PsAgentError):
+    """An agent answers on the port but refuses this install's token (401)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"L'agent refuse le jeton lu dans {path}.", code="TOKEN_REFUSED")
+        self.path = path
+
+
+def locate_agent(
+    config: Path | None = None, port: int = DEFAULT_PORT, timeout: float = 1.0
+) -> LocalAgent | None:
+    """Like ``find_running_agent``, but an agent that answers and refuses the token raises
+    ``AgentTokenRefused`` instead of passing for "no agent" (the command line then says so)."""
+    path = token_path(config)
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not token:
+        return None
+    agent = LocalAgent(f"http://127.0.0.1:{port}", token)
+    try:
+        with agent._client(timeout) as c:
+            r = c.get("/v1/status")
+    except httpx.HTTPError:
+        return None
+    if r.status_code == 401:
+        raise AgentTokenRefused(path)
+    return agent if r.status_code == 200 else None
+
+
 def body_from_files(document: Path, sidecar: Path) -> dict[str, Any]:
     """A ``POST /v1/deposits`` body from a hot-folder pair (PDF or CDA + JSON sidecar)."""
     meta = json.loads(sidecar.read_text(encoding="utf-8-sig"))

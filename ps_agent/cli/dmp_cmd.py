@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cda.errors import CdaError
+from ps_agent.cli import via_agent
 from ps_agent.cli.common import (
     UsageError,
     ask_yes_no,
@@ -66,6 +67,7 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
         "--environnement",
         dest="env",
         metavar="ENV",
+        action=via_agent.StoreGiven,
         default=os.environ.get("PS_AGENT_ENV", "sandbox"),
         help="environnement DMP : sandbox, formation1..5, production, ou une adresse https:// "
         "(défaut : $PS_AGENT_ENV, sinon sandbox)",
@@ -182,7 +184,7 @@ def _add_common(p: argparse.ArgumentParser, *, patient: bool = True, emergency: 
                 metavar="MOTIF",
                 help="accès en régulation (centre 15) avec ce motif",
             )
-    p.set_defaults(bris_de_glace=None, centre_15=None)
+    p.set_defaults(bris_de_glace=None, centre_15=None, env_given=False)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", aliases=["etat"], help="existence du DMP, autorisation, médecin traitant (TD0.2)"
     )
     _add_common(p)
+    via_agent.add_options(p)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("consent", aliases=["accord"], help="enregistrer l'accord du patient (TD0.3)")
@@ -208,6 +211,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--oui", "--yes", dest="oui", action="store_true", help="confirme que le patient a donné son accord"
     )
+    via_agent.add_options(p)
     p.set_defaults(func=_consent)
 
     p = sub.add_parser("deposit", aliases=["deposer"], help="déposer un ou plusieurs documents CDA (TD2.1)")
@@ -249,6 +253,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="TITRE",
         help="titre de la nouvelle version (avec --remplace ; défaut : celui du document remplacé)",
     )
+    via_agent.add_options(p)
     p.set_defaults(func=_deposit)
 
     p = sub.add_parser("search", aliases=["chercher", "lister"], help="lister les documents du DMP (TD3.1)")
@@ -267,6 +272,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="inclure les documents archivés",
     )
+    via_agent.add_options(p)
     p.set_defaults(func=_search)
 
     p = sub.add_parser("get", aliases=["lire"], help="télécharger un document (TD3.2)")
@@ -286,6 +292,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="écrire le PDF contenu dans le document (niveau 1) plutôt que le XML CDA",
     )
+    via_agent.add_options(p)
     p.set_defaults(func=_get)
 
     p = sub.add_parser("mask", aliases=["masquer"], help="masquer un document aux professionnels (TD3.3a)")
@@ -312,6 +319,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("vaccinations", help="statut vaccinal du patient (VAC-NOTE, VAC, VSM, IPS)")
     _add_common(p)
+    via_agent.add_options(p)
     p.set_defaults(func=_vaccinations)
 
 
@@ -713,6 +721,8 @@ AUTHORISATION_LABELS = {
 
 
 def _status(args: argparse.Namespace) -> int:
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.status(running, args)
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
         st = agent.dmp_status(_patient_of(prepared))
@@ -743,6 +753,8 @@ def _consent(args: argparse.Namespace) -> int:
             "option --oui) : rien n'a été enregistré.",
             code="NO_CONSENT",
         )
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.consent(running, args)
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
         st = agent.record_consent(_patient_of(prepared), how="oral", medecin_traitant=args.medecin_traitant)
@@ -756,6 +768,8 @@ def _deposit(args: argparse.Namespace) -> int:
     from cda.classify import classify_type
     from ps_agent.dmp.model import Visibility
 
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.deposit(running, args)
     prepared = _prepare(args)
     patient = _patient_of(prepared)
     if args.remplace and len(args.files) != 1:
@@ -830,6 +844,8 @@ def _deposit(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.search(running, args)
     rubric = rubric_or_usage(args.rubrique) if args.rubrique else None  # before the PIN
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
@@ -847,6 +863,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.get(running, args)
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
         doc = agent.retrieve(_patient_of(prepared), args.unique_id)
@@ -920,6 +938,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _vaccinations(args: argparse.Namespace) -> int:
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        return via_agent.vaccinations(running, args)
     from ps_agent.cli.common import vaccination_line
 
     prepared = _prepare(args)

@@ -52,7 +52,11 @@ def _line(e: Any) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from ps_agent.cli import via_agent
     from ps_agent.outbox import ACTIVE_STATES, DepositQueue, EntryState
+
+    if args.home is None and (running := via_agent.running(args)) is not None:
+        return via_agent.outbox_list(running, args)  # the running agent's queue (the one it sends from)
 
     with DepositQueue(_home(args) / "outbox.sqlite3") as queue:
         entries = queue.entries()
@@ -129,7 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--home", default=None, help="dossier de données de l'agent (défaut : $PS_AGENT_HOME)")
     p.add_argument("--tout", action="store_true", help="inclure les envois enregistrés ou rendus")
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.set_defaults(func=_list)
+    from ps_agent.cli import via_agent
+
+    via_agent.add_options(p)
+    p.set_defaults(func=_list, bris_de_glace=None, centre_15=None)
 
     p = sub.add_parser("resume", help="renvoyer maintenant les envois en attente (carte ou établissement)")
     dmp_cmd._add_common(p, patient=False)
