@@ -13,12 +13,16 @@ resending the same submission (idempotent), never lost and never reported refuse
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from ps_agent.errors import PsAgentError
+
+T = TypeVar("T")
 
 Progress = Callable[[str, int, int], None]
 """``cb(step_fr, done, total)``: French label of the step, steps done, steps in all."""
@@ -141,3 +145,38 @@ __all__ = [
     "DeadlineExceeded",
     "Progress",
 ]
+
+
+def run_interruptible(fn: Callable[[], T], ctx: Context, *, name: str = "ps-agent-call") -> T:
+    """Run ``fn`` (a DMP or INSi call) so that a cancellation or the deadline stops the wait within
+    ``CANCEL_LATENCY_S``: the call runs in a worker thread, with the caller's context variables (its
+    exchange recorder), and is abandoned (its answer dropped) when the caller stops waiting."""
+    ctx.check()
+    if ctx.cancel is None and ctx.deadline is None:
+        return fn()
+    wake = threading.Event()
+    box: dict[str, Any] = {}
+    run_ctx = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            box["value"] = run_ctx.run(fn)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            wake.set()
+
+    remove = ctx.cancel.on_cancel(wake.set) if ctx.cancel is not None else (lambda: None)
+    try:
+        threading.Thread(target=work, name=name, daemon=True).start()
+        wake.wait(ctx.remaining())
+    finally:
+        remove()
+    if "value" in box:
+        return box["value"]  # type: ignore[no-any-return]
+    if ctx.cancel is not None and ctx.cancel.cancelled:  # a failure caused by the cancellation is one
+        raise Cancelled() from box.get("error")
+    if "error" in box:
+        raise box["error"]
+    ctx.check()
+    raise Cancelled()

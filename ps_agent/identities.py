@@ -22,7 +22,6 @@ Callbacks (progress) run on the thread doing the work.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ps_agent.access.policy import PatientRef
 from ps_agent.audit.journal import AuditEvent
 from ps_agent.auth.model import AuthMode, Credentials
-from ps_agent.context import DEFAULT_CONTEXT, Cancelled, Context
+from ps_agent.context import DEFAULT_CONTEXT, Context, run_interruptible
 from ps_agent.errors import PsAgentError
 from ps_agent.identity.auth import CertificateAuth, CpxAuth, InsiAuth
 from ps_agent.identity.environments import (
@@ -232,38 +231,8 @@ class InsiOutcome:
 
 
 def _interruptible(fn: Callable[[], T], ctx: Context) -> T:
-    """Run ``fn`` (an INSi call) so that a cancellation or the deadline stops the wait within
-    ``CANCEL_LATENCY_S``: the call runs in a worker thread and is abandoned (its answer dropped, nothing
-    recorded) when the caller stops waiting. Same contract as the DMP calls of ``ps_agent.session``."""
-    ctx.check()
-    if ctx.cancel is None and ctx.deadline is None:
-        return fn()
-    wake = threading.Event()
-    box: dict[str, Any] = {}
-    run_ctx = contextvars.copy_context()
-
-    def work() -> None:
-        try:
-            box["value"] = run_ctx.run(fn)
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-        finally:
-            wake.set()
-
-    remove = ctx.cancel.on_cancel(wake.set) if ctx.cancel is not None else (lambda: None)
-    try:
-        threading.Thread(target=work, name="ps-agent-insi-call", daemon=True).start()
-        wake.wait(ctx.remaining())
-    finally:
-        remove()
-    if "value" in box:
-        return box["value"]  # type: ignore[no-any-return]
-    if ctx.cancel is not None and ctx.cancel.cancelled:
-        raise Cancelled() from box.get("error")
-    if "error" in box:
-        raise box["error"]
-    ctx.check()
-    raise Cancelled()
+    """An INSi call that a cancellation or the deadline abandons (nothing recorded)."""
+    return run_interruptible(fn, ctx, name="ps-agent-insi-call")
 
 
 class _CancellableInsi:

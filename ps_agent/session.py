@@ -37,7 +37,7 @@ from ps_agent.access.policy import AccessMode, Action, Decision, DmpState, Patie
 from ps_agent.audit.errors import AuditError
 from ps_agent.audit.journal import AuditEvent
 from ps_agent.auth.model import AuthMode, Credentials, ProfessionalIdentity
-from ps_agent.context import DEFAULT_CONTEXT, Cancelled, Context
+from ps_agent.context import DEFAULT_CONTEXT, Cancelled, Context, run_interruptible
 from ps_agent.dmp.client import DepositResult, DmpClient, ExchangeInfo, author_of, record_exchanges
 from ps_agent.dmp.ebrim import DepositItem, FindFilters
 from ps_agent.dmp.errors import (
@@ -210,38 +210,8 @@ def _exchange_note(exchanges: Sequence[ExchangeInfo]) -> str:
 
 
 def _run_interruptible(fn: Callable[[], T], ctx: Context) -> T:
-    """Run ``fn`` (a DMP call) so that a cancellation or the deadline stops the wait within
-    ``CANCEL_LATENCY_S``: the call runs in a worker thread, with the caller's context (its exchange
-    recorder), and is abandoned (its answer dropped) when the caller stops waiting."""
-    ctx.check()
-    if ctx.cancel is None and ctx.deadline is None:
-        return fn()
-    wake = threading.Event()
-    box: dict[str, Any] = {}
-    run_ctx = contextvars.copy_context()
-
-    def work() -> None:
-        try:
-            box["value"] = run_ctx.run(fn)
-        except BaseException as exc:  # handed to the caller
-            box["error"] = exc
-        finally:
-            wake.set()
-
-    remove = ctx.cancel.on_cancel(wake.set) if ctx.cancel is not None else (lambda: None)
-    try:
-        threading.Thread(target=work, name="ps-agent-dmp-call", daemon=True).start()
-        wake.wait(ctx.remaining())
-    finally:
-        remove()
-    if "value" in box:
-        return box["value"]  # type: ignore[no-any-return]
-    if ctx.cancel is not None and ctx.cancel.cancelled:  # a failure caused by the cancellation is one
-        raise Cancelled() from box.get("error")
-    if "error" in box:
-        raise box["error"]
-    ctx.check()
-    raise Cancelled()
+    """A DMP call that a cancellation or the deadline abandons (``ps_agent.context.run_interruptible``)."""
+    return run_interruptible(fn, ctx, name="ps-agent-dmp-call")
 
 
 class Session:
