@@ -29,33 +29,14 @@ import pytest
 from ps_agent.access.policy import PatientRef
 from ps_agent.agent import Agent
 from ps_agent.auth.errors import SessionClosed
-from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
+from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
+from tests.fixtures.integration import identity_of
 
 # How long the previous card session may take to notice the card left the reader (AuthSession
 # promises 1 s; generous here so a loaded CI machine does not make the test flaky).
 SESSION_CLOSE_WAIT_S = 5.0
-
-
-def identity_of(profile_name: str, situation: int = 0) -> ProfessionalIdentity:
-    """The identity a card of this profile carries (what the card reader would give)."""
-    from sandbox.profiles import PROFILES
-
-    p = PROFILES[profile_name]
-    s = p.situations[situation]
-    return ProfessionalIdentity(
-        id_nat=p.id_nat,
-        family_name=p.family_name,
-        given_name=p.given_name,
-        profession_code=p.profession_code,
-        profession_label=p.profession_label,
-        specialty_code=p.specialty_code,
-        card_type=p.card_type,
-        non_ps_role="SECRETARIAT_MEDICAL" if p.card_type == "CPE" and not p.profession_code else "",
-        activity=Activity(s.structure_id, s.structure_name, s.sector, s.role),
-        extra={"card_serial": p.serial},
-    )
 
 
 def patient_ref(demo_patient: Any, status: str = "QUAL") -> PatientRef:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ps_agent.access.policy import PatientRef
-from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
+from ps_agent.auth.model import AuthMode
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
 from ps_agent.context import CANCEL_LATENCY_S, Cancelled, CancelToken, Context, DeadlineExceeded
@@ -35,6 +35,7 @@ from sandbox.insi.certs import INSI_MANU, insi_certificate
 from sandbox.insi.server import RunningInsi
 from sandbox.pki import P12_PASSPHRASE, TestPki
 from tests.fixtures.card import VirtualCard
+from tests.fixtures.integration import identity_of
 
 BILLING_ID = "991130972"
 ADULT = demo.DEMO_ADULT
@@ -44,24 +45,10 @@ MINOR = demo.DEMO_MINOR
 MINOR_QUERY = TraitsQuery(MINOR.family_name, (MINOR.given_names,), MINOR.sex, "2014-06-10", MINOR.birth_place)
 
 
-def _identity(profile_name: str) -> ProfessionalIdentity:
-    from sandbox.profiles import PROFILES
-
-    p = PROFILES[profile_name]
-    s = p.situations[0]
-    return ProfessionalIdentity(
-        id_nat=p.id_nat, family_name=p.family_name, given_name=p.given_name,
-        profession_code=p.profession_code, profession_label=p.profession_label,
-        specialty_code=p.specialty_code, card_type=p.card_type,
-        activity=Activity(s.structure_id, s.structure_name, s.sector, s.role),
-        extra={"card_serial": p.serial},
-    )  # fmt: skip
-
-
 def _credentials(pki: TestPki, mode: AuthMode = AuthMode.DIRECTE) -> SoftwareCredentials:
     keys: Any = pki.card("gp") if mode is AuthMode.DIRECTE else pki.establishment
     return SoftwareCredentials(
-        _identity("gp"), mode, keys.auth_cert, keys.auth_key, keys.sign_cert, keys.sign_key, keys.chain
+        identity_of("gp"), mode, keys.auth_cert, keys.auth_key, keys.sign_cert, keys.sign_key, keys.chain
     )
 
 
