@@ -97,6 +97,12 @@ NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+SEARCH_INSI = "Rechercher l'INS (INSi) et ouvrir"
+VITALE_TOOLTIP = "Lire la carte Vitale, choisir le bénéficiaire et rechercher son INS auprès de l'INSi."
+INS_FROM_INSI = "renvoyé par l'INSi"
+CHOOSE_BENEFICIARY = "Bénéficiaire de la carte Vitale :"
+NO_BENEFICIARY = "La carte Vitale ne comporte aucun bénéficiaire."
+
 HIGH_TRUST_DOCUMENTS = (
     "Carte nationale d'identité",
     "Passeport",

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -36,6 +37,7 @@ from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
 from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
 from ui.emergency import EmergencyDialog
+from ui.identity_source import DeskSource
 from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState
 from ui.patient import (
@@ -272,6 +274,8 @@ class MainWindow(QMainWindow):
         self._watch_worker(c.services_worker)
         self.header.pin_btn.clicked.connect(self.ask_pin)
         self.open_form.submitted.connect(self.open_patient)
+        self.open_form.vitale_requested.connect(self.read_vitale)
+        self.open_form.use_insi(isinstance(self.identity_source, DeskSource))
         self.identity_bar.validated.connect(self.validate_identity)
         self.dmp_banner.consent.connect(self.record_consent)
         self.bdg_btn.clicked.connect(lambda: self.ask_emergency(centre_15=False))
@@ -406,9 +410,49 @@ class MainWindow(QMainWindow):
         source = self.identity_source
 
         def find(ctx: Any) -> tuple[PatientIdentity, Any]:
+            if isinstance(source, DeskSource):
+                identity = source.find_for(session, typed, ctx)
+                return identity, source.open_handle(session, identity, ctx)
             identity = source.find(typed, ctx)
             return identity, session.patient(identity.ref)
 
+        self._open_with(session, find, "Recherche du patient")
+
+    def read_vitale(self) -> None:
+        """Read the Vitale card, choose the beneficiary, WS_INS1, open (récupérée)."""
+        session, source = self.controller.session, self.identity_source
+        if session is None or not isinstance(source, DeskSource):
+            self.say(L.CARD_STATE_FR[self.controller.state], error=True)
+            return
+
+        def chosen(beneficiaries: list[Any]) -> None:
+            if not beneficiaries:
+                self.say(L.NO_BENEFICIARY, error=True)
+                return
+            number = self.choose_beneficiary(beneficiaries)
+            if number is None:
+                return
+
+            def find(ctx: Any) -> tuple[PatientIdentity, Any]:
+                identity = source.search_vitale(session, number, ctx)
+                return identity, source.open_handle(session, identity, ctx)
+
+            self._open_with(session, find, "Recherche de l'INS (carte Vitale)")
+
+        read = Op(self, lambda ctx: source.read_vitale(session, ctx), label="Lecture de la carte Vitale")
+        self.run(read.success(chosen).failure(self._failed))
+
+    def choose_beneficiary(self, beneficiaries: list[Any]) -> int | None:
+        """The beneficiary number (from 1) picked by the user, None when cancelled."""
+        if len(beneficiaries) == 1:
+            return int(beneficiaries[0].number)
+        labels = [b.label for b in beneficiaries]
+        text, ok = QInputDialog.getItem(self, "Carte Vitale", L.CHOOSE_BENEFICIARY, labels, 0, False)
+        if not ok or text not in labels:
+            return None
+        return int(beneficiaries[labels.index(text)].number)
+
+    def _open_with(self, session: Any, find: Any, label: str) -> None:
         def found(result: tuple[PatientIdentity, Any]) -> None:
             if self.controller.session is not session:
                 return
@@ -422,7 +466,7 @@ class MainWindow(QMainWindow):
             if identity.qualified:
                 self.fetch_status()
 
-        self.run(Op(self, find, label="Recherche du patient").success(found).failure(self._failed))
+        self.run(Op(self, find, label=label).success(found).failure(self._failed))
 
     def open_from_practice_software(self, typed: PatientIdentity) -> None:
         """The seam of the local API (13.2): open a patient the practice software names, bringing the
@@ -453,6 +497,24 @@ class MainWindow(QMainWindow):
     def validate_identity(self, document: str) -> None:
         p, session = self.patient, self.controller.session
         if p is None or session is None:
+            return
+        source = self.identity_source
+        if isinstance(source, DeskSource) and p.identity.record_id is not None:
+
+            def through_desk(ctx: Any) -> tuple[PatientIdentity, Any]:
+                ident = source.validate(session, p.identity, document, ctx)
+                return ident, source.open_handle(session, ident, ctx)
+
+            def validated(result: tuple[PatientIdentity, Any]) -> None:
+                if self.patient is p:
+                    p.handle = result[1]
+                    p.set_identity(result[0])
+                    self._update_patient_ui()
+                    if result[0].qualified:
+                        self.fetch_status()
+
+            op = Op(self, through_desk, label="Validation de l'identité")
+            self.run(op.success(validated).failure(self._failed))
             return
         new = p.identity.validated(document)
 
