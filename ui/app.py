@@ -43,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_window(services: Any, *, card_monitor: Any = None, **kw: Any) -> Any:
-    """The controller + main window + tray over ``services`` (used by ``main`` and the tests)."""
+def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = None, **kw: Any) -> Any:
+    """The controller + main window + tray over ``services`` (used by ``main`` and the tests). With
+    ``api_backend`` (``ps_agent.api.backend.ApiBackend``) the window answers the local API's requests:
+    open a patient (through the identity source), confirm an emergency access (the dialog)."""
     from ui.controller import AgentController
     from ui.main_window import MainWindow
     from ui.tray import Tray
@@ -52,6 +54,8 @@ def make_window(services: Any, *, card_monitor: Any = None, **kw: Any) -> Any:
     controller = AgentController(services, card_monitor=card_monitor)
     window = MainWindow(controller, **kw)
     window.tray = Tray(window)  # type: ignore[attr-defined]
+    if api_backend is not None:
+        window.listen_to_api(api_backend)
     return window
 
 

@@ -97,6 +97,15 @@ NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+FROM_PRACTICE_SOFTWARE = "Demande du logiciel métier"
+API_EMERGENCY_NOT_OPEN = (
+    "Le logiciel métier demande un accès en urgence pour un patient qui n'est pas ouvert dans l'agent : "
+    "ouvrez d'abord son dossier, puis confirmez l'accès ici."
+)
+API_CENTRE_15_REFUSED = (
+    "Le logiciel métier demande un accès centre 15 : il est réservé aux médecins régulateurs, la demande "
+    "est refusée."
+)
 SEARCH_INSI = "Rechercher l'INS (INSi) et ouvrir"
 VITALE_TOOLTIP = "Lire la carte Vitale, choisir le bénéficiaire et rechercher son INS auprès de l'INSi."
 INS_FROM_INSI = "renvoyé par l'INSi"

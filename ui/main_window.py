@@ -39,7 +39,7 @@ from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, Fil
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.journal_queue import JournalPage, QueuePage
-from ui.labels import CardState
+from ui.labels import CardState, IdentityStatus
 from ui.patient import (
     DmpBanner,
     IdentityBar,
@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         self.minor_box: QMessageBox | None = None
         self.confirm_box: QMessageBox | None = None
         self.patient: OpenPatient | None = None
+        self.api_bridge: Any = None
+        self.emergency_dialog: EmergencyDialog | None = None
         self.pin_dialog: PinDialog | None = None
         self.setWindowTitle(APP_TITLE)
         self.setAccessibleName("Fenêtre principale")
@@ -476,6 +478,53 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         self.open_form.fill(typed)
         self.open_patient(typed)
+
+    # ------------------------------------------------------------------ local API (practice software)
+    def listen_to_api(self, backend: Any) -> None:
+        """Answer the local API's window events (13.2): open a patient, confirm an emergency access."""
+        from ui.bridge import ApiBridge
+
+        bridge = self.api_bridge = ApiBridge(self)
+        bridge.open_patient_requested.connect(self.on_api_open_patient)
+        bridge.emergency_confirmation_requested.connect(self.on_api_emergency)
+        bridge.attach(backend)
+        self.destroyed.connect(lambda *_: bridge.detach())
+
+    def on_api_open_patient(self, request: Any) -> None:
+        t = request.traits
+        typed = PatientIdentity(
+            ins=request.ins,
+            oid=request.oid,
+            status=IdentityStatus.PROVISOIRE,  # never trusted as given: the identity source decides
+            birth_family_name=t.get("birth_family_name", "").upper(),
+            given_names=t.get("given_names", "").upper(),
+            birth_date=t.get("birth_date", ""),
+            sex=t.get("sex", ""),
+            birth_place_code=t.get("birth_place_code", ""),
+            source=f"{L.FROM_PRACTICE_SOFTWARE} ({request.source})",
+        )
+        self.say(f"{L.FROM_PRACTICE_SOFTWARE} ({request.source}) : ouverture du patient demandée.")
+        self.open_from_practice_software(typed)
+
+    def on_api_emergency(self, request: Any) -> EmergencyDialog | None:
+        """The practice software asks for an emergency access: only the professional confirms it here,
+        for the patient open in the window, and centre 15 only for a regulator (4.3)."""
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        p, session = self.patient, self.controller.session
+        if p is None or session is None or p.identity.ins != request.ins:
+            self.say(L.API_EMERGENCY_NOT_OPEN, error=True)
+            return None
+        centre_15 = request.mode == "centre_15"
+        if centre_15 and not session.identity.is_regulator:
+            self.say(L.API_CENTRE_15_REFUSED, error=True)
+            return None
+        dialog = self.ask_emergency(centre_15=centre_15)
+        if dialog is not None and request.reason:
+            dialog.reason.setPlainText(request.reason)
+        self.emergency_dialog = dialog
+        return dialog
 
     def propose_secret_connection(self) -> QMessageBox:
         """5.1: a minor's record: propose the secret connection (non-blocking box)."""

@@ -124,10 +124,16 @@ def window_for(qtbot: Any, services: Any, test_pki: Any) -> Iterator[Callable[..
     made: list[Any] = []
 
     def make(
-        profile: str | None = "gp", *, source: Any = None, monitor: Any = None, segur_notice: bool = False
+        profile: str | None = "gp",
+        *,
+        source: Any = None,
+        monitor: Any = None,
+        segur_notice: bool = False,
+        api_backend: Any = None,
     ) -> Any:
         w = make_window(
             services,
+            api_backend=api_backend,
             card_monitor=monitor,
             identity_source=source or InsiStandIn(),
             auto_pin_dialog=False,
