@@ -97,6 +97,11 @@ NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+BATCH_NO_AUTHORS = (
+    "Session d'établissement : aucun médecin n'est déclaré pour les dépôts (fichier ui-auteurs.toml du "
+    "dossier de l'agent) ; le lot ne peut pas être envoyé."
+)
+BATCH_SUMMARY = "Lot : {done} enregistré(s), {failed} refusé(s) à corriger, {waiting} en attente."
 FROM_PRACTICE_SOFTWARE = "Demande du logiciel métier"
 API_EMERGENCY_NOT_OPEN = (
     "Le logiciel métier demande un accès en urgence pour un patient qui n'est pas ouvert dans l'agent : "

@@ -30,9 +30,20 @@ from PySide6.QtWidgets import (
 )
 
 from ps_agent.access.policy import AccessMode
+from ps_agent.auth.model import AuthMode
 from ps_agent.context import Cancelled
 from ps_agent.errors import PsAgentError
 from ui import labels as L
+from ui.batch import (
+    STATE_DONE,
+    STATE_FAILED,
+    STATE_READY,
+    STATE_SENDING,
+    STATE_WAITING,
+    BatchPage,
+    BatchRow,
+    load_authors,
+)
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
 from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
@@ -247,6 +258,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.journal_page, "Journal")
         self.queue_page = QueuePage()
         self.tabs.addTab(self.queue_page, "File d'envoi")
+        self.batch_page = BatchPage()
+        self.tabs.addTab(self.batch_page, "Dépôt par lot")
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
         self.busy_label.setAccessibleName("Opération en cours")
@@ -292,6 +305,7 @@ class MainWindow(QMainWindow):
         self.filters.archived.toggled.connect(lambda _c: self.list_documents())
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
         self.deposit_page.send_requested.connect(self.deposit)
+        self.batch_page.send_requested.connect(self.send_batch)
         self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
         self.vaccination_page.record_requested.connect(self.record_vaccination)
         self.journal_page.refresh_requested.connect(self.refresh_journal)
@@ -369,6 +383,10 @@ class MainWindow(QMainWindow):
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
         self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        if session.mode is AuthMode.DIRECTE:
+            self.batch_page.set_authors(None)
+        else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
+            self.batch_page.set_authors(*load_authors(Path(session.services.config.home)))
         self.refresh_queue()
         if self.segur_notice:
             self.check_segur_notice(session)
@@ -702,6 +720,7 @@ class MainWindow(QMainWindow):
         regulator = bool(session is not None and session.identity.is_regulator)
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
+        self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)
@@ -879,6 +898,94 @@ class MainWindow(QMainWindow):
             self.refresh_queue()
 
         self.run(Op(self, fn, label="Envoi au DMP").success(done).failure(failed))
+
+    # ------------------------------------------------------------------ secretary batch
+    def send_batch(self, rows: list[int]) -> None:
+        """Send the batch's rows one after the other (one operation per file on the session's worker:
+        the table and the progress bar follow each file; a failure stays in the table to fix)."""
+        session = self.controller.session
+        page = self.batch_page
+        if session is None:
+            for i in rows:
+                page.row_done(i, STATE_FAILED, L.CARD_STATE_FR[self.controller.state])
+            page.finished()
+            return
+        author: Any = (
+            author_for(session.identity) if session.mode is AuthMode.DIRECTE else page.chosen_author()
+        )
+        todo = list(rows)
+
+        def next_row() -> None:
+            if not todo or self.controller.session is not session:
+                for i in todo:
+                    page.row_done(i, STATE_FAILED, "session fermée")
+                page.finished()
+                self.refresh_queue()
+                return
+            i = todo.pop(0)
+            row = page.model.rows[i]
+            problems = row.problems() + ([] if author is not None else [L.BATCH_NO_AUTHORS])
+            if problems:
+                page.row_done(i, STATE_FAILED, "; ".join(problems))
+                next_row()
+                return
+            row.state = STATE_SENDING
+            page.model.refresh()
+            send_one(i, row)
+
+        def send_one(i: int, row: BatchRow) -> None:
+            import datetime as dt_
+
+            from cda.classify import classify_type
+
+            rubric = classify_type(row.type_code).dmp_rubric
+            handle = row.patient.handle
+            traits = row.patient.identity.traits()
+
+            def fn(ctx: Any) -> Any:
+                from cda import build
+                from cda.validate import check_deposit_ready, errors
+
+                data = build.level1(
+                    type_code=row.type_code, content=row.content, title=row.title, patient=traits,
+                    author=author, media_type="application/pdf",
+                    service_start=dt_.date.fromisoformat(row.date),
+                )  # fmt: skip
+                bad = errors(check_deposit_ready(data))
+                if bad:
+                    return [str(f) for f in bad]
+                return handle.deposit(data, ctx=ctx).value
+
+            def done(result: Any) -> None:
+                if isinstance(result, list):
+                    page.row_done(i, STATE_FAILED, "; ".join(result))
+                else:
+                    row.rubric = rubric
+                    page.row_done(i, STATE_DONE, f"rubrique « {rubric} »")
+                    self.deposit_done.emit(result)
+                next_row()
+
+            def failed(exc: BaseException) -> None:
+                from ps_agent.session import DepositDeferred
+
+                if isinstance(exc, Cancelled):  # the user stopped the batch: the rest stays to send
+                    for j in [i, *todo]:
+                        page.row_done(j, STATE_READY, "envoi annulé")
+                    todo.clear()
+                    page.finished()
+                    return
+                if isinstance(exc, DepositDeferred):
+                    page.row_done(i, STATE_WAITING, exc.message_fr)
+                else:
+                    page.row_done(i, STATE_FAILED, error_text(exc))
+                next_row()
+
+            label = f"Lot : {row.name} ({len(rows) - len(todo)}/{len(rows)})"
+            if self.run(Op(self, fn, label=label).success(done).failure(failed)) is None:
+                page.row_done(i, STATE_FAILED, "envoi impossible (aucune session)")
+                next_row()
+
+        next_row()
 
     # ------------------------------------------------------------------ vaccinations
     def read_vaccinations(self) -> None:
