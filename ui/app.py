@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     config = AgentConfig.default(args.env, ca_file=args.ca, home=Path(args.home) if args.home else None)
     services = Services(config)
     monitor = CardMonitor(poll_s=0.5)
-    window = make_window(services, card_monitor=monitor, identity_source=identity_source(args))
+    from ui.main_window import needs_first_run
+
+    window = make_window(
+        services, card_monitor=monitor, identity_source=identity_source(args), first_run=needs_first_run(None)
+    )
     single.activate_requested.connect(window.tray.show_window)
     from PySide6.QtWidgets import QSystemTrayIcon
 

@@ -61,6 +61,7 @@ from ui.patient import (
     PatientIdentity,
 )
 from ui.pin_dialog import PinDialog
+from ui.setup_pages import DiagnosticPage, FirstRunPage
 from ui.vaccinations import VaccinationPage
 from ui.worker import Op, OpHandle, Worker
 
@@ -79,6 +80,16 @@ def error_text(exc: BaseException) -> str:
         where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
         return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+def needs_first_run(folder: Path | None) -> bool:
+    """No settings file yet (``ps-agent setup`` never ran): the window opens on the wizard page."""
+    from ps_agent.settings import settings_path
+
+    try:
+        return not settings_path(folder).is_file()
+    except OSError:
+        return True
 
 
 def author_for(identity: Any) -> Any:
@@ -161,6 +172,8 @@ class MainWindow(QMainWindow):
         identity_source: IdentitySource | None = None,
         auto_pin_dialog: bool = True,
         segur_notice: bool = True,
+        config_folder: Path | None = None,
+        first_run: bool = False,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -260,6 +273,22 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.queue_page, "File d'envoi")
         self.batch_page = BatchPage()
         self.tabs.addTab(self.batch_page, "Dépôt par lot")
+        services = controller.services
+        run_bg = controller.services_worker.run
+
+        def doctor_options() -> Any:
+            from ps_agent.doctor import DoctorOptions
+
+            return DoctorOptions(environment=services.config.environment, home=Path(services.config.home))
+
+        self.diagnostic_page = DiagnosticPage(run_bg, doctor_options)
+        self.tabs.addTab(self.diagnostic_page, "Diagnostic")
+        self.setup_page = FirstRunPage(run_bg, config_folder)
+        self.tabs.addTab(self.setup_page, "Configuration")
+        self.first_run = first_run
+        if first_run:  # no configuration yet: the wizard page comes first
+            self.tabs.setCurrentWidget(self.setup_page)
+            self.setup_page.detect()
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
         self.busy_label.setAccessibleName("Opération en cours")

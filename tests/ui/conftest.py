@@ -130,10 +130,12 @@ def window_for(qtbot: Any, services: Any, test_pki: Any) -> Iterator[Callable[..
         monitor: Any = None,
         segur_notice: bool = False,
         api_backend: Any = None,
+        **kw: Any,
     ) -> Any:
         w = make_window(
             services,
             api_backend=api_backend,
+            **kw,
             card_monitor=monitor,
             identity_source=source or InsiStandIn(),
             auto_pin_dialog=False,

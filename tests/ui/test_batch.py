@@ -67,6 +67,7 @@ def test_a_batch_with_bad_files_kept_in_the_table_then_fixed_and_resent(
     # the three documents are in the patient's DMP
     w.list_documents()
     qtbot.waitUntil(lambda: w.doc_model.rowCount() == before + 3, timeout=20_000)
+    wait_idle(w)
 
 
 def test_air_mode_the_author_is_chosen_from_the_list(window_for, services, test_pki, qtbot) -> None:
