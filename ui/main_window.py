@@ -335,6 +335,7 @@ class MainWindow(QMainWindow):
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
         self.deposit_page.send_requested.connect(self.deposit)
         self.batch_page.send_requested.connect(self.send_batch)
+        self.journal_page.export_requested.connect(self.export_journal)
         self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
         self.vaccination_page.record_requested.connect(self.record_vaccination)
         self.journal_page.refresh_requested.connect(self.refresh_journal)
@@ -1073,6 +1074,29 @@ class MainWindow(QMainWindow):
         self.controller.services_worker.run(
             op.success(self.journal_page.show_verification).failure(self._failed)
         )
+
+    def export_journal(self, fmt: str, path: str) -> None:
+        """Export the whole journal (FHIR AuditEvent bundle or CSV) to ``path``, written 0600 (it names
+        patients), on the services' worker."""
+        services = self.controller.services
+
+        def fn(_ctx: Any) -> int:
+            import os
+
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                if fmt == "fhir":
+                    return int(services.journal.export_fhir(out))
+                return int(services.journal.export_csv(out))
+
+        def done(count: int) -> None:
+            text = f"Journal exporté ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
+            self.journal_page.result.setText(text)
+            self.journal_page.result.setStyleSheet("")
+            self.say(text)
+
+        op = Op(self, fn, label="Export du journal")
+        self.controller.services_worker.run(op.success(done).failure(self._failed))
 
     def refresh_queue(self) -> None:
         services = self.controller.services
