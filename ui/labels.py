@@ -97,6 +97,10 @@ NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+NEW_BADGE = "[Nouveau]"
+NEW_FILTER = "Nouveaux"
+NEW_SINCE = "{n} nouveau(x) document(s) depuis votre dernière consultation (le {when})"
+FIRST_CONSULTATION = "Première consultation de ce DMP par vous : aucun document n'est marqué nouveau."
 BATCH_NO_AUTHORS = (
     "Session d'établissement : aucun médecin n'est déclaré pour les dépôts (fichier ui-auteurs.toml du "
     "dossier de l'agent) ; le lot ne peut pas être envoyé."

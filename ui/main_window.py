@@ -9,10 +9,12 @@ import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -80,6 +82,27 @@ def error_text(exc: BaseException) -> str:
         where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
         return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+NO_PREVIOUS: Any = object()  # marker: this professional never consulted this DMP before
+
+
+def last_consultation(journal: Any, id_nat: str, patient_ins: str) -> Any:
+    """6.6: when this professional last searched this DMP (the last successful ``dmp.search`` of the
+    journal, read before the new search journals itself), as an aware datetime; None if never."""
+    import datetime as dt_
+
+    if not id_nat:
+        return None
+    times = [
+        r.timestamp
+        for r in journal.records(patient_ins=patient_ins, action="dmp.search")
+        if r.event.actor_id_nat == id_nat and r.event.outcome == "success"
+    ]
+    if not times:
+        return None
+    when = dt_.datetime.fromisoformat(max(times))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt_.UTC)
 
 
 def needs_first_run(folder: Path | None) -> bool:
@@ -250,6 +273,15 @@ class MainWindow(QMainWindow):
         self.doc_table.setAccessibleName("Documents du patient")
         self.doc_table.horizontalHeader().setStretchLastSection(True)
         rl.addWidget(self.doc_table, 1)
+        new_row = QHBoxLayout()
+        self.new_note = QLabel("")
+        self.new_note.setAccessibleName("Nouveaux documents depuis votre dernière consultation")
+        self.new_only = QCheckBox(L.NEW_FILTER)
+        self.new_only.setAccessibleName("Afficher seulement les nouveaux documents")
+        self.new_only.toggled.connect(lambda on: self.doc_proxy.set(only_new=on))
+        new_row.addWidget(self.new_note, 1)
+        new_row.addWidget(self.new_only)
+        rl.addLayout(new_row)
         self.hidden_note = QLabel("")
         self.hidden_note.setWordWrap(True)
         self.hidden_note.setAccessibleName("Documents non accessibles à votre profession")
@@ -794,14 +826,32 @@ class MainWindow(QMainWindow):
         archived = self.filters.archived.isChecked()
         old = self.filters.old_versions.isChecked()
 
-        def fn(ctx: Any) -> Any:
-            return p.handle.list_documents(include_archived=archived, include_deprecated=old, ctx=ctx).value
+        session = self.controller.session
+        journal = self.controller.services.journal
+        actor = session.identity.id_nat if session is not None else ""
 
-        def done(docs: Any) -> None:
+        def fn(ctx: Any) -> Any:
+            last = last_consultation(journal, actor, p.handle.ref.ins_with_oid)  # before this search
+            return p.handle.list_documents(
+                include_archived=archived, include_deprecated=old, ctx=ctx
+            ).value, last
+
+        def done(result: Any) -> None:
+            docs, last = result
             if self.patient is not p:
                 return
+            if p.last_consultation is None:  # the window's first listing of this patient sets the mark
+                p.last_consultation = last or NO_PREVIOUS
+            since = None if p.last_consultation is NO_PREVIOUS else p.last_consultation
             entries = list(docs.entries)
-            self.doc_model.set_entries(entries)
+            self.doc_model.set_entries(entries, new_since=since)
+            n = len(self.doc_model.new)
+            if since is None:
+                self.new_note.setText(L.FIRST_CONSULTATION)
+            else:
+                when = since.astimezone(ZoneInfo(L.DISPLAY_TZ)).strftime("%d/%m/%Y à %H:%M")
+                self.new_note.setText(L.NEW_SINCE.format(n=n, when=when))
+            self.new_only.setEnabled(n > 0)
             self.rubrics.set_counts(entries)
             self.filters.set_types(entries)
             hidden = list(docs.hidden_explanations)

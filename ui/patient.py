@@ -130,6 +130,7 @@ class OpenPatient(QObject):
         self.status: Any = None  # DmpStatus after TD0.2
         self.emergency_notice = ""
         self.secret_connection = False  # minor: decided « en concertation avec son patient » (5.1)
+        self.last_consultation: Any = None  # 6.6: this PS's previous consultation, fixed at the first list
 
     @property
     def access(self) -> tuple[str, str]:
