@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog
 
@@ -13,7 +14,7 @@ from sandbox import demo
 from ui import labels as L
 from ui.labels import IdentityStatus
 
-from .conftest import demo_identity
+from .conftest import INSI_BILLING_ID, demo_identity
 
 
 def test_traits_search_then_validate_then_rubrics(window_for, desk_source, qtbot, monkeypatch, wait_idle):
@@ -65,3 +66,35 @@ def test_without_an_insi_source_the_vitale_button_says_why(window_for) -> None:
 
     w = window_for("gp", source=ManualEntrySource())
     assert not w.open_form.vitale_btn.isEnabled() and "INSi" in w.open_form.vitale_btn.toolTip()
+
+
+@pytest.mark.pcsc
+def test_vitale_card_choose_the_beneficiary_then_open(
+    window_for, insi_sandbox, virtual_card, qtbot, monkeypatch, wait_idle
+) -> None:
+    from ps_agent.identities import IdentityDesk, InsiSettings
+    from ui.identity_source import DeskSource
+
+    virtual_card.insert("vitale-famille")
+    settings = InsiSettings(url=insi_sandbox.cpx_url, billing_id=INSI_BILLING_ID)
+    source = DeskSource(lambda s: IdentityDesk(s, insi=settings, vitale_reader=virtual_card.reader_name))
+    try:
+        w = window_for("gp", source=source)
+        offered: list[list[str]] = []
+
+        def pick(_parent, _title, label, items, *_a, **_k):
+            assert label == L.CHOOSE_BENEFICIARY
+            offered.append(list(items))
+            return next(i for i in items if "2019-00-00" in i), True
+
+        monkeypatch.setattr(QInputDialog, "getItem", pick)
+        with qtbot.waitSignal(w.patient_opened, timeout=30_000):
+            qtbot.mouseClick(w.open_form.vitale_btn, Qt.MouseButton.LeftButton)
+        wait_idle(w)
+        assert len(offered) == 1 and len(offered[0]) > 1  # several beneficiaries: the user chose
+        ident = w.patient.identity
+        assert ident.birth_date == "2019-00-00" and ident.source == "INSi (carte Vitale)"
+        assert ident.status is IdentityStatus.RECUPEREE and ident.ins.startswith("1192099350041")
+        assert w.identity_bar.chip.text() == "Identité récupérée" and w.patient.status is None
+    finally:
+        source.close()
