@@ -318,6 +318,7 @@ class MainWindow(QMainWindow):
         self.setup_page = FirstRunPage(run_bg, config_folder)
         self.tabs.addTab(self.setup_page, "Configuration")
         self.first_run = first_run
+        self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
             self.setup_page.detect()
@@ -558,6 +559,17 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         self.open_form.fill(typed)
         self.open_patient(typed)
+
+    def _load_settings(self, folder: Path | None) -> None:
+        """An existing ``config.toml``: the Configuration tab edits it (settings page)."""
+        from ps_agent.settings import load_settings, settings_path
+
+        try:
+            path = settings_path(folder)
+            if path.is_file():
+                self.setup_page.load(load_settings(path, check_files=False))
+        except (PsAgentError, OSError) as exc:
+            self.setup_page.result.setText(f"Réglages actuels illisibles : {error_text(exc)}")
 
     # ------------------------------------------------------------------ local API (practice software)
     def listen_to_api(self, backend: Any) -> None:

@@ -48,6 +48,14 @@ CHECK_FIX = "À corriger"
 
 Runner = Callable[[Op[Any]], Any]
 
+# The config.toml keys the page shows; the others of an existing file are kept as they are.
+OWN_KEYS: dict[str, tuple[str, ...]] = {
+    "dmp": ("environment", "ca_file"),
+    "card": ("reader", "pkcs11_module"),
+    "establishment": ("auth_p12", "sign_p12"),
+    "hotfolder": ("inbox",),
+}
+
 
 class FirstRunPage(QWidget):
     """The first-run wizard as one page. ``run`` runs an ``Op`` on a worker; ``folder``: the configuration
@@ -101,7 +109,7 @@ class FirstRunPage(QWidget):
             w.setAccessibleName(text)
             form.addRow(text, w)
         lay.addLayout(form)
-        notice = QLabel(f"{SEGUR_NOTICE_FR}\n\n{SEGUR_WARNING_FR}")
+        self.notice = notice = QLabel(f"{SEGUR_NOTICE_FR}\n\n{SEGUR_WARNING_FR}")
         notice.setWordWrap(True)
         notice.setAccessibleName("Notice Ségur")
         lay.addWidget(notice)
@@ -124,6 +132,27 @@ class FirstRunPage(QWidget):
         self.understood.toggled.connect(self.save.setEnabled)  # never saved before the notice is accepted
         self.save.clicked.connect(self.write)
         self.detection: Any = None
+        self.base: Any = None  # the settings already written (the page then edits them)
+
+    def load(self, settings: Any) -> None:
+        """Settings page: the fields filled from an existing ``config.toml``. When the Ségur notice was
+        already acknowledged it is not asked again here (the window shows it per user every 180 days)."""
+        self.base = settings
+        self.environment.setCurrentIndex(max(0, self.environment.findData(settings.dmp_environment)))
+        self.ca_file.setText(settings.dmp_ca_file)
+        if settings.card_reader and self.reader.findData(settings.card_reader) < 0:
+            self.reader.addItem(settings.card_reader, settings.card_reader)
+        self.reader.setCurrentIndex(max(0, self.reader.findData(settings.card_reader)))
+        self.pkcs11.setText(settings.pkcs11_module)
+        self.auth_p12.setText(settings.establishment_auth_p12)
+        self.sign_p12.setText(settings.establishment_sign_p12)
+        self.inbox.setText(settings.hotfolder_inbox)
+        acknowledged = bool(settings.segur_acknowledged_at)
+        self.notice.setVisible(not acknowledged)
+        self.understood.setVisible(not acknowledged)
+        self.save.setEnabled(acknowledged or self.understood.isChecked())
+        self.save.setText("Enregistrer les réglages")
+        self.save.setAccessibleName(self.save.text())
 
     def detect(self) -> None:
         from ps_agent.setup_config import detect
@@ -163,14 +192,29 @@ class FirstRunPage(QWidget):
         return raw
 
     def write(self) -> None:
+        from dataclasses import replace
+
         from ps_agent.errors import PsAgentError
         from ps_agent.settings import validate
         from ps_agent.setup_config import acknowledge_notice, finish
 
-        if not self.understood.isChecked():
+        acknowledged = self.base is not None and bool(self.base.segur_acknowledged_at)
+        if not (self.understood.isChecked() or acknowledged):
             return
+        raw: dict[str, dict[str, object]] = {}
+        if self.base is not None:  # keep what this page does not show (INSi, API port, done folder…)
+            for section, keys in self.base.to_toml_dict().items():
+                kept = {k: v for k, v in keys.items() if k not in OWN_KEYS.get(section, ())}
+                if kept and section != "notice":
+                    raw[section] = kept
+        for section, keys in self.raw().items():
+            raw.setdefault(section, {}).update(keys)
         try:
-            settings = acknowledge_notice(validate(self.raw()))
+            settings = validate(raw)
+            if self.understood.isChecked():
+                settings = acknowledge_notice(settings)
+            else:
+                settings = replace(settings, segur_acknowledged_at=self.base.segur_acknowledged_at)
             written, token = finish(settings, self.folder)
         except PsAgentError as exc:
             self.result.setStyleSheet("color: #a40000;")

@@ -63,3 +63,30 @@ def test_the_diagnostic_page_shows_each_check(window_for, qtbot) -> None:
     bad = sum(not c.ok for c in checks)
     assert page.summary.text() == ("Tout est en ordre." if bad == 0 else f"{bad} point(s) à corriger.")
     assert page.start.isEnabled()
+
+
+def test_the_configuration_tab_edits_existing_settings_and_keeps_the_rest(window_for, tmp_path: Path) -> None:
+    from ps_agent.settings import validate
+    from ps_agent.setup_config import acknowledge_notice, finish
+
+    folder = tmp_path / "config"
+    first = acknowledge_notice(validate({
+        "dmp": {"environment": "sandbox"},
+        "insi": {"url": "https://insi.example.test/ws"},
+        "api": {"port": 9999},
+        "hotfolder": {"inbox": str(tmp_path / "in"), "done": str(tmp_path / "done")},
+    }))  # fmt: skip
+    written, _token = finish(first, folder)
+    w = window_for(None, config_folder=folder)
+    page = w.setup_page
+    assert page.base == load_settings(written, check_files=False)
+    assert page.environment.currentData() == "sandbox" and page.inbox.text() == str(tmp_path / "in")
+    assert not page.understood.isVisibleTo(w) and page.save.isEnabled()  # acknowledged already
+    page.environment.setCurrentIndex(page.environment.findData("formation1"))
+    page.inbox.setText("")
+    page.save.click()
+    after = load_settings(written, check_files=False)
+    assert after.dmp_environment == "formation1" and after.hotfolder_inbox == ""
+    assert after.insi_url == "https://insi.example.test/ws" and after.api_port == 9999
+    assert after.hotfolder_done == str(tmp_path / "done")
+    assert after.segur_acknowledged_at == first.segur_acknowledged_at
