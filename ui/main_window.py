@@ -477,6 +477,9 @@ class MainWindow(QMainWindow):
         self.controller.services_worker.run(Op(self, due, label="Information Ségur").success(show))
 
     def _on_session_ended(self, message: str) -> None:
+        source = self.identity_source
+        if isinstance(source, DeskSource):  # the desk (INSi client, Vitale choice) was the session's
+            self.controller.services_worker.run(Op(None, lambda _ctx: source.close(), label="Fermeture INSi"))
         self._drop_patient()
         self.session_note.setText(message)
         self.session_note.show()

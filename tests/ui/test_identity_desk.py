@@ -49,6 +49,9 @@ def test_traits_search_then_validate_then_rubrics(window_for, desk_source, qtbot
     assert [r.event.outcome for r in journal.records(action="insi.search")] == ["success"]
     changes = [r.event.detail for r in journal.records(action="identity.status")]
     assert any("RECUP → QUAL" in d for d in changes)
+    # the session ends (card removed, idle…): the desk of that session is closed with it
+    w.controller.end_session("removed")
+    qtbot.waitUntil(lambda: desk.closed and w.patient is None, timeout=10_000)
 
 
 def test_insi_not_found_is_said_in_french_and_nothing_opens(window_for, desk_source, qtbot, wait_idle):
