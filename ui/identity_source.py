@@ -40,6 +40,17 @@ class IdentityNotFound(PsAgentError):
         super().__init__(message_fr, code="insi_not_found")
 
 
+class InsMismatch(PsAgentError):
+    """The INS given (practice software, typed) differs from the one INSi returns for these traits."""
+
+    def __init__(self, given: str, insi: str) -> None:
+        super().__init__(
+            f"L'INS transmis ({given}) n'est pas celui que l'INSi renvoie pour ces traits ({insi}) : le "
+            "dossier n'est pas ouvert ; vérifiez l'identité du patient dans le logiciel métier.",
+            code="ins_mismatch",
+        )
+
+
 @dataclass(frozen=True)
 class Beneficiary:
     """One line of the Vitale card as the chooser shows it (numbered from 1)."""
@@ -107,7 +118,10 @@ class DeskSource:
         outcome = self.desk(session).search_traits(query, ctx=ctx)
         if outcome.identity is None:
             raise IdentityNotFound(outcome.message_fr)
-        return identity_of(outcome.identity)
+        found = identity_of(outcome.identity)
+        if typed.ins and typed.ins != found.ins:  # the caller's INS is not the one INSi gives: never open
+            raise InsMismatch(typed.ins, found.ins)
+        return found
 
     # ------------------------------------------------------------------ the Vitale card
     def read_vitale(self, session: Any, ctx: Any) -> list[Beneficiary]:

@@ -100,3 +100,14 @@ def test_an_emergency_for_a_patient_not_open_is_refused_visibly(window_with_api,
     assert r.status_code == 403
     qtbot.waitUntil(lambda: w.status_line.text() == L.API_EMERGENCY_NOT_OPEN, timeout=10_000)
     assert w.emergency_dialog is None and w.patient is None
+
+
+def test_an_ins_that_insi_does_not_confirm_never_opens(window_with_api, qtbot, wait_idle) -> None:
+    w = window_with_api
+    wrong = {**TRAITS, "ins": demo.DEMO_MINOR.ins}  # the traits of one patient, the INS of another
+    r = w.api.post("/v1/patients/open", {"patient": wrong, "source": "LGC-TEST"})
+    assert r.status_code == 202
+    qtbot.waitUntil(lambda: "n'est pas celui que l'INSi renvoie" in w.status_line.text(), timeout=20_000)
+    wait_idle(w)
+    assert w.patient is None
+    assert f"L'INS transmis ({demo.DEMO_MINOR.ins})" in w.status_line.text()
