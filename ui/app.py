@@ -1,7 +1,7 @@
 """``python -m ui`` / ``ps-agent-ui``: the tray agent and its window.
 
     python -m ui [--env sandbox|formation1|…|https://…] [--ca bundle.pem] [--home DIR] [--hidden]
-                 [--instance NAME] [--smoke]
+                 [--identite insi|manuelle] [--insi-url URL] [--instance NAME] [--smoke]
 
 Single instance: a second launch brings the running window forward and exits (code 0).
 ``--smoke`` builds everything, shows the window and quits at once (headless check).
@@ -32,12 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=None, help="dossier des données (journal, file d'envoi)")
     p.add_argument("--hidden", action="store_true", help="démarrer dans la zone de notification seulement")
     p.add_argument("--instance", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--identite",
+        choices=("insi", "manuelle"),
+        default="insi",
+        help="ouverture des patients : INSi (traits, carte Vitale) ou saisie manuelle (identité provisoire)",
+    )
+    p.add_argument("--insi-url", default=None, help="adresse du service INSi")
     p.add_argument("--smoke", action="store_true", help="démarrer puis quitter aussitôt (contrôle)")
     return p
 
 
-def make_window(services: Any, *, card_monitor: Any = None, **kw: Any) -> Any:
-    """The controller + main window + tray over ``services`` (used by ``main`` and the tests)."""
+def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = None, **kw: Any) -> Any:
+    """The controller + main window + tray over ``services`` (used by ``main`` and the tests). With
+    ``api_backend`` (``ps_agent.api.backend.ApiBackend``) the window answers the local API's requests:
+    open a patient (through the identity source), confirm an emergency access (the dialog)."""
     from ui.controller import AgentController
     from ui.main_window import MainWindow
     from ui.tray import Tray
@@ -45,7 +54,32 @@ def make_window(services: Any, *, card_monitor: Any = None, **kw: Any) -> Any:
     controller = AgentController(services, card_monitor=card_monitor)
     window = MainWindow(controller, **kw)
     window.tray = Tray(window)  # type: ignore[attr-defined]
+    if api_backend is not None:
+        window.listen_to_api(api_backend)
     return window
+
+
+def identity_source(args: argparse.Namespace) -> Any:
+    """The window's identity source: ``IdentityDesk`` (INSi by traits and the Vitale card; the INSi
+    environment and address from the installed settings, else the DMP environment's), or manual entry."""
+    from ui.patient import ManualEntrySource
+
+    if args.identite == "manuelle":
+        return ManualEntrySource()
+    from ps_agent.errors import PsAgentError
+    from ps_agent.identities import IdentityDesk, InsiSettings
+    from ps_agent.settings import load_installed_settings
+    from ui.identity_source import DeskSource
+
+    try:
+        installed = load_installed_settings()
+    except PsAgentError:  # a bad settings file is reported by `ps-agent doctor`; INSi defaults here
+        log.warning("paramètres installés illisibles : INSi par défaut")
+        installed = None
+    env = (installed.insi_environment if installed else "") or None
+    url = args.insi_url or (installed.insi_url if installed else "") or None
+    insi = InsiSettings(environment=env, url=url)
+    return DeskSource(lambda session: IdentityDesk(session, insi=insi))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     config = AgentConfig.default(args.env, ca_file=args.ca, home=Path(args.home) if args.home else None)
     services = Services(config)
     monitor = CardMonitor(poll_s=0.5)
-    window = make_window(services, card_monitor=monitor)
+    from ui.main_window import needs_first_run
+
+    window = make_window(
+        services, card_monitor=monitor, identity_source=identity_source(args), first_run=needs_first_run(None)
+    )
     single.activate_requested.connect(window.tray.show_window)
     from PySide6.QtWidgets import QSystemTrayIcon
 

@@ -41,3 +41,31 @@ class EventBridge(QObject):
         for d in self._disconnects:
             d()
         self._disconnects.clear()
+
+
+class ApiBridge(QObject):
+    """The local API's events (``ps_agent.api.backend.ApiBackend.events``: the practice software asks to
+    open a patient or to confirm an emergency access) re-emitted as signals on the GUI thread."""
+
+    open_patient_requested = Signal(object)  # ps_agent.api.backend.OpenPatientRequest
+    emergency_confirmation_requested = Signal(object)  # ps_agent.api.backend.EmergencyRequest
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._disconnects: list[Callable[[], None]] = []
+
+    def attach(self, backend: Any) -> None:
+        from ps_agent.api.backend import EMERGENCY_CONFIRMATION_REQUESTED, OPEN_PATIENT_REQUESTED
+
+        ev = backend.events
+        self._disconnects += [
+            ev.connect(OPEN_PATIENT_REQUESTED, lambda req: self.open_patient_requested.emit(req)),
+            ev.connect(
+                EMERGENCY_CONFIRMATION_REQUESTED, lambda req: self.emergency_confirmation_requested.emit(req)
+            ),
+        ]
+
+    def detach(self) -> None:
+        for d in self._disconnects:
+            d()
+        self._disconnects.clear()

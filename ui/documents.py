@@ -22,7 +22,7 @@ from PySide6.QtCore import (
     QSortFilterProxyModel,
     Qt,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -117,10 +117,21 @@ class DocumentTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.entries: list[Any] = []
         self._rows: list[tuple[str, ...]] = []
+        self.new: set[int] = set()  # rows new since this professional's last consultation (6.6)
 
-    def set_entries(self, entries: list[Any]) -> None:
+    def set_entries(self, entries: list[Any], new_since: dt.datetime | None = None) -> None:
+        """``new_since``: the time of this professional's last consultation of this DMP (None: first
+        one, nothing marked)."""
         self.beginResetModel()
         self.entries = list(entries)
+        # XDS creation times have second precision: a document of the very second of the last search
+        # counts as new (better shown twice than missed)
+        mark = new_since.replace(microsecond=0) if new_since is not None else None
+        self.new = {
+            i
+            for i, e in enumerate(self.entries)
+            if mark is not None and e.creation_time is not None and e.creation_time >= mark
+        }
         self._rows = [
             (
                 local_time(e.creation_time),
@@ -153,8 +164,14 @@ class DocumentTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             text = self._rows[index.row()][col]
             if col == 1 and is_patient_authored(e):
-                return f"👤 {text} ({L.PATIENT_AUTHORED})"
+                text = f"👤 {text} ({L.PATIENT_AUTHORED})"
+            if col == 1 and index.row() in self.new:
+                text = f"{L.NEW_BADGE} {text}"
             return text
+        if role == Qt.ItemDataRole.FontRole and index.row() in self.new:
+            font = QFont()
+            font.setBold(True)
+            return font
         if role == Qt.ItemDataRole.ToolTipRole and col == 0 and e.creation_time is not None:
             return "UTC : " + e.creation_time.astimezone(dt.UTC).strftime("%d/%m/%Y %H:%M")
         if role == Qt.ItemDataRole.BackgroundRole and is_patient_authored(e):
@@ -181,6 +198,7 @@ class DocumentFilter(QSortFilterProxyModel):
         self.state = ""
         self.since: dt.date | None = None
         self.until: dt.date | None = None
+        self.only_new = False
 
     def set(self, **kw: Any) -> None:
         self.beginFilterChange()
@@ -193,6 +211,8 @@ class DocumentFilter(QSortFilterProxyModel):
         assert isinstance(model, DocumentTableModel)
         cells = model._rows[row]
         e = model.entries[row]
+        if self.only_new and row not in model.new:
+            return False
         if self.rubric and cells[COL_RUBRIC] != self.rubric:
             return False
         if self.text and self.text.casefold() not in " ".join(cells).casefold():

@@ -117,6 +117,7 @@ def journal_row(record: Any) -> tuple[str, ...]:
 class JournalPage(QWidget):
     refresh_requested = Signal()
     verify_requested = Signal()
+    export_requested = Signal(str, str)  # "fhir" | "csv", destination path
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -130,8 +131,14 @@ class JournalPage(QWidget):
         self.result = QLabel("")
         self.result.setWordWrap(True)
         self.result.setAccessibleName("Résultat de la vérification")
+        self.export_fhir = QPushButton("Exporter (FHIR)")
+        self.export_fhir.setAccessibleName("Exporter le journal au format FHIR AuditEvent")
+        self.export_csv = QPushButton("Exporter (CSV)")
+        self.export_csv.setAccessibleName("Exporter le journal au format CSV")
         bar.addWidget(self.refresh)
         bar.addWidget(self.verify)
+        bar.addWidget(self.export_fhir)
+        bar.addWidget(self.export_csv)
         bar.addWidget(self.result, 1)
         lay.addLayout(bar)
         self.model = RowsModel(
@@ -145,6 +152,16 @@ class JournalPage(QWidget):
         lay.addWidget(self.table)
         self.refresh.clicked.connect(self.refresh_requested)
         self.verify.clicked.connect(self.verify_requested)
+        self.export_fhir.clicked.connect(lambda: self._ask_export("fhir"))
+        self.export_csv.clicked.connect(lambda: self._ask_export("csv"))
+
+    def _ask_export(self, fmt: str) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        suffix, filt = (".json", "FHIR (*.json)") if fmt == "fhir" else (".csv", "CSV (*.csv)")
+        path, _ = QFileDialog.getSaveFileName(self, "Exporter le journal", f"journal-ps-agent{suffix}", filt)
+        if path:
+            self.export_requested.emit(fmt, path)
 
     def show_records(self, records: list[Any]) -> None:
         records = sorted(records, key=lambda r: r.seq, reverse=True)

@@ -97,6 +97,30 @@ NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
+NEW_BADGE = "[Nouveau]"
+NEW_FILTER = "Nouveaux"
+NEW_SINCE = "{n} nouveau(x) document(s) depuis votre dernière consultation (le {when})"
+FIRST_CONSULTATION = "Première consultation de ce DMP par vous : aucun document n'est marqué nouveau."
+BATCH_NO_AUTHORS = (
+    "Session d'établissement : aucun médecin n'est déclaré pour les dépôts (fichier ui-auteurs.toml du "
+    "dossier de l'agent) ; le lot ne peut pas être envoyé."
+)
+BATCH_SUMMARY = "Lot : {done} enregistré(s), {failed} refusé(s) à corriger, {waiting} en attente."
+FROM_PRACTICE_SOFTWARE = "Demande du logiciel métier"
+API_EMERGENCY_NOT_OPEN = (
+    "Le logiciel métier demande un accès en urgence pour un patient qui n'est pas ouvert dans l'agent : "
+    "ouvrez d'abord son dossier, puis confirmez l'accès ici."
+)
+API_CENTRE_15_REFUSED = (
+    "Le logiciel métier demande un accès centre 15 : il est réservé aux médecins régulateurs, la demande "
+    "est refusée."
+)
+SEARCH_INSI = "Rechercher l'INS (INSi) et ouvrir"
+VITALE_TOOLTIP = "Lire la carte Vitale, choisir le bénéficiaire et rechercher son INS auprès de l'INSi."
+INS_FROM_INSI = "renvoyé par l'INSi"
+CHOOSE_BENEFICIARY = "Bénéficiaire de la carte Vitale :"
+NO_BENEFICIARY = "La carte Vitale ne comporte aucun bénéficiaire."
+
 HIGH_TRUST_DOCUMENTS = (
     "Carte nationale d'identité",
     "Passeport",

@@ -9,13 +9,16 @@ import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -29,15 +32,27 @@ from PySide6.QtWidgets import (
 )
 
 from ps_agent.access.policy import AccessMode
+from ps_agent.auth.model import AuthMode
 from ps_agent.context import Cancelled
 from ps_agent.errors import PsAgentError
 from ui import labels as L
+from ui.batch import (
+    STATE_DONE,
+    STATE_FAILED,
+    STATE_READY,
+    STATE_SENDING,
+    STATE_WAITING,
+    BatchPage,
+    BatchRow,
+    load_authors,
+)
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
 from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
 from ui.emergency import EmergencyDialog
+from ui.identity_source import DeskSource
 from ui.journal_queue import JournalPage, QueuePage
-from ui.labels import CardState
+from ui.labels import CardState, IdentityStatus
 from ui.patient import (
     DmpBanner,
     IdentityBar,
@@ -48,6 +63,7 @@ from ui.patient import (
     PatientIdentity,
 )
 from ui.pin_dialog import PinDialog
+from ui.setup_pages import DiagnosticPage, FirstRunPage
 from ui.vaccinations import VaccinationPage
 from ui.worker import Op, OpHandle, Worker
 
@@ -66,6 +82,37 @@ def error_text(exc: BaseException) -> str:
         where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
         return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+NO_PREVIOUS: Any = object()  # marker: this professional never consulted this DMP before
+
+
+def last_consultation(journal: Any, id_nat: str, patient_ins: str) -> Any:
+    """6.6: when this professional last searched this DMP (the last successful ``dmp.search`` of the
+    journal, read before the new search journals itself), as an aware datetime; None if never."""
+    import datetime as dt_
+
+    if not id_nat:
+        return None
+    times = [
+        r.timestamp
+        for r in journal.records(patient_ins=patient_ins, action="dmp.search")
+        if r.event.actor_id_nat == id_nat and r.event.outcome == "success"
+    ]
+    if not times:
+        return None
+    when = dt_.datetime.fromisoformat(max(times))
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt_.UTC)
+
+
+def needs_first_run(folder: Path | None) -> bool:
+    """No settings file yet (``ps-agent setup`` never ran): the window opens on the wizard page."""
+    from ps_agent.settings import settings_path
+
+    try:
+        return not settings_path(folder).is_file()
+    except OSError:
+        return True
 
 
 def author_for(identity: Any) -> Any:
@@ -148,6 +195,8 @@ class MainWindow(QMainWindow):
         identity_source: IdentitySource | None = None,
         auto_pin_dialog: bool = True,
         segur_notice: bool = True,
+        config_folder: Path | None = None,
+        first_run: bool = False,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -158,6 +207,8 @@ class MainWindow(QMainWindow):
         self.minor_box: QMessageBox | None = None
         self.confirm_box: QMessageBox | None = None
         self.patient: OpenPatient | None = None
+        self.api_bridge: Any = None
+        self.emergency_dialog: EmergencyDialog | None = None
         self.pin_dialog: PinDialog | None = None
         self.setWindowTitle(APP_TITLE)
         self.setAccessibleName("Fenêtre principale")
@@ -222,6 +273,15 @@ class MainWindow(QMainWindow):
         self.doc_table.setAccessibleName("Documents du patient")
         self.doc_table.horizontalHeader().setStretchLastSection(True)
         rl.addWidget(self.doc_table, 1)
+        new_row = QHBoxLayout()
+        self.new_note = QLabel("")
+        self.new_note.setAccessibleName("Nouveaux documents depuis votre dernière consultation")
+        self.new_only = QCheckBox(L.NEW_FILTER)
+        self.new_only.setAccessibleName("Afficher seulement les nouveaux documents")
+        self.new_only.toggled.connect(lambda on: self.doc_proxy.set(only_new=on))
+        new_row.addWidget(self.new_note, 1)
+        new_row.addWidget(self.new_only)
+        rl.addLayout(new_row)
         self.hidden_note = QLabel("")
         self.hidden_note.setWordWrap(True)
         self.hidden_note.setAccessibleName("Documents non accessibles à votre profession")
@@ -243,6 +303,25 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.journal_page, "Journal")
         self.queue_page = QueuePage()
         self.tabs.addTab(self.queue_page, "File d'envoi")
+        self.batch_page = BatchPage()
+        self.tabs.addTab(self.batch_page, "Dépôt par lot")
+        services = controller.services
+        run_bg = controller.services_worker.run
+
+        def doctor_options() -> Any:
+            from ps_agent.doctor import DoctorOptions
+
+            return DoctorOptions(environment=services.config.environment, home=Path(services.config.home))
+
+        self.diagnostic_page = DiagnosticPage(run_bg, doctor_options)
+        self.tabs.addTab(self.diagnostic_page, "Diagnostic")
+        self.setup_page = FirstRunPage(run_bg, config_folder)
+        self.tabs.addTab(self.setup_page, "Configuration")
+        self.first_run = first_run
+        self._load_settings(config_folder)
+        if first_run:  # no configuration yet: the wizard page comes first
+            self.tabs.setCurrentWidget(self.setup_page)
+            self.setup_page.detect()
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
         self.busy_label.setAccessibleName("Opération en cours")
@@ -272,6 +351,8 @@ class MainWindow(QMainWindow):
         self._watch_worker(c.services_worker)
         self.header.pin_btn.clicked.connect(self.ask_pin)
         self.open_form.submitted.connect(self.open_patient)
+        self.open_form.vitale_requested.connect(self.read_vitale)
+        self.open_form.use_insi(isinstance(self.identity_source, DeskSource))
         self.identity_bar.validated.connect(self.validate_identity)
         self.dmp_banner.consent.connect(self.record_consent)
         self.bdg_btn.clicked.connect(lambda: self.ask_emergency(centre_15=False))
@@ -286,6 +367,8 @@ class MainWindow(QMainWindow):
         self.filters.archived.toggled.connect(lambda _c: self.list_documents())
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
         self.deposit_page.send_requested.connect(self.deposit)
+        self.batch_page.send_requested.connect(self.send_batch)
+        self.journal_page.export_requested.connect(self.export_journal)
         self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
         self.vaccination_page.record_requested.connect(self.record_vaccination)
         self.journal_page.refresh_requested.connect(self.refresh_journal)
@@ -363,6 +446,10 @@ class MainWindow(QMainWindow):
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
         self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        if session.mode is AuthMode.DIRECTE:
+            self.batch_page.set_authors(None)
+        else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
+            self.batch_page.set_authors(*load_authors(Path(session.services.config.home)))
         self.refresh_queue()
         if self.segur_notice:
             self.check_segur_notice(session)
@@ -390,6 +477,9 @@ class MainWindow(QMainWindow):
         self.controller.services_worker.run(Op(self, due, label="Information Ségur").success(show))
 
     def _on_session_ended(self, message: str) -> None:
+        source = self.identity_source
+        if isinstance(source, DeskSource):  # the desk (INSi client, Vitale choice) was the session's
+            self.controller.services_worker.run(Op(None, lambda _ctx: source.close(), label="Fermeture INSi"))
         self._drop_patient()
         self.session_note.setText(message)
         self.session_note.show()
@@ -406,9 +496,49 @@ class MainWindow(QMainWindow):
         source = self.identity_source
 
         def find(ctx: Any) -> tuple[PatientIdentity, Any]:
+            if isinstance(source, DeskSource):
+                identity = source.find_for(session, typed, ctx)
+                return identity, source.open_handle(session, identity, ctx)
             identity = source.find(typed, ctx)
             return identity, session.patient(identity.ref)
 
+        self._open_with(session, find, "Recherche du patient")
+
+    def read_vitale(self) -> None:
+        """Read the Vitale card, choose the beneficiary, WS_INS1, open (récupérée)."""
+        session, source = self.controller.session, self.identity_source
+        if session is None or not isinstance(source, DeskSource):
+            self.say(L.CARD_STATE_FR[self.controller.state], error=True)
+            return
+
+        def chosen(beneficiaries: list[Any]) -> None:
+            if not beneficiaries:
+                self.say(L.NO_BENEFICIARY, error=True)
+                return
+            number = self.choose_beneficiary(beneficiaries)
+            if number is None:
+                return
+
+            def find(ctx: Any) -> tuple[PatientIdentity, Any]:
+                identity = source.search_vitale(session, number, ctx)
+                return identity, source.open_handle(session, identity, ctx)
+
+            self._open_with(session, find, "Recherche de l'INS (carte Vitale)")
+
+        read = Op(self, lambda ctx: source.read_vitale(session, ctx), label="Lecture de la carte Vitale")
+        self.run(read.success(chosen).failure(self._failed))
+
+    def choose_beneficiary(self, beneficiaries: list[Any]) -> int | None:
+        """The beneficiary number (from 1) picked by the user, None when cancelled."""
+        if len(beneficiaries) == 1:
+            return int(beneficiaries[0].number)
+        labels = [b.label for b in beneficiaries]
+        text, ok = QInputDialog.getItem(self, "Carte Vitale", L.CHOOSE_BENEFICIARY, labels, 0, False)
+        if not ok or text not in labels:
+            return None
+        return int(beneficiaries[labels.index(text)].number)
+
+    def _open_with(self, session: Any, find: Any, label: str) -> None:
         def found(result: tuple[PatientIdentity, Any]) -> None:
             if self.controller.session is not session:
                 return
@@ -422,7 +552,7 @@ class MainWindow(QMainWindow):
             if identity.qualified:
                 self.fetch_status()
 
-        self.run(Op(self, find, label="Recherche du patient").success(found).failure(self._failed))
+        self.run(Op(self, find, label=label).success(found).failure(self._failed))
 
     def open_from_practice_software(self, typed: PatientIdentity) -> None:
         """The seam of the local API (13.2): open a patient the practice software names, bringing the
@@ -432,6 +562,64 @@ class MainWindow(QMainWindow):
         self.activateWindow()
         self.open_form.fill(typed)
         self.open_patient(typed)
+
+    def _load_settings(self, folder: Path | None) -> None:
+        """An existing ``config.toml``: the Configuration tab edits it (settings page)."""
+        from ps_agent.settings import load_settings, settings_path
+
+        try:
+            path = settings_path(folder)
+            if path.is_file():
+                self.setup_page.load(load_settings(path, check_files=False))
+        except (PsAgentError, OSError) as exc:
+            self.setup_page.result.setText(f"Réglages actuels illisibles : {error_text(exc)}")
+
+    # ------------------------------------------------------------------ local API (practice software)
+    def listen_to_api(self, backend: Any) -> None:
+        """Answer the local API's window events (13.2): open a patient, confirm an emergency access."""
+        from ui.bridge import ApiBridge
+
+        bridge = self.api_bridge = ApiBridge(self)
+        bridge.open_patient_requested.connect(self.on_api_open_patient)
+        bridge.emergency_confirmation_requested.connect(self.on_api_emergency)
+        bridge.attach(backend)
+        self.destroyed.connect(lambda *_: bridge.detach())
+
+    def on_api_open_patient(self, request: Any) -> None:
+        t = request.traits
+        typed = PatientIdentity(
+            ins=request.ins,
+            oid=request.oid,
+            status=IdentityStatus.PROVISOIRE,  # never trusted as given: the identity source decides
+            birth_family_name=t.get("birth_family_name", "").upper(),
+            given_names=t.get("given_names", "").upper(),
+            birth_date=t.get("birth_date", ""),
+            sex=t.get("sex", ""),
+            birth_place_code=t.get("birth_place_code", ""),
+            source=f"{L.FROM_PRACTICE_SOFTWARE} ({request.source})",
+        )
+        self.say(f"{L.FROM_PRACTICE_SOFTWARE} ({request.source}) : ouverture du patient demandée.")
+        self.open_from_practice_software(typed)
+
+    def on_api_emergency(self, request: Any) -> EmergencyDialog | None:
+        """The practice software asks for an emergency access: only the professional confirms it here,
+        for the patient open in the window, and centre 15 only for a regulator (4.3)."""
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        p, session = self.patient, self.controller.session
+        if p is None or session is None or p.identity.ins != request.ins:
+            self.say(L.API_EMERGENCY_NOT_OPEN, error=True)
+            return None
+        centre_15 = request.mode == "centre_15"
+        if centre_15 and not session.identity.is_regulator:
+            self.say(L.API_CENTRE_15_REFUSED, error=True)
+            return None
+        dialog = self.ask_emergency(centre_15=centre_15)
+        if dialog is not None and request.reason:
+            dialog.reason.setPlainText(request.reason)
+        self.emergency_dialog = dialog
+        return dialog
 
     def propose_secret_connection(self) -> QMessageBox:
         """5.1: a minor's record: propose the secret connection (non-blocking box)."""
@@ -453,6 +641,24 @@ class MainWindow(QMainWindow):
     def validate_identity(self, document: str) -> None:
         p, session = self.patient, self.controller.session
         if p is None or session is None:
+            return
+        source = self.identity_source
+        if isinstance(source, DeskSource) and p.identity.record_id is not None:
+
+            def through_desk(ctx: Any) -> tuple[PatientIdentity, Any]:
+                ident = source.validate(session, p.identity, document, ctx)
+                return ident, source.open_handle(session, ident, ctx)
+
+            def validated(result: tuple[PatientIdentity, Any]) -> None:
+                if self.patient is p:
+                    p.handle = result[1]
+                    p.set_identity(result[0])
+                    self._update_patient_ui()
+                    if result[0].qualified:
+                        self.fetch_status()
+
+            op = Op(self, through_desk, label="Validation de l'identité")
+            self.run(op.success(validated).failure(self._failed))
             return
         new = p.identity.validated(document)
 
@@ -591,6 +797,7 @@ class MainWindow(QMainWindow):
         regulator = bool(session is not None and session.identity.is_regulator)
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
+        self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)
@@ -634,14 +841,32 @@ class MainWindow(QMainWindow):
         archived = self.filters.archived.isChecked()
         old = self.filters.old_versions.isChecked()
 
-        def fn(ctx: Any) -> Any:
-            return p.handle.list_documents(include_archived=archived, include_deprecated=old, ctx=ctx).value
+        session = self.controller.session
+        journal = self.controller.services.journal
+        actor = session.identity.id_nat if session is not None else ""
 
-        def done(docs: Any) -> None:
+        def fn(ctx: Any) -> Any:
+            last = last_consultation(journal, actor, p.handle.ref.ins_with_oid)  # before this search
+            return p.handle.list_documents(
+                include_archived=archived, include_deprecated=old, ctx=ctx
+            ).value, last
+
+        def done(result: Any) -> None:
+            docs, last = result
             if self.patient is not p:
                 return
+            if p.last_consultation is None:  # the window's first listing of this patient sets the mark
+                p.last_consultation = last or NO_PREVIOUS
+            since = None if p.last_consultation is NO_PREVIOUS else p.last_consultation
             entries = list(docs.entries)
-            self.doc_model.set_entries(entries)
+            self.doc_model.set_entries(entries, new_since=since)
+            n = len(self.doc_model.new)
+            if since is None:
+                self.new_note.setText(L.FIRST_CONSULTATION)
+            else:
+                when = since.astimezone(ZoneInfo(L.DISPLAY_TZ)).strftime("%d/%m/%Y à %H:%M")
+                self.new_note.setText(L.NEW_SINCE.format(n=n, when=when))
+            self.new_only.setEnabled(n > 0)
             self.rubrics.set_counts(entries)
             self.filters.set_types(entries)
             hidden = list(docs.hidden_explanations)
@@ -769,6 +994,94 @@ class MainWindow(QMainWindow):
 
         self.run(Op(self, fn, label="Envoi au DMP").success(done).failure(failed))
 
+    # ------------------------------------------------------------------ secretary batch
+    def send_batch(self, rows: list[int]) -> None:
+        """Send the batch's rows one after the other (one operation per file on the session's worker:
+        the table and the progress bar follow each file; a failure stays in the table to fix)."""
+        session = self.controller.session
+        page = self.batch_page
+        if session is None:
+            for i in rows:
+                page.row_done(i, STATE_FAILED, L.CARD_STATE_FR[self.controller.state])
+            page.finished()
+            return
+        author: Any = (
+            author_for(session.identity) if session.mode is AuthMode.DIRECTE else page.chosen_author()
+        )
+        todo = list(rows)
+
+        def next_row() -> None:
+            if not todo or self.controller.session is not session:
+                for i in todo:
+                    page.row_done(i, STATE_FAILED, "session fermée")
+                page.finished()
+                self.refresh_queue()
+                return
+            i = todo.pop(0)
+            row = page.model.rows[i]
+            problems = row.problems() + ([] if author is not None else [L.BATCH_NO_AUTHORS])
+            if problems:
+                page.row_done(i, STATE_FAILED, "; ".join(problems))
+                next_row()
+                return
+            row.state = STATE_SENDING
+            page.model.refresh()
+            send_one(i, row)
+
+        def send_one(i: int, row: BatchRow) -> None:
+            import datetime as dt_
+
+            from cda.classify import classify_type
+
+            rubric = classify_type(row.type_code).dmp_rubric
+            handle = row.patient.handle
+            traits = row.patient.identity.traits()
+
+            def fn(ctx: Any) -> Any:
+                from cda import build
+                from cda.validate import check_deposit_ready, errors
+
+                data = build.level1(
+                    type_code=row.type_code, content=row.content, title=row.title, patient=traits,
+                    author=author, media_type="application/pdf",
+                    service_start=dt_.date.fromisoformat(row.date),
+                )  # fmt: skip
+                bad = errors(check_deposit_ready(data))
+                if bad:
+                    return [str(f) for f in bad]
+                return handle.deposit(data, ctx=ctx).value
+
+            def done(result: Any) -> None:
+                if isinstance(result, list):
+                    page.row_done(i, STATE_FAILED, "; ".join(result))
+                else:
+                    row.rubric = rubric
+                    page.row_done(i, STATE_DONE, f"rubrique « {rubric} »")
+                    self.deposit_done.emit(result)
+                next_row()
+
+            def failed(exc: BaseException) -> None:
+                from ps_agent.session import DepositDeferred
+
+                if isinstance(exc, Cancelled):  # the user stopped the batch: the rest stays to send
+                    for j in [i, *todo]:
+                        page.row_done(j, STATE_READY, "envoi annulé")
+                    todo.clear()
+                    page.finished()
+                    return
+                if isinstance(exc, DepositDeferred):
+                    page.row_done(i, STATE_WAITING, exc.message_fr)
+                else:
+                    page.row_done(i, STATE_FAILED, error_text(exc))
+                next_row()
+
+            label = f"Lot : {row.name} ({len(rows) - len(todo)}/{len(rows)})"
+            if self.run(Op(self, fn, label=label).success(done).failure(failed)) is None:
+                page.row_done(i, STATE_FAILED, "envoi impossible (aucune session)")
+                next_row()
+
+        next_row()
+
     # ------------------------------------------------------------------ vaccinations
     def read_vaccinations(self) -> None:
         p = self.patient
@@ -826,6 +1139,29 @@ class MainWindow(QMainWindow):
         self.controller.services_worker.run(
             op.success(self.journal_page.show_verification).failure(self._failed)
         )
+
+    def export_journal(self, fmt: str, path: str) -> None:
+        """Export the whole journal (FHIR AuditEvent bundle or CSV) to ``path``, written 0600 (it names
+        patients), on the services' worker."""
+        services = self.controller.services
+
+        def fn(_ctx: Any) -> int:
+            import os
+
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                if fmt == "fhir":
+                    return int(services.journal.export_fhir(out))
+                return int(services.journal.export_csv(out))
+
+        def done(count: int) -> None:
+            text = f"Journal exporté ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
+            self.journal_page.result.setText(text)
+            self.journal_page.result.setStyleSheet("")
+            self.say(text)
+
+        op = Op(self, fn, label="Export du journal")
+        self.controller.services_worker.run(op.success(done).failure(self._failed))
 
     def refresh_queue(self) -> None:
         services = self.controller.services

@@ -45,6 +45,7 @@ class PatientIdentity:
     birth_place_code: str
     source: str = "saisie manuelle"
     validated_with: str = ""
+    record_id: int | None = None  # the identity desk's record (ps_agent.identities), when it came from INSi
 
     @property
     def ref(self) -> PatientRef:
@@ -129,6 +130,7 @@ class OpenPatient(QObject):
         self.status: Any = None  # DmpStatus after TD0.2
         self.emergency_notice = ""
         self.secret_connection = False  # minor: decided « en concertation avec son patient » (5.1)
+        self.last_consultation: Any = None  # 6.6: this PS's previous consultation, fixed at the first list
 
     @property
     def access(self) -> tuple[str, str]:
@@ -192,6 +194,7 @@ class OpenPatientForm(QFrame):
     """INS + OID + strict traits; « Ouvrir le dossier »; the Vitale / INSi seam (disabled until wired)."""
 
     submitted = Signal(object)  # PatientIdentity as typed
+    vitale_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -228,7 +231,8 @@ class OpenPatientForm(QFrame):
         self.vitale_btn = QPushButton("Lire la carte Vitale (INSi)")
         self.vitale_btn.setAccessibleName("Lire la carte Vitale")
         self.vitale_btn.setEnabled(False)
-        self.vitale_btn.setToolTip("Lecture de la carte Vitale et appel INSi : bientôt disponibles.")
+        self.vitale_btn.setToolTip("Lecture de la carte Vitale et appel INSi : service INSi non configuré.")
+        self.ins_required = True
         buttons.addWidget(self.open_btn)
         buttons.addWidget(self.vitale_btn)
         form.addRow(buttons)
@@ -236,6 +240,17 @@ class OpenPatientForm(QFrame):
         self.error.setStyleSheet("color: #a40000;")
         form.addRow(self.error)
         self.open_btn.clicked.connect(self._submit)
+        self.vitale_btn.clicked.connect(self.vitale_requested)
+
+    def use_insi(self, available: bool) -> None:
+        """With INSi behind the window: the patient is searched by the strict traits (the INS comes from
+        INSi, never typed) and the Vitale card can be read."""
+        self.ins_required = not available
+        self.vitale_btn.setEnabled(available)
+        self.vitale_btn.setToolTip(L.VITALE_TOOLTIP if available else self.vitale_btn.toolTip())
+        self.open_btn.setText(L.SEARCH_INSI if available else "Ouvrir le dossier")
+        self.open_btn.setAccessibleName(self.open_btn.text())
+        self.ins.setPlaceholderText(L.INS_FROM_INSI if available else "")
 
     def fill(self, identity: PatientIdentity) -> None:
         self.ins.setText(identity.ins)
@@ -263,8 +278,8 @@ class OpenPatientForm(QFrame):
         missing = [
             name
             for name, value in (
-                ("matricule INS (15 chiffres)", len(t.ins) == 15),
-                ("OID", bool(t.oid)),
+                ("matricule INS (15 chiffres)", len(t.ins) == 15 or not self.ins_required),
+                ("OID", bool(t.oid) or not self.ins_required),
                 ("nom de naissance", bool(t.birth_family_name)),
                 ("prénoms", bool(t.given_names)),
                 ("lieu de naissance", bool(t.birth_place_code)),

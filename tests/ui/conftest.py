@@ -18,8 +18,12 @@ import pytest
 from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
+from tests.fixtures.insi import insi_sandbox
 from ui.labels import NOT_QUALIFIED_REASON, IdentityStatus
 from ui.patient import PatientIdentity
+
+__all__ = ["insi_sandbox"]
+INSI_BILLING_ID = "991130972"
 
 
 def identity_of(profile_name: str) -> ProfessionalIdentity:
@@ -120,10 +124,18 @@ def window_for(qtbot: Any, services: Any, test_pki: Any) -> Iterator[Callable[..
     made: list[Any] = []
 
     def make(
-        profile: str | None = "gp", *, source: Any = None, monitor: Any = None, segur_notice: bool = False
+        profile: str | None = "gp",
+        *,
+        source: Any = None,
+        monitor: Any = None,
+        segur_notice: bool = False,
+        api_backend: Any = None,
+        **kw: Any,
     ) -> Any:
         w = make_window(
             services,
+            api_backend=api_backend,
+            **kw,
             card_monitor=monitor,
             identity_source=source or InsiStandIn(),
             auto_pin_dialog=False,
@@ -203,3 +215,16 @@ def open_qualified(qtbot: Any, w: Any, patient: Any, monkeypatch: Any, wait_idle
     wait_idle(w)
     assert w.identity_bar.chip.text() == "Identité qualifiée"
     assert w.patient.handle.ref.ins_status == "QUAL"
+
+
+@pytest.fixture
+def desk_source(insi_sandbox: Any) -> Iterator[Any]:
+    """The window's real identity source: ``IdentityDesk`` on the INSi sandbox over TLS (mode B, the
+    session's card keys sign the PS assertion)."""
+    from ps_agent.identities import IdentityDesk, InsiSettings
+    from ui.identity_source import DeskSource
+
+    settings = InsiSettings(url=insi_sandbox.cpx_url, billing_id=INSI_BILLING_ID)
+    source = DeskSource(lambda session: IdentityDesk(session, insi=settings))
+    yield source
+    source.close()

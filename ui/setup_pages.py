@@ -1,0 +1,296 @@
+"""First run and self-diagnosis in the window (issue 13 §3, §4).
+
+``FirstRunPage``: what the workstation has (PC/SC readers, the Cryptolib module: detected on a worker),
+the environment (sandbox preselected), the reader, optionally the establishment certificates and the hot
+folder, the Ségur notice with « J'ai compris »; « Enregistrer » writes the same ``config.toml`` and API
+token as ``ps-agent setup`` (``ps_agent.setup_config``: ``validate`` → ``acknowledge_notice`` →
+``finish``), the French error naming the key when a value is wrong.
+
+``DiagnosticPage``: ``ps_agent.doctor.run_checks(default_options())`` on a worker, one row per check:
+OK, or the fix in French."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ps_agent.setup_config import (
+    DEFAULT_ENVIRONMENT,
+    ENVIRONMENT_LABELS_FR,
+    SEGUR_BUTTON_FR,
+    SEGUR_NOTICE_FR,
+    SEGUR_WARNING_FR,
+)
+from ui.worker import Op
+
+ANY_READER = "(le premier lecteur qui contient une carte CPS)"
+CHECK_OK = "OK"
+CHECK_WARN = "Attention"
+CHECK_FIX = "À corriger"
+
+Runner = Callable[[Op[Any]], Any]
+
+# The config.toml keys the page shows; the others of an existing file are kept as they are.
+OWN_KEYS: dict[str, tuple[str, ...]] = {
+    "dmp": ("environment", "ca_file"),
+    "card": ("reader", "pkcs11_module"),
+    "establishment": ("auth_p12", "sign_p12"),
+    "hotfolder": ("inbox",),
+}
+
+
+class FirstRunPage(QWidget):
+    """The first-run wizard as one page. ``run`` runs an ``Op`` on a worker; ``folder``: the configuration
+    folder (None = the platform's, as ``ps-agent setup``)."""
+
+    saved = Signal(object, object)  # settings path, token path
+
+    def __init__(self, run: Runner, folder: Path | None = None, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Première configuration")
+        self._run = run
+        self.folder = folder
+        lay = QVBoxLayout(self)
+        found = QGroupBox("Ce poste")
+        fl = QFormLayout(found)
+        self.readers_found = QLabel("Recherche…")
+        self.readers_found.setAccessibleName("Lecteurs détectés")
+        self.readers_found.setWordWrap(True)
+        self.cryptolib_found = QLabel("Recherche…")
+        self.cryptolib_found.setAccessibleName("Cryptolib détectée")
+        self.cryptolib_found.setWordWrap(True)
+        fl.addRow("Lecteurs de cartes", self.readers_found)
+        fl.addRow("Cryptolib CPS", self.cryptolib_found)
+        lay.addWidget(found)
+        form = QFormLayout()
+        self.environment = QComboBox()
+        for name, label in ENVIRONMENT_LABELS_FR.items():
+            self.environment.addItem(label, name)
+        self.environment.setCurrentIndex(max(0, self.environment.findData(DEFAULT_ENVIRONMENT)))
+        self.ca_file = QLineEdit()
+        self.ca_file.setPlaceholderText("vide : autorités intégrées")
+        self.reader = QComboBox()
+        self.reader.addItem(ANY_READER, "")
+        self.pkcs11 = QLineEdit()
+        self.pkcs11.setPlaceholderText("vide : recherche automatique")
+        self.auth_p12 = QLineEdit()
+        self.auth_p12.setPlaceholderText("facultatif (mode AIR, sans carte)")
+        self.sign_p12 = QLineEdit()
+        self.sign_p12.setPlaceholderText("facultatif : le même que l'authentification")
+        self.inbox = QLineEdit()
+        self.inbox.setPlaceholderText("facultatif")
+        for text, w in (
+            ("Environnement", self.environment),
+            ("Autorités du serveur DMP", self.ca_file),
+            ("Lecteur", self.reader),
+            ("Module PKCS#11", self.pkcs11),
+            ("Certificat d'établissement", self.auth_p12),
+            ("Certificat de signature", self.sign_p12),
+            ("Dossier de dépôt automatique", self.inbox),
+        ):
+            w.setAccessibleName(text)
+            form.addRow(text, w)
+        lay.addLayout(form)
+        self.notice = notice = QLabel(f"{SEGUR_NOTICE_FR}\n\n{SEGUR_WARNING_FR}")
+        notice.setWordWrap(True)
+        notice.setAccessibleName("Notice Ségur")
+        lay.addWidget(notice)
+        self.understood = QCheckBox(SEGUR_BUTTON_FR)
+        self.understood.setAccessibleName(SEGUR_BUTTON_FR)
+        lay.addWidget(self.understood)
+        row = QHBoxLayout()
+        self.save = QPushButton("Enregistrer la configuration")
+        self.save.setAccessibleName("Enregistrer la configuration")
+        self.save.setEnabled(False)
+        row.addWidget(self.save)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        self.result.setAccessibleName("Résultat de la configuration")
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.result)
+        lay.addStretch(1)
+        self.understood.toggled.connect(self.save.setEnabled)  # never saved before the notice is accepted
+        self.save.clicked.connect(self.write)
+        self.detection: Any = None
+        self.base: Any = None  # the settings already written (the page then edits them)
+
+    def load(self, settings: Any) -> None:
+        """Settings page: the fields filled from an existing ``config.toml``. When the Ségur notice was
+        already acknowledged it is not asked again here (the window shows it per user every 180 days)."""
+        self.base = settings
+        self.environment.setCurrentIndex(max(0, self.environment.findData(settings.dmp_environment)))
+        self.ca_file.setText(settings.dmp_ca_file)
+        if settings.card_reader and self.reader.findData(settings.card_reader) < 0:
+            self.reader.addItem(settings.card_reader, settings.card_reader)
+        self.reader.setCurrentIndex(max(0, self.reader.findData(settings.card_reader)))
+        self.pkcs11.setText(settings.pkcs11_module)
+        self.auth_p12.setText(settings.establishment_auth_p12)
+        self.sign_p12.setText(settings.establishment_sign_p12)
+        self.inbox.setText(settings.hotfolder_inbox)
+        acknowledged = bool(settings.segur_acknowledged_at)
+        self.notice.setVisible(not acknowledged)
+        self.understood.setVisible(not acknowledged)
+        self.save.setEnabled(acknowledged or self.understood.isChecked())
+        self.save.setText("Enregistrer les réglages")
+        self.save.setAccessibleName(self.save.text())
+
+    def detect(self) -> None:
+        from ps_agent.setup_config import detect
+
+        op = Op(self, lambda _ctx: detect(), label="Détection des lecteurs et de la Cryptolib")
+        self._run(op.success(self.show_detection).failure(lambda exc: self.readers_found.setText(str(exc))))
+
+    def show_detection(self, d: Any) -> None:
+        self.detection = d
+        if d.readers_error_fr:
+            self.readers_found.setText(d.readers_error_fr)
+        elif not d.readers:
+            self.readers_found.setText("Aucun lecteur : branchez le lecteur de cartes.")
+        else:
+            self.readers_found.setText(", ".join(d.readers))
+        for r in d.readers:
+            if self.reader.findData(r) < 0:
+                self.reader.addItem(r, r)
+        self.cryptolib_found.setText(d.cryptolib or "Non trouvée : installez la Cryptolib CPS (ANS).")
+        if d.cryptolib and not self.pkcs11.text():
+            self.pkcs11.setText(d.cryptolib)
+
+    def raw(self) -> dict[str, dict[str, object]]:
+        """The TOML document typed (same keys as ``ps-agent setup``)."""
+        raw: dict[str, dict[str, object]] = {"dmp": {"environment": str(self.environment.currentData())}}
+        if self.ca_file.text().strip():
+            raw["dmp"]["ca_file"] = self.ca_file.text().strip()
+        card = {"reader": str(self.reader.currentData() or ""), "pkcs11_module": self.pkcs11.text().strip()}
+        card = {k: v for k, v in card.items() if v}
+        if card:
+            raw["card"] = dict(card)
+        auth = self.auth_p12.text().strip()
+        if auth:
+            raw["establishment"] = {"auth_p12": auth, "sign_p12": self.sign_p12.text().strip() or auth}
+        if self.inbox.text().strip():
+            raw["hotfolder"] = {"inbox": self.inbox.text().strip()}
+        return raw
+
+    def write(self) -> None:
+        from dataclasses import replace
+
+        from ps_agent.errors import PsAgentError
+        from ps_agent.settings import validate
+        from ps_agent.setup_config import acknowledge_notice, finish
+
+        acknowledged = self.base is not None and bool(self.base.segur_acknowledged_at)
+        if not (self.understood.isChecked() or acknowledged):
+            return
+        raw: dict[str, dict[str, object]] = {}
+        if self.base is not None:  # keep what this page does not show (INSi, API port, done folder…)
+            for section, keys in self.base.to_toml_dict().items():
+                kept = {k: v for k, v in keys.items() if k not in OWN_KEYS.get(section, ())}
+                if kept and section != "notice":
+                    raw[section] = kept
+        for section, keys in self.raw().items():
+            raw.setdefault(section, {}).update(keys)
+        try:
+            settings = validate(raw)
+            if self.understood.isChecked():
+                settings = acknowledge_notice(settings)
+            else:
+                settings = replace(settings, segur_acknowledged_at=self.base.segur_acknowledged_at)
+            written, token = finish(settings, self.folder)
+        except PsAgentError as exc:
+            self.result.setStyleSheet("color: #a40000;")
+            self.result.setText(exc.message_fr)
+            return
+        except OSError as exc:
+            self.result.setStyleSheet("color: #a40000;")
+            self.result.setText(f"Écriture impossible : {exc.strerror} ({exc.filename}).")
+            return
+        self.result.setStyleSheet("")
+        self.result.setText(
+            f"Configuration enregistrée : {written}\nJeton de l'API locale : {token}\n"
+            "Vérifiez le poste dans l'onglet « Diagnostic »."
+        )
+        self.saved.emit(written, token)
+
+
+class DiagnosticPage(QWidget):
+    """``ps-agent doctor`` as a page. ``options``: a callable giving the ``DoctorOptions`` (worker side)."""
+
+    checked = Signal(list)  # list[ps_agent.doctor.Check]
+
+    def __init__(self, run: Runner, options: Callable[[], Any] | None = None, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Diagnostic du poste")
+        self._run = run
+        self._options = options
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.start = QPushButton("Lancer le diagnostic")
+        self.start.setAccessibleName("Lancer le diagnostic du poste")
+        row.addWidget(self.start)
+        self.summary = QLabel("")
+        self.summary.setAccessibleName("Bilan du diagnostic")
+        row.addWidget(self.summary, 1)
+        lay.addLayout(row)
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["État", "Contrôle", "Que faire"])
+        self.table.setAccessibleName("Résultats du diagnostic")
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setWordWrap(True)
+        lay.addWidget(self.table, 1)
+        self.start.clicked.connect(self.run_checks)
+        self.checks: list[Any] = []
+
+    def run_checks(self) -> None:
+        from ps_agent.doctor import default_options, run_checks
+
+        make = self._options or default_options
+        self.start.setEnabled(False)
+        self.summary.setText("Diagnostic en cours…")
+
+        def failed(exc: BaseException) -> None:
+            self.start.setEnabled(True)
+            self.summary.setText(f"Diagnostic impossible : {getattr(exc, 'message_fr', exc)}")
+
+        self._run(Op(self, lambda _ctx: run_checks(make()), label="Diagnostic du poste")
+                  .success(self.show_checks).failure(failed))  # fmt: skip
+
+    def show_checks(self, checks: list[Any]) -> None:
+        self.checks = list(checks)
+        self.table.setRowCount(len(checks))
+        for i, c in enumerate(checks):
+            state = CHECK_OK if c.ok and not c.warning else CHECK_WARN if c.ok else CHECK_FIX
+            cells = [state, c.label_fr + (f" — {c.detail}" if c.detail else ""), "" if c.ok else c.fix_fr]
+            if c.ok and c.warning:
+                cells[2] = c.fix_fr
+            colour = {"OK": "#e6f4ea", CHECK_WARN: "#fff4e5", CHECK_FIX: "#fdecea"}[state]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                if j == 0:
+                    item.setBackground(QColor(colour))
+                self.table.setItem(i, j, item)
+        self.table.resizeRowsToContents()
+        bad = sum(not c.ok for c in checks)
+        self.summary.setText("Tout est en ordre." if bad == 0 else f"{bad} point(s) à corriger.")
+        self.start.setEnabled(True)
+        self.checked.emit(self.checks)
