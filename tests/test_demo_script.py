@@ -47,3 +47,13 @@ def test_demo_smoke(repo_root: Path, tmp_path: Path, pcscd_service: str) -> None
     assert "Journal d'audit intègre" in out
     assert "demo.sh: smoke check passed" in out
     assert "Traceback" not in out
+    # The agent's log files of that full demo run hold no patient data (issue 13, logs): names, INS, NIR.
+    from sandbox.demo import DEMO_PATIENTS
+
+    logs = sorted((tmp_path / "demo").rglob("*.log*"))
+    agent_logs = [p for p in logs if "ps-agent.log" in p.name]
+    assert agent_logs, f"no agent log written under {tmp_path / 'demo'}: {logs}"
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in agent_logs)
+    for patient in DEMO_PATIENTS:
+        for secret in (patient.ins, patient.family_name, patient.ins[:13]):
+            assert secret not in text, f"{secret!r} found in the agent's logs"
