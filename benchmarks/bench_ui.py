@@ -67,7 +67,7 @@ def rss_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return float(psutil.Process().memory_info().rss) / 2**20
 
@@ -206,6 +206,7 @@ def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
 
     patient = PatientId(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
     rol = td31.answer_element(td31.varied_entries(patient, count)).find(f".//{q(RIM, 'RegistryObjectList')}")
+    assert rol is not None
     entries = ebrim.parse_document_entries(rol)
     assert len(entries) == count, len(entries)
     out = []
