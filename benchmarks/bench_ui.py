@@ -1,0 +1,311 @@
+"""Desktop window benchmark (issue 11 "Speed"): prints figures, asserts nothing; the goals are printed
+beside them and the start-up ratio is measured side by side in the same run.
+
+    .venv/bin/python benchmarks/bench_ui.py [--runs N] [--count N] [--latency-ms N]
+
+``QT_QPA_PLATFORM=offscreen`` unless set otherwise.
+
+1. process start → window shown: ``python -m ui --smoke`` (builds everything, shows the window, quits at
+   once) vs a minimal PySide6 script (a QMainWindow with a label, shown, then quit), each spawned ``--runs``
+   times, interleaved; wall time from spawn to process exit (ui/ prints no "shown" marker, so both sides
+   are timed to their exit: the same teardown is counted on both sides). Medians and ratio.    goal ≤ 3×
+2. rubric list filled for a patient with ``--count`` documents (2,000 varied TD3.1 entries parsed by
+   ``ebrim.parse_document_entries``), in the real window: what the window does when the list arrives
+   (``DocumentTableModel.set_entries``, ``RubricList.set_counts``, ``FilterBar.set_types``, the sorted
+   proxy, column widths) then the pending events (layout, paint) processed. Median.            goal ≤ 300 ms
+3. resident memory (VmRSS) at idle: the window open on a demo patient (status, list, one document
+   shown), the event loop settled for 1 s.                                                      goal ≤ 150 MB
+4. longest event-loop stall during a consultation with the sandbox answering ``--latency-ms`` (3 s) late:
+   a 10 ms QTimer heartbeat measures the largest gap while opening the patient → « Valider l'identité »
+   → DMP status → list → open a document.
+
+The sandbox (demo data) runs in its own process (``python -m sandbox serve --demo``), as a real DMP is
+remote; the window runs in this process over a session with the GP card profile's software keys and the
+INSi stand-in of tests/ui/conftest.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+MINIMAL = """
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+app = QApplication([])
+w = QMainWindow()
+w.setCentralWidget(QLabel("Bonjour"))
+w.show()
+QTimer.singleShot(0, app.quit)
+app.exec()
+"""
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def rss_mb() -> float:
+    """VmRSS of this process in MB (Linux /proc; psutil elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import psutil  # type: ignore[import-untyped]
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+# ---------------------------------------------------------------------------------------- 1. start-up
+def bench_startup(runs: int, home: Path) -> tuple[float, float]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ours = [sys.executable, "-m", "ui", "--smoke", "--home", str(home), "--instance", f"bench-{os.getpid()}"]
+    minimal = [sys.executable, "-c", MINIMAL]
+    times: dict[str, list[float]] = {"ui": [], "minimal": []}
+    for i in range(runs + 1):  # the first pair warms the file cache and is not counted
+        for name, cmd in (("ui", ours), ("minimal", minimal)):
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=120)
+            elapsed = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise SystemExit(f"{name} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+            if i:
+                times[name].append(elapsed)
+    return statistics.median(times["ui"]), statistics.median(times["minimal"])
+
+
+# ---------------------------------------------------------------------------------------- sandbox
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sandbox_process(data: Path, pki_dir: Path, latency_ms: int) -> Iterator[str]:
+    """``python -m sandbox serve --demo`` in a child process answering every request ``latency_ms`` late."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port)]
+    cmd += ["--pki", str(pki_dir), "--demo"]
+    if latency_ms:
+        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        base = f"https://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sandbox did not start within 60 s") from None
+                time.sleep(0.1)
+        yield base + "/si-dmp-server/v2/services/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------- window
+def wait_until(app: Any, cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timeout: {what}")
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def wait_signal(app: Any, signal: Any, start: Callable[[], Any], timeout: float, what: str) -> Any:
+    got: list[Any] = []
+    signal.connect(lambda *a: got.append(a))
+    start()
+    wait_until(app, lambda: bool(got), timeout, what)
+    return got[0]
+
+
+class Heartbeat:
+    """A 10 ms QTimer; ``max_gap`` is the longest time between two ticks (the longest stall)."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.last = 0.0
+        self.max_gap = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.max_gap = max(self.max_gap, now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.max_gap = 0.0
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+
+def consultation(app: Any, w: Any, latency_s: float) -> tuple[float, float]:
+    """Open the demo adult → « Valider l'identité » (CNI) → status → list → first document shown.
+    Returns (longest stall, seconds of the consultation)."""
+    from PySide6.QtWidgets import QInputDialog
+
+    from sandbox import demo
+    from tests.ui.conftest import demo_identity
+
+    slow = 20 + 4 * latency_s
+    beat = Heartbeat()
+    beat.start()
+    t0 = time.perf_counter()
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    wait_signal(app, w.patient_opened, w.open_form.open_btn.click, slow, "patient opened")
+    QInputDialog.getItem = lambda *a, **k: ("Carte nationale d'identité", True)  # type: ignore[method-assign]
+    listed = wait_signal(app, w.documents_listed, w.identity_bar.validate_btn.click, 3 * slow, "list")
+    entries = list(listed[0].entries)
+    if not entries:
+        raise SystemExit("the demo patient has no document")
+    wait_signal(app, w.document_shown, lambda: w.open_document(entries[0]), slow, "document shown")
+    elapsed = time.perf_counter() - t0
+    beat.stop()
+    return beat.max_gap, elapsed
+
+
+def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
+    """What ``MainWindow.list_documents``'s answer callback does with ``count`` entries, then the
+    events it posted (layout, repaint of the sorted view) processed."""
+    from ps_agent.dmp import ebrim
+    from ps_agent.dmp.model import PatientId
+    from ps_agent.dmp.xmlns import RIM, q
+    from sandbox import demo
+    from tests.fixtures import td31
+
+    patient = PatientId(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
+    rol = td31.answer_element(td31.varied_entries(patient, count)).find(f".//{q(RIM, 'RegistryObjectList')}")
+    assert rol is not None
+    entries = ebrim.parse_document_entries(rol)
+    assert len(entries) == count, len(entries)
+    out = []
+    steps: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        w.doc_model.set_entries([])
+        w.rubrics.set_counts([])
+        app.processEvents()
+        marks = [time.perf_counter()]
+        w.doc_model.set_entries(entries, new_since=None)
+        marks.append(time.perf_counter())
+        w.rubrics.set_counts(entries)
+        marks.append(time.perf_counter())
+        w.filters.set_types(entries)
+        marks.append(time.perf_counter())
+        w.doc_table.resizeColumnsToContents()
+        for col in range(w.doc_model.columnCount()):
+            w.doc_table.setColumnWidth(col, min(w.doc_table.columnWidth(col), 320))
+        marks.append(time.perf_counter())
+        app.processEvents()
+        marks.append(time.perf_counter())
+        out.append(marks[-1] - marks[0])
+        names = ("set_entries + sorted proxy", "rubric counts", "type filter", "column widths", "events")
+        for name, a, b in zip(names, marks, marks[1:], strict=False):
+            steps.setdefault(name, []).append(b - a)
+        assert w.doc_proxy.rowCount() == count
+    print("   medians per step: " + ", ".join(f"{k} {ms(statistics.median(v))}" for k, v in steps.items()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5, help="process starts of each side (figure 1)")
+    ap.add_argument("--count", type=int, default=2000, help="documents of the patient (figure 2)")
+    ap.add_argument("--latency-ms", type=int, default=3000, help="sandbox latency (figure 4)")
+    args = ap.parse_args()
+
+    from PySide6.QtWidgets import QApplication
+
+    from ps_agent.config import AgentConfig, Environment
+    from ps_agent.services import Services
+    from sandbox import pki
+    from tests.ui.conftest import InsiStandIn, software_credentials
+    from ui.app import make_window
+
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
+        tmpd = Path(tmp)
+        t_ui, t_min = bench_startup(args.runs, tmpd / "smoke-home")
+        print(
+            f"1. start → shown → exit: python -m ui --smoke {ms(t_ui)} / minimal PySide6 window {ms(t_min)}"
+        )
+        rows.append(("process start → window shown (/ minimal window)", f"{t_ui / t_min:.2f}×", "≤ 3×"))
+
+        test_pki = pki.load_or_create(tmpd / "pki")
+        with sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
+            app = QApplication.instance() or QApplication(sys.argv[:1])
+            env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
+            services = Services(AgentConfig(env, tmpd / "home", deposit_retries=0))
+            w = make_window(
+                services, identity_source=InsiStandIn(), auto_pin_dialog=False, segur_notice=False
+            )
+            w.show()
+            w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
+            app.processEvents()
+            stall, took = consultation(app, w, args.latency_ms / 1000)
+            print(
+                f"4. consultation (open → validate → status → list → document), sandbox {args.latency_ms} ms "
+                f"late: {took:.1f} s, longest event-loop stall {ms(stall)}"
+            )
+            settle = time.monotonic() + 1.0
+            while time.monotonic() < settle:
+                app.processEvents()
+                time.sleep(0.01)
+            rss = rss_mb()
+            print(f"3. resident memory at idle, window open on the demo patient: {rss:.0f} MB")
+            fills = fill_times(app, w, args.count, 5)
+            fill = statistics.median(fills)
+            print(
+                f"2. {args.count} documents into the list: median {ms(fill)} "
+                f"({', '.join(ms(f) for f in fills)})"
+            )
+            rows.append((f"rubric list filled, {args.count} documents", ms(fill), "≤ 300 ms"))
+            rows.append(("resident memory at idle (patient open)", f"{rss:.0f} MB", "≤ 150 MB"))
+            rows.append(
+                (
+                    f"longest event-loop stall, sandbox {args.latency_ms / 1000:g} s late",
+                    ms(stall),
+                    "(reported)",
+                )
+            )
+            w.controller.close()
+            services.close()
+    print()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'measured':>10}  goal")
+    for figure, measured, goal in rows:
+        print(f"{figure:<{width}}  {measured:>10}  {goal}")
+
+
+if __name__ == "__main__":
+    main()
