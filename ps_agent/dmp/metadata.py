@@ -104,10 +104,16 @@ def entry_from_cda(
 
 def rubric_of(entry: DocumentEntry) -> str:
     """The DMP rubric of an entry ("Comptes rendus"...) from its type code (``cda.classify``)."""
+    return _rubric(entry.type_code.code, entry.format_code.code)
+
+
+@lru_cache(maxsize=4096)
+def _rubric(type_code: str, format_code: str) -> str:
+    """One classification per (type, format) pair: a listing of 2,000 entries asks a few dozen times."""
     try:
         from cda.classify import classify_type
 
-        return classify_type(entry.type_code.code, format_code=entry.format_code.code).dmp_rubric
+        return classify_type(type_code, format_code=format_code).dmp_rubric
     except Exception:  # unknown type: no rubric rather than an error in a listing
         return ""
 
