@@ -124,7 +124,8 @@ case "$MODE" in
       echo
       echo "La fenêtre de ps-agent s'ouvre ; la fermer (menu de la zone de notification « Quitter ») arrête"
       echo "le DMP local et retire la carte."
-      "$PY" -m ui --env "$PS_AGENT_ENV" --ca "$PS_AGENT_CA" --home "$PS_AGENT_HOME" || true
+      "$PY" -m ui --env "$PS_AGENT_ENV" --ca "$PS_AGENT_CA" --home "$PS_AGENT_HOME" \
+        --insi-url "$PS_AGENT_INSI_URL" || true
     elif [ -t 0 ]; then
       echo
       echo "Un shell de démonstration s'ouvre ; « exit » arrête le DMP local et retire la carte."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="insi",
         help="ouverture des patients : INSi (traits, carte Vitale) ou saisie manuelle (identité provisoire)",
     )
-    p.add_argument("--insi-url", default=None, help="adresse du service INSi")
+    p.add_argument("--insi-url", default=os.environ.get("PS_AGENT_INSI_URL"), help="adresse du service INSi")
     p.add_argument("--smoke", action="store_true", help="démarrer puis quitter aussitôt (contrôle)")
     return p
 
@@ -78,7 +79,8 @@ def identity_source(args: argparse.Namespace) -> Any:
         installed = None
     env = (installed.insi_environment if installed else "") or None
     url = args.insi_url or (installed.insi_url if installed else "") or None
-    insi = InsiSettings(environment=env, url=url)
+    # the Assurance Maladie billing number of the PS assertion (card mode), as for `ps-agent patient`
+    insi = InsiSettings(environment=env, url=url, billing_id=os.environ.get("PS_AGENT_BILLING_ID", ""))
     return DeskSource(lambda session: IdentityDesk(session, insi=insi))
 
 
