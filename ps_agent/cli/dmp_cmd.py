@@ -21,7 +21,7 @@ import base64
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -765,7 +765,6 @@ def _consent(args: argparse.Namespace) -> int:
 
 
 def _deposit(args: argparse.Namespace) -> int:
-    from cda.classify import classify_type
     from ps_agent.dmp.model import Visibility
 
     if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
@@ -804,33 +803,8 @@ def _deposit(args: argparse.Namespace) -> int:
         else:
             docs = contents
             result = agent.deposit_batch(patient, docs, visibility=vis, progress=progress)
-    rows = []
-    import cda
-
-    for uid, data in zip(result.document_uids, docs, strict=False):
-        parsed = cda.parse(data)
-        c = classify_type(parsed.type_code)
-        replaced = parsed.replaced_document_id
-        rows.append(
-            {
-                "unique_id": uid,
-                "type_code": c.type_code,
-                "type": c.type_label,
-                "rubric": c.dmp_rubric,
-                "mes_rubric": c.mes_rubric,
-                "mes_rubric_label": c.mes_rubric_label,
-                "replaces": args.remplace or _unique_id(replaced),
-            }
-        )
-    lines = [f"{len(rows)} document(s) déposé(s) dans le DMP."]
-    for r in rows:
-        lines.append(f"- {r['unique_id']} : {labelled(r['type_code'], r['type'])}")
-        lines.append(
-            f"  rubrique DMP : {r['rubric'] or '(aucune)'} ; Mon espace santé : "
-            f"{labelled(r['mes_rubric'], r['mes_rubric_label']) or '(non affiché au patient)'}"
-        )
-        if r["replaces"]:
-            lines.append(f"  remplace le document {r['replaces']} (nouvelle version)")
+    rows = deposit_rows(zip(result.document_uids, docs, strict=False), args.remplace)
+    lines = deposit_report_lines(rows)
     print_out(
         args.json,
         {
@@ -949,3 +923,42 @@ def _vaccinations(args: argparse.Namespace) -> int:
         lines = [vaccination_line(i) for i in items] or ["Aucune vaccination enregistrée."]
         print_out(args.json, {"vaccinations": rows}, "\n".join(lines))
     return 0
+
+
+def deposit_rows(pairs: Iterable[tuple[str, bytes]], replaces: str | None) -> list[dict[str, str]]:
+    """One row per deposited document (uniqueId, type, both rubrics, what it replaced), for the deposit
+    report printed by the standalone path and through a running agent alike."""
+    import cda
+    from cda.classify import classify_type
+
+    rows = []
+    for uid, data in pairs:
+        parsed = cda.parse(data)
+        c = classify_type(parsed.type_code)
+        rows.append(
+            {
+                "unique_id": uid,
+                "type_code": c.type_code,
+                "type": c.type_label,
+                "rubric": c.dmp_rubric,
+                "mes_rubric": c.mes_rubric,
+                "mes_rubric_label": c.mes_rubric_label,
+                "replaces": replaces or _unique_id(parsed.replaced_document_id),
+            }
+        )
+    return rows
+
+
+def deposit_report_lines(rows: list[dict[str, str]]) -> list[str]:
+    """The French deposit report: each document's uniqueId, type, DMP rubric, Mon espace santé category
+    and what it replaced."""
+    lines = [f"{len(rows)} document(s) déposé(s) dans le DMP."]
+    for r in rows:
+        lines.append(f"- {r['unique_id']} : {labelled(r['type_code'], r['type'])}")
+        lines.append(
+            f"  rubrique DMP : {r['rubric'] or '(aucune)'} ; Mon espace santé : "
+            f"{labelled(r['mes_rubric'], r['mes_rubric_label']) or '(non affiché au patient)'}"
+        )
+        if r["replaces"]:
+            lines.append(f"  remplace le document {r['replaces']} (nouvelle version)")
+    return lines

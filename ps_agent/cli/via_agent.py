@@ -341,10 +341,14 @@ def vaccinations(agent: LocalAgent, args: argparse.Namespace) -> int:
 
 def deposit(agent: LocalAgent, args: argparse.Namespace) -> int:
     """Each CDA is queued in the agent (``POST /v1/deposits``), then followed until it is settled."""
-    import cda
-    from cda.classify import classify_type
     from ps_agent.access.policy import PatientRef
-    from ps_agent.cli.dmp_cmd import _checked_cda, _looks_like_xml, _read_file, _unique_id
+    from ps_agent.cli.dmp_cmd import (
+        _checked_cda,
+        _looks_like_xml,
+        _read_file,
+        deposit_report_lines,
+        deposit_rows,
+    )
 
     ins, q = _patient(args, _env_name(agent, args))
     ref = PatientRef(ins, q["oid"], q["ins_status"])
@@ -398,23 +402,8 @@ def deposit(agent: LocalAgent, args: argparse.Namespace) -> int:
         )
     rows = []
     for s, data in zip(states, contents, strict=True):
-        parsed = cda.parse(data)
-        c = classify_type(parsed.type_code)
-        for uid in s["document_unique_ids"]:
-            rows.append(
-                {"unique_id": uid, "type_code": c.type_code, "type": c.type_label, "rubric": c.dmp_rubric,
-                 "mes_rubric": c.mes_rubric, "mes_rubric_label": c.mes_rubric_label,
-                 "replaces": args.remplace or _unique_id(parsed.replaced_document_id)}
-            )  # fmt: skip
-    lines = [f"{len(rows)} document(s) déposé(s) dans le DMP."]
-    for r in rows:
-        lines.append(f"- {r['unique_id']} : {labelled(r['type_code'], r['type'])}")
-        lines.append(
-            f"  rubrique DMP : {r['rubric'] or '(aucune)'} ; Mon espace santé : "
-            f"{labelled(r['mes_rubric'], r['mes_rubric_label']) or '(non affiché au patient)'}"
-        )
-        if r["replaces"]:
-            lines.append(f"  remplace le document {r['replaces']} (nouvelle version)")
+        rows.extend(deposit_rows(((uid, data) for uid in s["document_unique_ids"]), args.remplace))
+    lines = deposit_report_lines(rows)
     print_out(
         args.json,
         {"submission_set": queued[0] if len(queued) == 1 else None, "queue_ids": queued,
