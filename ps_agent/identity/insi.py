@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from lxml import etree
 
+from ps_agent.dmp.errors import DmpTimeout, ResponseTooLarge, TransportError
+from ps_agent.dmp.transport import post_bounded
 from ps_agent.identity import traits as tr
 from ps_agent.identity import wire
 from ps_agent.identity.auth import InsiAuth
@@ -53,6 +55,12 @@ from ps_agent.identity.model import (
 from ps_agent.identity.wire import LpsContext
 
 log = logging.getLogger(__name__)
+
+# [I] One INSi exchange, start to end (a search answers in about a second; the DMP client allows 300 s
+# for large documents, which INSi never carries), and the largest answer read (a RESULTAT with its
+# history is a few kilobytes).
+INSI_DEADLINE_S = 60.0
+INSI_MAX_RESPONSE_BYTES = 1024 * 1024
 
 # CNDA test INSi 1.02: Vitale data (and the assertion made at card reading) are not reused after 20 min.
 VITALE_MAX_AGE = timedelta(minutes=20)
@@ -193,24 +201,35 @@ class InsiClient:
         self.last = InsiExchange(operation.name, prepared.message_id, prepared.lps_id)
         self._record("out", prepared.action, prepared.payload)
         try:
-            response = self._http.post(
+            # the DMP client's bounded exchange: one overall deadline (not per read) and a size cap
+            response = post_bounded(
+                self._http,
                 self._env.url,
                 content=prepared.payload,
-                headers={"Content-Type": f'application/soap+xml; charset=utf-8; action="{prepared.action}"'},
+                content_type=f'application/soap+xml; charset=utf-8; action="{prepared.action}"',
+                deadline_s=INSI_DEADLINE_S,
+                max_response_bytes=INSI_MAX_RESPONSE_BYTES,
             )
-        except httpx.TimeoutException as exc:
+        except DmpTimeout as exc:  # one read, the connection or the overall deadline
             self.last.outcome = "insi_timeout"
             raise InsiTimeout(
                 "Le service INSi n'a pas répondu à temps. Réessayez dans un instant.",
                 code="insi_timeout",
-                detail=str(exc),
+                detail=exc.detail or str(exc),
             ) from exc
-        except httpx.TransportError as exc:
+        except ResponseTooLarge as exc:
+            self.last.outcome = "insi_protocol"
+            raise InsiProtocolError(
+                "La réponse du service INSi est anormalement volumineuse : elle est refusée.",
+                code="insi_protocol",
+                detail=exc.detail or str(exc),
+            ) from exc
+        except TransportError as exc:
             self.last.outcome = "insi_transport"
             raise InsiTransportError(
                 "Le service INSi est injoignable (réseau ou connexion sécurisée refusée). Vérifiez la "
                 "connexion et le certificat, puis réessayez.",
-                detail=f"{type(exc).__name__}: {exc}",
+                detail=exc.detail or str(exc),
             ) from exc
         self.last.http_status = response.status_code
         self._record("in", prepared.action, response.content)
