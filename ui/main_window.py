@@ -48,7 +48,7 @@ from ui.batch import (
 )
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
-from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
+from ui.documents import DocumentFilter, DocumentTableModel, FilterBar, RubricList
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.journal_queue import JournalPage, QueuePage
@@ -65,6 +65,7 @@ from ui.patient import (
 from ui.pin_dialog import PinDialog
 from ui.setup_pages import DiagnosticPage, FirstRunPage
 from ui.vaccinations import VaccinationPage
+from ui.viewer import CdaViewer
 from ui.worker import Op, OpHandle, Worker
 
 log = logging.getLogger(__name__)
@@ -292,7 +293,7 @@ class MainWindow(QMainWindow):
         self.hidden_note.setWordWrap(True)
         self.hidden_note.setAccessibleName("Documents non accessibles à votre profession")
         rl.addWidget(self.hidden_note)
-        self.viewer = DocumentViewer()
+        self.viewer = CdaViewer()  # DocumentViewer + « Ouvrir dans le navigateur » (ui/viewer.py)
         splitter2 = QSplitter(Qt.Orientation.Vertical)
         splitter2.addWidget(right)
         splitter2.addWidget(self.viewer)
