@@ -1136,9 +1136,14 @@ class MainWindow(QMainWindow):
             self.refresh_queue()
 
     def refresh_journal(self) -> None:
-        services = self.controller.services
-        op = Op(self, lambda _c: list(services.journal.records(limit=500)), label="Lecture du journal")
-        self.controller.services_worker.run(op.success(self.journal_page.show_records).failure(self._failed))
+        """The journal page's selection (its filters), the most recent first (journal_queue.read_journal)."""
+        from ui.journal_queue import read_journal
+
+        journal, selection = self.controller.services.journal, self.journal_page.current_filter()
+        op = Op(self, lambda _c: read_journal(journal, selection), label="Lecture du journal")
+        self.controller.services_worker.run(
+            op.success(lambda got: self.journal_page.show_records(*got)).failure(self._failed)
+        )
 
     def verify_journal(self) -> None:
         services = self.controller.services
@@ -1148,25 +1153,20 @@ class MainWindow(QMainWindow):
         )
 
     def export_journal(self, fmt: str, path: str) -> None:
-        """Export the whole journal (FHIR AuditEvent bundle or CSV) to ``path``, written 0600 (it names
-        patients), on the services' worker."""
-        services = self.controller.services
+        """Export the journal, or the selection of the page's filters (« Exporter la sélection »), as a
+        FHIR AuditEvent bundle or CSV to ``path`` (0600: it names patients), on the services' worker."""
+        from ui.journal_queue import export_journal_file
 
-        def fn(_ctx: Any) -> int:
-            import os
-
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                if fmt == "fhir":
-                    return int(services.journal.export_fhir(out))
-                return int(services.journal.export_csv(out))
+        journal, selection = self.controller.services.journal, self.journal_page.export_filter()
 
         def done(count: int) -> None:
-            text = f"Journal exporté ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
+            what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
+            text = f"{what} ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
             self.journal_page.result.setText(text)
             self.journal_page.result.setStyleSheet("")
             self.say(text)
 
+        fn = lambda _ctx: export_journal_file(journal, fmt, path, selection)  # noqa: E731
         op = Op(self, fn, label="Export du journal")
         self.controller.services_worker.run(op.success(done).failure(self._failed))
 
