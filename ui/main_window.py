@@ -453,6 +453,7 @@ class MainWindow(QMainWindow):
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
         self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        self.batch_page.forget_patients()  # the previous session's DMP handles are not offered
         if session.mode is AuthMode.DIRECTE:
             self.batch_page.set_authors(None)
         else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
