@@ -237,6 +237,8 @@ class JournalPage(QWidget):
             w.setEnabled(False)
         self.action = QComboBox()
         self.action.setAccessibleName("Filtrer par action")
+        self.action.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.action.setMinimumContentsLength(24)  # long labels are read in the open list, not squeezed here
         self.action.addItem(ALL_ACTIONS, "")
         for code, label in ACTION_FAMILIES_FR.items():
             self.action.addItem(label, code)

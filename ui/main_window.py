@@ -6,6 +6,7 @@ the card, the network or SQLite. A status bar shows what runs, with « Annuler �
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from ui.deposit import DepositPage
 from ui.documents import DocumentFilter, DocumentTableModel, FilterBar, RubricList
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
+from ui.idle import IdleGuard
 from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState, IdentityStatus
 from ui.patient import (
@@ -202,6 +204,7 @@ class MainWindow(QMainWindow):
         segur_notice: bool = True,
         config_folder: Path | None = None,
         first_run: bool = False,
+        idle_clock: Any = None,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -325,6 +328,8 @@ class MainWindow(QMainWindow):
         self.setup_page = FirstRunPage(run_bg, config_folder)
         self.tabs.addTab(self.setup_page, "Configuration")
         self.first_run = first_run
+        self.idle_guard = IdleGuard(controller, clock=idle_clock or time.monotonic, parent=self)
+        self.setup_page.saved.connect(lambda *_: self.apply_settings(self.setup_page.base))
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
@@ -579,8 +584,17 @@ class MainWindow(QMainWindow):
             path = settings_path(folder)
             if path.is_file():
                 self.setup_page.load(load_settings(path, check_files=False))
+                self.apply_settings(self.setup_page.base)
         except (PsAgentError, OSError) as exc:
             self.setup_page.result.setText(f"Réglages actuels illisibles : {error_text(exc)}")
+
+    def apply_settings(self, settings: Any) -> None:
+        """What the window itself follows of the settings: the idle time of the session (its own input
+        watch and the next card session's rule)."""
+        if settings is None:
+            return
+        self.idle_guard.set_timeout_minutes(settings.idle_timeout_minutes)
+        self.controller.idle_timeout_s = settings.idle_timeout_s
 
     # ------------------------------------------------------------------ local API (practice software)
     def listen_to_api(self, backend: Any) -> None:
