@@ -42,7 +42,7 @@ def _touch(touch: Callable[[], None]) -> None:
 
 
 class IdleGuard(QObject):
-    """Watches the user's input; ``expired`` when none came for ``timeout_s`` while a session is open."""
+    """Watches the user's input; ``expired`` when none came for ``timeout_s`` while a card session is open."""
 
     expired = Signal()
 
@@ -91,8 +91,11 @@ class IdleGuard(QObject):
 
     def check(self) -> bool:
         """Close the session when the idle time is reached; True when it did."""
-        if self.controller.session is None or self.idle_for() < self.timeout_s:
+        session = self.controller.session
+        if session is None or self.idle_for() < self.timeout_s:
             return False
+        if getattr(session.mode, "value", session.mode) != "DIRECTE":
+            return False  # [I] an establishment (AIR) session: no card to log in again, the window keeps it
         self.controller.end_session("idle")
         self.expired.emit()
         return True

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -269,8 +270,8 @@ class JournalPage(QWidget):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(300)
         self._debounce.timeout.connect(self._filters_changed)
-        self.text.textChanged.connect(lambda _t: self._debounce.start())
-        self.patient.textChanged.connect(lambda _t: self._debounce.start())
+        self.text.textChanged.connect(lambda _t: self._typed())
+        self.patient.textChanged.connect(lambda _t: self._typed())
         self.period.toggled.connect(self._period_toggled)
         self.date_from.dateChanged.connect(lambda _d: self._filters_changed())
         self.date_to.dateChanged.connect(lambda _d: self._filters_changed())
@@ -278,6 +279,14 @@ class JournalPage(QWidget):
         self.outcome.currentIndexChanged.connect(lambda _i: self._filters_changed())
         self.clear_filters.clicked.connect(self.reset_filters)
         return row
+
+    def _typed(self) -> None:
+        if self.isVisible():  # hidden, the page is read again when shown (the window's tab change)
+            self._debounce.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._debounce.stop()
+        super().hideEvent(event)
 
     def _period_toggled(self, on: bool) -> None:
         self.date_from.setEnabled(on)

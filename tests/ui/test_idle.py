@@ -32,6 +32,22 @@ def test_no_input_for_the_idle_time_closes_the_session(window_for, qtbot) -> Non
     assert not guard.check()  # no session: nothing more to close
 
 
+def test_an_establishment_session_is_not_closed_by_the_window(window_for, services, test_pki, qtbot) -> None:
+    from ps_agent.auth.model import AuthMode
+    from ps_agent.auth.software import SoftwareCredentials
+
+    from .conftest import identity_of
+
+    clock = MonotonicClock()
+    w = window_for(None, idle_clock=clock)
+    org = test_pki.establishment
+    creds = SoftwareCredentials(identity_of("secretary"), AuthMode.INDIRECTE_RENFORCEE, org.auth_cert,
+                                org.auth_key, org.sign_cert, org.sign_key, org.chain)  # fmt: skip
+    w.controller.use_session(services.open_session(creds))
+    clock.advance(24 * 3600)
+    assert not w.idle_guard.check() and w.controller.session is not None
+
+
 def test_the_card_session_is_opened_with_the_idle_time(qtbot, services) -> None:
     from ui.controller import AgentController
 
