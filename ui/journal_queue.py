@@ -249,6 +249,10 @@ class JournalPage(QWidget):
         self.patient.setPlaceholderText("INS du patient")
         self.patient.setAccessibleName("Filtrer par patient (INS)")
         self.patient.setMaximumWidth(170)
+        self.open_patient_btn = QPushButton("Patient ouvert")
+        self.open_patient_btn.setAccessibleName("Filtrer sur le patient ouvert")
+        self.open_patient_btn.setEnabled(False)
+        self.open_patient_ins = ""
         self.outcome = QComboBox()
         self.outcome.setAccessibleName("Filtrer par résultat")
         self.outcome.addItem(ALL_OUTCOMES, "")
@@ -259,8 +263,10 @@ class JournalPage(QWidget):
         self.text.setAccessibleName("Filtrer par texte")
         self.clear_filters = QPushButton("Effacer les filtres")
         self.clear_filters.setAccessibleName("Effacer les filtres du journal")
-        parts: tuple[QWidget, ...] = (self.period, self.date_from, QLabel("au"), self.date_to, self.action,
-                                      self.patient, self.outcome, self.text)  # fmt: skip
+        parts: tuple[QWidget, ...] = (
+            self.period, self.date_from, QLabel("au"), self.date_to, self.action, self.patient,
+            self.open_patient_btn, self.outcome, self.text,
+        )  # fmt: skip
         for part in parts:
             row.addWidget(part)
         row.setStretchFactor(self.text, 1)
@@ -278,7 +284,20 @@ class JournalPage(QWidget):
         self.action.currentIndexChanged.connect(lambda _i: self._filters_changed())
         self.outcome.currentIndexChanged.connect(lambda _i: self._filters_changed())
         self.clear_filters.clicked.connect(self.reset_filters)
+        self.open_patient_btn.clicked.connect(self._filter_open_patient)
         return row
+
+    def set_open_patient(self, ins: str) -> None:
+        """The patient open in the window: « Patient ouvert » fills the INS filter with it."""
+        self.open_patient_ins = ins
+        self.open_patient_btn.setEnabled(bool(ins))
+
+    def _filter_open_patient(self) -> None:
+        if self.open_patient_ins:
+            self.patient.blockSignals(True)
+            self.patient.setText(self.open_patient_ins)
+            self.patient.blockSignals(False)
+            self._filters_changed()
 
     def _typed(self) -> None:
         if self.isVisible():  # hidden, the page is read again when shown (the window's tab change)

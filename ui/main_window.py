@@ -820,6 +820,7 @@ class MainWindow(QMainWindow):
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
+        self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)

@@ -90,6 +90,12 @@ def test_the_journal_filters_and_the_export_of_the_selection(
     qtbot.waitUntil(lambda: shown() == ["dmp.delete"], timeout=10_000)
     assert page.action.currentText() == f"{ACTION_FR['dmp.delete']} [dmp.delete]"
     page.reset_filters()
+    # « Patient ouvert »: the INS of the patient open in the window
+    assert not page.open_patient_btn.isEnabled()
+    page.set_open_patient("279037505612309")
+    page.open_patient_btn.click()
+    qtbot.waitUntil(lambda: sorted(shown()) == ["dmp.status", "identity.validate"], timeout=10_000)
+    page.reset_filters()
     # free text (the detail, case-insensitive)
     page.text.setText("PANNE du")
     qtbot.waitUntil(lambda: shown() == ["dmp.delete"], timeout=10_000)
