@@ -21,8 +21,12 @@ Shape (every section and key optional; defaults in brackets)::
     [hotfolder]
     inbox = ""                     # folder watched for documents to deposit, optional
     done = ""                      # where handled files go, optional
+    enabled = true                 # false: the folder is kept but not watched [true]
     [api]
     port = 9983                    # local API port (loopback only)
+    enabled = true                 # false: no local API for the practice software [true]
+    [session]
+    idle_timeout_minutes = 30      # the card session closes after this much inactivity (1..480) [30]
     [notice]
     segur_acknowledged_at = ""     # ISO date-time of « J'ai compris » (set by the setup)
 """
@@ -50,17 +54,23 @@ INSI_FOR_DMP: dict[str, str] = {
     "production": "production-cpx",
     **{name: "qualification-cpx" for name in ENVIRONMENTS if name.startswith("formation")},
 }
+# [I] Idle time after which the window closes the card session: 30 minutes by default, as the core's
+# card session (ps_agent.auth.session.DEFAULT_IDLE_TIMEOUT_S: what practice software commonly uses for a
+# locked workstation); 1 minute to 8 hours (a working half-day) accepted. No DMP rule fixes it.
+DEFAULT_IDLE_TIMEOUT_MINUTES = 30
+IDLE_TIMEOUT_RANGE_MINUTES = (1, 480)
 
 _KNOWN: dict[str, dict[str, type]] = {
     "dmp": {"environment": str, "ca_file": str},
     "insi": {"environment": str, "url": str},
     "card": {"reader": str, "pkcs11_module": str},
     "establishment": {"auth_p12": str, "sign_p12": str},
-    "hotfolder": {"inbox": str, "done": str},
-    "api": {"port": int},
+    "hotfolder": {"inbox": str, "done": str, "enabled": bool},
+    "api": {"port": int, "enabled": bool},
+    "session": {"idle_timeout_minutes": int},
     "notice": {"segur_acknowledged_at": str},
 }
-_TYPE_FR = {str: "un texte entre guillemets", int: "un nombre entier"}
+_TYPE_FR = {str: "un texte entre guillemets", int: "un nombre entier", bool: "true ou false (vrai ou faux)"}
 
 
 class SettingsError(ConfigurationError):
@@ -85,9 +95,16 @@ class AgentSettings:
     establishment_sign_p12: str = ""
     hotfolder_inbox: str = ""
     hotfolder_done: str = ""
+    hotfolder_enabled: bool = True
     api_port: int = DEFAULT_API_PORT
+    api_enabled: bool = True
+    idle_timeout_minutes: int = DEFAULT_IDLE_TIMEOUT_MINUTES
     segur_acknowledged_at: str = ""
     source: str = field(default="", compare=False)
+
+    @property
+    def idle_timeout_s(self) -> float:
+        return 60.0 * self.idle_timeout_minutes
 
     @property
     def insi_environment_name(self) -> str:
@@ -99,7 +116,7 @@ class AgentSettings:
         return AgentConfig(env, home or data_dir())
 
     def to_toml_dict(self) -> dict[str, dict[str, Any]]:
-        """The TOML document (only the keys that are set, so defaults can evolve)."""
+        """The TOML document (only the keys that are set, so defaults can evolve; a switch only when off)."""
         raw: dict[str, dict[str, Any]] = {
             "dmp": {"environment": self.dmp_environment, "ca_file": self.dmp_ca_file},
             "insi": {"environment": self.insi_environment, "url": self.insi_url},
@@ -108,8 +125,17 @@ class AgentSettings:
                 "auth_p12": self.establishment_auth_p12,
                 "sign_p12": self.establishment_sign_p12,
             },
-            "hotfolder": {"inbox": self.hotfolder_inbox, "done": self.hotfolder_done},
-            "api": {"port": self.api_port},
+            "hotfolder": {
+                "inbox": self.hotfolder_inbox,
+                "done": self.hotfolder_done,
+                "enabled": None if self.hotfolder_enabled else False,
+            },
+            "api": {"port": self.api_port, "enabled": None if self.api_enabled else False},
+            "session": {
+                "idle_timeout_minutes": None
+                if self.idle_timeout_minutes == DEFAULT_IDLE_TIMEOUT_MINUTES
+                else self.idle_timeout_minutes
+            },
             "notice": {"segur_acknowledged_at": self.segur_acknowledged_at},
         }
         out: dict[str, dict[str, Any]] = {}
@@ -148,7 +174,7 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
             expected = _KNOWN[section].get(key)
             if expected is None:
                 raise _bad(name, f"clé inconnue (clés possibles : {', '.join(_KNOWN[section])}).")
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
                 raise _bad(name, f"doit être {_TYPE_FR[expected]} (reçu : {value!r}).")
             values[name] = value.strip() if isinstance(value, str) else value
 
@@ -179,6 +205,13 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
         raise _bad(
             "api.port", "9982 est le port de DmpConnect-JS ; choisissez-en un autre (9983 par défaut)."
         )
+    idle = values.get("session.idle_timeout_minutes", DEFAULT_IDLE_TIMEOUT_MINUTES)
+    low, high = IDLE_TIMEOUT_RANGE_MINUTES
+    if not low <= idle <= high:
+        raise _bad(
+            "session.idle_timeout_minutes",
+            f"doit être une durée entre {low} et {high} minutes (reçu {idle}).",
+        )
     if check_files:
         for name in ("dmp.ca_file", "card.pkcs11_module", "establishment.auth_p12", "establishment.sign_p12"):
             path = values.get(name, "")
@@ -199,7 +232,10 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
         establishment_sign_p12=values.get("establishment.sign_p12", ""),
         hotfolder_inbox=values.get("hotfolder.inbox", ""),
         hotfolder_done=values.get("hotfolder.done", ""),
+        hotfolder_enabled=values.get("hotfolder.enabled", True),
         api_port=port,
+        api_enabled=values.get("api.enabled", True),
+        idle_timeout_minutes=idle,
         segur_acknowledged_at=values.get("notice.segur_acknowledged_at", ""),
         source=source,
     )
@@ -244,6 +280,8 @@ def agent_config_from_file(path: Path, *, home: Path | None = None) -> AgentConf
 __all__ = [
     "CONFIG_FILENAME",
     "DEFAULT_API_PORT",
+    "DEFAULT_IDLE_TIMEOUT_MINUTES",
+    "IDLE_TIMEOUT_RANGE_MINUTES",
     "INSI_FOR_DMP",
     "AgentSettings",
     "SettingsError",

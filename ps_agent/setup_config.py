@@ -83,6 +83,15 @@ def ensure_api_token(folder: Path | None = None) -> Path:
     return path
 
 
+def regenerate_api_token(folder: Path | None = None) -> Path:
+    """A new local API token (0600) replacing the old one: the practice software must be given it, and the
+    running API accepts it from its next start (it reads the file at start)."""
+    path = token_path(folder)
+    ensure_private_dir(path.parent)
+    _write_private(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+    return path
+
+
 def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -132,6 +141,7 @@ __all__ = [
     "detect",
     "ensure_api_token",
     "finish",
+    "regenerate_api_token",
     "token_path",
     "write_settings",
 ]

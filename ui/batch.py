@@ -2,8 +2,11 @@
 date, patient), a progress bar, failures kept in the table to fix and resend. In AIR mode (establishment
 session, no card) the author is the doctor she deposits for, chosen from a list (:data:`AUTHORS_FILE`).
 
-The rows are plain data (:class:`BatchRow`); sending runs on the session's worker (one operation for the
-whole batch, progress per file, cancellable between files) through ``PatientHandle.deposit``."""
+The rows are plain data (:class:`BatchRow`); sending runs on the session's worker (one operation per
+file, progress per file, cancellable) through ``PatientHandle.deposit``. Each row is fixed in place: the
+type with the searchable picker of the deposit page (label and code, :class:`ui.pickers.TypePicker`), the
+date with a calendar, the patient with a picker of the patients known in this session (« Patient ouvert »
+first, then the ones opened before or already assigned), through item delegates."""
 
 from __future__ import annotations
 
@@ -14,16 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QAbstractTableModel,
+    QDate,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
+    QDateEdit,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -33,6 +47,7 @@ from cda.build import AuthorInput
 from cda.errors import CdaError
 from ui import labels as L
 from ui.deposit import DEFAULT_TYPE, dmp_types
+from ui.pickers import TypePicker
 
 # [I] The doctors a secretary deposits for in AIR mode: a list kept in the agent's home, one TOML table per
 # doctor with the keys of ``cda.build.AuthorInput`` (``[[auteur]] id_nat = "8…" family_name = …``). The
@@ -48,6 +63,7 @@ STATE_SENDING = "Envoi…"
 STATE_DONE = "Enregistré"
 STATE_WAITING = "En attente (file d'envoi)"
 STATE_FAILED = "Refusé"
+OPEN_PATIENT_PREFIX = "Patient ouvert : "
 
 
 @dataclass
@@ -155,7 +171,7 @@ class BatchModel(QAbstractTableModel):
 
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         base = super().flags(index)
-        if index.isValid() and index.column() in (COL_TYPE, COL_TITLE, COL_DATE):
+        if index.isValid() and index.column() in (COL_TYPE, COL_TITLE, COL_DATE, COL_PATIENT):
             if self.rows[index.row()].pending:
                 return base | Qt.ItemFlag.ItemIsEditable
         return base
@@ -164,6 +180,11 @@ class BatchModel(QAbstractTableModel):
         if not index.isValid() or role != Qt.ItemDataRole.EditRole:
             return False
         r = self.rows[index.row()]
+        if index.column() == COL_PATIENT:  # an OpenPatient (from the picker)
+            if value is None or not hasattr(value, "identity") or not hasattr(value, "handle"):
+                return False
+            r.patient = value
+            return self._changed(index.row(), r)
         text = str(value).strip()
         if index.column() == COL_TYPE:
             if text not in self.type_labels:
@@ -175,9 +196,12 @@ class BatchModel(QAbstractTableModel):
             r.date = text
         else:
             return False
+        return self._changed(index.row(), r)
+
+    def _changed(self, row: int, r: BatchRow) -> bool:
         if r.state == STATE_FAILED:  # fixed by the user: ready to resend
             r.state, r.message = STATE_READY, ""
-        self.dataChanged.emit(self.index(index.row(), 0), self.index(index.row(), len(COLUMNS) - 1))
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
         return True
 
     def add(self, rows: list[BatchRow]) -> None:
@@ -188,6 +212,92 @@ class BatchModel(QAbstractTableModel):
     def refresh(self) -> None:
         if self.rows:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
+
+
+def patient_key(patient: Any) -> str:
+    return str(patient.identity.ins)
+
+
+class TypeDelegate(QStyledItemDelegate):
+    """The type cell edited with the deposit page's searchable picker (label and code)."""
+
+    def createEditor(
+        self, parent: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QWidget:
+        picker = TypePicker(parent)
+        picker.setAccessibleName("Type de document du fichier")
+        return picker
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:
+        assert isinstance(editor, TypePicker)
+        editor.set_code(str(index.data(Qt.ItemDataRole.EditRole)))
+
+    def setModelData(
+        self, editor: QWidget, model: QAbstractItemModel, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        assert isinstance(editor, TypePicker)
+        code = editor.code()
+        if code is not None:  # a text naming no type leaves the cell as it was
+            model.setData(index, code, Qt.ItemDataRole.EditRole)
+
+
+class DateDelegate(QStyledItemDelegate):
+    """The date of the act with a calendar, never after today."""
+
+    def createEditor(
+        self, parent: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QWidget:
+        editor = QDateEdit(parent)
+        editor.setCalendarPopup(True)
+        editor.setDisplayFormat("dd/MM/yyyy")
+        editor.setMaximumDate(QDate.currentDate())
+        editor.setAccessibleName("Date de l'acte")
+        return editor
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:
+        assert isinstance(editor, QDateEdit)
+        d = QDate.fromString(str(index.data(Qt.ItemDataRole.EditRole)), "yyyy-MM-dd")
+        editor.setDate(d if d.isValid() else QDate.currentDate())
+
+    def setModelData(
+        self, editor: QWidget, model: QAbstractItemModel, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        assert isinstance(editor, QDateEdit)
+        model.setData(index, editor.date().toString("yyyy-MM-dd"), Qt.ItemDataRole.EditRole)
+
+
+class PatientDelegate(QStyledItemDelegate):
+    """The patient cell: a picker of the patients ``choices()`` gives ((label, OpenPatient), …)."""
+
+    def __init__(self, choices: Any, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.choices = choices
+
+    def createEditor(
+        self, parent: QWidget, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QWidget:
+        combo = QComboBox(parent)
+        combo.setAccessibleName("Patient du fichier")
+        for label, patient in self.choices():
+            combo.addItem(label, patient)
+        return combo
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex | QPersistentModelIndex) -> None:
+        assert isinstance(editor, QComboBox)
+        model = index.model()
+        current = model.rows[index.row()].patient if isinstance(model, BatchModel) else None
+        for i in range(editor.count()):
+            if current is not None and editor.itemData(i) is current:
+                editor.setCurrentIndex(i)
+                return
+
+    def setModelData(
+        self, editor: QWidget, model: QAbstractItemModel, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        assert isinstance(editor, QComboBox)
+        patient = editor.currentData()
+        if patient is not None:
+            model.setData(index, patient, Qt.ItemDataRole.EditRole)
 
 
 class BatchPage(QWidget):
@@ -226,7 +336,24 @@ class BatchPage(QWidget):
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setEditTriggers(
+            QTableView.EditTrigger.DoubleClicked
+            | QTableView.EditTrigger.EditKeyPressed
+            | QTableView.EditTrigger.SelectedClicked
+        )
+        self.type_delegate = TypeDelegate(self.table)
+        self.date_delegate = DateDelegate(self.table)
+        self.patient_delegate = PatientDelegate(self.patient_choices, self.table)
+        self.table.setItemDelegateForColumn(COL_TYPE, self.type_delegate)
+        self.table.setItemDelegateForColumn(COL_DATE, self.date_delegate)
+        self.table.setItemDelegateForColumn(COL_PATIENT, self.patient_delegate)
         lay.addWidget(self.table, 1)
+        self.help = QLabel(
+            "Corrigez une ligne sur place (F2 ou double-clic) : type (recherche par libellé ou code), titre, "
+            "date, patient ; une ligne refusée corrigée repasse « À envoyer »."
+        )
+        self.help.setWordWrap(True)
+        lay.addWidget(self.help)
         foot = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Progression du lot")
@@ -241,6 +368,7 @@ class BatchPage(QWidget):
         lay.addLayout(foot)
         lay.addWidget(self.summary)
         self.patient: Any = None
+        self.known: list[Any] = []  # the patients opened in this session (OpenPatient), oldest first
         self.add_btn.clicked.connect(self._choose)
         self.assign_btn.clicked.connect(self.assign_selected)
         self.send.clicked.connect(self._send)
@@ -294,9 +422,39 @@ class BatchPage(QWidget):
         self.add_files([Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()])
 
     def set_patient(self, patient: Any) -> None:
-        """The patient open in the window: new files are filed for it; « Affecter » moves selected rows."""
+        """The patient open in the window (qualified, may deposit): new files are filed for it, it joins the
+        patients the picker offers; « Affecter » moves selected rows."""
         self.patient = patient
         self.assign_btn.setEnabled(patient is not None)
+        if patient is not None:
+            self.known = [p for p in self.known if patient_key(p) != patient_key(patient)] + [patient]
+
+    def forget_patients(self) -> None:
+        """A new session: the patients (and their DMP handles) of the previous one are no longer offered,
+        and the rows still to send lose theirs (to choose again)."""
+        self.known = []
+        self.patient = None
+        for r in self.model.rows:
+            if r.pending:
+                r.patient = None
+        self.model.refresh()
+
+    def patient_choices(self) -> list[tuple[str, Any]]:
+        """(label, OpenPatient): « Patient ouvert » first, then the others known or assigned in the table."""
+        seen: dict[str, Any] = {}
+        assigned = [r.patient for r in self.model.rows if r.pending and r.patient is not None]
+        ordered = [*reversed(self.known), *assigned]
+        if self.patient is not None:
+            ordered.insert(0, self.patient)
+        for p in ordered:
+            seen.setdefault(patient_key(p), p)
+        out = []
+        for key, p in seen.items():
+            label = f"{p.identity.display} — INS {key}"
+            if self.patient is not None and key == patient_key(self.patient):
+                label = OPEN_PATIENT_PREFIX + label
+            out.append((label, p))
+        return out
 
     def assign_selected(self) -> None:
         rows = {i.row() for i in self.table.selectionModel().selectedRows()}

@@ -75,6 +75,7 @@ class AgentController(QObject):
         self.last_login_error: PsAgentError | None = None
         self._monitor = card_monitor
         self._card_opener = card_opener or services.open_card_session
+        self.idle_timeout_s: float | None = None  # settings' session.idle_timeout_minutes (None: the core's)
         self.bridge.session_closed.connect(self._on_session_closed, Qt.ConnectionType.QueuedConnection)
         self.bridge.card_event.connect(self._on_card_event, Qt.ConnectionType.QueuedConnection)
         if card_monitor is not None:
@@ -134,10 +135,11 @@ class AgentController(QObject):
         """Open the card session with ``pin`` in the background; ``session_opened`` or ``login_failed``."""
         previous = self.state
         self._set_state(CardState.LOGGING_IN)
-        reader = self.reader
+        reader, idle_s = self.reader, self.idle_timeout_s
 
         def open_(_ctx: Any) -> Any:
-            return self._card_opener(reader, pin, confirm_final_try=confirm_final_try)
+            kw = {} if idle_s is None else {"idle_timeout_s": idle_s}  # the card session's own idle rule
+            return self._card_opener(reader, pin, confirm_final_try=confirm_final_try, **kw)
 
         def failed(exc: BaseException) -> None:
             if not isinstance(exc, PsAgentError):

@@ -7,16 +7,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
+from ps_agent.audit.export import RecordFilter
 from ui import labels as L
 from ui.documents import PARIS
 
@@ -43,7 +49,29 @@ ACTION_FR = {
     "dmp.vaccination_status": "Lecture des vaccinations",
     "identity.validate": "Validation de l'identité",
     "segur.notice": "Information Ségur acceptée",
+    "auth.login": "Connexion",
+    "dmp.deposit_batch": "Dépôt par lot",
+    "dmp.vaccination": "Enregistrement d'une vaccination",
+    "dmp.consent_remove": "Retrait de l'accord du patient",
+    "identity.create": "Création d'une identité",
+    "identity.edit": "Modification d'une identité",
+    "identity.status": "Statut d'une identité",
+    "insi.search": "Recherche INSi (traits)",
+    "insi.vitale": "Recherche INSi (carte Vitale)",
+    "insi.verify": "Vérification INSi",
 }
+# Families offered in the action filter beside the single actions (prefix match, RecordFilter.action).
+ACTION_FAMILIES_FR = {
+    "dmp.": "Toutes les actions sur le DMP",
+    "identity.": "Toutes les actions sur l'identité",
+    "insi.": "Tous les appels INSi",
+}
+ALL_ACTIONS = "Toutes les actions"
+ALL_OUTCOMES = "Tous les résultats"
+# [I] Rows shown on the journal page: the last 2,000 matching the filters (the export writes all of them).
+JOURNAL_DISPLAY_LIMIT = 2000
+# [I] Default period of the filter: none (the whole journal); ticking « Période » proposes the last 30 days.
+DEFAULT_PERIOD_DAYS = 30
 # What « Vérifier l'intégrité » proves (ps_agent.audit.journal: each record holds the SHA-256 of the previous
 # one, and an anchor keeps the last hash, so a removed, changed or truncated record is detected).
 JOURNAL_GUARANTEE = (
@@ -114,10 +142,42 @@ def journal_row(record: Any) -> tuple[str, ...]:
     )
 
 
+def read_journal(
+    journal: Any, selection: RecordFilter, limit: int = JOURNAL_DISPLAY_LIMIT
+) -> tuple[list[Any], int]:
+    """(the last ``limit`` records the filter selects, how many it selects): worker side, streamed."""
+    from collections import deque
+
+    last: deque[Any] = deque(maxlen=limit)
+    total = 0
+    for record in journal.iter_records(**selection.query()):
+        if selection.matches(record):
+            last.append(record)
+            total += 1
+    return list(last), total
+
+
+def export_journal_file(journal: Any, fmt: str, path: str, selection: RecordFilter | None) -> int:
+    """Write the journal (or the selection) as FHIR or CSV to ``path``, created 0600 (it names patients);
+    worker side. Returns the number of records written."""
+    import os
+
+    kw: dict[str, Any] = {} if selection is None else {"where": selection.matches, **selection.query()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+        if fmt == "fhir":
+            return int(journal.export_fhir(out, **kw))
+        return int(journal.export_csv(out, **kw))
+
+
 class JournalPage(QWidget):
+    """The journal with its filters (period in local days, action, patient, outcome, text). A change of
+    filter asks the window to read again (``refresh_requested``; the text after a short pause); the
+    export writes the selection (« Exporter la sélection ») or the whole journal."""
+
     refresh_requested = Signal()
     verify_requested = Signal()
-    export_requested = Signal(str, str)  # "fhir" | "csv", destination path
+    export_requested = Signal(str, str)  # "fhir" | "csv", destination path (selection: export_filter())
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -135,12 +195,20 @@ class JournalPage(QWidget):
         self.export_fhir.setAccessibleName("Exporter le journal au format FHIR AuditEvent")
         self.export_csv = QPushButton("Exporter (CSV)")
         self.export_csv.setAccessibleName("Exporter le journal au format CSV")
+        self.selection_only = QCheckBox("Exporter la sélection")
+        self.selection_only.setAccessibleName("Exporter seulement les entrées filtrées")
+        self.selection_only.setToolTip("Décoché : tout le journal est exporté.")
         bar.addWidget(self.refresh)
         bar.addWidget(self.verify)
         bar.addWidget(self.export_fhir)
         bar.addWidget(self.export_csv)
+        bar.addWidget(self.selection_only)
         bar.addWidget(self.result, 1)
         lay.addLayout(bar)
+        lay.addLayout(self._filter_bar())
+        self.count = QLabel("")
+        self.count.setAccessibleName("Nombre d'entrées affichées")
+        lay.addWidget(self.count)
         self.model = RowsModel(
             ("Date (heure locale)", "Action", "Qui", "Patient (INS)", "Résultat", "Détail")
         )
@@ -154,19 +222,171 @@ class JournalPage(QWidget):
         self.verify.clicked.connect(self.verify_requested)
         self.export_fhir.clicked.connect(lambda: self._ask_export("fhir"))
         self.export_csv.clicked.connect(lambda: self._ask_export("csv"))
+        self.selection_only.setEnabled(False)
+
+    def _filter_bar(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.period = QCheckBox("Période du")
+        self.period.setAccessibleName("Filtrer par période")
+        today = QDate.currentDate()
+        self.date_from = QDateEdit(today.addDays(-DEFAULT_PERIOD_DAYS))
+        self.date_to = QDateEdit(today)
+        for w, name in ((self.date_from, "Début de la période"), (self.date_to, "Fin de la période")):
+            w.setCalendarPopup(True)
+            w.setDisplayFormat("dd/MM/yyyy")
+            w.setAccessibleName(name)
+            w.setEnabled(False)
+        self.action = QComboBox()
+        self.action.setAccessibleName("Filtrer par action")
+        self.action.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.action.setMinimumContentsLength(24)  # long labels are read in the open list, not squeezed here
+        self.action.addItem(ALL_ACTIONS, "")
+        for code, label in ACTION_FAMILIES_FR.items():
+            self.action.addItem(label, code)
+        for code, label in sorted(ACTION_FR.items(), key=lambda kv: kv[1]):
+            self.action.addItem(f"{label} [{code}]", code)
+        self.patient = QLineEdit()
+        self.patient.setPlaceholderText("INS du patient")
+        self.patient.setAccessibleName("Filtrer par patient (INS)")
+        self.patient.setMaximumWidth(170)
+        self.open_patient_btn = QPushButton("Patient ouvert")
+        self.open_patient_btn.setAccessibleName("Filtrer sur le patient ouvert")
+        self.open_patient_btn.setEnabled(False)
+        self.open_patient_ins = ""
+        self.outcome = QComboBox()
+        self.outcome.setAccessibleName("Filtrer par résultat")
+        self.outcome.addItem(ALL_OUTCOMES, "")
+        for code, label in OUTCOME_FR.items():
+            self.outcome.addItem(label, code)
+        self.text = QLineEdit()
+        self.text.setPlaceholderText("Rechercher (nom, RPPS, motif, code, document…)")
+        self.text.setAccessibleName("Filtrer par texte")
+        self.clear_filters = QPushButton("Effacer les filtres")
+        self.clear_filters.setAccessibleName("Effacer les filtres du journal")
+        parts: tuple[QWidget, ...] = (
+            self.period, self.date_from, QLabel("au"), self.date_to, self.action, self.patient,
+            self.open_patient_btn, self.outcome, self.text,
+        )  # fmt: skip
+        for part in parts:
+            row.addWidget(part)
+        row.setStretchFactor(self.text, 1)
+        row.addWidget(self.clear_filters)
+        # a typed text or INS: read again after a pause; a choice: at once
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(300)
+        self._debounce.timeout.connect(self._filters_changed)
+        self.text.textChanged.connect(lambda _t: self._typed())
+        self.patient.textChanged.connect(lambda _t: self._typed())
+        self.period.toggled.connect(self._period_toggled)
+        self.date_from.dateChanged.connect(lambda _d: self._filters_changed())
+        self.date_to.dateChanged.connect(lambda _d: self._filters_changed())
+        self.action.currentIndexChanged.connect(lambda _i: self._filters_changed())
+        self.outcome.currentIndexChanged.connect(lambda _i: self._filters_changed())
+        self.clear_filters.clicked.connect(self.reset_filters)
+        self.open_patient_btn.clicked.connect(self._filter_open_patient)
+        return row
+
+    def set_open_patient(self, ins: str) -> None:
+        """The patient open in the window: « Patient ouvert » fills the INS filter with it."""
+        self.open_patient_ins = ins
+        self.open_patient_btn.setEnabled(bool(ins))
+
+    def _filter_open_patient(self) -> None:
+        if self.open_patient_ins:
+            self.patient.blockSignals(True)
+            self.patient.setText(self.open_patient_ins)
+            self.patient.blockSignals(False)
+            self._filters_changed()
+
+    def _typed(self) -> None:
+        if self.isVisible():  # hidden, the page is read again when shown (the window's tab change)
+            self._debounce.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self._debounce.stop()
+        super().hideEvent(event)
+
+    def _period_toggled(self, on: bool) -> None:
+        self.date_from.setEnabled(on)
+        self.date_to.setEnabled(on)
+        self._filters_changed()
+
+    def _filters_changed(self) -> None:
+        self._debounce.stop()
+        self._update_selection_box()
+        self.refresh_requested.emit()
+
+    def _update_selection_box(self) -> None:
+        """« Exporter la sélection » is offered (and ticked) as soon as a filter is active."""
+        active = not self.current_filter().empty
+        if active != self.selection_only.isEnabled():
+            self.selection_only.setChecked(active)
+        self.selection_only.setEnabled(active)
+
+    def reset_filters(self) -> None:
+        widgets = (self.period, self.action, self.outcome, self.text, self.patient, self.date_from,
+                   self.date_to)  # fmt: skip
+        for w in widgets:
+            w.blockSignals(True)
+        self.period.setChecked(False)
+        self.date_from.setEnabled(False)
+        self.date_to.setEnabled(False)
+        self.action.setCurrentIndex(0)
+        self.outcome.setCurrentIndex(0)
+        self.text.clear()
+        self.patient.clear()
+        for w in widgets:
+            w.blockSignals(False)
+        self._filters_changed()
+
+    def current_filter(self) -> RecordFilter:
+        """The filters as the core's ``RecordFilter`` (local days → instants, ``until`` exclusive)."""
+        since = until = None
+        if self.period.isChecked():
+            start, end = self.date_from.date(), self.date_to.date()
+            if end < start:
+                start, end = end, start
+            since = dt.datetime(start.year(), start.month(), start.day(), tzinfo=PARIS)
+            last = dt.date(end.year(), end.month(), end.day()) + dt.timedelta(days=1)
+            until = dt.datetime(last.year, last.month, last.day, tzinfo=PARIS)
+        return RecordFilter(
+            since=since,
+            until=until,
+            action=str(self.action.currentData() or ""),
+            patient_ins="".join(self.patient.text().split()),
+            outcome=str(self.outcome.currentData() or ""),
+            text=self.text.text().strip(),
+        )
+
+    def export_filter(self) -> RecordFilter | None:
+        """The selection to export, None for the whole journal."""
+        f = self.current_filter()
+        return f if self.selection_only.isChecked() and not f.empty else None
 
     def _ask_export(self, fmt: str) -> None:
         from PySide6.QtWidgets import QFileDialog
 
         suffix, filt = (".json", "FHIR (*.json)") if fmt == "fhir" else (".csv", "CSV (*.csv)")
-        path, _ = QFileDialog.getSaveFileName(self, "Exporter le journal", f"journal-ps-agent{suffix}", filt)
+        name = "journal-ps-agent" + ("-selection" if self.export_filter() is not None else "") + suffix
+        title = (
+            "Exporter la sélection du journal" if self.export_filter() is not None else "Exporter le journal"
+        )
+        path, _ = QFileDialog.getSaveFileName(self, title, name, filt)
         if path:
             self.export_requested.emit(fmt, path)
 
-    def show_records(self, records: list[Any]) -> None:
+    def show_records(self, records: list[Any], total: int | None = None) -> None:
+        """The records to show (newest first); ``total``: how many matched when only the last are given."""
         records = sorted(records, key=lambda r: r.seq, reverse=True)
         self.model.set_rows([journal_row(r) for r in records], records)
         self.table.resizeColumnsToContents()
+        total = len(records) if total is None else total
+        filtered = not self.current_filter().empty
+        text = f"{total} entrée(s)" + (" correspondant aux filtres" if filtered else "")
+        if total > len(records):
+            text += f" ; les {len(records)} plus récentes sont affichées (l'export les contient toutes)"
+        self.count.setText(text + ".")
 
     def show_verification(self, result: Any) -> None:
         if result.ok:

@@ -6,6 +6,7 @@ the card, the network or SQLite. A status bar shows what runs, with « Annuler �
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,10 @@ from ui.batch import (
 )
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
-from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
+from ui.documents import DocumentFilter, DocumentTableModel, FilterBar, RubricList
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
+from ui.idle import IdleGuard
 from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState, IdentityStatus
 from ui.patient import (
@@ -65,6 +67,7 @@ from ui.patient import (
 from ui.pin_dialog import PinDialog
 from ui.setup_pages import DiagnosticPage, FirstRunPage
 from ui.vaccinations import VaccinationPage
+from ui.viewer import CdaViewer
 from ui.worker import Op, OpHandle, Worker
 
 log = logging.getLogger(__name__)
@@ -201,6 +204,7 @@ class MainWindow(QMainWindow):
         segur_notice: bool = True,
         config_folder: Path | None = None,
         first_run: bool = False,
+        idle_clock: Any = None,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -292,7 +296,7 @@ class MainWindow(QMainWindow):
         self.hidden_note.setWordWrap(True)
         self.hidden_note.setAccessibleName("Documents non accessibles à votre profession")
         rl.addWidget(self.hidden_note)
-        self.viewer = DocumentViewer()
+        self.viewer = CdaViewer()  # DocumentViewer + « Ouvrir dans le navigateur » (ui/viewer.py)
         splitter2 = QSplitter(Qt.Orientation.Vertical)
         splitter2.addWidget(right)
         splitter2.addWidget(self.viewer)
@@ -324,6 +328,8 @@ class MainWindow(QMainWindow):
         self.setup_page = FirstRunPage(run_bg, config_folder)
         self.tabs.addTab(self.setup_page, "Configuration")
         self.first_run = first_run
+        self.idle_guard = IdleGuard(controller, clock=idle_clock or time.monotonic, parent=self)
+        self.setup_page.saved.connect(lambda *_: self.apply_settings(self.setup_page.base))
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
@@ -452,6 +458,7 @@ class MainWindow(QMainWindow):
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
         self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        self.batch_page.forget_patients()  # the previous session's DMP handles are not offered
         if session.mode is AuthMode.DIRECTE:
             self.batch_page.set_authors(None)
         else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
@@ -577,8 +584,17 @@ class MainWindow(QMainWindow):
             path = settings_path(folder)
             if path.is_file():
                 self.setup_page.load(load_settings(path, check_files=False))
+                self.apply_settings(self.setup_page.base)
         except (PsAgentError, OSError) as exc:
             self.setup_page.result.setText(f"Réglages actuels illisibles : {error_text(exc)}")
+
+    def apply_settings(self, settings: Any) -> None:
+        """What the window itself follows of the settings: the idle time of the session (its own input
+        watch and the next card session's rule)."""
+        if settings is None:
+            return
+        self.idle_guard.set_timeout_minutes(settings.idle_timeout_minutes)
+        self.controller.idle_timeout_s = settings.idle_timeout_s
 
     # ------------------------------------------------------------------ local API (practice software)
     def listen_to_api(self, backend: Any) -> None:
@@ -804,6 +820,7 @@ class MainWindow(QMainWindow):
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
+        self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)
@@ -1135,9 +1152,14 @@ class MainWindow(QMainWindow):
             self.refresh_queue()
 
     def refresh_journal(self) -> None:
-        services = self.controller.services
-        op = Op(self, lambda _c: list(services.journal.records(limit=500)), label="Lecture du journal")
-        self.controller.services_worker.run(op.success(self.journal_page.show_records).failure(self._failed))
+        """The journal page's selection (its filters), the most recent first (journal_queue.read_journal)."""
+        from ui.journal_queue import read_journal
+
+        journal, selection = self.controller.services.journal, self.journal_page.current_filter()
+        op = Op(self, lambda _c: read_journal(journal, selection), label="Lecture du journal")
+        self.controller.services_worker.run(
+            op.success(lambda got: self.journal_page.show_records(*got)).failure(self._failed)
+        )
 
     def verify_journal(self) -> None:
         services = self.controller.services
@@ -1147,25 +1169,20 @@ class MainWindow(QMainWindow):
         )
 
     def export_journal(self, fmt: str, path: str) -> None:
-        """Export the whole journal (FHIR AuditEvent bundle or CSV) to ``path``, written 0600 (it names
-        patients), on the services' worker."""
-        services = self.controller.services
+        """Export the journal, or the selection of the page's filters (« Exporter la sélection »), as a
+        FHIR AuditEvent bundle or CSV to ``path`` (0600: it names patients), on the services' worker."""
+        from ui.journal_queue import export_journal_file
 
-        def fn(_ctx: Any) -> int:
-            import os
-
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                if fmt == "fhir":
-                    return int(services.journal.export_fhir(out))
-                return int(services.journal.export_csv(out))
+        journal, selection = self.controller.services.journal, self.journal_page.export_filter()
 
         def done(count: int) -> None:
-            text = f"Journal exporté ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
+            what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
+            text = f"{what} ({'FHIR' if fmt == 'fhir' else 'CSV'}) : {count} entrée(s) dans {path}."
             self.journal_page.result.setText(text)
             self.journal_page.result.setStyleSheet("")
             self.say(text)
 
+        fn = lambda _ctx: export_journal_file(journal, fmt, path, selection)  # noqa: E731
         op = Op(self, fn, label="Export du journal")
         self.controller.services_worker.run(op.success(done).failure(self._failed))
 

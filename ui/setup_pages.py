@@ -6,6 +6,12 @@ folder, the Ségur notice with « J'ai compris »; « Enregistrer » writes the 
 token as ``ps-agent setup`` (``ps_agent.setup_config``: ``validate`` → ``acknowledge_notice`` →
 ``finish``), the French error naming the key when a value is wrong.
 
+Once configured, the same page is the « Configuration » tab (issue 11 §10): environment, card middleware
+(PC/SC reader, PKCS#11 library), establishment credentials for AIR, local API (enabled, port, « Régénérer
+le jeton »), hot folder (folder, enabled), idle time of the session. Everything is checked and written by
+the core (``ps_agent.settings.validate``, ``ps_agent.setup_config``), never as TOML here; a wrong value
+is said in French with the field's label and its key, and the field gets the focus.
+
 ``DiagnosticPage``: ``ps_agent.doctor.run_checks(default_options())`` on a worker, one row per check:
 OK, or the fix in French."""
 
@@ -20,18 +26,23 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
+    QScrollArea,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from ps_agent.settings import DEFAULT_API_PORT, DEFAULT_IDLE_TIMEOUT_MINUTES, IDLE_TIMEOUT_RANGE_MINUTES
 from ps_agent.setup_config import (
     DEFAULT_ENVIRONMENT,
     ENVIRONMENT_LABELS_FR,
@@ -53,8 +64,30 @@ OWN_KEYS: dict[str, tuple[str, ...]] = {
     "dmp": ("environment", "ca_file"),
     "card": ("reader", "pkcs11_module"),
     "establishment": ("auth_p12", "sign_p12"),
-    "hotfolder": ("inbox",),
+    "hotfolder": ("inbox", "enabled"),
+    "api": ("port", "enabled"),
+    "session": ("idle_timeout_minutes",),
 }
+# The field label of each key, for the French error (the core's message names the key).
+FIELD_LABELS: dict[str, str] = {
+    "dmp.environment": "Environnement",
+    "dmp.ca_file": "Autorités du serveur DMP",
+    "card.reader": "Lecteur",
+    "card.pkcs11_module": "Module PKCS#11",
+    "establishment.auth_p12": "Certificat d'établissement",
+    "establishment.sign_p12": "Certificat de signature",
+    "hotfolder.inbox": "Dossier de dépôt automatique",
+    "hotfolder.enabled": "Surveiller le dossier de dépôt",
+    "api.port": "Port de l'API locale",
+    "api.enabled": "Activer l'API locale",
+    "session.idle_timeout_minutes": "Fermer la session après (inactivité)",
+}
+REGENERATE_TOKEN = "Régénérer le jeton"  # noqa: S105 - a button label
+REGENERATE_CONFIRM = (
+    "Un nouveau jeton remplace l'ancien : le logiciel métier devra utiliser le nouveau (copiez-le depuis "
+    "le fichier indiqué) et l'API locale en cours le prendra en compte à son prochain démarrage. "
+    "L'ancien jeton ne sera plus accepté."
+)
 
 
 class FirstRunPage(QWidget):
@@ -62,13 +95,21 @@ class FirstRunPage(QWidget):
     folder (None = the platform's, as ``ps-agent setup``)."""
 
     saved = Signal(object, object)  # settings path, token path
+    token_regenerated = Signal(object)  # token path
 
     def __init__(self, run: Runner, folder: Path | None = None, parent: Any = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Première configuration")
         self._run = run
         self.folder = folder
-        lay = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()  # readable at 150 % scaling: the page scrolls rather than squeezes
+        scroll.setWidgetResizable(True)
+        inner = QWidget()
+        scroll.setWidget(inner)
+        outer.addWidget(scroll)
+        lay = QVBoxLayout(inner)
         found = QGroupBox("Ce poste")
         fl = QFormLayout(found)
         self.readers_found = QLabel("Recherche…")
@@ -80,7 +121,6 @@ class FirstRunPage(QWidget):
         fl.addRow("Lecteurs de cartes", self.readers_found)
         fl.addRow("Cryptolib CPS", self.cryptolib_found)
         lay.addWidget(found)
-        form = QFormLayout()
         self.environment = QComboBox()
         for name, label in ENVIRONMENT_LABELS_FR.items():
             self.environment.addItem(label, name)
@@ -95,20 +135,84 @@ class FirstRunPage(QWidget):
         self.auth_p12.setPlaceholderText("facultatif (mode AIR, sans carte)")
         self.sign_p12 = QLineEdit()
         self.sign_p12.setPlaceholderText("facultatif : le même que l'authentification")
+        self.api_enabled = QCheckBox("Activer l'API locale (logiciel métier, 127.0.0.1)")
+        self.api_enabled.setChecked(True)
+        self.api_port = QSpinBox()
+        self.api_port.setRange(1, 65535)  # the core says what it accepts (1024–65535, not 9982)
+        self.api_port.setValue(DEFAULT_API_PORT)
+        self.regenerate = QPushButton(REGENERATE_TOKEN)
         self.inbox = QLineEdit()
         self.inbox.setPlaceholderText("facultatif")
-        for text, w in (
-            ("Environnement", self.environment),
-            ("Autorités du serveur DMP", self.ca_file),
-            ("Lecteur", self.reader),
-            ("Module PKCS#11", self.pkcs11),
-            ("Certificat d'établissement", self.auth_p12),
-            ("Certificat de signature", self.sign_p12),
-            ("Dossier de dépôt automatique", self.inbox),
-        ):
-            w.setAccessibleName(text)
-            form.addRow(text, w)
-        lay.addLayout(form)
+        self.hotfolder_enabled = QCheckBox("Surveiller le dossier de dépôt")
+        self.hotfolder_enabled.setChecked(True)
+        self.idle = QSpinBox()
+        self.idle.setRange(0, 10_000)  # the core checks the range (session.idle_timeout_minutes)
+        self.idle.setSuffix(" min")
+        self.idle.setValue(DEFAULT_IDLE_TIMEOUT_MINUTES)
+        low, high = IDLE_TIMEOUT_RANGE_MINUTES
+        self.idle.setToolTip(f"Entre {low} et {high} minutes sans action : la session carte se ferme.")
+        browse_pkcs11 = self._browse(
+            self.pkcs11, "Module PKCS#11 (Cryptolib)", "Bibliothèque (*.dll *.so *.dylib)"
+        )
+        browse_auth = self._browse(self.auth_p12, "Certificat d'établissement", "PKCS#12 (*.p12 *.pfx)")
+        browse_sign = self._browse(self.sign_p12, "Certificat de signature", "PKCS#12 (*.p12 *.pfx)")
+        browse_inbox = self._browse(self.inbox, "Dossier de dépôt automatique", "", folder=True)
+        groups: tuple[tuple[str, tuple[tuple[str, QWidget, QWidget | None], ...]], ...] = (
+            ("Environnement", (
+                ("Environnement", self.environment, None),
+                ("Autorités du serveur DMP", self.ca_file, None),
+            )),
+            ("Carte CPS (lecteur et Cryptolib)", (
+                ("Lecteur", self.reader, None),
+                ("Module PKCS#11", self.pkcs11, browse_pkcs11),
+            )),
+            ("Établissement (mode AIR, sans carte)", (
+                ("Certificat d'établissement", self.auth_p12, browse_auth),
+                ("Certificat de signature", self.sign_p12, browse_sign),
+            )),
+            ("API locale (logiciel métier)", (
+                ("", self.api_enabled, None),
+                ("Port de l'API locale", self.api_port, None),
+                ("Jeton d'accès", self.regenerate, None),
+            )),
+            ("Dossier de dépôt", (
+                ("Dossier de dépôt automatique", self.inbox, browse_inbox),
+                ("", self.hotfolder_enabled, None),
+            )),
+            ("Session", (
+                ("Fermer la session après (inactivité)", self.idle, None),
+            )),
+        )  # fmt: skip
+        self.fields: dict[str, QWidget] = {}
+        for title, rows in groups:
+            box = QGroupBox(title)
+            form = QFormLayout(box)
+            for text, w, extra in rows:
+                w.setAccessibleName(text or (w.text() if isinstance(w, QCheckBox) else title))
+                if extra is None:
+                    form.addRow(text, w)
+                else:
+                    line = QHBoxLayout()
+                    line.addWidget(w, 1)
+                    line.addWidget(extra)
+                    form.addRow(text, line)
+            lay.addWidget(box)
+        self.regenerate.setAccessibleName("Régénérer le jeton de l'API locale")
+        self.fields = {
+            "dmp.environment": self.environment,
+            "dmp.ca_file": self.ca_file,
+            "card.reader": self.reader,
+            "card.pkcs11_module": self.pkcs11,
+            "establishment.auth_p12": self.auth_p12,
+            "establishment.sign_p12": self.sign_p12,
+            "api.enabled": self.api_enabled,
+            "api.port": self.api_port,
+            "hotfolder.inbox": self.inbox,
+            "hotfolder.enabled": self.hotfolder_enabled,
+            "session.idle_timeout_minutes": self.idle,
+        }
+        self.api_enabled.toggled.connect(self.api_port.setEnabled)
+        self.regenerate.clicked.connect(self.ask_regenerate)
         self.notice = notice = QLabel(f"{SEGUR_NOTICE_FR}\n\n{SEGUR_WARNING_FR}")
         notice.setWordWrap(True)
         notice.setAccessibleName("Notice Ségur")
@@ -129,6 +233,7 @@ class FirstRunPage(QWidget):
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.result)
         lay.addStretch(1)
+        self.confirm_box: QMessageBox | None = None
         self.understood.toggled.connect(self.save.setEnabled)  # never saved before the notice is accepted
         self.save.clicked.connect(self.write)
         self.detection: Any = None
@@ -147,6 +252,11 @@ class FirstRunPage(QWidget):
         self.auth_p12.setText(settings.establishment_auth_p12)
         self.sign_p12.setText(settings.establishment_sign_p12)
         self.inbox.setText(settings.hotfolder_inbox)
+        self.hotfolder_enabled.setChecked(settings.hotfolder_enabled)
+        self.api_enabled.setChecked(settings.api_enabled)
+        self.api_port.setValue(settings.api_port)
+        self.api_port.setEnabled(settings.api_enabled)
+        self.idle.setValue(settings.idle_timeout_minutes)
         acknowledged = bool(settings.segur_acknowledged_at)
         self.notice.setVisible(not acknowledged)
         self.understood.setVisible(not acknowledged)
@@ -187,8 +297,17 @@ class FirstRunPage(QWidget):
         auth = self.auth_p12.text().strip()
         if auth:
             raw["establishment"] = {"auth_p12": auth, "sign_p12": self.sign_p12.text().strip() or auth}
+        hotfolder: dict[str, object] = {}
         if self.inbox.text().strip():
-            raw["hotfolder"] = {"inbox": self.inbox.text().strip()}
+            hotfolder["inbox"] = self.inbox.text().strip()
+        if not self.hotfolder_enabled.isChecked():
+            hotfolder["enabled"] = False
+        if hotfolder:
+            raw["hotfolder"] = hotfolder
+        raw["api"] = {"port": self.api_port.value()}
+        if not self.api_enabled.isChecked():
+            raw["api"]["enabled"] = False
+        raw["session"] = {"idle_timeout_minutes": self.idle.value()}
         return raw
 
     def write(self) -> None:
@@ -217,19 +336,78 @@ class FirstRunPage(QWidget):
                 settings = replace(settings, segur_acknowledged_at=self.base.segur_acknowledged_at)
             written, token = finish(settings, self.folder)
         except PsAgentError as exc:
-            self.result.setStyleSheet("color: #a40000;")
-            self.result.setText(exc.message_fr)
+            self.show_error(exc)
             return
         except OSError as exc:
             self.result.setStyleSheet("color: #a40000;")
             self.result.setText(f"Écriture impossible : {exc.strerror} ({exc.filename}).")
             return
+        self.base = settings
+        self._mark_field(None)
         self.result.setStyleSheet("")
         self.result.setText(
             f"Configuration enregistrée : {written}\nJeton de l'API locale : {token}\n"
             "Vérifiez le poste dans l'onglet « Diagnostic »."
         )
         self.saved.emit(written, token)
+
+    def show_error(self, exc: Any) -> None:
+        """The core's French message with the field's label; the field gets the focus and a red frame."""
+        key = str(getattr(exc, "key", "") or "")
+        label = FIELD_LABELS.get(key, "")
+        self.result.setStyleSheet("color: #a40000;")
+        self.result.setText(f"{label} — {exc.message_fr}" if label else exc.message_fr)
+        self._mark_field(self.fields.get(key))
+
+    def _mark_field(self, widget: QWidget | None) -> None:
+        for w in self.fields.values():
+            w.setStyleSheet("")
+        if widget is not None:
+            widget.setStyleSheet("border: 2px solid #a40000;")
+            widget.setFocus()
+
+    def _browse(self, target: QLineEdit, title: str, filt: str, *, folder: bool = False) -> QPushButton:
+        button = QPushButton("Parcourir…")
+        button.setAccessibleName(f"Parcourir : {title}")
+
+        def choose() -> None:
+            if folder:
+                path = QFileDialog.getExistingDirectory(self, title, target.text())
+            else:
+                path, _ = QFileDialog.getOpenFileName(self, title, target.text(), filt)
+            if path:
+                target.setText(path)
+
+        button.clicked.connect(choose)
+        return button
+
+    def ask_regenerate(self) -> QMessageBox:
+        """« Régénérer le jeton »: the consequence stated, then « Régénérer »; Enter never confirms."""
+        box = QMessageBox(QMessageBox.Icon.Warning, REGENERATE_TOKEN, REGENERATE_CONFIRM, parent=self)
+        yes = box.addButton("Régénérer", QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton("Annuler", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(cancel)
+        box.setEscapeButton(cancel)
+        box.buttonClicked.connect(lambda b: self.regenerate_token() if b is yes else None)
+        self.confirm_box = box
+        box.open()
+        return box
+
+    def regenerate_token(self) -> None:
+        from ps_agent.setup_config import regenerate_api_token
+
+        try:
+            path = regenerate_api_token(self.folder)
+        except OSError as exc:
+            self.result.setStyleSheet("color: #a40000;")
+            self.result.setText(f"Jeton non régénéré : {exc.strerror} ({exc.filename}).")
+            return
+        self.result.setStyleSheet("")
+        self.result.setText(
+            f"Nouveau jeton de l'API locale : {path}\nDonnez-le au logiciel métier ; l'API locale l'utilise "
+            "à son prochain démarrage."
+        )
+        self.token_regenerated.emit(path)
 
 
 class DiagnosticPage(QWidget):

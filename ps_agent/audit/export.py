@@ -16,6 +16,11 @@ The chain position and hash travel in ``extension`` so an exported file can be c
 
 CSV: one row per record, every field, document ids joined by ``;``. Cells that a spreadsheet would
 take for a formula (starting with = + - @) are prefixed with an apostrophe (CSV injection).
+
+Selection (11.2, « Exporter la sélection »): both writers take ``where``, a record predicate;
+:class:`RecordFilter` is the one the window builds (period, action, patient, outcome, text): its
+``query()`` narrows the SQL read (``AuditJournal.iter_records``) and ``matches`` decides per record, so
+what is shown and what is exported are the same records.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import csv
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from ps_agent.audit.journal import AuditRecord, record_to_dict
@@ -83,6 +90,91 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
+
+
+Where = Callable[[AuditRecord], bool]
+
+
+def _record_time(record: AuditRecord) -> datetime:
+    t = datetime.fromisoformat(record.timestamp.replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """A selection of journal records; every criterion optional (empty = all).
+
+    ``since`` inclusive and ``until`` exclusive are aware datetimes (a caller turns local days into
+    instants); ``action`` exact or a prefix ending with "." (``"dmp."``); ``patient_ins`` the matricule with
+    or without ``^oid``; ``outcome`` success / refused / error / pending; ``text`` a case-insensitive
+    substring of the actor (name, id), the author acted for, the patient, the action, the transaction,
+    the document ids, the reason, the error code, the rule or the detail."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str = ""
+    patient_ins: str = ""
+    outcome: str = ""
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"RecordFilter.{name} must be timezone-aware")
+
+    @property
+    def empty(self) -> bool:
+        return self == RecordFilter()
+
+    def query(self) -> dict[str, Any]:
+        """The keyword filters ``AuditJournal.iter_records`` applies in SQL (a superset of the selection)."""
+        out: dict[str, Any] = {}
+        if self.patient_ins:
+            out["patient_ins"] = self.patient_ins
+        if self.since is not None:
+            out["since"] = self.since
+        if self.action:
+            out["action"] = self.action
+        return out
+
+    def matches(self, record: AuditRecord) -> bool:
+        ev = record.event
+        if self.since is not None or self.until is not None:
+            when = _record_time(record)
+            if self.since is not None and when < self.since:
+                return False
+            if self.until is not None and when >= self.until:
+                return False
+        if self.action and not (
+            ev.action == self.action or (self.action.endswith(".") and ev.action.startswith(self.action))
+        ):
+            return False
+        if self.patient_ins:
+            matricule = self.patient_ins.split("^", 1)[0]
+            if ev.patient_ins.split("^", 1)[0] != matricule:
+                return False
+        if self.outcome and ev.outcome != self.outcome:
+            return False
+        if self.text:
+            needle = self.text.casefold()
+            hay = " ".join(
+                (
+                    ev.actor_name, ev.actor_id_nat, ev.on_behalf_of, ev.patient_ins, ev.action,
+                    ev.transaction, " ".join(ev.document_ids), ev.reason, ev.error_code, ev.rule_id,
+                    ev.detail, ev.structure_id,
+                )
+            )  # fmt: skip
+            if needle not in hay.casefold():
+                return False
+        return True
+
+    def select(self, records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
+        return (r for r in records if self.matches(r))
+
+
+def _selected(records: Iterable[AuditRecord], where: Where | None) -> Iterable[AuditRecord]:
+    return records if where is None else (r for r in records if where(r))
 
 
 def fhir_action(action: str) -> str:
@@ -187,15 +279,16 @@ def to_fhir(record: AuditRecord) -> dict[str, Any]:
     return resource
 
 
-def write_fhir_bundle(records: Iterable[AuditRecord], out: IO[str]) -> int:
+def write_fhir_bundle(records: Iterable[AuditRecord], out: IO[str], *, where: Where | None = None) -> int:
     """Stream a FHIR ``Bundle`` (type ``collection``) of AuditEvents; return the number of entries.
+    ``where``: only the records it accepts (e.g. ``RecordFilter(...).matches``).
 
     One entry per line (compact JSON) so that 100k records stream without building one huge object.
     ``Bundle.total`` is not set: FHIR only allows it on search/history bundles (invariant bdl-1).
     """
     out.write('{"resourceType":"Bundle","type":"collection","entry":[')
     n = 0
-    for record in records:
+    for record in _selected(records, where):
         entry = {"fullUrl": f"urn:uuid:{uuid.UUID(record.hash[:32])}", "resource": to_fhir(record)}
         out.write(("\n" if n == 0 else ",\n") + json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
         n += 1
@@ -210,11 +303,12 @@ def _cell(value: object) -> str:
     return text
 
 
-def write_csv(records: Iterable[AuditRecord], out: IO[str]) -> int:
+def write_csv(records: Iterable[AuditRecord], out: IO[str], *, where: Where | None = None) -> int:
+    """CSV of the records (header row first); ``where``: only the records it accepts."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     n = 0
-    for record in records:
+    for record in _selected(records, where):
         data = record_to_dict(record)
         writer.writerow([_cell(data[c]) for c in CSV_COLUMNS])
         n += 1

@@ -1040,14 +1040,20 @@ class AuditJournal:
 
     # -- exports ------------------------------------------------------------------------------
     def export_fhir(self, out: IO[str], **filters: Any) -> int:
+        """FHIR Bundle of the records ``iter_records(**filters)`` reads; ``where=`` (a record predicate, e.g.
+        ``RecordFilter.matches``) keeps only those it accepts."""
         from ps_agent.audit.export import write_fhir_bundle
 
-        return write_fhir_bundle(self.iter_records(**filters), out)
+        where = filters.pop("where", None)
+        return write_fhir_bundle(self.iter_records(**filters), out, where=where)
 
     def export_csv(self, out: IO[str], **filters: Any) -> int:
+        """CSV of the records ``iter_records(**filters)`` reads; ``where=`` (a record predicate, e.g.
+        ``RecordFilter.matches``) keeps only those it accepts."""
         from ps_agent.audit.export import write_csv
 
-        return write_csv(self.iter_records(**filters), out)
+        where = filters.pop("where", None)
+        return write_csv(self.iter_records(**filters), out, where=where)
 
 
 def _cp_seq(sources: list[tuple[Checkpoint, str]], number: int) -> int:

@@ -243,3 +243,49 @@ def test_frame_log_refuses_doctype_and_summarises_non_xml() -> None:
         "[message refusé : DOCTYPE]"
     )
     assert strip_documents(b"HTTP 502 Bad Gateway").startswith("[message non XML : 20 octets")
+
+
+def test_export_of_a_selection_honours_every_criterion(varied: AuditJournal) -> None:
+    """« Exporter la sélection »: the RecordFilter the window builds, the same records in FHIR and CSV."""
+    from datetime import UTC, datetime
+
+    from ps_agent.audit.export import RecordFilter
+
+    def exported(f: RecordFilter) -> tuple[list[str], list[str]]:
+        fhir, text = io.StringIO(), io.StringIO()
+        n_fhir = varied.export_fhir(fhir, where=f.matches, **f.query())
+        n_csv = varied.export_csv(text, where=f.matches, **f.query())
+        seqs_fhir = [str(e["resource"]["extension"][0]["extension"][0]["valueInteger"])
+                     for e in json.loads(fhir.getvalue())["entry"]]  # fmt: skip
+        seqs_csv = [r["seq"] for r in csv.DictReader(io.StringIO(text.getvalue()))]
+        assert n_fhir == len(seqs_fhir) and n_csv == len(seqs_csv)
+        return seqs_fhir, seqs_csv
+
+    def seqs(f: RecordFilter) -> list[str]:
+        a, b = exported(f)
+        assert a == b
+        assert a == [str(r.seq) for r in varied.records() if f.matches(r)]
+        return a
+
+    assert RecordFilter().empty and seqs(RecordFilter()) == [str(n) for n in range(1, 8)]
+    assert seqs(RecordFilter(outcome="refused")) == ["5"]
+    assert seqs(RecordFilter(outcome="error", action="dmp.delete")) == ["6"]
+    assert seqs(RecordFilter(action="dmp.")) == ["2", "3", "4", "5", "6", "7"]
+    assert seqs(RecordFilter(text="détresse")) == ["4"]  # the reason, case-insensitive
+    assert seqs(RecordFilter(text="marie secr")) == ["3"]  # the actor's name
+    assert seqs(RecordFilter(text="899700000021")) == ["3"]  # acted for
+    assert seqs(RecordFilter(patient_ins="186017512345678^1.2.250.1.213.1.4.10")) == ["7"]
+    day1 = datetime(2026, 11, 25, tzinfo=UTC)
+    # the first day only (until exclusive), then from 10:00:03 on
+    assert seqs(RecordFilter(since=day1, until=datetime(2026, 11, 26, tzinfo=UTC))) == [
+        str(n) for n in range(1, 7)
+    ]
+    assert seqs(RecordFilter(since=datetime(2026, 11, 25, 10, 0, 3, tzinfo=UTC))) == ["4", "5", "6", "7"]
+    assert seqs(RecordFilter(since=day1, action="dmp.retrieve", text="URG")) == ["4"]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        RecordFilter(since=datetime(2026, 11, 25))
+    # the writers alone take the predicate too
+    out = io.StringIO()
+    from ps_agent.audit.export import write_csv
+
+    assert write_csv(varied.records(), out, where=lambda r: r.seq % 2 == 0) == 3

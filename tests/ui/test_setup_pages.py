@@ -7,6 +7,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+
 from ps_agent.settings import load_settings, settings_path
 from ps_agent.setup_config import SEGUR_BUTTON_FR
 from ui.setup_pages import CHECK_FIX, CHECK_OK
@@ -25,7 +27,10 @@ def test_the_first_run_page_writes_the_setup_configuration(window_for, qtbot, tm
     page.understood.setChecked(True)
     page.auth_p12.setText(str(tmp_path / "absent.p12"))
     page.save.click()
-    assert page.result.text().startswith("Réglage « establishment.auth_p12 » : le fichier")
+    assert page.result.text().startswith(
+        "Certificat d'établissement — Réglage « establishment.auth_p12 » : le fichier"
+    )
+    assert "a40000" in page.auth_p12.styleSheet()  # the field is marked
     assert not settings_path(folder).exists()  # nothing written on a wrong value
     page.auth_p12.setText("")
     page.inbox.setText(str(tmp_path / "depot"))
@@ -90,3 +95,68 @@ def test_the_configuration_tab_edits_existing_settings_and_keeps_the_rest(window
     assert after.insi_url == "https://insi.example.test/ws" and after.api_port == 9999
     assert after.hotfolder_done == str(tmp_path / "done")
     assert after.segur_acknowledged_at == first.segur_acknowledged_at
+
+
+def test_the_configuration_tab_exposes_the_settings_of_issue_11(
+    window_for, qtbot, monkeypatch, tmp_path: Path
+) -> None:
+    """§10: environment, card middleware, AIR credentials, local API (on/off, port, new token), hot folder
+    (folder, on/off), idle time; written by the core, a wrong value named in French, the field focused."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from ps_agent.settings import validate
+    from ps_agent.setup_config import acknowledge_notice, finish, token_path
+    from ui.setup_pages import FIELD_LABELS, REGENERATE_TOKEN
+
+    def focused(page):  # the field setFocus went to (the window need not be the active one offscreen)
+        f = page.focusWidget()
+        return f.parent() if f is not None and f.parent() in page.fields.values() else f
+
+    folder = tmp_path / "config"
+    finish(acknowledge_notice(validate({"dmp": {"environment": "sandbox"}})), folder)
+    w = window_for(None, config_folder=folder)
+    page = w.setup_page
+    w.tabs.setCurrentWidget(page)
+    assert page.api_enabled.isChecked() and page.api_port.value() == 9983  # the defaults
+    assert page.hotfolder_enabled.isChecked() and page.idle.value() == 30
+    for key in FIELD_LABELS:  # every key has a field, reachable with an accessible name
+        assert page.fields[key].accessibleName()
+    # a wrong port: the core's message, with the field's label, the field focused
+    page.api_port.setValue(9982)
+    page.save.click()
+    assert page.result.text().startswith("Port de l'API locale — Réglage « api.port »")
+    assert "DmpConnect" in page.result.text() and focused(page) is page.api_port
+    page.api_port.setValue(9990)
+    page.idle.setValue(0)
+    page.save.click()
+    assert page.result.text().startswith("Fermer la session après (inactivité) — Réglage « session.idle")
+    assert "entre 1 et 480 minutes" in page.result.text() and focused(page) is page.idle
+    assert load_settings(settings_path(folder), check_files=False).api_port == 9983  # nothing written
+    # right values: saved through the core, the window follows the idle time
+    page.idle.setValue(12)
+    page.api_enabled.setChecked(False)
+    assert not page.api_port.isEnabled()
+    page.inbox.setText(str(tmp_path / "depot"))
+    page.hotfolder_enabled.setChecked(False)
+    page.pkcs11.setText("")
+    with qtbot.waitSignal(page.saved, timeout=5_000):
+        page.save.click()
+    after = load_settings(settings_path(folder), check_files=False)
+    assert (after.api_port, after.api_enabled, after.idle_timeout_minutes) == (9990, False, 12)
+    assert after.hotfolder_inbox == str(tmp_path / "depot") and not after.hotfolder_enabled
+    assert "a40000" not in page.api_port.styleSheet()
+    assert w.idle_guard.timeout_s == 720.0 and w.controller.idle_timeout_s == 720.0
+    # a new API token, after a confirmation stating the consequence
+    old = token_path(folder).read_text()
+    monkeypatch.setattr(
+        QMessageBox, "open", lambda *a, **k: None
+    )  # the box is driven below, never shown modal
+    qtbot.mouseClick(page.regenerate, Qt.MouseButton.LeftButton)
+    box = page.confirm_box
+    assert box is not None and box.windowTitle() == REGENERATE_TOKEN and "ne sera plus accepté" in box.text()
+    assert box.defaultButton().text() == "Annuler"
+    with qtbot.waitSignal(page.token_regenerated, timeout=5_000):
+        next(b for b in box.buttons() if b.text() == "Régénérer").click()
+    new = token_path(folder).read_text()
+    assert new != old and len(new.strip()) >= 32
+    assert page.result.text().startswith("Nouveau jeton de l'API locale")

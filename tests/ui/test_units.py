@@ -138,11 +138,19 @@ def test_type_picker_is_searchable_by_label_and_code(qtbot: Any) -> None:
     assert completer.completionCount() >= 1
 
 
-def test_python_m_ui_smoke(qtbot: Any, tmp_path: Path) -> None:
-    from ui.app import main
+def test_python_m_ui_smoke(tmp_path: Path) -> None:
+    """``python -m ui --smoke`` in its own process: ``app.exec()`` returning leaves this process's Qt
+    unable to deliver queued signals to slots (seen with PySide6 6.x), which broke every later window."""
+    import os
+    import subprocess
+    import sys
 
-    assert (
-        main(["--smoke", "--home", str(tmp_path / "home"), "--instance", f"ps-agent-ui-{uuid.uuid4().hex}"])
-        == 0
-    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "ui", "--smoke", "--home", str(tmp_path / "home"),
+         "--instance", f"ps-agent-ui-{uuid.uuid4().hex}"],
+        env=env, cwd=root, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     assert (tmp_path / "home" / "audit.sqlite3").exists()

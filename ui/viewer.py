@@ -1,0 +1,141 @@
+"""The document viewer with « Ouvrir dans le navigateur » (issue 11 §5, dmp-ui-requirements 7.2, 7.3).
+
+``CdaViewer`` is ``ui.documents.DocumentViewer`` plus one action: for a structured CDA (rendered by the
+shipped stylesheet in a ``QTextBrowser``, whose HTML/CSS subset falls short for wide tables, print
+layout, …) the same narrative, with the CDA header, goes to the system's browser. Nothing is written to
+disk: the page is served from memory by ``ps_agent.viewer_share`` (loopback, random port, unguessable
+token, answered once, ``no-store``) and opened with ``QDesktopServices.openUrl``.
+
+The server lives in ``ps_agent`` (Qt-free, standard library only) so it is tested without Qt and any
+front-end can use it; this module only composes the page and opens the URL."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+from ui.documents import DocumentViewer, hl7_local
+
+OPEN_IN_BROWSER = "Ouvrir dans le navigateur"
+BROWSER_NOTE = (
+    "Le document est transmis une seule fois au navigateur depuis la mémoire (rien n'est enregistré "
+    "sur le disque) ; pour le rouvrir, cliquez de nouveau."
+)
+# 7.5: printing from the browser uses A4 portrait.
+_PAGE_STYLE = (
+    "@page { size: A4 portrait; margin: 15mm; } "
+    "body { font-family: sans-serif; font-size: 11pt; margin: 1.5em; } "
+    "table { border-collapse: collapse; } th, td { border: 1px solid #999; padding: 3px 6px; } "
+    "th { background: #eee; } .entete { border: none; margin-bottom: 1em; } "
+    ".entete th, .entete td { border: none; text-align: left; vertical-align: top; background: none; } "
+    ".avertissement { background: #fff3b0; padding: 6px; }"
+)
+
+
+def _body_of(html: str) -> str:
+    """The content of ``<body>`` of the stylesheet's output (the whole text when it has none)."""
+    low = html.lower()
+    start = low.find("<body")
+    if start < 0:
+        return html
+    start = low.find(">", start) + 1
+    end = low.rfind("</body>")
+    return html[start : end if end >= 0 else len(html)]
+
+
+def browser_page(doc: Any, narrative_html: str, warnings: list[str] | None = None) -> str:
+    """A complete HTML page: the visibility warnings (7.4), the CDA header (7.1) and the narrative."""
+    p = doc.patient
+    rows = [
+        ("Type", f"{doc.code.display_name} ({doc.code.code})" if doc.code else ""),
+        ("Date", hl7_local(doc.effective_time)),
+        (
+            "Patient",
+            f"{p.birth_family_name} {p.given_names} — né(e) le {hl7_local(p.birth_time)}" if p else "",
+        ),
+        ("Auteur", "; ".join(str(a.name) for a in doc.authors if a.name)),
+        ("Structure", "; ".join(a.organization.name for a in doc.authors if a.organization)),
+        ("Responsable", doc.custodian.name if doc.custodian else ""),
+        ("Version", str(doc.version_number or "")),
+    ]
+    head = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows if v)
+    warn = "".join(f'<p class="avertissement">{escape(w)}</p>' for w in warnings or [])
+    title = escape(doc.title or "Document")
+    return (
+        '<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{_PAGE_STYLE}</style></head><body>"
+        f'{warn}<table class="entete">{head}</table>{_body_of(narrative_html)}</body></html>'
+    )
+
+
+class CdaViewer(DocumentViewer):
+    """``DocumentViewer`` with « Ouvrir dans le navigateur » for structured documents."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        bar = QHBoxLayout()
+        self.browser_btn = QPushButton(OPEN_IN_BROWSER)
+        self.browser_btn.setAccessibleName(OPEN_IN_BROWSER)
+        self.browser_btn.setToolTip(BROWSER_NOTE)
+        self.browser_btn.hide()
+        self.browser_note = QLabel("")
+        self.browser_note.setWordWrap(True)
+        self.browser_note.setAccessibleName("Ouverture dans le navigateur")
+        bar.addWidget(self.browser_btn)
+        bar.addWidget(self.browser_note, 1)
+        lay = self.layout()
+        assert isinstance(lay, QVBoxLayout)
+        lay.insertLayout(1, bar)  # under the visibility warning, above the header and the content
+        self.browser_btn.clicked.connect(self.open_in_browser)
+        self._warnings: list[str] = []
+        self.shared: Any = None  # the running ps_agent.viewer_share.OneShotPage
+
+    def show_document(self, entry: Any, cda_bytes: bytes) -> None:
+        self._stop_sharing()
+        self.browser_note.setText("")
+        super().show_document(entry, cda_bytes)
+        shown = not self.warning.isHidden()
+        self._warnings = [w for w in self.warning.text().split("\n") if w] if shown else []
+        self.browser_btn.setVisible(self.structured)
+
+    @property
+    def structured(self) -> bool:
+        return self.doc is not None and not self.doc.is_level1
+
+    def page_html(self) -> str:
+        """The browser page of the structured document shown ("" for a PDF or a text)."""
+        from ui.documents import render_structured
+
+        if not self.structured:
+            return ""
+        return browser_page(self.doc, render_structured(self.doc.root), self._warnings)
+
+    def open_in_browser(self) -> str:
+        """Serve the page once from memory and open it in the system's browser; returns the URL."""
+        from ps_agent.errors import PsAgentError
+        from ps_agent.viewer_share import share_html
+
+        html = self.page_html()
+        if not html:
+            return ""
+        self._stop_sharing()
+        try:
+            self.shared = share_html(html)
+        except PsAgentError as exc:
+            self.browser_note.setText(exc.message_fr)
+            return ""
+        if not QDesktopServices.openUrl(QUrl(self.shared.url)):
+            self._stop_sharing()
+            self.browser_note.setText("Aucun navigateur n'a pu être ouvert sur ce poste.")
+            return ""
+        self.browser_note.setText(BROWSER_NOTE)
+        return str(self.shared.url)
+
+    def _stop_sharing(self) -> None:
+        if self.shared is not None:
+            self.shared.close(wait=False)
+            self.shared = None
