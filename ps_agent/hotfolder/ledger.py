@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS item (
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     outcome TEXT NOT NULL DEFAULT ''
-)
+);
+CREATE INDEX IF NOT EXISTS item_entry ON item(entry_id);
+CREATE INDEX IF NOT EXISTS item_state ON item(state);
 """
 
 
@@ -55,7 +57,7 @@ class Ledger:
         self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute(_SCHEMA)
+        self._con.executescript(_SCHEMA)
         make_private_file(path)
 
     @contextmanager
