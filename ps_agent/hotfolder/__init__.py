@@ -355,8 +355,7 @@ class HotFolder:
             fld = p.errors[0][0] if p.errors else "document"
             self._reject_files(stem, sources, fld, p.detail, p.code)
             return
-        _write_bytes(self.work / f"{key}.xml", cda_bytes)
-        _write_json(self.work / f"{key}.sidecar.json", sidecar.raw)
+        _write_bytes(self.work / f"{key}.xml", cda_bytes)  # the sidecar follows in work/KEY/ (adopted)
         item = self.ledger.claim_new(key, stem, uid)
         if item is None:  # dropped twice at once: the other one wins
             self._rubrics.pop(key, None)
@@ -427,6 +426,17 @@ class HotFolder:
         self._rubrics[key] = _rubric_of_type(sc.type_code)
         return cda_bytes
 
+    def _stored_sidecar(self, key: str) -> bytes:
+        """The sidecar of an item taken before a restart: its own file, adopted into ``work/KEY/``."""
+        copy = self.work / f"{key}.sidecar.json"  # the layout of earlier versions
+        if copy.exists():
+            return copy.read_bytes()
+        keep = self.work / key
+        for p in sorted(keep.iterdir()) if keep.is_dir() else ():
+            if p.suffix.lower() == ".json":
+                return p.read_bytes()
+        return b"{}"  # a ready CDA carries its metadata; a missing sidecar means the defaults (all "N")
+
     # ------------------------------------------------------------------ the deposit
     @contextlib.contextmanager
     def _in_order(self, key: str, sc: Sidecar) -> Iterator[None]:
@@ -465,8 +475,7 @@ class HotFolder:
         assert item is not None
         if cda_bytes is None or sc is None:  # after a restart: what was stored in work/
             cda_bytes = (self.work / f"{key}.xml").read_bytes()
-            raw = (self.work / f"{key}.sidecar.json").read_bytes()
-            sc = parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
+            sc = parse_sidecar(self._stored_sidecar(key), is_cda=True, cda_bytes=cda_bytes)
         doc, sidecar = cda_bytes, sc
         cap = self._capture
         error: BaseException | None = None
@@ -503,7 +512,7 @@ class HotFolder:
             fld = p.errors[0][0] if p.errors else ""
             self._finish_rejected(key, fld, p.detail, p.code)
             return
-        self.ledger.set_state(key, QUEUED, entry_id=entry.id)
+        self.ledger.set_state(key, QUEUED, entry_id=entry.id, durable=False)
         if entry.state not in FINAL_STATES:  # it may have settled on another thread since: ask the queue
             entry = self.backend.services.queue.get(entry.id) or entry
         if entry.state in FINAL_STATES:
@@ -607,7 +616,7 @@ class HotFolder:
             ) as stem:
                 self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
                 _write_json(self.done / f"{stem}.receipt.json", receipt)
-        self.ledger.set_state(item.key, DONE, outcome=json.dumps(receipt, ensure_ascii=False))
+        self.ledger.set_state(item.key, DONE, outcome=json.dumps(receipt, ensure_ascii=False), durable=False)
         self._closed(item.key)
         if self.on_finished:
             self.on_finished(item.name, DONE)
@@ -630,7 +639,7 @@ class HotFolder:
             with self._target(self.rejected, item.name, (*self._kept_suffixes(key), ".error.json")) as stem:
                 self._move_kept(key, self.rejected, stem)
                 _write_json(self.rejected / f"{stem}.error.json", error)
-        self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False))
+        self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False), durable=False)
         self._closed(key)
         if self.on_finished:
             self.on_finished(item.name, REJECTED)
