@@ -113,6 +113,7 @@ class _Capture(threading.local):
 
     active: bool = False
     entry: QueuedDeposit | None = None
+    seq: int = -1  # the order in which this thread's item was taken (-1: recovery)
 
 
 class HotFolder:
@@ -145,6 +146,8 @@ class HotFolder:
         self._again: set[str] = set()  # names seen again while busy (dropped anew): taken once more after
         self._open: dict[str, str] = {}  # item key → patient key, items taken and not finished here
         self._patients: dict[str, int] = {}  # patient key → how many of its items are open
+        self._seq = 0  # items taken so far (their order)
+        self._preparing: set[int] = set()  # order numbers of items taken, patient not known/counted yet
         self._finishing: set[str] = set()  # item keys being finished (one finisher per item)
         self._reserved: set[str] = set()  # target names chosen in done/ or rejected/, not yet written
         self._rubrics: dict[str, str] = {}  # item key → rubric, known at build (no re-parse at the end)
@@ -235,12 +238,17 @@ class HotFolder:
                 stem = next(iter(self._pending))
                 del self._pending[stem]
                 self._busy.add(stem)
+                seq = self._capture.seq = self._seq
+                self._seq += 1
+                self._preparing.add(seq)
             try:
                 self.process(stem)
             except Exception:
                 log.exception("hot folder item %s", stem)
             finally:
                 with self._cv:
+                    self._preparing.discard(seq)
+                    self._cv.notify_all()
                     self._busy.discard(stem)
                     if stem in self._again:
                         self._again.discard(stem)
@@ -440,11 +448,15 @@ class HotFolder:
     # ------------------------------------------------------------------ the deposit
     @contextlib.contextmanager
     def _in_order(self, key: str, sc: Sidecar) -> Iterator[None]:
-        """Count the item as open for its patient; a replacement first waits for the earlier ones."""
+        """Count the item as open for its patient; a replacement first waits for the items taken before it
+        (still being read, or open for the same patient)."""
+        mine = self._capture.seq
         with self._cv:
             if sc.replaces:
                 end = time.monotonic() + REPLACEMENT_WAIT_S
-                while self._patients.get(sc.patient_key, 0) and not self._stop.is_set():
+                while (
+                    self._patients.get(sc.patient_key, 0) or any(s < mine for s in self._preparing)
+                ) and not self._stop.is_set():
                     left = end - time.monotonic()
                     if left <= 0:
                         log.warning("hot folder: replacement sent before earlier items of its patient ended")
@@ -453,6 +465,8 @@ class HotFolder:
             if key not in self._open:
                 self._open[key] = sc.patient_key
                 self._patients[sc.patient_key] = self._patients.get(sc.patient_key, 0) + 1
+            self._preparing.discard(mine)
+            self._cv.notify_all()
         yield
 
     def _closed(self, key: str) -> None:
