@@ -4,7 +4,7 @@ DMP exactly once, with a receipt in ``done/`` or a French error in ``rejected/``
 Folder layout (``root``)::
 
     inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
-    work/       items being deposited (KEY.xml: the CDA sent; KEY/: the dropped files)
+    work/       items being deposited (KEY/: the dropped files; the CDA is rebuilt from them after a crash)
     done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time)
     rejected/   NAME.* and NAME.error.json (French detail, field named)
     ledger.sqlite3  content hash → state (never deposited twice)
@@ -89,16 +89,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -363,7 +353,8 @@ class HotFolder:
             fld = p.errors[0][0] if p.errors else "document"
             self._reject_files(stem, sources, fld, p.detail, p.code)
             return
-        _write_bytes(self.work / f"{key}.xml", cda_bytes)  # the sidecar follows in work/KEY/ (adopted)
+        # nothing else is written before the claim: after a crash the CDA is rebuilt from the item's own
+        # files (adopted into work/KEY/ below), with the same uniqueId (derived from the key)
         item = self.ledger.claim_new(key, stem, uid)
         if item is None:  # dropped twice at once: the other one wins
             self._rubrics.pop(key, None)
@@ -395,7 +386,9 @@ class HotFolder:
 
     def _adopt_files(self, item: Item, sources: list[Path] | None = None) -> None:
         """Move the item's dropped files from the inbox to ``work/KEY/`` (idempotent)."""
-        keep = ensure_private_dir(self.work / item.key)
+        keep = self.work / item.key
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(keep, 0o700)  # inside work/ (0700): private whatever the umask
         for p in self._sources(item.name) if sources is None else sources:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(p, keep / p.name)
@@ -433,6 +426,28 @@ class HotFolder:
             raise to_problem(exc) from exc
         self._rubrics[key] = _rubric_of_type(sc.type_code)
         return cda_bytes
+
+    def _stored_item(self, key: str) -> tuple[bytes, Sidecar] | None:
+        """The CDA and sidecar of an item taken before a restart: the CDA stored by earlier versions
+        (``work/KEY.xml``), else the ready CDA kept in ``work/KEY/``, else the CDA built again from the PDF
+        kept there (same key, so same uniqueId: nothing of it was sent, or the queue entry holding that
+        uniqueId would have been adopted instead)."""
+        raw = self._stored_sidecar(key)
+        stored = self.work / f"{key}.xml"
+        if stored.exists():
+            cda_bytes = stored.read_bytes()
+            return cda_bytes, parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
+        keep = self.work / key
+        docs = [p for p in keep.iterdir() if p.suffix.lower() in DOCUMENT_SUFFIXES] if keep.is_dir() else []
+        if len(docs) != 1:
+            return None
+        data = docs[0].read_bytes()
+        if docs[0].suffix.lower() == ".xml":
+            return data, parse_sidecar(raw, is_cda=True, cda_bytes=data)
+        sc = parse_sidecar(raw, is_cda=False)
+        if self._key(data, sc) != key:
+            return None
+        return self._build(key, data, sc, is_cda=False), sc
 
     def _stored_sidecar(self, key: str) -> bytes:
         """The sidecar of an item taken before a restart: its own file, adopted into ``work/KEY/``."""
@@ -487,9 +502,12 @@ class HotFolder:
         here when the queue settles it inline, else when it arrives (``_on_queue_changed``)."""
         item = self.ledger.get(key)
         assert item is not None
-        if cda_bytes is None or sc is None:  # after a restart: what was stored in work/
-            cda_bytes = (self.work / f"{key}.xml").read_bytes()
-            sc = parse_sidecar(self._stored_sidecar(key), is_cda=True, cda_bytes=cda_bytes)
+        if cda_bytes is None or sc is None:  # after a restart: from the item's files kept in work/
+            stored = self._stored_item(key)
+            if stored is None:
+                log.warning("hot folder item %s: its files are no longer in work/%s", item.name, key)
+                return
+            cda_bytes, sc = stored
         doc, sidecar = cda_bytes, sc
         cap = self._capture
         error: BaseException | None = None
@@ -606,10 +624,11 @@ class HotFolder:
             return known
         from ps_agent.dmp.metadata import entry_from_cda, rubric_of
 
-        with contextlib.suppress(Exception):  # after a restart: read from the CDA kept in work/
-            cda_bytes = (self.work / f"{item.key}.xml").read_bytes()
-            doc_entry, _ = entry_from_cda(cda_bytes, (entry.patient_ins, entry.patient_oid), Visibility())
-            return rubric_of(doc_entry)
+        with contextlib.suppress(Exception):  # after a restart: from the item's files kept in work/
+            stored = self._stored_item(item.key)
+            if stored is not None:
+                doc_entry, _ = entry_from_cda(stored[0], (entry.patient_ins, entry.patient_oid), Visibility())
+                return rubric_of(doc_entry)
         return ""
 
     def _finish_done(self, item: Item, entry: QueuedDeposit) -> None:
@@ -700,9 +719,12 @@ class HotFolder:
 
     def _recover(self, queue: Any) -> None:
         for item in self.ledger.unfinished():
-            if self._inbox_key(item.name) == item.key or self._document_moved(item):
-                self._adopt_files(item)  # crash before (all) its files left the inbox
-            self._resume_item(item, queue)
+            try:
+                if self._inbox_key(item.name) == item.key or self._document_moved(item):
+                    self._adopt_files(item)  # crash before (all) its files left the inbox
+                self._resume_item(item, queue)
+            except Exception:  # one item's trouble never holds back the others
+                log.exception("hot folder recovery of %s", item.name)
 
     def _document_moved(self, item: Item) -> bool:
         """The item's document is already in work/KEY/ and none of that name is in the inbox."""
@@ -723,7 +745,7 @@ class HotFolder:
             self.ledger.set_state(item.key, QUEUED, entry_id=adopted.id)
             if adopted.state in FINAL_STATES:
                 self._finish_entry(adopted)
-        elif (self.work / f"{item.key}.xml").exists():
+        else:
             self._deposit(item.key)
 
     def counts(self) -> dict[str, int]:
