@@ -544,9 +544,11 @@ class HotFolder:
             fld = p.errors[0][0] if p.errors else ""
             self._finish_rejected(key, fld, p.detail, p.code)
             return
+        if entry.state in FINAL_STATES:  # settled inline (the usual case): straight to its outcome
+            self._finish_entry(entry, key)
+            return
         self.ledger.set_state(key, QUEUED, entry_id=entry.id, durable=False)
-        if entry.state not in FINAL_STATES:  # it may have settled on another thread since: ask the queue
-            entry = self.backend.services.queue.get(entry.id) or entry
+        entry = self.backend.services.queue.get(entry.id) or entry  # it may have settled meanwhile
         if entry.state in FINAL_STATES:
             self._finish_entry(entry)
 
@@ -560,18 +562,21 @@ class HotFolder:
         if entry.state in FINAL_STATES:
             self._finish_q.put(entry)
 
-    def _finish_entry(self, entry: QueuedDeposit) -> None:
-        item = self.ledger.by_entry(entry.id)
-        if item is None or item.state != QUEUED:
-            return
-        key = item.key
+    def _finish_entry(self, entry: QueuedDeposit, key: str = "") -> None:
+        """Write the outcome of a settled entry: ``key`` is the item deposited on this thread (its ledger row
+        may still say BUILDING); without it, the item that recorded this entry (QUEUED)."""
+        if not key:
+            item = self.ledger.by_entry(entry.id)
+            if item is None or item.state != QUEUED:
+                return
+            key = item.key
         with self._cv:  # one finisher per item
             if key in self._finishing:
                 return
             self._finishing.add(key)
         try:
             current = self.ledger.get(key)
-            if current is None or current.state != QUEUED:
+            if current is None or current.state not in (BUILDING, QUEUED):
                 return
             if entry.state is EntryState.REGISTERED:
                 self._finish_done(current, entry)
@@ -649,7 +654,9 @@ class HotFolder:
             ) as stem:
                 self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
                 _write_json(self.done / f"{stem}.receipt.json", receipt)
-        self.ledger.set_state(item.key, DONE, outcome=json.dumps(receipt, ensure_ascii=False), durable=False)
+        self.ledger.set_state(
+            item.key, DONE, entry_id=entry.id, outcome=json.dumps(receipt, ensure_ascii=False), durable=False
+        )
         self._closed(item.key)
         if self.on_finished:
             self.on_finished(item.name, DONE)
