@@ -251,6 +251,10 @@ def main() -> None:
                   f"(ratio {agent / bare:.2f}); the difference is the hot folder's own work")  # fmt: skip
             print(f"   CPU ms per document — hot folder: {show(hot_cpu)}; agent's own deposits: "
                   f"{show(agent_cpu)}; bare client: {show(bare1_cpu)} / {show(bare2_cpu)}")  # fmt: skip
+            if hot_cpu[0] and agent_cpu[0]:
+                print(f"   sandbox CPU / agent CPU per document (the ratio when both are CPU-bound, each on "
+                      f"its own core): hot folder {hot_cpu[1] / hot_cpu[0]:.2f}, agent's own deposits "
+                      f"{agent_cpu[1] / agent_cpu[0]:.2f}")  # fmt: skip
 
             token = load_or_create_token(tmpd / "config")
             server = ApiServer(create_app(backend, token), port=0)
