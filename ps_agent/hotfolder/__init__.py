@@ -4,7 +4,7 @@ DMP exactly once, with a receipt in ``done/`` or a French error in ``rejected/``
 Folder layout (``root``)::
 
     inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
-    work/       items being deposited (KEY.xml: the CDA sent; KEY/: the dropped files)
+    work/       items being deposited (KEY/: the dropped files; the CDA is rebuilt from them after a crash)
     done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time)
     rejected/   NAME.* and NAME.error.json (French detail, field named)
     ledger.sqlite3  content hash → state (never deposited twice)
@@ -12,19 +12,29 @@ Folder layout (``root``)::
 Completeness convention: the sidecar ``NAME.json`` is the marker and is written LAST, each file under a
 temporary name then renamed (``.NAME…``, ``~…``, ``*.tmp``, ``*.part``, ``*.partial`` are ignored). An item
 is taken only when its sidecar exists under its final name.
+
+Pipeline: ``workers`` threads each take the next complete item, build its CDA, sign and send it through the
+session (``PatientHandle.deposit``, safe from several threads: docs/agent.md, "Threading rule"); while one
+waits for the DMP the others build and sign, so at most ``workers`` deposits are in flight. The names waiting
+are a set (one entry per file of the inbox, never per item processed): memory stays flat with the count.
+File-system events only name the sidecar that arrived (no listing per event); the inbox is listed at start
+and every ``rescan_interval_s``. An item that replaces a document (``replaces``) waits until the items taken
+before it for the same patient are finished, so a replacement never overtakes its predecessor.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import queue as queue_mod
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +61,14 @@ SOURCE_SUFFIXES = (".pdf", ".PDF", ".Pdf", ".xml", ".XML", ".json", ".JSON")
 UID_NAMESPACE = uuid.UUID("5b0c6a47-8a4e-4f0b-9a55-2f1d6c1e0a12")
 # [I] Rescan of the inbox even without a file-system event (network shares lose events).
 RESCAN_INTERVAL_S = 5.0
+# Deposits in flight at once: enough for the build and signature of the next items to overlap the DMP
+# exchanges of the previous ones, few enough to keep the agent's threads (GIL) and the DMP's load small.
 DEFAULT_WORKERS = 4
+# [I] How long a replacement waits for the earlier items of the same patient (its predecessor may be among
+# them) before it is sent anyway (the queue's own rules then apply): a WAITING predecessor does not hold a
+# worker for ever.
+REPLACEMENT_WAIT_S = 300.0
+FINAL_STATES = (EntryState.REGISTERED, EntryState.REFUSED, EntryState.HANDED_BACK)
 
 
 def is_temporary(name: str) -> bool:
@@ -77,14 +94,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _is_sidecar_name(name: str) -> bool:
+    return name[-5:].lower() == ".json" and not is_temporary(name)
+
+
+class _Capture(threading.local):
+    """What the queue said, on this thread, about the entry being deposited (its id, its last state)."""
+
+    active: bool = False
+    entry: QueuedDeposit | None = None
+    seq: int = -1  # the order in which this thread's item was taken (-1: recovery)
 
 
 class HotFolder:
@@ -107,14 +126,27 @@ class HotFolder:
         self.backend = backend
         self.ledger = Ledger(root / "ledger.sqlite3")
         self.polling = polling
+        self.workers = max(1, workers)
         self.rescan_interval_s = rescan_interval_s
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hotfolder")
-        self._busy: set[str] = set()
-        self._lock = threading.Lock()
+        self._inbox_str = os.path.normcase(os.path.abspath(self.inbox))
+        # scheduling (one condition guards the sets below)
+        self._cv = threading.Condition()
+        self._pending: dict[str, None] = {}  # complete items waiting for a worker, in arrival order
+        self._busy: set[str] = set()  # names a worker holds
+        self._again: set[str] = set()  # names seen again while busy (dropped anew): taken once more after
+        self._open: dict[str, str] = {}  # item key → patient key, items taken and not finished here
+        self._patients: dict[str, int] = {}  # patient key → how many of its items are open
+        self._seq = 0  # items taken so far (their order)
+        self._preparing: set[int] = set()  # order numbers of items taken, patient not known/counted yet
+        self._finishing: set[str] = set()  # item keys being finished (one finisher per item)
+        self._reserved: set[str] = set()  # target names chosen in done/ or rejected/, not yet written
+        self._rubrics: dict[str, str] = {}  # item key → rubric, known at build (no re-parse at the end)
+        self._capture = _Capture()
+        self._finish_q: queue_mod.SimpleQueue[QueuedDeposit | None] = queue_mod.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._observer: Any = None
-        self._scanner: threading.Thread | None = None
         self._disconnect: Callable[[], None] | None = None
         self.on_finished: Callable[[str, str], None] | None = None  # (name, "done"|"rejected")
         self._recovering = False
@@ -125,31 +157,52 @@ class HotFolder:
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
-        wake = self._wake
+        notice = self._notice
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                wake.set()
+            """Only a sidecar arriving under its final name matters (created, renamed to, or closed)."""
+
+            def on_created(self, event: FileSystemEvent) -> None:
+                notice(event.src_path)
+
+            def on_moved(self, event: FileSystemEvent) -> None:
+                notice(event.dest_path)
+
+            def on_closed(self, event: FileSystemEvent) -> None:
+                notice(event.src_path)
 
         self._disconnect = self.backend.services.events.connect(QUEUE_CHANGED, self._on_queue_changed)
+        self._spawn(self._finish_loop, "hotfolder-finish")
         self.recover()
         self._observer = PollingObserver(timeout=1.0) if self.polling else Observer()
         self._observer.schedule(Handler(), str(self.inbox), recursive=False)
         self._observer.start()
-        self._scanner = threading.Thread(target=self._scan_loop, name="hotfolder-scan", daemon=True)
-        self._scanner.start()
+        for i in range(self.workers):
+            self._spawn(self._work_loop, f"hotfolder-{i}")
+        self._spawn(self._scan_loop, "hotfolder-scan")
         self._wake.set()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def stop(self) -> None:
         """Stop watching; items in flight finish (their state is in the ledger in any case)."""
         self._stop.set()
         self._wake.set()
+        with self._cv:
+            self._cv.notify_all()
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=10)
-        if self._scanner is not None:
-            self._scanner.join(timeout=10)
-        self._pool.shutdown(wait=True)
+        finisher = self._threads[0] if self._threads else None
+        for t in self._threads[1:]:
+            t.join()
+        if finisher is not None:
+            self._finish_q.put(None)
+            finisher.join()
+        self._threads = []
         if self._disconnect is not None:
             self._disconnect()
         self.ledger.close()
@@ -165,35 +218,79 @@ class HotFolder:
             except Exception:
                 log.exception("hot folder scan failed")
 
+    def _work_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop.is_set():
+                    self._cv.wait()
+                if self._stop.is_set():
+                    return
+                stem = next(iter(self._pending))
+                del self._pending[stem]
+                self._busy.add(stem)
+                seq = self._capture.seq = self._seq
+                self._seq += 1
+                self._preparing.add(seq)
+            try:
+                self.process(stem)
+            except Exception:
+                log.exception("hot folder item %s", stem)
+            finally:
+                with self._cv:
+                    self._preparing.discard(seq)
+                    self._cv.notify_all()
+                    self._busy.discard(stem)
+                    if stem in self._again:
+                        self._again.discard(stem)
+                        self._pending[stem] = None
+                        self._cv.notify()
+
+    def _finish_loop(self) -> None:
+        """Outcomes that arrive later (a WAITING entry registered by the queue worker) are finished here,
+        never inside the queue's notification (it holds the queue's lock)."""
+        while True:
+            entry = self._finish_q.get()
+            if entry is None:
+                return
+            try:
+                self._finish_entry(entry)
+            except Exception:
+                log.exception("hot folder outcome of %s", entry.id)
+
     # ------------------------------------------------------------------ scanning
+    def _list_complete(self) -> list[str]:
+        with os.scandir(self.inbox) as it:
+            names = [e.name for e in it if _is_sidecar_name(e.name) and e.is_file()]
+        return sorted(n[:-5] for n in names)
+
     def complete_items(self) -> list[str]:
         """Names (stems) whose sidecar is present under its final name."""
-        names = []
-        for p in sorted(self.inbox.iterdir()):
-            if p.is_file() and not is_temporary(p.name) and p.suffix.lower() == ".json":
-                names.append(p.stem)
-        return names
+        return self._list_complete()
+
+    def _notice(self, path: str | bytes) -> None:
+        """A file-system event: the sidecar it names is taken (no listing of the inbox)."""
+        p = os.fsdecode(path)
+        name = os.path.basename(p)
+        if (
+            _is_sidecar_name(name)
+            and os.path.normcase(os.path.dirname(os.path.abspath(p))) == self._inbox_str
+        ):
+            self._enqueue(name[:-5])
+
+    def _enqueue(self, stem: str) -> bool:
+        with self._cv:
+            if stem in self._pending:
+                return False
+            if stem in self._busy:
+                self._again.add(stem)
+                return False
+            self._pending[stem] = None
+            self._cv.notify()
+            return True
 
     def scan(self) -> int:
         """Schedule every complete item not already being handled; returns how many were scheduled."""
-        n = 0
-        for stem in self.complete_items():
-            with self._lock:
-                if stem in self._busy:
-                    continue
-                self._busy.add(stem)
-            n += 1
-            self._pool.submit(self._guarded, stem)
-        return n
-
-    def _guarded(self, stem: str) -> None:
-        try:
-            self.process(stem)
-        except Exception:
-            log.exception("hot folder item %s", stem)
-        finally:
-            with self._lock:
-                self._busy.discard(stem)
+        return sum(1 for stem in self._list_complete() if self._enqueue(stem))
 
     # ------------------------------------------------------------------ one item
     def _sources(self, stem: str) -> list[Path]:
@@ -207,9 +304,10 @@ class HotFolder:
 
     def process(self, stem: str) -> None:
         sidecar_path = self.inbox / f"{stem}.json"
-        if not sidecar_path.exists():
+        sources = self._sources(stem)
+        if sidecar_path not in sources:
             return
-        docs = [p for p in self._sources(stem) if p.suffix.lower() in DOCUMENT_SUFFIXES]
+        docs = [p for p in sources if p.suffix.lower() in DOCUMENT_SUFFIXES]
         flying = self.ledger.in_flight(stem) if not docs else None
         if flying is not None:  # its document already moved to work/ (a move interrupted): the rest follows
             self._adopt_files(flying)
@@ -221,7 +319,7 @@ class HotFolder:
                 if not docs
                 else f"Plusieurs documents pour « {stem} » : un seul fichier .pdf ou .xml par fiche."
             )
-            self._reject_files(stem, self._sources(stem), "document", detail, "DOCUMENT_MISSING")
+            self._reject_files(stem, sources, "document", detail, "DOCUMENT_MISSING")
             return
         doc_path = docs[0]
         data = doc_path.read_bytes()
@@ -231,12 +329,12 @@ class HotFolder:
                 sidecar_path.read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None
             )
         except SidecarError as exc:
-            self._reject_files(stem, self._sources(stem), exc.field, exc.detail, "SIDECAR_INVALID")
+            self._reject_files(stem, sources, exc.field, exc.detail, "SIDECAR_INVALID")
             return
         except Exception as exc:  # an unreadable CDA
             p = to_problem(exc)
             fld = p.errors[0][0] if p.errors else "document"
-            self._reject_files(stem, self._sources(stem), fld, p.detail, p.code)
+            self._reject_files(stem, sources, fld, p.detail, p.code)
             return
         key = self._key(data, sidecar)
         known = self.ledger.get(key)
@@ -245,24 +343,24 @@ class HotFolder:
             self._resume_item(known, self.backend.services.queue)
             return
         if known is not None:
-            self._duplicate(stem, known)
+            self._duplicate(stem, known, sources)
             return
         try:
             cda_bytes = self._build(key, data, sidecar, is_cda=is_cda)
-            uid = self._uid_of(cda_bytes, sidecar) if is_cda else document_uid_for(key)
+            uid = self._uid_of(cda_bytes, sidecar, key) if is_cda else document_uid_for(key)
         except Exception as exc:
             p = to_problem(exc)
             fld = p.errors[0][0] if p.errors else "document"
-            self._reject_files(stem, self._sources(stem), fld, p.detail, p.code)
+            self._reject_files(stem, sources, fld, p.detail, p.code)
             return
-        _write_bytes(self.work / f"{key}.xml", cda_bytes)
-        _write_json(self.work / f"{key}.sidecar.json", sidecar.raw)
-        if self.ledger.claim_new(key, stem, uid) is None:  # dropped twice at once: the other one wins
-            self._duplicate(stem, self.ledger.get(key))
+        # nothing else is written before the claim: after a crash the CDA is rebuilt from the item's own
+        # files (adopted into work/KEY/ below), with the same uniqueId (derived from the key)
+        item = self.ledger.claim_new(key, stem, uid)
+        if item is None:  # dropped twice at once: the other one wins
+            self._rubrics.pop(key, None)
+            self._duplicate(stem, self.ledger.get(key), sources)
             return
-        item = self.ledger.get(key)
-        assert item is not None
-        self._adopt_files(item)
+        self._adopt_files(item, sources)
         self._deposit(key, cda_bytes, sidecar)
 
     def _inbox_key(self, stem: str) -> str | None:
@@ -282,18 +380,25 @@ class HotFolder:
     @staticmethod
     def _key(data: bytes, sc: Sidecar) -> str:
         """The idempotency key: the document's bytes and the patient (the same file dropped twice)."""
-        return hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+        h = hashlib.sha256(data)
+        h.update(b"\0" + sc.patient_key.encode())
+        return h.hexdigest()
 
-    def _adopt_files(self, item: Item) -> None:
+    def _adopt_files(self, item: Item, sources: list[Path] | None = None) -> None:
         """Move the item's dropped files from the inbox to ``work/KEY/`` (idempotent)."""
-        keep = ensure_private_dir(self.work / item.key)
-        for p in self._sources(item.name):
-            os.replace(p, keep / p.name)
+        keep = self.work / item.key
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(keep, 0o700)  # inside work/ (0700): private whatever the umask
+        for p in self._sources(item.name) if sources is None else sources:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(p, keep / p.name)
 
-    def _uid_of(self, cda_bytes: bytes, sc: Sidecar) -> str:
-        from ps_agent.dmp.metadata import entry_from_cda
+    def _uid_of(self, cda_bytes: bytes, sc: Sidecar, key: str = "") -> str:
+        from ps_agent.dmp.metadata import entry_from_cda, rubric_of
 
         entry, _ = entry_from_cda(cda_bytes, (sc.ins, sc.ins_oid), sc.visibility)
+        if key:
+            self._rubrics[key] = rubric_of(entry)
         return entry.unique_id
 
     def _build(self, key: str, data: bytes, sc: Sidecar, *, is_cda: bool) -> bytes:
@@ -311,7 +416,7 @@ class HotFolder:
                 raise Problem(
                     422, "NOT_A_PDF", "Le fichier n'est pas un PDF.", errors=[("document", "pas un PDF")]
                 )
-            return build.level1(
+            cda_bytes = build.level1(
                 type_code=sc.type_code, content=data, title=sc.title, patient=sc.patient, author=sc.author,
                 media_type="application/pdf", document_id=InstanceId(document_uid_for(key)),
                 effective_time=sc.effective_time, service_start=sc.service_start,
@@ -319,59 +424,193 @@ class HotFolder:
             )  # fmt: skip
         except CdaError as exc:
             raise to_problem(exc) from exc
+        self._rubrics[key] = _rubric_of_type(sc.type_code)
+        return cda_bytes
+
+    def _stored_item(self, key: str) -> tuple[bytes, Sidecar] | None:
+        """The CDA and sidecar of an item taken before a restart: the CDA stored by earlier versions
+        (``work/KEY.xml``), else the ready CDA kept in ``work/KEY/``, else the CDA built again from the PDF
+        kept there (same key, so same uniqueId: nothing of it was sent, or the queue entry holding that
+        uniqueId would have been adopted instead)."""
+        raw = self._stored_sidecar(key)
+        stored = self.work / f"{key}.xml"
+        if stored.exists():
+            cda_bytes = stored.read_bytes()
+            return cda_bytes, parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
+        keep = self.work / key
+        docs = [p for p in keep.iterdir() if p.suffix.lower() in DOCUMENT_SUFFIXES] if keep.is_dir() else []
+        if len(docs) != 1:
+            return None
+        data = docs[0].read_bytes()
+        if docs[0].suffix.lower() == ".xml":
+            return data, parse_sidecar(raw, is_cda=True, cda_bytes=data)
+        sc = parse_sidecar(raw, is_cda=False)
+        if self._key(data, sc) != key:
+            return None
+        return self._build(key, data, sc, is_cda=False), sc
+
+    def _stored_sidecar(self, key: str) -> bytes:
+        """The sidecar of an item taken before a restart: its own file, adopted into ``work/KEY/``."""
+        copy = self.work / f"{key}.sidecar.json"  # the layout of earlier versions
+        if copy.exists():
+            return copy.read_bytes()
+        keep = self.work / key
+        for p in sorted(keep.iterdir()) if keep.is_dir() else ():
+            if p.suffix.lower() == ".json":
+                return p.read_bytes()
+        return b"{}"  # a ready CDA carries its metadata; a missing sidecar means the defaults (all "N")
+
+    # ------------------------------------------------------------------ the deposit
+    @contextlib.contextmanager
+    def _in_order(self, key: str, sc: Sidecar) -> Iterator[None]:
+        """Count the item as open for its patient; a replacement first waits for the items taken before it
+        (still being read, or open for the same patient)."""
+        mine = self._capture.seq
+        with self._cv:
+            if sc.replaces:
+                end = time.monotonic() + REPLACEMENT_WAIT_S
+                while (
+                    self._patients.get(sc.patient_key, 0) or any(s < mine for s in self._preparing)
+                ) and not self._stop.is_set():
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        log.warning("hot folder: replacement sent before earlier items of its patient ended")
+                        break
+                    self._cv.wait(min(left, 1.0))
+            if key not in self._open:
+                self._open[key] = sc.patient_key
+                self._patients[sc.patient_key] = self._patients.get(sc.patient_key, 0) + 1
+            self._preparing.discard(mine)
+            self._cv.notify_all()
+        yield
+
+    def _closed(self, key: str) -> None:
+        """The item is finished (or set aside): it no longer holds back a replacement of its patient."""
+        self._rubrics.pop(key, None)
+        with self._cv:
+            patient = self._open.pop(key, None)
+            if patient is not None:
+                n = self._patients.get(patient, 1) - 1
+                if n:
+                    self._patients[patient] = n
+                else:
+                    self._patients.pop(patient, None)
+                self._cv.notify_all()
 
     def _deposit(self, key: str, cda_bytes: bytes | None = None, sc: Sidecar | None = None) -> None:
+        """Sign and send on this worker (the session is shared by the workers); the outcome is finished
+        here when the queue settles it inline, else when it arrives (``_on_queue_changed``)."""
         item = self.ledger.get(key)
         assert item is not None
-        if cda_bytes is None or sc is None:  # after a restart: what was stored in work/
-            cda_bytes = (self.work / f"{key}.xml").read_bytes()
-            raw = (self.work / f"{key}.sidecar.json").read_bytes()
-            sc = parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
-        try:
-            h = self.backend.session().patient(PatientRef(sc.ins, sc.ins_oid, sc.ins_status))
-            entry = self.backend.submit(
-                lambda ctx: h.deposit(
-                    cda_bytes, visibility=sc.visibility, replaces=sc.replaces or None, ctx=ctx
-                ),
-                Context(background=True),
+        if cda_bytes is None or sc is None:  # after a restart: from the item's files kept in work/
+            stored = self._stored_item(key)
+            if stored is None:
+                log.warning("hot folder item %s: its files are no longer in work/%s", item.name, key)
+                return
+            cda_bytes, sc = stored
+        doc, sidecar = cda_bytes, sc
+        cap = self._capture
+        error: BaseException | None = None
+        settled = ""
+        with self._in_order(key, sidecar):
+            cap.active, cap.entry = True, None
+            try:
+                h = self.backend.session().patient(
+                    PatientRef(sidecar.ins, sidecar.ins_oid, sidecar.ins_status)
+                )
+                result = h.deposit(doc, visibility=sidecar.visibility, replaces=sidecar.replaces or None,
+                                   ctx=Context(background=True))  # fmt: skip
+                settled = result.value.submission_set_uid
+            except Exception as exc:  # sorted below: before the queue (refused) or after it (its outcome)
+                error = exc
+            finally:
+                entry, cap.active, cap.entry = cap.entry, False, None
+        if entry is None:  # no change of the queue on this thread: an entry that already held the document
+            held = getattr(error, "entry", None)
+            if isinstance(held, QueuedDeposit):
+                entry = held
+            elif settled:
+                entry = self.backend.services.queue.get(settled)
+        if entry is None:  # never reached the queue
+            p = (
+                error
+                if isinstance(error, Problem)
+                else to_problem(error or RuntimeError("dépôt non enregistré"))
             )
-        except Problem as p:
             if p.code == "NO_SESSION" or p.status == 503:
                 log.warning("hot folder item %s waits: %s", item.name, p.detail)
+                self._closed(key)
                 return  # kept BUILDING: tried again at the next recovery
             fld = p.errors[0][0] if p.errors else ""
             self._finish_rejected(key, fld, p.detail, p.code)
             return
-        self.ledger.set_state(key, QUEUED, entry_id=entry.id)
-        current = self.backend.services.queue.get(entry.id)
-        if current is not None:
-            self._on_queue_changed(current)
+        if entry.state in FINAL_STATES:  # settled inline (the usual case): straight to its outcome
+            self._finish_entry(entry, key)
+            return
+        self.ledger.set_state(key, QUEUED, entry_id=entry.id, durable=False)
+        entry = self.backend.services.queue.get(entry.id) or entry  # it may have settled meanwhile
+        if entry.state in FINAL_STATES:
+            self._finish_entry(entry)
 
     # ------------------------------------------------------------------ outcomes
     def _on_queue_changed(self, entry: QueuedDeposit) -> None:
-        if entry.state not in (EntryState.REGISTERED, EntryState.REFUSED, EntryState.HANDED_BACK):
+        """Called by the queue (under its lock): only note it; the finishing work happens elsewhere."""
+        cap = self._capture
+        if cap.active and (cap.entry is None or cap.entry.id == entry.id):
+            cap.entry = entry  # the deposit on this thread: finished by it once the call returns
             return
-        item = self.ledger.by_entry(entry.id)
-        if item is None or item.state != QUEUED:
-            return
-        with self._lock:  # one finisher per item
-            item = self.ledger.get(item.key)
+        if entry.state in FINAL_STATES:
+            self._finish_q.put(entry)
+
+    def _finish_entry(self, entry: QueuedDeposit, key: str = "") -> None:
+        """Write the outcome of a settled entry: ``key`` is the item deposited on this thread (its ledger row
+        may still say BUILDING); without it, the item that recorded this entry (QUEUED)."""
+        if not key:
+            item = self.ledger.by_entry(entry.id)
             if item is None or item.state != QUEUED:
                 return
+            key = item.key
+        with self._cv:  # one finisher per item
+            if key in self._finishing:
+                return
+            self._finishing.add(key)
+        try:
+            current = self.ledger.get(key)
+            if current is None or current.state not in (BUILDING, QUEUED):
+                return
             if entry.state is EntryState.REGISTERED:
-                self._finish_done(item, entry)
+                self._finish_done(current, entry)
             else:
-                self._finish_rejected(
-                    item.key, "", entry.reason_fr or entry.state.label_fr, entry.reason_code
-                )
+                self._finish_rejected(key, "", entry.reason_fr or entry.state.label_fr, entry.reason_code)
+        finally:
+            with self._cv:
+                self._finishing.discard(key)
 
-    def _target(self, folder: Path, name: str) -> str:
+    @contextlib.contextmanager
+    def _target(self, folder: Path, name: str, suffixes: tuple[str, ...]) -> Iterator[str]:
+        """A free name in ``folder`` for files ``name`` + each suffix (``name-2``… when taken), reserved
+        until the block ends (two items of the same name finishing at once never share it)."""
         stem = name
         n = 1
-        while any(folder.glob(f"{stem}.*")):
-            n += 1
-            stem = f"{name}-{n}"
-        return stem
+        with self._cv:
+            while str(folder / stem) in self._reserved or any(
+                os.path.lexists(folder / f"{stem}{s}") for s in suffixes
+            ):
+                n += 1
+                stem = f"{name}-{n}"
+            token = str(folder / stem)
+            self._reserved.add(token)
+        try:
+            yield stem
+        finally:
+            with self._cv:
+                self._reserved.discard(token)
+
+    def _kept_suffixes(self, key: str) -> tuple[str, ...]:
+        keep = self.work / key
+        if not keep.is_dir():
+            return ()
+        return tuple(os.path.splitext(n)[1] for n in os.listdir(keep))
 
     def _move_kept(self, key: str, folder: Path, stem: str) -> None:
         keep = self.work / key
@@ -384,18 +623,24 @@ class HotFolder:
             with contextlib.suppress(FileNotFoundError):
                 extra.unlink()
 
-    def _finish_done(self, item: Item, entry: QueuedDeposit) -> None:
+    def _rubric(self, item: Item, entry: QueuedDeposit) -> str:
+        known = self._rubrics.get(item.key)
+        if known is not None:
+            return known
         from ps_agent.dmp.metadata import entry_from_cda, rubric_of
 
-        rubric = ""
-        with contextlib.suppress(Exception):
-            cda_bytes = (self.work / f"{item.key}.xml").read_bytes()
-            doc_entry, _ = entry_from_cda(cda_bytes, (entry.patient_ins, entry.patient_oid), Visibility())
-            rubric = rubric_of(doc_entry)
+        with contextlib.suppress(Exception):  # after a restart: from the item's files kept in work/
+            stored = self._stored_item(item.key)
+            if stored is not None:
+                doc_entry, _ = entry_from_cda(stored[0], (entry.patient_ins, entry.patient_oid), Visibility())
+                return rubric_of(doc_entry)
+        return ""
+
+    def _finish_done(self, item: Item, entry: QueuedDeposit) -> None:
         receipt = {
             "ACK_RECEPTION_DMP": "Y",
             "uniqueId": item.document_uid,
-            "rubrique": rubric,
+            "rubrique": self._rubric(item, entry),
             "titre": entry.titles[0] if entry.titles else "",
             "lot": entry.id,
             "etat": entry.state.label_fr,
@@ -404,10 +649,15 @@ class HotFolder:
             "empreinte": item.key,
         }
         if not (self._recovering and self._written(self.done, ".receipt.json", item.key)):
-            stem = self._target(self.done, item.name)
-            self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
-            _write_json(self.done / f"{stem}.receipt.json", receipt)
-        self.ledger.set_state(item.key, DONE, outcome=json.dumps(receipt, ensure_ascii=False))
+            with self._target(
+                self.done, item.name, (*self._kept_suffixes(item.key), ".receipt.json")
+            ) as stem:
+                self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
+                _write_json(self.done / f"{stem}.receipt.json", receipt)
+        self.ledger.set_state(
+            item.key, DONE, entry_id=entry.id, outcome=json.dumps(receipt, ensure_ascii=False), durable=False
+        )
+        self._closed(item.key)
         if self.on_finished:
             self.on_finished(item.name, DONE)
 
@@ -426,27 +676,28 @@ class HotFolder:
         error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now(),
                  "empreinte": key}  # fmt: skip
         if not (self._recovering and self._written(self.rejected, ".error.json", key)):
-            stem = self._target(self.rejected, item.name)
-            self._move_kept(key, self.rejected, stem)
-            _write_json(self.rejected / f"{stem}.error.json", error)
-        self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False))
+            with self._target(self.rejected, item.name, (*self._kept_suffixes(key), ".error.json")) as stem:
+                self._move_kept(key, self.rejected, stem)
+                _write_json(self.rejected / f"{stem}.error.json", error)
+        self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False), durable=False)
+        self._closed(key)
         if self.on_finished:
             self.on_finished(item.name, REJECTED)
 
     def _reject_files(self, stem: str, files: list[Path], field: str, detail: str, code: str) -> None:
         """An item refused before the ledger (bad sidecar...): it may be dropped again once corrected."""
-        target = self._target(self.rejected, stem)
         error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now()}
-        for p in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(p, self.rejected / f"{target}{p.suffix}")
-        _write_json(self.rejected / f"{target}.error.json", error)
+        with self._target(self.rejected, stem, (*(p.suffix for p in files), ".error.json")) as target:
+            for p in files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(p, self.rejected / f"{target}{p.suffix}")
+            _write_json(self.rejected / f"{target}.error.json", error)
         if self.on_finished:
             self.on_finished(stem, REJECTED)
 
-    def _duplicate(self, stem: str, known: Item | None) -> None:
+    def _duplicate(self, stem: str, known: Item | None, sources: list[Path] | None = None) -> None:
         """The same content was already taken: not deposited again; the copy goes to done/ with a note."""
-        target = self._target(self.done, stem)
+        files = self._sources(stem) if sources is None else sources
         note: dict[str, Any] = {
             "doublon": True,
             "detail": "Document déjà reçu : il n'est pas déposé une seconde fois.",
@@ -455,10 +706,11 @@ class HotFolder:
         if known is not None:
             note.update({"uniqueId": known.document_uid, "lot": known.entry_id, "premier_depot": known.name,
                          "etat_premier_depot": known.state})  # fmt: skip
-        for p in self._sources(stem):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(p, self.done / f"{target}{p.suffix}")
-        _write_json(self.done / f"{target}.receipt.json", note)
+        with self._target(self.done, stem, (*(p.suffix for p in files), ".receipt.json")) as target:
+            for p in files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(p, self.done / f"{target}{p.suffix}")
+            _write_json(self.done / f"{target}.receipt.json", note)
         if self.on_finished:
             self.on_finished(stem, "duplicate")
 
@@ -474,9 +726,12 @@ class HotFolder:
 
     def _recover(self, queue: Any) -> None:
         for item in self.ledger.unfinished():
-            if self._inbox_key(item.name) == item.key or self._document_moved(item):
-                self._adopt_files(item)  # crash before (all) its files left the inbox
-            self._resume_item(item, queue)
+            try:
+                if self._inbox_key(item.name) == item.key or self._document_moved(item):
+                    self._adopt_files(item)  # crash before (all) its files left the inbox
+                self._resume_item(item, queue)
+            except Exception:  # one item's trouble never holds back the others
+                log.exception("hot folder recovery of %s", item.name)
 
     def _document_moved(self, item: Item) -> bool:
         """The item's document is already in work/KEY/ and none of that name is in the inbox."""
@@ -489,18 +744,30 @@ class HotFolder:
         crash after the queue write), or deposit the stored CDA (same bytes, same uniqueId)."""
         if item.state == QUEUED:
             entry = queue.get(item.entry_id)
-            if entry is not None:
-                self._on_queue_changed(entry)
+            if entry is not None and entry.state in FINAL_STATES:
+                self._finish_entry(entry)
             return
         adopted = next((e for e in queue.entries() if item.document_uid in e.document_uids), None)
         if adopted is not None:
             self.ledger.set_state(item.key, QUEUED, entry_id=adopted.id)
-            self._on_queue_changed(adopted)
-        elif (self.work / f"{item.key}.xml").exists():
+            if adopted.state in FINAL_STATES:
+                self._finish_entry(adopted)
+        else:
             self._deposit(item.key)
 
     def counts(self) -> dict[str, int]:
         return {s: self.ledger.count(s) for s in (BUILDING, QUEUED, DONE, REJECTED)}
+
+
+@functools.lru_cache(maxsize=256)
+def _rubric_of_type(type_code: str) -> str:
+    """The DMP rubric of a type code (it depends on the type only: ``cda.classify``)."""
+    from cda.classify import classify_type
+
+    try:
+        return classify_type(type_code).dmp_rubric
+    except Exception:  # unknown type: the DMP refuses it anyway; no rubric rather than an error
+        return ""
 
 
 __all__ = ["HotFolder", "document_uid_for", "is_temporary"]

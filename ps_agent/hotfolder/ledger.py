@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS item (
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     outcome TEXT NOT NULL DEFAULT ''
-)
+);
+CREATE INDEX IF NOT EXISTS item_entry ON item(entry_id);
+CREATE INDEX IF NOT EXISTS item_state ON item(state);
 """
 
 
@@ -55,19 +57,27 @@ class Ledger:
         self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
-        self._con.execute(_SCHEMA)
+        self._con.executescript(_SCHEMA)
         make_private_file(path)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable=False`` skips its fsync (WAL, ``synchronous=NORMAL``): it
+        survives a crash or ``kill -9`` of the process, and the next durable commit syncs it too."""
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._con.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._con.execute("PRAGMA synchronous=FULL")
 
     def get(self, key: str) -> Item | None:
         with self._lock:
@@ -100,8 +110,12 @@ class Ledger:
             )
         return self.get(key)
 
-    def set_state(self, key: str, state: str, *, entry_id: str | None = None, outcome: str = "") -> None:
-        with self._tx() as con:
+    def set_state(
+        self, key: str, state: str, *, entry_id: str | None = None, outcome: str = "", durable: bool = True
+    ) -> None:
+        """``durable=False`` for the states recovery can rebuild (QUEUED: the queue entry holding the item's
+        uniqueId is adopted; DONE/REJECTED: the receipt or error file, fsync'd, is found by its hash)."""
+        with self._tx(durable=durable) as con:
             if entry_id is None:
                 con.execute(
                     "UPDATE item SET state=?, outcome=?, updated=? WHERE key=?", (state, outcome, _now(), key)

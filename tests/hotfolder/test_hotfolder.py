@@ -182,3 +182,26 @@ def test_polling_observer_for_network_shares(rig: Any) -> None:
     rig.drop("partage", title="CR partage réseau")
     rig.wait_for(lambda: "partage" in rig.receipts())
     assert rig.receipts()["partage"]["ACK_RECEPTION_DMP"] == "Y"
+
+
+def test_crash_after_the_claim_rebuilds_the_cda_with_the_same_unique_id(rig: Any) -> None:
+    """Killed after the ledger took the item and its files moved to work/KEY/, before the queue: nothing
+    else was stored; the restart builds the CDA again from the kept files, with the same uniqueId."""
+    from ps_agent.hotfolder import document_uid_for
+
+    rig.drop("k0", title="CR reconstruit")
+    folder = rig.folder
+    data = (folder.inbox / "k0.pdf").read_bytes()
+    sc = parse_sidecar((folder.inbox / "k0.json").read_bytes(), is_cda=False)
+    key = hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+    item = folder.ledger.claim_new(key, "k0", document_uid_for(key))
+    assert item is not None
+    folder._adopt_files(item)
+    assert not (folder.work / f"{key}.xml").exists() and list(folder.inbox.iterdir()) == []
+    rig.restart()
+    rig.folder.start()
+    rig.wait_for(lambda: "k0" in rig.receipts())
+    assert rig.receipts()["k0"]["uniqueId"] == document_uid_for(key)
+    assert rig.receipts()["k0"]["rubrique"]
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert len(_registered(rig)) == 1 and _registered(rig)[0].document_uids == (document_uid_for(key),)

@@ -143,3 +143,66 @@ def test_kill_9_mid_batch_then_restart_neither_loses_nor_repeats(
     with Services(agent_config(dmp, test_pki, tmp_path / "home")) as services:
         q = services.queue_entries()
     assert len(q) == N_ITEMS and all(e.state.value == "registered" for e in q)
+
+
+def _in_flight(ledger: Path) -> int:
+    """Items the running service has taken and not finished (its ledger, read beside it)."""
+    import sqlite3
+
+    if not ledger.exists():
+        return 0
+    con = sqlite3.connect(ledger, timeout=5)
+    try:
+        return int(
+            con.execute("SELECT count(*) FROM item WHERE state IN ('building','queued')").fetchone()[0]
+        )
+    finally:
+        con.close()
+
+
+def test_kill_9_with_several_deposits_in_flight(dmp: Any, test_pki: Any, tmp_path: Path) -> None:
+    """The DMP answers 300 ms late, so the service's workers hold several deposits at once; a ``kill -9``
+    then, and a restart: none lost, none repeated (the sandbox's own listing and the queue say so)."""
+    from sandbox.server.faults import FaultConfig
+
+    n = 20
+    svc = Service(dmp, test_pki, tmp_path)
+    run_id = tmp_path.name[-12:]
+    titles = [f"CR vol {run_id} {i}" for i in range(n)]
+    for i, t in enumerate(titles):
+        _drop(svc.depot / "inbox", f"v{i:02d}", t)
+    action = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
+    dmp.faults.configure(FaultConfig(seed=5, latency_ms=300, latency_rate=1.0, actions=(action,)))
+    try:
+        svc.start()
+        end = time.monotonic() + 120
+        while not (_in_flight(svc.depot / "ledger.sqlite3") >= 2 and svc.receipts()):
+            assert svc.proc is not None and svc.proc.poll() is None, svc.log.read_text(encoding="utf-8")
+            assert time.monotonic() < end, "never two items in flight"
+            time.sleep(0.01)
+        assert svc.proc is not None
+        svc.proc.send_signal(signal.SIGKILL)
+        svc.proc.wait(timeout=30)
+    finally:
+        dmp.faults.clear()
+    assert len(svc.receipts()) < n
+    svc.start()
+    svc.wait_receipts(n, timeout=240)
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(timeout=60) == 0
+    receipts = svc.receipts()
+    assert len(receipts) == n and not any(r.get("doublon") for r in receipts)
+    uids = {r["uniqueId"] for r in receipts}
+    assert len(uids) == n and list((svc.depot / "inbox").iterdir()) == []
+    with Services(agent_config(dmp, test_pki, tmp_path / "gp-home")) as services:
+        session = services.open_session(credentials(test_pki, "gp", AuthMode.DIRECTE))
+        patient = session.patient(PatientRef(DEMO_ADULT.ins, DEMO_ADULT.oid, "QUAL"))
+        patient.record_consent(how="oral")
+        entries = patient.list_documents().value.entries
+        session.close()
+    mine = [e for e in entries if e.title in titles]
+    assert sorted(e.title for e in mine) == sorted(titles)
+    assert {e.unique_id for e in mine} == uids
+    with Services(agent_config(dmp, test_pki, tmp_path / "home")) as services:
+        q = services.queue_entries()
+    assert len(q) == n and all(e.state.value == "registered" for e in q)
