@@ -74,6 +74,22 @@ PIN_BLOCKED_HELP = (
 )
 PIN_SESSION_ONCE = "Le code ne vous sera plus demandé tant que la carte reste dans le lecteur."
 
+# [I] 1.3: days before the card's end of validity at which the professional is warned (tray notification
+# and header); the spec's own example thresholds.
+CPS_EXPIRY_WARN_DAYS = (30, 7, 1)
+CPS_EXPIRY_SOON = "Votre carte CPS expire le {date} (dans {days} jour(s)) : commandez son renouvellement."
+CPS_EXPIRY_TODAY = "Votre carte CPS expire aujourd'hui ({date}) : commandez son renouvellement."
+# 1.2 (EX_GEN-1430): the dialog the CNDA asks a screenshot of; the core's message follows it.
+VITALE_TEST_CARD_TITLE = "Carte Vitale refusée"
+VITALE_TEST_CARD = "Carte Vitale de test : refusée en production."
+# 1.7 / 15.3: a remote-desktop session (TSE, Citrix, xrdp, SSH): where the card must be.
+REMOTE_SESSION_NOTE = (
+    "Bureau à distance détecté ({what}) : la carte CPS doit être dans un lecteur de la machine où tourne "
+    "l'agent — un lecteur par poste, une carte par session ; la carte n'est jamais partagée par le réseau."
+)
+# 1.6: where the guided diagnosis is, appended to card, middleware and network errors.
+SEE_DIAGNOSTIC = "Consultez l'onglet « Diagnostic » pour la cause et la correction."
+
 # ------------------------------------------------------------------ patient identity (2.2, 2.6)
 
 
@@ -95,6 +111,12 @@ IDENTITY_STATUS_FR = {
 VALIDATE_IDENTITY = "Valider l'identité"
 NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
+)
+# 2.5: the strict traits of a qualified identity are locked.
+TRAITS_LOCKED = "Traits verrouillés"
+TRAITS_LOCKED_TIP = (
+    "Identité qualifiée : les traits stricts (nom de naissance, prénoms, date et lieu de naissance, sexe) "
+    "ne sont pas modifiables ici. Les modifier ferait perdre à l'identité son statut qualifié."
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
 NEW_BADGE = "[Nouveau]"

@@ -77,11 +77,24 @@ def error_text(exc: BaseException) -> str:
 
     if isinstance(exc, PsAgentError):
         code = f" [{exc.code}]" if exc.code else ""
-        return f"{exc.message_fr}{code}"
+        hint = f" {L.SEE_DIAGNOSTIC}" if needs_diagnosis(exc) else ""
+        return f"{exc.message_fr}{code}{hint}"
     if isinstance(exc, CdaError):
         where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
         return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+def needs_diagnosis(exc: BaseException) -> bool:
+    """1.6: reader, card, middleware, certificate and network failures point to the Diagnostic page (a PIN
+    typo or a closed session does not)."""
+    from ps_agent.auth.errors import CertificateError, Pkcs11Error, TlsError
+    from ps_agent.dmp.errors import ProtocolError, TransportError
+    from ps_agent.errors import CardError
+
+    return isinstance(
+        exc, CardError | Pkcs11Error | CertificateError | TlsError | TransportError | ProtocolError
+    )
 
 
 NO_PREVIOUS: Any = object()  # marker: this professional never consulted this DMP before
@@ -228,6 +241,15 @@ class MainWindow(QMainWindow):
         self.session_note.setAccessibleName("Session")
         self.session_note.hide()
         root.addWidget(self.session_note)
+        # 1.3 / 1.7: what the workstation and the card need (card expiring, remote-desktop session)
+        self.workstation_note = QLabel("")
+        self.workstation_note.setWordWrap(True)
+        self.workstation_note.setStyleSheet("background: #fff4e5; color: #5a3a00; padding: 6px;")
+        self.workstation_note.setAccessibleName("Avertissements du poste")
+        self.workstation_note.hide()
+        root.addWidget(self.workstation_note)
+        self.error_box: QMessageBox | None = None
+        self.expiry_note = ""  # 1.3: the card's end of validity, when near (computed at login)
         self.emergency_banner = QLabel("")
         self.emergency_banner.setStyleSheet(
             "background: #c00000; color: white; font-weight: bold; padding: 8px;"
@@ -386,6 +408,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn.clicked.connect(self.cancel_current)
         QShortcut(QKeySequence("Escape"), self, self.cancel_current)
         self._on_state(c.state.value)
+        self._update_workstation_note()
         self._update_patient_ui()
         self.refresh_queue()  # the tray shows the queue from the start, session or not
 
@@ -451,14 +474,26 @@ class MainWindow(QMainWindow):
         self.header.show_state(self.controller)
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
-        self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        self.vaccination_page.set_professional(who_acts(session.identity))
         if session.mode is AuthMode.DIRECTE:
             self.batch_page.set_authors(None)
         else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
             self.batch_page.set_authors(*load_authors(Path(session.services.config.home)))
         self.refresh_queue()
+        from ui.tray import card_expiry, expiry_warning, now_utc
+
+        self.expiry_note = expiry_warning(card_expiry(session), now_utc())
+        self._update_workstation_note()
         if self.segur_notice:
             self.check_segur_notice(session)
+
+    def _update_workstation_note(self) -> None:
+        from ui.tray import remote_session_note
+
+        lines = [self.expiry_note if self.controller.session is not None else "", remote_session_note()]
+        text = "\n".join(line for line in lines if line)
+        self.workstation_note.setText(text)
+        self.workstation_note.setVisible(bool(text))
 
     def check_segur_notice(self, session: Any) -> None:
         """Show the Ségur notice when due for this user (3.6); its acknowledgement is journaled."""
@@ -489,6 +524,8 @@ class MainWindow(QMainWindow):
         self._drop_patient()
         self.session_note.setText(message)
         self.session_note.show()
+        self.expiry_note = ""
+        self._update_workstation_note()
         self.header.show_state(self.controller)
         self._on_idle()
         self.say(message)
@@ -781,12 +818,25 @@ class MainWindow(QMainWindow):
         self.hidden_note.setText("")
         self._update_patient_ui()
 
+    def show_error_dialog(self, title: str, text: str, detail: str = "") -> QMessageBox:
+        """A modal-less error box (the window keeps answering); kept in ``error_box``."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, parent=self)
+        if detail:
+            box.setInformativeText(detail)
+        box.setAccessibleName(title)
+        box.addButton("Fermer", QMessageBox.ButtonRole.AcceptRole)
+        self.error_box = box
+        box.open()
+        return box
+
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):  # the user asked for it: not an error
             self.say(exc.message_fr)
             self._update_patient_ui()
             return
         self.say(error_text(exc), error=True)
+        if isinstance(exc, PsAgentError) and exc.code == "vitale_test_card":  # 1.2: no call was made
+            self.show_error_dialog(L.VITALE_TEST_CARD_TITLE, L.VITALE_TEST_CARD, exc.message_fr)
         p = self.patient
         if p is not None and p.in_emergency and p.handle.snapshot().emergency_opposed:
             # the DMP refused the emergency access (patient's opposition): leave that mode, visibly

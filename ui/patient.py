@@ -314,10 +314,17 @@ class IdentityBar(QFrame):
         self.secret.setAccessibleName(L.MINOR_CONFIDENTIAL_BADGE)
         self.secret.setStyleSheet("color: white; background: #6a1b9a; padding: 2px 8px; border-radius: 8px;")
         self.secret.hide()
+        self.locked = QLabel("\N{LOCK} " + L.TRAITS_LOCKED)  # 2.5: qualified traits are read-only
+        self.locked.setAccessibleName(L.TRAITS_LOCKED)
+        self.locked.setToolTip(L.TRAITS_LOCKED_TIP)
+        self.locked.setAccessibleDescription(L.TRAITS_LOCKED_TIP)
+        self.locked.setStyleSheet("color: #1e7b34;")
+        self.locked.hide()
         self.validate_btn = QPushButton(L.VALIDATE_IDENTITY)
         self.validate_btn.setAccessibleName(L.VALIDATE_IDENTITY)
         lay.addWidget(self.traits, 1)
         lay.addWidget(self.secret)
+        lay.addWidget(self.locked)
         lay.addWidget(self.chip)
         lay.addWidget(self.validate_btn)
         self.validate_btn.clicked.connect(self._ask_document)
@@ -333,6 +340,7 @@ class IdentityBar(QFrame):
         colour = "#1e7b34" if identity.qualified else "#9a5b00"
         self.chip.setStyleSheet(f"color: white; background: {colour}; padding: 2px 8px; border-radius: 8px;")
         self.validate_btn.setVisible(not identity.qualified)
+        self.locked.setVisible(identity.qualified)
         self.show()
 
     def _ask_document(self) -> None:

@@ -86,9 +86,14 @@ class VaccinationPage(QWidget):
         ):
             w.setAccessibleName(text)
             form.addRow(text, w)
+        # 10.4: the vaccinator and who records are both authors of the note; the core signs with the card
+        # in the reader, so both are the signed-in professional (no one else can be named here).
         self.vaccinator = QLabel("")
         self.vaccinator.setAccessibleName("Vacciné par")
-        form.addRow("Vacciné par / saisi par", self.vaccinator)
+        form.addRow("Vacciné par", self.vaccinator)
+        self.recorder = QLabel("")
+        self.recorder.setAccessibleName("Saisi par")
+        form.addRow("Saisi par", self.recorder)
         self.record = QPushButton("Enregistrer une vaccination")
         self.record.setAccessibleName("Enregistrer la vaccination dans le DMP")
         self.result = QLabel("")
@@ -99,6 +104,11 @@ class VaccinationPage(QWidget):
         lay.addWidget(box)
         self.refresh.clicked.connect(self.refresh_requested)
         self.record.clicked.connect(self._record)
+
+    def set_professional(self, who: str) -> None:
+        """The signed-in professional: vaccinator and recorder by default (10.4)."""
+        self.vaccinator.setText(who)
+        self.recorder.setText(who)
 
     def show_immunizations(self, items: list[Any]) -> None:
         items = sorted(items, key=lambda i: i.date, reverse=True)

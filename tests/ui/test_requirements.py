@@ -1,0 +1,192 @@
+"""Requirements of dmp-ui-requirements.md the window meets since the audit (docs/ui-requirements.md):
+1.2 a test Vitale card refused in production (the dialog the CNDA screenshots), 1.3 the card's end of
+validity announced, 1.6 card/network errors point to the Diagnostic page, 1.7 a remote-desktop session
+said, 2.5 a qualified identity's traits locked, 8.8 the tray counts the waiting deposits, 10.4 « Vacciné
+par » and « Saisi par »."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QMessageBox
+
+from ps_agent.auth.errors import PinBlocked, WrongPin
+from ps_agent.card.errors import NoReader
+from ps_agent.dmp.errors import TransportError
+from ps_agent.identity.errors import InsiConfigurationError
+from sandbox import demo
+from ui import labels as L
+from ui import tray as tray_mod
+from ui.controller import who_acts
+from ui.main_window import error_text
+from ui.tray import card_expiry, expiry_warning, remote_session_note, state_icon
+
+from .conftest import demo_identity, open_qualified
+
+REMOTE_VARS = ("SSH_CONNECTION", "SSH_CLIENT", "XRDP_SESSION", "XRDP_SOCKET_PATH", "SESSIONNAME")
+
+
+class TestCardInProduction:
+    """Stands in for the INSi source with the production INSi client's own refusal of a test Vitale card
+    (``InsiClient.check_selection``: raised before anything is sent)."""
+
+    name = "INSi (production)"
+    calls = 0
+
+    def find(self, typed: Any, ctx: Any) -> Any:
+        self.calls += 1
+        raise InsiConfigurationError(
+            "Carte Vitale de test ou de démonstration : refusée avec le service INSi de production.",
+            code="vitale_test_card",
+        )
+
+
+def test_a_test_vitale_card_in_production_gets_its_own_dialog_and_opens_nothing(
+    window_for: Any, qtbot: Any, wait_idle: Any
+) -> None:
+    source = TestCardInProduction()
+    w = window_for("gp", source=source)
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.error_box is not None and w.error_box.isVisible(), timeout=10_000)
+    box = w.error_box
+    assert box is not None
+    assert box.text() == "Carte Vitale de test : refusée en production."
+    assert box.windowTitle() == L.VITALE_TEST_CARD_TITLE
+    assert "refusée avec le service INSi de production" in box.informativeText()
+    assert box.icon() is QMessageBox.Icon.Critical
+    assert w.patient is None and source.calls == 1
+    assert "[vitale_test_card]" in w.status_line.text()
+    box.buttons()[0].click()
+    assert not box.isVisible()
+
+
+def test_other_failures_open_no_dialog(window_for: Any, qtbot: Any) -> None:
+    class NotFound:
+        name = "INSi"
+
+        def find(self, typed: Any, ctx: Any) -> Any:
+            raise InsiConfigurationError("Service INSi mal configuré.", code="insi_config")
+
+    w = window_for("gp", source=NotFound())
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Service INSi mal configuré." in w.status_line.text(), timeout=10_000)
+    assert w.error_box is None
+
+
+def test_card_and_network_errors_point_to_the_diagnostic_page() -> None:
+    assert error_text(NoReader("Aucun lecteur de cartes.")).endswith(L.SEE_DIAGNOSTIC)
+    assert L.SEE_DIAGNOSTIC in error_text(TransportError("Le DMP ne répond pas.", code="network"))
+    # a PIN typo or a blocked card has its own guidance (the PIN dialog), not the diagnosis
+    assert L.SEE_DIAGNOSTIC not in error_text(WrongPin(2))
+    assert L.SEE_DIAGNOSTIC not in error_text(PinBlocked())
+
+
+# ------------------------------------------------------------------ 1.3: the card's end of validity
+def test_expiry_warning_thresholds() -> None:
+    end = dt.datetime(2027, 3, 31, 22, 59, tzinfo=dt.UTC)
+    assert expiry_warning(end, end - dt.timedelta(days=31)) == ""
+    assert expiry_warning(end, end - dt.timedelta(days=30)) == L.CPS_EXPIRY_SOON.format(
+        date="31/03/2027", days=30
+    )
+    assert "dans 7 jour(s)" in expiry_warning(end, end - dt.timedelta(days=7))
+    assert expiry_warning(end, end - dt.timedelta(hours=2)) == L.CPS_EXPIRY_TODAY.format(date="31/03/2027")
+    assert expiry_warning(end, end + dt.timedelta(seconds=1)) == ""  # expired: the core refuses the login
+    assert expiry_warning(None, end) == ""
+
+
+def test_a_card_expiring_in_5_days_is_announced_at_login(
+    window_for: Any, services: Any, test_pki: Any, monkeypatch: Any
+) -> None:
+    for var in REMOTE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    not_after = test_pki.card("gp").auth_cert.not_valid_after_utc
+    notes: list[tuple[str, str]] = []
+    monkeypatch.setattr(tray_mod.Tray, "showMessage", lambda self, t, text, *a: notes.append((t, text)))
+    monkeypatch.setattr(tray_mod, "now_utc", lambda: not_after - dt.timedelta(days=5))
+    w = window_for("gp")
+    assert card_expiry(w.controller.session) == not_after
+    expected = L.CPS_EXPIRY_SOON.format(date=not_after.strftime("%d/%m/%Y"), days=5)
+    assert w.workstation_note.isVisible() and w.workstation_note.text() == expected
+    assert ("Carte CPS bientôt expirée", expected) in notes
+    assert expected in w.tray.toolTip()
+
+
+def test_a_card_far_from_expiry_says_nothing(window_for: Any, monkeypatch: Any) -> None:
+    for var in REMOTE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    w = window_for("gp")
+    not_after = card_expiry(w.controller.session)
+    assert not_after is not None and not_after - tray_mod.now_utc() > dt.timedelta(days=30)
+    assert not w.workstation_note.isVisible() and w.workstation_note.text() == ""
+    assert "expire" not in w.tray.toolTip()
+
+
+# ------------------------------------------------------------------ 1.7: remote-desktop session
+@pytest.mark.parametrize(
+    ("environ", "platform", "what"),
+    [
+        ({"SESSIONNAME": "RDP-Tcp#3"}, "win32", "session Bureau à distance Windows (RDP-Tcp#3)"),
+        ({"SESSIONNAME": "ICA-tcp#1"}, "win32", "session Citrix (ICA-tcp#1)"),
+        ({"SESSIONNAME": "Console"}, "win32", ""),
+        ({"XRDP_SESSION": "1"}, "linux", "session xrdp"),
+        ({}, "linux", ""),
+    ],
+)
+def test_remote_session_note(environ: dict[str, str], platform: str, what: str) -> None:
+    note = remote_session_note(environ, platform)
+    assert note == (L.REMOTE_SESSION_NOTE.format(what=what) if what else "")
+
+
+def test_the_window_says_where_the_card_must_be_in_a_remote_session(
+    window_for: Any, monkeypatch: Any
+) -> None:
+    for var in REMOTE_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SSH_CONNECTION", "192.0.2.10 50000 192.0.2.20 22")
+    w = window_for(None)
+    text = L.REMOTE_SESSION_NOTE.format(what="connexion SSH")
+    assert w.workstation_note.isVisible() and w.workstation_note.text() == text
+    assert "un lecteur par poste" in text and text in w.tray.toolTip()
+
+
+# ------------------------------------------------------------------ 2.5: qualified traits are locked
+def test_qualified_traits_are_shown_locked(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
+) -> None:
+    w = window_for("gp")
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    assert not w.identity_bar.locked.isVisible()  # récupérée: not locked yet
+    wait_idle(w)
+    w.close_patient()
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    lock = w.identity_bar.locked
+    assert lock.isVisible() and lock.text().endswith(L.TRAITS_LOCKED)
+    assert "perdre à l'identité son statut qualifié" in lock.toolTip()
+    assert not w.identity_bar.validate_btn.isVisible()
+    assert not w.open_form.isVisible()  # the traits form is not offered while the record is open
+
+
+# ------------------------------------------------------------------ 8.8 tray badge, 10.4 vaccinator
+def test_the_tray_icon_counts_waiting_deposits() -> None:
+    plain = state_icon("#1e7b34").pixmap(32, 32).toImage()
+    badged = state_icon("#1e7b34", 3).pixmap(32, 32).toImage()
+    assert plain.pixelColor(28, 3).alpha() == 0
+    badge = badged.pixelColor(26, 5)
+    assert abs(badge.blue() - QColor("#1565c0").blue()) < 40 and badge.alpha() > 200
+    assert tray_mod.queue_line([]) == "File d'envoi vide"
+
+
+def test_vaccinator_and_recorder_are_both_shown(window_for: Any) -> None:
+    w = window_for("pharmacist")
+    who = who_acts(w.controller.session.identity)
+    page = w.vaccination_page
+    assert page.vaccinator.text() == who and page.recorder.text() == who
+    assert page.recorder.accessibleName() == "Saisi par"
