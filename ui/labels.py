@@ -112,6 +112,10 @@ VALIDATE_IDENTITY = "Valider l'identité"
 NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
 )
+# 2.4: the strict traits by default, the others on demand; 2.6: no INS matricule/OID shown while the
+# identity is not qualified.
+SHOW_ALL_TRAITS = "Afficher tous les traits"
+INS_HIDDEN = "Matricule INS non affiché : identité non qualifiée"
 # 2.5: the strict traits of a qualified identity are locked.
 TRAITS_LOCKED = "Traits verrouillés"
 TRAITS_LOCKED_TIP = (

@@ -1170,6 +1170,8 @@ class MainWindow(QMainWindow):
 
         def done(_result: Any) -> None:
             page.show_result(f"Vaccination enregistrée dans le DMP ({fields['vaccine_label']}).", ok=True)
+            act = session.identity.activity
+            page.recorded(p.identity.display, fields, act.structure_name if act else "")
             self.read_vaccinations()
 
         def failed(exc: BaseException) -> None:

@@ -66,13 +66,24 @@ class PatientIdentity:
 
     @property
     def display(self) -> str:
+        """The strict traits in the reference layout (2.4): nom de naissance, premier prénom de naissance,
+        date de naissance, sexe, lieu de naissance."""
         first = self.given_names.split(" ")[0] if self.given_names else ""
         born = self.birth_date
         try:
             born = dt.date.fromisoformat(self.birth_date).strftime("%d/%m/%Y")
         except ValueError:
             pass
-        return f"{self.birth_family_name} {first} — né(e) le {born} — {self.sex}"
+        place = f" — né(e) à {self.birth_place_code}" if self.birth_place_code else ""
+        return f"{self.birth_family_name} {first} — né(e) le {born} — {self.sex}{place}"
+
+    @property
+    def all_traits(self) -> str:
+        """« Afficher tous les traits » (2.4): the list of first names, the INS matricule and OID only for a
+        qualified identity (2.6), where the identity came from."""
+        ins = f"Matricule INS {self.ins} (OID {self.oid})" if self.qualified and self.ins else L.INS_HIDDEN
+        validated = f" ; vérifiée sur : {self.validated_with}" if self.validated_with else ""
+        return f"Prénoms de naissance : {self.given_names} — {ins} — source : {self.source}{validated}"
 
     def traits(self) -> Any:
         """The ``cda.build.PatientInput`` of this patient (for documents the window builds)."""
@@ -308,6 +319,12 @@ class IdentityBar(QFrame):
         lay = QHBoxLayout(self)
         self.traits = QLabel("")
         self.traits.setAccessibleName("Traits d'identité")
+        self.more = QLabel("")
+        self.more.setAccessibleName("Autres traits d'identité")
+        self.more.setWordWrap(True)
+        self.more.hide()
+        self.show_all = QCheckBox(L.SHOW_ALL_TRAITS)
+        self.show_all.setAccessibleName(L.SHOW_ALL_TRAITS)
         self.chip = QLabel("")
         self.chip.setAccessibleName("Statut de l'identité")
         self.secret = QLabel(L.MINOR_CONFIDENTIAL_BADGE)
@@ -322,12 +339,17 @@ class IdentityBar(QFrame):
         self.locked.hide()
         self.validate_btn = QPushButton(L.VALIDATE_IDENTITY)
         self.validate_btn.setAccessibleName(L.VALIDATE_IDENTITY)
-        lay.addWidget(self.traits, 1)
+        col = QVBoxLayout()
+        col.addWidget(self.traits)
+        col.addWidget(self.more)
+        lay.addLayout(col, 1)
+        lay.addWidget(self.show_all)
         lay.addWidget(self.secret)
         lay.addWidget(self.locked)
         lay.addWidget(self.chip)
         lay.addWidget(self.validate_btn)
         self.validate_btn.clicked.connect(self._ask_document)
+        self.show_all.toggled.connect(self.more.setVisible)
         self.hide()
 
     def show_identity(self, identity: PatientIdentity | None, *, secret: bool = False) -> None:
@@ -335,7 +357,9 @@ class IdentityBar(QFrame):
         if identity is None:
             self.hide()
             return
-        self.traits.setText(f"<b>{identity.display}</b> — INS {identity.ins} ({identity.source})")
+        self.traits.setText(f"<b>{identity.display}</b>")
+        self.more.setText(identity.all_traits)
+        self.more.setVisible(self.show_all.isChecked())
         self.chip.setText(L.IDENTITY_STATUS_FR[identity.status])
         colour = "#1e7b34" if identity.qualified else "#9a5b00"
         self.chip.setStyleSheet(f"color: white; background: {colour}; padding: 2px 8px; border-radius: 8px;")

@@ -24,6 +24,33 @@ from PySide6.QtWidgets import (
 
 from ui.journal_queue import RowsModel
 
+ATTESTATION_BUTTON = "Imprimer l'attestation"
+ATTESTATION_TITLE = "Attestation de vaccination"
+
+
+def attestation_html(patient: str, fields: dict[str, Any], vaccinator: str, structure: str) -> str:
+    """10.6 (R5125-33-9): the vaccination certificate handed to the patient: vaccine, lot, date, dose, who
+    vaccinated, where. Plain HTML for ``QTextDocument`` (printed A4 portrait, 7.5)."""
+    from html import escape
+
+    date = fields["date"]
+    when = date.strftime("%d/%m/%Y") if isinstance(date, dt.date) else str(date)
+    rows = [
+        ("Patient", patient),
+        ("Vaccin", f"{fields['vaccine_label']} (CIS {fields['cis_code']}, ATC {fields['atc_code']})"),
+        ("Numéro de lot", fields["lot_number"]),
+        ("Date de vaccination", when),
+        ("Rang de la dose", str(fields.get("dose_rank") or "—")),
+        ("Vacciné par", vaccinator),
+        ("Lieu", structure),
+    ]
+    body = "".join(f"<tr><th align='left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return (
+        f"<h2>{ATTESTATION_TITLE}</h2><table cellpadding='4'>{body}</table>"
+        "<p>Vaccination enregistrée dans le Dossier Médical Partagé (Mon espace santé) du patient.</p>"
+        "<p>Signature et cachet :</p>"
+    )
+
 
 def immunization_row(imm: Any) -> tuple[str, ...]:
     date = imm.date
@@ -99,11 +126,19 @@ class VaccinationPage(QWidget):
         self.result = QLabel("")
         self.result.setWordWrap(True)
         self.result.setAccessibleName("Résultat de l'enregistrement")
-        form.addRow(self.record)
+        self.attestation = QPushButton(ATTESTATION_BUTTON)
+        self.attestation.setAccessibleName(ATTESTATION_BUTTON)
+        self.attestation.setEnabled(False)  # after a vaccination was recorded
+        self.last_attestation = ""
+        row = QHBoxLayout()
+        row.addWidget(self.record)
+        row.addWidget(self.attestation)
+        form.addRow(row)
         form.addRow(self.result)
         lay.addWidget(box)
         self.refresh.clicked.connect(self.refresh_requested)
         self.record.clicked.connect(self._record)
+        self.attestation.clicked.connect(self._print_dialog)
 
     def set_professional(self, who: str) -> None:
         """The signed-in professional: vaccinator and recorder by default (10.4)."""
@@ -145,6 +180,30 @@ class VaccinationPage(QWidget):
                 "dose_rank": self.rank.value() or None,
             }
         )
+
+    def recorded(self, patient: str, fields: dict[str, Any], structure: str) -> None:
+        """A vaccination was recorded: its attestation can be printed (10.6)."""
+        self.last_attestation = attestation_html(patient, fields, self.vaccinator.text(), structure)
+        self.attestation.setEnabled(True)
+
+    def print_attestation(self, printer: Any) -> None:
+        """Print the last attestation on ``printer`` (A4 portrait)."""
+        from PySide6.QtGui import QPageLayout, QPageSize, QTextDocument
+
+        printer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+        printer.setPageOrientation(QPageLayout.Orientation.Portrait)
+        doc = QTextDocument()
+        doc.setHtml(self.last_attestation)
+        doc.print_(printer)
+
+    def _print_dialog(self) -> None:
+        from PySide6.QtPrintSupport import QPrintDialog, QPrinter
+
+        printer = QPrinter(QPrinter.PrinterMode.HighResolution)
+        dialog = QPrintDialog(printer, self)
+        dialog.setWindowTitle(ATTESTATION_TITLE)
+        if dialog.exec() == QPrintDialog.DialogCode.Accepted:
+            self.print_attestation(printer)
 
     def show_result(self, text: str, *, ok: bool) -> None:
         self.record.setEnabled(True)

@@ -155,18 +155,31 @@ def test_the_window_says_where_the_card_must_be_in_a_remote_session(
     assert "un lecteur par poste" in text and text in w.tray.toolTip()
 
 
-# ------------------------------------------------------------------ 2.5: qualified traits are locked
-def test_qualified_traits_are_shown_locked(
+# ------------------------------------------------------------------ 2.4-2.6: traits, INS, locked traits
+def test_strict_traits_then_all_traits_and_qualified_traits_locked(
     window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
 ) -> None:
+    p = demo.DEMO_ADULT
     w = window_for("gp")
-    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    w.open_form.fill(demo_identity(p))
     with qtbot.waitSignal(w.patient_opened, timeout=10_000):
         qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
-    assert not w.identity_bar.locked.isVisible()  # récupérée: not locked yet
+    bar = w.identity_bar
+    born = f"{p.birth_date[6:]}/{p.birth_date[4:6]}/{p.birth_date[:4]}"
+    first = p.given_names.split(" ")[0]
+    assert bar.traits.text() == (
+        f"<b>{p.family_name} {first} — né(e) le {born} — {p.sex} — né(e) à {p.birth_place}</b>"
+    )
+    assert p.ins not in bar.traits.text() and not bar.more.isVisible()
+    qtbot.mouseClick(bar.show_all, Qt.MouseButton.LeftButton)
+    assert bar.more.isVisible() and L.INS_HIDDEN in bar.more.text()  # récupérée: no INS shown (2.6)
+    assert p.ins not in bar.more.text() and f"Prénoms de naissance : {p.given_names}" in bar.more.text()
+    assert not bar.locked.isVisible()  # récupérée: not locked yet
     wait_idle(w)
     w.close_patient()
     open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    assert bar.more.isVisible() and f"Matricule INS {p.ins} (OID {p.oid})" in bar.more.text()
+    assert "vérifiée sur : Carte nationale d'identité" in bar.more.text()
     lock = w.identity_bar.locked
     assert lock.isVisible() and lock.text().endswith(L.TRAITS_LOCKED)
     assert "perdre à l'identité son statut qualifié" in lock.toolTip()
@@ -190,3 +203,34 @@ def test_vaccinator_and_recorder_are_both_shown(window_for: Any) -> None:
     page = w.vaccination_page
     assert page.vaccinator.text() == who and page.recorder.text() == who
     assert page.recorder.accessibleName() == "Saisi par"
+
+
+def test_after_a_vaccination_the_attestation_prints_a4_portrait(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any, tmp_path: Any
+) -> None:
+    from PySide6.QtGui import QPageLayout, QPageSize
+    from PySide6.QtPrintSupport import QPrinter
+
+    w = window_for("pharmacist")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.vaccination_page
+    assert not page.attestation.isEnabled()  # nothing recorded yet
+    page.cis.setText("60234100")
+    page.label.setText("REPEVAX, suspension injectable")
+    page.atc.setText("J07CA01")
+    page.lot.setText("ATTEST-7")
+    qtbot.mouseClick(page.record, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(page.attestation.isEnabled, timeout=30_000)
+    assert page.result.text() == "Vaccination enregistrée dans le DMP (REPEVAX, suspension injectable)."
+    html = page.last_attestation
+    assert "ATTEST-7" in html and "PAUL PHARMACIEN (Pharmacien d&#x27;officine)" in html
+    assert demo.DEMO_ADULT.family_name in html
+    printer = QPrinter(QPrinter.PrinterMode.HighResolution)
+    printer.setOutputFormat(QPrinter.OutputFormat.PdfFormat)
+    out = tmp_path / "attestation.pdf"
+    printer.setOutputFileName(str(out))
+    page.print_attestation(printer)
+    assert out.read_bytes().startswith(b"%PDF-")
+    layout = printer.pageLayout()
+    assert layout.pageSize().id() == QPageSize.PageSizeId.A4
+    assert layout.orientation() == QPageLayout.Orientation.Portrait
