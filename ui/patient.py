@@ -331,7 +331,7 @@ class IdentityBar(QFrame):
         self.secret.setAccessibleName(L.MINOR_CONFIDENTIAL_BADGE)
         self.secret.setStyleSheet("color: white; background: #6a1b9a; padding: 2px 8px; border-radius: 8px;")
         self.secret.hide()
-        self.locked = QLabel("\N{LOCK} " + L.TRAITS_LOCKED)  # 2.5: qualified traits are read-only
+        self.locked = QLabel(L.TRAITS_LOCKED)  # 2.5: qualified traits are read-only
         self.locked.setAccessibleName(L.TRAITS_LOCKED)
         self.locked.setToolTip(L.TRAITS_LOCKED_TIP)
         self.locked.setAccessibleDescription(L.TRAITS_LOCKED_TIP)

@@ -181,7 +181,7 @@ def test_strict_traits_then_all_traits_and_qualified_traits_locked(
     assert bar.more.isVisible() and f"Matricule INS {p.ins} (OID {p.oid})" in bar.more.text()
     assert "vérifiée sur : Carte nationale d'identité" in bar.more.text()
     lock = w.identity_bar.locked
-    assert lock.isVisible() and lock.text().endswith(L.TRAITS_LOCKED)
+    assert lock.isVisible() and lock.text() == L.TRAITS_LOCKED
     assert "perdre à l'identité son statut qualifié" in lock.toolTip()
     assert not w.identity_bar.validate_btn.isVisible()
     assert not w.open_form.isVisible()  # the traits form is not offered while the record is open
