@@ -84,6 +84,18 @@ class DepositPage(QWidget):
         for c in (self.masked, self.invisible_patient, self.invisible_reps):
             c.setAccessibleName(c.text())
             form.addRow("", c)
+        # 5.2: for a minor without the secret connection, an explicit choice replaces the checkbox
+        self.reps_choice = QComboBox()
+        self.reps_choice.setAccessibleName(L.MINOR_REPS_LABEL)
+        self.reps_choice.addItem(L.MINOR_REPS_CHOOSE, None)
+        self.reps_choice.addItem(L.MINOR_REPS_VISIBLE, False)
+        self.reps_choice.addItem(L.VIS_INVISIBLE_REPS, True)
+        self.reps_label = QLabel(L.MINOR_REPS_LABEL)
+        form.addRow(self.reps_label, self.reps_choice)
+        self.reps_label.hide()
+        self.reps_choice.hide()
+        self.minor = False
+        self.secret = False
         self.vis_note = QLabel(L.VIS_EXCLUSION)
         self.vis_note.setWordWrap(True)
         form.addRow("", self.vis_note)
@@ -110,6 +122,7 @@ class DepositPage(QWidget):
         self.type.currentIndexChanged.connect(self._type_changed)
         self.masked.toggled.connect(self._exclusive)
         self.invisible_patient.toggled.connect(self._exclusive)
+        self.reps_choice.currentIndexChanged.connect(self._reps_chosen)
         self.choose.clicked.connect(self._choose)
         self.send.clicked.connect(self._send)
         self.blocked_reason = ""
@@ -175,11 +188,34 @@ class DepositPage(QWidget):
     # ------------------------------------------------------------------ checks and sending
     def set_secret_connection(self, secret: bool) -> None:
         """Under a minor's secret connection only documents invisible to the legal representatives (5.2)."""
+        self.secret = secret
         if secret:
             self.invisible_reps.setChecked(True)
         self.invisible_reps.setEnabled(not secret)
         self.invisible_reps.setToolTip(L.MINOR_CONFIDENTIAL_FORCED if secret else "")
         self.vis_note.setText(L.MINOR_CONFIDENTIAL_FORCED if secret else L.VIS_EXCLUSION)
+        self._show_reps_choice()
+
+    def set_minor(self, minor: bool) -> None:
+        """A minor's record: without the secret connection, the visibility to the legal representatives must
+        be chosen for each document (no default, 5.2)."""
+        if minor != self.minor:
+            self.minor = minor
+            self.reps_choice.setCurrentIndex(0)
+        self._show_reps_choice()
+
+    def _show_reps_choice(self) -> None:
+        choose = self.minor and not self.secret
+        self.reps_label.setVisible(choose)
+        self.reps_choice.setVisible(choose)
+        self.invisible_reps.setVisible(not choose)
+        self.refresh()
+
+    def _reps_chosen(self, _index: int) -> None:
+        value = self.reps_choice.currentData()
+        if value is not None:
+            self.invisible_reps.setChecked(bool(value))
+        self.refresh()
 
     def set_blocked(self, reason: str) -> None:
         """A reason why nothing may be sent (identity not qualified, DMP closed/opposed, centre 15)."""
@@ -197,6 +233,8 @@ class DepositPage(QWidget):
             out.append(("error", "Le titre est obligatoire : il doit refléter le contenu médical."))
         if not self.type_code():
             out.append(("error", "Choisissez un type de document dans la liste."))
+        if self.minor and not self.secret and self.reps_choice.currentData() is None:
+            out.append(("error", L.MINOR_REPS_MISSING))
         return out
 
     def refresh(self) -> None:
@@ -216,6 +254,10 @@ class DepositPage(QWidget):
             return
         self.send.setEnabled(False)
         self.result.setText("Envoi en cours…")
+        if self.minor and not self.secret:  # the next document gets its own choice
+            self.reps_choice.blockSignals(True)
+            self.reps_choice.setCurrentIndex(0)
+            self.reps_choice.blockSignals(False)
         self.send_requested.emit(self.pdf, self.type_code(), self.title.text().strip(), self.visibility())
 
     def show_findings(self, messages: list[str]) -> None:

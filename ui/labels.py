@@ -164,6 +164,12 @@ MINOR_CONFIDENTIAL_BADGE = "Connexion secrète (mineur)"  # 5.3
 MINOR_CONFIDENTIAL_FORCED = (
     "Connexion secrète : le document sera non visible par les représentants légaux (obligatoire)."
 )
+# 5.2: a minor without the secret connection: the visibility to the legal representatives is chosen, never
+# defaulted. [I] wordings of the choice (the spec gives none).
+MINOR_REPS_LABEL = "Représentants légaux (patient mineur)"
+MINOR_REPS_CHOOSE = "— à choisir —"
+MINOR_REPS_VISIBLE = "Visible par les représentants légaux"
+MINOR_REPS_MISSING = "Patient mineur : choisissez si le document est visible par ses représentants légaux."
 # [I] Age of majority when the DMP's ``ageMajorite`` is not known to the window.
 AGE_OF_MAJORITY = 18
 

@@ -853,6 +853,7 @@ class MainWindow(QMainWindow):
         regulator = bool(session is not None and session.identity.is_regulator)
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
+        self.deposit_page.set_minor(bool(p and p.identity.is_minor()))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)

@@ -234,3 +234,55 @@ def test_after_a_vaccination_the_attestation_prints_a4_portrait(
     layout = printer.pageLayout()
     assert layout.pageSize().id() == QPageSize.PageSizeId.A4
     assert layout.orientation() == QPageLayout.Orientation.Portrait
+
+
+# ------------------------------------------------------------------ 5.2: a minor's document visibility
+def test_a_minor_without_secret_connection_needs_an_explicit_choice_for_the_legal_representatives(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any, pdf_bytes: bytes
+) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    w = window_for("gp")
+    w.open_form.fill(demo_identity(demo.DEMO_MINOR))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    box = w.minor_box
+    assert box is not None
+    qtbot.mouseClick(next(b for b in box.buttons() if b.text() == "Non"), Qt.MouseButton.LeftButton)
+    assert not w.patient.secret_connection
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Livret de famille", True))
+    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.patient.status is not None, timeout=15_000)
+    wait_idle(w)
+    page = w.deposit_page
+    assert page.reps_choice.isVisibleTo(page) and not page.invisible_reps.isVisibleTo(page)
+    assert page.reps_choice.currentText() == L.MINOR_REPS_CHOOSE  # no default
+    page.set_pdf(pdf_bytes, "certificat.pdf")
+    page.title.setText("Certificat de vaccination — test mineur")
+    findings = [page.findings.item(i).text() for i in range(page.findings.count())]
+    assert "Erreur : " + L.MINOR_REPS_MISSING in findings
+    if page.blocked_reason:  # not authorised on this DMP is no reason to refuse a deposit (3.5)
+        pytest.fail(page.blocked_reason)
+    assert not page.send.isEnabled()
+    page.reps_choice.setCurrentIndex(page.reps_choice.findData(True))
+    assert page.send.isEnabled() and page.visibility().invisible_to_legal_representatives
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000) as sig:
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    assert sig.args[0].document_uids
+    assert page.reps_choice.currentText() == L.MINOR_REPS_CHOOSE  # the next document is chosen again
+    # the DMP holds it invisible to the legal representatives
+    uid = sig.args[0].document_uids[0]
+    p = w.patient
+    found = p.handle.list_documents().value
+    entry = next(e for e in found.entries if e.unique_id == uid)
+    assert entry.visibility.invisible_to_legal_representatives
+
+
+def test_an_adult_has_no_legal_representatives_choice(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
+) -> None:
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.deposit_page
+    assert not page.reps_choice.isVisibleTo(page) and page.invisible_reps.isVisibleTo(page)
+    assert not page.invisible_reps.isChecked()
