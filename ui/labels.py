@@ -116,6 +116,10 @@ NOT_QUALIFIED_REASON = (
 # identity is not qualified.
 SHOW_ALL_TRAITS = "Afficher tous les traits"
 INS_HIDDEN = "Matricule INS non affiché : identité non qualifiée"
+# 2.8 (RG_0320): the DMP's identity traits are never displayed; compared silently with the INS traits.
+DMP_TRAITS_DIFFER = (
+    "Les traits d'identité du DMP diffèrent de ceux de l'INS : vérifiez l'identité du patient."
+)
 # 2.5: the strict traits of a qualified identity are locked.
 TRAITS_LOCKED = "Traits verrouillés"
 TRAITS_LOCKED_TIP = (

@@ -61,6 +61,7 @@ from ui.patient import (
     OpenPatient,
     OpenPatientForm,
     PatientIdentity,
+    dmp_traits_differ,
 )
 from ui.pin_dialog import PinDialog
 from ui.setup_pages import DiagnosticPage, FirstRunPage
@@ -870,7 +871,12 @@ class MainWindow(QMainWindow):
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
         mode, why = p.access
         emergency = p.in_emergency
-        self.dmp_banner.show_status(p.status, disabled_reason=reason, emergency=emergency)
+        self.dmp_banner.show_status(
+            p.status,
+            disabled_reason=reason,
+            emergency=emergency,
+            traits_differ=bool(dmp_traits_differ(p.identity, p.status)),
+        )
         if emergency:
             text = L.emergency_banner(mode, why)
             self.emergency_banner.setText(text)

@@ -168,6 +168,41 @@ class OpenPatient(QObject):
         self.changed.emit()
 
 
+def _norm(text: str) -> str:
+    """Upper case, no accents, hyphens/apostrophes as spaces, single spaces: how traits are compared."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.upper().replace("-", " ").replace("'", " ").split())
+
+
+UNFILLED = {"", "NON RENSEIGNE"}  # REC_0.2-1120: a DMP trait « NON RENSEIGNE » is no trait
+
+
+def dmp_traits_differ(identity: PatientIdentity, status: Any) -> list[str]:
+    """2.8: the traits of the TD0.2 answer that contradict the INS traits (names of the traits, French);
+    empty when they agree or the DMP gave none. The DMP's traits themselves are never shown (RG_0320)."""
+    if status is None or not getattr(status, "exists", False):
+        return []
+    out = []
+    family = _norm(getattr(status, "family_name", "") or "")
+    if family not in UNFILLED and family != _norm(identity.birth_family_name):
+        out.append("nom de naissance")
+    given = _norm(getattr(status, "given_name", "") or "")
+    if given not in UNFILLED and given not in (
+        _norm(identity.given_names),
+        *_norm(identity.given_names).split(),
+    ):
+        out.append("prénom")
+    birth = "".join(ch for ch in (getattr(status, "birth_date", "") or "") if ch.isdigit())[:8]
+    if len(birth) == 8 and birth != identity.birth_date.replace("-", ""):
+        out.append("date de naissance")
+    gender = (getattr(status, "gender", "") or "").strip().upper()
+    if gender in ("M", "F") and identity.sex in ("M", "F") and gender != identity.sex:
+        out.append("sexe")
+    return out
+
+
 def dmp_banner(status: Any) -> tuple[str, str]:
     """(kind, French text) of the DMP status banner (3.1). kind: none / closed / opposed / authorised /
     not_authorised / expired / blocked."""
@@ -407,13 +442,22 @@ class DmpBanner(QFrame):
         self.reason.setWordWrap(True)
         self.reason.setAccessibleName("Actions DMP indisponibles")
         lay.addWidget(self.reason)
+        self.traits_warning = QLabel(L.DMP_TRAITS_DIFFER)  # 2.8
+        self.traits_warning.setWordWrap(True)
+        self.traits_warning.setAccessibleName("Traits du DMP différents")
+        self.traits_warning.setStyleSheet("color: #a40000; font-weight: bold;")
+        self.traits_warning.hide()
+        lay.addWidget(self.traits_warning)
         self.tick.toggled.connect(self.button.setEnabled)
         self.button.clicked.connect(self._consent)
         self.kind = "unknown"
         self.hide()
 
-    def show_status(self, status: Any, *, disabled_reason: str = "", emergency: bool = False) -> None:
+    def show_status(
+        self, status: Any, *, disabled_reason: str = "", emergency: bool = False, traits_differ: bool = False
+    ) -> None:
         self.kind, text = dmp_banner(status)
+        self.traits_warning.setVisible(traits_differ)
         self.text.setText(f"<b>{text}</b>")
         self.setStyleSheet(f"DmpBanner {{ background: {BANNER_COLOURS[self.kind]}; }}")
         needs_consent = self.kind in ("not_authorised", "expired") and not disabled_reason and not emergency

@@ -286,3 +286,58 @@ def test_an_adult_has_no_legal_representatives_choice(
     page = w.deposit_page
     assert not page.reps_choice.isVisibleTo(page) and page.invisible_reps.isVisibleTo(page)
     assert not page.invisible_reps.isChecked()
+
+
+# ------------------------------------------------------------------ 2.8: DMP traits compared, never shown
+def test_dmp_traits_differ_unit() -> None:
+    from ps_agent.dmp.hl7 import DmpStatus
+    from ui.labels import IdentityStatus
+    from ui.patient import dmp_traits_differ
+
+    ident = demo_identity(demo.DEMO_ADULT, IdentityStatus.QUALIFIEE)
+    first = ident.given_names.split()[0]
+    born = ident.birth_date.replace("-", "")
+    same = DmpStatus(True, True, "VALIDE", False, ident.birth_family_name.lower(), first, born, ident.sex)
+    assert dmp_traits_differ(ident, same) == []
+    assert dmp_traits_differ(ident, DmpStatus(True, True, "VALIDE", False, "NON RENSEIGNE")) == []
+    other = DmpStatus(
+        True, True, "VALIDE", False, "AUTRE-NOM", first, "19000101", "M" if ident.sex == "F" else "F"
+    )
+    assert dmp_traits_differ(ident, other) == ["nom de naissance", "date de naissance", "sexe"]
+    assert dmp_traits_differ(ident, DmpStatus(False, False, "NON_EXISTE", False)) == []
+
+
+class WrongBirthDate:
+    """An identity source whose answer carries another birth date than the DMP's own traits for this INS."""
+
+    name = "INSi (bac à sable)"
+
+    def find(self, typed: Any, ctx: Any) -> Any:
+        from dataclasses import replace
+
+        from ui.labels import IdentityStatus
+
+        return replace(demo_identity(demo.DEMO_ADULT, IdentityStatus.RECUPEREE), birth_date="1980-01-01")
+
+
+def test_dmp_traits_that_differ_from_the_ins_are_flagged_not_shown(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
+) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    assert not w.dmp_banner.traits_warning.isVisible()  # the sandbox DMP agrees with the INS traits
+    w.close_patient()
+    w.identity_source = WrongBirthDate()
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    with qtbot.waitSignal(w.patient_opened, timeout=10_000):
+        qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("Passeport", True))
+    qtbot.mouseClick(w.identity_bar.validate_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.patient.status is not None, timeout=15_000)
+    assert w.dmp_banner.traits_warning.isVisible()
+    assert w.dmp_banner.traits_warning.text() == L.DMP_TRAITS_DIFFER
+    dmp_birth = w.patient.status.birth_date
+    shown = " ".join(x.text() for x in (w.dmp_banner.text, w.identity_bar.traits, w.identity_bar.more))
+    assert dmp_birth and dmp_birth not in shown  # RG_0320: the DMP's own traits are not displayed
