@@ -341,3 +341,34 @@ def test_dmp_traits_that_differ_from_the_ins_are_flagged_not_shown(
     dmp_birth = w.patient.status.birth_date
     shown = " ".join(x.text() for x in (w.dmp_banner.text, w.identity_bar.traits, w.identity_bar.more))
     assert dmp_birth and dmp_birth not in shown  # RG_0320: the DMP's own traits are not displayed
+
+
+# ------------------------------------------------------------------ 6.3, 6.5, 6.13 on the sandbox's demo list
+def test_the_list_marks_patient_documents_local_times_and_authors(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from PySide6.QtGui import QBrush
+
+    from ui.documents import DocumentTableModel
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    qtbot.waitUntil(lambda: w.doc_model.rowCount() > 0, timeout=20_000)
+    m = w.doc_model
+    entries = m.entries
+    patient_rows = [i for i, e in enumerate(entries) if e.title == "Mon carnet de tension"]
+    assert patient_rows, [e.title for e in entries]
+    i = patient_rows[0]
+    assert L.PATIENT_AUTHORED in m.index(i, 1).data()  # 6.3
+    assert isinstance(m.data(m.index(i, 1), Qt.ItemDataRole.BackgroundRole), QBrush)
+    gp_doc = next(k for k, e in enumerate(entries) if e.authors and e.authors[0].institution_name)
+    e = entries[gp_doc]
+    paris = e.creation_time.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+    assert m.index(gp_doc, 0).data() == paris  # 6.5: local time
+    utc = e.creation_time.astimezone(dt.UTC).strftime("%d/%m/%Y %H:%M")
+    assert m.data(m.index(gp_doc, 0), Qt.ItemDataRole.ToolTipRole) == f"UTC : {utc}"
+    author = m.index(gp_doc, 4).data()  # 6.13: « Prénom NOM — spécialité — structure »
+    assert author.endswith(" — " + e.authors[0].institution_name) and e.authors[0].family_name in author
+    assert m.data(m.index(gp_doc, 0), DocumentTableModel.ENTRY_ROLE) is e
