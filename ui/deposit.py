@@ -50,6 +50,19 @@ class DepositPage(QWidget):
         self.setAcceptDrops(True)
         self.pdf: bytes = b""
         lay = QVBoxLayout(self)
+        self.replacing: Any = None  # the DocumentEntry a new version replaces (9.4), None for a new document
+        replace_row = QHBoxLayout()
+        self.replacing_note = QLabel("")
+        self.replacing_note.setWordWrap(True)
+        self.replacing_note.setAccessibleName("Remplacement d'un document")
+        self.replacing_note.setStyleSheet("background: #e8f0fe; padding: 6px;")
+        self.cancel_replace = QPushButton(L.REPLACE_CANCEL)
+        self.cancel_replace.setAccessibleName(L.REPLACE_CANCEL)
+        replace_row.addWidget(self.replacing_note, 1)
+        replace_row.addWidget(self.cancel_replace)
+        lay.addLayout(replace_row)
+        self.replacing_note.hide()
+        self.cancel_replace.hide()
         self.drop = QLabel("Déposez un PDF ici, ou choisissez un fichier.")
         self.drop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.drop.setMinimumHeight(60)
@@ -124,6 +137,7 @@ class DepositPage(QWidget):
         self.invisible_patient.toggled.connect(self._exclusive)
         self.reps_choice.currentIndexChanged.connect(self._reps_chosen)
         self.choose.clicked.connect(self._choose)
+        self.cancel_replace.clicked.connect(lambda: self.set_replacing(None))
         self.send.clicked.connect(self._send)
         self.blocked_reason = ""
         self.type.setCurrentIndex(max(0, self.type.findData(DEFAULT_TYPE)))
@@ -215,6 +229,23 @@ class DepositPage(QWidget):
         value = self.reps_choice.currentData()
         if value is not None:
             self.invisible_reps.setChecked(bool(value))
+        self.refresh()
+
+    def set_replacing(self, entry: Any) -> None:
+        """Prepare a new version of ``entry`` (same type, its title to edit), or go back to a new document."""
+        self.replacing = entry
+        self.replacing_note.setVisible(entry is not None)
+        self.cancel_replace.setVisible(entry is not None)
+        if entry is None:
+            self.replacing_note.setText("")
+            self._type_changed()
+            return
+        self.replacing_note.setText(L.REPLACING_NOTE.format(title=entry.title))
+        index = self.type.findData(entry.type_code.code)
+        if index >= 0:
+            self.type.setCurrentIndex(index)
+        self.title.setText(entry.title)
+        self.result.setText("")
         self.refresh()
 
     def set_blocked(self, reason: str) -> None:

@@ -242,6 +242,17 @@ VIS_EXCLUSION = (
 VIS_PATIENT_LATER = "Sera visible automatiquement par le patient dans 1 mois (R1111-53)"
 DEPOSIT_NOTIFIED = "Le patient sera notifié de ce dépôt."  # 11.5
 DEPOSIT_SEND = "Envoyer au DMP"
+# 9.4: a new version of one's own document (RPLC); the replaced one becomes « ancienne version obsolète ».
+REPLACE_ACTION = "Remplacer par une nouvelle version…"
+REPLACING_NOTE = (
+    "Nouvelle version de « {title} » : à l'envoi, la version actuelle deviendra « ancienne version "
+    "obsolète » (toujours consultable avec « Afficher les anciennes versions »)."
+)
+REPLACE_CANCEL = "Annuler le remplacement"
+REPLACED_RESULT = (
+    "Nouvelle version enregistrée dans le DMP, rubrique « {rubric} » ; la précédente est désormais "
+    "« ancienne version obsolète »."
+)
 
 # ------------------------------------------------------------------ queue (docs/agent.md states)
 QUEUE_STATE_FR = {

@@ -866,6 +866,8 @@ class MainWindow(QMainWindow):
             self.c15_btn.hide()
             self.setWindowTitle(APP_TITLE)
             self.deposit_page.set_blocked("Ouvrez d'abord le dossier d'un patient.")
+            if self.deposit_page.replacing is not None:  # a new version belongs to the closed record
+                self.deposit_page.set_replacing(None)
             self.tabs.setTabVisible(1, True)
             return
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
@@ -977,8 +979,18 @@ class MainWindow(QMainWindow):
         if not self.patient.read_only:
             mt = bool(self.patient.status and self.patient.status.is_medecin_traitant)
             for action in actions_for(entry, session.identity, medecin_traitant=mt):
+                if action.key == "replace":  # a new version goes through the deposit page (9.4)
+                    menu.addAction(action.label, partial(self.start_replacement, entry))
+                    continue
                 menu.addAction(action.label, partial(self.confirm_document_action, entry, action))
         menu.popup(self.doc_table.viewport().mapToGlobal(pos))
+
+    def start_replacement(self, entry: Any) -> None:
+        """9.4: the deposit page prepared for a new version of ``entry`` (same type, title to edit)."""
+        if self.patient is None or self.patient.read_only:
+            return
+        self.deposit_page.set_replacing(entry)
+        self.tabs.setCurrentWidget(self.deposit_page)
 
     def confirm_document_action(self, entry: Any, action: Any) -> QMessageBox:
         """9.1-9.3: the consequence stated, then « Confirmer »; irreversible ones say so."""
@@ -1016,19 +1028,26 @@ class MainWindow(QMainWindow):
         from cda.classify import classify_type
 
         rubric = classify_type(type_code).dmp_rubric
+        replacing = self.deposit_page.replacing
 
         def fn(ctx: Any) -> Any:
             from cda import build
             from cda.validate import check_deposit_ready, errors
 
+            replacement = None
+            if replacing is not None:  # same setId, version + 1 (read from the current version, TD3.2)
+                from cda.parser import parse
+
+                previous = parse(p.handle.retrieve(replacing, ctx=ctx).value.content)
+                replacement = build.Replacement.of(previous)
             data = build.level1(
                 type_code=type_code, content=pdf, title=title, patient=p.identity.traits(),
-                author=author_for(session.identity), media_type="application/pdf",
+                author=author_for(session.identity), media_type="application/pdf", replaces=replacement,
             )  # fmt: skip
             findings = check_deposit_ready(data)
             if errors(findings):
                 return findings
-            return p.handle.deposit(data, visibility=visibility, ctx=ctx).value
+            return p.handle.deposit(data, visibility=visibility, replaces=replacing, ctx=ctx).value
 
         def done(result: Any) -> None:
             if isinstance(result, list):
@@ -1037,9 +1056,12 @@ class MainWindow(QMainWindow):
                     "Document non envoyé : corrigez les erreurs ci-dessus.", ok=False
                 )
                 return
-            self.deposit_page.show_result(
-                f"Document enregistré dans le DMP, rubrique « {rubric} ». {L.DEPOSIT_NOTIFIED}", ok=True
-            )
+            if replacing is not None:
+                self.deposit_page.set_replacing(None)
+                text = L.REPLACED_RESULT.format(rubric=rubric)
+            else:
+                text = f"Document enregistré dans le DMP, rubrique « {rubric} »."
+            self.deposit_page.show_result(f"{text} {L.DEPOSIT_NOTIFIED}", ok=True)
             self.deposit_done.emit(result)
 
         def failed(exc: BaseException) -> None:

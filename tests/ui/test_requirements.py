@@ -372,3 +372,49 @@ def test_the_list_marks_patient_documents_local_times_and_authors(
     author = m.index(gp_doc, 4).data()  # 6.13: « Prénom NOM — spécialité — structure »
     assert author.endswith(" — " + e.authors[0].institution_name) and e.authors[0].family_name in author
     assert m.data(m.index(gp_doc, 0), DocumentTableModel.ENTRY_ROLE) is e
+
+
+# ------------------------------------------------------------------ 9.4: replace one's own document
+def test_the_author_replaces_a_document_and_the_old_one_becomes_obsolete(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any, pdf_bytes: bytes
+) -> None:
+    from ui.doc_actions import actions_for
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.deposit_page
+    page.set_pdf(pdf_bytes, "v1.pdf")
+    page.title.setText("Lettre de liaison — version 1")
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000) as first:
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        w.list_documents()
+    entries = w.doc_model.entries
+    mine = next(e for e in entries if e.unique_id in first.args[0].document_uids)
+    others = next(
+        e for e in entries if e.authors and e.authors[0].id_nat != w.controller.session.identity.id_nat
+    )
+    identity = w.controller.session.identity
+    assert L.REPLACE_ACTION in [a.label for a in actions_for(mine, identity, medecin_traitant=True)]
+    assert L.REPLACE_ACTION not in [a.label for a in actions_for(others, identity, medecin_traitant=True)]
+    w.start_replacement(mine)
+    assert w.tabs.currentWidget() is page and page.replacing is mine
+    assert page.replacing_note.text() == L.REPLACING_NOTE.format(title="Lettre de liaison — version 1")
+    assert page.type_code() == mine.type_code.code and page.title.text() == mine.title
+    page.set_pdf(pdf_bytes, "v2.pdf")
+    page.title.setText("Lettre de liaison — version 2")
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000) as second:
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    assert page.result.text().startswith(L.REPLACED_RESULT.format(rubric="Comptes rendus").split(" ;")[0])
+    assert page.replacing is None and not page.replacing_note.isVisible()
+    # the DMP: the first version is now deprecated, the new one active
+    found = w.patient.handle.list_documents(include_deprecated=True).value
+    by_uid = {e.unique_id: e for e in found.entries}
+    old = by_uid[mine.unique_id]
+    new = by_uid[second.args[0].document_uids[0]]
+    assert old.status.endswith("Deprecated") and new.status.endswith("Approved")
+    assert new.title == "Lettre de liaison — version 2"
+    with qtbot.waitSignal(w.documents_listed, timeout=20_000):
+        w.filters.old_versions.setChecked(True)  # « Afficher les anciennes versions » lists again
+    row = next(i for i, e in enumerate(w.doc_model.entries) if e.unique_id == mine.unique_id)
+    assert L.STATE_OBSOLETE in w.doc_model.index(row, 3).data()
