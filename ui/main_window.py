@@ -743,7 +743,7 @@ class MainWindow(QMainWindow):
             if self.patient is p:
                 p.status = status
                 self._update_patient_ui()
-                if p.may_read():
+                if p.may_read() and not self.consultation_locked():
                     self.list_documents()
 
         self.run(
@@ -751,6 +751,16 @@ class MainWindow(QMainWindow):
             .success(got)
             .failure(self._failed)
         )
+
+    def consultation_locked(self) -> str:
+        """1.1 (EX_AIR-085, AUTH-03): the reason why this session may not consult (establishment certificate
+        without reinforced user authentication), "" when it may. Deposits stay possible."""
+        from ps_agent.access.policy import CONSULTATION_MODES, MSG_AIR_CONSULT
+
+        session = self.controller.session
+        if session is None or session.mode in CONSULTATION_MODES:
+            return ""
+        return MSG_AIR_CONSULT
 
     def record_consent(self) -> None:
         p = self.patient
@@ -871,11 +881,12 @@ class MainWindow(QMainWindow):
             self.tabs.setTabVisible(1, True)
             return
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
+        locked = self.consultation_locked()
         mode, why = p.access
         emergency = p.in_emergency
         self.dmp_banner.show_status(
             p.status,
-            disabled_reason=reason,
+            disabled_reason=reason or locked,
             emergency=emergency,
             traits_differ=bool(dmp_traits_differ(p.identity, p.status)),
         )
@@ -888,6 +899,7 @@ class MainWindow(QMainWindow):
         self.emergency_banner.setVisible(emergency)
         qualified_dmp = p.identity.qualified and p.status is not None and p.status.exists
         usable = qualified_dmp and not p.status.closed and not p.status.opposed
+        usable = usable and not locked  # 1.1: no consultation of any kind without a PS signed in (AIR)
         self.bdg_btn.setVisible(usable and not emergency and not p.status.authorised and not regulator)
         self.c15_btn.setVisible(usable and not emergency and regulator)  # 4.3: regulators only
         self.tabs.setTabVisible(1, not p.read_only)  # centre 15: consultation only

@@ -418,3 +418,37 @@ def test_the_author_replaces_a_document_and_the_old_one_becomes_obsolete(
         w.filters.old_versions.setChecked(True)  # « Afficher les anciennes versions » lists again
     row = next(i for i, e in enumerate(w.doc_model.entries) if e.unique_id == mine.unique_id)
     assert L.STATE_OBSOLETE in w.doc_model.index(row, 3).data()
+
+
+# ------------------------------------------------------------------ 1.1: establishment certificate, no AIR
+def test_establishment_certificate_without_air_says_consultation_is_locked_and_still_deposits(
+    window_for: Any,
+    services: Any,
+    test_pki: Any,
+    qtbot: Any,
+    monkeypatch: Any,
+    wait_idle: Any,
+    pdf_bytes: bytes,
+) -> None:
+    from ps_agent.access.policy import MSG_AIR_CONSULT
+    from ps_agent.auth.model import AuthMode
+    from ps_agent.auth.software import SoftwareCredentials
+
+    from .conftest import identity_of
+
+    w = window_for(None)
+    org = test_pki.establishment
+    creds = SoftwareCredentials(identity_of("secretary"), AuthMode.INDIRECTE, org.auth_cert, org.auth_key,
+                                org.sign_cert, org.sign_key, org.chain)  # fmt: skip
+    w.controller.use_session(services.open_session(creds))
+    assert w.header.mode.text() == "Certificat d'établissement"
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    wait_idle(w)
+    assert w.dmp_banner.reason.isVisible() and w.dmp_banner.reason.text() == MSG_AIR_CONSULT
+    assert not w.dmp_banner.tick.isVisible() and not w.bdg_btn.isVisible()
+    assert w.doc_model.rowCount() == 0  # no search was attempted
+    searches = list(services.journal.records(action="dmp.search"))
+    assert searches == []
+    page = w.deposit_page
+    page.set_pdf(pdf_bytes, "lettre.pdf")
+    assert page.send.isEnabled() and page.disabled_reason.text() == ""  # deposits stay possible
