@@ -91,6 +91,13 @@ class DepositPage(QWidget):
         self.title = QLineEdit()
         self.title.setAccessibleName("Titre du document")
         form.addRow("Titre", self.title)
+        self.author = QComboBox()  # establishment mode only: the doctor the document is deposited for
+        self.author.setAccessibleName(L.DEPOSIT_FOR)
+        self.author_label = QLabel(L.DEPOSIT_FOR)
+        form.addRow(self.author_label, self.author)
+        self.author.hide()
+        self.author_label.hide()
+        self.air = False
         self.masked = QCheckBox(L.VIS_MASKED)
         self.invisible_patient = QCheckBox(L.VIS_INVISIBLE_PATIENT)
         self.invisible_reps = QCheckBox(L.VIS_INVISIBLE_REPS)
@@ -231,6 +238,20 @@ class DepositPage(QWidget):
             self.invisible_reps.setChecked(bool(value))
         self.refresh()
 
+    def set_authors(self, authors: list[tuple[str, Any]] | None) -> None:
+        """None: a card session (the author is the card holder). A list of (label, AuthorInput): an
+        establishment session, the author is chosen (``batch.load_authors``)."""
+        self.air = authors is not None
+        self.author.clear()
+        for label, a in authors or []:
+            self.author.addItem(label, a)
+        self.author.setVisible(self.air)
+        self.author_label.setVisible(self.air)
+        self.refresh()
+
+    def chosen_author(self) -> Any:
+        return self.author.currentData() if self.air else None
+
     def set_replacing(self, entry: Any) -> None:
         """Prepare a new version of ``entry`` (same type, its title to edit), or go back to a new document."""
         self.replacing = entry
@@ -264,6 +285,8 @@ class DepositPage(QWidget):
             out.append(("error", "Le titre est obligatoire : il doit refléter le contenu médical."))
         if not self.type_code():
             out.append(("error", "Choisissez un type de document dans la liste."))
+        if self.air and self.chosen_author() is None:
+            out.append(("error", L.DEPOSIT_NO_AUTHOR))
         if self.minor and not self.secret and self.reps_choice.currentData() is None:
             out.append(("error", L.MINOR_REPS_MISSING))
         return out

@@ -242,6 +242,12 @@ VIS_EXCLUSION = (
 VIS_PATIENT_LATER = "Sera visible automatiquement par le patient dans 1 mois (R1111-53)"
 DEPOSIT_NOTIFIED = "Le patient sera notifié de ce dépôt."  # 11.5
 DEPOSIT_SEND = "Envoyer au DMP"
+# issue 11 §6: in establishment mode the author is the doctor the secretary deposits for, from the list.
+DEPOSIT_FOR = "Déposé pour le médecin"
+DEPOSIT_NO_AUTHOR = (
+    "Session d'établissement : choisissez le médecin auteur du document (liste ui-auteurs.toml du dossier "
+    "de l'agent)."
+)
 # 9.4: a new version of one's own document (RPLC); the replaced one becomes « ancienne version obsolète ».
 REPLACE_ACTION = "Remplacer par une nouvelle version…"
 REPLACING_NOTE = (

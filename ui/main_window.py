@@ -478,8 +478,11 @@ class MainWindow(QMainWindow):
         self.vaccination_page.set_professional(who_acts(session.identity))
         if session.mode is AuthMode.DIRECTE:
             self.batch_page.set_authors(None)
+            self.deposit_page.set_authors(None)
         else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
-            self.batch_page.set_authors(*load_authors(Path(session.services.config.home)))
+            authors, errors = load_authors(Path(session.services.config.home))
+            self.batch_page.set_authors(authors, errors)
+            self.deposit_page.set_authors(authors)
         self.refresh_queue()
         from ui.tray import card_expiry, expiry_warning, now_utc
 
@@ -753,14 +756,17 @@ class MainWindow(QMainWindow):
         )
 
     def consultation_locked(self) -> str:
-        """1.1 (EX_AIR-085, AUTH-03): the reason why this session may not consult (establishment certificate
-        without reinforced user authentication), "" when it may. Deposits stay possible."""
-        from ps_agent.access.policy import CONSULTATION_MODES, MSG_AIR_CONSULT
+        """1.1 (EX_AIR-085, AUTH-03, AUTH-04): the reason why this session may not consult (establishment
+        certificate without reinforced user authentication; non-PS staff such as a secretary), "" when it
+        may. The core's own rules and messages; deposits stay possible."""
+        from ps_agent.access.policy import CONSULTATION_MODES, MSG_AIR_CONSULT, MSG_NON_PS, is_non_ps
 
         session = self.controller.session
-        if session is None or session.mode in CONSULTATION_MODES:
+        if session is None:
             return ""
-        return MSG_AIR_CONSULT
+        if session.mode not in CONSULTATION_MODES:
+            return MSG_AIR_CONSULT
+        return MSG_NON_PS if is_non_ps(session.identity) else ""
 
     def record_consent(self) -> None:
         p = self.patient
@@ -1041,6 +1047,7 @@ class MainWindow(QMainWindow):
 
         rubric = classify_type(type_code).dmp_rubric
         replacing = self.deposit_page.replacing
+        chosen = self.deposit_page.chosen_author()  # establishment mode: the doctor deposited for
 
         def fn(ctx: Any) -> Any:
             from cda import build
@@ -1054,7 +1061,8 @@ class MainWindow(QMainWindow):
                 replacement = build.Replacement.of(previous)
             data = build.level1(
                 type_code=type_code, content=pdf, title=title, patient=p.identity.traits(),
-                author=author_for(session.identity), media_type="application/pdf", replaces=replacement,
+                author=chosen or author_for(session.identity), media_type="application/pdf",
+                replaces=replacement,
             )  # fmt: skip
             findings = check_deposit_ready(data)
             if errors(findings):

@@ -430,12 +430,18 @@ def test_establishment_certificate_without_air_says_consultation_is_locked_and_s
     wait_idle: Any,
     pdf_bytes: bytes,
 ) -> None:
+    from pathlib import Path
+
     from ps_agent.access.policy import MSG_AIR_CONSULT
     from ps_agent.auth.model import AuthMode
     from ps_agent.auth.software import SoftwareCredentials
+    from ui.batch import AUTHORS_FILE
 
     from .conftest import identity_of
 
+    home = Path(services.config.home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / AUTHORS_FILE).write_text(AUTHORS_TOML, encoding="utf-8")  # the doctors deposited for
     w = window_for(None)
     org = test_pki.establishment
     creds = SoftwareCredentials(identity_of("secretary"), AuthMode.INDIRECTE, org.auth_cert, org.auth_key,
@@ -452,3 +458,72 @@ def test_establishment_certificate_without_air_says_consultation_is_locked_and_s
     page = w.deposit_page
     page.set_pdf(pdf_bytes, "lettre.pdf")
     assert page.send.isEnabled() and page.disabled_reason.text() == ""  # deposits stay possible
+
+
+# ------------------------------------------------------------------ issue 11 §6: AIR, the doctor chosen
+AUTHORS_TOML = (
+    "[[auteur]]\n"
+    'id_nat = "899700000013"\nfamily_name = "MEDECIN"\ngiven_name = "MARIE"\n'
+    'specialty_code = "G15_10/SM54"\norganization_id = "3999999990001"\n'
+    'organization_name = "CABINET DU CENTRE"\nfacility_type_code = "SA07"\n'
+)
+
+
+def test_a_secretary_in_air_mode_deposits_for_the_doctor_chosen(
+    window_for: Any,
+    services: Any,
+    test_pki: Any,
+    qtbot: Any,
+    monkeypatch: Any,
+    wait_idle: Any,
+    pdf_bytes: bytes,
+) -> None:
+    from pathlib import Path
+
+    from ps_agent.auth.model import AuthMode
+    from ps_agent.auth.software import SoftwareCredentials
+    from ui.batch import AUTHORS_FILE
+
+    from .conftest import identity_of
+
+    home = Path(services.config.home)
+    home.mkdir(parents=True, exist_ok=True)
+    w = window_for(None)
+    org = test_pki.establishment
+    creds = SoftwareCredentials(identity_of("secretary"), AuthMode.INDIRECTE_RENFORCEE, org.auth_cert,
+                                org.auth_key, org.sign_cert, org.sign_key, org.chain)  # fmt: skip
+    w.controller.use_session(services.open_session(creds))  # no ui-auteurs.toml yet
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.deposit_page
+    page.set_pdf(pdf_bytes, "cr.pdf")
+    page.title.setText("Compte rendu déposé par le secrétariat")
+    assert page.author.isVisibleTo(page) and page.author.count() == 0
+    assert "Erreur : " + L.DEPOSIT_NO_AUTHOR in [
+        page.findings.item(i).text() for i in range(page.findings.count())
+    ]
+    assert not page.send.isEnabled()
+    (home / AUTHORS_FILE).write_text(AUTHORS_TOML, encoding="utf-8")
+    w.controller.use_session(services.open_session(creds))  # the list is read at each session opening
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page.set_pdf(pdf_bytes, "cr.pdf")
+    page.title.setText("Compte rendu déposé par le secrétariat")
+    assert page.author.currentText().startswith("Dr Marie MEDECIN") and page.send.isEnabled()
+    from ps_agent.access.policy import MSG_NON_PS  # a secretary: no search attempted, the reason said
+
+    assert (
+        w.dmp_banner.reason.text() == MSG_NON_PS and list(services.journal.records(action="dmp.search")) == []
+    )
+    assert "Consultation" not in w.status_line.text()
+    with qtbot.waitSignal(w.deposit_done, timeout=30_000) as sig:
+        qtbot.mouseClick(page.send, Qt.MouseButton.LeftButton)
+    uid = sig.args[0].document_uids[0]
+    # the DMP, read by the GP (the secretary may not consult): the document's author is the doctor chosen
+    from .conftest import software_credentials
+
+    gp = services.open_session(software_credentials(test_pki, "gp"))
+    try:
+        found = gp.patient(w.patient.identity.ref).list_documents().value
+    finally:
+        gp.close()
+    entry = next(e for e in found.entries if e.unique_id == uid)
+    assert [a.id_nat for a in entry.authors] == ["899700000013"]
