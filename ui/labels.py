@@ -82,6 +82,10 @@ CPS_EXPIRY_TODAY = "Votre carte CPS expire aujourd'hui ({date}) : commandez son 
 # 1.2 (EX_GEN-1430): the dialog the CNDA asks a screenshot of; the core's message follows it.
 VITALE_TEST_CARD_TITLE = "Carte Vitale refusée"
 VITALE_TEST_CARD = "Carte Vitale de test : refusée en production."
+# 2.7 (CNDA INSi tests 1.02, 1.03): a Vitale reading older than 20 min or a card swapped: read it again.
+VITALE_REREAD_TITLE = "Carte Vitale à relire"
+VITALE_REREAD = "Relire la carte Vitale"
+VITALE_REREAD_CODES = ("vitale_expired", "vitale_card_changed")
 # 1.7 / 15.3: a remote-desktop session (TSE, Citrix, xrdp, SSH): where the card must be.
 REMOTE_SESSION_NOTE = (
     "Bureau à distance détecté ({what}) : la carte CPS doit être dans un lecteur de la machine où tourne "

@@ -846,6 +846,19 @@ class MainWindow(QMainWindow):
         box.open()
         return box
 
+    def ask_vitale_reread(self, message: str) -> QMessageBox:
+        """2.7: the Vitale reading is too old or the card changed: « Relire la carte Vitale » reads it again
+        and re-opens the beneficiary choice (nothing is reused)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, L.VITALE_REREAD_TITLE, message, parent=self)
+        box.setAccessibleName(L.VITALE_REREAD_TITLE)
+        again = box.addButton(L.VITALE_REREAD, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Annuler", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(again)
+        box.buttonClicked.connect(lambda b: self.read_vitale() if b is again else None)
+        self.error_box = box
+        box.open()
+        return box
+
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):  # the user asked for it: not an error
             self.say(exc.message_fr)
@@ -854,6 +867,8 @@ class MainWindow(QMainWindow):
         self.say(error_text(exc), error=True)
         if isinstance(exc, PsAgentError) and exc.code == "vitale_test_card":  # 1.2: no call was made
             self.show_error_dialog(L.VITALE_TEST_CARD_TITLE, L.VITALE_TEST_CARD, exc.message_fr)
+        elif isinstance(exc, PsAgentError) and exc.code in L.VITALE_REREAD_CODES:
+            self.ask_vitale_reread(exc.message_fr)
         p = self.patient
         if p is not None and p.in_emergency and p.handle.snapshot().emergency_opposed:
             # the DMP refused the emergency access (patient's opposition): leave that mode, visibly

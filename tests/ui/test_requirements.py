@@ -527,3 +527,38 @@ def test_a_secretary_in_air_mode_deposits_for_the_doctor_chosen(
         gp.close()
     entry = next(e for e in found.entries if e.unique_id == uid)
     assert [a.id_nat for a in entry.authors] == ["899700000013"]
+
+
+# ------------------------------------------------------------------ 2.7: stale Vitale reading, swapped card
+@pytest.mark.parametrize("stale", [True, False])
+def test_a_stale_vitale_reading_or_a_swapped_card_asks_to_read_it_again(
+    window_for: Any, qtbot: Any, stale: bool
+) -> None:
+    from ps_agent.identity.errors import VitaleSelectionExpired
+    from ps_agent.identity.vitale import VitaleCardChanged
+
+    class Stale:
+        name = "INSi"
+
+        def find(self, typed: Any, ctx: Any) -> Any:
+            if stale:  # the core's own refusal (InsiClient.check_selection)
+                raise VitaleSelectionExpired(
+                    "La lecture de la carte Vitale date de plus de 20 minutes : relisez la carte et "
+                    "choisissez à nouveau le bénéficiaire.",
+                    code="vitale_expired",
+                    field="read_at",
+                )
+            raise VitaleCardChanged("Une autre carte Vitale a été insérée depuis le choix du bénéficiaire")
+
+    w = window_for("gp", source=Stale())
+    reads: list[int] = []
+    w.read_vitale = lambda: reads.append(1)  # the real one needs the INSi desk and a Vitale card
+    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+    qtbot.mouseClick(w.open_form.open_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.error_box is not None and w.error_box.isVisible(), timeout=10_000)
+    box = w.error_box
+    assert box.windowTitle() == L.VITALE_REREAD_TITLE and "relisez la carte" in box.text()
+    assert w.patient is None
+    again = next(b for b in box.buttons() if b.text() == L.VITALE_REREAD)
+    qtbot.mouseClick(again, Qt.MouseButton.LeftButton)
+    assert reads == [1]
