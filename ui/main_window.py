@@ -1211,7 +1211,7 @@ class MainWindow(QMainWindow):
 
         def done(items: Any) -> None:
             if self.patient is p:
-                self.vaccination_page.show_immunizations(list(items))
+                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date)
                 self.vaccinations_listed.emit(items)
 
         fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731

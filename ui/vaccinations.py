@@ -24,6 +24,68 @@ from PySide6.QtWidgets import (
 
 from ui.journal_queue import RowsModel
 
+# [I] 10.8: gaps are shown only from this explicit, versioned rule table (no official French algorithm was
+# found). Adult rules of the French vaccination calendar, kept deliberately few; each is said « à vérifier »
+# because the DMP may not hold every dose the patient received.
+GAP_RULES_VERSION = "calendrier des vaccinations 2025, règles adultes retenues par ps-agent (v1)"
+TETANUS_INTERVAL_YEARS = ((65, 20), (200, 10))  # (below this age, interval in years): 25/45/65 then every 10
+FLU_FROM_AGE = 65
+FLU_SEASON_START = (10, 1)  # (month, day): a dose on/after this date counts for the season
+
+
+def today() -> dt.date:
+    """The date the rules are applied on (one seam for the tests)."""
+    return dt.date.today()
+
+
+def _age(birth: dt.date, on: dt.date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def _dose_date(imm: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(imm.date) if len(imm.date) == 10 else None
+    except ValueError:
+        return None
+
+
+def vaccination_gaps(birth_date: str, immunizations: list[Any], on: dt.date | None = None) -> list[str]:
+    """10.8: what ``GAP_RULES_VERSION`` says is due for this adult on ``on`` (default: today) and is not in
+    the history (French)."""
+    today_ = on or today()
+    try:
+        birth = dt.date.fromisoformat(birth_date)
+    except ValueError:
+        return []
+    age = _age(birth, today_)
+    if age < 25:
+        return []
+    given = [(d, imm) for imm in immunizations if imm.given and (d := _dose_date(imm)) is not None]
+    out = []
+    tetanus = [d for d, imm in given if "tétanos" in imm.antigens]
+    interval = next(years for below, years in TETANUS_INTERVAL_YEARS if age < below)
+    if not tetanus:
+        out.append("Rappel diphtérie-tétanos-poliomyélite : aucune dose enregistrée dans le DMP.")
+    else:
+        last = max(tetanus)
+        if _age(last, today_) >= interval:
+            out.append(
+                f"Rappel diphtérie-tétanos-poliomyélite : dernière dose le {last.strftime('%d/%m/%Y')}, "
+                f"il y a {interval} ans ou plus (rappel tous les {interval} ans à cet âge)."
+            )
+    if age >= FLU_FROM_AGE:
+        month, day = FLU_SEASON_START
+        start = dt.date(
+            today_.year if (today_.month, today_.day) >= (month, day) else today_.year - 1, month, day
+        )
+        if not any(d >= start and "grippe" in imm.antigens for d, imm in given):
+            out.append(
+                f"Grippe : aucune vaccination enregistrée pour la saison {start.year}-{start.year + 1} "
+                f"(recommandée chaque année à partir de {FLU_FROM_AGE} ans)."
+            )
+    return out
+
+
 ATTESTATION_BUTTON = "Imprimer l'attestation"
 ATTESTATION_TITLE = "Attestation de vaccination"
 
@@ -84,6 +146,12 @@ class VaccinationPage(QWidget):
         bar.addWidget(self.refresh)
         bar.addWidget(self.summary, 1)
         lay.addLayout(bar)
+        self.gaps = QLabel("")  # 10.8
+        self.gaps.setWordWrap(True)
+        self.gaps.setAccessibleName("Vaccinations à vérifier")
+        self.gaps.setStyleSheet("background: #fff4e5; padding: 6px;")
+        self.gaps.hide()
+        lay.addWidget(self.gaps)
         self.model = RowsModel(("Date", "Vaccin", "Maladies", "Rang", "Lot", "Vacciné par", "Statut"))
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -145,11 +213,14 @@ class VaccinationPage(QWidget):
         self.vaccinator.setText(who)
         self.recorder.setText(who)
 
-    def show_immunizations(self, items: list[Any]) -> None:
+    def show_immunizations(self, items: list[Any], birth_date: str = "") -> None:
         items = sorted(items, key=lambda i: i.date, reverse=True)
         self.model.set_rows([immunization_row(i) for i in items], items)
         self.summary.setText(f"{len(items)} vaccination(s)")
         self.table.resizeColumnsToContents()
+        gaps = vaccination_gaps(birth_date, items) if birth_date else []
+        self.gaps.setText(f"À vérifier ({GAP_RULES_VERSION}) :\n" + "\n".join(gaps) if gaps else "")
+        self.gaps.setVisible(bool(gaps))
 
     def missing(self) -> list[str]:
         return [

@@ -562,3 +562,80 @@ def test_a_stale_vitale_reading_or_a_swapped_card_asks_to_read_it_again(
     again = next(b for b in box.buttons() if b.text() == L.VITALE_REREAD)
     qtbot.mouseClick(again, Qt.MouseButton.LeftButton)
     assert reads == [1]
+
+
+# ------------------------------------------------------------------ 10.8: gaps from the versioned rule table
+def _imm(date: str, atc: str, given: bool = True) -> Any:
+    from cda.vaccinations import Immunization, atc_info
+
+    label, antigens = atc_info(atc)
+    return Immunization(date, "", "", label, atc, label, antigens, "LOT", None, "IMMUNIZ", given, "", "", "",
+                        "", "", "")  # fmt: skip
+
+
+def test_vaccination_gaps_rules() -> None:
+    from ui.vaccinations import vaccination_gaps
+
+    today = dt.date(2026, 12, 3)
+    assert vaccination_gaps("2010-05-01", [], today) == []  # a child: no adult rule applies
+    adult = vaccination_gaps("1979-03-21", [], today)
+    assert adult == ["Rappel diphtérie-tétanos-poliomyélite : aucune dose enregistrée dans le DMP."]
+    assert vaccination_gaps("1979-03-21", [_imm("2010-06-01", "J07CA01")], today) == []  # 16 years < 20
+    old = vaccination_gaps("1979-03-21", [_imm("2004-06-01", "J07CA01")], today)
+    assert old == [
+        "Rappel diphtérie-tétanos-poliomyélite : dernière dose le 01/06/2004, il y a 20 ans ou plus "
+        "(rappel tous les 20 ans à cet âge)."
+    ]
+    assert vaccination_gaps("1979-03-21", [_imm("2020-06-01", "J07CA01", given=False)], today) == adult
+    # 70 years old: every 10 years, and the flu each season from 1 October
+    senior = [_imm("2019-01-10", "J07AM01"), _imm("2025-11-02", "J07BB02")]
+    gaps = vaccination_gaps("1956-02-01", senior, today)
+    assert gaps == [
+        "Grippe : aucune vaccination enregistrée pour la saison 2026-2027 (recommandée chaque année à partir "
+        "de 65 ans)."
+    ]
+    assert vaccination_gaps("1956-02-01", [*senior, _imm("2026-10-20", "J07BB02")], today) == []
+    assert len(vaccination_gaps("1956-02-01", [_imm("2014-01-10", "J07AM01")], today)) == 2
+
+
+def test_the_vaccination_page_shows_the_gaps_of_the_history_read(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any
+) -> None:
+    from ui import vaccinations
+    from ui.vaccinations import GAP_RULES_VERSION
+
+    class Senior:
+        """The demo adult's DMP (last dTP booster and flu dose in 2026) for a patient born in 1950."""
+
+        name = "INSi (bac à sable)"
+
+        def find(self, typed: Any, ctx: Any) -> Any:
+            from dataclasses import replace
+
+            from ui.labels import IdentityStatus
+
+            return replace(demo_identity(demo.DEMO_ADULT, IdentityStatus.RECUPEREE), birth_date="1950-01-01")
+
+    w = window_for("pharmacist", source=Senior())
+    open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
+    page = w.vaccination_page
+    w.tabs.setCurrentWidget(page)
+    with qtbot.waitSignal(w.vaccinations_listed, timeout=30_000):
+        qtbot.mouseClick(page.refresh, Qt.MouseButton.LeftButton)
+    # today: whatever the rules say of this history (the demo doses are dated relative to today)
+    now_due = vaccinations.vaccination_gaps("1950-01-01", page.model.items)
+    assert page.model.rowCount() > 0 and page.gaps.isVisible() == bool(now_due)
+    last_tetanus = max(i.date for i in page.model.items if "tétanos" in i.antigens)
+    later = dt.date.today() + dt.timedelta(days=11 * 366)  # eleven years on: over 85, the flu season passed
+    monkeypatch.setattr(vaccinations, "today", lambda: later)
+    with qtbot.waitSignal(w.vaccinations_listed, timeout=30_000):
+        qtbot.mouseClick(page.refresh, Qt.MouseButton.LeftButton)
+    last = dt.date.fromisoformat(last_tetanus).strftime("%d/%m/%Y")
+    season = later.year if (later.month, later.day) >= (10, 1) else later.year - 1
+    assert page.gaps.isVisible() and page.gaps.text() == (
+        f"À vérifier ({GAP_RULES_VERSION}) :\n"
+        f"Rappel diphtérie-tétanos-poliomyélite : dernière dose le {last}, il y a 10 ans ou plus "
+        "(rappel tous les 10 ans à cet âge).\n"
+        f"Grippe : aucune vaccination enregistrée pour la saison {season}-{season + 1} (recommandée chaque "
+        "année à partir de 65 ans)."
+    )
