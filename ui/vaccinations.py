@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from PySide6.QtCore import QDate, Signal
+from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
+    QCompleter,
     QDateEdit,
     QFormLayout,
     QGroupBox,
@@ -83,6 +84,18 @@ def vaccination_gaps(birth_date: str, immunizations: list[Any], on: dt.date | No
                 f"Grippe : aucune vaccination enregistrée pour la saison {start.year}-{start.year + 1} "
                 f"(recommandée chaque année à partir de {FLU_FROM_AGE} ans)."
             )
+    return out
+
+
+def atc_choices() -> list[str]:
+    """« J07CA01 — vaccin diphtérie, poliomyélite, tétanos (diphtérie, poliomyélite, tétanos) » for every
+    vaccine ATC code of the project table (``cda.vaccinations``), searchable by code, label or disease."""
+    from cda.vaccinations import _atc_table
+
+    out = []
+    for code, (label, antigens) in sorted(_atc_table().items()):
+        if len(code) > 3:  # not the bare « J07 »
+            out.append(f"{code} — {label}" + (f" ({', '.join(antigens)})" if antigens else ""))
     return out
 
 
@@ -163,6 +176,12 @@ class VaccinationPage(QWidget):
         self.cis = QLineEdit()
         self.label = QLineEdit()
         self.atc = QLineEdit()
+        self.atc.setPlaceholderText("code ATC, ou tapez la maladie (grippe, tétanos…)")
+        completer = QCompleter(atc_choices(), self.atc)  # 10.6: the vaccine class, searchable
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.activated.connect(self._atc_chosen)
+        self.atc.setCompleter(completer)
         self.lot = QLineEdit()
         self.date = QDateEdit(QDate.currentDate())
         self.date.setCalendarPopup(True)
@@ -208,6 +227,13 @@ class VaccinationPage(QWidget):
         self.record.clicked.connect(self._record)
         self.attestation.clicked.connect(self._print_dialog)
 
+    def _atc_chosen(self, text: str) -> None:
+        """A line of the list: the code goes in the field, the label (if still empty) in « Vaccin »."""
+        code, _, rest = text.partition(" — ")
+        self.atc.setText(code)
+        if not self.label.text().strip():
+            self.label.setText(rest.split(" (")[0])
+
     def set_professional(self, who: str) -> None:
         """The signed-in professional: vaccinator and recorder by default (10.4)."""
         self.vaccinator.setText(who)
@@ -245,7 +271,7 @@ class VaccinationPage(QWidget):
             {
                 "cis_code": self.cis.text().strip(),
                 "vaccine_label": self.label.text().strip(),
-                "atc_code": self.atc.text().strip().upper(),
+                "atc_code": self.atc.text().partition(" — ")[0].strip().upper(),
                 "lot_number": self.lot.text().strip(),
                 "date": self.date.date().toPython(),
                 "dose_rank": self.rank.value() or None,

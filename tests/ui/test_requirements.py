@@ -639,3 +639,23 @@ def test_the_vaccination_page_shows_the_gaps_of_the_history_read(
         f"Grippe : aucune vaccination enregistrée pour la saison {season}-{season + 1} (recommandée chaque "
         "année à partir de 65 ans)."
     )
+
+
+# ------------------------------------------------------------------ 10.6: the vaccine class, searchable
+def test_the_vaccine_atc_is_searchable_by_disease(window_for: Any) -> None:
+    w = window_for("pharmacist")
+    page = w.vaccination_page
+    completer = page.atc.completer()
+    completer.setCompletionPrefix("grippe")
+    assert completer.completionCount() == 1
+    choice = completer.currentCompletion()
+    assert choice == "J07BB — vaccins grippaux (grippe)"
+    completer.activated.emit(choice)
+    assert page.atc.text() == "J07BB" and page.label.text() == "vaccins grippaux"
+    page.label.setText("VAXIGRIPTETRA, suspension injectable")
+    completer.setCompletionPrefix("tétanos")
+    assert completer.completionCount() >= 3  # every vaccine that covers tetanus
+    completer.activated.emit(
+        "J07CA01 — vaccin diphtérie, poliomyélite, tétanos (diphtérie, poliomyélite, tétanos)"
+    )
+    assert page.atc.text() == "J07CA01" and page.label.text() == "VAXIGRIPTETRA, suspension injectable"
