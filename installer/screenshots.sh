@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Screenshots of the desktop agent's main screens, on a real X server (Xvfb) with the embedded default:
 # the local sandbox DMP with the demo patients (in this process), software keys of the "gp" test card
-# (and of the "specialist" one for the emergency screen). PNGs go to docs/screenshots/ (or $1).
+# (and of the "specialist" one for the emergency screen). PNGs of the window only go to docs/screenshots/
+# (or $1): no card, PIN, patient, deposit, viewer, minor, emergency, journal, queue, Ségur notice,
+# vaccinations, secretary batch, configuration, diagnostic.
 #
 #   bash installer/screenshots.sh [OUTDIR]
 set -euo pipefail
@@ -111,7 +113,8 @@ def shot(name, widget=None):
 def window(profile, home):
     env = Environment("sandbox", server.base_url, ca_file=str(pki.ca_bundle))
     services = Services(AgentConfig(env, tmp / home))
-    w = make_window(services, identity_source=Insi(), auto_pin_dialog=False, segur_notice=False)
+    w = make_window(services, identity_source=Insi(), auto_pin_dialog=False, segur_notice=False,
+                    config_folder=tmp / f"config-{home}")
     w.resize(1260, 840)
     w.move(0, 0)
     w.show()
@@ -184,6 +187,27 @@ shot("09-journal", w)
 w.tabs.setCurrentWidget(w.queue_page)
 idle(w)
 shot("10-file-envoi", w)
+# secretary batch: three files for the open patient, one of them not a PDF (kept in the table to fix)
+batch_dir = tmp / "lot"
+batch_dir.mkdir()
+(batch_dir / "CR_biologie_2026-11-28.pdf").write_bytes(minimal_pdf("Compte rendu de biologie"))
+(batch_dir / "Courrier_cardiologue.pdf").write_bytes(minimal_pdf("Courrier du cardiologue"))
+(batch_dir / "scan_illisible.pdf").write_bytes(b"ceci n'est pas un PDF")
+w.tabs.setCurrentWidget(w.batch_page)
+w.batch_page.add_files(sorted(batch_dir.iterdir()))
+w.batch_page.send.click()
+idle(w)
+wait(lambda: w.batch_page.summary.text() != "")
+shot("13-depot-par-lot", w)
+# configuration (first run / settings) and the workstation diagnosis
+w.tabs.setCurrentWidget(w.setup_page)
+w.setup_page.detect()
+idle(w)
+shot("14-configuration", w)
+w.tabs.setCurrentWidget(w.diagnostic_page)
+w.diagnostic_page.run_checks()
+wait(lambda: w.diagnostic_page.start.isEnabled(), timeout=60.0)
+shot("15-diagnostic", w)
 w.controller.close()
 w.close()
 # 5. emergency: a specialist not authorised on the minor's DMP

@@ -50,6 +50,19 @@ class DepositPage(QWidget):
         self.setAcceptDrops(True)
         self.pdf: bytes = b""
         lay = QVBoxLayout(self)
+        self.replacing: Any = None  # the DocumentEntry a new version replaces (9.4), None for a new document
+        replace_row = QHBoxLayout()
+        self.replacing_note = QLabel("")
+        self.replacing_note.setWordWrap(True)
+        self.replacing_note.setAccessibleName("Remplacement d'un document")
+        self.replacing_note.setStyleSheet("background: #e8f0fe; padding: 6px;")
+        self.cancel_replace = QPushButton(L.REPLACE_CANCEL)
+        self.cancel_replace.setAccessibleName(L.REPLACE_CANCEL)
+        replace_row.addWidget(self.replacing_note, 1)
+        replace_row.addWidget(self.cancel_replace)
+        lay.addLayout(replace_row)
+        self.replacing_note.hide()
+        self.cancel_replace.hide()
         self.drop = QLabel("Déposez un PDF ici, ou choisissez un fichier.")
         self.drop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.drop.setMinimumHeight(60)
@@ -78,12 +91,31 @@ class DepositPage(QWidget):
         self.title = QLineEdit()
         self.title.setAccessibleName("Titre du document")
         form.addRow("Titre", self.title)
+        self.author = QComboBox()  # establishment mode only: the doctor the document is deposited for
+        self.author.setAccessibleName(L.DEPOSIT_FOR)
+        self.author_label = QLabel(L.DEPOSIT_FOR)
+        form.addRow(self.author_label, self.author)
+        self.author.hide()
+        self.author_label.hide()
+        self.air = False
         self.masked = QCheckBox(L.VIS_MASKED)
         self.invisible_patient = QCheckBox(L.VIS_INVISIBLE_PATIENT)
         self.invisible_reps = QCheckBox(L.VIS_INVISIBLE_REPS)
         for c in (self.masked, self.invisible_patient, self.invisible_reps):
             c.setAccessibleName(c.text())
             form.addRow("", c)
+        # 5.2: for a minor without the secret connection, an explicit choice replaces the checkbox
+        self.reps_choice = QComboBox()
+        self.reps_choice.setAccessibleName(L.MINOR_REPS_LABEL)
+        self.reps_choice.addItem(L.MINOR_REPS_CHOOSE, None)
+        self.reps_choice.addItem(L.MINOR_REPS_VISIBLE, False)
+        self.reps_choice.addItem(L.VIS_INVISIBLE_REPS, True)
+        self.reps_label = QLabel(L.MINOR_REPS_LABEL)
+        form.addRow(self.reps_label, self.reps_choice)
+        self.reps_label.hide()
+        self.reps_choice.hide()
+        self.minor = False
+        self.secret = False
         self.vis_note = QLabel(L.VIS_EXCLUSION)
         self.vis_note.setWordWrap(True)
         form.addRow("", self.vis_note)
@@ -110,7 +142,9 @@ class DepositPage(QWidget):
         self.type.currentIndexChanged.connect(self._type_changed)
         self.masked.toggled.connect(self._exclusive)
         self.invisible_patient.toggled.connect(self._exclusive)
+        self.reps_choice.currentIndexChanged.connect(self._reps_chosen)
         self.choose.clicked.connect(self._choose)
+        self.cancel_replace.clicked.connect(lambda: self.set_replacing(None))
         self.send.clicked.connect(self._send)
         self.blocked_reason = ""
         self.type.setCurrentIndex(max(0, self.type.findData(DEFAULT_TYPE)))
@@ -175,11 +209,65 @@ class DepositPage(QWidget):
     # ------------------------------------------------------------------ checks and sending
     def set_secret_connection(self, secret: bool) -> None:
         """Under a minor's secret connection only documents invisible to the legal representatives (5.2)."""
+        self.secret = secret
         if secret:
             self.invisible_reps.setChecked(True)
         self.invisible_reps.setEnabled(not secret)
         self.invisible_reps.setToolTip(L.MINOR_CONFIDENTIAL_FORCED if secret else "")
         self.vis_note.setText(L.MINOR_CONFIDENTIAL_FORCED if secret else L.VIS_EXCLUSION)
+        self._show_reps_choice()
+
+    def set_minor(self, minor: bool) -> None:
+        """A minor's record: without the secret connection, the visibility to the legal representatives must
+        be chosen for each document (no default, 5.2)."""
+        if minor != self.minor:
+            self.minor = minor
+            self.reps_choice.setCurrentIndex(0)
+        self._show_reps_choice()
+
+    def _show_reps_choice(self) -> None:
+        choose = self.minor and not self.secret
+        self.reps_label.setVisible(choose)
+        self.reps_choice.setVisible(choose)
+        self.invisible_reps.setVisible(not choose)
+        self.refresh()
+
+    def _reps_chosen(self, _index: int) -> None:
+        value = self.reps_choice.currentData()
+        if value is not None:
+            self.invisible_reps.setChecked(bool(value))
+        self.refresh()
+
+    def set_authors(self, authors: list[tuple[str, Any]] | None) -> None:
+        """None: a card session (the author is the card holder). A list of (label, AuthorInput): an
+        establishment session, the author is chosen (``batch.load_authors``)."""
+        self.air = authors is not None
+        self.author.clear()
+        for label, a in authors or []:
+            self.author.addItem(label, a)
+        self.author.setVisible(self.air)
+        self.author_label.setVisible(self.air)
+        self.refresh()
+
+    def chosen_author(self) -> Any:
+        return self.author.currentData() if self.air else None
+
+    def set_replacing(self, entry: Any) -> None:
+        """Prepare a new version of ``entry`` (same type, its title to edit), or go back to a new document."""
+        self.replacing = entry
+        self.replacing_note.setVisible(entry is not None)
+        self.cancel_replace.setVisible(entry is not None)
+        if entry is None:
+            self.replacing_note.setText("")
+            self._type_changed()
+            return
+        self.replacing_note.setText(L.REPLACING_NOTE.format(title=entry.title))
+        index = self.type.findData(entry.type_code.code)
+        if index >= 0:
+            self.type.setCurrentIndex(index)
+        self.title.setText(entry.title)
+        self.result.setText("")
+        self.refresh()
 
     def set_blocked(self, reason: str) -> None:
         """A reason why nothing may be sent (identity not qualified, DMP closed/opposed, centre 15)."""
@@ -197,6 +285,10 @@ class DepositPage(QWidget):
             out.append(("error", "Le titre est obligatoire : il doit refléter le contenu médical."))
         if not self.type_code():
             out.append(("error", "Choisissez un type de document dans la liste."))
+        if self.air and self.chosen_author() is None:
+            out.append(("error", L.DEPOSIT_NO_AUTHOR))
+        if self.minor and not self.secret and self.reps_choice.currentData() is None:
+            out.append(("error", L.MINOR_REPS_MISSING))
         return out
 
     def refresh(self) -> None:
@@ -216,6 +308,10 @@ class DepositPage(QWidget):
             return
         self.send.setEnabled(False)
         self.result.setText("Envoi en cours…")
+        if self.minor and not self.secret:  # the next document gets its own choice
+            self.reps_choice.blockSignals(True)
+            self.reps_choice.setCurrentIndex(0)
+            self.reps_choice.blockSignals(False)
         self.send_requested.emit(self.pdf, self.type_code(), self.title.text().strip(), self.visibility())
 
     def show_findings(self, messages: list[str]) -> None:

@@ -74,6 +74,8 @@ def actions_for(entry: Any, identity: Any, *, medecin_traitant: bool) -> list[Do
                 f"(« {L.SHOW_ARCHIVED} » le montre) ; il reste consultable.",
             )
         )
+    if author and status not in ("Archived", "Deprecated"):  # 9.4: the author replaces his own document
+        out.append(DocAction("replace", L.REPLACE_ACTION, ""))
     if author:  # the DMP lets only the author delete
         out.append(
             DocAction(

@@ -74,6 +74,26 @@ PIN_BLOCKED_HELP = (
 )
 PIN_SESSION_ONCE = "Le code ne vous sera plus demandé tant que la carte reste dans le lecteur."
 
+# [I] 1.3: days before the card's end of validity at which the professional is warned (tray notification
+# and header); the spec's own example thresholds.
+CPS_EXPIRY_WARN_DAYS = (30, 7, 1)
+CPS_EXPIRY_SOON = "Votre carte CPS expire le {date} (dans {days} jour(s)) : commandez son renouvellement."
+CPS_EXPIRY_TODAY = "Votre carte CPS expire aujourd'hui ({date}) : commandez son renouvellement."
+# 1.2 (EX_GEN-1430): the dialog the CNDA asks a screenshot of; the core's message follows it.
+VITALE_TEST_CARD_TITLE = "Carte Vitale refusée"
+VITALE_TEST_CARD = "Carte Vitale de test : refusée en production."
+# 2.7 (CNDA INSi tests 1.02, 1.03): a Vitale reading older than 20 min or a card swapped: read it again.
+VITALE_REREAD_TITLE = "Carte Vitale à relire"
+VITALE_REREAD = "Relire la carte Vitale"
+VITALE_REREAD_CODES = ("vitale_expired", "vitale_card_changed")
+# 1.7 / 15.3: a remote-desktop session (TSE, Citrix, xrdp, SSH): where the card must be.
+REMOTE_SESSION_NOTE = (
+    "Bureau à distance détecté ({what}) : la carte CPS doit être dans un lecteur de la machine où tourne "
+    "l'agent — un lecteur par poste, une carte par session ; la carte n'est jamais partagée par le réseau."
+)
+# 1.6: where the guided diagnosis is, appended to card, middleware and network errors.
+SEE_DIAGNOSTIC = "Consultez l'onglet « Diagnostic » pour la cause et la correction."
+
 # ------------------------------------------------------------------ patient identity (2.2, 2.6)
 
 
@@ -95,6 +115,20 @@ IDENTITY_STATUS_FR = {
 VALIDATE_IDENTITY = "Valider l'identité"
 NOT_QUALIFIED_REASON = (
     "Identité non qualifiée : qualifiez l'identité (pièce d'identité) puis renvoyez."  # 2.6
+)
+# 2.4: the strict traits by default, the others on demand; 2.6: no INS matricule/OID shown while the
+# identity is not qualified.
+SHOW_ALL_TRAITS = "Afficher tous les traits"
+INS_HIDDEN = "Matricule INS non affiché : identité non qualifiée"
+# 2.8 (RG_0320): the DMP's identity traits are never displayed; compared silently with the INS traits.
+DMP_TRAITS_DIFFER = (
+    "Les traits d'identité du DMP diffèrent de ceux de l'INS : vérifiez l'identité du patient."
+)
+# 2.5: the strict traits of a qualified identity are locked.
+TRAITS_LOCKED = "Traits verrouillés"
+TRAITS_LOCKED_TIP = (
+    "Identité qualifiée : les traits stricts (nom de naissance, prénoms, date et lieu de naissance, sexe) "
+    "ne sont pas modifiables ici. Les modifier ferait perdre à l'identité son statut qualifié."
 )
 # High-trust documents (identito-na.fr, 2.2): the list offered by « Valider l'identité ».
 NEW_BADGE = "[Nouveau]"
@@ -138,6 +172,12 @@ MINOR_CONFIDENTIAL_BADGE = "Connexion secrète (mineur)"  # 5.3
 MINOR_CONFIDENTIAL_FORCED = (
     "Connexion secrète : le document sera non visible par les représentants légaux (obligatoire)."
 )
+# 5.2: a minor without the secret connection: the visibility to the legal representatives is chosen, never
+# defaulted. [I] wordings of the choice (the spec gives none).
+MINOR_REPS_LABEL = "Représentants légaux (patient mineur)"
+MINOR_REPS_CHOOSE = "— à choisir —"
+MINOR_REPS_VISIBLE = "Visible par les représentants légaux"
+MINOR_REPS_MISSING = "Patient mineur : choisissez si le document est visible par ses représentants légaux."
 # [I] Age of majority when the DMP's ``ageMajorite`` is not known to the window.
 AGE_OF_MAJORITY = 18
 
@@ -206,6 +246,23 @@ VIS_EXCLUSION = (
 VIS_PATIENT_LATER = "Sera visible automatiquement par le patient dans 1 mois (R1111-53)"
 DEPOSIT_NOTIFIED = "Le patient sera notifié de ce dépôt."  # 11.5
 DEPOSIT_SEND = "Envoyer au DMP"
+# issue 11 §6: in establishment mode the author is the doctor the secretary deposits for, from the list.
+DEPOSIT_FOR = "Déposé pour le médecin"
+DEPOSIT_NO_AUTHOR = (
+    "Session d'établissement : choisissez le médecin auteur du document (liste ui-auteurs.toml du dossier "
+    "de l'agent)."
+)
+# 9.4: a new version of one's own document (RPLC); the replaced one becomes « ancienne version obsolète ».
+REPLACE_ACTION = "Remplacer par une nouvelle version…"
+REPLACING_NOTE = (
+    "Nouvelle version de « {title} » : à l'envoi, la version actuelle deviendra « ancienne version "
+    "obsolète » (toujours consultable avec « Afficher les anciennes versions »)."
+)
+REPLACE_CANCEL = "Annuler le remplacement"
+REPLACED_RESULT = (
+    "Nouvelle version enregistrée dans le DMP, rubrique « {rubric} » ; la précédente est désormais "
+    "« ancienne version obsolète »."
+)
 
 # ------------------------------------------------------------------ queue (docs/agent.md states)
 QUEUE_STATE_FR = {

@@ -63,6 +63,7 @@ from ui.patient import (
     OpenPatient,
     OpenPatientForm,
     PatientIdentity,
+    dmp_traits_differ,
 )
 from ui.pin_dialog import PinDialog
 from ui.setup_pages import DiagnosticPage, FirstRunPage
@@ -80,11 +81,24 @@ def error_text(exc: BaseException) -> str:
 
     if isinstance(exc, PsAgentError):
         code = f" [{exc.code}]" if exc.code else ""
-        return f"{exc.message_fr}{code}"
+        hint = f" {L.SEE_DIAGNOSTIC}" if needs_diagnosis(exc) else ""
+        return f"{exc.message_fr}{code}{hint}"
     if isinstance(exc, CdaError):
         where = f" (champ : {exc.field})" if getattr(exc, "field", None) else ""
         return f"Document invalide : {exc.message_fr}{where}"
     return f"Erreur inattendue : {exc}"
+
+
+def needs_diagnosis(exc: BaseException) -> bool:
+    """1.6: reader, card, middleware, certificate and network failures point to the Diagnostic page (a PIN
+    typo or a closed session does not)."""
+    from ps_agent.auth.errors import CertificateError, Pkcs11Error, TlsError
+    from ps_agent.dmp.errors import ProtocolError, TransportError
+    from ps_agent.errors import CardError
+
+    return isinstance(
+        exc, CardError | Pkcs11Error | CertificateError | TlsError | TransportError | ProtocolError
+    )
 
 
 NO_PREVIOUS: Any = object()  # marker: this professional never consulted this DMP before
@@ -232,6 +246,15 @@ class MainWindow(QMainWindow):
         self.session_note.setAccessibleName("Session")
         self.session_note.hide()
         root.addWidget(self.session_note)
+        # 1.3 / 1.7: what the workstation and the card need (card expiring, remote-desktop session)
+        self.workstation_note = QLabel("")
+        self.workstation_note.setWordWrap(True)
+        self.workstation_note.setStyleSheet("background: #fff4e5; color: #5a3a00; padding: 6px;")
+        self.workstation_note.setAccessibleName("Avertissements du poste")
+        self.workstation_note.hide()
+        root.addWidget(self.workstation_note)
+        self.error_box: QMessageBox | None = None
+        self.expiry_note = ""  # 1.3: the card's end of validity, when near (computed at login)
         self.emergency_banner = QLabel("")
         self.emergency_banner.setStyleSheet(
             "background: #c00000; color: white; font-weight: bold; padding: 8px;"
@@ -392,6 +415,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn.clicked.connect(self.cancel_current)
         QShortcut(QKeySequence("Escape"), self, self.cancel_current)
         self._on_state(c.state.value)
+        self._update_workstation_note()
         self._update_patient_ui()
         self.refresh_queue()  # the tray shows the queue from the start, session or not
 
@@ -457,15 +481,30 @@ class MainWindow(QMainWindow):
         self.header.show_state(self.controller)
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
-        self.vaccination_page.vaccinator.setText(who_acts(session.identity))
+        self.vaccination_page.set_professional(who_acts(session.identity))
         self.batch_page.forget_patients()  # the previous session's DMP handles are not offered
         if session.mode is AuthMode.DIRECTE:
             self.batch_page.set_authors(None)
+            self.deposit_page.set_authors(None)
         else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
-            self.batch_page.set_authors(*load_authors(Path(session.services.config.home)))
+            authors, errors = load_authors(Path(session.services.config.home))
+            self.batch_page.set_authors(authors, errors)
+            self.deposit_page.set_authors(authors)
         self.refresh_queue()
+        from ui.tray import card_expiry, expiry_warning, now_utc
+
+        self.expiry_note = expiry_warning(card_expiry(session), now_utc())
+        self._update_workstation_note()
         if self.segur_notice:
             self.check_segur_notice(session)
+
+    def _update_workstation_note(self) -> None:
+        from ui.tray import remote_session_note
+
+        lines = [self.expiry_note if self.controller.session is not None else "", remote_session_note()]
+        text = "\n".join(line for line in lines if line)
+        self.workstation_note.setText(text)
+        self.workstation_note.setVisible(bool(text))
 
     def check_segur_notice(self, session: Any) -> None:
         """Show the Ségur notice when due for this user (3.6); its acknowledgement is journaled."""
@@ -496,6 +535,8 @@ class MainWindow(QMainWindow):
         self._drop_patient()
         self.session_note.setText(message)
         self.session_note.show()
+        self.expiry_note = ""
+        self._update_workstation_note()
         self.header.show_state(self.controller)
         self._on_idle()
         self.say(message)
@@ -721,7 +762,7 @@ class MainWindow(QMainWindow):
             if self.patient is p:
                 p.status = status
                 self._update_patient_ui()
-                if p.may_read():
+                if p.may_read() and not self.consultation_locked():
                     self.list_documents()
 
         self.run(
@@ -729,6 +770,19 @@ class MainWindow(QMainWindow):
             .success(got)
             .failure(self._failed)
         )
+
+    def consultation_locked(self) -> str:
+        """1.1 (EX_AIR-085, AUTH-03, AUTH-04): the reason why this session may not consult (establishment
+        certificate without reinforced user authentication; non-PS staff such as a secretary), "" when it
+        may. The core's own rules and messages; deposits stay possible."""
+        from ps_agent.access.policy import CONSULTATION_MODES, MSG_AIR_CONSULT, MSG_NON_PS, is_non_ps
+
+        session = self.controller.session
+        if session is None:
+            return ""
+        if session.mode not in CONSULTATION_MODES:
+            return MSG_AIR_CONSULT
+        return MSG_NON_PS if is_non_ps(session.identity) else ""
 
     def record_consent(self) -> None:
         p = self.patient
@@ -797,12 +851,40 @@ class MainWindow(QMainWindow):
         self.hidden_note.setText("")
         self._update_patient_ui()
 
+    def show_error_dialog(self, title: str, text: str, detail: str = "") -> QMessageBox:
+        """A modal-less error box (the window keeps answering); kept in ``error_box``."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, parent=self)
+        if detail:
+            box.setInformativeText(detail)
+        box.setAccessibleName(title)
+        box.addButton("Fermer", QMessageBox.ButtonRole.AcceptRole)
+        self.error_box = box
+        box.open()
+        return box
+
+    def ask_vitale_reread(self, message: str) -> QMessageBox:
+        """2.7: the Vitale reading is too old or the card changed: « Relire la carte Vitale » reads it again
+        and re-opens the beneficiary choice (nothing is reused)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, L.VITALE_REREAD_TITLE, message, parent=self)
+        box.setAccessibleName(L.VITALE_REREAD_TITLE)
+        again = box.addButton(L.VITALE_REREAD, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Annuler", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(again)
+        box.buttonClicked.connect(lambda b: self.read_vitale() if b is again else None)
+        self.error_box = box
+        box.open()
+        return box
+
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):  # the user asked for it: not an error
             self.say(exc.message_fr)
             self._update_patient_ui()
             return
         self.say(error_text(exc), error=True)
+        if isinstance(exc, PsAgentError) and exc.code == "vitale_test_card":  # 1.2: no call was made
+            self.show_error_dialog(L.VITALE_TEST_CARD_TITLE, L.VITALE_TEST_CARD, exc.message_fr)
+        elif isinstance(exc, PsAgentError) and exc.code in L.VITALE_REREAD_CODES:
+            self.ask_vitale_reread(exc.message_fr)
         p = self.patient
         if p is not None and p.in_emergency and p.handle.snapshot().emergency_opposed:
             # the DMP refused the emergency access (patient's opposition): leave that mode, visibly
@@ -819,6 +901,7 @@ class MainWindow(QMainWindow):
         regulator = bool(session is not None and session.identity.is_regulator)
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
         self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
+        self.deposit_page.set_minor(bool(p and p.identity.is_minor()))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
         self.open_form.setVisible(p is None)
@@ -831,12 +914,20 @@ class MainWindow(QMainWindow):
             self.c15_btn.hide()
             self.setWindowTitle(APP_TITLE)
             self.deposit_page.set_blocked("Ouvrez d'abord le dossier d'un patient.")
+            if self.deposit_page.replacing is not None:  # a new version belongs to the closed record
+                self.deposit_page.set_replacing(None)
             self.tabs.setTabVisible(1, True)
             return
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
+        locked = self.consultation_locked()
         mode, why = p.access
         emergency = p.in_emergency
-        self.dmp_banner.show_status(p.status, disabled_reason=reason, emergency=emergency)
+        self.dmp_banner.show_status(
+            p.status,
+            disabled_reason=reason or locked,
+            emergency=emergency,
+            traits_differ=bool(dmp_traits_differ(p.identity, p.status)),
+        )
         if emergency:
             text = L.emergency_banner(mode, why)
             self.emergency_banner.setText(text)
@@ -846,6 +937,7 @@ class MainWindow(QMainWindow):
         self.emergency_banner.setVisible(emergency)
         qualified_dmp = p.identity.qualified and p.status is not None and p.status.exists
         usable = qualified_dmp and not p.status.closed and not p.status.opposed
+        usable = usable and not locked  # 1.1: no consultation of any kind without a PS signed in (AIR)
         self.bdg_btn.setVisible(usable and not emergency and not p.status.authorised and not regulator)
         self.c15_btn.setVisible(usable and not emergency and regulator)  # 4.3: regulators only
         self.tabs.setTabVisible(1, not p.read_only)  # centre 15: consultation only
@@ -937,8 +1029,18 @@ class MainWindow(QMainWindow):
         if not self.patient.read_only:
             mt = bool(self.patient.status and self.patient.status.is_medecin_traitant)
             for action in actions_for(entry, session.identity, medecin_traitant=mt):
+                if action.key == "replace":  # a new version goes through the deposit page (9.4)
+                    menu.addAction(action.label, partial(self.start_replacement, entry))
+                    continue
                 menu.addAction(action.label, partial(self.confirm_document_action, entry, action))
         menu.popup(self.doc_table.viewport().mapToGlobal(pos))
+
+    def start_replacement(self, entry: Any) -> None:
+        """9.4: the deposit page prepared for a new version of ``entry`` (same type, title to edit)."""
+        if self.patient is None or self.patient.read_only:
+            return
+        self.deposit_page.set_replacing(entry)
+        self.tabs.setCurrentWidget(self.deposit_page)
 
     def confirm_document_action(self, entry: Any, action: Any) -> QMessageBox:
         """9.1-9.3: the consequence stated, then « Confirmer »; irreversible ones say so."""
@@ -976,19 +1078,28 @@ class MainWindow(QMainWindow):
         from cda.classify import classify_type
 
         rubric = classify_type(type_code).dmp_rubric
+        replacing = self.deposit_page.replacing
+        chosen = self.deposit_page.chosen_author()  # establishment mode: the doctor deposited for
 
         def fn(ctx: Any) -> Any:
             from cda import build
             from cda.validate import check_deposit_ready, errors
 
+            replacement = None
+            if replacing is not None:  # same setId, version + 1 (read from the current version, TD3.2)
+                from cda.parser import parse
+
+                previous = parse(p.handle.retrieve(replacing, ctx=ctx).value.content)
+                replacement = build.Replacement.of(previous)
             data = build.level1(
                 type_code=type_code, content=pdf, title=title, patient=p.identity.traits(),
-                author=author_for(session.identity), media_type="application/pdf",
+                author=chosen or author_for(session.identity), media_type="application/pdf",
+                replaces=replacement,
             )  # fmt: skip
             findings = check_deposit_ready(data)
             if errors(findings):
                 return findings
-            return p.handle.deposit(data, visibility=visibility, ctx=ctx).value
+            return p.handle.deposit(data, visibility=visibility, replaces=replacing, ctx=ctx).value
 
         def done(result: Any) -> None:
             if isinstance(result, list):
@@ -997,9 +1108,12 @@ class MainWindow(QMainWindow):
                     "Document non envoyé : corrigez les erreurs ci-dessus.", ok=False
                 )
                 return
-            self.deposit_page.show_result(
-                f"Document enregistré dans le DMP, rubrique « {rubric} ». {L.DEPOSIT_NOTIFIED}", ok=True
-            )
+            if replacing is not None:
+                self.deposit_page.set_replacing(None)
+                text = L.REPLACED_RESULT.format(rubric=rubric)
+            else:
+                text = f"Document enregistré dans le DMP, rubrique « {rubric} »."
+            self.deposit_page.show_result(f"{text} {L.DEPOSIT_NOTIFIED}", ok=True)
             self.deposit_done.emit(result)
 
         def failed(exc: BaseException) -> None:
@@ -1114,7 +1228,7 @@ class MainWindow(QMainWindow):
 
         def done(items: Any) -> None:
             if self.patient is p:
-                self.vaccination_page.show_immunizations(list(items))
+                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date)
                 self.vaccinations_listed.emit(items)
 
         fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731
@@ -1137,6 +1251,8 @@ class MainWindow(QMainWindow):
 
         def done(_result: Any) -> None:
             page.show_result(f"Vaccination enregistrée dans le DMP ({fields['vaccine_label']}).", ok=True)
+            act = session.identity.activity
+            page.recorded(p.identity.display, fields, act.structure_name if act else "")
             self.read_vaccinations()
 
         def failed(exc: BaseException) -> None:

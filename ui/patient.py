@@ -66,13 +66,24 @@ class PatientIdentity:
 
     @property
     def display(self) -> str:
+        """The strict traits in the reference layout (2.4): nom de naissance, premier prénom de naissance,
+        date de naissance, sexe, lieu de naissance."""
         first = self.given_names.split(" ")[0] if self.given_names else ""
         born = self.birth_date
         try:
             born = dt.date.fromisoformat(self.birth_date).strftime("%d/%m/%Y")
         except ValueError:
             pass
-        return f"{self.birth_family_name} {first} — né(e) le {born} — {self.sex}"
+        place = f" — né(e) à {self.birth_place_code}" if self.birth_place_code else ""
+        return f"{self.birth_family_name} {first} — né(e) le {born} — {self.sex}{place}"
+
+    @property
+    def all_traits(self) -> str:
+        """« Afficher tous les traits » (2.4): the list of first names, the INS matricule and OID only for a
+        qualified identity (2.6), where the identity came from."""
+        ins = f"Matricule INS {self.ins} (OID {self.oid})" if self.qualified and self.ins else L.INS_HIDDEN
+        validated = f" ; vérifiée sur : {self.validated_with}" if self.validated_with else ""
+        return f"Prénoms de naissance : {self.given_names} — {ins} — source : {self.source}{validated}"
 
     def traits(self) -> Any:
         """The ``cda.build.PatientInput`` of this patient (for documents the window builds)."""
@@ -155,6 +166,41 @@ class OpenPatient(QObject):
     def set_identity(self, identity: PatientIdentity) -> None:
         self.identity = identity
         self.changed.emit()
+
+
+def _norm(text: str) -> str:
+    """Upper case, no accents, hyphens/apostrophes as spaces, single spaces: how traits are compared."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return " ".join(plain.upper().replace("-", " ").replace("'", " ").split())
+
+
+UNFILLED = {"", "NON RENSEIGNE"}  # REC_0.2-1120: a DMP trait « NON RENSEIGNE » is no trait
+
+
+def dmp_traits_differ(identity: PatientIdentity, status: Any) -> list[str]:
+    """2.8: the traits of the TD0.2 answer that contradict the INS traits (names of the traits, French);
+    empty when they agree or the DMP gave none. The DMP's traits themselves are never shown (RG_0320)."""
+    if status is None or not getattr(status, "exists", False):
+        return []
+    out = []
+    family = _norm(getattr(status, "family_name", "") or "")
+    if family not in UNFILLED and family != _norm(identity.birth_family_name):
+        out.append("nom de naissance")
+    given = _norm(getattr(status, "given_name", "") or "")
+    if given not in UNFILLED and given not in (
+        _norm(identity.given_names),
+        *_norm(identity.given_names).split(),
+    ):
+        out.append("prénom")
+    birth = "".join(ch for ch in (getattr(status, "birth_date", "") or "") if ch.isdigit())[:8]
+    if len(birth) == 8 and birth != identity.birth_date.replace("-", ""):
+        out.append("date de naissance")
+    gender = (getattr(status, "gender", "") or "").strip().upper()
+    if gender in ("M", "F") and identity.sex in ("M", "F") and gender != identity.sex:
+        out.append("sexe")
+    return out
 
 
 def dmp_banner(status: Any) -> tuple[str, str]:
@@ -308,19 +354,37 @@ class IdentityBar(QFrame):
         lay = QHBoxLayout(self)
         self.traits = QLabel("")
         self.traits.setAccessibleName("Traits d'identité")
+        self.more = QLabel("")
+        self.more.setAccessibleName("Autres traits d'identité")
+        self.more.setWordWrap(True)
+        self.more.hide()
+        self.show_all = QCheckBox(L.SHOW_ALL_TRAITS)
+        self.show_all.setAccessibleName(L.SHOW_ALL_TRAITS)
         self.chip = QLabel("")
         self.chip.setAccessibleName("Statut de l'identité")
         self.secret = QLabel(L.MINOR_CONFIDENTIAL_BADGE)
         self.secret.setAccessibleName(L.MINOR_CONFIDENTIAL_BADGE)
         self.secret.setStyleSheet("color: white; background: #6a1b9a; padding: 2px 8px; border-radius: 8px;")
         self.secret.hide()
+        self.locked = QLabel(L.TRAITS_LOCKED)  # 2.5: qualified traits are read-only
+        self.locked.setAccessibleName(L.TRAITS_LOCKED)
+        self.locked.setToolTip(L.TRAITS_LOCKED_TIP)
+        self.locked.setAccessibleDescription(L.TRAITS_LOCKED_TIP)
+        self.locked.setStyleSheet("color: #1e7b34;")
+        self.locked.hide()
         self.validate_btn = QPushButton(L.VALIDATE_IDENTITY)
         self.validate_btn.setAccessibleName(L.VALIDATE_IDENTITY)
-        lay.addWidget(self.traits, 1)
+        col = QVBoxLayout()
+        col.addWidget(self.traits)
+        col.addWidget(self.more)
+        lay.addLayout(col, 1)
+        lay.addWidget(self.show_all)
         lay.addWidget(self.secret)
+        lay.addWidget(self.locked)
         lay.addWidget(self.chip)
         lay.addWidget(self.validate_btn)
         self.validate_btn.clicked.connect(self._ask_document)
+        self.show_all.toggled.connect(self.more.setVisible)
         self.hide()
 
     def show_identity(self, identity: PatientIdentity | None, *, secret: bool = False) -> None:
@@ -328,11 +392,14 @@ class IdentityBar(QFrame):
         if identity is None:
             self.hide()
             return
-        self.traits.setText(f"<b>{identity.display}</b> — INS {identity.ins} ({identity.source})")
+        self.traits.setText(f"<b>{identity.display}</b>")
+        self.more.setText(identity.all_traits)
+        self.more.setVisible(self.show_all.isChecked())
         self.chip.setText(L.IDENTITY_STATUS_FR[identity.status])
         colour = "#1e7b34" if identity.qualified else "#9a5b00"
         self.chip.setStyleSheet(f"color: white; background: {colour}; padding: 2px 8px; border-radius: 8px;")
         self.validate_btn.setVisible(not identity.qualified)
+        self.locked.setVisible(identity.qualified)
         self.show()
 
     def _ask_document(self) -> None:
@@ -375,13 +442,22 @@ class DmpBanner(QFrame):
         self.reason.setWordWrap(True)
         self.reason.setAccessibleName("Actions DMP indisponibles")
         lay.addWidget(self.reason)
+        self.traits_warning = QLabel(L.DMP_TRAITS_DIFFER)  # 2.8
+        self.traits_warning.setWordWrap(True)
+        self.traits_warning.setAccessibleName("Traits du DMP différents")
+        self.traits_warning.setStyleSheet("color: #a40000; font-weight: bold;")
+        self.traits_warning.hide()
+        lay.addWidget(self.traits_warning)
         self.tick.toggled.connect(self.button.setEnabled)
         self.button.clicked.connect(self._consent)
         self.kind = "unknown"
         self.hide()
 
-    def show_status(self, status: Any, *, disabled_reason: str = "", emergency: bool = False) -> None:
+    def show_status(
+        self, status: Any, *, disabled_reason: str = "", emergency: bool = False, traits_differ: bool = False
+    ) -> None:
         self.kind, text = dmp_banner(status)
+        self.traits_warning.setVisible(traits_differ)
         self.text.setText(f"<b>{text}</b>")
         self.setStyleSheet(f"DmpBanner {{ background: {BANNER_COLOURS[self.kind]}; }}")
         needs_consent = self.kind in ("not_authorised", "expired") and not disabled_reason and not emergency
