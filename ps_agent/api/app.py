@@ -899,8 +899,8 @@ def create_app(
 
             try:
                 entry = backend.session().hand_back(entry_id, write)
-            except EntryNotFound as exc:
-                raise field_problem(404, "UNKNOWN_QUEUE_ID", "id", exc.message_fr) from exc
+            except EntryNotFound as exc:  # the core's codes, verbatim (NOT_FOUND, BUSY, FINAL)
+                raise field_problem(404, exc.code or "UNKNOWN_QUEUE_ID", "id", exc.message_fr) from exc
             except OutboxError as exc:  # being sent, or already settled
                 raise field_problem(409, exc.code or "QUEUE_STATE", "id", exc.message_fr) from exc
             return m.HandBackOut(

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ POLL_S = 0.2
 # Problem codes of the API that mean bad input (exit 2, as the standalone checks before the PIN).
 USAGE_CODES = frozenset(
     {"INVALID_FIELDS", "INVALID_INS", "JSON_INVALID", "INVALID_BASE64", "NOT_PDF", "ONE_DOCUMENT",
-     "VISIBILITY", "MISSING_FIELD", "NOT_A_PDF", "NOT_A_DOCUMENT", "TOO_LARGE"}
+     "VISIBILITY", "MISSING_FIELD", "NOT_A_PDF", "NOT_A_DOCUMENT", "TOO_LARGE", "INVALID_UNIQUE_ID",
+     "FOLDER_NOT_ABSOLUTE", "FOLDER_IS_FILE", "INVALID_FOLDER", "NO_CHANGE", "ONE_CHANGE"}
 )  # fmt: skip
 
 NO_SESSION_FR = (
@@ -127,29 +129,37 @@ def running(args: argparse.Namespace) -> LocalAgent | None:
     return agent
 
 
-def error_of(exc: ApiProblem) -> PsAgentError:
-    """A problem+json answer as the error the standalone command would raise (message, exit code)."""
+def error_of(exc: ApiProblem, *, plain: bool = False) -> PsAgentError:
+    """A problem+json answer as the error the standalone command would raise (message, exit code): a DMP
+    refusal as ``DmpRefusal`` (printed "refusé par le DMP"), a policy refusal as ``AccessDenied``.
+    ``plain``: the French detail alone (without the fields named for API callers)."""
+    from ps_agent.dmp.errors import DmpRefusal
+
     status = int(exc.problem.get("status") or 0)
     code = str(exc.problem.get("code") or "")
+    detail = str(exc.problem.get("detail") or exc.message_fr)
     if code == "NO_SESSION":
         return PsAgentError(NO_SESSION_FR, code=code)
+    if exc.problem.get("source") == "dmp" and status not in (401, 503):
+        return DmpRefusal(detail, code=code or None)
     if status == 401:
         return ConfigurationError(
             "L'agent en cours d'exécution refuse le jeton d'accès : relancez la commande avec --autonome.",
             code="TOKEN_REFUSED",
         )
+    message = detail if plain else exc.message_fr
     if status == 403:
-        return AccessDenied(exc.message_fr, code=code)
+        return AccessDenied(message, code=code)
     if code in USAGE_CODES or status in (400, 413, 415):
-        return UsageError(exc.message_fr, code=code or "USAGE")
-    return PsAgentError(exc.message_fr, code=code or None)
+        return UsageError(message, code=code or "USAGE")
+    return PsAgentError(message, code=code or None)
 
 
 # ---------------------------------------------------------------------------------- calls
 
 
-def _call(agent: LocalAgent, method: str, path: str, **kw: Any) -> Any:
-    """One request to the agent; problems raised as the standalone command's errors."""
+def _call(agent: LocalAgent, method: str, path: str, *, plain: bool = False, **kw: Any) -> Any:
+    """One request to the agent; problems raised as the standalone command's errors (``error_of``)."""
     import httpx
 
     try:
@@ -169,7 +179,7 @@ def _call(agent: LocalAgent, method: str, path: str, **kw: Any) -> Any:
         if not isinstance(problem, dict):
             raise PsAgentError(f"L'agent a répondu {r.status_code}.", code="API_ERROR")
         problem.setdefault("status", r.status_code)
-        raise error_of(ApiProblem(problem))
+        raise error_of(ApiProblem(problem), plain=plain)
     return r
 
 
@@ -464,3 +474,68 @@ def outbox_list(agent: LocalAgent, args: argparse.Namespace) -> int:
     else:
         print("Aucun envoi en attente.")
     return 1 if left else 0
+
+
+# ---------------------------------------------------------------------------------- document actions
+
+# The API request of each document action of the command line.
+_ACTIONS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any] | None]] = {
+    "mask": ("POST", "/visibility", {}, {"MASQUE_PS": True}),
+    "unmask": ("POST", "/visibility", {}, {"MASQUE_PS": False}),
+    "make_visible": ("POST", "/visibility", {}, {"INVISIBLE_PATIENT": False}),
+    "make_visible_reps": ("POST", "/visibility", {}, {"INVISIBLE_REP_LEGAUX": False}),
+    "archive": ("POST", "/archive", {}, None),
+    "unarchive": ("POST", "/archive", {"archiver": False}, None),
+    "delete": ("DELETE", "", {}, None),
+}
+
+
+def document_action(agent: LocalAgent, args: argparse.Namespace, action: str) -> None:
+    """A TD3.3 action on a document through the agent (its policy and journal); the caller prints the
+    report (``dmp_cmd.document_action_report``), as the standalone path does."""
+    ins, q = _patient(args, _env_name(agent, args))
+    _document_request(agent, ins, q, args.unique_id, action)
+
+
+def _document_request(agent: LocalAgent, ins: str, q: dict[str, str], uid: str, action: str) -> None:
+    method, suffix, params, body = _ACTIONS[action]
+    path = f"/v1/patients/{ins}/documents/{uid}{suffix}"
+    _call(agent, method, path, plain=True, params={**q, **params}, json=body)
+
+
+def delete(
+    agent: LocalAgent, args: argparse.Namespace, confirm: Callable[[argparse.Namespace, str], bool]
+) -> bool:
+    """Delete through the agent once the person confirmed (``confirm(args, ins)``, as standalone: after
+    the cheap checks, before anything is sent). False when not confirmed (nothing sent)."""
+    ins, q = _patient(args, _env_name(agent, args))
+    if not confirm(args, ins):
+        return False
+    _document_request(agent, ins, q, args.unique_id, "delete")
+    return True
+
+
+# ---------------------------------------------------------------------------------- queue actions
+
+
+def outbox_resume(agent: LocalAgent, args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
+    """``ps-agent outbox resume`` on the agent's queue: the outcome rows and how many are left."""
+    _env_name(agent, args)
+    if not getattr(args, "json", False):
+        print("Reprise des envois en attente par l'agent…", file=sys.stderr)
+    d = _call(agent, "POST", "/v1/queue/resume", plain=True).json()
+    rows = [
+        {"id": o["id"], "state": o["state"], "state_fr": o["state_label"], "reason_fr": o.get("reason") or "",
+         "documents": list(o.get("document_unique_ids") or ())}
+        for o in d["outcomes"]
+    ]  # fmt: skip
+    return rows, int(d.get("left") or 0)
+
+
+def outbox_hand_back(agent: LocalAgent, args: argparse.Namespace, folder: Path) -> tuple[str, list[Path]]:
+    """``ps-agent outbox hand-back ID --vers DIR`` by the agent: it writes the files into ``folder`` (made
+    absolute here: the agent does not know this command's current folder)."""
+    d = _call(
+        agent, "POST", f"/v1/queue/{args.id}/hand-back", plain=True, json={"folder": str(folder)}
+    ).json()
+    return str(d["id"]), [Path(f) for f in d.get("files") or ()]

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from cda import build
 from ps_agent.outbox import EntryState
 from sandbox.demo import DEMO_ADULT, DEMO_CLOSED
 from tests.fixtures.integration import author_json, patient_json, pdf
@@ -132,30 +131,8 @@ def test_new_operations_need_the_token(api: Any) -> None:
             assert r.json()["code"] == "TOKEN_REQUIRED"
 
 
-def _pending_entry(api: Any, title: str) -> tuple[str, str, bytes]:
-    """A deposit written in the agent's queue and not sent yet (as after a crash): (entry id, uniqueId)."""
-    import cda
-
-    doc = build.level1(
-        type_code="11488-4", content=pdf(title), title=title,
-        patient=build.PatientInput.from_dict(
-            {k: v for k, v in patient_json(DEMO_ADULT).items() if k != "ins_status"}
-        ),
-        author=build.AuthorInput.from_dict(author_json("gp")), media_type="application/pdf",
-    )  # fmt: skip
-    parsed = cda.parse(doc)
-    assert parsed.id is not None
-    uid = parsed.id.root + (f"^{parsed.id.extension}" if parsed.id.extension else "")
-    entry_id = build.new_oid()
-    api.services.queue.add(
-        entry_id, (DEMO_ADULT.ins, DEMO_ADULT.oid, "QUAL"), (uid,), (doc,), (False, False, False), ("",),
-        titles=(title,), actor_id_nat=api.session.identity.id_nat,
-    )  # fmt: skip
-    return entry_id, uid, doc
-
-
-def test_queue_item_carries_patient_and_document_type(api: Any) -> None:
-    entry_id, uid, _ = _pending_entry(api, "Lettre en attente")
+def test_queue_item_carries_patient_and_document_type(api: Any, pending_entry: Any) -> None:
+    entry_id, uid, _ = pending_entry(api, "Lettre en attente")
     with api.client() as c:
         item = c.get(f"/v1/queue/{entry_id}").json()
         listed = [i for i in c.get("/v1/queue").json() if i["id"] == entry_id]
@@ -168,8 +145,8 @@ def test_queue_item_carries_patient_and_document_type(api: Any) -> None:
     assert len(listed) == 1 and item["state"] == "pending"
 
 
-def test_resume_sends_the_pending_entry(api: Any) -> None:
-    entry_id, uid, _ = _pending_entry(api, "Lettre reprise")
+def test_resume_sends_the_pending_entry(api: Any, pending_entry: Any) -> None:
+    entry_id, uid, _ = pending_entry(api, "Lettre reprise")
     with api.client() as c:
         c.post(f"/v1/patients/{INS}/consent", params=Q, json={})
         r = c.post("/v1/queue/resume")
@@ -182,8 +159,10 @@ def test_resume_sends_the_pending_entry(api: Any) -> None:
         assert r.status_code == 200 and r.json() == {"outcomes": [], "left": 0}
 
 
-def test_hand_back_writes_where_asked_and_names_the_field(api: Any, tmp_path: Path) -> None:
-    entry_id, uid, doc = _pending_entry(api, "Lettre rendue")
+def test_hand_back_writes_where_asked_and_names_the_field(
+    api: Any, tmp_path: Path, pending_entry: Any
+) -> None:
+    entry_id, uid, doc = pending_entry(api, "Lettre rendue")
     target = tmp_path / "rendus" / "lot"
     with api.client() as c:
         r = c.post(f"/v1/queue/{entry_id}/hand-back", json={"folder": "rendus"})
