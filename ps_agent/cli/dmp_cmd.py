@@ -710,14 +710,22 @@ def _unique_id(ii: InstanceId | None) -> str:
 
 
 def _entry_json(e: DocumentEntry) -> dict[str, Any]:
+    """A registry entry as the rows of ``search_report`` (the API's document list gives the same keys)."""
+    import contextlib
+
     from ps_agent.agent import rubric_of
 
+    label = e.type_code.display
+    with contextlib.suppress(CdaError):  # a type outside the table: the registry's label
+        from cda.classify import classify_type
+
+        label = label or classify_type(e.type_code.code).type_label
     return {
         "unique_id": e.unique_id,
         "entry_uuid": e.entry_uuid,
         "title": e.title,
         "type_code": e.type_code.code,
-        "type": e.type_code.display,
+        "type": label,
         "class_code": e.class_code.code,
         "rubric": rubric_of(e),
         "creation_time": e.creation_time.isoformat(),
@@ -844,15 +852,22 @@ def _search(args: argparse.Namespace) -> int:
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
         docs = agent.list_documents(_patient_of(prepared), rubric=rubric, include_archived=args.archives)
-        rows = [_entry_json(e) for e in docs]
-        lines = [
-            f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
-            f"{labelled(r['type_code'], r['type'])}"
-            f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
-            for r in rows
-        ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
-        lines += [f"Remarque : {s}" for s in docs.hidden_explanations]
-        print_out(args.json, {"documents": rows, "hidden": list(docs.hidden_explanations)}, "\n".join(lines))
+    return search_report(args, [_entry_json(e) for e in docs], list(docs.hidden_explanations), rubric)
+
+
+def search_report(
+    args: argparse.Namespace, rows: list[dict[str, Any]], hidden: list[str], rubric: str | None
+) -> int:
+    """The French listing of ``dmp search`` (standalone or through a running agent): one line per
+    document (date, title, rubric, type, masked, uniqueId), then what the habilitation matrix hides."""
+    lines = [
+        f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
+        f"{labelled(r['type_code'], r['type'])}"
+        f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
+        for r in rows
+    ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
+    lines += [f"Remarque : {s}" for s in hidden]
+    print_out(args.json, {"documents": rows, "hidden": hidden}, "\n".join(lines))
     return 0
 
 

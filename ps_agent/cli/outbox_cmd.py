@@ -59,13 +59,21 @@ def _line(e: Any) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from ps_agent.cli import via_agent
-    from ps_agent.outbox import ACTIVE_STATES, DepositQueue, EntryState
+    from ps_agent.outbox import DepositQueue
 
     if args.home is None and (running := via_agent.running(args)) is not None:
         return via_agent.outbox_list(running, args)  # the running agent's queue (the one it sends from)
 
     with DepositQueue(_home(args) / "outbox.sqlite3") as queue:
         entries = queue.entries()
+    return list_report(args, entries)
+
+
+def list_report(args: argparse.Namespace, entries: list[Any]) -> int:
+    """The French listing of ``outbox list`` (the local queue, or the running agent's) and its exit code:
+    1 when something is pending or refused, else 0."""
+    from ps_agent.outbox import ACTIVE_STATES, EntryState
+
     left = [e for e in entries if e.state in ACTIVE_STATES or e.state is EntryState.REFUSED]
     shown = entries if args.tout else left
     if args.json:

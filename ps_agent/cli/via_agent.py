@@ -281,7 +281,8 @@ def search(agent: LocalAgent, args: argparse.Namespace) -> int:
     d = _call(agent, "GET", f"/v1/patients/{ins}/documents", params=params).json()
     rows = [
         {
-            "unique_id": e["unique_id"], "title": e["title"], "type_code": e["type_code"], "type": e["type"],
+            "unique_id": e["unique_id"], "entry_uuid": e.get("entry_uuid", ""), "title": e["title"],
+            "type_code": e["type_code"], "type": e["type"], "class_code": e.get("class_code", ""),
             "rubric": e["rubric"], "creation_time": e["creation_time"], "status": e["status"],
             "authors": e["authors"], "masked_to_professionals": e["MASQUE_PS"],
             "invisible_to_patient": e["INVISIBLE_PATIENT"],
@@ -289,16 +290,9 @@ def search(agent: LocalAgent, args: argparse.Namespace) -> int:
         }
         for e in d["documents"]
     ]  # fmt: skip
-    hidden = list(d.get("hidden", []))
-    lines = [
-        f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
-        f"{labelled(r['type_code'], r['type'])}"
-        f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
-        for r in rows
-    ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
-    lines += [f"Remarque : {s}" for s in hidden]
-    print_out(args.json, {"documents": rows, "hidden": hidden}, "\n".join(lines))
-    return 0
+    from ps_agent.cli.dmp_cmd import search_report
+
+    return search_report(args, rows, list(d.get("hidden", [])), rubric)
 
 
 def get(agent: LocalAgent, args: argparse.Namespace) -> int:
@@ -440,40 +434,29 @@ def _settle(agent: LocalAgent, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def outbox_list(agent: LocalAgent, args: argparse.Namespace) -> int:
-    """The agent's queue (the one it sends from), as ``ps-agent outbox list`` prints the local one."""
-    import json
-
+    """The agent's queue (the one it sends from), printed by the report of ``ps-agent outbox list``."""
+    from ps_agent.cli.outbox_cmd import list_report
     from ps_agent.outbox import EntryState, QueuedDeposit
 
     items = _call(agent, "GET", "/v1/queue", params={"tout": True}).json()
     entries = [
         QueuedDeposit(
-            id=i["id"], patient_ins="", patient_oid="", ins_status="",
-            document_uids=tuple(i["document_unique_ids"]), documents=(), visibility=(False, False, False),
-            replaces=(), replaces_entry_uuids=(), titles=tuple(i.get("titles") or ()), actor_id_nat="",
-            on_behalf_of="", created=i.get("created") or "", updated=i.get("updated") or "",
+            id=i["id"], patient_ins=i.get("patient_ins") or "", patient_oid=i.get("patient_ins_oid") or "",
+            ins_status=i.get("patient_ins_status") or "",
+            document_uids=tuple(i["document_unique_ids"]), documents=(),
+            visibility=(bool(i.get("MASQUE_PS")), bool(i.get("INVISIBLE_PATIENT")),
+                        bool(i.get("INVISIBLE_REP_LEGAUX"))),
+            replaces=tuple(d.get("replaces") or "" for d in i.get("documents") or ()),
+            replaces_entry_uuids=(), titles=tuple(i.get("titles") or ()),
+            actor_id_nat=i.get("deposited_by") or "", on_behalf_of=i.get("on_behalf_of") or "",
+            created=i.get("created") or "", updated=i.get("updated") or "",
             state=EntryState(i["state"]), reason_fr=i.get("reason") or "",
             reason_code=i.get("reason_code") or "",
             attempts=int(i.get("attempts") or 0), next_try=float(i.get("next_try") or 0.0),
         )
         for i in items
     ]  # fmt: skip
-    left = [e for e in entries if e.active or e.state is EntryState.REFUSED]
-    shown = entries if args.tout else left
-    if args.json:
-        out = [
-            {"id": e.id, "state": e.state.value, "state_fr": e.state.label_fr, "reason_fr": e.reason_fr,
-             "reason_code": e.reason_code, "documents": list(e.document_uids), "titles": list(e.titles),
-             "attempts": e.attempts, "next_try": e.next_try or None, "created": e.created,
-             "updated": e.updated}
-            for e in shown
-        ]  # fmt: skip
-        print(json.dumps({"entries": out}, ensure_ascii=False, indent=2))
-    elif shown:
-        print("\n".join(f"{e.id}  {e.summary_fr}" for e in shown))
-    else:
-        print("Aucun envoi en attente.")
-    return 1 if left else 0
+    return list_report(args, entries)
 
 
 # ---------------------------------------------------------------------------------- document actions

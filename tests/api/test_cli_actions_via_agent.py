@@ -227,3 +227,30 @@ def test_standalone_hand_back_with_home(
     assert out.splitlines()[0] == f"Envoi 2.25.77 rendu : 1 document(s) écrit(s) dans {tmp_path / 'sortie'}."
     assert (tmp_path / "sortie" / "2.25.78.xml").read_bytes() == b"<doc/>"
     assert api.services.queue.get("2.25.77") is None
+
+
+def test_outbox_list_and_search_through_the_agent_carry_what_standalone_does(
+    api: Any, pending_entry: Callable[..., tuple[str, str, bytes]], no_terminal: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import json
+
+    entry, uid, _ = pending_entry(api, "Lettre en file")
+    via = _via(api)
+    code, out, err = _run(capsys, ["outbox", "list", *via])
+    assert code == 1, err  # something is left to send
+    line = next(x for x in out.splitlines() if x.startswith(entry))
+    assert f"  patient {DEMO_ADULT.ins}  " in line and "Lettre en file" in line
+    code, out, err = _run(capsys, ["outbox", "list", "--json", *via])
+    [row] = [e for e in json.loads(out)["entries"] if e["id"] == entry]
+    assert row["patient_ins"] == DEMO_ADULT.ins and row["patient_oid"] == DEMO_ADULT.oid
+    assert row["documents"] == [uid] and row["state"] == "pending"
+
+    registered = _registered_letter(api, "Lettre listée")
+    code, out, err = _run(capsys, ["dmp", "search", "--rubrique", "comptes rendus", "--json", *PATIENT, *via])
+    assert code == 0, err
+    [doc] = [d for d in json.loads(out)["documents"] if d["unique_id"] == registered]
+    assert doc["entry_uuid"].startswith("urn:uuid:") and doc["class_code"] and doc["type"]
+    assert list(doc) == ["unique_id", "entry_uuid", "title", "type_code", "type", "class_code", "rubric",
+                         "creation_time", "status", "authors", "masked_to_professionals",
+                         "invisible_to_patient", "invisible_to_legal_representatives"]  # fmt: skip
