@@ -318,7 +318,13 @@ def _checked_folder(raw: str) -> PathLib:
             f"Le dossier « {raw[:200]} » n'est pas un chemin absolu : l'agent ne connaît pas le dossier "
             "courant de l'appelant ; donnez le chemin complet (par exemple /home/… ou C:\\Users\\…).",
         )  # fmt: skip
-    if folder.exists() and not folder.is_dir():
+    try:
+        is_file = folder.exists() and not folder.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, a component that is a file…
+        raise field_problem(
+            422, "INVALID_FOLDER", "folder", f"Chemin de dossier inutilisable ({type(exc).__name__})."
+        ) from exc
+    if is_file:
         raise field_problem(
             422, "FOLDER_IS_FILE", "folder", f"« {raw[:200]} » existe et n'est pas un dossier."
         )

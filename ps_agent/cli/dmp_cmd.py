@@ -872,6 +872,7 @@ def search_report(
 
 
 def _get(args: argparse.Namespace) -> int:
+    args.unique_id = checked_unique_id(args.unique_id)
     if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
         return via_agent.get(running, args)
     prepared = _prepare(args)

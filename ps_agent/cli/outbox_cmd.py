@@ -141,8 +141,12 @@ def _hand_back(args: argparse.Namespace) -> int:
             code="INVALID_ID",
         )
     # The folder as this command sees it (relative to its current folder), made absolute for the agent.
-    folder = Path(args.vers).expanduser().absolute()
-    if folder.exists() and not folder.is_dir():
+    try:
+        folder = Path(args.vers).expanduser().absolute()
+        is_file = folder.exists() and not folder.is_dir()
+    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, an unknown ~user…
+        raise UsageError(f"Dossier inutilisable « {args.vers} » ({exc}).", code="INVALID_FOLDER") from exc
+    if is_file:
         raise UsageError(f"« {args.vers} » existe et n'est pas un dossier.", code="FOLDER_IS_FILE")
     if args.home is None and (running := via_agent.running(args)) is not None:
         entry_id, written = via_agent.outbox_hand_back(running, args, folder)

@@ -111,7 +111,7 @@ def test_typos_give_a_french_error_and_a_non_zero_exit(
     uid = _registered_letter(author, "Lettre de l'auteur")
     via = _via(author)
     for argv in (["dmp", "delete", "2.25.12x34", "--oui"], ["dmp", "mask", "urn:uuid:1234"],
-                 ["dmp", "archive", f"{uid} extra"]):  # fmt: skip
+                 ["dmp", "archive", f"{uid} extra"], ["dmp", "get", "pas-un-uid"]):  # fmt: skip
         code, out, err = _run(capsys, [*argv, *PATIENT, *via])
         assert code == 2 and out == "" and "Identifiant de document invalide" in err, (argv, err)
     code, out, err = _run(capsys, ["dmp", "mask", "2.25.999999", *PATIENT, *via])

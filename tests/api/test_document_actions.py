@@ -172,6 +172,8 @@ def test_hand_back_writes_where_asked_and_names_the_field(
         a_file.write_text("x")
         r = c.post(f"/v1/queue/{entry_id}/hand-back", json={"folder": str(a_file)})
         assert r.status_code == 422 and _fields(r) == ["folder"]
+        r = c.post(f"/v1/queue/{entry_id}/hand-back", json={"folder": str(tmp_path / ("x" * 300))})
+        assert r.status_code == 422 and _fields(r) == ["folder"]  # a name too long: never a 500
         r = c.post("/v1/queue/2.25.77/hand-back", json={"folder": str(target)})
         assert r.status_code == 404 and _fields(r) == ["id"]
         r = c.post(f"/v1/queue/{entry_id}/hand-back", json={"dossier": str(target)})
