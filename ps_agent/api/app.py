@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ps_agent.access.policy import PatientRef
@@ -398,6 +399,22 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _problem_response(_validation_problem(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing answers (unknown address, method not allowed) as problems in French too."""
+        if exc.status_code == 404:
+            p = Problem(404, "UNKNOWN_ROUTE", f"Adresse inconnue de l'API locale : {request.url.path} "
+                        "(voir /openapi.json).")  # fmt: skip
+        elif exc.status_code == 405:
+            p = Problem(
+                405, "METHOD_NOT_ALLOWED",
+                f"Méthode {request.method} non prise en charge pour {request.url.path} (voir /openapi.json).",
+                headers=dict(exc.headers or {}),
+            )  # fmt: skip
+        else:
+            p = Problem(exc.status_code, "HTTP_ERROR", str(exc.detail), headers=dict(exc.headers or {}))
+        return _problem_response(p, request.url.path)
 
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception) -> JSONResponse:

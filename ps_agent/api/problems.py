@@ -62,6 +62,7 @@ TITLES = {
     401: "Authentification requise",
     403: "Accès refusé",
     404: "Introuvable",
+    405: "Méthode non autorisée",
     409: "Conflit",
     413: "Requête trop volumineuse",
     415: "Type de contenu non pris en charge",

@@ -50,6 +50,10 @@ NO_SESSION_FR = (
     "insérez la carte et ouvrez la session dans la fenêtre de l'agent, ou relancez la commande avec "
     "--autonome (la commande ouvre alors la carte elle-même et demande le code porteur)."
 )
+OLD_AGENT_FR = (
+    "L'agent en cours d'exécution ne connaît pas cette opération (version plus ancienne que la ligne de "
+    "commande ?) : redémarrez l'agent, ou relancez la commande avec --autonome."
+)
 EMERGENCY_FR = (
     "Un accès en urgence (bris de glace ou centre 15) ne peut être confirmé que dans la fenêtre de "
     "l'agent en cours d'exécution, pas par la ligne de commande : ouvrez le patient dans la fenêtre, ou "
@@ -178,6 +182,10 @@ def _call(agent: LocalAgent, method: str, path: str, *, plain: bool = False, **k
             problem = None
         if not isinstance(problem, dict):
             raise PsAgentError(f"L'agent a répondu {r.status_code}.", code="API_ERROR")
+        if problem.get("code") in ("UNKNOWN_ROUTE", "METHOD_NOT_ALLOWED") or (
+            r.status_code in (404, 405) and "type" not in problem  # an agent older than this command
+        ):
+            raise PsAgentError(OLD_AGENT_FR, code="AGENT_TOO_OLD")
         problem.setdefault("status", r.status_code)
         raise error_of(ApiProblem(problem), plain=plain)
     return r

@@ -254,3 +254,14 @@ def test_outbox_list_and_search_through_the_agent_carry_what_standalone_does(
     assert list(doc) == ["unique_id", "entry_uuid", "title", "type_code", "type", "class_code", "rubric",
                          "creation_time", "status", "authors", "masked_to_professionals",
                          "invisible_to_patient", "invisible_to_legal_representatives"]  # fmt: skip
+
+
+def test_an_agent_without_the_operation_says_so_in_french(api: Any) -> None:
+    """A command newer than the running agent (an operation it does not know): a French message, exit 1."""
+    from ps_agent.api.client import LocalAgent
+    from ps_agent.cli import via_agent
+    from ps_agent.errors import PsAgentError
+
+    with pytest.raises(PsAgentError) as caught:
+        via_agent._call(LocalAgent(api.url, api.token), "POST", "/v1/queue/2.25.1/operation-future")
+    assert caught.value.code == "AGENT_TOO_OLD" and "--autonome" in caught.value.message_fr

@@ -200,3 +200,16 @@ def test_a_refused_entry_can_be_handed_back(api: Any, tmp_path: Path, patient: A
         r = c.post(f"/v1/queue/{item['id']}/hand-back", json={"folder": str(tmp_path / "refus")})
         assert r.status_code == 200, r.text
         assert len(r.json()["files"]) == 1
+
+
+def test_unknown_route_and_method_are_french_problems(api: Any) -> None:
+    with api.client() as c:
+        r = c.get("/v1/nulle-part")
+        assert (
+            r.status_code == 404 and r.json()["code"] == "UNKNOWN_ROUTE" and "inconnue" in r.json()["detail"]
+        )
+        assert r.headers["content-type"].startswith("application/problem+json")
+        r = c.put(f"{DOCS}/2.25.1/archive")
+        assert (
+            r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED" and "PUT" in r.json()["detail"]
+        )
