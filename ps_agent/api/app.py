@@ -617,9 +617,9 @@ def create_app(
         ins: Ins, unique_id: UniqueId, body: m.VisibilityChangeIn, oid: Oid = "",
         ins_status: InsStatus = "QUAL", contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.DocumentActionOut:  # fmt: skip
-        """Mask to / unmask from the professionals (``MASQUE_PS``), make visible to the patient
-        (``INVISIBLE_PATIENT: false``) or to the legal representatives too (``INVISIBLE_REP_LEGAUX:
-        false``, irreversible). One change per request."""
+        """Masquer aux professionnels ou démasquer (``MASQUE_PS``), rendre visible au patient
+        (``INVISIBLE_PATIENT: false``) ou aussi à ses représentants légaux (``INVISIBLE_REP_LEGAUX:
+        false``, irréversible). Une seule modification par requête."""
         given = [k for k, v in body.model_dump().items() if v is not None]
         if not given:
             raise field_problem(
@@ -656,7 +656,7 @@ def create_app(
         archiver: Annotated[bool, Query(description="false : désarchiver")] = True,
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.DocumentActionOut:  # fmt: skip
-        """Archive the document (``archiver=false``: unarchive it)."""
+        """Archiver le document (``archiver=false`` : le désarchiver)."""
 
         def run(h: Any, c: Context) -> Any:
             return h.archive(unique_id, ctx=c) if archiver else h.unarchive(unique_id, ctx=c)
@@ -670,8 +670,8 @@ def create_app(
         ins: Ins, unique_id: UniqueId, oid: Oid = "", ins_status: InsStatus = "QUAL",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> m.DocumentActionOut:  # fmt: skip
-        """Delete the document from the DMP (its author only: the DMP refuses anyone else, 403). The
-        caller confirms with the person before asking: this cannot be undone."""
+        """Supprimer le document du DMP (son auteur seulement : le DMP refuse tout autre, 403). L'appelant
+        fait confirmer la personne avant : c'est définitif."""
 
         def run(h: Any, c: Context) -> Any:
             return h.delete(unique_id, ctx=c)
@@ -875,8 +875,8 @@ def create_app(
 
     @app.post("/v1/queue/resume", response_model=m.ResumeOut, tags=["dépôt"])
     async def queue_resume() -> m.ResumeOut:
-        """Send now every entry of the queue deposited by the session's professional (waiting ones too),
-        each on its own; answers when they are settled or waiting again."""
+        """Envoyer maintenant chaque envoi de la file déposé par le professionnel de la session (ceux en
+        attente aussi), chacun pour lui-même ; répond quand ils sont réglés ou de nouveau en attente."""
 
         def run() -> m.ResumeOut:
             s = backend.session()
@@ -900,8 +900,9 @@ def create_app(
 
     @app.post("/v1/queue/{entry_id}/hand-back", response_model=m.HandBackOut, tags=["dépôt"])
     async def queue_hand_back(entry_id: QueueId, body: m.HandBackIn) -> m.HandBackOut:
-        """Write the entry's CDA documents into ``folder`` (an absolute path on the agent's computer,
-        created 0700 if needed; files 0600, fsync'd), then take the entry out of the queue (journaled)."""
+        """Écrire les documents CDA de l'envoi dans ``folder`` (chemin absolu sur le poste de l'agent,
+        créé au besoin ; fichiers lisibles par leur seul propriétaire), puis retirer l'envoi de la file
+        (tracé au journal). Rien n'est retiré si l'écriture échoue."""
         folder = _checked_folder(body.folder)
 
         def run() -> m.HandBackOut:

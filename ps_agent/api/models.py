@@ -141,8 +141,8 @@ class DepositIn(Strict):
 
 
 class QueueDocumentOut(BaseModel):
-    """One document of a queue entry. Its type (and so its rubric) is read from the CDA while the entry
-    holds it: empty once the entry is registered or handed back (the queue keeps no bytes then)."""
+    """Un document d'un envoi. Son type (et donc sa rubrique) est lu dans le CDA tant que la file le garde :
+    vide une fois l'envoi enregistré ou rendu (la file n'en garde plus le contenu)."""
 
     unique_id: str
     title: str = ""
@@ -206,10 +206,10 @@ class HandBackOut(BaseModel):
 
 
 class VisibilityChangeIn(Strict):
-    """A visibility change in the words of the CI-SIS HL7 transmission (MetaDMPMSS). Only what the DMP
-    allows after a deposit: mask to / unmask from professionals; make visible to the patient; make
-    visible to the legal representatives (irreversible, and visible to the patient too). A field left
-    out (null) is not changed."""
+    """Un changement de visibilité, dans les termes de la transmission HL7 du CI-SIS (MetaDMPMSS). Seul ce
+    que le DMP permet après le dépôt : masquer aux professionnels ou démasquer ; rendre visible au patient ;
+    rendre visible aux représentants légaux (irréversible, et visible au patient aussi). Un champ absent
+    (null) n'est pas modifié ; un seul champ par requête."""
 
     MASQUE_PS: bool | None = None
     INVISIBLE_PATIENT: Literal[False] | None = None
