@@ -265,3 +265,30 @@ def test_an_agent_without_the_operation_says_so_in_french(api: Any) -> None:
     with pytest.raises(PsAgentError) as caught:
         via_agent._call(LocalAgent(api.url, api.token), "POST", "/v1/queue/2.25.1/operation-future")
     assert caught.value.code == "AGENT_TOO_OLD" and "--autonome" in caught.value.message_fr
+
+
+def test_hand_back_from_another_process_lands_in_the_commands_folder(
+    api: Any, pending_entry: Callable[..., tuple[str, str, bytes]], tmp_path: Path
+) -> None:
+    """The command is a child process with its own current folder (stdin closed): the agent (this
+    process, another current folder) writes the files where the command's user asked."""
+    import os
+    import subprocess
+
+    entry, uid, doc = pending_entry(api, "Lettre rendue par un autre processus")
+    cwd = tmp_path / "poste"
+    cwd.mkdir()
+    assert Path.cwd() != cwd
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root, "PS_AGENT_HOME": str(tmp_path / "home"),
+           "PS_AGENT_API_PORT": str(api.server.address[1])}  # fmt: skip
+    env.pop("PS_AGENT_TEST_PIN", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ps_agent", "outbox", "hand-back", entry, "--vers", "rendus",
+         "--config-agent", str(api.config)],
+        cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (cwd / "rendus" / f"{uid}.xml").read_bytes() == doc
+    assert f"dans {cwd / 'rendus'}." in proc.stdout
+    assert api.services.queue.get(entry).state.value == "handed_back"
