@@ -44,7 +44,7 @@ from ps_agent.errors import ConfigurationError
 from ps_agent.events import QUEUE_CHANGED
 from ps_agent.outbox import FINAL_STATES, EntryNotFound, EntryState, OutboxError, QueuedDeposit
 
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"  # 1.1: document and queue actions, fuller list entries (additive)
 PUBLIC_PATHS = frozenset({"/openapi.json"})
 SSE_KEEPALIVE_S = 15.0
 PROBLEM_REF = "#/components/schemas/ProblemModel"
