@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ps_agent.outbox import EntryState
-from sandbox.demo import DEMO_ADULT, DEMO_CLOSED
+from sandbox.demo import DEMO_ADULT, DEMO_CLOSED, DEMO_MINOR
 from tests.fixtures.integration import author_json, patient_json, pdf
 
 INS = DEMO_ADULT.ins
@@ -213,3 +213,38 @@ def test_unknown_route_and_method_are_french_problems(api: Any) -> None:
         assert (
             r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED" and "PUT" in r.json()["detail"]
         )
+
+
+def _listed_of(c: httpx.Client, patient: str, q: dict[str, str], uid: str) -> dict[str, Any] | None:
+    docs = c.get(f"{patient}/documents", params=q).json()["documents"]
+    return next((d for d in docs if d["unique_id"] == uid), None)
+
+
+def test_make_visible_to_the_patient_then_to_the_legal_representatives(api: Any) -> None:
+    """A minor's document hidden from the patient and the legal representatives (INVISIBLE_REP_LEGAUX
+    concerns minors only), then made visible step by step; masking it while invisible is PAT-03."""
+    invisible = {"MASQUE_PS": False, "INVISIBLE_PATIENT": True, "INVISIBLE_REP_LEGAUX": True}
+    minor = f"/v1/patients/{DEMO_MINOR.ins}"
+    q = {"oid": DEMO_MINOR.oid}
+    body = {"patient": patient_json(DEMO_MINOR), "pdf_base64": base64.b64encode(pdf("Annonce")).decode(),
+            "type_code": "11488-4", "title": "Annonce", "author": author_json("gp"),
+            "visibility": invisible}  # fmt: skip
+    with api.client() as c:
+        c.post(f"{minor}/consent", params=q, json={})
+        r = c.post("/v1/deposits", json=body)
+        assert r.status_code == 202, r.text
+        item = _wait_final(c, r.json()["id"])
+        assert item["state"] == "registered" and item["INVISIBLE_PATIENT"] is True, item
+        uid = item["document_unique_ids"][0]
+        d = _listed_of(c, minor, q, uid) or {}
+        assert d["INVISIBLE_PATIENT"] is True and d["INVISIBLE_REP_LEGAUX"] is True
+        r = c.post(f"{minor}/documents/{uid}/visibility", params=q, json={"MASQUE_PS": True})
+        assert r.status_code == 422 and r.json()["code"] == "PAT-03" and _fields(r) == ["MASQUE_PS"]
+        r = c.post(f"{minor}/documents/{uid}/visibility", params=q, json={"INVISIBLE_PATIENT": False})
+        assert r.status_code == 200 and r.json()["message"] == "Document rendu visible au patient.", r.text
+        d = _listed_of(c, minor, q, uid) or {}
+        assert d["INVISIBLE_PATIENT"] is False and d["INVISIBLE_REP_LEGAUX"] is True
+        r = c.post(f"{minor}/documents/{uid}/visibility", params=q, json={"INVISIBLE_REP_LEGAUX": False})
+        assert r.status_code == 200 and r.json()["action"] == "make_visible", r.text
+        assert "représentants légaux" in r.json()["message"]
+        assert (_listed_of(c, minor, q, uid) or {})["INVISIBLE_REP_LEGAUX"] is False
