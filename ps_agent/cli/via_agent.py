@@ -146,6 +146,8 @@ def error_of(exc: ApiProblem, *, plain: bool = False) -> PsAgentError:
         return PsAgentError(NO_SESSION_FR, code=code)
     if exc.problem.get("source") == "dmp" and status not in (401, 503):
         return DmpRefusal(detail, code=code or None)
+    if exc.problem.get("source") == "politique" and code:  # the agent's access policy (PAT-06, ID-01…)
+        return AccessDenied(detail, code=code)
     if status == 401:
         return ConfigurationError(
             "L'agent en cours d'exécution refuse le jeton d'accès : relancez la commande avec --autonome.",

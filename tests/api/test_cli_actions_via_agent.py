@@ -292,3 +292,14 @@ def test_hand_back_from_another_process_lands_in_the_commands_folder(
     assert (cwd / "rendus" / f"{uid}.xml").read_bytes() == doc
     assert f"dans {cwd / 'rendus'}." in proc.stdout
     assert api.services.queue.get(entry).state.value == "handed_back"
+
+
+def test_a_policy_refusal_reads_as_standalone(
+    api: Any, no_terminal: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sandbox.demo import DEMO_CLOSED
+
+    argv = ["dmp", "search", "--ins", DEMO_CLOSED.ins, "--oid", DEMO_CLOSED.oid, *_via(api)]
+    code, out, err = _run(capsys, argv)
+    assert code == 1 and out == ""
+    assert err.startswith("Erreur : refusé (règle PAT-06) — ") and "champ" not in err
