@@ -265,17 +265,6 @@ def _document_out(e: Any, rubric: str) -> m.DocumentOut:
     )  # fmt: skip
 
 
-# French messages of the document actions (the API's ``message``; the command line prints its own report).
-DOCUMENT_ACTIONS_FR = {
-    "mask": "Document masqué aux professionnels de santé.",
-    "unmask": "Document démasqué.",
-    "make_visible": "Document rendu visible au patient.",
-    "make_visible_reps": "Document rendu visible au patient et à ses représentants légaux.",
-    "archive": "Document archivé.",
-    "unarchive": "Document désarchivé.",
-    "delete": "Document supprimé.",
-}
-
 # DMP refusal codes that mean "you may not do this to this document" (not the author…) [I]: answered 403.
 DMP_FORBIDDEN_CODES = frozenset({"DMPAccessDenied", "DMPAccessNotAuthorized", "DMPAccessBlocked"})
 
@@ -283,7 +272,7 @@ _UID_RE = re.compile(UNIQUE_ID_PATTERN)
 
 
 def _check_uid(uid: str, field: str = "unique_id") -> None:
-    if len(uid) > UNIQUE_ID_MAX or not _UID_RE.match(uid):
+    if len(uid) > UNIQUE_ID_MAX or not _UID_RE.fullmatch(uid):
         raise field_problem(
             422, "INVALID_UNIQUE_ID", field,
             f"Identifiant de document invalide « {uid[:80]} » : un uniqueId est un OID (par exemple "
@@ -291,7 +280,7 @@ def _check_uid(uid: str, field: str = "unique_id") -> None:
         )  # fmt: skip
 
 
-def _document_problem(p: Problem, exc: BaseException) -> Problem:
+def _document_problem(p: Problem) -> Problem:
     """A problem about the document of a TD3.3 action: names ``unique_id`` (unknown document: 404; the DMP
     forbids it, e.g. not the author: 403); a visibility the DMP cannot combine names ``MASQUE_PS``."""
     if p.errors:
@@ -599,12 +588,12 @@ def create_app(
             try:
                 run(h, ctx)
             except Exception as exc:
-                raise _document_problem(to_problem(exc), exc) from exc
+                raise _document_problem(to_problem(exc)) from exc
             public = "make_visible" if action.startswith("make_visible") else action
             return m.DocumentActionOut(
                 unique_id=unique_id,
                 action=public,  # type: ignore[arg-type]
-                message=DOCUMENT_ACTIONS_FR[action],
+                message=m.DOCUMENT_ACTIONS_FR[action],
             )
 
         return go

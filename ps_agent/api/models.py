@@ -216,6 +216,18 @@ class VisibilityChangeIn(Strict):
     INVISIBLE_REP_LEGAUX: Literal[False] | None = None
 
 
+# What each document action did, in French: the API's ``message`` and the command line's report (both paths).
+DOCUMENT_ACTIONS_FR = {
+    "mask": "Document masqué aux professionnels de santé.",
+    "unmask": "Document démasqué.",
+    "make_visible": "Document rendu visible au patient.",
+    "make_visible_reps": "Document rendu visible au patient et à ses représentants légaux.",
+    "archive": "Document archivé.",
+    "unarchive": "Document désarchivé.",
+    "delete": "Document supprimé.",
+}
+
+
 class DocumentActionOut(BaseModel):
     unique_id: str
     action: Literal["mask", "unmask", "make_visible", "archive", "unarchive", "delete"]

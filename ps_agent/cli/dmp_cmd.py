@@ -909,20 +909,11 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-# The report of a document action, printed by the standalone path and through a running agent alike.
-DOCUMENT_ACTION_LINES = {
-    "mask": "Document masqué aux professionnels de santé.",
-    "unmask": "Document démasqué.",
-    "make_visible": "Document rendu visible au patient.",
-    "make_visible_reps": "Document rendu visible au patient et à ses représentants légaux.",
-    "archive": "Document archivé.",
-    "unarchive": "Document désarchivé.",
-    "delete": "Document supprimé.",
-}
-
-
 def document_action_report(args: argparse.Namespace, action: str) -> int:
-    """Print what was done to the document (French line, or JSON with ``--json``); exit code 0."""
+    """Print what was done to the document (French line, or JSON with ``--json``); exit code 0. The
+    lines are the API's messages (``ps_agent.api.models.DOCUMENT_ACTIONS_FR``)."""
+    from ps_agent.api.models import DOCUMENT_ACTIONS_FR as DOCUMENT_ACTION_LINES
+
     print_out(
         args.json,
         {"unique_id": args.unique_id, "action": action, "message": DOCUMENT_ACTION_LINES[action]},
@@ -939,7 +930,7 @@ def checked_unique_id(value: str) -> str:
     from ps_agent.api.settings import UNIQUE_ID_MAX, UNIQUE_ID_PATTERN
 
     uid = value.strip()
-    if len(uid) > UNIQUE_ID_MAX or not re.match(UNIQUE_ID_PATTERN, uid):
+    if len(uid) > UNIQUE_ID_MAX or not re.fullmatch(UNIQUE_ID_PATTERN, uid):
         raise UsageError(
             f"Identifiant de document invalide « {value[:80]} » : un uniqueId est un OID (par exemple "
             "2.25.1234…), éventuellement suivi de ^extension ; « ps-agent dmp search » les affiche.",

@@ -96,6 +96,8 @@ def test_document_action_problems_name_the_field(make_api: Any) -> None:
             r.status_code == 422 and r.json()["code"] == "INVALID_UNIQUE_ID" and _fields(r) == ["unique_id"]
         )
         assert "Identifiant de document invalide" in r.json()["detail"]
+        r = c.delete(f"{DOCS}/2.25.1%0A", params=Q)  # a trailing line feed is not part of an OID
+        assert r.status_code == 422 and _fields(r) == ["unique_id"]
         r = c.post(f"{DOCS}/2.25.42/visibility", params=Q, json={"MASQUE_PS": True})
         assert r.status_code == 404 and _fields(r) == ["unique_id"] and "introuvable" in r.json()["detail"]
         r = c.post(f"{DOCS}/{uid}/visibility", params=Q, json={})
