@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace as dc_replace
+from pathlib import Path as PathLib
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -19,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ps_agent.access.policy import PatientRef
@@ -33,14 +36,15 @@ from ps_agent.api.backend import (
 )
 from ps_agent.api.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, field_problem
 from ps_agent.api.security import origin_allowed, token_matches
-from ps_agent.api.settings import DEFAULT_BACKGROUND, MAX_BODY_BYTES
+from ps_agent.api.settings import DEFAULT_BACKGROUND, MAX_BODY_BYTES, UNIQUE_ID_MAX, UNIQUE_ID_PATTERN
 from ps_agent.context import Context
 from ps_agent.dmp.environment import ins_oid_for
 from ps_agent.dmp.model import Visibility
+from ps_agent.errors import ConfigurationError
 from ps_agent.events import QUEUE_CHANGED
-from ps_agent.outbox import FINAL_STATES, EntryState, QueuedDeposit
+from ps_agent.outbox import FINAL_STATES, EntryNotFound, EntryState, OutboxError, QueuedDeposit
 
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"  # 1.1: document and queue actions, fuller list entries (additive)
 PUBLIC_PATHS = frozenset({"/openapi.json"})
 SSE_KEEPALIVE_S = 15.0
 PROBLEM_REF = "#/components/schemas/ProblemModel"
@@ -161,13 +165,160 @@ def _check_ins(ins: str, field: str = "ins") -> None:
         )
 
 
+_DOC_TYPES: dict[str, tuple[str, str, str]] = {}  # uniqueId → (type code, label, rubric); ids are immutable
+_DOC_TYPES_MAX = 10_000
+
+
+def _type_of(uid: str, data: bytes) -> tuple[str, str, str]:
+    """The type code, its French label and its DMP rubric, read from the CDA's ``code`` (cached by
+    uniqueId: a uniqueId names one content)."""
+    got = _DOC_TYPES.get(uid)
+    if got is not None:
+        return got
+    code = ""
+    try:
+        from cda.xml import safe_parse
+
+        el = safe_parse(data).find("{urn:hl7-org:v3}code")
+        code = "" if el is None else str(el.get("code") or "")
+    except Exception:  # a queued document is a checked CDA; never fail a listing on it
+        return ("", "", "")
+    label, rubric = "", ""
+    with contextlib.suppress(Exception):  # a code outside the table: shown raw
+        from cda.classify import classify_type
+
+        c = classify_type(code)
+        label, rubric = c.type_label, c.dmp_rubric
+    if len(_DOC_TYPES) >= _DOC_TYPES_MAX:
+        _DOC_TYPES.clear()
+    _DOC_TYPES[uid] = (code, label, rubric)
+    return _DOC_TYPES[uid]
+
+
+def _iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch else ""
+
+
 def _queue_out(e: QueuedDeposit) -> m.QueueItemOut:
+    docs = []
+    for n, uid in enumerate(e.document_uids):
+        data = e.documents[n] if n < len(e.documents) else b""
+        code, label, rubric = _type_of(uid, data) if data else ("", "", "")
+        docs.append(m.QueueDocumentOut(
+            unique_id=uid, title=e.titles[n] if n < len(e.titles) else "", type_code=code, type=label,
+            rubric=rubric, replaces=e.replaces[n] if n < len(e.replaces) else "",
+        ))  # fmt: skip
+    vis = (*tuple(e.visibility), False, False, False)
     return m.QueueItemOut(
         id=e.id, state=e.state.value, state_label=e.state.label_fr, reason=e.reason_fr,
         reason_code=e.reason_code, document_unique_ids=list(e.document_uids), titles=list(e.titles),
-        attempts=e.attempts, next_try=e.next_try, created=e.created, updated=e.updated,
-        events_url=f"/v1/queue/{e.id}/events",
+        attempts=e.attempts, next_try=e.next_try, next_try_at=_iso(e.next_try), created=e.created,
+        updated=e.updated, events_url=f"/v1/queue/{e.id}/events", patient_ins=e.patient_ins,
+        patient_ins_oid=e.patient_oid, patient_ins_status=e.ins_status, documents=docs,
+        MASQUE_PS=bool(vis[0]), INVISIBLE_PATIENT=bool(vis[1]), INVISIBLE_REP_LEGAUX=bool(vis[2]),
+        deposited_by=e.actor_id_nat, on_behalf_of=e.on_behalf_of,
     )  # fmt: skip
+
+
+StatusCode = Literal["approved", "deprecated", "archived", "deleted", ""]
+_STATUS_CODES: dict[str, StatusCode] = {
+    "approved": "approved", "deprecated": "deprecated", "archived": "archived", "deleted": "deleted"
+}  # fmt: skip
+
+
+def _status_code(status: str) -> StatusCode:
+    """The availability status URN as a short code (``approved``, ``archived``…), "" if unknown."""
+    return _STATUS_CODES.get(status.rsplit(":", 1)[-1].lower(), "")
+
+
+def _document_out(e: Any, rubric: str) -> m.DocumentOut:
+    """One registry entry of a patient's DMP, with what a practice software needs to act on it."""
+    type_label, class_label = e.type_code.display, e.class_code.display
+    with contextlib.suppress(Exception):  # a type outside the table: the registry's own labels
+        from cda.classify import classify_type
+
+        c = classify_type(e.type_code.code)
+        type_label, class_label = type_label or c.type_label, class_label or c.class_label
+    return m.DocumentOut(
+        unique_id=e.unique_id, title=e.title, type_code=e.type_code.code, type=type_label,
+        rubric=rubric, creation_time=e.creation_time.isoformat(), status=e.status_label_fr,
+        authors=[f"{a.given_name} {a.family_name}".strip() for a in e.authors],
+        MASQUE_PS=e.visibility.masked_to_professionals, INVISIBLE_PATIENT=e.visibility.invisible_to_patient,
+        INVISIBLE_REP_LEGAUX=e.visibility.invisible_to_legal_representatives,
+        entry_uuid=e.entry_uuid, class_code=e.class_code.code, class_label=class_label,
+        format_code=e.format_code.code, status_code=_status_code(e.status), version=e.version,
+        mime_type=e.mime_type,
+        service_start=e.service_start.isoformat() if e.service_start else "",
+        service_stop=e.service_stop.isoformat() if e.service_stop else "",
+        author_details=[
+            m.DocumentAuthorOut(
+                id_nat=a.id_nat, family_name=a.family_name, given_name=a.given_name,
+                institution_id=a.institution_id, institution_name=a.institution_name,
+                specialty_code=a.specialty.code if a.specialty else "",
+                specialty=a.specialty.display if a.specialty else "",
+            )
+            for a in e.authors
+        ],
+        size=e.size,
+    )  # fmt: skip
+
+
+# DMP refusal codes that mean "you may not do this to this document" (not the author…) [I]: answered 403.
+DMP_FORBIDDEN_CODES = frozenset({"DMPAccessDenied", "DMPAccessNotAuthorized", "DMPAccessBlocked"})
+
+_UID_RE = re.compile(UNIQUE_ID_PATTERN)
+
+
+def _check_uid(uid: str, field: str = "unique_id") -> None:
+    if len(uid) > UNIQUE_ID_MAX or not _UID_RE.fullmatch(uid):
+        raise field_problem(
+            422, "INVALID_UNIQUE_ID", field,
+            f"Identifiant de document invalide « {uid[:80]} » : un uniqueId est un OID (par exemple "
+            "2.25.1234…), éventuellement suivi de ^extension (voir la liste des documents).",
+        )  # fmt: skip
+
+
+def _document_problem(p: Problem) -> Problem:
+    """A problem about the document of a TD3.3 action: names ``unique_id`` (unknown document: 404; the DMP
+    forbids it, e.g. not the author: 403); a visibility the DMP cannot combine names ``MASQUE_PS``."""
+    if p.errors:
+        return p
+    if p.code == "NOT_FOUND":
+        return Problem(404, p.code, p.detail, errors=[("unique_id", p.detail)], source=p.source)
+    if p.code == "PAT-03":
+        return Problem(422, p.code, p.detail, errors=[("MASQUE_PS", p.detail)], source=p.source)
+    if p.source == "dmp" and p.code in DMP_FORBIDDEN_CODES:
+        return Problem(403, p.code, p.detail, errors=[("unique_id", p.detail)], source="dmp")
+    if p.status in (409, 422):
+        return Problem(p.status, p.code, p.detail, errors=[("unique_id", p.detail)], source=p.source)
+    return p
+
+
+def _checked_folder(raw: str) -> PathLib:
+    """The hand-back folder: an absolute path (the agent does not know the caller's current folder), not
+    an existing file."""
+    if "\x00" in raw or not raw.strip():
+        raise field_problem(422, "INVALID_FOLDER", "folder", "Chemin de dossier invalide.")
+    folder = PathLib(raw)
+    if not folder.is_absolute():
+        raise field_problem(
+            422, "FOLDER_NOT_ABSOLUTE", "folder",
+            f"Le dossier « {raw[:200]} » n'est pas un chemin absolu : l'agent ne connaît pas le dossier "
+            "courant de l'appelant ; donnez le chemin complet (par exemple /home/… ou C:\\Users\\…).",
+        )  # fmt: skip
+    try:
+        is_file = folder.exists() and not folder.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long, a component that is a file…
+        raise field_problem(
+            422, "INVALID_FOLDER", "folder", f"Chemin de dossier inutilisable ({type(exc).__name__})."
+        ) from exc
+    if is_file:
+        raise field_problem(
+            422, "FOLDER_IS_FILE", "folder", f"« {raw[:200]} » existe et n'est pas un dossier."
+        )
+    return folder
 
 
 def _b64(value: str, field: str) -> bytes:
@@ -224,7 +375,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(allowed_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Location"],
             max_age=600,
@@ -237,6 +388,22 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _problem_response(_validation_problem(exc), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing answers (unknown address, method not allowed) as problems in French too."""
+        if exc.status_code == 404:
+            p = Problem(404, "UNKNOWN_ROUTE", f"Adresse inconnue de l'API locale : {request.url.path} "
+                        "(voir /openapi.json).")  # fmt: skip
+        elif exc.status_code == 405:
+            p = Problem(
+                405, "METHOD_NOT_ALLOWED",
+                f"Méthode {request.method} non prise en charge pour {request.url.path} (voir /openapi.json).",
+                headers=dict(exc.headers or {}),
+            )  # fmt: skip
+        else:
+            p = Problem(exc.status_code, "HTTP_ERROR", str(exc.detail), headers=dict(exc.headers or {}))
+        return _problem_response(p, request.url.path)
 
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception) -> JSONResponse:
@@ -371,22 +538,7 @@ def create_app(
                 .list_documents(rubric=rubrique, include_archived=archives, ctx=ctx_of(contexte, finalite))
                 .value
             )
-            docs = [
-                m.DocumentOut(
-                    unique_id=e.unique_id,
-                    title=e.title,
-                    type_code=e.type_code.code,
-                    type=e.type_code.display,
-                    rubric=rubric_of(e),
-                    creation_time=e.creation_time.isoformat(),
-                    status=e.status_label_fr,
-                    authors=[f"{a.given_name} {a.family_name}".strip() for a in e.authors],
-                    MASQUE_PS=e.visibility.masked_to_professionals,
-                    INVISIBLE_PATIENT=e.visibility.invisible_to_patient,
-                    INVISIBLE_REP_LEGAUX=e.visibility.invisible_to_legal_representatives,
-                )
-                for e in lst.entries
-            ]
+            docs = [_document_out(e, rubric_of(e)) for e in lst.entries]
             return m.DocumentsOut(documents=docs, hidden=list(lst.hidden_explanations))
 
         return await call(read)  # type: ignore[no-any-return]
@@ -404,6 +556,8 @@ def create_app(
         ins_status: InsStatus = "QUAL", format: Literal["auto", "pdf", "cda"] = "auto",
         contexte: Contexte = "interactif", finalite: Finalite = "",
     ) -> Response:  # fmt: skip
+        _check_uid(unique_id)
+
         def read() -> Response:
             doc = handle(ins, oid, ins_status).retrieve(unique_id, ctx=ctx_of(contexte, finalite)).value
             pdf = extract_pdf(doc.content) if format != "cda" else None
@@ -419,6 +573,100 @@ def create_app(
             return Response(doc.content, media_type="application/xml")
 
         return await call(read)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ document actions (TD3.3)
+    def document_action(
+        ins: str, unique_id: str, oid: str, ins_status: str, ctx: Context,
+        action: str, run: Callable[[Any, Context], Any],
+    ) -> Callable[[], m.DocumentActionOut]:  # fmt: skip
+        """A TD3.3 update through the session's patient handle (policy, then the DMP, then the journal);
+        the document's problems name ``unique_id``."""
+        _check_uid(unique_id)
+
+        def go() -> m.DocumentActionOut:
+            h = handle(ins, oid, ins_status)
+            try:
+                run(h, ctx)
+            except Exception as exc:
+                raise _document_problem(to_problem(exc)) from exc
+            public = "make_visible" if action.startswith("make_visible") else action
+            return m.DocumentActionOut(
+                unique_id=unique_id,
+                action=public,  # type: ignore[arg-type]
+                message=m.DOCUMENT_ACTIONS_FR[action],
+            )
+
+        return go
+
+    @app.post(
+        "/v1/patients/{ins}/documents/{unique_id}/visibility",
+        response_model=m.DocumentActionOut, tags=["DMP"],
+    )  # fmt: skip
+    async def change_visibility(
+        ins: Ins, unique_id: UniqueId, body: m.VisibilityChangeIn, oid: Oid = "",
+        ins_status: InsStatus = "QUAL", contexte: Contexte = "interactif", finalite: Finalite = "",
+    ) -> m.DocumentActionOut:  # fmt: skip
+        """Masquer aux professionnels ou démasquer (``MASQUE_PS``), rendre visible au patient
+        (``INVISIBLE_PATIENT: false``) ou aussi à ses représentants légaux (``INVISIBLE_REP_LEGAUX:
+        false``, irréversible). Une seule modification par requête."""
+        given = [k for k, v in body.model_dump().items() if v is not None]
+        if not given:
+            raise field_problem(
+                422, "NO_CHANGE", "MASQUE_PS",
+                "Indiquez le changement de visibilité : MASQUE_PS (true ou false), INVISIBLE_PATIENT: false "
+                "ou INVISIBLE_REP_LEGAUX: false.",
+            )  # fmt: skip
+        if len(given) > 1:
+            raise field_problem(
+                422, "ONE_CHANGE", given[1],
+                f"Une seule modification de visibilité par requête ({', '.join(given)} reçus).",
+            )  # fmt: skip
+        ctx = ctx_of(contexte, finalite)
+        if body.MASQUE_PS is not None:
+            action = "mask" if body.MASQUE_PS else "unmask"
+
+            def run(h: Any, c: Context) -> Any:
+                return h.mask(unique_id, ctx=c) if body.MASQUE_PS else h.unmask(unique_id, ctx=c)
+
+        else:
+            reps = body.INVISIBLE_REP_LEGAUX is not None
+            action = "make_visible_reps" if reps else "make_visible"
+
+            def run(h: Any, c: Context) -> Any:
+                return h.make_visible(unique_id, to_legal_representatives=reps, ctx=c)
+
+        return await call(document_action(ins, unique_id, oid, ins_status, ctx, action, run))  # type: ignore[no-any-return]
+
+    @app.post(
+        "/v1/patients/{ins}/documents/{unique_id}/archive", response_model=m.DocumentActionOut, tags=["DMP"]
+    )
+    async def archive(
+        ins: Ins, unique_id: UniqueId, oid: Oid = "", ins_status: InsStatus = "QUAL",
+        archiver: Annotated[bool, Query(description="false : désarchiver")] = True,
+        contexte: Contexte = "interactif", finalite: Finalite = "",
+    ) -> m.DocumentActionOut:  # fmt: skip
+        """Archiver le document (``archiver=false`` : le désarchiver)."""
+
+        def run(h: Any, c: Context) -> Any:
+            return h.archive(unique_id, ctx=c) if archiver else h.unarchive(unique_id, ctx=c)
+
+        action = "archive" if archiver else "unarchive"
+        fn = document_action(ins, unique_id, oid, ins_status, ctx_of(contexte, finalite), action, run)
+        return await call(fn)  # type: ignore[no-any-return]
+
+    @app.delete("/v1/patients/{ins}/documents/{unique_id}", response_model=m.DocumentActionOut, tags=["DMP"])
+    async def delete_document(
+        ins: Ins, unique_id: UniqueId, oid: Oid = "", ins_status: InsStatus = "QUAL",
+        contexte: Contexte = "interactif", finalite: Finalite = "",
+    ) -> m.DocumentActionOut:  # fmt: skip
+        """Supprimer le document du DMP (son auteur seulement : le DMP refuse tout autre, 403). L'appelant
+        fait confirmer la personne avant : c'est définitif."""
+
+        def run(h: Any, c: Context) -> Any:
+            return h.delete(unique_id, ctx=c)
+
+        fn = document_action(ins, unique_id, oid, ins_status, ctx_of(contexte, finalite), "delete", run)
+        return await call(fn)  # type: ignore[no-any-return]
 
     @app.get("/v1/patients/{ins}/vaccinations", response_model=m.VaccinationsOut, tags=["vaccination"])
     async def vaccinations(
@@ -560,7 +808,7 @@ def create_app(
         e: QueuedDeposit | None = backend.services.queue.get(entry_id)
         if e is None:
             raise field_problem(404, "UNKNOWN_QUEUE_ID", "id", f"Aucun dépôt « {entry_id} » dans la file.")
-        return dc_replace(e, documents=())
+        return e  # with its documents: their types are read once (cached by uniqueId)
 
     @app.get("/v1/queue", response_model=list[m.QueueItemOut], tags=["dépôt"])
     async def queue(tout: bool = False) -> list[m.QueueItemOut]:
@@ -613,6 +861,67 @@ def create_app(
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
+
+    @app.post("/v1/queue/resume", response_model=m.ResumeOut, tags=["dépôt"])
+    async def queue_resume() -> m.ResumeOut:
+        """Envoyer maintenant chaque envoi de la file déposé par le professionnel de la session (ceux en
+        attente aussi), chacun pour lui-même ; répond quand ils sont réglés ou de nouveau en attente."""
+
+        def run() -> m.ResumeOut:
+            s = backend.session()
+            outcomes = s.resume(ctx=Context(background=True), all_entries=True)
+            left = len(backend.services.queue.pending())
+            return m.ResumeOut(
+                outcomes=[
+                    m.ResumeOutcomeOut(
+                        id=o.entry_id,
+                        state=o.state.value,
+                        state_label=o.state.label_fr,
+                        reason=o.reason_fr,
+                        document_unique_ids=list(o.document_uids),
+                    )
+                    for o in outcomes
+                ],
+                left=left,
+            )
+
+        return await call(run)  # type: ignore[no-any-return]
+
+    @app.post("/v1/queue/{entry_id}/hand-back", response_model=m.HandBackOut, tags=["dépôt"])
+    async def queue_hand_back(entry_id: QueueId, body: m.HandBackIn) -> m.HandBackOut:
+        """Écrire les documents CDA de l'envoi dans ``folder`` (chemin absolu sur le poste de l'agent,
+        créé au besoin ; fichiers lisibles par leur seul propriétaire), puis retirer l'envoi de la file
+        (tracé au journal). Rien n'est retiré si l'écriture échoue."""
+        folder = _checked_folder(body.folder)
+
+        def run() -> m.HandBackOut:
+            from ps_agent.services import write_documents
+
+            written: list[str] = []
+
+            def write(e: QueuedDeposit) -> None:
+                try:
+                    written.extend(str(p) for p in write_documents(e, folder))
+                except (OSError, ConfigurationError) as exc:
+                    why = getattr(exc, "message_fr", "") or getattr(exc, "strerror", "") or str(exc)
+                    raise field_problem(
+                        422, "FOLDER_UNWRITABLE", "folder",
+                        f"Impossible d'écrire les documents dans « {folder} » ({why}) : rien n'a été retiré "
+                        "de la file d'envoi.",
+                    ) from exc  # fmt: skip
+
+            try:
+                entry = backend.session().hand_back(entry_id, write)
+            except EntryNotFound as exc:  # the core's codes, verbatim (NOT_FOUND, BUSY, FINAL)
+                raise field_problem(404, exc.code or "UNKNOWN_QUEUE_ID", "id", exc.message_fr) from exc
+            except OutboxError as exc:  # being sent, or already settled
+                raise field_problem(409, exc.code or "QUEUE_STATE", "id", exc.message_fr) from exc
+            return m.HandBackOut(
+                id=entry.id, state=entry.state.value, state_label=entry.state.label_fr, folder=str(folder),
+                files=written,
+            )  # fmt: skip
+
+        return await call(run)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ journal
     @app.get(

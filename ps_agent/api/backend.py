@@ -187,17 +187,17 @@ def to_problem(exc: BaseException) -> Problem:
         fld = exc.field or "document"
         return Problem(422, code or "INVALID_DOCUMENT", msg, errors=[(fld, msg)])
     if isinstance(exc, access_errors.IdentityNotQualified):
-        return Problem(422, code, msg, errors=[("ins_status", msg)])
+        return Problem(422, code, msg, errors=[("ins_status", msg)], source="politique")
     if isinstance(exc, access_errors.NoActiveDmp):
-        return Problem(404, code, msg, errors=[("ins", msg)])
+        return Problem(404, code, msg, errors=[("ins", msg)], source="politique")
     if isinstance(exc, AccessDenied):
-        return Problem(403, code, msg)
+        return Problem(403, code, msg, source="politique")
     if isinstance(exc, dmp_errors.InvalidRequest):
         return Problem(422, code, msg)
     if isinstance(exc, dmp_errors.DmpRefusal):
         if code in UNKNOWN_PATIENT_CODES:
-            return Problem(404, code, msg, errors=[("ins", msg)])
-        return Problem(422, code, msg)
+            return Problem(404, code, msg, errors=[("ins", msg)], source="dmp")
+        return Problem(422, code, msg, source="dmp")
     if isinstance(exc, Cancelled):
         return Problem(503, code, msg)
     if isinstance(exc, (dmp_errors.TransportError, dmp_errors.ProtocolError)):

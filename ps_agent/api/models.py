@@ -140,6 +140,18 @@ class DepositIn(Strict):
     replaces: str = Field("", max_length=128, description="uniqueId du document remplacé")
 
 
+class QueueDocumentOut(BaseModel):
+    """Un document d'un envoi. Son type (et donc sa rubrique) est lu dans le CDA tant que la file le garde :
+    vide une fois l'envoi enregistré ou rendu (la file n'en garde plus le contenu)."""
+
+    unique_id: str
+    title: str = ""
+    type_code: str = ""
+    type: str = Field("", description="Libellé français du type de document")
+    rubric: str = Field("", description="Rubrique DMP")
+    replaces: str = Field("", description="uniqueId du document remplacé")
+
+
 class QueueItemOut(BaseModel):
     id: str
     state: Literal["pending", "sending", "waiting", "registered", "refused", "handed_back"]
@@ -149,24 +161,112 @@ class QueueItemOut(BaseModel):
     document_unique_ids: list[str]
     titles: list[str]
     attempts: int
-    next_try: float = 0.0
+    next_try: float = Field(0.0, description="Prochain essai (secondes depuis 1970, UTC), 0 si aucun")
+    next_try_at: str = Field("", description="Prochain essai, date ISO 8601 (vide si aucun)")
     created: str
     updated: str
     events_url: str = ""
+    patient_ins: str = Field("", description="Matricule INS du patient")
+    patient_ins_oid: str = Field("", description="OID de l'INS du patient")
+    patient_ins_status: str = ""
+    documents: list[QueueDocumentOut] = []
+    MASQUE_PS: bool = False
+    INVISIBLE_PATIENT: bool = False
+    INVISIBLE_REP_LEGAUX: bool = False
+    deposited_by: str = Field("", description="Identifiant national du professionnel qui a déposé")
+    on_behalf_of: str = Field("", description="Professionnel auteur (mode établissement)")
+
+
+class ResumeOutcomeOut(BaseModel):
+    id: str
+    state: Literal["pending", "sending", "waiting", "registered", "refused", "handed_back"]
+    state_label: str
+    reason: str = ""
+    document_unique_ids: list[str]
+
+
+class ResumeOut(BaseModel):
+    outcomes: list[ResumeOutcomeOut]
+    left: int = Field(description="Envois encore en attente après la reprise")
+
+
+class HandBackIn(Strict):
+    folder: str = Field(
+        min_length=1, max_length=4096,
+        description="Dossier absolu (sur le poste de l'agent) où écrire les documents CDA ; créé au besoin",
+    )  # fmt: skip
+
+
+class HandBackOut(BaseModel):
+    id: str
+    state: str
+    state_label: str
+    folder: str
+    files: list[str]
+
+
+class VisibilityChangeIn(Strict):
+    """Un changement de visibilité, dans les termes de la transmission HL7 du CI-SIS (MetaDMPMSS). Seul ce
+    que le DMP permet après le dépôt : masquer aux professionnels ou démasquer ; rendre visible au patient ;
+    rendre visible aux représentants légaux (irréversible, et visible au patient aussi). Un champ absent
+    (null) n'est pas modifié ; un seul champ par requête."""
+
+    MASQUE_PS: bool | None = None
+    INVISIBLE_PATIENT: Literal[False] | None = None
+    INVISIBLE_REP_LEGAUX: Literal[False] | None = None
+
+
+# What each document action did, in French: the API's ``message`` and the command line's report (both paths).
+DOCUMENT_ACTIONS_FR = {
+    "mask": "Document masqué aux professionnels de santé.",
+    "unmask": "Document démasqué.",
+    "make_visible": "Document rendu visible au patient.",
+    "make_visible_reps": "Document rendu visible au patient et à ses représentants légaux.",
+    "archive": "Document archivé.",
+    "unarchive": "Document désarchivé.",
+    "delete": "Document supprimé.",
+}
+
+
+class DocumentActionOut(BaseModel):
+    unique_id: str
+    action: Literal["mask", "unmask", "make_visible", "archive", "unarchive", "delete"]
+    message: str
+
+
+class DocumentAuthorOut(BaseModel):
+    id_nat: str
+    family_name: str = ""
+    given_name: str = ""
+    institution_id: str = ""
+    institution_name: str = ""
+    specialty_code: str = ""
+    specialty: str = ""
 
 
 class DocumentOut(BaseModel):
     unique_id: str
     title: str
     type_code: str
-    type: str
+    type: str = Field(description="Libellé français du type de document")
     rubric: str
     creation_time: str
-    status: str
+    status: str = Field(description="Disponibilité en français (actif, archivé, obsolète…)")
     authors: list[str]
     MASQUE_PS: bool
     INVISIBLE_PATIENT: bool
     INVISIBLE_REP_LEGAUX: bool
+    entry_uuid: str = Field("", description="entryUUID de cette version dans le registre")
+    class_code: str = ""
+    class_label: str = ""
+    format_code: str = ""
+    status_code: Literal["approved", "deprecated", "archived", "deleted", ""] = ""
+    version: str = ""
+    mime_type: str = ""
+    service_start: str = ""
+    service_stop: str = ""
+    author_details: list[DocumentAuthorOut] = []
+    size: int | None = None
 
 
 class DocumentsOut(BaseModel):

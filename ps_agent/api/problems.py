@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://ps-agent.local/problemes/"
@@ -26,6 +26,10 @@ class ProblemModel(BaseModel):
     code: str = ""
     instance: str | None = None
     errors: list[FieldError] = []
+    source: Literal["", "dmp", "politique"] = Field(
+        "", description="Qui refuse : « dmp » (le DMP, code du DMP dans code), « politique » (règle d'accès "
+        "de l'agent, code de la règle), vide sinon",
+    )  # fmt: skip
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Problem(Exception):
     title: str = ""
     errors: list[tuple[str, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    source: Literal["", "dmp", "politique"] = ""
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         return ProblemModel(
@@ -48,6 +53,7 @@ class Problem(Exception):
             code=self.code,
             instance=instance,
             errors=[FieldError(field=f, detail=d) for f, d in self.errors],
+            source=self.source,
         ).model_dump()
 
 
@@ -56,6 +62,7 @@ TITLES = {
     401: "Authentification requise",
     403: "Accès refusé",
     404: "Introuvable",
+    405: "Méthode non autorisée",
     409: "Conflit",
     413: "Requête trop volumineuse",
     415: "Type de contenu non pris en charge",

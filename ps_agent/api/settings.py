@@ -41,3 +41,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# [I] Shape of a document identifier (XDS uniqueId) accepted by the document routes and checked by the
+# command line before the PIN: the CDA id's root OID (``2.25.…``, ``1.2.250.…``), optionally ``^`` and its
+# extension. Anything else (a typo, an entryUUID, a queue id) is refused naming the field, rather than
+# asked of the DMP and answered "not found".
+UNIQUE_ID_PATTERN = r"^[0-2](\.(0|[1-9][0-9]*))+(\^[A-Za-z0-9][A-Za-z0-9._\-]{0,63})?$"
+UNIQUE_ID_MAX = 128

@@ -21,7 +21,7 @@ import base64
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,12 +299,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_common(p, emergency=False)
     p.add_argument("unique_id", metavar="UNIQUE_ID")
     p.add_argument("--demasquer", "--unmask", dest="unmask", action="store_true", help="démasquer")
+    via_agent.add_options(p)
     p.set_defaults(func=_mask)
+
+    p = sub.add_parser(
+        "visible",
+        aliases=["rendre-visible", "make-visible"],
+        help="rendre un document visible au patient (et à ses représentants légaux) (TD3.3b)",
+    )
+    _add_common(p, emergency=False)
+    p.add_argument("unique_id", metavar="UNIQUE_ID")
+    p.add_argument(
+        "--representants",
+        "--legal-representatives",
+        dest="representants",
+        action="store_true",
+        help="aussi aux représentants légaux (irréversible)",
+    )
+    via_agent.add_options(p)
+    p.set_defaults(func=_make_visible)
 
     p = sub.add_parser("archive", aliases=["archiver"], help="archiver un document (TD3.3d)")
     _add_common(p, emergency=False)
     p.add_argument("unique_id", metavar="UNIQUE_ID")
     p.add_argument("--desarchiver", "--unarchive", dest="unarchive", action="store_true", help="désarchiver")
+    via_agent.add_options(p)
     p.set_defaults(func=_archive)
 
     p = sub.add_parser(
@@ -315,6 +334,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--oui", "--yes", dest="oui", action="store_true", help="ne pas demander de confirmation (scripts)"
     )
+    via_agent.add_options(p)
     p.set_defaults(func=_delete)
 
     p = sub.add_parser("vaccinations", help="statut vaccinal du patient (VAC-NOTE, VAC, VSM, IPS)")
@@ -690,14 +710,22 @@ def _unique_id(ii: InstanceId | None) -> str:
 
 
 def _entry_json(e: DocumentEntry) -> dict[str, Any]:
+    """A registry entry as the rows of ``search_report`` (the API's document list gives the same keys)."""
+    import contextlib
+
     from ps_agent.agent import rubric_of
 
+    label = e.type_code.display
+    with contextlib.suppress(CdaError):  # a type outside the table: the registry's label
+        from cda.classify import classify_type
+
+        label = label or classify_type(e.type_code.code).type_label
     return {
         "unique_id": e.unique_id,
         "entry_uuid": e.entry_uuid,
         "title": e.title,
         "type_code": e.type_code.code,
-        "type": e.type_code.display,
+        "type": label,
         "class_code": e.class_code.code,
         "rubric": rubric_of(e),
         "creation_time": e.creation_time.isoformat(),
@@ -824,19 +852,27 @@ def _search(args: argparse.Namespace) -> int:
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
         docs = agent.list_documents(_patient_of(prepared), rubric=rubric, include_archived=args.archives)
-        rows = [_entry_json(e) for e in docs]
-        lines = [
-            f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
-            f"{labelled(r['type_code'], r['type'])}"
-            f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
-            for r in rows
-        ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
-        lines += [f"Remarque : {s}" for s in docs.hidden_explanations]
-        print_out(args.json, {"documents": rows, "hidden": list(docs.hidden_explanations)}, "\n".join(lines))
+    return search_report(args, [_entry_json(e) for e in docs], list(docs.hidden_explanations), rubric)
+
+
+def search_report(
+    args: argparse.Namespace, rows: list[dict[str, Any]], hidden: list[str], rubric: str | None
+) -> int:
+    """The French listing of ``dmp search`` (standalone or through a running agent): one line per
+    document (date, title, rubric, type, masked, uniqueId), then what the habilitation matrix hides."""
+    lines = [
+        f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
+        f"{labelled(r['type_code'], r['type'])}"
+        f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
+        for r in rows
+    ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
+    lines += [f"Remarque : {s}" for s in hidden]
+    print_out(args.json, {"documents": rows, "hidden": hidden}, "\n".join(lines))
     return 0
 
 
 def _get(args: argparse.Namespace) -> int:
+    args.unique_id = checked_unique_id(args.unique_id)
     if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
         return via_agent.get(running, args)
     prepared = _prepare(args)
@@ -873,42 +909,93 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mask(args: argparse.Namespace) -> int:
+def document_action_report(args: argparse.Namespace, action: str) -> int:
+    """Print what was done to the document (French line, or JSON with ``--json``); exit code 0. The
+    lines are the API's messages (``ps_agent.api.models.DOCUMENT_ACTIONS_FR``)."""
+    from ps_agent.api.models import DOCUMENT_ACTIONS_FR as DOCUMENT_ACTION_LINES
+
+    print_out(
+        args.json,
+        {"unique_id": args.unique_id, "action": action, "message": DOCUMENT_ACTION_LINES[action]},
+        f"{DOCUMENT_ACTION_LINES[action]} ({args.unique_id})",
+    )
+    return 0
+
+
+def checked_unique_id(value: str) -> str:
+    """The document identifier typed, or ``UsageError`` (exit 2, before the PIN or the agent): a uniqueId
+    is an OID, optionally ``^extension`` (``ps_agent.api.settings.UNIQUE_ID_PATTERN``)."""
+    import re
+
+    from ps_agent.api.settings import UNIQUE_ID_MAX, UNIQUE_ID_PATTERN
+
+    uid = value.strip()
+    if len(uid) > UNIQUE_ID_MAX or not re.fullmatch(UNIQUE_ID_PATTERN, uid):
+        raise UsageError(
+            f"Identifiant de document invalide « {value[:80]} » : un uniqueId est un OID (par exemple "
+            "2.25.1234…), éventuellement suivi de ^extension ; « ps-agent dmp search » les affiche.",
+            code="INVALID_UNIQUE_ID",
+        )
+    return uid
+
+
+def _document_action(
+    args: argparse.Namespace, action: str, run: Callable[[Agent, PatientRef, str], None]
+) -> int:
+    args.unique_id = checked_unique_id(args.unique_id)
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        via_agent.document_action(running, args, action)
+        return document_action_report(args, action)
     prepared = _prepare(args)
     with _agent(args, prepared) as agent:
-        if args.unmask:
-            agent.unmask(_patient_of(prepared), args.unique_id)
-            print("Document démasqué.")
-        else:
-            agent.mask(_patient_of(prepared), args.unique_id)
-            print("Document masqué aux professionnels de santé.")
-    return 0
+        run(agent, _patient_of(prepared), args.unique_id)
+    return document_action_report(args, action)
+
+
+def _mask(args: argparse.Namespace) -> int:
+    if args.unmask:
+        return _document_action(args, "unmask", lambda a, p, u: a.unmask(p, u))
+    return _document_action(args, "mask", lambda a, p, u: a.mask(p, u))
+
+
+def _make_visible(args: argparse.Namespace) -> int:
+    reps = bool(args.representants)
+    return _document_action(
+        args,
+        "make_visible_reps" if reps else "make_visible",
+        lambda a, p, u: a.make_visible(p, u, to_legal_representatives=reps),
+    )
 
 
 def _archive(args: argparse.Namespace) -> int:
-    prepared = _prepare(args)
-    with _agent(args, prepared) as agent:
-        if args.unarchive:
-            agent.unarchive(_patient_of(prepared), args.unique_id)
-            print("Document désarchivé.")
-        else:
-            agent.archive(_patient_of(prepared), args.unique_id)
-            print("Document archivé.")
-    return 0
+    if args.unarchive:
+        return _document_action(args, "unarchive", lambda a, p, u: a.unarchive(p, u))
+    return _document_action(args, "archive", lambda a, p, u: a.archive(p, u))
+
+
+def confirm_delete(args: argparse.Namespace, ins: str) -> bool:
+    """``--oui``, or the person confirms at the terminal (end of input is "non"); says so when not."""
+    if args.oui or ask_yes_no(
+        f"Supprimer définitivement le document {args.unique_id} du DMP du patient {ins} ?"
+    ):
+        return True
+    print("Suppression abandonnée : rien n'a été envoyé.", file=sys.stderr)
+    return False
 
 
 def _delete(args: argparse.Namespace) -> int:
+    args.unique_id = checked_unique_id(args.unique_id)
+    if (running := via_agent.running(args)) is not None:  # through the running agent: no PIN
+        if not via_agent.delete(running, args, confirm_delete):
+            return 1
+        return document_action_report(args, "delete")
     prepared = _prepare(args)
     patient = _patient_of(prepared)
-    if not args.oui and not ask_yes_no(
-        f"Supprimer définitivement le document {args.unique_id} du DMP du patient {patient.ins} ?"
-    ):
-        print("Suppression abandonnée : rien n'a été envoyé.", file=sys.stderr)
+    if not confirm_delete(args, patient.ins):
         return 1
     with _agent(args, prepared) as agent:
         agent.delete(patient, args.unique_id)
-        print("Document supprimé.")
-    return 0
+    return document_action_report(args, "delete")
 
 
 def _vaccinations(args: argparse.Namespace) -> int:

@@ -9,6 +9,10 @@
   the entry out of the queue (state "rendu à l'utilisateur"); nothing is removed before the files are
   written. Exit 0 done, 1 when the entry cannot be handed back (being sent, already settled, unknown).
 
+When an agent runs (and ``--home`` is not given), ``list``, ``resume`` and ``hand-back`` act on the
+agent's queue through its local API (``ps_agent.cli.via_agent``): its session sends (no PIN), and the
+agent writes the handed-back files into DIR made absolute here. ``--autonome`` forces the local path.
+
 Exit 2: bad usage.
 """
 
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from ps_agent.cli.common import UsageError
 from ps_agent.errors import ConfigurationError
 
 
@@ -53,13 +59,21 @@ def _line(e: Any) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     from ps_agent.cli import via_agent
-    from ps_agent.outbox import ACTIVE_STATES, DepositQueue, EntryState
+    from ps_agent.outbox import DepositQueue
 
     if args.home is None and (running := via_agent.running(args)) is not None:
         return via_agent.outbox_list(running, args)  # the running agent's queue (the one it sends from)
 
     with DepositQueue(_home(args) / "outbox.sqlite3") as queue:
         entries = queue.entries()
+    return list_report(args, entries)
+
+
+def list_report(args: argparse.Namespace, entries: list[Any]) -> int:
+    """The French listing of ``outbox list`` (the local queue, or the running agent's) and its exit code:
+    1 when something is pending or refused, else 0."""
+    from ps_agent.outbox import ACTIVE_STATES, EntryState
+
     left = [e for e in entries if e.state in ACTIVE_STATES or e.state is EntryState.REFUSED]
     shown = entries if args.tout else left
     if args.json:
@@ -72,9 +86,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from ps_agent.cli import dmp_cmd
+    from ps_agent.cli import dmp_cmd, via_agent
     from ps_agent.context import Context
-    from ps_agent.outbox import EntryState
+
+    if args.home is None and (running := via_agent.running(args)) is not None:
+        rows, n_left = via_agent.outbox_resume(running, args)  # the agent's queue, its session: no PIN
+        return resume_report(args, rows, n_left)
 
     def progress(step: str, done: int, total: int) -> None:
         if not args.json and total:
@@ -88,35 +105,68 @@ def _resume(args: argparse.Namespace) -> int:
          "documents": list(o.document_uids)}
         for o in outcomes
     ]  # fmt: skip
+    return resume_report(args, rows, len(left))
+
+
+def resume_report(args: argparse.Namespace, rows: list[dict[str, Any]], left: int) -> int:
+    """The French report of ``outbox resume`` (standalone or through the agent) and its exit code: 0 when
+    every entry tried is registered and none is left, else 1."""
     if args.json:
-        print(json.dumps({"outcomes": rows, "left": len(left)}, ensure_ascii=False, indent=2))
+        print(json.dumps({"outcomes": rows, "left": left}, ensure_ascii=False, indent=2))
     else:
         lines = [
             f"{r['id']} : {r['state_fr']}" + (f" — {r['reason_fr']}" if r["reason_fr"] else "") for r in rows
         ] or ["Aucun envoi à reprendre."]
         if left:
-            lines.append(f"{len(left)} envoi(s) encore en attente.")
+            lines.append(f"{left} envoi(s) encore en attente.")
         print("\n".join(lines))
-    bad = any(o.state is not EntryState.REGISTERED for o in outcomes)
+    bad = any(r["state"] != "registered" for r in rows)
     return 1 if bad or left else 0
 
 
+# The shape of a queue entry id (a submission set uniqueId: an OID); checked before anything is done.
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._^:-]{0,127}$")
+
+
 def _hand_back(args: argparse.Namespace) -> int:
-    from ps_agent.config import AgentConfig, environment
-    from ps_agent.services import Services, write_documents
+    from ps_agent.cli import via_agent
 
     if args.vers is None:
         raise ConfigurationError(
             "Indiquez le dossier où écrire les documents (--vers DOSSIER).", code="USAGE"
         )
-    folder = Path(args.vers)
-    written: list[Path] = []
+    if not _ENTRY_ID.match(args.id):
+        raise UsageError(
+            f"Identifiant d'envoi invalide « {args.id[:80]} » : copiez-le depuis « ps-agent outbox list ».",
+            code="INVALID_ID",
+        )
+    # The folder as this command sees it (relative to its current folder), made absolute for the agent.
+    try:
+        folder = Path(args.vers).expanduser().absolute()
+        is_file = folder.exists() and not folder.is_dir()
+    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, an unknown ~user…
+        raise UsageError(f"Dossier inutilisable « {args.vers} » ({exc}).", code="INVALID_FOLDER") from exc
+    if is_file:
+        raise UsageError(f"« {args.vers} » existe et n'est pas un dossier.", code="FOLDER_IS_FILE")
+    if args.home is None and (running := via_agent.running(args)) is not None:
+        entry_id, written = via_agent.outbox_hand_back(running, args, folder)
+        return hand_back_report(args, entry_id, written, folder)
+
+    from ps_agent.config import AgentConfig, environment
+    from ps_agent.services import Services, write_documents
+
+    written = []
     with Services(AgentConfig(environment("sandbox"), _home(args))) as services:
         entry = services.hand_back(args.id, lambda e: written.extend(write_documents(e, folder)))
+    return hand_back_report(args, entry.id, written, folder)
+
+
+def hand_back_report(args: argparse.Namespace, entry_id: str, written: list[Path], folder: Path) -> int:
+    """The French report of ``outbox hand-back`` (standalone or through the agent)."""
     if args.json:
-        print(json.dumps({"id": entry.id, "files": [str(p) for p in written]}, ensure_ascii=False, indent=2))
+        print(json.dumps({"id": entry_id, "files": [str(p) for p in written]}, ensure_ascii=False, indent=2))
     else:
-        print(f"Envoi {entry.id} rendu : {len(written)} document(s) écrit(s) dans {folder}.")
+        print(f"Envoi {entry_id} rendu : {len(written)} document(s) écrit(s) dans {folder}.")
         for p in written:
             print(f"  {p}")
     return 0
@@ -140,6 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("resume", help="renvoyer maintenant les envois en attente (carte ou établissement)")
     dmp_cmd._add_common(p, patient=False)
+    via_agent.add_options(p)
     p.set_defaults(func=_resume)
 
     p = sub.add_parser("hand-back", help="reprendre les documents d'un envoi (écrits dans un dossier)")
@@ -147,4 +198,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--vers", metavar="DOSSIER", required=True, help="dossier où écrire les documents CDA")
     p.add_argument("--home", default=None, help="dossier de données de l'agent (défaut : $PS_AGENT_HOME)")
     p.add_argument("--json", action="store_true", help="sortie JSON")
-    p.set_defaults(func=_hand_back)
+    via_agent.add_options(p)
+    p.set_defaults(func=_hand_back, bris_de_glace=None, centre_15=None)

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,18 @@ POLL_S = 0.2
 # Problem codes of the API that mean bad input (exit 2, as the standalone checks before the PIN).
 USAGE_CODES = frozenset(
     {"INVALID_FIELDS", "INVALID_INS", "JSON_INVALID", "INVALID_BASE64", "NOT_PDF", "ONE_DOCUMENT",
-     "VISIBILITY", "MISSING_FIELD", "NOT_A_PDF", "NOT_A_DOCUMENT", "TOO_LARGE"}
+     "VISIBILITY", "MISSING_FIELD", "NOT_A_PDF", "NOT_A_DOCUMENT", "TOO_LARGE", "INVALID_UNIQUE_ID",
+     "FOLDER_NOT_ABSOLUTE", "FOLDER_IS_FILE", "INVALID_FOLDER", "NO_CHANGE", "ONE_CHANGE"}
 )  # fmt: skip
 
 NO_SESSION_FR = (
     "L'agent en cours d'exécution n'a pas de session ouverte (carte CPS absente ou session fermée) : "
     "insérez la carte et ouvrez la session dans la fenêtre de l'agent, ou relancez la commande avec "
     "--autonome (la commande ouvre alors la carte elle-même et demande le code porteur)."
+)
+OLD_AGENT_FR = (
+    "L'agent en cours d'exécution ne connaît pas cette opération (version plus ancienne que la ligne de "
+    "commande ?) : redémarrez l'agent, ou relancez la commande avec --autonome."
 )
 EMERGENCY_FR = (
     "Un accès en urgence (bris de glace ou centre 15) ne peut être confirmé que dans la fenêtre de "
@@ -127,29 +133,39 @@ def running(args: argparse.Namespace) -> LocalAgent | None:
     return agent
 
 
-def error_of(exc: ApiProblem) -> PsAgentError:
-    """A problem+json answer as the error the standalone command would raise (message, exit code)."""
+def error_of(exc: ApiProblem, *, plain: bool = False) -> PsAgentError:
+    """A problem+json answer as the error the standalone command would raise (message, exit code): a DMP
+    refusal as ``DmpRefusal`` (printed "refusé par le DMP"), a policy refusal as ``AccessDenied``.
+    ``plain``: the French detail alone (without the fields named for API callers)."""
+    from ps_agent.dmp.errors import DmpRefusal
+
     status = int(exc.problem.get("status") or 0)
     code = str(exc.problem.get("code") or "")
+    detail = str(exc.problem.get("detail") or exc.message_fr)
     if code == "NO_SESSION":
         return PsAgentError(NO_SESSION_FR, code=code)
+    if exc.problem.get("source") == "dmp" and status not in (401, 503):
+        return DmpRefusal(detail, code=code or None)
+    if exc.problem.get("source") == "politique" and code:  # the agent's access policy (PAT-06, ID-01…)
+        return AccessDenied(detail, code=code)
     if status == 401:
         return ConfigurationError(
             "L'agent en cours d'exécution refuse le jeton d'accès : relancez la commande avec --autonome.",
             code="TOKEN_REFUSED",
         )
+    message = detail if plain else exc.message_fr
     if status == 403:
-        return AccessDenied(exc.message_fr, code=code)
+        return AccessDenied(message, code=code)
     if code in USAGE_CODES or status in (400, 413, 415):
-        return UsageError(exc.message_fr, code=code or "USAGE")
-    return PsAgentError(exc.message_fr, code=code or None)
+        return UsageError(message, code=code or "USAGE")
+    return PsAgentError(message, code=code or None)
 
 
 # ---------------------------------------------------------------------------------- calls
 
 
-def _call(agent: LocalAgent, method: str, path: str, **kw: Any) -> Any:
-    """One request to the agent; problems raised as the standalone command's errors."""
+def _call(agent: LocalAgent, method: str, path: str, *, plain: bool = False, **kw: Any) -> Any:
+    """One request to the agent; problems raised as the standalone command's errors (``error_of``)."""
     import httpx
 
     try:
@@ -168,8 +184,12 @@ def _call(agent: LocalAgent, method: str, path: str, **kw: Any) -> Any:
             problem = None
         if not isinstance(problem, dict):
             raise PsAgentError(f"L'agent a répondu {r.status_code}.", code="API_ERROR")
+        if problem.get("code") in ("UNKNOWN_ROUTE", "METHOD_NOT_ALLOWED") or (
+            r.status_code in (404, 405) and "type" not in problem  # an agent older than this command
+        ):
+            raise PsAgentError(OLD_AGENT_FR, code="AGENT_TOO_OLD")
         problem.setdefault("status", r.status_code)
-        raise error_of(ApiProblem(problem))
+        raise error_of(ApiProblem(problem), plain=plain)
     return r
 
 
@@ -271,7 +291,8 @@ def search(agent: LocalAgent, args: argparse.Namespace) -> int:
     d = _call(agent, "GET", f"/v1/patients/{ins}/documents", params=params).json()
     rows = [
         {
-            "unique_id": e["unique_id"], "title": e["title"], "type_code": e["type_code"], "type": e["type"],
+            "unique_id": e["unique_id"], "entry_uuid": e.get("entry_uuid", ""), "title": e["title"],
+            "type_code": e["type_code"], "type": e["type"], "class_code": e.get("class_code", ""),
             "rubric": e["rubric"], "creation_time": e["creation_time"], "status": e["status"],
             "authors": e["authors"], "masked_to_professionals": e["MASQUE_PS"],
             "invisible_to_patient": e["INVISIBLE_PATIENT"],
@@ -279,16 +300,9 @@ def search(agent: LocalAgent, args: argparse.Namespace) -> int:
         }
         for e in d["documents"]
     ]  # fmt: skip
-    hidden = list(d.get("hidden", []))
-    lines = [
-        f"{r['creation_time'][:10]}  {r['title'] or r['type']}  [{r['rubric'] or '-'}]  "
-        f"{labelled(r['type_code'], r['type'])}"
-        f"{'  (masqué)' if r['masked_to_professionals'] else ''}  {r['unique_id']}"
-        for r in rows
-    ] or ["Aucun document" + (f" dans la rubrique « {rubric} »." if rubric else ".")]
-    lines += [f"Remarque : {s}" for s in hidden]
-    print_out(args.json, {"documents": rows, "hidden": hidden}, "\n".join(lines))
-    return 0
+    from ps_agent.cli.dmp_cmd import search_report
+
+    return search_report(args, rows, list(d.get("hidden", [])), rubric)
 
 
 def get(agent: LocalAgent, args: argparse.Namespace) -> int:
@@ -430,37 +444,91 @@ def _settle(agent: LocalAgent, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def outbox_list(agent: LocalAgent, args: argparse.Namespace) -> int:
-    """The agent's queue (the one it sends from), as ``ps-agent outbox list`` prints the local one."""
-    import json
-
+    """The agent's queue (the one it sends from), printed by the report of ``ps-agent outbox list``."""
+    from ps_agent.cli.outbox_cmd import list_report
     from ps_agent.outbox import EntryState, QueuedDeposit
 
     items = _call(agent, "GET", "/v1/queue", params={"tout": True}).json()
     entries = [
         QueuedDeposit(
-            id=i["id"], patient_ins="", patient_oid="", ins_status="",
-            document_uids=tuple(i["document_unique_ids"]), documents=(), visibility=(False, False, False),
-            replaces=(), replaces_entry_uuids=(), titles=tuple(i.get("titles") or ()), actor_id_nat="",
-            on_behalf_of="", created=i.get("created") or "", updated=i.get("updated") or "",
+            id=i["id"], patient_ins=i.get("patient_ins") or "", patient_oid=i.get("patient_ins_oid") or "",
+            ins_status=i.get("patient_ins_status") or "",
+            document_uids=tuple(i["document_unique_ids"]), documents=(),
+            visibility=(bool(i.get("MASQUE_PS")), bool(i.get("INVISIBLE_PATIENT")),
+                        bool(i.get("INVISIBLE_REP_LEGAUX"))),
+            replaces=tuple(d.get("replaces") or "" for d in i.get("documents") or ()),
+            replaces_entry_uuids=(), titles=tuple(i.get("titles") or ()),
+            actor_id_nat=i.get("deposited_by") or "", on_behalf_of=i.get("on_behalf_of") or "",
+            created=i.get("created") or "", updated=i.get("updated") or "",
             state=EntryState(i["state"]), reason_fr=i.get("reason") or "",
             reason_code=i.get("reason_code") or "",
             attempts=int(i.get("attempts") or 0), next_try=float(i.get("next_try") or 0.0),
         )
         for i in items
     ]  # fmt: skip
-    left = [e for e in entries if e.active or e.state is EntryState.REFUSED]
-    shown = entries if args.tout else left
-    if args.json:
-        out = [
-            {"id": e.id, "state": e.state.value, "state_fr": e.state.label_fr, "reason_fr": e.reason_fr,
-             "reason_code": e.reason_code, "documents": list(e.document_uids), "titles": list(e.titles),
-             "attempts": e.attempts, "next_try": e.next_try or None, "created": e.created,
-             "updated": e.updated}
-            for e in shown
-        ]  # fmt: skip
-        print(json.dumps({"entries": out}, ensure_ascii=False, indent=2))
-    elif shown:
-        print("\n".join(f"{e.id}  {e.summary_fr}" for e in shown))
-    else:
-        print("Aucun envoi en attente.")
-    return 1 if left else 0
+    return list_report(args, entries)
+
+
+# ---------------------------------------------------------------------------------- document actions
+
+# The API request of each document action of the command line.
+_ACTIONS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any] | None]] = {
+    "mask": ("POST", "/visibility", {}, {"MASQUE_PS": True}),
+    "unmask": ("POST", "/visibility", {}, {"MASQUE_PS": False}),
+    "make_visible": ("POST", "/visibility", {}, {"INVISIBLE_PATIENT": False}),
+    "make_visible_reps": ("POST", "/visibility", {}, {"INVISIBLE_REP_LEGAUX": False}),
+    "archive": ("POST", "/archive", {}, None),
+    "unarchive": ("POST", "/archive", {"archiver": False}, None),
+    "delete": ("DELETE", "", {}, None),
+}
+
+
+def document_action(agent: LocalAgent, args: argparse.Namespace, action: str) -> None:
+    """A TD3.3 action on a document through the agent (its policy and journal); the caller prints the
+    report (``dmp_cmd.document_action_report``), as the standalone path does."""
+    ins, q = _patient(args, _env_name(agent, args))
+    _document_request(agent, ins, q, args.unique_id, action)
+
+
+def _document_request(agent: LocalAgent, ins: str, q: dict[str, str], uid: str, action: str) -> None:
+    method, suffix, params, body = _ACTIONS[action]
+    path = f"/v1/patients/{ins}/documents/{uid}{suffix}"
+    _call(agent, method, path, plain=True, params={**q, **params}, json=body)
+
+
+def delete(
+    agent: LocalAgent, args: argparse.Namespace, confirm: Callable[[argparse.Namespace, str], bool]
+) -> bool:
+    """Delete through the agent once the person confirmed (``confirm(args, ins)``, as standalone: after
+    the cheap checks, before anything is sent). False when not confirmed (nothing sent)."""
+    ins, q = _patient(args, _env_name(agent, args))
+    if not confirm(args, ins):
+        return False
+    _document_request(agent, ins, q, args.unique_id, "delete")
+    return True
+
+
+# ---------------------------------------------------------------------------------- queue actions
+
+
+def outbox_resume(agent: LocalAgent, args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
+    """``ps-agent outbox resume`` on the agent's queue: the outcome rows and how many are left."""
+    _env_name(agent, args)
+    if not getattr(args, "json", False):
+        print("Reprise des envois en attente par l'agent…", file=sys.stderr)
+    d = _call(agent, "POST", "/v1/queue/resume", plain=True).json()
+    rows = [
+        {"id": o["id"], "state": o["state"], "state_fr": o["state_label"], "reason_fr": o.get("reason") or "",
+         "documents": list(o.get("document_unique_ids") or ())}
+        for o in d["outcomes"]
+    ]  # fmt: skip
+    return rows, int(d.get("left") or 0)
+
+
+def outbox_hand_back(agent: LocalAgent, args: argparse.Namespace, folder: Path) -> tuple[str, list[Path]]:
+    """``ps-agent outbox hand-back ID --vers DIR`` by the agent: it writes the files into ``folder`` (made
+    absolute here: the agent does not know this command's current folder)."""
+    d = _call(
+        agent, "POST", f"/v1/queue/{args.id}/hand-back", plain=True, json={"folder": str(folder)}
+    ).json()
+    return str(d["id"]), [Path(f) for f in d.get("files") or ()]

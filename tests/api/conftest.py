@@ -84,3 +84,32 @@ def module_api(dmp: Any, test_pki: Any, tmp_path_factory: pytest.TempPathFactory
     api = _make_api(dmp, test_pki, tmp_path_factory.mktemp("module-api"), "gp", AuthMode.DIRECTE)
     yield api
     _close(api)
+
+
+@pytest.fixture
+def pending_entry() -> Callable[..., tuple[str, str, bytes]]:
+    """``pending_entry(api, title)``: a letter for DEMO_ADULT written in the agent's queue and not sent yet
+    (as after a crash before the send): (entry id, document uniqueId, CDA bytes)."""
+    import cda
+    from cda import build
+    from sandbox.demo import DEMO_ADULT
+    from tests.fixtures.integration import author_json, patient_json, pdf
+
+    def make(api: Api, title: str) -> tuple[str, str, bytes]:
+        traits = {k: v for k, v in patient_json(DEMO_ADULT).items() if k != "ins_status"}
+        doc = build.level1(
+            type_code="11488-4", content=pdf(title), title=title,
+            patient=build.PatientInput.from_dict(traits),
+            author=build.AuthorInput.from_dict(author_json("gp")), media_type="application/pdf",
+        )  # fmt: skip
+        parsed = cda.parse(doc)
+        assert parsed.id is not None
+        uid = parsed.id.root + (f"^{parsed.id.extension}" if parsed.id.extension else "")
+        entry_id = build.new_oid()
+        api.services.queue.add(
+            entry_id, (DEMO_ADULT.ins, DEMO_ADULT.oid, "QUAL"), (uid,), (doc,), (False, False, False), ("",),
+            titles=(title,), actor_id_nat=api.session.identity.id_nat,
+        )  # fmt: skip
+        return entry_id, uid, doc
+
+    return make

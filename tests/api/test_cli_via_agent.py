@@ -36,6 +36,11 @@ def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
     monkeypatch.delenv("PS_AGENT_API_PORT", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    import importlib
+
+    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
+        # imported before any patch: dmp_cmd binds read_pin at import, and would keep the stub after the test
+        importlib.import_module(module)
     for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
         monkeypatch.setattr(f"{module}.read_pin", _no_pin)
 
