@@ -389,7 +389,10 @@ class HotFolder:
         keep = self.work / item.key
         with contextlib.suppress(FileExistsError):
             os.mkdir(keep, 0o700)  # inside work/ (0700): private whatever the umask
-        for p in self._sources(item.name) if sources is None else sources:
+        files = self._sources(item.name) if sources is None else sources
+        # the document before the sidecar: a crash between the two moves leaves the sidecar in the inbox
+        # beside its moved document, a split that process() and recover() both recognise
+        for p in sorted(files, key=lambda f: f.suffix.lower() == ".json"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(p, keep / p.name)
 
@@ -727,7 +730,11 @@ class HotFolder:
     def _recover(self, queue: Any) -> None:
         for item in self.ledger.unfinished():
             try:
-                if self._inbox_key(item.name) == item.key or self._document_moved(item):
+                if (
+                    self._inbox_key(item.name) == item.key
+                    or self._document_moved(item)
+                    or self._sidecar_moved(item)
+                ):
                     self._adopt_files(item)  # crash before (all) its files left the inbox
                 self._resume_item(item, queue)
             except Exception:  # one item's trouble never holds back the others
@@ -738,6 +745,14 @@ class HotFolder:
         keep = self.work / item.key
         moved = keep.is_dir() and any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in keep.iterdir())
         return moved and not any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
+
+    def _sidecar_moved(self, item: Item) -> bool:
+        """The item's sidecar is already in work/KEY/ while its document is still alone in the inbox (a
+        move interrupted by a release that moved the sidecar first): the document follows it."""
+        keep = self.work / item.key
+        if not (keep / f"{item.name}.json").is_file() or (self.inbox / f"{item.name}.json").exists():
+            return False
+        return any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
 
     def _resume_item(self, item: Item, queue: Any) -> None:
         """Carry an unfinished item on: follow its queue entry, adopt the entry holding its uniqueId (a

@@ -8,6 +8,8 @@ import json
 import os
 from typing import Any
 
+import pytest
+
 from ps_agent.hotfolder.ledger import BUILDING, DONE
 from ps_agent.hotfolder.sidecar import parse_sidecar
 from ps_agent.outbox import EntryState
@@ -204,4 +206,28 @@ def test_crash_after_the_claim_rebuilds_the_cda_with_the_same_unique_id(rig: Any
     assert rig.receipts()["k0"]["uniqueId"] == document_uid_for(key)
     assert rig.receipts()["k0"]["rubrique"]
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert len(_registered(rig)) == 1 and _registered(rig)[0].document_uids == (document_uid_for(key),)
+
+
+@pytest.mark.parametrize("moved_first", [".pdf", ".json"])
+def test_crash_between_the_two_moves_to_work_neither_loses_nor_repeats(rig: Any, moved_first: str) -> None:
+    """Killed after the claim with one of the pair's two files moved to work/KEY/ and the other still in
+    the inbox (found by the service's kill -9 test): the restart reunites them and deposits once."""
+    from ps_agent.hotfolder import document_uid_for
+
+    rig.drop("k0", title="CR coupé en deux")
+    folder = rig.folder
+    data = (folder.inbox / "k0.pdf").read_bytes()
+    sc = parse_sidecar((folder.inbox / "k0.json").read_bytes(), is_cda=False)
+    key = hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+    item = folder.ledger.claim_new(key, "k0", document_uid_for(key))
+    assert item is not None
+    folder._adopt_files(item, [folder.inbox / f"k0{moved_first}"])
+    assert len(list(folder.inbox.iterdir())) == 1
+    rig.restart()
+    rig.folder.start()
+    rig.wait_for(lambda: "k0" in rig.receipts())
+    assert rig.receipts()["k0"]["uniqueId"] == document_uid_for(key)
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert list(rig.folder.inbox.iterdir()) == []
     assert len(_registered(rig)) == 1 and _registered(rig)[0].document_uids == (document_uid_for(key),)
