@@ -219,9 +219,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"Attention : {warning}", file=sys.stderr, flush=True)
     env = environment(plan.env_name, ca_file=plan.ca_file)
     if not env.ca_file:
-        raise ConfigurationError(
+        raise ServeSettingsError(
             "Indiquez le fichier des autorités de certification du serveur DMP (--ca, PS_AGENT_CA ou "
             "réglage dmp.ca_file).",
+            key="dmp.ca_file",
             code="NO_CA",
         )
     stop = threading.Event()

@@ -4,6 +4,10 @@ looks (``--config DOSSIER``, else ``$PS_AGENT_HOME``/the user's folder). Real fi
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +18,10 @@ from ps_agent.cli.common import UsageError
 from ps_agent.cli.serve_cmd import ServeSettingsError, hotfolder_root, load_serve_settings, plan_serve
 from ps_agent.settings import AgentSettings, validate
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def _args(*argv: str) -> object:
+
+def _args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["serve", *argv])
 
 
@@ -109,3 +115,12 @@ def test_settings_found_where_the_agent_looks(tmp_path: Path) -> None:
         load_serve_settings(folder)
     assert info.value.exit_code == 2 and info.value.key == "dmp.ca_file"
     assert "« dmp.ca_file »" in info.value.message_fr
+
+
+def test_no_authorities_anywhere_exits_2_naming_the_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PS_AGENT_")}
+    env.update(PS_AGENT_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "ps_agent", "serve", "--config", str(tmp_path / "etc")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "dmp.ca_file" in done.stderr and "--ca" in done.stderr and "Traceback" not in done.stderr
