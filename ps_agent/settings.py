@@ -18,6 +18,7 @@ Shape (every section and key optional; defaults in brackets)::
     [establishment]
     auth_p12 = ""                  # establishment certificate (TLS), optional
     sign_p12 = ""                  # establishment signature certificate, optional
+    user = ""                      # JSON file of the local user responsible for AIR deposits (ps-agent serve)
     [hotfolder]
     inbox = ""                     # folder watched for documents to deposit, optional
     done = ""                      # where handled files go, optional
@@ -64,7 +65,7 @@ _KNOWN: dict[str, dict[str, type]] = {
     "dmp": {"environment": str, "ca_file": str},
     "insi": {"environment": str, "url": str},
     "card": {"reader": str, "pkcs11_module": str},
-    "establishment": {"auth_p12": str, "sign_p12": str},
+    "establishment": {"auth_p12": str, "sign_p12": str, "user": str},
     "hotfolder": {"inbox": str, "done": str, "enabled": bool},
     "api": {"port": int, "enabled": bool},
     "session": {"idle_timeout_minutes": int},
@@ -93,6 +94,7 @@ class AgentSettings:
     pkcs11_module: str = ""
     establishment_auth_p12: str = ""
     establishment_sign_p12: str = ""
+    establishment_user: str = ""
     hotfolder_inbox: str = ""
     hotfolder_done: str = ""
     hotfolder_enabled: bool = True
@@ -124,6 +126,7 @@ class AgentSettings:
             "establishment": {
                 "auth_p12": self.establishment_auth_p12,
                 "sign_p12": self.establishment_sign_p12,
+                "user": self.establishment_user,
             },
             "hotfolder": {
                 "inbox": self.hotfolder_inbox,
@@ -213,7 +216,8 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
             f"doit être une durée entre {low} et {high} minutes (reçu {idle}).",
         )
     if check_files:
-        for name in ("dmp.ca_file", "card.pkcs11_module", "establishment.auth_p12", "establishment.sign_p12"):
+        for name in ("dmp.ca_file", "card.pkcs11_module", "establishment.auth_p12", "establishment.sign_p12",
+                     "establishment.user"):  # fmt: skip
             path = values.get(name, "")
             if path and not Path(path).expanduser().is_file():
                 raise _bad(name, f"le fichier « {path} » est introuvable.")
@@ -230,6 +234,7 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
         pkcs11_module=values.get("card.pkcs11_module", ""),
         establishment_auth_p12=values.get("establishment.auth_p12", ""),
         establishment_sign_p12=values.get("establishment.sign_p12", ""),
+        establishment_user=values.get("establishment.user", ""),
         hotfolder_inbox=values.get("hotfolder.inbox", ""),
         hotfolder_done=values.get("hotfolder.done", ""),
         hotfolder_enabled=values.get("hotfolder.enabled", True),

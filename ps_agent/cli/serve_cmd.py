@@ -12,11 +12,14 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ps_agent.api.settings import DEFAULT_PORT
+from ps_agent.cli.common import UsageError
 from ps_agent.errors import ConfigurationError
+from ps_agent.settings import AgentSettings, SettingsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,24 +28,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "serve",
         help="service sans fenêtre : API locale et dossier de dépôt",
-        description="Lance l'API locale (127.0.0.1) et, si demandé, le dossier de dépôt, sans fenêtre. "
+        description="Lance l'API locale (127.0.0.1) et le dossier de dépôt, sans fenêtre, avec les réglages "
+        "de config.toml (ceux de la fenêtre et de ps-agent setup) ; les options ci-dessous les remplacent. "
         "Arrêt propre sur SIGTERM ou Ctrl-C.",
     )
     _add_common(p, patient=False)
     s = p.add_argument_group("service")
-    s.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port de l'API locale (défaut : {DEFAULT_PORT})"
-    )
+    s.add_argument("--port", type=int, default=None,
+                   help=f"port de l'API locale (défaut : réglage api.port, sinon {DEFAULT_PORT})",
+                   )  # fmt: skip
+    a = s.add_mutually_exclusive_group()
+    a.add_argument("--api", dest="api", action="store_const", const=True, default=None,
+                   help="lancer l'API locale même si le réglage api.enabled vaut false")  # fmt: skip
+    a.add_argument("--sans-api", dest="api", action="store_const", const=False,
+                   help="ne pas lancer l'API locale")  # fmt: skip
     s.add_argument("--host", default="127.0.0.1", help="adresse d'écoute : boucle locale uniquement")
     s.add_argument("--origine", action="append", default=[], metavar="URL",
                    help="origine de navigateur autorisée (répétable)")  # fmt: skip
-    s.add_argument(
-        "--depot", type=Path, metavar="DOSSIER", help="dossier de dépôt (inbox/, done/, rejected/)"
-    )
+    h = s.add_mutually_exclusive_group()
+    h.add_argument("--depot", type=Path, metavar="DOSSIER",
+                   help="dossier de dépôt (inbox/, done/, rejected/) ; défaut : réglage "
+                   "hotfolder.inbox")  # fmt: skip
+    h.add_argument("--sans-depot", dest="sans_depot", action="store_true",
+                   help="ne pas surveiller le dossier de dépôt")  # fmt: skip
     s.add_argument("--scrutation", action="store_true",
                    help="surveiller le dossier de dépôt par scrutation (partages réseau)")  # fmt: skip
     s.add_argument("--config", type=Path, metavar="DOSSIER",
-                   help="dossier de configuration (jeton api-token)")  # fmt: skip
+                   help="dossier de configuration (config.toml, jeton api-token) ; défaut : celui de "
+                   "l'utilisateur, sinon celui de la machine")  # fmt: skip
+    s.add_argument("--inactivite", type=int, metavar="MINUTES", default=None,
+                   help="fermer la session carte après cette inactivité (défaut : réglage "
+                   "session.idle_timeout_minutes)")  # fmt: skip
     i = p.add_argument_group("INSi (recherche d'identité par l'API)")
     i.add_argument("--insi-url", default=os.environ.get("PS_AGENT_INSI_URL"),
                    help="adresse du service INSi (défaut : celle de l'environnement)")  # fmt: skip
@@ -78,16 +94,135 @@ def _install_stop_handlers(stop: threading.Event) -> None:
         signal.signal(signal.SIGBREAK, handler)
 
 
+# [I] ``hotfolder.inbox`` (like ``--depot``) names the deposit folder: its ``inbox/`` is watched, ``done/``
+# and ``rejected/`` are beside it (the layout of docs/integration.md). A folder itself named ``inbox`` is
+# taken as that inbox (its parent is the deposit folder): what someone pointing at "…/inbox" expects.
+def hotfolder_root(folder: Path) -> Path:
+    """The deposit folder (with ``inbox/``, ``done/``, ``rejected/``) for a configured or given folder."""
+    folder = folder.expanduser()
+    return folder.parent if folder.name.lower() == "inbox" else folder
+
+
+class ServeSettingsError(SettingsError):
+    """``config.toml`` refused by ``ps-agent serve``: exit code 2, the key named in ``message_fr``."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """What ``ps-agent serve`` runs: ``config.toml`` (``ps_agent.settings``) with the command line over it."""
+
+    settings: AgentSettings
+    env_name: str
+    ca_file: str | None
+    api: bool
+    port: int
+    hotfolder: Path | None  # the deposit folder, None: not watched
+    hotfolder_off_fr: str  # why it is not watched (for the "prêt" line)
+    idle_timeout_minutes: int
+    warnings: tuple[str, ...] = ()
+
+
+def load_serve_settings(config: Path | None) -> AgentSettings:
+    """``DOSSIER/config.toml`` for ``--config DOSSIER``, else the user's then the machine's (the window's and
+    ``ps-agent setup``'s); defaults when there is none. Files named in it are checked (key named)."""
+    from ps_agent.settings import load_installed_settings, load_settings, settings_path
+
+    try:
+        if config is not None:
+            path = settings_path(config)
+            return load_settings(path) if path.is_file() else AgentSettings()
+        installed = load_installed_settings()
+        return load_settings(Path(installed.source)) if installed is not None else AgentSettings()
+    except SettingsError as exc:
+        raise ServeSettingsError(exc.message_fr, key=exc.key, code=exc.code or "SETTINGS") from exc
+
+
+def plan_serve(args: argparse.Namespace, settings: AgentSettings) -> ServePlan:
+    """Merge the settings and the command line (which wins), and fill ``args`` for the session opening.
+
+    Precedence for the environment and the authorities: ``--env``/``--ca``, then ``$PS_AGENT_ENV`` /
+    ``$PS_AGENT_CA``, then ``dmp.environment`` / ``dmp.ca_file``. ``--port`` alone starts the API even when
+    ``api.enabled`` is false; ``--depot`` likewise for ``hotfolder.enabled``."""
+    from ps_agent.auth.pkcs11 import MODULE_ENV
+    from ps_agent.settings import IDLE_TIMEOUT_RANGE_MINUTES
+
+    warnings: list[str] = []
+    env_name = args.env if (args.env_given or os.environ.get("PS_AGENT_ENV")) else settings.dmp_environment
+    ca_file = args.ca or settings.dmp_ca_file or None
+    api = args.api if args.api is not None else (True if args.port is not None else settings.api_enabled)
+    port = args.port if args.port is not None else settings.api_port
+
+    root: Path | None = None
+    off = ""
+    if args.sans_depot:
+        off = "dossier de dépôt désactivé (--sans-depot)"
+    elif args.depot is not None:
+        root = hotfolder_root(args.depot)
+    elif not settings.hotfolder_enabled:
+        off = "dossier de dépôt désactivé (réglage hotfolder.enabled)"
+    elif not settings.hotfolder_inbox:
+        off = "aucun dossier de dépôt configuré (réglage hotfolder.inbox)"
+    else:
+        root = hotfolder_root(Path(settings.hotfolder_inbox))
+        done = settings.hotfolder_done
+        if done and Path(done).expanduser().resolve() != (root / "done").resolve():
+            warnings.append(
+                f"Réglage « hotfolder.done » : le service range les documents traités dans {root / 'done'} "
+                f"(le dossier {done} n'est pas utilisé)."
+            )
+    if not api and root is None:
+        raise UsageError(
+            "Rien à lancer : l'API locale est désactivée (réglage api.enabled ou --sans-api) et "
+            f"{off or 'le dossier de dépôt aussi'}. Activez l'API (--api ou --port N) ou un dossier de "
+            "dépôt (--depot DOSSIER ou réglage hotfolder.inbox).",
+            code="NOTHING_TO_SERVE",
+        )
+
+    idle = args.inactivite if args.inactivite is not None else settings.idle_timeout_minutes
+    low, high = IDLE_TIMEOUT_RANGE_MINUTES
+    if not low <= idle <= high:
+        raise UsageError(
+            f"--inactivite : une durée entre {low} et {high} minutes est attendue (reçu {idle})."
+        )
+
+    # the session: the command line's, else the establishment of the settings (AIR), else the card
+    if args.etablissement is None and settings.establishment_auth_p12:
+        args.etablissement = Path(settings.establishment_auth_p12).expanduser()
+        if args.signature_etablissement is None and settings.establishment_sign_p12:
+            args.signature_etablissement = Path(settings.establishment_sign_p12).expanduser()
+    if args.etablissement is not None and not args.utilisateur:
+        if not settings.establishment_user:
+            raise UsageError(
+                "Mode établissement (AIR) : indiquez l'utilisateur responsable des envois "
+                "(--utilisateur FICHIER.json ou réglage establishment.user).",
+                code="NO_USER",
+            )
+        args.utilisateur = str(Path(settings.establishment_user).expanduser())
+    if args.reader is None and settings.card_reader:
+        args.reader = settings.card_reader
+    if settings.pkcs11_module and not os.environ.get(MODULE_ENV):
+        os.environ[MODULE_ENV] = settings.pkcs11_module  # read by the card layer of this process only
+    return ServePlan(settings, env_name, ca_file, api, port, root, off, idle, tuple(warnings))
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ps_agent.api import ApiBackend, ApiServer, create_app, load_or_create_token, token_path
     from ps_agent.cli.dmp_cmd import _p12_passphrase, _Prepared, _session
     from ps_agent.config import AgentConfig, data_dir, environment
     from ps_agent.services import Services
 
-    env = environment(args.env, ca_file=args.ca)
+    settings = load_serve_settings(args.config)
+    plan = plan_serve(args, settings)
+    for warning in plan.warnings:
+        print(f"Attention : {warning}", file=sys.stderr, flush=True)
+    env = environment(plan.env_name, ca_file=plan.ca_file)
     if not env.ca_file:
-        raise ConfigurationError(
-            "Indiquez le fichier des autorités de certification du serveur DMP (--ca ou PS_AGENT_CA).",
+        raise ServeSettingsError(
+            "Indiquez le fichier des autorités de certification du serveur DMP (--ca, PS_AGENT_CA ou "
+            "réglage dmp.ca_file).",
+            key="dmp.ca_file",
             code="NO_CA",
         )
     stop = threading.Event()
@@ -99,41 +234,48 @@ def _serve(args: argparse.Namespace) -> int:
     desk: Any = None
     try:
         credentials = _session(args, _Prepared(env, home, None))
+        if hasattr(credentials, "idle_timeout_s"):  # a card session: closed after this much inactivity
+            credentials.idle_timeout_s = 60.0 * plan.idle_timeout_minutes
         session = services.open_session(credentials)
         backend = ApiBackend(services, lambda: session, environment_name=env.name)
-        token = load_or_create_token(args.config)
-        lookup = None
-        if not args.sans_insi:
-            from ps_agent.api.identity import identity_lookup_for
-            from ps_agent.identities import IdentityDesk, InsiSettings
+        parts: list[str] = []
+        if plan.api:
+            token = load_or_create_token(args.config)
+            lookup = None
+            if not args.sans_insi:
+                from ps_agent.api.identity import identity_lookup_for
+                from ps_agent.identities import IdentityDesk, InsiSettings
 
-            desk = IdentityDesk(
-                session,
-                insi=InsiSettings(
-                    url=args.insi_url,
-                    ca_file=env.ca_file,
-                    billing_id=args.facturation,
-                    certificate=args.insi_etablissement,
-                    passphrase=_p12_passphrase() if args.insi_etablissement is not None else "",
-                ),
-            )
-            lookup = identity_lookup_for(desk)
-        app = create_app(backend, token, tuple(args.origine), identity_lookup=lookup)
-        server = ApiServer(app, host=args.host, port=args.port)
-        server.start()
+                desk = IdentityDesk(
+                    session,
+                    insi=InsiSettings(
+                        environment=settings.insi_environment or None,
+                        url=args.insi_url or settings.insi_url or None,
+                        ca_file=env.ca_file,
+                        billing_id=args.facturation,
+                        certificate=args.insi_etablissement,
+                        passphrase=_p12_passphrase() if args.insi_etablissement is not None else "",
+                    ),
+                )
+                lookup = identity_lookup_for(desk)
+            app = create_app(backend, token, tuple(args.origine), identity_lookup=lookup)
+            server = ApiServer(app, host=args.host, port=plan.port)
+            server.start()
+            parts.append(f"API locale {server.url} (jeton : {token_path(args.config)})")
+        else:
+            parts.append("API locale désactivée")
         backend.start_queue_worker()  # resumes the queue now, then every few seconds
-        if args.depot is not None:
+        if plan.hotfolder is not None:
             from ps_agent.hotfolder import HotFolder
 
-            hotfolder = HotFolder(args.depot, backend, polling=args.scrutation)
+            hotfolder = HotFolder(plan.hotfolder, backend, polling=args.scrutation)
             hotfolder.start()
+            parts.append(f"dossier de dépôt {plan.hotfolder} (documents à déposer dans {hotfolder.inbox})")
+        else:
+            parts.append(plan.hotfolder_off_fr)
         ident = session.identity
-        print(
-            f"ps-agent prêt : API locale {server.url} (jeton : {token_path(args.config)}) ; "
-            f"session {session.mode.value} de {ident.given_name} {ident.family_name}"
-            + (f" ; dossier de dépôt {args.depot}" if args.depot else ""),
-            flush=True,
-        )
+        parts.insert(1, f"session {session.mode.value} de {ident.given_name} {ident.family_name}")
+        print("ps-agent prêt : " + " ; ".join(parts), flush=True)
         while not stop.wait(0.5):
             pass
         print("Arrêt demandé : fin des envois en cours…", flush=True)
