@@ -4,7 +4,12 @@
                  [--identite insi|manuelle] [--insi-url URL] [--instance NAME] [--smoke]
 
 Single instance: a second launch brings the running window forward and exits (code 0).
-``--smoke`` builds everything, shows the window and quits at once (headless check).
+``--smoke`` builds everything, shows the window and quits once it has been painted (headless check);
+``--print-shown`` (for ``benchmarks/bench_ui.py``) prints ``shown <time.time_ns()>`` at that moment.
+
+Start-up order: only what the first paint needs is imported and built before ``show()`` (the core's
+heavy modules — cryptography, httpx, signxml, QtPdf, XSLT — are imported where they are first used); the
+tray icon, the card watch and the queue refresh start once the window is on screen.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 log = logging.getLogger(__name__)
@@ -41,7 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--insi-url", default=os.environ.get("PS_AGENT_INSI_URL"), help="adresse du service INSi")
     p.add_argument("--smoke", action="store_true", help="démarrer puis quitter aussitôt (contrôle)")
+    p.add_argument("--print-shown", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+class FirstPaint(QObject):
+    """Calls ``then()`` once, on the event loop right after ``widget``'s first paint (the window is on
+    screen: what ``--smoke`` waits for and ``--print-shown`` marks)."""
+
+    def __init__(self, widget: Any, then: Any) -> None:
+        super().__init__(widget)
+        self._then = then
+        self._widget = widget
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if obj is self._widget and event.type() == QEvent.Type.Paint and self._then is not None:
+            then, self._then = self._then, None
+            self._widget.removeEventFilter(self)
+            QTimer.singleShot(0, then)  # after this paint has been done and flushed
+        return False
 
 
 def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = None, **kw: Any) -> Any:
@@ -60,17 +85,12 @@ def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = N
     return window
 
 
-def identity_source(args: argparse.Namespace) -> Any:
-    """The window's identity source: ``IdentityDesk`` (INSi by traits and the Vitale card; the INSi
-    environment and address from the installed settings, else the DMP environment's), or manual entry."""
-    from ui.patient import ManualEntrySource
-
-    if args.identite == "manuelle":
-        return ManualEntrySource()
+def insi_settings(insi_url: str | None) -> Any:
+    """The INSi environment and address from the installed settings (else the DMP environment's), the
+    billing number of the PS assertion (card mode) from the environment, as for ``ps-agent patient``."""
     from ps_agent.errors import PsAgentError
-    from ps_agent.identities import IdentityDesk, InsiSettings
+    from ps_agent.identities import InsiSettings
     from ps_agent.settings import load_installed_settings
-    from ui.identity_source import DeskSource
 
     try:
         installed = load_installed_settings()
@@ -78,10 +98,29 @@ def identity_source(args: argparse.Namespace) -> Any:
         log.warning("paramètres installés illisibles : INSi par défaut")
         installed = None
     env = (installed.insi_environment if installed else "") or None
-    url = args.insi_url or (installed.insi_url if installed else "") or None
-    # the Assurance Maladie billing number of the PS assertion (card mode), as for `ps-agent patient`
-    insi = InsiSettings(environment=env, url=url, billing_id=os.environ.get("PS_AGENT_BILLING_ID", ""))
-    return DeskSource(lambda session: IdentityDesk(session, insi=insi))
+    url = insi_url or (installed.insi_url if installed else "") or None
+    return InsiSettings(environment=env, url=url, billing_id=os.environ.get("PS_AGENT_BILLING_ID", ""))
+
+
+def identity_source(args: argparse.Namespace) -> Any:
+    """The window's identity source: ``IdentityDesk`` (INSi by traits and the Vitale card; the INSi
+    environment and address from the installed settings, else the DMP environment's), or manual entry.
+    The INSi client (httpx, the signed assertions) is imported and its settings read when a session opens
+    its desk, not at start-up."""
+    from ui.patient import ManualEntrySource
+
+    if args.identite == "manuelle":
+        return ManualEntrySource()
+    from ui.identity_source import DeskSource
+
+    insi_url = args.insi_url
+
+    def desk(session: Any) -> Any:
+        from ps_agent.identities import IdentityDesk
+
+        return IdentityDesk(session, insi=insi_settings(insi_url))
+
+    return DeskSource(desk)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,16 +154,29 @@ def main(argv: list[str] | None = None) -> int:
     single.activate_requested.connect(window.tray.show_window)
     from PySide6.QtWidgets import QSystemTrayIcon
 
-    if QSystemTrayIcon.isSystemTrayAvailable():
-        window.tray.show()
-    else:  # no tray on this desktop: closing the window must end the program, never leave it invisible
+    if not QSystemTrayIcon.isSystemTrayAvailable():
+        # no tray on this desktop: closing the window must end the program, never leave it invisible
         app.setQuitOnLastWindowClosed(True)
         args.hidden = False
-    if not args.hidden:
+
+    def after_first_paint() -> None:
+        """What the first paint does not need: the tray icon, the card watch (its thread and the
+        reader probe on the services worker)."""
+        if args.print_shown:
+            print(f"shown {time.time_ns()}", flush=True)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            window.tray.show()
+        window.controller.start_card_watch()
+        if args.smoke:
+            QTimer.singleShot(0, app.quit)
+
+    if args.hidden:
+        QTimer.singleShot(0, after_first_paint)
+    else:
+        FirstPaint(window, after_first_paint)
         window.show()
-    window.controller.start_card_watch()
-    if args.smoke:
-        QTimer.singleShot(0, app.quit)
+        if args.smoke:  # a window never painted (no screen) must not hang the check
+            QTimer.singleShot(30_000, app.quit)
     code = app.exec()
     window.controller.close()
     services.close()
