@@ -327,7 +327,10 @@ class MainWindow(QMainWindow):
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
-            self.setup_page.detect()
+            # the detection (readers, PKCS#11 module: PyKCS11, httpx) starts once the window is painted
+            from ui.app import FirstPaint
+
+            FirstPaint(self, self.setup_page.detect)
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
         self.busy_label.setAccessibleName("Opération en cours")
