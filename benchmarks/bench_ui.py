@@ -232,6 +232,8 @@ def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
     from ps_agent.dmp.xmlns import RIM, q
     from sandbox import demo
     from tests.fixtures import td31
+    from ui.documents import fit_columns
+    from ui.main_window import COLUMN_SIZE_SAMPLE_ROWS
 
     patient = PatientId(demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid)
     rol = td31.answer_element(td31.varied_entries(patient, count)).find(f".//{q(RIM, 'RegistryObjectList')}")
@@ -251,9 +253,7 @@ def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
         marks.append(time.perf_counter())
         w.filters.set_types(entries)
         marks.append(time.perf_counter())
-        w.doc_table.resizeColumnsToContents()
-        for col in range(w.doc_model.columnCount()):
-            w.doc_table.setColumnWidth(col, min(w.doc_table.columnWidth(col), 320))
+        fit_columns(w.doc_table, COLUMN_SIZE_SAMPLE_ROWS, 320)
         marks.append(time.perf_counter())
         app.processEvents()
         marks.append(time.perf_counter())

@@ -48,7 +48,14 @@ from ui.batch import (
 )
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
-from ui.documents import DocumentFilter, DocumentTableModel, DocumentViewer, FilterBar, RubricList
+from ui.documents import (
+    DocumentFilter,
+    DocumentTableModel,
+    DocumentViewer,
+    FilterBar,
+    RubricList,
+    fit_columns,
+)
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.journal_queue import JournalPage, QueuePage
@@ -883,9 +890,7 @@ class MainWindow(QMainWindow):
             if p.emergency_notice:
                 self.say(p.emergency_notice)
                 p.emergency_notice = ""
-            self.doc_table.resizeColumnsToContents()
-            for col in range(self.doc_model.columnCount()):
-                self.doc_table.setColumnWidth(col, min(self.doc_table.columnWidth(col), 320))
+            fit_columns(self.doc_table, COLUMN_SIZE_SAMPLE_ROWS, 320)
             self.documents_listed.emit(docs)
 
         self.run(Op(self, fn, label="Recherche des documents").success(done).failure(self._failed))
