@@ -130,6 +130,7 @@ _DISPLAY = int(Qt.ItemDataRole.DisplayRole)
 _FONT = int(Qt.ItemDataRole.FontRole)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
 _BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
+_INITIAL_SORT_ORDER = int(Qt.ItemDataRole.InitialSortOrderRole)
 
 
 class DocumentTableModel(QAbstractTableModel):
@@ -259,6 +260,9 @@ class DocumentTableModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == _DISPLAY:
             return self.HEADERS[section]
+        if orientation == Qt.Orientation.Horizontal and role == _INITIAL_SORT_ORDER:
+            # a first click on « Date » shows the newest first; texts start from A
+            return Qt.SortOrder.DescendingOrder if section == COL_DATE else Qt.SortOrder.AscendingOrder
         return None
 
     def data(self, index: ModelIndex, role: int = _DISPLAY) -> Any:
