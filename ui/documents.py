@@ -559,15 +559,9 @@ class DocumentViewer(QWidget):
         self.header_form = QFormLayout(self.header)
         self.header.setMaximumWidth(340)
         row.addWidget(self.header)
-        from PySide6.QtPdf import QPdfDocument
-        from PySide6.QtPdfWidgets import QPdfView
-
-        self.pdf = QPdfDocument(self)
-        self.pdf_view = QPdfView(self)
-        self.pdf_view.setDocument(self.pdf)
-        self.pdf_view.setPageMode(QPdfView.PageMode.MultiPage)
-        self.pdf_view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
-        self.pdf_view.setAccessibleName("Contenu du document (PDF)")
+        self._row = row
+        self._pdf: Any = None  # QPdfDocument and QPdfView (QtPdf) made when first needed: not at start-up
+        self._pdf_view: Any = None
         self.text = QTextBrowser()
         self.text.setAccessibleName("Contenu du document")
         self.text.hide()
@@ -576,14 +570,36 @@ class DocumentViewer(QWidget):
         )
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.placeholder.setStyleSheet("color: #555;")
-        self.pdf_view.hide()
         self.header.hide()
         row.addWidget(self.placeholder, 1)
-        row.addWidget(self.pdf_view, 1)
         row.addWidget(self.text, 1)
         lay.addLayout(row, 1)
         self._buffer: QBuffer | None = None
         self.doc: Any = None
+
+    @property
+    def pdf(self) -> Any:
+        """The ``QPdfDocument`` (created with its view on first use)."""
+        if self._pdf is None:
+            from PySide6.QtPdf import QPdfDocument
+            from PySide6.QtPdfWidgets import QPdfView
+
+            self._pdf = QPdfDocument(self)
+            view = QPdfView(self)
+            view.setDocument(self._pdf)
+            view.setPageMode(QPdfView.PageMode.MultiPage)
+            view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
+            view.setAccessibleName("Contenu du document (PDF)")
+            view.hide()
+            self._row.insertWidget(self._row.indexOf(self.text), view, 1)
+            self._pdf_view = view
+        return self._pdf
+
+    @property
+    def pdf_view(self) -> Any:
+        """The ``QPdfView`` showing ``pdf``."""
+        self.pdf  # noqa: B018 (creates both)
+        return self._pdf_view
 
     def show_document(self, entry: Any, cda_bytes: bytes) -> None:
         doc, content, media = level1_content(cda_bytes)
@@ -618,7 +634,8 @@ class DocumentViewer(QWidget):
             label.setWordWrap(True)
             label.setAccessibleName(k)
             self.header_form.addRow(k, label)
-        self.pdf.close()
+        if self._pdf is not None:
+            self._pdf.close()
         if media == "application/pdf" and content:
             self._buffer = QBuffer(self)
             self._buffer.setData(QByteArray(content))
@@ -631,5 +648,6 @@ class DocumentViewer(QWidget):
                 self.text.setPlainText(content.decode("utf-8", "replace"))
             else:  # structured: the narrative through the stylesheet
                 self.text.setHtml(render_structured(doc.root))
-            self.pdf_view.hide()
+            if self._pdf_view is not None:
+                self._pdf_view.hide()
             self.text.show()
