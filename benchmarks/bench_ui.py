@@ -280,7 +280,7 @@ def main() -> None:
     from ps_agent.services import Services
     from sandbox import pki
     from tests.ui.conftest import InsiStandIn, software_credentials
-    from ui.app import make_window
+    from ui.app import make_window, preload_core
 
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
@@ -306,6 +306,7 @@ def main() -> None:
                 services, identity_source=InsiStandIn(), auto_pin_dialog=False, segur_notice=False
             )
             w.show()
+            preload_core().join()  # what `python -m ui` does once its window is painted
             w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
             app.processEvents()
             stall, took = consultation(app, w, args.latency_ms / 1000)

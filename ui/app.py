@@ -15,9 +15,11 @@ tray icon, the card watch and the queue refresh start once the window is on scre
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,32 @@ class FirstPaint(QObject):
             self._widget.removeEventFilter(self)
             QTimer.singleShot(0, then)  # after this paint has been done and flushed
         return False
+
+
+# What the first card session and consultation import (httpx, cryptography, the DMP and INSi clients,
+# the CDA parser): imported on a background thread once the window is painted, so neither the start-up
+# nor the first consultation waits for them (and no import competes with the GUI thread then).
+PRELOAD_MODULES = (
+    "ps_agent.auth.session",
+    "ps_agent.session",
+    "ps_agent.identities",
+    "cda.parser",
+)
+
+
+def preload_core() -> threading.Thread:
+    """Import ``PRELOAD_MODULES`` on a daemon thread (a failure is left to the first real use to report)."""
+
+    def run() -> None:
+        for name in PRELOAD_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the real use reports it, in French, where it matters
+                log.debug("préchargement de %s impossible", name, exc_info=True)
+
+    thread = threading.Thread(target=run, name="ps-agent-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = None, **kw: Any) -> Any:
@@ -169,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         window.controller.start_card_watch()
         if args.smoke:
             QTimer.singleShot(0, app.quit)
+        else:  # never while quitting: an import cut by the interpreter's exit would print errors
+            preload_core()
 
     if args.hidden:
         QTimer.singleShot(0, after_first_paint)
