@@ -268,7 +268,7 @@ def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5, help="process starts of each side (figure 1)")
+    ap.add_argument("--runs", type=int, default=7, help="process starts of each side (figure 1)")
     ap.add_argument("--count", type=int, default=2000, help="documents of the patient (figure 2)")
     ap.add_argument("--latency-ms", type=int, default=3000, help="sandbox latency (figure 4)")
     ap.add_argument("--startup-only", action="store_true", help="figure 1 only")

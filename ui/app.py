@@ -97,6 +97,43 @@ def preload_core() -> threading.Thread:
     return thread
 
 
+class DeferredServices:
+    """``ps_agent.services.Services`` built on first use, for ``main``: the window is painted before the
+    journal and the queue are opened (``ps_agent.services`` with the audit journal, the queue and the
+    access rules, and their SQLite files: ~0.1 s). ``main`` builds it right after the first paint; a use
+    before that (any thread) builds it then. ``events`` exists from the start (the window's event bridge
+    listens to it) and is the one the services get."""
+
+    def __init__(self, config: Any) -> None:
+        from ps_agent.events import Events
+
+        self.config = config
+        self.events = Events()
+        self._real: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        """The ``Services`` (built now if not yet)."""
+        with self._lock:
+            if self._real is None:
+                from ps_agent.services import Services
+
+                self._real = Services(self.config, events=self.events)
+            return self._real
+
+    def open_card_session(self, *args: Any, **kw: Any) -> Any:  # the controller keeps this bound method
+        return self.get().open_card_session(*args, **kw)
+
+    def close(self) -> None:
+        with self._lock:
+            real = self._real
+        if real is not None:
+            real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
 def make_window(services: Any, *, card_monitor: Any = None, api_backend: Any = None, **kw: Any) -> Any:
     """The controller + main window + tray over ``services`` (used by ``main`` and the tests). With
     ``api_backend`` (``ps_agent.api.backend.ApiBackend``) the window answers the local API's requests:
@@ -169,10 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from ps_agent.card.monitor import CardMonitor
     from ps_agent.config import AgentConfig
-    from ps_agent.services import Services
 
     config = AgentConfig.default(args.env, ca_file=args.ca, home=Path(args.home) if args.home else None)
-    services = Services(config)
+    services = DeferredServices(config)
     monitor = CardMonitor(poll_s=0.5)
     from ui.main_window import needs_first_run
 
@@ -189,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def after_first_paint() -> None:
         """What the first paint does not need: the tray icon, the card watch (its thread and the
-        reader probe on the services worker)."""
+        reader probe on the services worker), the services and the queue read."""
         if args.print_shown:
             print(f"shown {time.time_ns()}", flush=True)
+        services.get()  # the journal and the queue, now that the window is on screen
+        window.refresh_queue()  # the tray shows the queue from the start, session or not
         if QSystemTrayIcon.isSystemTrayAvailable():
             window.tray.show()
         window.controller.start_card_watch()

@@ -397,7 +397,10 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Escape"), self, self.cancel_current)
         self._on_state(c.state.value)
         self._update_patient_ui()
-        self.refresh_queue()  # the tray shows the queue from the start, session or not
+        from ui.app import DeferredServices
+
+        if not isinstance(controller.services, DeferredServices):  # that one: `main` once painted
+            self.refresh_queue()  # the tray shows the queue from the start, session or not
 
     # ------------------------------------------------------------------ plumbing
     def _watch_worker(self, worker: Worker) -> None:
