@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,16 @@ PRELOAD_MODULES = (
 )
 
 
-def preload_core() -> threading.Thread:
-    """Import ``PRELOAD_MODULES`` on a daemon thread (a failure is left to the first real use to report)."""
+def preload_core(first: Callable[[], Any] | None = None) -> threading.Thread:
+    """On a daemon thread: ``first()`` (``main``: build the services), then import ``PRELOAD_MODULES``.
+    A failure is left to the first real use to report, in French, where it matters."""
 
     def run() -> None:
+        if first is not None:
+            try:
+                first()
+            except Exception:
+                log.debug("préparation en arrière-plan impossible", exc_info=True)
         for name in PRELOAD_MODULES:
             try:
                 importlib.import_module(name)
@@ -228,15 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         reader probe on the services worker), the services and the queue read."""
         if args.print_shown:
             print(f"shown {time.time_ns()}", flush=True)
-        services.get()  # the journal and the queue, now that the window is on screen
+        if args.smoke:
+            services.get()
+        else:  # the journal and the queue opened off the GUI thread (a use meanwhile waits for them);
+            # never while quitting: an import cut by the interpreter's exit would print errors
+            preload_core(services.get)
         window.refresh_queue()  # the tray shows the queue from the start, session or not
         if QSystemTrayIcon.isSystemTrayAvailable():
             window.tray.show()
         window.controller.start_card_watch()
         if args.smoke:
             QTimer.singleShot(0, app.quit)
-        else:  # never while quitting: an import cut by the interpreter's exit would print errors
-            preload_core()
 
     if args.hidden:
         QTimer.singleShot(0, after_first_paint)
