@@ -63,7 +63,7 @@ def test_the_heavy_modules_are_not_imported_before_the_window_shows(tmp_path: Pa
     probe = (
         "import sys, ui.app\n"
         "heavy = ('httpx', 'cryptography.x509', 'signxml', 'PySide6.QtPdf', 'ps_agent.session',\n"
-        "         'ps_agent.dmp.client', 'ps_agent.services', 'ps_agent.identities', 'PyKCS11')\n"
+        "         'ps_agent.dmp.client', 'ps_agent.services', 'ps_agent.identities', 'PyKCS11', 'smartcard')\n"
         "def mark():\n"
         "    print('loaded', *sorted(m for m in heavy if m in sys.modules), flush=True)\n"
         "orig = ui.app.FirstPaint.__init__\n"
