@@ -1,6 +1,6 @@
 """Start-up of ``python -m ui``: what runs after the first paint (``FirstPaint``), the services built
 only then (``DeferredServices``), the ``shown`` mark the benchmark reads, and the import weight left
-before the window shows (no httpx, cryptography, signxml, QtPdf, DMP session)."""
+before the window shows (no httpx, cryptography, signxml, QtPdf, DMP session, pyscard)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_the_heavy_modules_are_not_imported_before_the_window_shows(tmp_path: Pa
     probe = (
         "import sys, ui.app\n"
         "heavy = ('httpx', 'cryptography.x509', 'signxml', 'PySide6.QtPdf', 'ps_agent.session',\n"
-        "         'ps_agent.dmp.client', 'ps_agent.services', 'ps_agent.identities', 'PyKCS11', 'smartcard')\n"
+        "         'smartcard', 'ps_agent.dmp.client', 'ps_agent.services', 'ps_agent.identities',\n"
+        "         'PyKCS11')\n"
         "def mark():\n"
         "    print('loaded', *sorted(m for m in heavy if m in sys.modules), flush=True)\n"
         "orig = ui.app.FirstPaint.__init__\n"
