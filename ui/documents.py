@@ -117,11 +117,16 @@ def rubric_safe(entry: Any) -> str:
 _COMBINING_MARKS = re.compile("[\u0300-\u036f]")
 
 
+def fold(value: str) -> str:
+    """``value`` without case or accents, as a French reader compares texts: « École » is « ecole »."""
+    return _COMBINING_MARKS.sub("", unicodedata.normalize("NFKD", value.casefold()))
+
+
 @functools.lru_cache(maxsize=8192)
 def text_key(value: str) -> str:
-    """Sort key of a text cell as a French reader expects it: case and accents ignored (« école » beside
-    « Ecole », before « Facture »)."""
-    return _COMBINING_MARKS.sub("", unicodedata.normalize("NFKD", value.casefold()))
+    """Sort key of a text cell (``fold``, cached: cells repeat across documents): « école » beside
+    « Ecole », before « Facture »."""
+    return fold(value)
 
 
 # Roles as plain ints: data() is called for every painted and measured cell, and comparing with the Qt
@@ -157,7 +162,7 @@ class DocumentTableModel(QAbstractTableModel):
         self._sorted_for: tuple[int, int, Qt.SortOrder] | None = None  # (generation, column, order) of _order
         self._titles: list[str] = []  # per entry: the title cell with its marks
         self._patient: list[bool] = []  # per entry: added by the patient (6.3)
-        self._search: list[str] = []  # per entry: the cells casefolded (free-text filter)
+        self._search: list[str] = []  # per entry: the cells without case or accents (free-text filter)
         self._bold = QFont()
         self._bold.setBold(True)
         self._patient_brush = QBrush(QColor("#eef3ff"))
@@ -188,7 +193,7 @@ class DocumentTableModel(QAbstractTableModel):
             for e in self.entries
         ]
         self._patient = [is_patient_authored(e) for e in self.entries]
-        self._search = [" ".join(cells).casefold() for cells in self._cells]
+        self._search = [fold(" ".join(cells)) for cells in self._cells]
         self._titles = []
         for i, cells in enumerate(self._cells):
             title = f"👤 {cells[COL_TITLE]} ({L.PATIENT_AUTHORED})" if self._patient[i] else cells[COL_TITLE]
@@ -347,9 +352,9 @@ class DocumentFilter(QSortFilterProxyModel):
             return False
         if self.rubric and cells[COL_RUBRIC] != self.rubric:
             return False
-        if self.text and self.text.casefold() not in model._search[i]:
+        if self.text and fold(self.text) not in model._search[i]:
             return False
-        if self.author and self.author.casefold() not in cells[COL_AUTHOR].casefold():
+        if self.author and fold(self.author) not in fold(cells[COL_AUTHOR]):
             return False
         if self.type_label and cells[COL_TYPE] != self.type_label:
             return False
