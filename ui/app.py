@@ -73,13 +73,15 @@ class FirstPaint(QObject):
 
 
 # What the first card session and consultation import (httpx, cryptography, the DMP and INSi clients,
-# the CDA parser): imported on a background thread once the window is painted, so neither the start-up
+# the CDA parser, QtPdf): imported on a background thread once the window is painted, so neither the start-up
 # nor the first consultation waits for them (and no import competes with the GUI thread then).
 PRELOAD_MODULES = (
     "ps_agent.auth.session",
     "ps_agent.session",
     "ps_agent.identities",
     "cda.parser",
+    "PySide6.QtPdf",  # the viewer's first PDF then only creates its objects on the GUI thread
+    "PySide6.QtPdfWidgets",
 )
 
 
