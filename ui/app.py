@@ -8,8 +8,9 @@ Single instance: a second launch brings the running window forward and exits (co
 ``--print-shown`` (for ``benchmarks/bench_ui.py``) prints ``shown <time.time_ns()> <CPU seconds>`` then.
 
 Start-up order: only what the first paint needs is imported and built before ``show()`` (the core's
-heavy modules — cryptography, httpx, signxml, QtPdf, XSLT — are imported where they are first used); the
-tray icon, the card watch and the queue refresh start once the window is on screen.
+heavy modules — cryptography, httpx, signxml, pyscard, QtPdf — are imported where they are first used);
+the tray icon, the card watch, the services (``DeferredServices``: journal, queue) with the preload of the
+first session's modules, and the queue read start once the window is on screen.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ class FirstPaint(QObject):
     """Calls ``then()`` once, on the event loop right after ``widget``'s first paint (the window is on
     screen: what ``--smoke`` waits for and ``--print-shown`` marks)."""
 
-    def __init__(self, widget: Any, then: Any) -> None:
+    def __init__(self, widget: Any, then: Callable[[], Any]) -> None:
         super().__init__(widget)
-        self._then = then
+        self._then: Callable[[], Any] | None = then
         self._widget = widget
         widget.installEventFilter(self)
 
@@ -140,6 +141,8 @@ class DeferredServices:
             real.close()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # own state not set yet (never the services' private parts)
+            raise AttributeError(name)
         return getattr(self.get(), name)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from PySide6.QtWidgets import QLabel
 
 from ps_agent.config import AgentConfig
-from ui.app import DeferredServices, FirstPaint, main
+from ui.app import DeferredServices, FirstPaint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,13 +47,19 @@ def test_deferred_services_open_nothing_until_used(tmp_path: Path) -> None:
     services.close()
 
 
-def test_smoke_marks_shown_and_opens_the_services_after(capsys: Any, qtbot: Any, tmp_path: Path) -> None:
-    before = time.time_ns()
+def test_smoke_marks_shown_and_opens_the_services_after(tmp_path: Path) -> None:
+    """``python -m ui --smoke --print-shown`` in its own process (``main`` run in this one would leave its
+    application state to the next tests)."""
     home = tmp_path / "home"
-    code = main(["--smoke", "--print-shown", "--home", str(home), "--instance", f"t-{uuid.uuid4().hex}"])
-    assert code == 0
-    marks = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("shown ")]
-    assert len(marks) == 1 and before < int(marks[0][1]) <= time.time_ns()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), QT_QPA_PLATFORM="offscreen")
+    cmd = [sys.executable, "-m", "ui", "--smoke", "--print-shown", "--home", str(home)]
+    before = time.time_ns()
+    out = subprocess.run(
+        [*cmd, "--instance", f"t-{uuid.uuid4().hex}"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    marks = [line.split() for line in out.stdout.splitlines() if line.startswith("shown ")]
+    assert len(marks) == 1 and before < int(marks[0][1]) <= time.time_ns() and float(marks[0][2]) > 0
     assert (home / "audit.sqlite3").exists()  # built once the window was painted
 
 
