@@ -342,19 +342,21 @@ class DocumentFilter(QSortFilterProxyModel):
     def _accepts(self, model: DocumentTableModel) -> list[bool]:
         stamp = (id(model), model.generation, self._filters)
         if self._accepted_for != stamp:
-            self._accepted = [self._match(model, i) for i in range(len(model.entries))]
+            text, author = fold(self.text), fold(self.author)
+            self._accepted = [self._match(model, i, text, author) for i in range(len(model.entries))]
             self._accepted_for = stamp
         return self._accepted
 
-    def _match(self, model: DocumentTableModel, i: int) -> bool:
+    def _match(self, model: DocumentTableModel, i: int, text: str, author: str) -> bool:
+        """Whether document ``i`` passes (``text``, ``author``: the filters folded once)."""
         cells = model._cells[i]
         if self.only_new and i not in model._new_entries:
             return False
         if self.rubric and cells[COL_RUBRIC] != self.rubric:
             return False
-        if self.text and fold(self.text) not in model._search[i]:
+        if text and text not in model._search[i]:
             return False
-        if self.author and fold(self.author) not in fold(cells[COL_AUTHOR]):
+        if author and author not in text_key(cells[COL_AUTHOR]):
             return False
         if self.type_label and cells[COL_TYPE] != self.type_label:
             return False
