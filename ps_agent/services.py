@@ -25,9 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ps_agent.access.policy import AccessPolicy
 from ps_agent.audit.errors import AuditError
@@ -38,7 +36,11 @@ from ps_agent.config import AgentConfig, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 from ps_agent.events import JOURNAL_APPENDED, QUEUE_CHANGED, Events
 from ps_agent.outbox import DepositQueue, QueuedDeposit
-from ps_agent.session import Session
+
+if TYPE_CHECKING:  # the window's start-up imports neither httpx nor the DMP client (first session only)
+    import httpx
+
+    from ps_agent.session import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,6 +93,8 @@ class Services:
     ) -> Session:
         """A ``Session`` over an already authenticated credential (card ``AuthSession``, ``Pkcs11Session``,
         ``EstablishmentSession``, ``SoftwareCredentials``)."""
+        from ps_agent.session import Session
+
         session = Session(self, credentials, transport=transport, owns_credentials=owns_credentials)
         with self._lock:
             self._sessions.append(session)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ps_agent.errors import PsAgentError
-from ps_agent.identity.model import TraitsQuery
-from ps_agent.identity.records import LocalIdentity
 from ui.labels import IdentityStatus
 from ui.patient import PatientIdentity
+
+if TYPE_CHECKING:  # the identity core is imported on the worker when first used (window start-up)
+    from ps_agent.identity.records import LocalIdentity
 
 # The window's high-trust documents (labels.HIGH_TRUST_DOCUMENTS) → the records' document keys
 # (ps_agent.identity.records.HIGH_TRUST_DOCUMENTS).
@@ -108,6 +109,8 @@ class DeskSource:
 
     def find_for(self, session: Any, typed: PatientIdentity, ctx: Any) -> PatientIdentity:
         """WS_INS2 by the typed strict traits (a typed INS is never trusted: INSi answers)."""
+        from ps_agent.identity.model import TraitsQuery
+
         query = TraitsQuery(
             typed.birth_family_name,
             tuple(typed.given_names.split()),

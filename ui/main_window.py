@@ -49,7 +49,13 @@ from ui.batch import (
 )
 from ui.controller import AgentController, who_acts
 from ui.deposit import DepositPage
-from ui.documents import DocumentFilter, DocumentTableModel, FilterBar, RubricList
+from ui.documents import (
+    DocumentFilter,
+    DocumentTableModel,
+    FilterBar,
+    RubricList,
+    fit_columns,
+)
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.idle import IdleGuard
@@ -356,7 +362,10 @@ class MainWindow(QMainWindow):
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
-            self.setup_page.detect()
+            # the detection (readers, PKCS#11 module: PyKCS11, httpx) starts once the window is painted
+            from ui.app import FirstPaint
+
+            FirstPaint(self, self.setup_page.detect)
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
         self.busy_label.setAccessibleName("Opération en cours")
@@ -417,7 +426,10 @@ class MainWindow(QMainWindow):
         self._on_state(c.state.value)
         self._update_workstation_note()
         self._update_patient_ui()
-        self.refresh_queue()  # the tray shows the queue from the start, session or not
+        from ui.app import DeferredServices
+
+        if not isinstance(controller.services, DeferredServices):  # that one: `main` once painted
+            self.refresh_queue()  # the tray shows the queue from the start, session or not
 
     # ------------------------------------------------------------------ plumbing
     def _watch_worker(self, worker: Worker) -> None:
@@ -989,9 +1001,7 @@ class MainWindow(QMainWindow):
             if p.emergency_notice:
                 self.say(p.emergency_notice)
                 p.emergency_notice = ""
-            self.doc_table.resizeColumnsToContents()
-            for col in range(self.doc_model.columnCount()):
-                self.doc_table.setColumnWidth(col, min(self.doc_table.columnWidth(col), 320))
+            fit_columns(self.doc_table, COLUMN_SIZE_SAMPLE_ROWS, 320)
             self.documents_listed.emit(docs)
 
         self.run(Op(self, fn, label="Recherche des documents").success(done).failure(self._failed))

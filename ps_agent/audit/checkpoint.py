@@ -19,14 +19,10 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
-from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+if TYPE_CHECKING:  # cryptography is imported where a checkpoint is made or read (window start-up)
+    from cryptography import x509
 
 CHECKPOINT_TYPE = "ps-agent-audit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -61,10 +57,14 @@ class Checkpoint:
     @property
     def signer_name(self) -> str:
         """The certificate's common name (the professional or the establishment)."""
+        from cryptography.x509.oid import NameOID
+
         names = self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return str(names[0].value) if names else self.signer
 
     def to_dict(self) -> dict[str, Any]:
+        from cryptography.hazmat.primitives import serialization
+
         pem = serialization.Encoding.PEM
         return {
             "payload": self.payload,
@@ -79,6 +79,8 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Checkpoint:
         """Parse (not verify) a stored checkpoint; raises ``ValueError`` when malformed."""
+        from cryptography import x509
+
         try:
             payload = str(data["payload"])
             fields_ = json.loads(payload)
@@ -115,6 +117,8 @@ class Checkpoint:
 
 
 def cert_fingerprint(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -146,6 +150,10 @@ def make_checkpoint(
 
 def signature_problem(cp: Checkpoint) -> str:
     """ "" when the signature is valid for the certificate and the payload binds that certificate."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
     try:
         fields_ = json.loads(cp.payload)
     except json.JSONDecodeError:
@@ -168,6 +176,8 @@ def signature_problem(cp: Checkpoint) -> str:
 
 def chain_problem(cp: Checkpoint, bundle: list[x509.Certificate]) -> str:
     """ "" when the signer's certificate chains to a root of ``bundle`` at the checkpoint's time."""
+    from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store, VerificationError
+
     roots = [c for c in bundle if c.issuer == c.subject]
     intermediates = [c for c in bundle if c.issuer != c.subject] + [
         c for c in cp.chain if c.issuer != c.subject

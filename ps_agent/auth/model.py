@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import httpx
-from cryptography import x509
+if TYPE_CHECKING:  # annotations only: importing them costs the window's start-up ~0.2 s
+    import httpx
+    from cryptography import x509
 
 
 class AuthMode(enum.StrEnum):

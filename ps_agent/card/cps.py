@@ -17,9 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Protocol
 
 from ps_agent.auth.errors import (
     PUK_LENGTH,
@@ -31,6 +29,9 @@ from ps_agent.auth.errors import (
 from ps_agent.auth.model import KeyUse
 from ps_agent.card.errors import ApduError, CardProtocolError, UnknownCard
 from ps_agent.errors import AuthError
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # --------------------------------------------------------------------------------------- ATR table
 
@@ -372,6 +373,8 @@ class CpsSession:
     def read_certificate(self, use: KeyUse) -> x509.Certificate:
         der = self._read((EF_CERT[use],))
         try:
+            from cryptography import x509  # only where a certificate is parsed (start-up time)
+
             return x509.load_der_x509_certificate(der)
         except ValueError as exc:
             raise CardProtocolError("the certificate on the card is not valid DER") from exc

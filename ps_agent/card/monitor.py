@@ -16,11 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from smartcard import scard
+if TYPE_CHECKING:
+    from ps_agent.card.cps import AtrMatch
 
-from ps_agent.card.cps import AtrMatch, identify_atr
-from ps_agent.card.pcsc import _is, establish_context, release_context
+# pyscard and the card modules are imported by the methods that use them (on the monitor's thread once
+# started): importing this module costs a window's start-up nothing.
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class CardMonitor:
         self._stop.set()
         ctx = self._ctx
         if ctx:
+            from smartcard import scard
+
             with contextlib.suppress(Exception):
                 scard.SCardCancel(ctx)
         if self._thread is not None:
@@ -107,11 +111,15 @@ class CardMonitor:
                 log.exception("card event subscriber failed")
 
     def _card_event(self, reader: str, atr: bytes) -> None:
+        from ps_agent.card.cps import identify_atr
+
         match = identify_atr(atr)
         kind = CardEventKind.INSERTED if match else CardEventKind.UNKNOWN_CARD
         self._publish(CardEvent(kind, reader, atr, match))
 
     def _run(self) -> None:
+        from ps_agent.card.pcsc import establish_context, release_context
+
         service_up = True
         while not self._stop.is_set():
             try:
@@ -130,6 +138,10 @@ class CardMonitor:
                 release_context(ctx)
 
     def _readers(self) -> list[str] | None:
+        from smartcard import scard
+
+        from ps_agent.card.pcsc import _is
+
         hr, names = scard.SCardListReaders(self._ctx, [])
         if hr == scard.SCARD_S_SUCCESS:
             return list(names)
@@ -138,6 +150,10 @@ class CardMonitor:
         return None  # service problem: re-establish
 
     def _watch(self) -> None:
+        from smartcard import scard
+
+        from ps_agent.card.pcsc import _is
+
         known: dict[str, int] = {}
         readers = self._readers()
         if readers is None:
@@ -202,6 +218,8 @@ class CardMonitor:
                 self._resync(known)
 
     def _resync(self, known: dict[str, int]) -> None:
+        from smartcard import scard
+
         readers = self._readers()
         if readers is None:
             return

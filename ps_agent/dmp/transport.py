@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ps_agent import deadline as exchange
 from ps_agent.dmp.errors import DmpDeadlineExceeded, DmpTimeout, ResponseTooLarge, TransportError
+
+if TYPE_CHECKING:  # httpx is imported where used: the window's start-up does not pay for it
+    import httpx
 
 # [I] Overall deadline of one exchange. The slowest legitimate exchange is a full answer at the size cap
 # (64 MiB) or a large deposit over a GP's ADSL line (≈ 2 Mbit/s down, < 1 Mbit/s up): about 270 s for
@@ -78,6 +80,8 @@ def _capped_timeout(timeout: httpx.Timeout, deadline_s: float) -> httpx.Timeout:
     def cap(value: float | None) -> float:
         return deadline_s if value is None else min(value, deadline_s)
 
+    import httpx
+
     return httpx.Timeout(
         connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
     )
@@ -99,6 +103,8 @@ def post_bounded(
     """
     if deadline_s <= 0 or max_response_bytes <= 0:
         raise ValueError("deadline_s and max_response_bytes must be positive")
+    import httpx
+
     with exchange.exchange_deadline(deadline_s) as deadline_at:
         request = http.build_request(
             "POST",

@@ -14,17 +14,17 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from lxml import etree
-from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner
 
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity, Signer
 from ps_agent.dmp.errors import ProtocolError
 from ps_agent.dmp.model import PatientId
 from ps_agent.dmp.xmlns import DS, HL7, SAML2, XS, XSI, q
+
+if TYPE_CHECKING:  # cryptography and signxml are imported where used (the window's start-up)
+    from cryptography import x509
 
 VIHF_VERSION = "3.0"  # every S1 sample says 3.0 (S8's table says 4.0) [?]: one place to change it
 CS_PROFESSION = "1.2.250.1.71.1.2.7"  # TRE_G15
@@ -91,6 +91,8 @@ def subject_dn(cert: x509.Certificate) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _pem(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -215,6 +217,9 @@ class SignerKey:
         self.key_size = signer.certificate.public_key().key_size  # type: ignore[union-attr]
 
     def sign(self, data: bytes, padding: object, algorithm: object) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+
         if not isinstance(padding, PKCS1v15) or not isinstance(algorithm, hashes.SHA256):
             raise ValueError("only RSA PKCS#1 v1.5 with SHA-256 is supported")
         return self._signer.sign(data)
@@ -271,6 +276,8 @@ def sign(assertion: etree._Element, signer: Signer) -> etree._Element:
 
 def sign_with_signxml(assertion: etree._Element, signer: Signer) -> etree._Element:
     """The same signature made by signxml's ``XMLSigner`` (the reference ``sign`` is tested against)."""
+    from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureMethod, XMLSigner
+
     issuer = assertion.find(q(SAML2, "Issuer"))
     placeholder = etree.Element(q(DS, "Signature"), {"Id": "placeholder"}, nsmap={"ds": DS})
     issuer.addnext(placeholder)  # type: ignore[union-attr]
