@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -245,11 +245,15 @@ def _association(
 
 @dataclass(frozen=True)
 class DepositItem:
-    """One document of a submission: its metadata, bytes, and the entryUUID it replaces."""
+    """One document of a submission: its metadata, bytes, and the entryUUID it replaces.
+
+    ``c14n_sha256``: the XAdES document digest of ``content`` (``xades.tree_digest``) when the caller has
+    already computed it from the tree it parsed from these very bytes; None: computed when signing."""
 
     entry: DocumentEntry
     content: bytes
     replaces_entry_uuid: str = ""
+    c14n_sha256: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def provide_and_register(
