@@ -1299,8 +1299,9 @@ class PatientHandle:
         if s.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
             first_author = author_of(session_author)
         on_behalf = first_author.id_nat if s.mode != AuthMode.DIRECTE and first_author is not None else ""
+        sha1s = tuple(p[0].hash for p in prepared)  # the XDS hash: SHA-1 of the same bytes, computed once
         try:
-            same = q.find_same(uids, tuple(documents))
+            same = q.find_same(uids, tuple(documents), document_sha1=sha1s)
         except OutboxError:
             same = None
         if same is not None and same.state in (EntryState.REGISTERED, *ACTIVE_STATES):
@@ -1318,6 +1319,7 @@ class PatientHandle:
             actor_id_nat=s.identity.id_nat,
             on_behalf_of=on_behalf,
             claim=True,
+            document_sha1=sha1s,
         )
         try:  # the intent, before anything is sent (issue 8.2)
             s._audit(
