@@ -83,18 +83,6 @@ def _capped_timeout(timeout: httpx.Timeout, deadline_s: float) -> httpx.Timeout:
     )
 
 
-_URLS: dict[str, httpx.URL] = {}  # the few service URLs, parsed once (httpx parses a str on every request)
-
-
-def _url(url: str) -> httpx.URL:
-    parsed = _URLS.get(url)
-    if parsed is None:
-        parsed = httpx.URL(url)
-        if len(_URLS) < 64:
-            _URLS[url] = parsed
-    return parsed
-
-
 def post_bounded(
     http: httpx.Client,
     url: str,
@@ -114,7 +102,7 @@ def post_bounded(
     with exchange.exchange_deadline(deadline_s) as deadline_at:
         request = http.build_request(
             "POST",
-            _url(url),
+            url,
             content=content,
             headers={"Content-Type": content_type, "Accept-Encoding": "identity"},
             timeout=_capped_timeout(http.timeout, deadline_s),

@@ -224,6 +224,7 @@ class DepositQueue:
         self.lease_s = lease_s
         self.on_change = on_change
         self._lock = threading.RLock()
+        self._private_after_write = False
         # outcomes a full disk kept from being written: entry id → [(column values, purge)], in order
         self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
         try:
@@ -457,7 +458,9 @@ class DepositQueue:
                 f"La file d'envoi du DMP n'a pas pu être écrite ({exc}) : le document n'est pas envoyé.",
                 code="OUTBOX",
             ) from exc
-        make_private_file(self.path)
+        if not self._private_after_write:  # the -wal/-shm files exist once something was written
+            make_private_file(self.path)
+            self._private_after_write = True
         return self._changed(entry)
 
     def claim(self, entry_id: str) -> QueuedDeposit | None:
