@@ -1,6 +1,6 @@
-"""ebRIM Classifications copied from templates (built once per scheme and code) serialise byte for byte as
-the same Classifications built element by element: ITI-41 with several documents and the signature, an
-ITI-57 update (another namespace layout), from several threads at once."""
+"""ebRIM Classifications, authors and ExternalIdentifiers copied from templates (built once per scheme and
+code, author or name) serialise byte for byte as the same elements built one by one: ITI-41 with several
+documents and the signature, an ITI-57 update (another namespace layout), from several threads at once."""
 
 from __future__ import annotations
 
