@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,3 +129,23 @@ def test_signature_uses_a_given_digest_and_computes_a_missing_one(signer: object
         digests=[digest, None],
     )
     xades.verify(sig, {"1.2.3.4.6": content, "1.2.3.4.7": DOCS["cdata"]})
+
+
+def test_signature_with_the_signer_parts_copied_is_the_direct_build(signer: object) -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    docs = [("1.2.3.4.6", DOCS["level1"]), ("1.2.3.4.7", DOCS["cdata"])]
+
+    def signed() -> bytes:
+        xml = xades.sign_submission_set(signer, "1.2.3.4.5", docs, now=now)  # type: ignore[arg-type]
+        return re.sub(rb"id[0-9a-f]{32}", b"idX", xml)  # the random signature Id
+
+    copied, again = signed(), signed()
+    xades.USE_TEMPLATES = False
+    try:
+        direct = signed()
+    finally:
+        xades.USE_TEMPLATES = True
+    assert copied == again == direct
+    xades.verify(copied.replace(b"idX", b"id0"), dict(docs))
