@@ -105,6 +105,7 @@ def _best(profession: str, specialty: str, role: str, type_code: str) -> Rule | 
     return chosen
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the fixed table: asked on every deposit
 def decide(profession_code: str, specialty_code: str, type_code: str, *, role: str = "") -> Decision:
     profession = _profession(profession_code)
     base = _best(profession, specialty_code or "", "", type_code)

@@ -12,9 +12,18 @@ from cda.xml import HL7, safe_parse
 _H = "{" + HL7 + "}"
 
 
+_Q_CACHE: dict[str, str] = {}
+
+
 def _q(path: str) -> str:
-    """'a/b' -> '{urn:hl7-org:v3}a/{urn:hl7-org:v3}b' for ElementPath lookups."""
-    return "/".join(p if p in (".", "..") or p.startswith("{") else _H + p for p in path.split("/"))
+    """'a/b' -> '{urn:hl7-org:v3}a/{urn:hl7-org:v3}b' for ElementPath lookups (the few paths of this
+    module, each computed once)."""
+    found = _Q_CACHE.get(path)
+    if found is None:
+        found = "/".join(p if p in (".", "..") or p.startswith("{") else _H + p for p in path.split("/"))
+        if len(_Q_CACHE) < 1024:
+            _Q_CACHE[path] = found
+    return found
 
 
 def _find(el: etree._Element | None, path: str) -> etree._Element | None:

@@ -21,6 +21,8 @@ NS = {"h": HL7, "xsi": XSI}
 _DOCTYPE_RE = re.compile(rb"<!\s*DOCTYPE", re.IGNORECASE)
 _PROLOG_SCAN = 65536
 _DOCTYPE_UTF16 = ("<!DOCTYPE".encode("utf-16-le"), "<!DOCTYPE".encode("utf-16-be"))
+# "<!" in UTF-16 (no letter: case does not matter): only a prolog holding it is upper-cased and searched
+_BANG_UTF16 = ("<!".encode("utf-16-le"), "<!".encode("utf-16-be"))
 
 
 def _parser() -> etree.XMLParser:
@@ -41,10 +43,12 @@ def safe_parse(data: bytes) -> etree._Element:
     """
     if not isinstance(data, bytes | bytearray):
         raise XmlSyntaxError("Le contenu XML doit être fourni sous forme d'octets.", field="document")
-    if not data.strip():
+    if not data or data.isspace():  # what ``not data.strip()`` says, without copying the document
         raise XmlSyntaxError("Le document XML est vide.", field="document")
     head = bytes(data[:_PROLOG_SCAN])
-    if _DOCTYPE_RE.search(head) or any(marker in head.upper() for marker in _DOCTYPE_UTF16):
+    if _DOCTYPE_RE.search(head) or (
+        any(b in head for b in _BANG_UTF16) and any(m in head.upper() for m in _DOCTYPE_UTF16)
+    ):
         raise XmlSecurityError(
             "Le document contient une déclaration DOCTYPE, refusée pour des raisons de sécurité.",
             field="DOCTYPE",

@@ -632,17 +632,27 @@ class Session:
             except (AuditError, OutboxError):
                 return
 
-    def _items_of(self, entry: QueuedDeposit) -> tuple[list[DepositItem], Any]:
+    def _items_of(
+        self, entry: QueuedDeposit, known: Sequence[PreparedDocument] = ()
+    ) -> tuple[list[DepositItem], Any]:
+        """The entry's documents as DepositItems. ``known``: what ``deposit_batch`` derived from the same
+        bytes a moment ago (one parse per document): reused for a document whose bytes are those very
+        bytes and whose visibility is the entry's; any other document is parsed here."""
         vis = Visibility(*entry.visibility)
         ref = (entry.patient_ins, entry.patient_oid)
         items = []
         first_author = None
         for i, data in enumerate(entry.documents):
-            doc_entry, _ = entry_from_cda(data, ref, vis)
+            k = known[i] if i < len(known) else None
+            digest = None
+            if k is not None and k.visibility == vis and (k.content is data or k.content == data):
+                doc_entry, digest = k.entry, k.c14n_sha256
+            else:
+                doc_entry, _ = entry_from_cda(data, ref, vis)
             if i == 0 and doc_entry.authors:
                 first_author = doc_entry.authors[0]
             uuid = entry.replaces_entry_uuids[i] if i < len(entry.replaces_entry_uuids) else ""
-            items.append(DepositItem(doc_entry, data, uuid))
+            items.append(DepositItem(doc_entry, data, uuid, c14n_sha256=digest))
         return items, first_author
 
     def _submission(self, entry: QueuedDeposit, first_author: Any) -> tuple[Any, str]:
@@ -689,9 +699,11 @@ class Session:
         *,
         inline_retries: int,
         raise_errors: bool,
+        known: Sequence[PreparedDocument] = (),
     ) -> DepositOutcome:
         """Send a claimed entry until it has an outcome or must wait; every transition is one row update.
-        No network call ever happens between taking an entry and rewriting its row."""
+        No network call ever happens between taking an entry and rewriting its row. ``known``: see
+        ``_items_of``."""
         q = self.services.queue
         handle = self._handle_of(entry)
         uids = entry.document_uids
@@ -715,7 +727,7 @@ class Session:
             try:
                 with record_exchanges() as rec:
                     try:
-                        items, first_author = self._items_of(entry)
+                        items, first_author = self._items_of(entry, known)
                         # the policy with the DMP's status (TD0.2 refreshed when stale), at every attempt:
                         # a transient failure here leaves the entry WAITING, a final one REFUSED (why)
                         self._authorize(
@@ -734,7 +746,7 @@ class Session:
                             )
                             q.set_replaced_entry_uuids(entry.id, resolved)
                             entry = replace(entry, replaces_entry_uuids=resolved)
-                            items, first_author = self._items_of(entry)
+                            items, first_author = self._items_of(entry, known)
                         ctx.report("Envoi au DMP", 1, 3)
                         result = _run_interruptible(partial(self.client.send_deposit, ss, items), ctx)
                         note = ""
@@ -894,6 +906,16 @@ def current_version(found: Sequence[DocumentEntry]) -> DocumentEntry:
         return (not str(e.status or "").endswith("Deprecated"), version)
 
     return max(found, key=key)
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """What ``deposit_batch`` derived from one document's bytes (one parse), reused when sending them."""
+
+    content: bytes
+    visibility: Visibility
+    entry: DocumentEntry
+    c14n_sha256: bytes
 
 
 @dataclass(frozen=True)
@@ -1226,6 +1248,7 @@ class PatientHandle:
         from cda.validate import check_deposit_ready
         from cda.xml import safe_parse
         from ps_agent.dmp.client import new_oid
+        from ps_agent.dmp.xades import tree_digest
 
         s = self.session
         q = s.services.queue
@@ -1234,12 +1257,14 @@ class PatientHandle:
         ctx.check()
         vis = visibility or Visibility()
         prepared = []
+        known: list[PreparedDocument] = []
         reps = list(replaces or [None] * len(documents))
         for i, data in enumerate(documents):
             try:
-                root = safe_parse(data)  # parsed once for the gate and the metadata
+                root = safe_parse(data)  # parsed once: the gate, the metadata and the XAdES digest
                 check_deposit_ready(root)  # the built-in CI-SIS rules: refuse locally what the DMP would
                 entry, md = entry_from_cda(data, self.ref, vis, doc=parse_element(root))
+                digest = tree_digest(root)  # the tree parsed from exactly these bytes
             except (CdaError, InvalidRequest) as exc:
                 code = getattr(exc, "code", None) or type(exc).__name__
                 s._audit(
@@ -1248,6 +1273,7 @@ class PatientHandle:
                 )  # fmt: skip
                 raise
             prepared.append((entry, md, data, reps[i] if i < len(reps) else None))
+            known.append(PreparedDocument(data, vis, entry, digest))
         # Only the LOCAL rules here (role, mode, INS, purpose...: no exchange). The DMP's status (TD0.2) and
         # the rules that need it are checked once the document is queued, inside the entry's resolution: a
         # transient failure of that check leaves the entry WAITING, never a false refusal (issue 8.1).
@@ -1273,8 +1299,9 @@ class PatientHandle:
         if s.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
             first_author = author_of(session_author)
         on_behalf = first_author.id_nat if s.mode != AuthMode.DIRECTE and first_author is not None else ""
+        sha1s = tuple(p[0].hash for p in prepared)  # the XDS hash: SHA-1 of the same bytes, computed once
         try:
-            same = q.find_same(uids, tuple(documents))
+            same = q.find_same(uids, tuple(documents), document_sha1=sha1s)
         except OutboxError:
             same = None
         if same is not None and same.state in (EntryState.REGISTERED, *ACTIVE_STATES):
@@ -1292,6 +1319,7 @@ class PatientHandle:
             actor_id_nat=s.identity.id_nat,
             on_behalf_of=on_behalf,
             claim=True,
+            document_sha1=sha1s,
         )
         try:  # the intent, before anything is sent (issue 8.2)
             s._audit(
@@ -1309,7 +1337,7 @@ class PatientHandle:
                 code="AUDIT_WRITE",
             ) from exc
         outcome = s._send_entry(
-            queued, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True
+            queued, ctx, inline_retries=s.services.config.deposit_retries, raise_errors=True, known=known
         )
         assert outcome.result is not None
         return Result(outcome.result, outcome.exchanges, (outcome.reason_fr,) if outcome.reason_fr else ())

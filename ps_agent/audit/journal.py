@@ -626,8 +626,10 @@ class AuditJournal:
         with self._lock:
             if self._closed:
                 return 0
-            row = self._conn.execute("SELECT MAX(seq) FROM audit_checkpoints").fetchone()
-        return int(row[0] or 0)
+            # the newest row (rowid order: no scan of a table that grows with the journal); a checkpoint
+            # another process signed late with a lower head only makes the next one come sooner
+            row = self._conn.execute("SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        return int(row[0]) if row else 0
 
     def _make_checkpoint(self, signer: CheckpointSigner, label: str) -> Checkpoint | None:
         with self._lock:

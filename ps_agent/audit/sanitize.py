@@ -41,6 +41,20 @@ def clean_text(value: str, limit: int = MAX_SHORT) -> str:
     """Return ``value`` without secrets, keys, XML/PDF content or binary blobs, cut to ``limit``."""
     if not value:
         return ""
+    # names, codes, INS...: the same few values on every record, cleaned once
+    if type(value) is str and (value, limit) in _KNOWN_CLEAN:
+        return value
+    text = _clean(value, limit)
+    if text == value and type(value) is str and len(value) <= 256 and len(_KNOWN_CLEAN) < 4096:
+        # only values stored verbatim anyway (nothing redacted or cut): the set holds no secret
+        _KNOWN_CLEAN.add((value, limit))
+    return text
+
+
+_KNOWN_CLEAN: set[tuple[str, int]] = set()
+
+
+def _clean(value: str, limit: int) -> str:
     text = _CONTROL.sub(" ", str(value))
     text = _PEM.sub(REDACTED_KEY, text)
     text = _PDF.sub(REDACTED_BLOB, text)

@@ -677,7 +677,12 @@ class DmpClient:
                 "Aucun certificat de signature n'est disponible : le lot ne peut pas être signé.",
                 code="NO_SIGNER",
             )
-        sig = xades.sign_submission_set(signer, ss.unique_id, [(i.entry.unique_id, i.content) for i in items])
+        sig = xades.sign_submission_set(
+            signer,
+            ss.unique_id,
+            [(i.entry.unique_id, i.content) for i in items],
+            digests=[i.c14n_sha256 for i in items],
+        )
         sig_item = self._signature_entry(ss, items[0].entry, sig)
         cids = [mtom.new_cid(n + 1) for n in range(len(items) + 1)]
         body = ebrim.provide_and_register(ss, items, sig_item, content_ids=cids)

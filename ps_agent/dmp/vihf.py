@@ -8,9 +8,11 @@ key that forwards to ``Signer.sign`` (authentication.md §4.5).
 from __future__ import annotations
 
 import base64
+import copy
 import enum
 import functools
 import hashlib
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -145,7 +147,41 @@ def roles(identity: ProfessionalIdentity) -> list[dict[str, str]]:
 
 
 def build(req: VihfRequest, *, issuer: str, now: datetime | None = None) -> etree._Element:
-    """The unsigned assertion."""
+    """The unsigned assertion: a copy of the one built for the same request and issuer (per thread), with
+    its own ID and instants (≈ 0.1 ms of element building saved per request)."""
+    if req.identity.activity is None:
+        raise ProtocolError(
+            "Aucune situation d'exercice n'est sélectionnée : impossible de construire le jeton VIHF.",
+            code="VIHF_NO_ACTIVITY",
+        )
+    now = now or datetime.now(UTC)
+    cache: dict[tuple[VihfRequest, str], etree._Element] | None = getattr(_templates, "assertions", None)
+    if cache is None:
+        cache = _templates.assertions = {}
+    try:
+        template = cache.get((req, issuer))
+    except TypeError:  # an unhashable part: built directly
+        return build_direct(req, issuer=issuer, now=now)
+    if template is None:
+        template = build_direct(req, issuer=issuer, now=now, assertion_id="_")
+        if len(cache) < 256:
+            cache[(req, issuer)] = template
+    a = copy.deepcopy(template)
+    stamp = _ts(now)
+    a.set("ID", f"_{uuid.uuid4()}")  # attributes already in place: their order is kept
+    a.set("IssueInstant", stamp)
+    a.find(_AUTHN_STATEMENT).set("AuthnInstant", stamp)  # type: ignore[union-attr]
+    return a
+
+
+_templates = threading.local()  # lxml trees are not shared between threads
+_AUTHN_STATEMENT = q(SAML2, "AuthnStatement")
+
+
+def build_direct(
+    req: VihfRequest, *, issuer: str, now: datetime | None = None, assertion_id: str | None = None
+) -> etree._Element:
+    """The unsigned assertion built element by element (``build``'s template; the reference of its test)."""
     ident = req.identity
     if ident.activity is None:
         raise ProtocolError(
@@ -155,7 +191,7 @@ def build(req: VihfRequest, *, issuer: str, now: datetime | None = None) -> etre
     now = now or datetime.now(UTC)
     a = etree.Element(
         q(SAML2, "Assertion"),
-        {"ID": f"_{uuid.uuid4()}", "IssueInstant": _ts(now), "Version": "2.0"},
+        {"ID": assertion_id or f"_{uuid.uuid4()}", "IssueInstant": _ts(now), "Version": "2.0"},
         nsmap={"saml2": SAML2, "xsi": XSI, "xs": XS},
     )
     iss = etree.SubElement(

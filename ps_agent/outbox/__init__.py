@@ -144,6 +144,18 @@ def sha1_of(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()  # noqa: S324 - the XDS document hash
 
 
+def _sha1s(documents: tuple[bytes, ...], given: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The documents' SHA-1: ``given`` (computed by the caller from the same bytes) when it has one
+    well-formed digest per document, else computed here."""
+    if (
+        given is not None
+        and len(given) == len(documents)
+        and all(len(g) == 40 and g == g.lower() for g in given)
+    ):
+        return tuple(given)
+    return tuple(sha1_of(d) for d in documents)
+
+
 def backoff_delay(attempts: int, rnd: Callable[[], float] = random.random) -> float:
     """Delay before the next send after ``attempts`` sends: bounded exponential with jitter."""
     base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(max(0, attempts - 1), 32)))
@@ -168,6 +180,7 @@ CREATE TABLE IF NOT EXISTS queue_document (
     entry_id TEXT NOT NULL REFERENCES queue_entry(id),
     position INTEGER NOT NULL, content BLOB NOT NULL, PRIMARY KEY (entry_id, position)
 );
+CREATE INDEX IF NOT EXISTS queue_by_document_uids ON queue_entry(document_uids);
 """
 _COLUMNS = (
     "id, patient_ins, patient_oid, ins_status, document_uids, visibility, replaces, replaces_entry_uuids, "
@@ -207,6 +220,7 @@ class DepositQueue:
         self.lease_s = lease_s
         self.on_change = on_change
         self._lock = threading.RLock()
+        self._private_after_write = False
         # outcomes a full disk kept from being written: entry id → [(column values, purge)], in order
         self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
         try:
@@ -405,10 +419,13 @@ class DepositQueue:
         actor_id_nat: str = "",
         on_behalf_of: str = "",
         claim: bool = False,
+        document_sha1: tuple[str, ...] | None = None,
     ) -> QueuedDeposit:
         """Durably record a deposit about to be sent (committed with fsync before returning). With
-        ``claim=True`` the entry is created already claimed by this instance (state SENDING)."""
+        ``claim=True`` the entry is created already claimed by this instance (state SENDING).
+        ``document_sha1``: the documents' SHA-1 (lower-case hex) when the caller already has them."""
         now, stamp = self._clock(), _now_iso()
+        sha1s = _sha1s(documents, document_sha1)
         state = EntryState.SENDING if claim else EntryState.PENDING
         try:
             with self._tx() as con:
@@ -421,7 +438,7 @@ class DepositQueue:
                         json.dumps(list(titles or ("",) * len(document_uids))), actor_id_nat, on_behalf_of,
                         stamp, stamp, state.value, "", "", 1 if claim else 0, 0.0,
                         self.owner if claim else "", now + self.lease_s if claim else 0.0, 0,
-                        json.dumps([sha1_of(d) for d in documents]),
+                        json.dumps(list(sha1s)),
                     ),
                 )  # fmt: skip
                 con.executemany(
@@ -436,7 +453,9 @@ class DepositQueue:
                 f"La file d'envoi du DMP n'a pas pu être écrite ({exc}) : le document n'est pas envoyé.",
                 code="OUTBOX",
             ) from exc
-        make_private_file(self.path)
+        if not self._private_after_write:  # the -wal/-shm files exist once something was written
+            make_private_file(self.path)
+            self._private_after_write = True
         return self._changed(entry)
 
     def claim(self, entry_id: str) -> QueuedDeposit | None:
@@ -653,10 +672,17 @@ class DepositQueue:
                 out.append(e)
         return out
 
-    def find_same(self, document_uids: tuple[str, ...], documents: tuple[bytes, ...]) -> QueuedDeposit | None:
+    def find_same(
+        self,
+        document_uids: tuple[str, ...],
+        documents: tuple[bytes, ...],
+        *,
+        document_sha1: tuple[str, ...] | None = None,
+    ) -> QueuedDeposit | None:
         """The newest entry that holds exactly these documents (same uniqueIds, same content), in any
-        state: a document handed again (after a crash, a full disk...) resolves through it."""
-        digests = tuple(sha1_of(d) for d in documents)
+        state: a document handed again (after a crash, a full disk...) resolves through it.
+        ``document_sha1``: as for ``add``."""
+        digests = _sha1s(documents, document_sha1)
         try:
             with self._lock:
                 self._try_flush()

@@ -35,6 +35,21 @@ def test_doctype_in_utf16_is_refused() -> None:
         safe_parse(data)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("keyword", ["DOCTYPE", "doctype", "DocType"])
+def test_a_utf16_doctype_in_any_letter_case_is_refused_by_the_prolog_scan(
+    encoding: str, keyword: str
+) -> None:
+    # libxml2 alone would call a lower-case keyword a syntax error: the prolog scan names the DOCTYPE
+    text = (
+        XXE.decode()
+        .replace("DOCTYPE", keyword)
+        .replace('version="1.0"?>', 'version="1.0" encoding="UTF-16"?>')
+    )
+    with pytest.raises(XmlSecurityError):
+        safe_parse(text.encode(encoding))
+
+
 def test_doctype_after_a_long_comment_is_still_refused() -> None:
     data = b"<?xml version='1.0'?><!--" + b"x" * 100_000 + b"-->" + XXE.split(b"?>", 1)[1]
     with pytest.raises(XmlSecurityError):
