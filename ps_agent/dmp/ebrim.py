@@ -457,8 +457,18 @@ _new_object = object.__new__
 _ClassificationRecord = list[Any]
 
 
-def _first(values: list[str] | None) -> str:
-    return values[0] if values else ""
+_NONE = ("",)  # (values or _NONE)[0]: the first value or ""
+_from_iso = datetime.fromisoformat
+
+
+def _xds_time(value: str) -> datetime | None:
+    """``parse_xds_time`` with its usual case (14 ASCII digits) first, without its general checks."""
+    if len(value) == 14 and value.isdigit() and value.isascii():
+        try:
+            return _from_iso(f"{value[:8]}T{value[8:]}+00:00")
+        except ValueError:
+            return None
+    return parse_xds_time(value)
 
 
 def _document_entry(
@@ -478,10 +488,10 @@ def _document_entry(
         get = cls_slots.get
         if scheme == DE_AUTHOR:
             key = (
-                _first(get("authorPerson")),
-                _first(get("authorInstitution")),
-                _first(get("authorSpecialty")),
-                _first(get("authorRole")),
+                (get("authorPerson") or _NONE)[0],
+                (get("authorInstitution") or _NONE)[0],
+                (get("authorSpecialty") or _NONE)[0],
+                (get("authorRole") or _NONE)[0],
             )
             author = _AUTHOR_CACHE.get(key)
             if author is None:
@@ -492,7 +502,7 @@ def _document_entry(
                 author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
             authors.append(author)
             continue
-        ckey = (node, _first(get("codingScheme")), cls_name or "")
+        ckey = (node, (get("codingScheme") or _NONE)[0], cls_name or "")
         code = _CODE_CACHE.get(ckey)
         if code is None:
             code = _cached(_CODE_CACHE, ckey, Code(*ckey))
@@ -514,8 +524,8 @@ def _document_entry(
     if not unique_id:
         raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
     get = slots.get
-    size = _first(get("size"))
-    creation = parse_xds_time(_first(get("creationTime")))
+    size = (get("size") or _NONE)[0]
+    creation = _xds_time((get("creationTime") or _NONE)[0])
     one = codes.get
     # The frozen dataclass's generated __init__ sets its 28 fields one object.__setattr__ at a time
     # (≈ 8 µs, a tenth of this parser's time on a 2,000-entry answer); the same instance is made by
@@ -534,21 +544,21 @@ def _document_entry(
         title=title or "",
         comments=comments or "",
         mime_type=eo.get("mimeType", ""),
-        language=_first(get("languageCode")),
+        language=(get("languageCode") or _NONE)[0],
         authors=tuple(authors),
         confidentiality=tuple(one(DE_CONFIDENTIALITY, ())),
         event_codes=tuple(one(DE_EVENT, ())),
-        service_start=parse_xds_time(_first(get("serviceStartTime"))),
-        service_stop=parse_xds_time(_first(get("serviceStopTime"))),
-        legal_authenticator=_first(get("legalAuthenticator")),
-        source_patient_id=_first(get("sourcePatientId")),
+        service_start=_xds_time((get("serviceStartTime") or _NONE)[0]),
+        service_stop=_xds_time((get("serviceStopTime") or _NONE)[0]),
+        legal_authenticator=(get("legalAuthenticator") or _NONE)[0],
+        source_patient_id=(get("sourcePatientId") or _NONE)[0],
         source_patient_info=tuple(get("sourcePatientInfo", ())),
         entry_uuid=eo.get("id", ""),
         logical_id=eo.get("lid", ""),
         status=eo.get("status", ""),
         version=version or "",
-        repository_unique_id=_first(get("repositoryUniqueId")),
-        hash=_first(get("hash")),
+        repository_unique_id=(get("repositoryUniqueId") or _NONE)[0],
+        hash=(get("hash") or _NONE)[0],
         size=int(size) if size.isdecimal() else None,  # not isdigit(): int("²") fails
         extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
     )
