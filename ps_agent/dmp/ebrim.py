@@ -703,18 +703,21 @@ class QueryEntries:
         return True
 
 
+_REGISTRY_OBJECT_LIST = q(RIM, "RegistryObjectList")
+_SOAP_BODY = q(SOAP, "Body")
+
+
 def _is_answer_list(rol: etree._Element) -> bool:
     """``rol`` is ``soap:Envelope/soap:Body/*[1]/rim:RegistryObjectList[1]`` (first of its kind each)."""
-    if (
-        rol.tag != q(RIM, "RegistryObjectList")
-        or next(rol.itersiblings(rol.tag, preceding=True), None) is not None
+    if rol.tag != _REGISTRY_OBJECT_LIST or next(
+        rol.itersiblings(_REGISTRY_OBJECT_LIST, preceding=True), None
     ):
         return False
     response = rol.getparent()
     if response is None or any(isinstance(e.tag, str) for e in response.itersiblings(preceding=True)):
         return False
     body = response.getparent()
-    if body is None or body.tag != q(SOAP, "Body") or next(body.itersiblings(body.tag, preceding=True), None):
+    if body is None or body.tag != _SOAP_BODY or next(body.itersiblings(_SOAP_BODY, preceding=True), None):
         return False
     envelope = body.getparent()
     return envelope is not None and envelope.tag == q(SOAP, "Envelope") and envelope.getparent() is None
