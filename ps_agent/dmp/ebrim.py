@@ -522,7 +522,7 @@ def _document_entry(
             ) from exc
     unique_id = ext.get(DE_UNIQUE_ID, "")
     if not unique_id:
-        raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
+        raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get(b"id", ""))
     get = slots.get
     size = (get("size") or _NONE)[0]
     creation = _xds_time((get("creationTime") or _NONE)[0])
@@ -543,7 +543,7 @@ def _document_entry(
         creation_time=creation if creation is not None else _EPOCH,
         title=title or "",
         comments=comments or "",
-        mime_type=eo.get("mimeType", ""),
+        mime_type=eo.get(b"mimeType", ""),
         language=(get("languageCode") or _NONE)[0],
         authors=tuple(authors),
         confidentiality=tuple(one(DE_CONFIDENTIALITY, ())),
@@ -553,9 +553,9 @@ def _document_entry(
         legal_authenticator=(get("legalAuthenticator") or _NONE)[0],
         source_patient_id=(get("sourcePatientId") or _NONE)[0],
         source_patient_info=tuple(get("sourcePatientInfo", ())),
-        entry_uuid=eo.get("id", ""),
-        logical_id=eo.get("lid", ""),
-        status=eo.get("status", ""),
+        entry_uuid=eo.get(b"id", ""),
+        logical_id=eo.get(b"lid", ""),
+        status=eo.get(b"status", ""),
         version=version or "",
         repository_unique_id=(get("repositoryUniqueId") or _NONE)[0],
         hash=(get("hash") or _NONE)[0],
@@ -619,19 +619,19 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
         if tag == _SLOT:
             parent = el.getparent()
             if parent is eo:
-                values = slots[el.get("name", "")] = []
+                values = slots[el.get(b"name", "")] = []
             elif parent is cls_el:
-                values = cls_slots[el.get("name", "")] = []
+                values = cls_slots[el.get(b"name", "")] = []
         elif tag == _LOCALIZED:
             if name_el is not None and el.getparent() is name_el:
                 if name_kind == 3:
                     if cls_rec[3] is None:
-                        cls_rec[3] = el.get("value", "")
+                        cls_rec[3] = el.get(b"value", "")
                 elif name_kind == 1:
                     if title is None:
-                        title = el.get("value", "")
+                        title = el.get(b"value", "")
                 elif comments is None:
-                    comments = el.get("value", "")
+                    comments = el.get(b"value", "")
         elif tag == _NAME:
             parent = el.getparent()
             if parent is cls_el:
@@ -644,15 +644,15 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
             if el.getparent() is eo:  # one nested in another object is not the document's
                 cls_el, cls_slots = el, {}
                 cls_rec = [
-                    el.get("classificationScheme", ""),
-                    el.get("nodeRepresentation", ""),
+                    el.get(b"classificationScheme", ""),
+                    el.get(b"nodeRepresentation", ""),
                     cls_slots,
                     None,
                 ]
                 classifications.append(cls_rec)
         elif tag == _EXTERNAL_ID:
             if el.getparent() is eo:
-                ext[el.get("identificationScheme", "")] = el.get("value", "")
+                ext[el.get(b"identificationScheme", "")] = el.get(b"value", "")
         elif tag == _EXTRINSIC_OBJECT:
             if el.getparent() is rol:
                 if eo is not None:
@@ -666,7 +666,7 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
             else:
                 name_el = None
         elif version is None and el.getparent() is eo:  # VersionInfo
-            version = el.get("versionName", "")
+            version = el.get(b"versionName", "")
     if eo is not None:
         append(_document_entry(eo, slots, classifications, ext, title, comments, version))
 
