@@ -296,6 +296,7 @@ class DmpClient:
         expected_body: Sequence[str],
         mtom_parts: Sequence[mtom.Part] = (),
         prepared: tuple[str, bytes, str] | None = None,
+        take: envelope.Taker | None = None,
     ) -> tuple[envelope.SoapResponse, dict[str, mtom.Part]]:
         self._creds.ensure_active()
         action = self._env.actions[td]
@@ -326,7 +327,11 @@ class DmpClient:
             if td == "TD0.2":
                 expected_actions.add("urn:hl7-org:v3:PRPA_IN201308UV02")
             result = envelope.parse(
-                raw, request_id=message_id, expected_body=expected_body, expected_actions=expected_actions
+                raw,
+                request_id=message_id,
+                expected_body=expected_body,
+                expected_actions=expected_actions,
+                take=take,
             )
         except ProtocolError as exc:
             if response.status_code >= 500:
@@ -481,15 +486,17 @@ class DmpClient:
         purpose: Purpose = Purpose.NORMAL,
         reason: str = "",
     ) -> list[DocumentEntry]:
-        """TD3.1a FindDocuments."""
+        """TD3.1a FindDocuments (the entries are read while the answer is parsed: ebrim.QueryEntries)."""
+        entries = ebrim.QueryEntries()
         resp, _ = self._call(
             "TD3.1",
             "registry",
             ebrim.find_documents(patient, filters),
             CallContext(patient, purpose, reason),
             expected_body=[q(QUERY, "AdhocQueryResponse")],
+            take=entries.taker,
         )
-        return ebrim.parse_query_response(resp.body)
+        return ebrim.parse_query_response(resp.body, entries)
 
     def get_documents(
         self,
@@ -503,14 +510,16 @@ class DmpClient:
         """TD3.1b GetDocuments by uniqueId or entryUUID."""
         if not unique_ids and not entry_uuids:
             raise ValueError("unique_ids or entry_uuids required")
+        entries = ebrim.QueryEntries()
         resp, _ = self._call(
             "TD3.1",
             "registry",
             ebrim.get_documents(unique_ids=unique_ids, entry_uuids=entry_uuids),
             CallContext(patient, purpose, reason),
             expected_body=[q(QUERY, "AdhocQueryResponse")],
+            take=entries.taker,
         )
-        return ebrim.parse_query_response(resp.body)
+        return ebrim.parse_query_response(resp.body, entries)
 
     def retrieve(
         self, patient: PatientId, entry: DocumentEntry, *, purpose: Purpose = Purpose.NORMAL, reason: str = ""

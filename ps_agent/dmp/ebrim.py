@@ -26,7 +26,7 @@ from ps_agent.dmp.model import (
     xds_time,
 )
 from ps_agent.dmp.mtom import cid_href
-from ps_agent.dmp.xmlns import LCM, QUERY, RIM, RS, XDSB, XML_NS, XOP, q
+from ps_agent.dmp.xmlns import LCM, QUERY, RIM, RS, SOAP, XDSB, XML_NS, XOP, q
 
 # Classification / identification schemes (IHE ITI TF-3 4.2.5)
 SS_AUTHOR = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
@@ -535,60 +535,67 @@ _WALK_TAGS = (
     _VALUE, _SLOT, _LOCALIZED, _NAME, _CLASSIFICATION, _EXTERNAL_ID, _DESCRIPTION,
     _VERSION_INFO, _EXTRINSIC_OBJECT,
 )  # fmt: skip
+_new_object = object.__new__
+
+# One document Classification as the walk reads it: [classificationScheme, nodeRepresentation, its Slots
+# (name → values, the last Slot of a name wins), the first LocalizedString value of its Names or None].
+_ClassificationRecord = list[Any]
 
 
-def _first(values: list[str] | None) -> str:
-    return values[0] if values else ""
+_NONE = ("",)  # (values or _NONE)[0]: the first value or ""
+_from_iso = datetime.fromisoformat
 
 
-def _close_classification(
-    cls_el: etree._Element,
-    cls_slots: dict[str, list[str]],
-    cls_name: str | None,
-    authors: list[Author],
-    codes: dict[str, list[Code]],
-) -> None:
-    """Turn a document Classification that has been read into an Author or a Code (shared, cached)."""
-    scheme = cls_el.get("classificationScheme", "")
-    get = cls_slots.get
-    if scheme == DE_AUTHOR:
-        key = (
-            _first(get("authorPerson")),
-            _first(get("authorInstitution")),
-            _first(get("authorSpecialty")),
-            _first(get("authorRole")),
-        )
-        author = _AUTHOR_CACHE.get(key)
-        if author is None:
-            specialty = None
-            if key[2]:
-                parts = [*key[2].split("^"), "", ""]
-                specialty = Code(parts[0], parts[2], parts[1])
-            author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
-        authors.append(author)
-        return
-    ckey = (cls_el.get("nodeRepresentation", ""), _first(get("codingScheme")), cls_name or "")
-    code = _CODE_CACHE.get(ckey)
-    if code is None:
-        code = _cached(_CODE_CACHE, ckey, Code(*ckey))
-    found = codes.get(scheme)
-    if found is None:
-        codes[scheme] = [code]
-    else:
-        found.append(code)
+def _xds_time(value: str) -> datetime | None:
+    """``parse_xds_time`` with its usual case (14 ASCII digits) first, without its general checks."""
+    if len(value) == 14 and value.isdigit() and value.isascii():
+        try:
+            return _from_iso(f"{value[:8]}T{value[8:]}+00:00")
+        except ValueError:
+            return None
+    return parse_xds_time(value)
 
 
 def _document_entry(
     eo: etree._Element,
     slots: dict[str, list[str]],
-    codes: dict[str, list[Code]],
-    authors: list[Author],
+    classifications: list[_ClassificationRecord],
     ext: dict[str, str],
     title: str | None,
     comments: str | None,
     version: str | None,
 ) -> DocumentEntry:
-    """The ``DocumentEntry`` of one ExtrinsicObject from what the walk collected."""
+    """The ``DocumentEntry`` of one ExtrinsicObject from what the walk collected: Classifications
+    become shared Codes (grouped by scheme, document order) and Authors."""
+    authors: list[Author] = []
+    codes: dict[str, list[Code]] = {}
+    for scheme, node, cls_slots, cls_name in classifications:
+        get = cls_slots.get
+        if scheme == DE_AUTHOR:
+            key = (
+                (get("authorPerson") or _NONE)[0],
+                (get("authorInstitution") or _NONE)[0],
+                (get("authorSpecialty") or _NONE)[0],
+                (get("authorRole") or _NONE)[0],
+            )
+            author = _AUTHOR_CACHE.get(key)
+            if author is None:
+                specialty = None
+                if key[2]:
+                    parts = [*key[2].split("^"), "", ""]
+                    specialty = Code(parts[0], parts[2], parts[1])
+                author = _cached(_AUTHOR_CACHE, key, Author.from_xcn(key[0], key[1], specialty, key[3]))
+            authors.append(author)
+            continue
+        ckey = (node, (get("codingScheme") or _NONE)[0], cls_name or "")
+        code = _CODE_CACHE.get(ckey)
+        if code is None:
+            code = _cached(_CODE_CACHE, ckey, Code(*ckey))
+        found = codes.get(scheme)
+        if found is None:
+            codes[scheme] = [code]
+        else:
+            found.append(code)
     patient_cx = ext.get(DE_PATIENT_ID, "")
     patient = _PATIENT_CACHE.get(patient_cx)
     if patient is None:
@@ -600,12 +607,17 @@ def _document_entry(
             ) from exc
     unique_id = ext.get(DE_UNIQUE_ID, "")
     if not unique_id:
-        raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get("id", ""))
+        raise ProtocolError("Le DMP a renvoyé un document sans identifiant unique.", detail=eo.get(b"id", ""))
     get = slots.get
-    size = _first(get("size"))
-    creation = parse_xds_time(_first(get("creationTime")))
+    size = (get("size") or _NONE)[0]
+    creation = _xds_time((get("creationTime") or _NONE)[0])
     one = codes.get
-    return DocumentEntry(
+    # The frozen dataclass's generated __init__ sets its 28 fields one object.__setattr__ at a time
+    # (≈ 8 µs, a tenth of this parser's time on a 2,000-entry answer); the same instance is made by
+    # filling its __dict__ (DocumentEntry has no __post_init__, no __slots__, no field computed in
+    # __init__: tests/dmp/test_query_parse.py checks it and compares every field with the oracle).
+    entry: DocumentEntry = _new_object(DocumentEntry)
+    entry.__dict__.update(
         unique_id=unique_id,
         patient_id=patient,
         type_code=(one(DE_TYPE) or (_NO_CODE,))[0],
@@ -616,130 +628,184 @@ def _document_entry(
         creation_time=creation if creation is not None else _EPOCH,
         title=title or "",
         comments=comments or "",
-        mime_type=eo.get("mimeType", ""),
-        language=_first(get("languageCode")),
+        mime_type=eo.get(b"mimeType", ""),
+        language=(get("languageCode") or _NONE)[0],
         authors=tuple(authors),
         confidentiality=tuple(one(DE_CONFIDENTIALITY, ())),
         event_codes=tuple(one(DE_EVENT, ())),
-        service_start=parse_xds_time(_first(get("serviceStartTime"))),
-        service_stop=parse_xds_time(_first(get("serviceStopTime"))),
-        legal_authenticator=_first(get("legalAuthenticator")),
-        source_patient_id=_first(get("sourcePatientId")),
+        service_start=_xds_time((get("serviceStartTime") or _NONE)[0]),
+        service_stop=_xds_time((get("serviceStopTime") or _NONE)[0]),
+        legal_authenticator=(get("legalAuthenticator") or _NONE)[0],
+        source_patient_id=(get("sourcePatientId") or _NONE)[0],
         source_patient_info=tuple(get("sourcePatientInfo", ())),
-        entry_uuid=eo.get("id", ""),
-        logical_id=eo.get("lid", ""),
-        status=eo.get("status", ""),
+        entry_uuid=eo.get(b"id", ""),
+        logical_id=eo.get(b"lid", ""),
+        status=eo.get(b"status", ""),
         version=version or "",
-        repository_unique_id=_first(get("repositoryUniqueId")),
-        hash=_first(get("hash")),
+        repository_unique_id=(get("repositoryUniqueId") or _NONE)[0],
+        hash=(get("hash") or _NONE)[0],
         size=int(size) if size.isdecimal() else None,  # not isdigit(): int("²") fails
         extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
     )
+    return entry
 
 
 def parse_document_entries(rol: etree._Element) -> list[DocumentEntry]:
-    """The ``rim:ExtrinsicObject`` children of a ``rim:RegistryObjectList`` → ``DocumentEntry`` list.
+    """The ``rim:ExtrinsicObject`` children of a ``rim:RegistryObjectList`` → ``DocumentEntry`` list."""
+    out: list[DocumentEntry] = []
+    _walk(rol, rol, out)
+    return out
+
+
+def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntry]) -> None:
+    """The entries (ExtrinsicObject children of ``rol``) found in ``container`` (``rol`` itself, or one of
+    its ExtrinsicObjects when a TD3.1 answer is read while parsed: QueryEntries) appended to ``out``.
 
     A TD3.1 answer holds up to thousands of entries of ≈ 95 elements each, so this is ONE C-level
     filtered walk over the whole list (``rol.iter(tags)``, document order; ValueLists and
-    other unneeded elements are skipped in C) driving a state machine in plain locals, instead of
-    per-entry or per-element lookups (each lxml iterator, XPath or XSLT call costs more than it saves:
-    benchmarks/bench_agent.py, docs/agent.md). Ownership is checked, not inferred from the order: every
-    Slot, Name, Description, Classification, ExternalIdentifier and VersionInfo is attributed with
-    ``getparent()`` to the ExtrinsicObject (a direct child of the list) or to its Classification being
-    read, every LocalizedString to its Name, so elements nested elsewhere (a Classification inside a
+    other unneeded elements are skipped in C) driving a state machine in plain locals, with the least
+    Python per element (the walk's proxies, ``.tag`` and ``getparent()`` alone cost ≈ 0.6× the lxml
+    parse; libxml2's XPath or XSLT cost more per value than this walk: benchmarks/bench_agent.py,
+    docs/agent.md). Ownership is checked, not inferred from the order: every Slot, Name, Description,
+    Classification, ExternalIdentifier and VersionInfo is attributed with ``getparent()`` to the
+    ExtrinsicObject (a direct child of the list) or to its Classification being read, every
+    LocalizedString to its Name, so elements nested elsewhere (a Classification inside a
     Classification, the Name or Slots of an ExternalIdentifier, other registry objects of the list) or
     out of the schema's order are ignored or attributed as a tree walk would (tests/dmp/test_query_parse.py
-    compares with a plain ``findall`` parse). The Values read are those met after an owned Slot and before
-    the next walked element, i.e. its ``ValueList/Value`` in a schema-valid answer (checking each Value's
-    parent doubles the walk's cost). First wins for Name, Description and VersionInfo; the last Slot of
-    a name wins.
+    compares with a plain ``findall`` parse and with the previous parser). The Values read are those met
+    after an owned Slot and before the next walked element, i.e. its ``ValueList/Value`` in a
+    schema-valid answer (checking each Value's parent doubles the walk's cost). First wins for Name,
+    Description and VersionInfo; the last Slot of a name wins.
     """
-    out: list[DocumentEntry] = []
+    append = out.append
     eo: etree._Element | None = None
     slots: dict[str, list[str]] = {}
-    codes: dict[str, list[Code]] = {}
-    authors: list[Author] = []
+    classifications: list[_ClassificationRecord] = []
     ext: dict[str, str] = {}
     title: str | None = None
     comments: str | None = None
     version: str | None = None
     cls_el: etree._Element | None = None  # the document Classification being read
+    cls_rec: _ClassificationRecord = []
     cls_slots: dict[str, list[str]] = {}
-    cls_name: str | None = None
-    slot_el: etree._Element | None = None  # the owned Slot being read and its values
-    values: list[str] = []
+    values: list[str] | None = None  # the values of the owned Slot being read
     name_el: etree._Element | None = None  # the owned Name/Description being read
     name_kind = 0  # 1 title, 2 comments, 3 Classification name
 
-    for el in rol.iter(_WALK_TAGS):
+    # Tests in order of frequency (per entry ≈ 21 Values, 20 Slots, 11 LocalizedStrings, 10 Names,
+    # 9 Classifications, 2 ExternalIdentifiers, 1 ExtrinsicObject, 1 VersionInfo, 0–1 Description).
+    for el in container.iter(_WALK_TAGS):
         tag = el.tag
         if tag == _VALUE:
-            if slot_el is not None:
+            if values is not None:
                 values.append(el.text or "")
-        elif tag == _SLOT:
+            continue
+        values = None
+        if tag == _SLOT:
             parent = el.getparent()
             if parent is eo:
-                slot_el, values = el, []
-                slots[el.get("name", "")] = values
+                values = slots[el.get(b"name", "")] = []
             elif parent is cls_el:
-                slot_el, values = el, []
-                cls_slots[el.get("name", "")] = values
-            else:
-                slot_el = None
+                values = cls_slots[el.get(b"name", "")] = []
         elif tag == _LOCALIZED:
-            slot_el = None
             if name_el is not None and el.getparent() is name_el:
-                if name_kind == 1:
+                if name_kind == 3:
+                    if cls_rec[3] is None:
+                        cls_rec[3] = el.get(b"value", "")
+                elif name_kind == 1:
                     if title is None:
-                        title = el.get("value", "")
-                elif name_kind == 3:
-                    if cls_name is None:
-                        cls_name = el.get("value", "")
+                        title = el.get(b"value", "")
                 elif comments is None:
-                    comments = el.get("value", "")
+                    comments = el.get(b"value", "")
         elif tag == _NAME:
-            slot_el = None
             parent = el.getparent()
-            if parent is eo:
-                name_el, name_kind = el, 1
-            elif parent is cls_el:
+            if parent is cls_el:
                 name_el, name_kind = el, 3
+            elif parent is eo:
+                name_el, name_kind = el, 1
             else:
                 name_el = None
         elif tag == _CLASSIFICATION:
-            slot_el = None
             if el.getparent() is eo:  # one nested in another object is not the document's
-                if cls_el is not None:
-                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
-                cls_el, cls_slots, cls_name = el, {}, None
+                cls_el, cls_slots = el, {}
+                cls_rec = [
+                    el.get(b"classificationScheme", ""),
+                    el.get(b"nodeRepresentation", ""),
+                    cls_slots,
+                    None,
+                ]
+                classifications.append(cls_rec)
         elif tag == _EXTERNAL_ID:
-            slot_el = None
             if el.getparent() is eo:
-                ext[el.get("identificationScheme", "")] = el.get("value", "")
+                ext[el.get(b"identificationScheme", "")] = el.get(b"value", "")
+        elif tag == _EXTRINSIC_OBJECT:
+            if el.getparent() is rol:
+                if eo is not None:
+                    append(_document_entry(eo, slots, classifications, ext, title, comments, version))
+                eo, slots, classifications, ext = el, {}, [], {}
+                title = comments = version = None
+                cls_el = name_el = None
         elif tag == _DESCRIPTION:
-            slot_el = None
             if el.getparent() is eo:
                 name_el, name_kind = el, 2
             else:
                 name_el = None
-        elif tag == _VERSION_INFO:
-            slot_el = None
-            if version is None and el.getparent() is eo:
-                version = el.get("versionName", "")
-        elif tag == _EXTRINSIC_OBJECT and el.getparent() is rol:
-            if eo is not None:
-                if cls_el is not None:
-                    _close_classification(cls_el, cls_slots, cls_name, authors, codes)
-                out.append(_document_entry(eo, slots, codes, authors, ext, title, comments, version))
-            eo, slots, codes, authors, ext = el, {}, {}, [], {}
-            title = comments = version = cls_name = None
-            cls_el = slot_el = name_el = None
+        elif version is None and el.getparent() is eo:  # VersionInfo
+            version = el.get(b"versionName", "")
     if eo is not None:
-        if cls_el is not None:
-            _close_classification(cls_el, cls_slots, cls_name, authors, codes)
-        out.append(_document_entry(eo, slots, codes, authors, ext, title, comments, version))
-    return out
+        append(_document_entry(eo, slots, classifications, ext, title, comments, version))
+
+
+class QueryEntries:
+    """A TD3.1 answer's entries read while the answer is parsed (``envelope.parse(take=entries.taker)``,
+    then ``parse_query_response(body, entries)``): each ExtrinsicObject of the answer's list is turned
+    into its ``DocumentEntry`` as soon as it is parsed, then dropped from the tree. Same entries, same
+    order, same errors as ``parse_document_entries`` on the whole tree; the ``ProtocolError`` of a bad
+    entry is kept and raised by ``parse_query_response`` after the envelope and status checks, as the
+    whole-tree parse would. Not shared between answers nor threads (one per call)."""
+
+    def __init__(self) -> None:
+        self.entries: list[DocumentEntry] = []
+        self.error: ProtocolError | None = None
+        self._rol: etree._Element | None = None
+        self.taker: tuple[str, Callable[[etree._Element], bool]] = (_EXTRINSIC_OBJECT, self.take)
+
+    def take(self, eo: etree._Element) -> bool:
+        """Read ``eo`` if it is an entry of the answer's list (as ``parse_query_response`` finds it:
+        the first RegistryObjectList of the Body's first element); False leaves it in the tree."""
+        rol = eo.getparent()
+        if rol is None:
+            return False
+        if rol is not self._rol:
+            if not _is_answer_list(rol):
+                return False
+            self._rol = rol
+        if self.error is None:
+            try:
+                _walk(eo, rol, self.entries)
+            except ProtocolError as exc:
+                self.error = exc
+        return True
+
+
+_REGISTRY_OBJECT_LIST = q(RIM, "RegistryObjectList")
+_SOAP_BODY = q(SOAP, "Body")
+
+
+def _is_answer_list(rol: etree._Element) -> bool:
+    """``rol`` is ``soap:Envelope/soap:Body/*[1]/rim:RegistryObjectList[1]`` (first of its kind each)."""
+    if rol.tag != _REGISTRY_OBJECT_LIST or next(
+        rol.itersiblings(_REGISTRY_OBJECT_LIST, preceding=True), None
+    ):
+        return False
+    response = rol.getparent()
+    if response is None or any(isinstance(e.tag, str) for e in response.itersiblings(preceding=True)):
+        return False
+    body = response.getparent()
+    if body is None or body.tag != _SOAP_BODY or next(body.itersiblings(_SOAP_BODY, preceding=True), None):
+        return False
+    envelope = body.getparent()
+    return envelope is not None and envelope.tag == q(SOAP, "Envelope") and envelope.getparent() is None
 
 
 def parse_document_entry(eo: etree._Element) -> DocumentEntry:
@@ -782,11 +848,15 @@ def check_registry_status(response: etree._Element) -> tuple[RegistryErrorItem, 
     raise RegistryRefusal(message, code=first.code, code_context=first.code_context, errors=errors)
 
 
-def parse_query_response(root: etree._Element) -> list[DocumentEntry]:
+def parse_query_response(root: etree._Element, taken: QueryEntries | None = None) -> list[DocumentEntry]:
+    """A TD3.1 ``query:AdhocQueryResponse`` → its entries; ``taken``: those already read while parsing."""
     if root.tag != q(QUERY, "AdhocQueryResponse"):
         raise ProtocolError("Le DMP n'a pas renvoyé une réponse de recherche.", detail=str(root.tag))
     check_registry_status(root)
+    if taken is not None and taken.error is not None:
+        raise taken.error
     rol = root.find(q(RIM, "RegistryObjectList"))
-    if rol is None:
-        return []
-    return parse_document_entries(rol)
+    rest = [] if rol is None else parse_document_entries(rol)
+    if taken is None:
+        return rest
+    return taken.entries + rest if rest else taken.entries

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from lxml import etree
 
 from ps_agent.dmp.errors import ProtocolError, SoapFault, french_message
-from ps_agent.dmp.xmlns import SOAP, WSA, WSSE, q, safe_parse
+from ps_agent.dmp.xmlns import SOAP, WSA, WSSE, q, safe_parse, safe_parse_taking
 
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -77,11 +77,23 @@ def _fault(fault: etree._Element) -> SoapFault:
     return SoapFault(french_message(last, reason), code=code, code_context=reason)
 
 
+# An element tag and what takes each such element while the answer is parsed (xmlns.safe_parse_taking).
+Taker = tuple[str, Callable[[etree._Element], bool]]
+
+
 def parse(
-    data: bytes, *, request_id: str, expected_body: Collection[str], expected_actions: Collection[str]
+    data: bytes,
+    *,
+    request_id: str,
+    expected_body: Collection[str],
+    expected_actions: Collection[str],
+    take: Taker | None = None,
 ) -> SoapResponse:
-    """Unwrap a response: faults become ``SoapFault``; anything unexpected is a ``ProtocolError``."""
-    root = safe_parse(data)
+    """Unwrap a response: faults become ``SoapFault``; anything unexpected is a ``ProtocolError``.
+
+    ``take`` (tag, function): elements of that tag are handed over while parsing and removed from the
+    tree when taken (a TD3.1 answer's entries: ebrim.QueryEntries); the checks below run on the rest."""
+    root = safe_parse(data) if take is None else safe_parse_taking(data, *take)
     if root.tag != q(SOAP, "Envelope"):
         raise ProtocolError("La réponse du DMP n'est pas une enveloppe SOAP 1.2.", detail=str(root.tag))
     header = root.find(q(SOAP, "Header"))

@@ -1,17 +1,24 @@
-"""The fast TD3.1 parser (ebrim.parse_document_entry, one C-level walk) against a plain reference parse.
+"""The fast TD3.1 parser (ebrim.parse_document_entry, one C-level walk; ebrim.QueryEntries, the same walk
+entry by entry while the answer is parsed) against a plain reference parse and the previous parser.
 
 The reference below is written the obvious way (find/findall per field, no caches, no state machine), so a
-shortcut in the fast path that drops, reorders or misattributes a field shows up as a difference.
+shortcut in the fast path that drops, reorders or misattributes a field shows up as a difference. The
+previous parser (tests/fixtures/td31_oracle.py) is the oracle of the varied 2,000-entry answer of
+benchmarks/bench_agent.py; tests/e2e/test_find_parse_oracle.py does the same on the sandbox's answers.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from lxml import etree
 
-from ps_agent.dmp import ebrim
+from ps_agent.dmp import ebrim, envelope
+from ps_agent.dmp.errors import ProtocolError, RegistryRefusal
 from ps_agent.dmp.model import (
     Author,
     Code,
@@ -22,7 +29,7 @@ from ps_agent.dmp.model import (
     parse_xds_time,
 )
 from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse
-from tests.fixtures import td31
+from tests.fixtures import td31, td31_oracle
 
 R = {"rim": RIM}
 
@@ -331,3 +338,138 @@ def test_xds_time_fast_path_matches_the_general_path():
         assert parse_xds_time(bad) is None, bad
     assert parse_xds_time("202611252156041234") == datetime(2026, 11, 25, 21, 56, 4, tzinfo=UTC)
     assert parse_xds_time("２０２６１１２５２１５６０４") == datetime(2026, 11, 25, 21, 56, 4, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ the new parser against the previous one
+
+ANSWER = q(QUERY, "AdhocQueryResponse")
+
+
+def _streamed(data: bytes) -> tuple[list[DocumentEntry], etree._Element]:
+    """What DmpClient.find_documents does from the answer's bytes: entries read while parsing."""
+    taken = ebrim.QueryEntries()
+    resp = envelope.parse(
+        data, request_id="urn:uuid:req", expected_body=[ANSWER], expected_actions=[], take=taken.taker
+    )
+    return ebrim.parse_query_response(resp.body, taken), resp.body
+
+
+def _assert_all_same(parsed: list[DocumentEntry], oracle: list[DocumentEntry]) -> None:
+    assert len(parsed) == len(oracle)
+    for p, o in zip(parsed, oracle, strict=True):
+        _assert_same(p, o)
+        assert p.extra_slots == o.extra_slots  # compare=False in the dataclass: checked apart
+        assert type(p) is DocumentEntry and vars(p).keys() == vars(o).keys()
+
+
+def test_parsers_equal_the_previous_parser_on_the_benchmark_answer(patient):
+    """The 2,000 varied entries of benchmarks/bench_agent.py, field by field, read whole and streamed."""
+    entries = td31.varied_entries(patient, 2000)
+    data = td31.soap_answer(td31.answer_element(entries))
+    rol = safe_parse(data).find(f"*/{ANSWER}/{q(RIM, 'RegistryObjectList')}")
+    oracle = td31_oracle.parse_document_entries(rol)
+    assert len(oracle) == 2000 and len({o.unique_id for o in oracle}) == 2000
+    _assert_all_same(ebrim.parse_document_entries(rol), oracle)
+    streamed, body = _streamed(data)
+    _assert_all_same(streamed, oracle)
+    assert body.find(f"{q(RIM, 'RegistryObjectList')}/{q(RIM, 'ExtrinsicObject')}") is None  # dropped
+    # the answer's variety is really there
+    assert len({o.authors for o in oracle}) > 500 and len({o.type_code for o in oracle}) > 20
+    assert {o.status for o in oracle} >= {str(Status.APPROVED), str(Status.DEPRECATED)}
+
+
+def test_streamed_parse_equals_reference_on_a_hard_registry_answer(patient):
+    entries = td31.varied_entries(patient, 200, seed=44)
+    answer = td31.answer_element(entries, seed=44)
+    hard = _harden(answer)  # the rim namespace as default, comments, nested and foreign objects
+    root = safe_parse(hard)
+    data = td31.soap_answer(root)
+    whole = ebrim.parse_query_response(safe_parse(data).find(f"*/{ANSWER}"))
+    streamed, _ = _streamed(data)
+    _assert_all_same(streamed, whole)
+    eos = root.findall("rim:RegistryObjectList/rim:ExtrinsicObject", R)
+    for p, eo in zip(streamed, eos, strict=True):
+        _assert_same(p, reference_parse(eo))
+
+
+def test_document_entry_built_without_init_is_the_same_instance(patient):
+    """The parser fills DocumentEntry's __dict__ instead of calling the generated __init__: only sound
+    while the dataclass computes nothing in __init__."""
+    assert not hasattr(DocumentEntry, "__post_init__") and not hasattr(DocumentEntry, "__slots__")
+    [parsed] = ebrim.parse_query_response(varied_answer(patient))[:1]
+    rebuilt = DocumentEntry(**{f.name: getattr(parsed, f.name) for f in fields(DocumentEntry)})
+    assert vars(rebuilt) == vars(parsed) and rebuilt == parsed and hash(rebuilt) == hash(parsed)
+    assert dataclasses.replace(parsed, title="x").title == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.title = "x"  # type: ignore[misc]
+
+
+def _answer_bytes(patient, n: int = 3, *, status: str = ebrim.SUCCESS) -> tuple[bytes, etree._Element]:
+    answer = td31.answer_element(td31.varied_entries(patient, n))
+    answer.set("status", status)
+    return td31.soap_answer(answer), answer
+
+
+def test_streamed_bad_entry_error_comes_after_the_envelope_and_status_checks(patient):
+    _, answer = _answer_bytes(patient)
+    eo = answer.find(f"{q(RIM, 'RegistryObjectList')}/{q(RIM, 'ExtrinsicObject')}")
+    for x in eo.findall(q(RIM, "ExternalIdentifier")):
+        if x.get("identificationScheme") == ebrim.DE_UNIQUE_ID:
+            eo.remove(x)
+    bad = td31.soap_answer(answer)
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as whole:
+        ebrim.parse_query_response(safe_parse(bad).find(f"*/{ANSWER}"))
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as streamed:
+        _streamed(bad)
+    assert streamed.value.detail == whole.value.detail == eo.get("id")
+    # the same entry in a refusal: the refusal wins, as with the whole-tree parse
+    answer.set("status", ebrim.FAILURE)
+    err = etree.SubElement(
+        etree.SubElement(answer, q(ebrim.RS, "RegistryErrorList")), q(ebrim.RS, "RegistryError")
+    )
+    err.set("errorCode", "XDSRegistryError")
+    err.set("codeContext", "refus")
+    with pytest.raises(RegistryRefusal):
+        _streamed(td31.soap_answer(answer))
+    # an answer about another request: the envelope check wins
+    with pytest.raises(ProtocolError, match="ne correspond pas"):
+        taken = ebrim.QueryEntries()
+        envelope.parse(
+            bad, request_id="urn:uuid:autre", expected_body=[ANSWER], expected_actions=[], take=taken.taker
+        )
+
+
+def test_streamed_parse_takes_only_the_answer_list_entries(patient):
+    """ExtrinsicObjects outside soap:Body/*[1]/rim:RegistryObjectList[1] stay in the tree and are not
+    entries (a second list, one nested in another object), as with the whole-tree parse."""
+    data, answer = _answer_bytes(patient, 4)
+    rol = answer.find(q(RIM, "RegistryObjectList"))
+    second = etree.SubElement(answer, q(RIM, "RegistryObjectList"))
+    second.append(copy.deepcopy(rol[0]))
+    pkg = etree.SubElement(rol, q(RIM, "RegistryPackage"), id="urn:uuid:pkg")
+    pkg.append(copy.deepcopy(rol[1]))
+    data = td31.soap_answer(answer)
+    whole = ebrim.parse_query_response(safe_parse(data).find(f"*/{ANSWER}"))
+    streamed, body = _streamed(data)
+    assert len(whole) == 4
+    _assert_all_same(streamed, whole)
+    assert len(body.findall(f".//{q(RIM, 'ExtrinsicObject')}")) == 2  # left where they were
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "vide"),
+        (b"<soap:Envelope", "pas un XML valide"),
+        (
+            b'<!DOCTYPE e [<!ENTITY x "y">]><e xmlns="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0">'
+            b"<ExtrinsicObject>&x;</ExtrinsicObject></e>",
+            "DOCTYPE",
+        ),
+    ],
+)
+def test_streamed_parse_keeps_the_hardened_parser_refusals(data, message):
+    taken = ebrim.QueryEntries()
+    with pytest.raises(ProtocolError, match=message):
+        envelope.parse(data, request_id="r", expected_body=[ANSWER], expected_actions=[], take=taken.taker)
+    assert taken.entries == []
