@@ -273,9 +273,11 @@ class Services:
 
 
 def write_documents(entry: QueuedDeposit, folder: Path) -> list[Path]:
-    """Write an entry's CDA documents into ``folder`` (created 0700), each file 0600 and fsync'd, named by
-    uniqueId; returns the paths. Used by ``hand_back`` before the entry is marked handed back."""
-    ensure_private_dir(folder)
+    """Write an entry's CDA documents into ``folder``, each file 0600 and fsync'd, named by uniqueId; returns
+    the paths. Used by ``hand_back`` before the entry is marked handed back. A folder the user chose and that
+    already exists keeps its permissions (it may be shared on purpose); one created here is 0700."""
+    if not folder.is_dir():
+        ensure_private_dir(folder)
     paths = []
     for uid, data in zip(entry.document_uids, entry.documents, strict=True):
         path = folder / f"{uid}.xml"

@@ -356,3 +356,18 @@ def test_find_same_matches_uniqueids_and_content_and_old_files_get_the_column(tm
     again = DepositQueue(path)
     [entry] = again.entries()
     assert entry.document_sha1 == () and again.find_same(("2.25.9",), (b"<cda/>",)) is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX mode bits")
+def test_hand_back_into_an_existing_folder_keeps_its_permissions(tmp_path: Path) -> None:
+    """A folder the user already has (a shared « Documents ») is not made private behind their back; the
+    handed-back files themselves are 0600."""
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q)
+    out = tmp_path / "partage"
+    out.mkdir(mode=0o755)
+    os.chmod(out, 0o755)  # noqa: S103 - a shared folder is the case under test
+    written: list[Path] = []
+    q.hand_back("2.25.1", lambda entry: written.extend(write_documents(entry, out)))
+    assert (out.stat().st_mode & 0o777) == 0o755
+    assert (written[0].stat().st_mode & 0o777) == 0o600
