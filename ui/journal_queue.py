@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QHideEvent
+from PySide6.QtGui import QBrush, QColor, QHideEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -294,10 +295,16 @@ class JournalPage(QWidget):
 
     def _filter_open_patient(self) -> None:
         if self.open_patient_ins:
-            self.patient.blockSignals(True)
-            self.patient.setText(self.open_patient_ins)
-            self.patient.blockSignals(False)
+            self.filter_patient(self.open_patient_ins)
             self._filters_changed()
+
+    def filter_patient(self, ins: str) -> None:
+        """Set the patient filter to ``ins`` (the caller reads the journal again)."""
+        self._debounce.stop()
+        self.patient.blockSignals(True)
+        self.patient.setText(ins.split("^", 1)[0])
+        self.patient.blockSignals(False)
+        self._update_selection_box()
 
     def _typed(self) -> None:
         if self.isVisible():  # hidden, the page is read again when shown (the window's tab change)
@@ -397,20 +404,81 @@ class JournalPage(QWidget):
         self.result.setStyleSheet("color: #1e7b34;" if result.ok else "color: #a40000;")
 
 
+def queue_state(entry: Any) -> str:
+    return str(getattr(entry.state, "value", entry.state))
+
+
 def queue_row(entry: Any) -> tuple[str, ...]:
-    state = str(getattr(entry.state, "value", entry.state))
+    """Updated, titles, patient, state, why (French label + DMP code, 8.6), author, deposited by (14.4:
+    the author professional and the person who deposited — the same one outside AIR/indirect mode)."""
+    state = queue_state(entry)
     label = L.QUEUE_STATE_FR.get(state, state)
     when = ""
     if state == "waiting" and entry.next_try:
         when = dt.datetime.fromtimestamp(entry.next_try, PARIS).strftime("%H:%M:%S")
+    why = entry.reason_fr
+    code = getattr(entry, "reason_code", "")
+    if code and code not in why:
+        why = f"{why} [{code}]" if why else f"[{code}]"
     return (
         local_ts(entry.updated),
         ", ".join(entry.titles),
         entry.patient_ins,
         label + (f" ({when})" if when else ""),
-        entry.reason_fr,
+        why,
         entry.on_behalf_of or entry.actor_id_nat,
+        entry.actor_id_nat,
     )
+
+
+def queue_late(entry: Any, today: dt.date) -> bool:
+    """8.8: a deposit still waiting (pending / sending / waiting) that was queued before ``today``
+    (local day): the data should reach the DMP the day of the consultation."""
+    if queue_state(entry) not in ("pending", "sending", "waiting"):
+        return False
+    try:
+        created = dt.datetime.fromisoformat(entry.created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created.astimezone(PARIS).date() < today
+
+
+def queue_details(entry: Any) -> str:
+    """8.6: everything the core keeps about one queue entry, for support (plain text)."""
+    state = queue_state(entry)
+    lines = [
+        f"État : {L.QUEUE_STATE_FR.get(state, state)} [{state}]",
+        f"Motif : {entry.reason_fr or '—'}",
+        f"Code renvoyé : {getattr(entry, 'reason_code', '') or '—'}",
+        f"Essais d'envoi : {entry.attempts}",
+        f"Auteur : {entry.on_behalf_of or entry.actor_id_nat}",
+        f"Déposé par : {entry.actor_id_nat}",
+        f"Mis en file le : {local_ts(entry.created)}",
+        f"Mis à jour le : {local_ts(entry.updated)}",
+        f"Lot (identifiant) : {entry.id}",
+        "Documents : " + (", ".join(entry.document_uids) or "—"),
+    ]
+    return "\n".join(lines)
+
+
+class QueueModel(RowsModel):
+    """The queue rows; the late ones (8.8) on a tinted background, said in their tooltip."""
+
+    LATE_BRUSH = QBrush(QColor("#fde7c8"))
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(L.QUEUE_HEADERS, parent)
+        self.late: set[int] = set()
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if index.isValid() and index.row() in self.late:
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return self.LATE_BRUSH
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{self.rows[index.row()][index.column()]} — {L.QUEUE_LATE}"
+        return super().data(index, role)
 
 
 class QueuePage(QWidget):
@@ -434,25 +502,43 @@ class QueuePage(QWidget):
             bar.addWidget(w)
         bar.addWidget(self.summary, 1)
         lay.addLayout(bar)
-        self.model = RowsModel(("Mis à jour", "Titre", "Patient (INS)", "État", "Pourquoi", "Auteur"))
+        self.model = QueueModel()
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Dépôts de la file")
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
-        lay.addWidget(self.table)
+        lay.addWidget(self.table, 3)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setAccessibleName(L.QUEUE_DETAILS)
+        self.details.setPlaceholderText(L.QUEUE_DETAILS_HINT)
+        self.details.setMaximumHeight(self.fontMetrics().lineSpacing() * 12)
+        lay.addWidget(QLabel(L.QUEUE_DETAILS))
+        lay.addWidget(self.details, 1)
         self.refresh.clicked.connect(self.refresh_requested)
         self.resend.clicked.connect(self.resend_requested)
         self.hand_back.clicked.connect(self._hand_back)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
 
-    def show_entries(self, entries: list[Any]) -> None:
+    def show_entries(self, entries: list[Any], today: dt.date | None = None) -> None:
+        """``today``: the local day the late rows are measured against (default: now in Paris)."""
+        day = today or dt.datetime.now(PARIS).date()
+        self.model.late = {i for i, e in enumerate(entries) if queue_late(e, day)}
         self.model.set_rows([queue_row(e) for e in entries], entries)
-        active = [
-            e for e in entries if str(getattr(e.state, "value", e.state)) in ("pending", "sending", "waiting")
-        ]
-        refused = [e for e in entries if str(getattr(e.state, "value", e.state)) == "refused"]
-        self.summary.setText(f"{len(active)} en attente, {len(refused)} refusé(s)")
+        active = [e for e in entries if queue_state(e) in ("pending", "sending", "waiting")]
+        refused = [e for e in entries if queue_state(e) == "refused"]
+        text = f"{len(active)} en attente, {len(refused)} refusé(s)"
+        if self.model.late:
+            text += f", {len(self.model.late)} {L.QUEUE_LATE_SUMMARY}"
+        self.summary.setText(text)
         self.table.resizeColumnsToContents()
+        self._show_details()
+
+    def _show_details(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        self.details.setPlainText(queue_details(self.model.items[rows[0].row()]) if rows else "")
 
     def _hand_back(self) -> None:
         rows = self.table.selectionModel().selectedRows()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -279,7 +280,11 @@ class MainWindow(QMainWindow):
         self.c15_btn.setAccessibleName(L.C15_ACTION)
         self.close_btn = QPushButton("Fermer le dossier")
         self.close_btn.setAccessibleName("Fermer le dossier du patient")
-        for b in (self.bdg_btn, self.c15_btn, self.close_btn):
+        # 11.4(a): this workstation's journal for the open patient, in one click
+        self.access_btn = QPushButton(L.RECORD_ACCESS)
+        self.access_btn.setAccessibleName(L.RECORD_ACCESS_TIP)
+        self.access_btn.setToolTip(L.RECORD_ACCESS_TIP)
+        for b in (self.bdg_btn, self.c15_btn, self.access_btn, self.close_btn):
             actions.addWidget(b)
             b.hide()
         actions.addStretch(1)
@@ -352,6 +357,7 @@ class MainWindow(QMainWindow):
 
             return DoctorOptions(environment=services.config.environment, home=Path(services.config.home))
 
+        self.doctor_options = doctor_options
         self.diagnostic_page = DiagnosticPage(run_bg, doctor_options)
         self.tabs.addTab(self.diagnostic_page, "Diagnostic")
         self.setup_page = FirstRunPage(run_bg, config_folder)
@@ -379,8 +385,15 @@ class MainWindow(QMainWindow):
         self.status_line = QLabel("")
         self.status_line.setAccessibleName("Message")
         self.status_line.setWordWrap(True)
+        # 1.4: the workstation clock, checked once after the first paint (check_clock)
+        self.clock_warning = QLabel("")
+        self.clock_warning.setAccessibleName("Horloge du poste")
+        self.clock_warning.setStyleSheet("color: #a40000; font-weight: bold;")
+        self.clock_warning.hide()
+        self.clock_block = ""  # the reason deposits are blocked for (gross skew), "" when none
         sb = self.statusBar()
         sb.addWidget(self.status_line, 1)
+        sb.addPermanentWidget(self.clock_warning)
         sb.addPermanentWidget(self.busy_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
@@ -402,6 +415,7 @@ class MainWindow(QMainWindow):
         self.bdg_btn.clicked.connect(lambda: self.ask_emergency(centre_15=False))
         self.c15_btn.clicked.connect(lambda: self.ask_emergency(centre_15=True))
         self.close_btn.clicked.connect(self.close_patient)
+        self.access_btn.clicked.connect(self.show_record_access)
         self.rubrics.currentRowChanged.connect(
             lambda _r: self.doc_proxy.set(rubric=self.rubrics.current_rubric())
         )
@@ -916,9 +930,11 @@ class MainWindow(QMainWindow):
         self.deposit_page.set_minor(bool(p and p.identity.is_minor()))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
+        self.filters.set_medecin_traitant(bool(p and p.status and p.status.is_medecin_traitant))
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)
+        self.access_btn.setVisible(p is not None and bool(p.identity.ins))
         if p is None:
             self.dmp_banner.hide()
             self.emergency_banner.hide()
@@ -958,6 +974,8 @@ class MainWindow(QMainWindow):
             kind = self.dmp_banner.kind
             if kind in ("none", "closed", "opposed"):
                 block = self.dmp_banner.text.text().replace("<b>", "").replace("</b>", "")
+        if not block and self.clock_block:
+            block = self.clock_block  # 1.4: a gross clock skew blocks deposits
         self.deposit_page.set_blocked(block)
 
     # ------------------------------------------------------------------ documents
@@ -1270,12 +1288,48 @@ class MainWindow(QMainWindow):
 
         self.run(Op(self, fn, label="Enregistrement de la vaccination").success(done).failure(failed))
 
+    # ------------------------------------------------------------------ workstation clock (1.4, 15.4)
+    def check_clock(self, check: Callable[[], Any] | None = None) -> None:
+        """Check the workstation's clock once, on the services worker (the HTTPS probes of the doctor):
+        ``check`` gives a ``ps_agent.doctor.Check`` (default: ``setup_pages.clock_check``)."""
+        from ui.setup_pages import clock_check
+
+        options = self.doctor_options
+        fn = check or (lambda: clock_check(options()))
+        op = Op(self, lambda _ctx: fn(), label="Vérification de l'horloge du poste")
+        op.success(self.show_clock).failure(lambda exc: log.info("horloge non vérifiée : %s", exc))
+        self.controller.services_worker.run(op)
+
+    def show_clock(self, check: Any) -> None:
+        """A skew: the warning in the status bar (and on the first-run page); a gross one (the doctor's
+        check fails) also blocks deposits with the fix."""
+        from ui.setup_pages import clock_skewed
+
+        self.setup_page.show_clock(check)
+        skewed = clock_skewed(check)
+        text = f"⚠ {check.label_fr} ({check.detail})" + ("" if check.ok else L.CLOCK_DEPOSITS_BLOCKED)
+        self.clock_warning.setText(text if skewed else "")
+        self.clock_warning.setToolTip(check.fix_fr if skewed else "")
+        self.clock_warning.setVisible(skewed)
+        self.clock_block = "" if check.ok else check.fix_fr
+        self._update_patient_ui()
+
     # ------------------------------------------------------------------ journal and queue
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.journal_page:
             self.refresh_journal()
         elif self.tabs.widget(index) is self.queue_page:
             self.refresh_queue()
+
+    def show_record_access(self) -> None:
+        """« Accès au dossier » (11.4 a): the journal page filtered on the open patient's INS."""
+        if self.patient is None or not self.patient.identity.ins:
+            return
+        self.journal_page.filter_patient(self.patient.identity.ins)
+        if self.tabs.currentWidget() is self.journal_page:
+            self.refresh_journal()
+        else:
+            self.tabs.setCurrentWidget(self.journal_page)  # the tab change reads the journal
 
     def refresh_journal(self) -> None:
         """The journal page's selection (its filters), the most recent first (journal_queue.read_journal)."""
