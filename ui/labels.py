@@ -296,3 +296,7 @@ QUEUE_LATE = "en attente depuis un jour précédent : le dépôt doit être fait
 QUEUE_LATE_SUMMARY = "d'un jour précédent"
 # 1.4: said after the status bar's clock warning when the skew is gross (the doctor's check fails)
 CLOCK_DEPOSITS_BLOCKED = " : dépôts bloqués"
+# 10.7: the « Source » column of the vaccination history
+VAC_SOURCE_PATIENT = "Patient"
+VAC_SOURCE_PS = "Professionnel de santé"
+VAC_SOURCE_UNKNOWN = "Non précisée"

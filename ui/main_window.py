@@ -56,6 +56,7 @@ from ui.documents import (
     FilterBar,
     RubricList,
     fit_columns,
+    is_patient_authored,
 )
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
@@ -1256,7 +1257,8 @@ class MainWindow(QMainWindow):
 
         def done(items: Any) -> None:
             if self.patient is p:
-                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date)
+                authored = {e.unique_id: is_patient_authored(e) for e in self.doc_model.entries}
+                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date, authored)
                 self.vaccinations_listed.emit(items)
 
         fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731

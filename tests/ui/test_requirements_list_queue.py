@@ -5,6 +5,7 @@ the late rows (8.8), the clock-skew warning (1.4, 15.4)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -215,3 +216,40 @@ def test_a_clock_skew_is_warned_in_the_status_bar_and_on_the_first_run_page(
     qtbot.waitUntil(lambda: w.clock_warning.isHidden(), timeout=10_000)
     assert w.deposit_page.blocked_reason == ""
     assert w.clock_block == "" and w.setup_page.clock_found.text().startswith("Horloge du poste à l'heure")
+
+
+def test_the_vaccination_history_says_the_source_of_each_dose(qtbot: Any) -> None:
+    """10.7: « Source » — a dose read from a document the patient added (classCode 90) says « Patient »,
+    one from a professional's document « Professionnel de santé »; a document not in the list: not said."""
+    from cda.vaccinations import Immunization
+    from ui.documents import is_patient_authored
+    from ui.vaccinations import VaccinationPage
+
+    def dose(doc: str, date: str) -> Immunization:
+        return Immunization(
+            date=date, vaccine_code="60234100", vaccine_code_system="1.2.250.1.213.2.3.1",
+            vaccine_label="REPEVAX", atc_code="J07CA01", atc_label="", antigens=("tétanos",),
+            lot_number="L1", dose_rank=1, kind="IMMUNIZ", given=True, route="", site="", performer="",
+            performer_id="", document_id=doc, document_type="87273-9",
+        )  # fmt: skip
+
+    by_ps = _entry("Note de vaccination", Visibility())
+    by_patient = dataclasses.replace(
+        _entry("Mes vaccinations", Visibility()), class_code=Code("90", "1.2.250.1.213.1.1.4.1", "Patient")
+    )
+    assert is_patient_authored(by_patient) and not is_patient_authored(by_ps)
+    authored = {e.unique_id: is_patient_authored(e) for e in (by_ps, by_patient)}
+    page = VaccinationPage()
+    qtbot.addWidget(page)
+    page.show_immunizations(
+        [dose(by_ps.unique_id, "2024-01-02"), dose(by_patient.unique_id, "2023-01-02"),
+         dose("2.25.1", "2022-01-02"), dataclasses.replace(dose("2.25.2", "2021-01-02"),
+                                                           performer_id="899700000039")], "", authored,
+    )  # fmt: skip
+    assert page.model.headers[-1] == "Source"
+    assert [r[-1] for r in page.model.rows] == [
+        L.VAC_SOURCE_PS,
+        L.VAC_SOURCE_PATIENT,
+        L.VAC_SOURCE_UNKNOWN,
+        L.VAC_SOURCE_PS,
+    ]
