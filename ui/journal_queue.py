@@ -171,6 +171,97 @@ def export_journal_file(journal: Any, fmt: str, path: str, selection: RecordFilt
         return int(journal.export_csv(out, **kw))
 
 
+def read_for_pdf(journal: Any, selection: RecordFilter | None) -> tuple[list[Any], Any]:
+    """(every record of the selection, or of the journal, in order; the chain verification): worker side."""
+    kw: dict[str, Any] = {} if selection is None else selection.query()
+    records = [r for r in journal.iter_records(**kw) if selection is None or selection.matches(r)]
+    return records, journal.verify()
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def filter_description(selection: RecordFilter | None) -> str:
+    """The selection in French, for the PDF's heading."""
+    if selection is None or selection.empty:
+        return "tout le journal"
+    parts = []
+    if selection.since is not None or selection.until is not None:
+        start = selection.since.astimezone(PARIS).strftime("%d/%m/%Y") if selection.since else "…"
+        end = (
+            (selection.until.astimezone(PARIS) - dt.timedelta(days=1)).strftime("%d/%m/%Y")
+            if selection.until
+            else "…"
+        )
+        parts.append(f"période du {start} au {end}")
+    if selection.text:
+        parts.append(f"texte (professionnel, RPPS…) « {selection.text} »")
+    if selection.action:
+        parts.append(f"action {ACTION_FR.get(selection.action, ACTION_FAMILIES_FR.get(selection.action, ''))}"
+                     f" [{selection.action}]")  # fmt: skip
+    if selection.patient_ins:
+        parts.append(f"patient (INS) {selection.patient_ins}")
+    if selection.outcome:
+        parts.append(f"résultat {OUTCOME_FR.get(selection.outcome, selection.outcome)}")
+    return ", ".join(parts)
+
+
+def journal_pdf_html(records: list[Any], verification: Any, selection: RecordFilter | None, made: str) -> str:
+    """11.2: the traces of a selection (one professional over a period) as a printable page: the rows, each
+    with its sequence number and its chain hash, and the integrity check of the whole journal."""
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{_esc(c)}</td>" for c in (str(r.seq), *journal_row(r)[:5], r.hash[:16]))
+        + "</tr>"
+        for r in records
+    )
+    if verification.ok:
+        check = f"{verification.message_fr} Garantie : {JOURNAL_GUARANTEE}."
+    else:
+        check = (
+            f"Journal altéré à partir de l'entrée n° {verification.first_bad_seq} : {verification.message_fr}"
+        )
+    last = records[-1] if records else None
+    chain = (
+        f"Dernière entrée exportée : n° {last.seq}, empreinte SHA-256 {last.hash}."
+        if last
+        else "Aucune entrée."
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("N°", "Date (heure locale)", "Action", "Qui", "Patient (INS)", "Résultat", "Empreinte")
+    )
+    return (
+        f"<h2>{L.JOURNAL_PDF_TITLE}</h2>"
+        f"<p>Sélection : {_esc(filter_description(selection))}. {len(records)} entrée(s). "
+        f"Édité le {_esc(made)}.</p>"
+        f"<p><b>Vérification de l'intégrité :</b> {_esc(check)}</p><p>{_esc(chain)}</p>"
+        f'<table border="1" cellspacing="0" cellpadding="2"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def write_pdf(html_text: str, path: str) -> None:
+    """The page as an A4 PDF at ``path``, created 0600 (it names patients). GUI thread (QTextDocument)."""
+    import os
+
+    from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter, QTextDocument
+
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    writer = QPdfWriter(path)
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setPageOrientation(QPageLayout.Orientation.Portrait)
+    writer.setTitle(L.JOURNAL_PDF_TITLE)
+    doc = QTextDocument()
+    doc.setDefaultStyleSheet("body { font-size: 8pt; } td, th { font-size: 7pt; }")
+    doc.setHtml(html_text)
+    doc.print_(writer)
+    os.chmod(path, 0o600)
+
+
 class JournalPage(QWidget):
     """The journal with its filters (period in local days, action, patient, outcome, text). A change of
     filter asks the window to read again (``refresh_requested``; the text after a short pause); the
@@ -178,7 +269,9 @@ class JournalPage(QWidget):
 
     refresh_requested = Signal()
     verify_requested = Signal()
-    export_requested = Signal(str, str)  # "fhir" | "csv", destination path (selection: export_filter())
+    export_requested = Signal(
+        str, str
+    )  # "fhir" | "csv" | "pdf", destination path (selection: export_filter())
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -196,6 +289,8 @@ class JournalPage(QWidget):
         self.export_fhir.setAccessibleName("Exporter le journal au format FHIR AuditEvent")
         self.export_csv = QPushButton("Exporter (CSV)")
         self.export_csv.setAccessibleName("Exporter le journal au format CSV")
+        self.export_pdf = QPushButton("Exporter (PDF)")
+        self.export_pdf.setAccessibleName("Exporter le journal en PDF avec la vérification de l'intégrité")
         self.selection_only = QCheckBox("Exporter la sélection")
         self.selection_only.setAccessibleName("Exporter seulement les entrées filtrées")
         self.selection_only.setToolTip("Décoché : tout le journal est exporté.")
@@ -203,6 +298,7 @@ class JournalPage(QWidget):
         bar.addWidget(self.verify)
         bar.addWidget(self.export_fhir)
         bar.addWidget(self.export_csv)
+        bar.addWidget(self.export_pdf)
         bar.addWidget(self.selection_only)
         bar.addWidget(self.result, 1)
         lay.addLayout(bar)
@@ -223,6 +319,7 @@ class JournalPage(QWidget):
         self.verify.clicked.connect(self.verify_requested)
         self.export_fhir.clicked.connect(lambda: self._ask_export("fhir"))
         self.export_csv.clicked.connect(lambda: self._ask_export("csv"))
+        self.export_pdf.clicked.connect(lambda: self._ask_export("pdf"))
         self.selection_only.setEnabled(False)
 
     def _filter_bar(self) -> QHBoxLayout:
@@ -374,7 +471,9 @@ class JournalPage(QWidget):
     def _ask_export(self, fmt: str) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        suffix, filt = (".json", "FHIR (*.json)") if fmt == "fhir" else (".csv", "CSV (*.csv)")
+        suffix, filt = {"fhir": (".json", "FHIR (*.json)"), "pdf": (".pdf", "PDF (*.pdf)")}.get(
+            fmt, (".csv", "CSV (*.csv)")
+        )
         name = "journal-ps-agent" + ("-selection" if self.export_filter() is not None else "") + suffix
         title = (
             "Exporter la sélection du journal" if self.export_filter() is not None else "Exporter le journal"

@@ -300,3 +300,5 @@ CLOCK_DEPOSITS_BLOCKED = " : dépôts bloqués"
 VAC_SOURCE_PATIENT = "Patient"
 VAC_SOURCE_PS = "Professionnel de santé"
 VAC_SOURCE_UNKNOWN = "Non précisée"
+# 11.2: the heading of the journal's PDF export
+JOURNAL_PDF_TITLE = "Journal des accès au DMP — ps-agent"

@@ -1356,6 +1356,9 @@ class MainWindow(QMainWindow):
         from ui.journal_queue import export_journal_file
 
         journal, selection = self.controller.services.journal, self.journal_page.export_filter()
+        if fmt == "pdf":
+            self._export_journal_pdf(journal, selection, path)
+            return
 
         def done(count: int) -> None:
             what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
@@ -1366,6 +1369,30 @@ class MainWindow(QMainWindow):
 
         fn = lambda _ctx: export_journal_file(journal, fmt, path, selection)  # noqa: E731
         op = Op(self, fn, label="Export du journal")
+        self.controller.services_worker.run(op.success(done).failure(self._failed))
+
+    def _export_journal_pdf(self, journal: Any, selection: Any, path: str) -> None:
+        """11.2: the records read and the chain verified on the services' worker, the PDF laid out here."""
+        import datetime as dt
+
+        from ui.documents import PARIS
+        from ui.journal_queue import journal_pdf_html, read_for_pdf, write_pdf
+
+        def done(got: tuple[list[Any], Any]) -> None:
+            records, verification = got
+            made = dt.datetime.now(PARIS).strftime("%d/%m/%Y %H:%M")
+            try:
+                write_pdf(journal_pdf_html(records, verification, selection, made), path)
+            except OSError as exc:
+                self.say(f"Export impossible : {exc}", error=True)
+                return
+            what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
+            text = f"{what} (PDF) : {len(records)} entrée(s) dans {path}."
+            self.journal_page.result.setText(text)
+            self.journal_page.result.setStyleSheet("")
+            self.say(text)
+
+        op = Op(self, lambda _ctx: read_for_pdf(journal, selection), label="Export du journal (PDF)")
         self.controller.services_worker.run(op.success(done).failure(self._failed))
 
     def refresh_queue(self) -> None:

@@ -253,3 +253,54 @@ def test_the_vaccination_history_says_the_source_of_each_dose(qtbot: Any) -> Non
         L.VAC_SOURCE_UNKNOWN,
         L.VAC_SOURCE_PS,
     ]
+
+
+def test_one_professionals_traces_over_a_period_are_exported_in_pdf_with_the_chain_check(
+    window_for: Any, qtbot: Any, monkeypatch: Any, tmp_path: Path
+) -> None:
+    """11.2: the traces of one professional (RPPS in the filter) over a period, as a PDF that carries the
+    integrity check and the chain hash; the file is 0600."""
+    import stat
+
+    from PySide6.QtCore import QDate
+    from PySide6.QtPdf import QPdfDocument
+    from PySide6.QtWidgets import QFileDialog
+
+    from ps_agent.audit.journal import AuditEvent
+    from ui.documents import PARIS
+
+    w = window_for("gp")
+    services = w.controller.services
+    for actor, name, action in (
+        ("899700000013", "MEDECIN MARIE", "dmp.search"),
+        ("899700000013", "MEDECIN MARIE", "dmp.deposit"),
+        ("899700000039", "PHARMACIEN PAUL", "dmp.vaccination"),
+    ):
+        services.record(AuditEvent(action=action, outcome="success", actor_id_nat=actor, actor_name=name,
+                                   actor_profession="10", auth_mode="DIRECTE",
+                                   patient_ins="279037505612309^1.2.250.1.213.1.4.10"))  # fmt: skip
+    page = w.journal_page
+    w.tabs.setCurrentWidget(page)
+    today = dt.datetime.now(PARIS).date()
+    page.period.setChecked(True)
+    page.date_from.setDate(QDate(today.year, today.month, today.day))
+    page.date_to.setDate(QDate(today.year, today.month, today.day))
+    page.text.setText("899700000013")
+    expected = [r for r in services.journal.iter_records() if page.current_filter().matches(r)]
+    assert {r.event.actor_id_nat for r in expected} == {"899700000013"} and len(expected) >= 2
+    qtbot.waitUntil(lambda: page.model.rowCount() == len(expected), timeout=10_000)
+    target = tmp_path / "traces.pdf"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "PDF (*.pdf)"))
+    with qtbot.waitSignal(w.message, timeout=10_000, check_params_cb=lambda m: "(PDF)" in m):
+        page.export_pdf.click()
+    assert page.result.text().startswith(f"Sélection du journal exportée (PDF) : {len(expected)} entrée(s)")
+    assert target.read_bytes().startswith(b"%PDF-") and stat.S_IMODE(target.stat().st_mode) == 0o600
+    pdf = QPdfDocument()
+    assert pdf.load(str(target)) == QPdfDocument.Error.None_
+    text = " ".join(" ".join(pdf.getAllText(i).text().split()) for i in range(pdf.pageCount()))
+    assert L.JOURNAL_PDF_TITLE in text
+    assert f"{len(expected)} entrée(s)" in text and "899700000013" in text
+    assert "Vérification de l'intégrité" in text and services.journal.verify().message_fr in text
+    assert "PHARMACIEN PAUL" not in text  # another professional's traces are not in it
+    assert expected[-1].hash[:16] in text.replace(" ", "")
+    pdf.close()
