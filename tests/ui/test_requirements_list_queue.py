@@ -304,3 +304,13 @@ def test_one_professionals_traces_over_a_period_are_exported_in_pdf_with_the_cha
     assert "PHARMACIEN PAUL" not in text  # another professional's traces are not in it
     assert expected[-1].hash[:16] in text.replace(" ", "")
     pdf.close()
+
+
+def test_the_real_clock_check_probes_the_sandbox_off_the_gui_thread(window_for: Any, qtbot: Any) -> None:
+    """1.4 with the real probe: the sandbox runs on this machine, so its clock is ours — no warning, and
+    the first-run page says what was found (checked, or not checked when no date could be read)."""
+    w = window_for("gp")
+    w.check_clock()
+    qtbot.waitUntil(lambda: w.setup_page.clock_found.text() != "Vérification…", timeout=20_000)
+    assert w.setup_page.clock_found.text().startswith("Horloge du poste")
+    assert w.clock_warning.isHidden() and w.clock_block == ""
