@@ -302,3 +302,9 @@ VAC_SOURCE_PS = "Professionnel de santé"
 VAC_SOURCE_UNKNOWN = "Non précisée"
 # 11.2: the heading of the journal's PDF export
 JOURNAL_PDF_TITLE = "Journal des accès au DMP — ps-agent"
+# 5.2: a batch row has no choice of the visibility to the legal representatives: a minor's document is
+# kept in the table with this reason, to be deposited from the « Dépôt » page where the choice is made
+BATCH_MINOR = (
+    "patient mineur : déposez ce document depuis la page « Dépôt » pour choisir sa visibilité par les "
+    "représentants légaux"
+)

@@ -1186,6 +1186,8 @@ class MainWindow(QMainWindow):
             i = todo.pop(0)
             row = page.model.rows[i]
             problems = row.problems() + ([] if author is not None else [L.BATCH_NO_AUTHORS])
+            if row.patient is not None and row.patient.identity.is_minor():
+                problems.append(L.BATCH_MINOR)  # 5.2: the visibility to the legal representatives is chosen
             if problems:
                 page.row_done(i, STATE_FAILED, "; ".join(problems))
                 next_row()

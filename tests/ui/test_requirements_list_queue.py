@@ -22,7 +22,7 @@ from ui import labels as L
 from ui.documents import DocumentFilter, DocumentTableModel, FilterBar
 from ui.journal_queue import QueuePage
 
-from .conftest import open_qualified
+from .conftest import minimal_pdf, open_qualified
 
 
 def _entry(title: str, vis: Visibility) -> DocumentEntry:
@@ -314,3 +314,30 @@ def test_the_real_clock_check_probes_the_sandbox_off_the_gui_thread(window_for: 
     qtbot.waitUntil(lambda: w.setup_page.clock_found.text() != "Vérification…", timeout=20_000)
     assert w.setup_page.clock_found.text().startswith("Horloge du poste")
     assert w.clock_warning.isHidden() and w.clock_block == ""
+
+
+def test_a_minors_document_is_kept_in_the_batch_table_for_the_deposit_page(
+    window_for: Any, qtbot: Any, monkeypatch: Any, wait_idle: Any, tmp_path: Path
+) -> None:
+    """5.2: the batch has no choice of the visibility to the legal representatives, so a minor's row is
+    never sent with a default: it stays in the table with the reason, and nothing reaches the queue."""
+    from ui.batch import STATE_FAILED
+
+    w = window_for("gp")
+    open_qualified(qtbot, w, demo.DEMO_MINOR, monkeypatch, wait_idle)
+    if w.minor_box is not None:
+        w.minor_box.reject()
+    wait_idle(w)
+    assert w.patient.identity.is_minor()
+    queued = len(w.controller.services.queue_entries())
+    pdf = tmp_path / "CR_mineur.pdf"
+    pdf.write_bytes(minimal_pdf("Consultation"))
+    page = w.batch_page
+    page.add_files([pdf])
+    assert page.model.rows[0].patient is w.patient
+    w.tabs.setCurrentWidget(page)
+    page.send.click()
+    qtbot.waitUntil(lambda: page.model.rows[0].state == STATE_FAILED, timeout=20_000)
+    wait_idle(w)
+    assert L.BATCH_MINOR in page.model.rows[0].message
+    assert len(w.controller.services.queue_entries()) == queued
