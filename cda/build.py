@@ -752,6 +752,20 @@ class VaccinationInput:
 VAC_NOTE_TYPE = "87273-9"
 
 
+# [I] How a title of JDV_J246 is written before a name in a narrative: the usual abbreviations for
+# « Docteur » and « Professeur », the full title otherwise (« Pharmacien colonel Paul DURAND »).
+NARRATIVE_TITLES = {"DR": "Dr", "PR": "Pr"}
+
+
+def vaccinator_line(author: AuthorInput, profession: str, *, given: bool = True) -> str:
+    """« Vaccination réalisée par Dr Paul PHARMACIEN (Pharmacien titulaire d'officine) » (REC_2.1-2060);
+    for a vaccination not given: « Vaccination non réalisée, constatée par … »."""
+    title = NARRATIVE_TITLES.get(author.suffix, vs.TITLES_J246.get(author.suffix, ""))
+    who = " ".join(p for p in (title, author.given_name.strip(), author.family_name.strip()) if p)
+    lead = "Vaccination réalisée par" if given else "Vaccination non réalisée, constatée par"
+    return f"{lead} {who} ({profession})"
+
+
 def vaccination_note(
     *,
     patient: PatientInput,
@@ -821,6 +835,9 @@ def vaccination_note(
     _el(row, "td", text=vac.lot_number)
     _el(row, "td", text=str(vac.dose_rank) if vac.dose_rank else "")
     _el(row, "td", text="Administré" if vac.given else "Non administré")
+    # REC_2.1-2060 (dmp-ui-requirements 10.5): who vaccinated, with title and profession, so that a reader
+    # tells a professional's entry from the patient's own (the vaccinator is the author: the card signs)
+    _el(text, "paragraph", text=vaccinator_line(author, specialty.display_name, given=vac.given))
 
     sbadm = _el(
         _el(section, "entry"),
@@ -916,6 +933,7 @@ __all__ = [
     "check_content",
     "level1",
     "vaccination_note",
+    "vaccinator_line",
 ]
 
 

@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             # never while quitting: an import cut by the interpreter's exit would print errors
             preload_core(services.get)
         window.refresh_queue()  # the tray shows the queue from the start, session or not
+        if not args.smoke:
+            window.check_clock()  # 1.4 / 15.4: once, on the services worker
         if QSystemTrayIcon.isSystemTrayAvailable():
             window.tray.show()
         window.controller.start_card_watch()

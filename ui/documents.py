@@ -311,6 +311,10 @@ class DocumentFilter(QSortFilterProxyModel):
         self.since: dt.date | None = None
         self.until: dt.date | None = None
         self.only_new = False
+        # 6.1: keep only the documents with these confidentiality codes (labels.ONLY_* [I])
+        self.masked_only = False
+        self.invisible_patient_only = False
+        self.invisible_reps_only = False
         self._accepted: list[bool] = []
         self._accepted_for = (-1, -1, -1)  # (model id, its generation, filters) the cache was made for
         self._filters = 0  # bumped at each set(): the cache is rebuilt
@@ -329,7 +333,8 @@ class DocumentFilter(QSortFilterProxyModel):
         self._filters += 1
         self._active = bool(
             self.rubric or self.text or self.author or self.type_label or self.state or self.only_new
-            or self.since or self.until
+            or self.since or self.until or self.masked_only or self.invisible_patient_only
+            or self.invisible_reps_only
         )  # fmt: skip
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
@@ -362,6 +367,14 @@ class DocumentFilter(QSortFilterProxyModel):
             return False
         if self.state and self.state not in cells[COL_STATE]:
             return False
+        if self.masked_only or self.invisible_patient_only or self.invisible_reps_only:
+            vis = model.entries[i].visibility
+            if (
+                (self.masked_only and not vis.masked_to_professionals)
+                or (self.invisible_patient_only and not vis.invisible_to_patient)
+                or (self.invisible_reps_only and not vis.invisible_to_legal_representatives)
+            ):
+                return False
         if self.since or self.until:
             e = model.entries[i]
             day = e.creation_time.astimezone(PARIS).date() if e.creation_time else None
@@ -489,6 +502,13 @@ class FilterBar(QWidget):
         self.archived.setAccessibleName(L.SHOW_ARCHIVED)
         self.old_versions = QCheckBox(L.SHOW_OLD_VERSIONS)
         self.old_versions.setAccessibleName(L.SHOW_OLD_VERSIONS)
+        # 6.1: visibility filters (the masked one only for the médecin traitant: set_medecin_traitant)
+        self.masked = QCheckBox(L.ONLY_MASKED)
+        self.invisible_patient = QCheckBox(L.ONLY_INVISIBLE_PATIENT)
+        self.invisible_reps = QCheckBox(L.ONLY_INVISIBLE_REPS)
+        for box in (self.masked, self.invisible_patient, self.invisible_reps):
+            box.setAccessibleName(box.text())
+        self.masked.hide()
         self.text.setMinimumWidth(180)
         self.author.setMinimumWidth(140)
         self.type.setMinimumWidth(200)
@@ -496,12 +516,23 @@ class FilterBar(QWidget):
             lay.addWidget(w)
         checks.addWidget(self.archived)
         checks.addWidget(self.old_versions)
+        for box in (self.masked, self.invisible_patient, self.invisible_reps):
+            checks.addWidget(box)
         checks.addStretch(1)
         self.text.textChanged.connect(lambda t: proxy.set(text=t))
         self.author.textChanged.connect(lambda t: proxy.set(author=t))
         self.type.currentIndexChanged.connect(lambda _i: proxy.set(type_label=self.type.currentData() or ""))
         self.state.currentIndexChanged.connect(lambda _i: proxy.set(state=self.state.currentData() or ""))
         self.since.dateChanged.connect(self._since)
+        self.masked.toggled.connect(lambda on: proxy.set(masked_only=on))
+        self.invisible_patient.toggled.connect(lambda on: proxy.set(invisible_patient_only=on))
+        self.invisible_reps.toggled.connect(lambda on: proxy.set(invisible_reps_only=on))
+
+    def set_medecin_traitant(self, yes: bool) -> None:
+        """The masked filter (6.1) exists only for the patient's médecin traitant (TD0.2)."""
+        self.masked.setVisible(yes)
+        if not yes and self.masked.isChecked():
+            self.masked.setChecked(False)
 
     def _since(self, d: QDate) -> None:
         self.proxy.set(since=None if d == self.since.minimumDate() else d.toPython())

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QDate, QModelIndex, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QHideEvent
+from PySide6.QtGui import QBrush, QColor, QHideEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -170,6 +171,97 @@ def export_journal_file(journal: Any, fmt: str, path: str, selection: RecordFilt
         return int(journal.export_csv(out, **kw))
 
 
+def read_for_pdf(journal: Any, selection: RecordFilter | None) -> tuple[list[Any], Any]:
+    """(every record of the selection, or of the journal, in order; the chain verification): worker side."""
+    kw: dict[str, Any] = {} if selection is None else selection.query()
+    records = [r for r in journal.iter_records(**kw) if selection is None or selection.matches(r)]
+    return records, journal.verify()
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def filter_description(selection: RecordFilter | None) -> str:
+    """The selection in French, for the PDF's heading."""
+    if selection is None or selection.empty:
+        return "tout le journal"
+    parts = []
+    if selection.since is not None or selection.until is not None:
+        start = selection.since.astimezone(PARIS).strftime("%d/%m/%Y") if selection.since else "…"
+        end = (
+            (selection.until.astimezone(PARIS) - dt.timedelta(days=1)).strftime("%d/%m/%Y")
+            if selection.until
+            else "…"
+        )
+        parts.append(f"période du {start} au {end}")
+    if selection.text:
+        parts.append(f"texte (professionnel, RPPS…) « {selection.text} »")
+    if selection.action:
+        parts.append(f"action {ACTION_FR.get(selection.action, ACTION_FAMILIES_FR.get(selection.action, ''))}"
+                     f" [{selection.action}]")  # fmt: skip
+    if selection.patient_ins:
+        parts.append(f"patient (INS) {selection.patient_ins}")
+    if selection.outcome:
+        parts.append(f"résultat {OUTCOME_FR.get(selection.outcome, selection.outcome)}")
+    return ", ".join(parts)
+
+
+def journal_pdf_html(records: list[Any], verification: Any, selection: RecordFilter | None, made: str) -> str:
+    """11.2: the traces of a selection (one professional over a period) as a printable page: the rows, each
+    with its sequence number and its chain hash, and the integrity check of the whole journal."""
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{_esc(c)}</td>" for c in (str(r.seq), *journal_row(r)[:5], r.hash[:16]))
+        + "</tr>"
+        for r in records
+    )
+    if verification.ok:
+        check = f"{verification.message_fr} Garantie : {JOURNAL_GUARANTEE}."
+    else:
+        check = (
+            f"Journal altéré à partir de l'entrée n° {verification.first_bad_seq} : {verification.message_fr}"
+        )
+    last = records[-1] if records else None
+    chain = (
+        f"Dernière entrée exportée : n° {last.seq}, empreinte SHA-256 {last.hash}."
+        if last
+        else "Aucune entrée."
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("N°", "Date (heure locale)", "Action", "Qui", "Patient (INS)", "Résultat", "Empreinte")
+    )
+    return (
+        f"<h2>{L.JOURNAL_PDF_TITLE}</h2>"
+        f"<p>Sélection : {_esc(filter_description(selection))}. {len(records)} entrée(s). "
+        f"Édité le {_esc(made)}.</p>"
+        f"<p><b>Vérification de l'intégrité :</b> {_esc(check)}</p><p>{_esc(chain)}</p>"
+        f'<table border="1" cellspacing="0" cellpadding="2"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def write_pdf(html_text: str, path: str) -> None:
+    """The page as an A4 PDF at ``path``, created 0600 (it names patients). GUI thread (QTextDocument)."""
+    import os
+
+    from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter, QTextDocument
+
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    writer = QPdfWriter(path)
+    writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
+    writer.setPageOrientation(QPageLayout.Orientation.Portrait)
+    writer.setTitle(L.JOURNAL_PDF_TITLE)
+    doc = QTextDocument()
+    doc.setDefaultStyleSheet("body { font-size: 8pt; } td, th { font-size: 7pt; }")
+    doc.setHtml(html_text)
+    doc.print_(writer)
+    os.chmod(path, 0o600)
+
+
 class JournalPage(QWidget):
     """The journal with its filters (period in local days, action, patient, outcome, text). A change of
     filter asks the window to read again (``refresh_requested``; the text after a short pause); the
@@ -177,7 +269,9 @@ class JournalPage(QWidget):
 
     refresh_requested = Signal()
     verify_requested = Signal()
-    export_requested = Signal(str, str)  # "fhir" | "csv", destination path (selection: export_filter())
+    export_requested = Signal(
+        str, str
+    )  # "fhir" | "csv" | "pdf", destination path (selection: export_filter())
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -195,6 +289,8 @@ class JournalPage(QWidget):
         self.export_fhir.setAccessibleName("Exporter le journal au format FHIR AuditEvent")
         self.export_csv = QPushButton("Exporter (CSV)")
         self.export_csv.setAccessibleName("Exporter le journal au format CSV")
+        self.export_pdf = QPushButton("Exporter (PDF)")
+        self.export_pdf.setAccessibleName("Exporter le journal en PDF avec la vérification de l'intégrité")
         self.selection_only = QCheckBox("Exporter la sélection")
         self.selection_only.setAccessibleName("Exporter seulement les entrées filtrées")
         self.selection_only.setToolTip("Décoché : tout le journal est exporté.")
@@ -202,6 +298,7 @@ class JournalPage(QWidget):
         bar.addWidget(self.verify)
         bar.addWidget(self.export_fhir)
         bar.addWidget(self.export_csv)
+        bar.addWidget(self.export_pdf)
         bar.addWidget(self.selection_only)
         bar.addWidget(self.result, 1)
         lay.addLayout(bar)
@@ -222,6 +319,7 @@ class JournalPage(QWidget):
         self.verify.clicked.connect(self.verify_requested)
         self.export_fhir.clicked.connect(lambda: self._ask_export("fhir"))
         self.export_csv.clicked.connect(lambda: self._ask_export("csv"))
+        self.export_pdf.clicked.connect(lambda: self._ask_export("pdf"))
         self.selection_only.setEnabled(False)
 
     def _filter_bar(self) -> QHBoxLayout:
@@ -294,10 +392,16 @@ class JournalPage(QWidget):
 
     def _filter_open_patient(self) -> None:
         if self.open_patient_ins:
-            self.patient.blockSignals(True)
-            self.patient.setText(self.open_patient_ins)
-            self.patient.blockSignals(False)
+            self.filter_patient(self.open_patient_ins)
             self._filters_changed()
+
+    def filter_patient(self, ins: str) -> None:
+        """Set the patient filter to ``ins`` (the caller reads the journal again)."""
+        self._debounce.stop()
+        self.patient.blockSignals(True)
+        self.patient.setText(ins.split("^", 1)[0])
+        self.patient.blockSignals(False)
+        self._update_selection_box()
 
     def _typed(self) -> None:
         if self.isVisible():  # hidden, the page is read again when shown (the window's tab change)
@@ -367,7 +471,9 @@ class JournalPage(QWidget):
     def _ask_export(self, fmt: str) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        suffix, filt = (".json", "FHIR (*.json)") if fmt == "fhir" else (".csv", "CSV (*.csv)")
+        suffix, filt = {"fhir": (".json", "FHIR (*.json)"), "pdf": (".pdf", "PDF (*.pdf)")}.get(
+            fmt, (".csv", "CSV (*.csv)")
+        )
         name = "journal-ps-agent" + ("-selection" if self.export_filter() is not None else "") + suffix
         title = (
             "Exporter la sélection du journal" if self.export_filter() is not None else "Exporter le journal"
@@ -397,20 +503,81 @@ class JournalPage(QWidget):
         self.result.setStyleSheet("color: #1e7b34;" if result.ok else "color: #a40000;")
 
 
+def queue_state(entry: Any) -> str:
+    return str(getattr(entry.state, "value", entry.state))
+
+
 def queue_row(entry: Any) -> tuple[str, ...]:
-    state = str(getattr(entry.state, "value", entry.state))
+    """Updated, titles, patient, state, why (French label + DMP code, 8.6), author, deposited by (14.4:
+    the author professional and the person who deposited — the same one outside AIR/indirect mode)."""
+    state = queue_state(entry)
     label = L.QUEUE_STATE_FR.get(state, state)
     when = ""
     if state == "waiting" and entry.next_try:
         when = dt.datetime.fromtimestamp(entry.next_try, PARIS).strftime("%H:%M:%S")
+    why = entry.reason_fr
+    code = getattr(entry, "reason_code", "")
+    if code and code not in why:
+        why = f"{why} [{code}]" if why else f"[{code}]"
     return (
         local_ts(entry.updated),
         ", ".join(entry.titles),
         entry.patient_ins,
         label + (f" ({when})" if when else ""),
-        entry.reason_fr,
+        why,
         entry.on_behalf_of or entry.actor_id_nat,
+        entry.actor_id_nat,
     )
+
+
+def queue_late(entry: Any, today: dt.date) -> bool:
+    """8.8: a deposit still waiting (pending / sending / waiting) that was queued before ``today``
+    (local day): the data should reach the DMP the day of the consultation."""
+    if queue_state(entry) not in ("pending", "sending", "waiting"):
+        return False
+    try:
+        created = dt.datetime.fromisoformat(entry.created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created.astimezone(PARIS).date() < today
+
+
+def queue_details(entry: Any) -> str:
+    """8.6: everything the core keeps about one queue entry, for support (plain text)."""
+    state = queue_state(entry)
+    lines = [
+        f"État : {L.QUEUE_STATE_FR.get(state, state)} [{state}]",
+        f"Motif : {entry.reason_fr or '—'}",
+        f"Code renvoyé : {getattr(entry, 'reason_code', '') or '—'}",
+        f"Essais d'envoi : {entry.attempts}",
+        f"Auteur : {entry.on_behalf_of or entry.actor_id_nat}",
+        f"Déposé par : {entry.actor_id_nat}",
+        f"Mis en file le : {local_ts(entry.created)}",
+        f"Mis à jour le : {local_ts(entry.updated)}",
+        f"Lot (identifiant) : {entry.id}",
+        "Documents : " + (", ".join(entry.document_uids) or "—"),
+    ]
+    return "\n".join(lines)
+
+
+class QueueModel(RowsModel):
+    """The queue rows; the late ones (8.8) on a tinted background, said in their tooltip."""
+
+    LATE_BRUSH = QBrush(QColor("#fde7c8"))
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(L.QUEUE_HEADERS, parent)
+        self.late: set[int] = set()
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if index.isValid() and index.row() in self.late:
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return self.LATE_BRUSH
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{self.rows[index.row()][index.column()]} — {L.QUEUE_LATE}"
+        return super().data(index, role)
 
 
 class QueuePage(QWidget):
@@ -434,25 +601,43 @@ class QueuePage(QWidget):
             bar.addWidget(w)
         bar.addWidget(self.summary, 1)
         lay.addLayout(bar)
-        self.model = RowsModel(("Mis à jour", "Titre", "Patient (INS)", "État", "Pourquoi", "Auteur"))
+        self.model = QueueModel()
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Dépôts de la file")
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
-        lay.addWidget(self.table)
+        lay.addWidget(self.table, 3)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setAccessibleName(L.QUEUE_DETAILS)
+        self.details.setPlaceholderText(L.QUEUE_DETAILS_HINT)
+        self.details.setMaximumHeight(self.fontMetrics().lineSpacing() * 12)
+        lay.addWidget(QLabel(L.QUEUE_DETAILS))
+        lay.addWidget(self.details, 1)
         self.refresh.clicked.connect(self.refresh_requested)
         self.resend.clicked.connect(self.resend_requested)
         self.hand_back.clicked.connect(self._hand_back)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
 
-    def show_entries(self, entries: list[Any]) -> None:
+    def show_entries(self, entries: list[Any], today: dt.date | None = None) -> None:
+        """``today``: the local day the late rows are measured against (default: now in Paris)."""
+        day = today or dt.datetime.now(PARIS).date()
+        self.model.late = {i for i, e in enumerate(entries) if queue_late(e, day)}
         self.model.set_rows([queue_row(e) for e in entries], entries)
-        active = [
-            e for e in entries if str(getattr(e.state, "value", e.state)) in ("pending", "sending", "waiting")
-        ]
-        refused = [e for e in entries if str(getattr(e.state, "value", e.state)) == "refused"]
-        self.summary.setText(f"{len(active)} en attente, {len(refused)} refusé(s)")
+        active = [e for e in entries if queue_state(e) in ("pending", "sending", "waiting")]
+        refused = [e for e in entries if queue_state(e) == "refused"]
+        text = f"{len(active)} en attente, {len(refused)} refusé(s)"
+        if self.model.late:
+            text += f", {len(self.model.late)} {L.QUEUE_LATE_SUMMARY}"
+        self.summary.setText(text)
         self.table.resizeColumnsToContents()
+        self._show_details()
+
+    def _show_details(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        self.details.setPlainText(queue_details(self.model.items[rows[0].row()]) if rows else "")
 
     def _hand_back(self) -> None:
         rows = self.table.selectionModel().selectedRows()

@@ -225,6 +225,12 @@ STATE_ACTIVE = "actif"
 PATIENT_AUTHORED = "Ajouté par le patient"
 SHOW_ARCHIVED = "Afficher les documents archivés"
 SHOW_OLD_VERSIONS = "Afficher les anciennes versions (obsolètes/remplacées)"
+# 6.1 optional filters on the visibility of the listed documents. [I] Ticked, each keeps only the documents
+# with that confidentiality code (they are active documents the DMP already returns; archived ones and old
+# versions are added by their own boxes); the masked one is shown only to the médecin traitant (TD0.2).
+ONLY_MASKED = "Seulement les documents masqués aux professionnels"
+ONLY_INVISIBLE_PATIENT = "Seulement les documents non visibles par le patient"
+ONLY_INVISIBLE_REPS = "Seulement les documents non visibles par les représentants légaux"
 VIEW_WARN_PATIENT = "Attention, ce document n'est pas visible du patient"
 VIEW_WARN_REPS = (
     "Attention, ce document n'est pas visible des représentants légaux pour préserver le secret du "
@@ -276,3 +282,29 @@ QUEUE_STATE_FR = {
 
 # [I] The event loop must never stall longer than this (issue 11 "never blocks"); checked by the tests.
 MAX_STALL_MS = 100
+
+# 11.4 (a): the patient banner's button opening this workstation's journal for the open patient
+RECORD_ACCESS = "Accès au dossier"
+RECORD_ACCESS_TIP = "Journal de ce poste pour ce patient (accès, dépôts, lectures)"
+
+# Queue page: 14.4 both the author and the person who deposited (AIR / indirect mode); 8.6 the details
+# pane; 8.8 rows still waiting from an earlier day.
+QUEUE_HEADERS = ("Mis à jour", "Titre", "Patient (INS)", "État", "Pourquoi", "Auteur", "Déposé par")
+QUEUE_DETAILS = "Détails du dépôt sélectionné"
+QUEUE_DETAILS_HINT = "Sélectionnez une ligne : état, motif, code renvoyé, essais, identifiants."
+QUEUE_LATE = "en attente depuis un jour précédent : le dépôt doit être fait le jour même"
+QUEUE_LATE_SUMMARY = "d'un jour précédent"
+# 1.4: said after the status bar's clock warning when the skew is gross (the doctor's check fails)
+CLOCK_DEPOSITS_BLOCKED = " : dépôts bloqués"
+# 10.7: the « Source » column of the vaccination history
+VAC_SOURCE_PATIENT = "Patient"
+VAC_SOURCE_PS = "Professionnel de santé"
+VAC_SOURCE_UNKNOWN = "Non précisée"
+# 11.2: the heading of the journal's PDF export
+JOURNAL_PDF_TITLE = "Journal des accès au DMP — ps-agent"
+# 5.2: a batch row has no choice of the visibility to the legal representatives: a minor's document is
+# kept in the table with this reason, to be deposited from the « Dépôt » page where the choice is made
+BATCH_MINOR = (
+    "patient mineur : déposez ce document depuis la page « Dépôt » pour choisir sa visibilité par les "
+    "représentants légaux"
+)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from ui.documents import (
     FilterBar,
     RubricList,
     fit_columns,
+    is_patient_authored,
 )
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
@@ -279,7 +281,11 @@ class MainWindow(QMainWindow):
         self.c15_btn.setAccessibleName(L.C15_ACTION)
         self.close_btn = QPushButton("Fermer le dossier")
         self.close_btn.setAccessibleName("Fermer le dossier du patient")
-        for b in (self.bdg_btn, self.c15_btn, self.close_btn):
+        # 11.4(a): this workstation's journal for the open patient, in one click
+        self.access_btn = QPushButton(L.RECORD_ACCESS)
+        self.access_btn.setAccessibleName(L.RECORD_ACCESS_TIP)
+        self.access_btn.setToolTip(L.RECORD_ACCESS_TIP)
+        for b in (self.bdg_btn, self.c15_btn, self.access_btn, self.close_btn):
             actions.addWidget(b)
             b.hide()
         actions.addStretch(1)
@@ -352,6 +358,7 @@ class MainWindow(QMainWindow):
 
             return DoctorOptions(environment=services.config.environment, home=Path(services.config.home))
 
+        self.doctor_options = doctor_options
         self.diagnostic_page = DiagnosticPage(run_bg, doctor_options)
         self.tabs.addTab(self.diagnostic_page, "Diagnostic")
         self.setup_page = FirstRunPage(run_bg, config_folder)
@@ -379,8 +386,15 @@ class MainWindow(QMainWindow):
         self.status_line = QLabel("")
         self.status_line.setAccessibleName("Message")
         self.status_line.setWordWrap(True)
+        # 1.4: the workstation clock, checked once after the first paint (check_clock)
+        self.clock_warning = QLabel("")
+        self.clock_warning.setAccessibleName("Horloge du poste")
+        self.clock_warning.setStyleSheet("color: #a40000; font-weight: bold;")
+        self.clock_warning.hide()
+        self.clock_block = ""  # the reason deposits are blocked for (gross skew), "" when none
         sb = self.statusBar()
         sb.addWidget(self.status_line, 1)
+        sb.addPermanentWidget(self.clock_warning)
         sb.addPermanentWidget(self.busy_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
@@ -402,6 +416,7 @@ class MainWindow(QMainWindow):
         self.bdg_btn.clicked.connect(lambda: self.ask_emergency(centre_15=False))
         self.c15_btn.clicked.connect(lambda: self.ask_emergency(centre_15=True))
         self.close_btn.clicked.connect(self.close_patient)
+        self.access_btn.clicked.connect(self.show_record_access)
         self.rubrics.currentRowChanged.connect(
             lambda _r: self.doc_proxy.set(rubric=self.rubrics.current_rubric())
         )
@@ -916,9 +931,11 @@ class MainWindow(QMainWindow):
         self.deposit_page.set_minor(bool(p and p.identity.is_minor()))
         self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
         self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
+        self.filters.set_medecin_traitant(bool(p and p.status and p.status.is_medecin_traitant))
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
         self.close_btn.setVisible(p is not None)
+        self.access_btn.setVisible(p is not None and bool(p.identity.ins))
         if p is None:
             self.dmp_banner.hide()
             self.emergency_banner.hide()
@@ -958,6 +975,8 @@ class MainWindow(QMainWindow):
             kind = self.dmp_banner.kind
             if kind in ("none", "closed", "opposed"):
                 block = self.dmp_banner.text.text().replace("<b>", "").replace("</b>", "")
+        if not block and self.clock_block:
+            block = self.clock_block  # 1.4: a gross clock skew blocks deposits
         self.deposit_page.set_blocked(block)
 
     # ------------------------------------------------------------------ documents
@@ -1167,6 +1186,8 @@ class MainWindow(QMainWindow):
             i = todo.pop(0)
             row = page.model.rows[i]
             problems = row.problems() + ([] if author is not None else [L.BATCH_NO_AUTHORS])
+            if row.patient is not None and row.patient.identity.is_minor():
+                problems.append(L.BATCH_MINOR)  # 5.2: the visibility to the legal representatives is chosen
             if problems:
                 page.row_done(i, STATE_FAILED, "; ".join(problems))
                 next_row()
@@ -1238,7 +1259,8 @@ class MainWindow(QMainWindow):
 
         def done(items: Any) -> None:
             if self.patient is p:
-                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date)
+                authored = {e.unique_id: is_patient_authored(e) for e in self.doc_model.entries}
+                self.vaccination_page.show_immunizations(list(items), p.identity.birth_date, authored)
                 self.vaccinations_listed.emit(items)
 
         fn = lambda ctx: p.handle.vaccination_status(ctx=ctx).value  # noqa: E731
@@ -1270,12 +1292,48 @@ class MainWindow(QMainWindow):
 
         self.run(Op(self, fn, label="Enregistrement de la vaccination").success(done).failure(failed))
 
+    # ------------------------------------------------------------------ workstation clock (1.4, 15.4)
+    def check_clock(self, check: Callable[[], Any] | None = None) -> None:
+        """Check the workstation's clock once, on the services worker (the HTTPS probes of the doctor):
+        ``check`` gives a ``ps_agent.doctor.Check`` (default: ``setup_pages.clock_check``)."""
+        from ui.setup_pages import clock_check
+
+        options = self.doctor_options
+        fn = check or (lambda: clock_check(options()))
+        op = Op(self, lambda _ctx: fn(), label="Vérification de l'horloge du poste")
+        op.success(self.show_clock).failure(lambda exc: log.info("horloge non vérifiée : %s", exc))
+        self.controller.services_worker.run(op)
+
+    def show_clock(self, check: Any) -> None:
+        """A skew: the warning in the status bar (and on the first-run page); a gross one (the doctor's
+        check fails) also blocks deposits with the fix."""
+        from ui.setup_pages import clock_skewed
+
+        self.setup_page.show_clock(check)
+        skewed = clock_skewed(check)
+        text = f"⚠ {check.label_fr} ({check.detail})" + ("" if check.ok else L.CLOCK_DEPOSITS_BLOCKED)
+        self.clock_warning.setText(text if skewed else "")
+        self.clock_warning.setToolTip(check.fix_fr if skewed else "")
+        self.clock_warning.setVisible(skewed)
+        self.clock_block = "" if check.ok else check.fix_fr
+        self._update_patient_ui()
+
     # ------------------------------------------------------------------ journal and queue
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.journal_page:
             self.refresh_journal()
         elif self.tabs.widget(index) is self.queue_page:
             self.refresh_queue()
+
+    def show_record_access(self) -> None:
+        """« Accès au dossier » (11.4 a): the journal page filtered on the open patient's INS."""
+        if self.patient is None or not self.patient.identity.ins:
+            return
+        self.journal_page.filter_patient(self.patient.identity.ins)
+        if self.tabs.currentWidget() is self.journal_page:
+            self.refresh_journal()
+        else:
+            self.tabs.setCurrentWidget(self.journal_page)  # the tab change reads the journal
 
     def refresh_journal(self) -> None:
         """The journal page's selection (its filters), the most recent first (journal_queue.read_journal)."""
@@ -1300,6 +1358,9 @@ class MainWindow(QMainWindow):
         from ui.journal_queue import export_journal_file
 
         journal, selection = self.controller.services.journal, self.journal_page.export_filter()
+        if fmt == "pdf":
+            self._export_journal_pdf(journal, selection, path)
+            return
 
         def done(count: int) -> None:
             what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
@@ -1310,6 +1371,30 @@ class MainWindow(QMainWindow):
 
         fn = lambda _ctx: export_journal_file(journal, fmt, path, selection)  # noqa: E731
         op = Op(self, fn, label="Export du journal")
+        self.controller.services_worker.run(op.success(done).failure(self._failed))
+
+    def _export_journal_pdf(self, journal: Any, selection: Any, path: str) -> None:
+        """11.2: the records read and the chain verified on the services' worker, the PDF laid out here."""
+        import datetime as dt
+
+        from ui.documents import PARIS
+        from ui.journal_queue import journal_pdf_html, read_for_pdf, write_pdf
+
+        def done(got: tuple[list[Any], Any]) -> None:
+            records, verification = got
+            made = dt.datetime.now(PARIS).strftime("%d/%m/%Y %H:%M")
+            try:
+                write_pdf(journal_pdf_html(records, verification, selection, made), path)
+            except OSError as exc:
+                self.say(f"Export impossible : {exc}", error=True)
+                return
+            what = "Sélection du journal exportée" if selection is not None else "Journal exporté"
+            text = f"{what} (PDF) : {len(records)} entrée(s) dans {path}."
+            self.journal_page.result.setText(text)
+            self.journal_page.result.setStyleSheet("")
+            self.say(text)
+
+        op = Op(self, lambda _ctx: read_for_pdf(journal, selection), label="Export du journal (PDF)")
         self.controller.services_worker.run(op.success(done).failure(self._failed))
 
     def refresh_queue(self) -> None:

@@ -90,6 +90,30 @@ REGENERATE_CONFIRM = (
 )
 
 
+def clock_check(options: Any) -> Any:
+    """The doctor's clock check alone (1.4): the DMP's (and INSi's, when configured) HTTPS ``Date``
+    against the workstation's time; worker side (network). Returns a ``ps_agent.doctor.Check``."""
+    from ps_agent.doctor import check_clock, probe_https
+
+    env = options.environment
+    probes = [
+        (
+            "le serveur du DMP",
+            probe_https(env.base_url, env.ca_file, verify_host=env.verify_host, timeout_s=options.timeout_s),
+        )
+    ]
+    if options.insi_url:
+        ca = options.insi_ca_file or env.ca_file
+        probes.append(("le serveur INSi", probe_https(options.insi_url, ca, timeout_s=options.timeout_s)))
+    return check_clock(options, probes)
+
+
+def clock_skewed(check: Any) -> bool:
+    """Whether the clock check measured a skew beyond the doctor's warning threshold (an unchecked clock,
+    no server having given its date, is not a skew: the Diagnostic page says it)."""
+    return bool(check.detail) and (not check.ok or check.warning)
+
+
 class FirstRunPage(QWidget):
     """The first-run wizard as one page. ``run`` runs an ``Op`` on a worker; ``folder``: the configuration
     folder (None = the platform's, as ``ps-agent setup``)."""
@@ -120,6 +144,10 @@ class FirstRunPage(QWidget):
         self.cryptolib_found.setWordWrap(True)
         fl.addRow("Lecteurs de cartes", self.readers_found)
         fl.addRow("Cryptolib CPS", self.cryptolib_found)
+        self.clock_found = QLabel("Vérification…")  # 15.4: the time-sync check (show_clock)
+        self.clock_found.setAccessibleName("Horloge du poste")
+        self.clock_found.setWordWrap(True)
+        fl.addRow("Horloge du poste", self.clock_found)
         lay.addWidget(found)
         self.environment = QComboBox()
         for name, label in ENVIRONMENT_LABELS_FR.items():
@@ -284,6 +312,14 @@ class FirstRunPage(QWidget):
         self.cryptolib_found.setText(d.cryptolib or "Non trouvée : installez la Cryptolib CPS (ANS).")
         if d.cryptolib and not self.pkcs11.text():
             self.pkcs11.setText(d.cryptolib)
+
+    def show_clock(self, check: Any) -> None:
+        """The clock check's result (15.4): the label, and the fix when the clock is off."""
+        text = check.label_fr + (f" ({check.detail})" if check.detail else "")
+        if clock_skewed(check) or not check.ok:
+            text += f" — {check.fix_fr}"
+        self.clock_found.setText(text)
+        self.clock_found.setStyleSheet("color: #a40000;" if clock_skewed(check) else "")
 
     def raw(self) -> dict[str, dict[str, object]]:
         """The TOML document typed (same keys as ``ps-agent setup``)."""

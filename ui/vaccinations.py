@@ -5,6 +5,8 @@ form that builds and deposits one VAC-NOTE per act (10.2)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QDate, Qt, Signal
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import labels as L
 from ui.journal_queue import RowsModel
 
 # [I] 10.8: gaps are shown only from this explicit, versioned rule table (no official French algorithm was
@@ -127,7 +130,21 @@ def attestation_html(patient: str, fields: dict[str, Any], vaccinator: str, stru
     )
 
 
-def immunization_row(imm: Any) -> tuple[str, ...]:
+RPPS_ID = re.compile(r"8\d{11}")  # PSIdNat of a professional with an RPPS (10.7 fallback)
+
+
+def immunization_source(imm: Any, patient_authored: Mapping[str, bool]) -> str:
+    """10.7: who the dose comes from — the patient (the source document is one the patient added:
+    classCode 90 / patient author, ``documents.is_patient_authored``) or a professional; not said when the
+    source document is not in the list read (``patient_authored``: uniqueId → added by the patient) and
+    the vaccinator has no RPPS ([I] a performer identified by « 8 » + RPPS is a professional)."""
+    known = patient_authored.get(imm.document_id)
+    if known is None:
+        return L.VAC_SOURCE_PS if RPPS_ID.fullmatch(imm.performer_id or "") else L.VAC_SOURCE_UNKNOWN
+    return L.VAC_SOURCE_PATIENT if known else L.VAC_SOURCE_PS
+
+
+def immunization_row(imm: Any, source: str = "") -> tuple[str, ...]:
     date = imm.date
     try:
         date = dt.date.fromisoformat(imm.date).strftime("%d/%m/%Y")
@@ -141,6 +158,7 @@ def immunization_row(imm: Any) -> tuple[str, ...]:
         imm.lot_number,
         imm.performer,
         "administré" if imm.given else "non administré",
+        source,
     )
 
 
@@ -165,7 +183,9 @@ class VaccinationPage(QWidget):
         self.gaps.setStyleSheet("background: #fff4e5; padding: 6px;")
         self.gaps.hide()
         lay.addWidget(self.gaps)
-        self.model = RowsModel(("Date", "Vaccin", "Maladies", "Rang", "Lot", "Vacciné par", "Statut"))
+        self.model = RowsModel(
+            ("Date", "Vaccin", "Maladies", "Rang", "Lot", "Vacciné par", "Statut", "Source")
+        )
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Historique de vaccination")
@@ -239,9 +259,14 @@ class VaccinationPage(QWidget):
         self.vaccinator.setText(who)
         self.recorder.setText(who)
 
-    def show_immunizations(self, items: list[Any], birth_date: str = "") -> None:
+    def show_immunizations(
+        self, items: list[Any], birth_date: str = "", patient_authored: Mapping[str, bool] | None = None
+    ) -> None:
+        """``patient_authored``: per document uniqueId of the list read, whether the patient added it (the
+        « Source » column, 10.7)."""
         items = sorted(items, key=lambda i: i.date, reverse=True)
-        self.model.set_rows([immunization_row(i) for i in items], items)
+        sources = patient_authored or {}
+        self.model.set_rows([immunization_row(i, immunization_source(i, sources)) for i in items], items)
         self.summary.setText(f"{len(items)} vaccination(s)")
         self.table.resizeColumnsToContents()
         gaps = vaccination_gaps(birth_date, items) if birth_date else []

@@ -319,3 +319,30 @@ def test_ins_oid_must_suit_the_environment(patient: PatientInput, author: Author
     with pytest.raises(InvalidIns) as exc:
         _level1(patient, author, environment="production")
     assert exc.value.field == "patient.ins_oid"
+
+
+def test_the_vaccination_narrative_names_the_vaccinator_with_title_and_profession(
+    patient: PatientInput, author: AuthorInput, vaccination: VaccinationInput
+) -> None:
+    """REC_2.1-2060 (dmp-ui-requirements 10.5): the narrative says who vaccinated, with the title and the
+    profession, so that a reader tells a professional's entry from the patient's."""
+
+    def narrative(data: bytes) -> list[str]:
+        root = cda.parse(data).root
+        return ["".join(p.itertext()) for p in root.iterfind(f".//{H}section/{H}text/{H}paragraph")]
+
+    data = build.vaccination_note(patient=patient, author=author, vaccination=vaccination)
+    assert errors(validate_builtin(data)) == []
+    profession = valuesets.author_specialties()["G15_21/A"].display_name
+    assert narrative(data) == [
+        f"Vaccination réalisée par {author.given_name} {author.family_name} ({profession})"
+    ]
+    doctor = dataclasses.replace(author, suffix="DR", specialty_code="G15_10/SM26")
+    data = build.vaccination_note(patient=patient, author=doctor, vaccination=vaccination)
+    assert narrative(data) == [
+        f"Vaccination réalisée par Dr {author.given_name} {author.family_name} "
+        "(Médecin - Qualifié en Médecine Générale (SM))"
+    ]
+    not_given = dataclasses.replace(vaccination, given=False)
+    data = build.vaccination_note(patient=patient, author=author, vaccination=not_given)
+    assert narrative(data)[0].startswith("Vaccination non réalisée, constatée par ")

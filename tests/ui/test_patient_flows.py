@@ -370,3 +370,4 @@ def test_a_pharmacist_records_a_vaccination_and_sees_it_in_the_table(
     qtbot.waitUntil(lambda: page.model.rowCount() == before + 1, timeout=30_000)
     row = next(r for r in page.model.rows if r[4] == "UI-TEST-42")
     assert row[1] == "REPEVAX, suspension injectable" and row[3] == "4" and row[6] == "administré"
+    assert {r[7] for r in page.model.rows} == {L.VAC_SOURCE_PS}  # 10.7: professionals' notes (demo data)
