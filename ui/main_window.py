@@ -53,8 +53,10 @@ from ui.documents import (
     DocumentFilter,
     DocumentTableModel,
     FilterBar,
+    PreparedDocument,
     RubricList,
     fit_columns,
+    prepare_document,
 )
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
@@ -1016,12 +1018,15 @@ class MainWindow(QMainWindow):
         if p is None:
             return
 
-        def done(doc: Any) -> None:
+        def done(prepared: PreparedDocument) -> None:
             if self.patient is p:
-                self.viewer.show_document(entry, doc.content)
+                self.viewer.show_prepared(prepared)  # widget updates only
                 self.document_shown.emit(entry)
 
-        fn = lambda ctx: p.handle.retrieve(entry, ctx=ctx).value  # noqa: E731
+        def fn(ctx: Any) -> PreparedDocument:
+            # the CDA parse, the PDF's base64 decode and the stylesheet's rendering run here, on the worker
+            return prepare_document(entry, p.handle.retrieve(entry, ctx=ctx).value.content)
+
         self.run(Op(self, fn, label="Lecture du document").success(done).failure(self._failed))
 
     def _doc_menu(self, pos: Any) -> None:
