@@ -44,6 +44,49 @@ _PAGE_STYLE = (
 )
 
 
+def _warm_up_pdf() -> bytes:
+    """A one-page PDF with one line of Helvetica (valid xref), for ``warm_up_pdf``."""
+    stream = b"BT /F1 18 Tf 72 720 Td (ps-agent) Tj ET"
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def warm_up_pdf() -> bool:
+    """Load and render a one-line PDF with QtPdf (any thread): pdfium's first load sets up its fonts
+    (≈ 0.1 s on the GUI thread otherwise, at the first PDF a user opens). ``ui.app.preload_core`` calls it
+    after the first paint, before any consultation. True when the page rendered."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+    from PySide6.QtPdf import QPdfDocument
+
+    buffer = QBuffer()
+    buffer.setData(QByteArray(_warm_up_pdf()))
+    buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+    doc = QPdfDocument()
+    try:
+        doc.load(buffer)
+        return doc.pageCount() == 1 and not doc.render(0, QSize(60, 85)).isNull()
+    finally:
+        doc.close()
+        buffer.close()
+
+
 def _body_of(html: str) -> str:
     """The content of ``<body>`` of the stylesheet's output (the whole text when it has none)."""
     low = html.lower()

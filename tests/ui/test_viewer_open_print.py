@@ -15,6 +15,7 @@ from sandbox import demo
 from sandbox.dmp.demo_data import _register
 from tests.fixtures.viewer_docs import pdf_cda, structured_cda
 from ui import labels as L
+from ui.app import preload_core
 from ui.viewer import PRINT, CdaViewer
 
 from .conftest import open_qualified
@@ -66,6 +67,7 @@ def test_a_200_kb_pdf_and_a_structured_cda_open_without_stalling_the_window(
     _register(ui_sandbox.store, demo.DEMO_ADULT, big, ())
     _register(ui_sandbox.store, demo.DEMO_ADULT, structured_cda(), ())
     w = window_for("gp")
+    preload_core().join()  # what `python -m ui` does once its window is painted (QtPdf's libraries loaded)
     open_qualified(qtbot, w, demo.DEMO_ADULT, monkeypatch, wait_idle)
     qtbot.waitUntil(lambda: w.doc_model.rowCount() > 0, timeout=20_000)
     rows = {w.doc_proxy.index(r, 1).data(): r for r in range(w.doc_proxy.rowCount())}
