@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -63,6 +62,7 @@ from ui.identity_source import DeskSource
 from ui.idle import IdleGuard
 from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState, IdentityStatus
+from ui.pages import PageTabs
 from ui.patient import (
     DmpBanner,
     IdentityBar,
@@ -286,7 +286,7 @@ class MainWindow(QMainWindow):
             b.hide()
         actions.addStretch(1)
         root.addLayout(actions)
-        self.tabs = QTabWidget()
+        self.tabs = PageTabs()  # each page in a scroll area: readable at 150 % (ui/pages.py)
         self.tabs.setAccessibleName("Pages")
         root.addWidget(self.tabs, 1)
         # patient page
