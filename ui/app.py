@@ -101,12 +101,6 @@ def preload_core(first: Callable[[], Any] | None = None) -> threading.Thread:
                 importlib.import_module(name)
             except Exception:  # the real use reports it, in French, where it matters
                 log.debug("préchargement de %s impossible", name, exc_info=True)
-        try:  # pdfium's font set-up, else paid on the GUI thread by the first PDF opened
-            from ui.viewer import warm_up_pdf
-
-            warm_up_pdf()
-        except Exception:
-            log.debug("préchargement de QtPdf impossible", exc_info=True)
 
     thread = threading.Thread(target=run, name="ps-agent-preload", daemon=True)
     thread.start()

@@ -70,8 +70,9 @@ def _warm_up_pdf() -> bytes:
 
 def warm_up_pdf() -> bool:
     """Load and render a one-line PDF with QtPdf (any thread): pdfium's first load sets up its fonts
-    (≈ 0.1 s on the GUI thread otherwise, at the first PDF a user opens). ``ui.app.preload_core`` calls it
-    after the first paint, before any consultation. True when the page rendered."""
+    (≈ 0.1 s on the GUI thread otherwise, in the first paint of the first PDF a user opens).
+    ``ui.documents.prepare_document`` calls it once, on the worker, before the first PDF is shown.
+    True when the page rendered."""
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
     from PySide6.QtPdf import QPdfDocument
 
