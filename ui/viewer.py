@@ -29,6 +29,7 @@ PRINT_NOTE = (
 PRINT_PAGE = QPageSize.PageSizeId.A4
 PRINT_ORIENTATION = QPageLayout.Orientation.Portrait
 PRINT_MARGINS_MM = 10.0
+PRINT_PDF_DPI = 300  # a PDF page is rasterised at this resolution at most, then scaled onto the printer
 BROWSER_NOTE = (
     "Le document est transmis une seule fois au navigateur depuis la mémoire (rien n'est enregistré "
     "sur le disque) ; pour le rouvrir, cliquez de nouveau."
@@ -258,13 +259,15 @@ class CdaViewer(DocumentViewer):
             return False
         try:
             area = printer.pageLayout().paintRectPixels(printer.resolution())
+            # a page image at most PRINT_PDF_DPI (a 1,200 dpi printer would ask ~0.5 GB per A4 page)
+            raster = min(1.0, PRINT_PDF_DPI / max(printer.resolution(), 1))
             for n in range(pages):
                 if n:
                     printer.newPage()
                 size_pt = pdf.pagePointSize(n)
                 scale = min(area.width() / size_pt.width(), area.height() / size_pt.height())
-                w, h = int(size_pt.width() * scale), int(size_pt.height() * scale)
-                image = pdf.render(n, QSize(w, h))
+                w, h = size_pt.width() * scale, size_pt.height() * scale
+                image = pdf.render(n, QSize(int(w * raster), int(h * raster)))
                 painter.drawImage(QRectF(0, 0, w, h), image)
         finally:
             painter.end()

@@ -16,7 +16,7 @@ from sandbox.dmp.demo_data import _register
 from tests.fixtures.viewer_docs import pdf_cda, structured_cda
 from ui import labels as L
 from ui.app import preload_core
-from ui.viewer import PRINT, CdaViewer
+from ui.viewer import PRINT, PRINT_PDF_DPI, CdaViewer
 
 from .conftest import open_qualified
 
@@ -101,8 +101,15 @@ def test_the_viewer_prints_a_pdf_and_a_structured_cda_on_a4_portrait(qtbot, tmp_
     qtbot.addWidget(v)
     v.show_document(None, pdf_cda(200_000, 8))
     qtbot.waitUntil(lambda: v.pdf.pageCount() == 8, timeout=5000)
-    pages = _a4_portrait_pages(_print_to_file(v, tmp_path / "pdf.pdf"))
+    printed = _print_to_file(v, tmp_path / "pdf.pdf")
+    pages = _a4_portrait_pages(printed)
     assert len(pages) == 8 and all(_is_a4_portrait(p) for p in pages), pages
+    # each page carries the PDF page as an image of at most PRINT_PDF_DPI (≈ 2,480 px wide on A4)
+    xobjects = PdfReader(io.BytesIO(printed)).pages[0]["/Resources"]["/XObject"]
+    images = [o.get_object() for o in xobjects.values() if o.get_object()["/Subtype"] == "/Image"]
+    assert len(images) == 1
+    width, height = int(images[0]["/Width"]), int(images[0]["/Height"])
+    assert 1000 < width <= 2480 * PRINT_PDF_DPI / 300 and height > width, (width, height)
     v.show_document(None, structured_cda())
     out = _print_to_file(v, tmp_path / "cda.pdf")
     pages = _a4_portrait_pages(out)
