@@ -25,7 +25,8 @@ PRINT = "Imprimer"
 PRINT_NOTE = (
     "Imprime le document au format A4 portrait (aucun fichier n'est créé sauf si vous en choisissez un)."
 )
-# 7.5: what the viewer prints on (a PDF page is scaled to fit it, keeping its proportions).
+# 7.5: what the viewer prints on (a PDF page is scaled to fit it, keeping its proportions). [I] the
+# margins: 10 mm, inside what office printers can reach, a PDF page shrunk by ~7 % at most.
 PRINT_PAGE = QPageSize.PageSizeId.A4
 PRINT_ORIENTATION = QPageLayout.Orientation.Portrait
 PRINT_MARGINS_MM = 10.0
