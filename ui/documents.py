@@ -9,7 +9,9 @@ import base64
 import datetime as dt
 import functools
 import re
+import threading
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -577,6 +579,75 @@ def level1_content(cda_bytes: bytes) -> tuple[Any, bytes, str]:
     return doc, base64.b64decode(payload) if payload else b"", doc.media_type
 
 
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A retrieved document ready to show: everything but the widget updates, computed off the GUI thread
+    (``prepare_document`` runs on the session's worker). ``content``: the decoded PDF (or text) bytes;
+    ``html``: the structured narrative through the stylesheet; ``rows``: the CDA header (7.1);
+    ``warnings``: the visibility warnings (7.4)."""
+
+    entry: Any
+    doc: Any
+    media: str
+    content: bytes
+    html: str
+    rows: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def is_pdf(self) -> bool:
+        return self.media == "application/pdf" and bool(self.content)
+
+
+def header_rows(doc: Any) -> tuple[tuple[str, str], ...]:
+    """The CDA header shown beside the content (7.1): (label, value)."""
+    p = doc.patient
+    return (
+        ("Titre", doc.title or ""),
+        ("Type", f"{doc.code.display_name} ({doc.code.code})" if doc.code else ""),
+        ("Date", hl7_local(doc.effective_time)),
+        (
+            "Patient",
+            f"{p.birth_family_name} {p.given_names} — né(e) le {hl7_local(p.birth_time)}" if p else "",
+        ),
+        ("Auteur", "; ".join(str(a.name) for a in doc.authors if a.name)),
+        ("Structure", "; ".join(a.organization.name for a in doc.authors if a.organization)),
+        ("Responsable", doc.custodian.name if doc.custodian else ""),
+        ("Version", str(doc.version_number or "")),
+    )
+
+
+_pdf_warm = threading.Event()
+
+
+def _warm_up_pdf_once() -> None:
+    """pdfium's first render sets up its fonts (≈ 0.1 s, up to 0.2 s under load): done here, on the
+    worker, before the first PDF reaches the GUI thread (PySide releases the GIL meanwhile), rather than
+    in the ``QPdfView``'s first paint. Not at start-up: it costs ≈ 3 MB a session without PDF never uses."""
+    if _pdf_warm.is_set():
+        return
+    from ui.viewer import warm_up_pdf
+
+    try:
+        warm_up_pdf()
+    finally:
+        _pdf_warm.set()
+
+
+def prepare_document(entry: Any, cda_bytes: bytes) -> PreparedDocument:
+    """Parse, decode and render a retrieved CDA (no widget touched: runs on the worker thread)."""
+    doc, content, media = level1_content(cda_bytes)
+    warnings = []
+    if entry is not None and entry.visibility.invisible_to_patient:
+        warnings.append(L.VIEW_WARN_PATIENT)
+    if entry is not None and entry.visibility.invisible_to_legal_representatives:
+        warnings.append(L.VIEW_WARN_REPS)
+    html = render_structured(doc.root) if not doc.is_level1 else ""
+    if media == "application/pdf" and content:
+        _warm_up_pdf_once()
+    return PreparedDocument(entry, doc, media, content, html, header_rows(doc), tuple(warnings))
+
+
 class DocumentViewer(QWidget):
     """Warnings on top (7.4), the CDA header (7.1) beside the content; a PDF rendered by QtPdf from memory
     (nothing written to disk, 7.3)."""
@@ -613,6 +684,7 @@ class DocumentViewer(QWidget):
         row.addWidget(self.text, 1)
         lay.addLayout(row, 1)
         self._buffer: QBuffer | None = None
+        self.prepared: PreparedDocument | None = None
         self.doc: Any = None
 
     @property
@@ -640,52 +712,41 @@ class DocumentViewer(QWidget):
         return self._pdf_view
 
     def show_document(self, entry: Any, cda_bytes: bytes) -> None:
-        doc, content, media = level1_content(cda_bytes)
-        self.doc = doc
+        """Prepare (on the calling thread) and show; the window prepares on its worker (``show_prepared``)."""
+        self.show_prepared(prepare_document(entry, cda_bytes))
+
+    def show_prepared(self, prepared: PreparedDocument) -> None:
+        """Only widget updates: the header labels, the warnings, the PDF loaded from memory or the HTML."""
+        self.prepared = prepared
+        self.doc = prepared.doc
         self.placeholder.hide()
         self.header.show()
-        warnings = []
-        if entry is not None and entry.visibility.invisible_to_patient:
-            warnings.append(L.VIEW_WARN_PATIENT)
-        if entry is not None and entry.visibility.invisible_to_legal_representatives:
-            warnings.append(L.VIEW_WARN_REPS)
-        self.warning.setText("\n".join(warnings))
-        self.warning.setVisible(bool(warnings))
+        self.warning.setText("\n".join(prepared.warnings))
+        self.warning.setVisible(bool(prepared.warnings))
         while self.header_form.rowCount():
             self.header_form.removeRow(0)
-        p = doc.patient
-        rows = [
-            ("Titre", doc.title),
-            ("Type", f"{doc.code.display_name} ({doc.code.code})" if doc.code else ""),
-            ("Date", hl7_local(doc.effective_time)),
-            (
-                "Patient",
-                f"{p.birth_family_name} {p.given_names} — né(e) le {hl7_local(p.birth_time)}" if p else "",
-            ),
-            ("Auteur", "; ".join(str(a.name) for a in doc.authors if a.name)),
-            ("Structure", "; ".join(a.organization.name for a in doc.authors if a.organization)),
-            ("Responsable", doc.custodian.name if doc.custodian else ""),
-            ("Version", str(doc.version_number or "")),
-        ]
-        for k, v in rows:
+        for k, v in prepared.rows:
             label = QLabel(v)
             label.setWordWrap(True)
             label.setAccessibleName(k)
             self.header_form.addRow(k, label)
         if self._pdf is not None:
             self._pdf.close()
-        if media == "application/pdf" and content:
+        if prepared.is_pdf:
+            if self._buffer is not None:
+                self._buffer.close()
+                self._buffer.deleteLater()
             self._buffer = QBuffer(self)
-            self._buffer.setData(QByteArray(content))
+            self._buffer.setData(QByteArray(prepared.content))
             self._buffer.open(QIODevice.OpenModeFlag.ReadOnly)
             self.pdf.load(self._buffer)
             self.text.hide()
             self.pdf_view.show()
         else:
-            if content:  # level 1, text
-                self.text.setPlainText(content.decode("utf-8", "replace"))
-            else:  # structured: the narrative through the stylesheet
-                self.text.setHtml(render_structured(doc.root))
+            if prepared.content:  # level 1, text
+                self.text.setPlainText(prepared.content.decode("utf-8", "replace"))
+            else:  # structured: the narrative rendered on the worker
+                self.text.setHtml(prepared.html)
             if self._pdf_view is not None:
                 self._pdf_view.hide()
             self.text.show()

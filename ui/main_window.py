@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -54,15 +53,18 @@ from ui.documents import (
     DocumentFilter,
     DocumentTableModel,
     FilterBar,
+    PreparedDocument,
     RubricList,
     fit_columns,
     is_patient_authored,
+    prepare_document,
 )
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.idle import IdleGuard
 from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState, IdentityStatus
+from ui.pages import PageTabs
 from ui.patient import (
     DmpBanner,
     IdentityBar,
@@ -290,7 +292,7 @@ class MainWindow(QMainWindow):
             b.hide()
         actions.addStretch(1)
         root.addLayout(actions)
-        self.tabs = QTabWidget()
+        self.tabs = PageTabs()  # each page in a scroll area: readable at 150 % (ui/pages.py)
         self.tabs.setAccessibleName("Pages")
         root.addWidget(self.tabs, 1)
         # patient page
@@ -1035,12 +1037,15 @@ class MainWindow(QMainWindow):
         if p is None:
             return
 
-        def done(doc: Any) -> None:
+        def done(prepared: PreparedDocument) -> None:
             if self.patient is p:
-                self.viewer.show_document(entry, doc.content)
+                self.viewer.show_prepared(prepared)  # widget updates only
                 self.document_shown.emit(entry)
 
-        fn = lambda ctx: p.handle.retrieve(entry, ctx=ctx).value  # noqa: E731
+        def fn(ctx: Any) -> PreparedDocument:
+            # the CDA parse, the PDF's base64 decode and the stylesheet's rendering run here, on the worker
+            return prepare_document(entry, p.handle.retrieve(entry, ctx=ctx).value.content)
+
         self.run(Op(self, fn, label="Lecture du document").success(done).failure(self._failed))
 
     def _doc_menu(self, pos: Any) -> None:

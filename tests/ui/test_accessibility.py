@@ -85,3 +85,25 @@ def test_the_patient_form_works_with_the_keyboard_alone(window_for: Any, qtbot: 
     with qtbot.waitSignal(w.patient_opened, timeout=10_000):
         qtbot.keyClick(form.open_btn, Qt.Key.Key_Space)
     assert w.patient.identity.ins == p.ins
+
+
+def test_the_deposit_and_batch_pages_are_walked_with_tab(window_for: Any, qtbot: Any) -> None:
+    """Tab from the page's first control reaches every visible, enabled control of the page."""
+    w = window_for("gp")
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w, timeout=5000)
+    for page in (w.deposit_page, w.batch_page):
+        w.tabs.setCurrentWidget(page)
+        qtbot.waitUntil(lambda p=page: p.isVisible(), timeout=2000)
+        wanted = [c for c in controls(w) if page.isAncestorOf(c) and c.isVisible() and c.isEnabled()]
+        assert len(wanted) >= 3, [c.accessibleName() for c in wanted]
+        wanted[0].setFocus(Qt.FocusReason.TabFocusReason)
+        qtbot.waitUntil(lambda c=wanted[0]: c.hasFocus(), timeout=2000)
+        reached: list[QWidget] = []
+        for _ in range(4 * len(wanted) + 10):
+            focused = QApplication.focusWidget()
+            if focused is not None and focused not in reached:
+                reached.append(focused)
+            qtbot.keyClick(focused or w, Qt.Key.Key_Tab)
+        missing = [f"{type(c).__name__}({c.accessibleName()!r})" for c in wanted if c not in reached]
+        assert missing == [], (type(page).__name__, missing)
