@@ -152,7 +152,8 @@ class VerifyResult:
 
 
 class Forwarder(Protocol):
-    """Something told about each committed record (e.g. the syslog forwarder). Must never block."""
+    """Something told about each committed record (e.g. the syslog forwarder), in chain order, by the thread
+    that committed it (the group's leader, ``AuditJournal.append``). Must never block nor append."""
 
     def attach(self, journal: AuditJournal) -> None: ...
 
