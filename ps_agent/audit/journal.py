@@ -574,6 +574,8 @@ class AuditJournal:
 
     def _commit_group(self, batch: list[_Ticket]) -> None:
         """Write ``batch`` (in order) in one transaction, then the anchor; set each ticket's outcome."""
+        if not batch:  # a leader interrupted before marking its group done: its callers raise in _finish
+            return
         records: list[AuditRecord] = []
         error: BaseException | None = None
         try:
