@@ -1,6 +1,7 @@
 """Audit journal figures: appends/s with synchronous=FULL (each append committed and fsynced, anchor
-fsync'd), the same with a software signer making a checkpoint every ``CHECKPOINT_EVERY`` records, verify
-time for 100k records (with and without signed checkpoints), export throughput, policy decisions/s.
+fsync'd), the same from 1, 4 and 8 threads at once (group commit: records per durable write), the same
+with a software signer making a checkpoint every ``CHECKPOINT_EVERY`` records, verify time for 100k
+records (with and without signed checkpoints), export throughput, policy decisions/s.
 
     .venv/bin/python benchmarks/bench_audit.py [--records 100000] [--appends 2000] [--dir DIR]
 
@@ -67,6 +68,51 @@ def bench_appends(directory: Path, count: int) -> None:
         elapsed = time.perf_counter() - start
     each_ms = elapsed / count * 1000
     print(f"append (WAL, synchronous=FULL): {count / elapsed:,.0f} appends/s ({each_ms:.2f} ms each)")
+
+
+def bench_concurrent_appends(directory: Path, count: int, threads: int) -> None:
+    """``threads`` threads appending at once (the hot folder's workers, the API's pool): appends/s, wall
+    time of one append as its caller sees it, and records per durable write (group commit: the records
+    queued during a commit share the next one; ``main`` before it: 1.0)."""
+    import threading
+
+    import ps_agent.audit.journal as journal_mod
+
+    real = journal_mod.write_in_place
+    anchor_writes = [0]
+
+    def counted(path: Path, data: bytes) -> None:
+        anchor_writes[0] += 1
+        real(path, data)
+
+    waits: list[float] = []
+    with AuditJournal(directory / f"concurrent{threads}.sqlite3") as j:
+        j.append(event(0))
+        journal_mod.write_in_place = counted  # type: ignore[assignment]
+        try:
+
+            def work(k: int) -> None:
+                for n in range(k, count, threads):
+                    t0 = time.perf_counter()
+                    j.append(event(n))
+                    waits.append(time.perf_counter() - t0)
+
+            start = time.perf_counter()
+            pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            journal_mod.write_in_place = real
+        assert j.verify().ok
+    waits.sort()
+    print(
+        f"append from {threads} threads at once: {count / elapsed:,.0f} appends/s, one append as its caller "
+        f"sees it p50 {waits[len(waits) // 2] * 1000:.2f} ms, {count / max(anchor_writes[0], 1):.2f} records "
+        "per commit + anchor fsync"
+    )
 
 
 def software_signer() -> SoftwareSigner:
@@ -193,6 +239,8 @@ def main() -> None:
         directory = Path(tmp)
         signer = software_signer()
         bench_appends(directory, args.appends)
+        for threads in (1, 4, 8):
+            bench_concurrent_appends(directory, args.appends, threads)
         bench_signed_appends(directory, args.appends, signer)
         bench_verify(directory, args.records, signer)
     bench_policy()

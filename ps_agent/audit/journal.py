@@ -17,8 +17,11 @@ previous record's hash (64 zeros for the first). Three levels of guarantee, repo
   ``ps_agent.audit.collector``) holds the same chain up to its last received record.
 
 Durability: WAL mode with ``synchronous=FULL``; ``append`` returns only once the record is
-committed, so the caller can show patient data afterwards. Concurrent writers (UI + CLI) serialise on
-``BEGIN IMMEDIATE``; the anchor is written under a portable file lock (``ps_agent.audit._files``).
+committed and the anchor fsync'd, so the caller can show patient data afterwards. Threads of one process
+share the commits (group commit: the records queued while one commit runs are written by the next in one
+transaction, one WAL fsync and one anchor fsync; see ``append``). Concurrent writers (UI + CLI)
+serialise on ``BEGIN IMMEDIATE``; the anchor is written under a portable file lock
+(``ps_agent.audit._files``).
 
 Time: UTC ISO-8601 with milliseconds (``2026-11-25T20:31:56.123Z``), read from the wall clock. A jump
 of the wall clock (more than ``CLOCK_JUMP_TOLERANCE_S`` away from what the monotonic clock measured
@@ -149,7 +152,8 @@ class VerifyResult:
 
 
 class Forwarder(Protocol):
-    """Something told about each committed record (e.g. the syslog forwarder). Must never block."""
+    """Something told about each committed record (e.g. the syslog forwarder), in chain order, by the thread
+    that committed it (the group's leader, ``AuditJournal.append``). Must never block nor append."""
 
     def attach(self, journal: AuditJournal) -> None: ...
 
@@ -300,6 +304,47 @@ def sanitize_event(event: AuditEvent) -> AuditEvent:
     return replace(event, **changes)
 
 
+class _Ticket:
+    """One caller's event waiting for the group commit (``AuditJournal.append``)."""
+
+    __slots__ = ("done", "error", "event", "record")
+
+    def __init__(self, event: AuditEvent) -> None:
+        self.event = event
+        self.done = False
+        self.record: AuditRecord | None = None
+        self.error: BaseException | None = None
+
+
+def _row_values(
+    seq: int, timestamp: str, clock_note: str, clean: AuditEvent, prev_hash: str, digest: str
+) -> tuple[object, ...]:
+    return (
+        seq,
+        timestamp,
+        clock_note,
+        clean.action,
+        clean.outcome,
+        clean.actor_id_nat,
+        clean.actor_name,
+        clean.actor_profession,
+        clean.auth_mode,
+        clean.card_serial,
+        clean.structure_id,
+        clean.patient_ins,
+        clean.transaction,
+        json.dumps(list(clean.document_ids), ensure_ascii=False),
+        clean.access_mode,
+        clean.reason,
+        clean.error_code,
+        clean.detail,
+        clean.on_behalf_of,
+        clean.rule_id,
+        prev_hash,
+        digest,
+    )
+
+
 class AuditJournal:
     """The journal file. Thread-safe; several processes may append to the same file."""
 
@@ -324,6 +369,10 @@ class AuditJournal:
         self._last_clock: tuple[datetime, float] | None = None
         self._lock = threading.RLock()
         self._cp_lock = threading.RLock()
+        # group commit (``append``): events waiting to be written, and whether a thread is writing a group
+        self._group = threading.Condition(threading.Lock())
+        self._waiting: list[_Ticket] = []
+        self._leading = False
         self._signer: CheckpointSigner | None = None
         self._signer_label = ""
         self.checkpoint_every = max(1, int(checkpoint_every))
@@ -476,68 +525,110 @@ class AuditJournal:
         return wall, note
 
     def append(self, event: AuditEvent) -> AuditRecord:
-        """Record ``event`` durably; returns once committed (raise ``AuditWriteError`` otherwise)."""
+        """Record ``event`` durably; returns once committed and the anchor fsync'd (raise
+        ``AuditWriteError`` otherwise).
+
+        Group commit: appenders from several threads queue their event; one of them (the leader) writes
+        every event queued at that moment in ONE transaction (one fsync of the WAL) and advances the
+        anchor once (one fsync), then wakes the others. Each caller still returns only once its own
+        record is durable, and a failure of that transaction or of the anchor is raised to every caller
+        of the group. The chain's order is the commit order (seq, prev_hash and timestamp are set inside
+        the transaction, as before)."""
         clean = sanitize_event(event)
-        with self._lock:
-            if self._closed:
-                raise AuditWriteError(
-                    "Le journal d'audit est fermé : l'action est annulée.", code="AUDIT_CLOSED"
-                )
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    last = self._conn.execute(
-                        "SELECT seq, timestamp, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-                    ).fetchone()
-                    seq = (last[0] + 1) if last else 1
-                    prev_hash = last[2] if last else GENESIS_HASH
-                    timestamp, clock_note = self._timestamp(last[1] if last else None)
-                    digest = record_hash(seq, timestamp, clock_note, clean, prev_hash)
-                    self._conn.execute(
-                        f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * 22)})",  # noqa: S608
-                        (
-                            seq,
-                            timestamp,
-                            clock_note,
-                            clean.action,
-                            clean.outcome,
-                            clean.actor_id_nat,
-                            clean.actor_name,
-                            clean.actor_profession,
-                            clean.auth_mode,
-                            clean.card_serial,
-                            clean.structure_id,
-                            clean.patient_ins,
-                            clean.transaction,
-                            json.dumps(list(clean.document_ids), ensure_ascii=False),
-                            clean.access_mode,
-                            clean.reason,
-                            clean.error_code,
-                            clean.detail,
-                            clean.on_behalf_of,
-                            clean.rule_id,
-                            prev_hash,
-                            digest,
-                        ),
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise AuditWriteError(
-                    f"Le journal d'audit n'a pas pu être écrit ({exc}) : l'action est annulée.",
-                    code="AUDIT_WRITE",
-                ) from exc
-            record = AuditRecord(seq, timestamp, clean, prev_hash, digest, clock_note)
-            self._advance_anchor(seq, digest)
-        self._notify(record)
+        ticket = _Ticket(clean)
+        with self._group:
+            self._waiting.append(ticket)
+            while not ticket.done and self._leading:
+                self._group.wait()
+            if ticket.done:
+                return self._finish(ticket)
+            self._leading = True
+            batch, self._waiting = self._waiting, []
+        try:
+            self._commit_group(batch)
+        finally:
+            with self._group:
+                self._leading = False
+                self._group.notify_all()
+        if ticket.error is not None and not isinstance(ticket.error, Exception):
+            raise ticket.error  # KeyboardInterrupt & co. in the leader: the others get an AuditWriteError
+        return self._finish(ticket)
+
+    def _finish(self, ticket: _Ticket) -> AuditRecord:
+        error = ticket.error
+        if error is not None:
+            if isinstance(error, AuditWriteError):  # each caller gets its own exception (own traceback)
+                raise AuditWriteError(error.message_fr, code=error.code) from error.__cause__
+            raise AuditWriteError(
+                f"Le journal d'audit n'a pas pu être écrit ({error}) : l'action est annulée.",
+                code="AUDIT_WRITE",
+            ) from error
+        record = ticket.record
+        if record is None:  # pragma: no cover - done without error means committed
+            raise AuditWriteError("Le journal d'audit n'a pas pu être écrit.", code="AUDIT_WRITE")
         signer = self._signer
-        if signer is not None and seq - self._last_checkpoint_seq() >= self.checkpoint_every:
+        if signer is not None and record.seq - self._last_checkpoint_seq() >= self.checkpoint_every:
             with self._cp_lock:
                 self._try_checkpoint(signer, self._signer_label)
         return record
+
+    def _commit_group(self, batch: list[_Ticket]) -> None:
+        """Write ``batch`` (in order) in one transaction, then the anchor; set each ticket's outcome."""
+        if not batch:  # a leader interrupted before marking its group done: its callers raise in _finish
+            return
+        records: list[AuditRecord] = []
+        error: BaseException | None = None
+        try:
+            with self._lock:
+                if self._closed:
+                    raise AuditWriteError(
+                        "Le journal d'audit est fermé : l'action est annulée.", code="AUDIT_CLOSED"
+                    )
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        last = self._conn.execute(
+                            "SELECT seq, timestamp, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+                        ).fetchone()
+                        seq = last[0] if last else 0
+                        prev_hash = last[2] if last else GENESIS_HASH
+                        last_ts: str | None = last[1] if last else None
+                        rows = []
+                        for ticket in batch:
+                            seq += 1
+                            clean = ticket.event
+                            timestamp, clock_note = self._timestamp(last_ts)
+                            digest = record_hash(seq, timestamp, clock_note, clean, prev_hash)
+                            rows.append(_row_values(seq, timestamp, clock_note, clean, prev_hash, digest))
+                            records.append(AuditRecord(seq, timestamp, clean, prev_hash, digest, clock_note))
+                            prev_hash, last_ts = digest, timestamp
+                        self._conn.executemany(
+                            f"INSERT INTO audit_records ({_COLUMNS}) VALUES ({', '.join('?' * 22)})",  # noqa: S608
+                            rows,
+                        )
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        records.clear()
+                        with contextlib.suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
+                        raise
+                except sqlite3.Error as exc:
+                    raise AuditWriteError(
+                        f"Le journal d'audit n'a pas pu être écrit ({exc}) : l'action est annulée.",
+                        code="AUDIT_WRITE",
+                    ) from exc
+            # outside the connection's lock (readers need not wait for this fsync), still before any
+            # later group (only the leader writes) and before any caller of this group returns
+            self._advance_anchor(records[-1].seq, records[-1].hash)
+        except BaseException as exc:
+            error = exc
+        for record in records:  # committed: forwarded in chain order, even when the anchor failed
+            self._notify(record)
+        with self._group:
+            for i, ticket in enumerate(batch):
+                ticket.error = error
+                ticket.record = records[i] if records else None
+                ticket.done = True
 
     def _notify(self, item: AuditRecord | Checkpoint) -> None:
         if self.forwarder is None:

@@ -557,7 +557,8 @@ class HotFolder:
 
     # ------------------------------------------------------------------ outcomes
     def _on_queue_changed(self, entry: QueuedDeposit) -> None:
-        """Called by the queue (under its lock): only note it; the finishing work happens elsewhere."""
+        """Called by the queue (on the thread that changed the entry, after its lock is released): only note
+        it; the finishing work happens elsewhere."""
         cap = self._capture
         if cap.active and (cap.entry is None or cap.entry.id == entry.id):
             cap.entry = entry  # the deposit on this thread: finished by it once the call returns

@@ -301,7 +301,15 @@ class DepositQueue:
 
     def flush_deferred(self) -> None:
         """Write the outcomes a full disk kept in memory (oldest first); raises ``OutboxError`` (keeping the
-        rest) when the file still refuses them."""
+        rest) when the file still refuses them. Listeners are told once the lock is released."""
+        written: list[QueuedDeposit] = []
+        try:
+            self._flush_deferred_locked(written)
+        finally:
+            for entry in written:
+                self._changed(entry)
+
+    def _flush_deferred_locked(self, written: list[QueuedDeposit]) -> None:
         with self._lock:
             while self._deferred:
                 entry_id = next(iter(self._deferred))
@@ -320,7 +328,7 @@ class DepositQueue:
                 except sqlite3.Error as exc:
                     raise self._error(exc, "mise à jour") from exc
                 del self._deferred[entry_id]
-                self._changed(entry)
+                written.append(entry)
 
     def _try_flush(self) -> None:
         if self._deferred:
@@ -517,29 +525,34 @@ class DepositQueue:
         sets = {**sets, "updated": _now_iso()}
         if release:
             sets = {**sets, "owner": "", "lease_until": 0.0}
+        # listeners are told after the lock is released (a slow listener never holds up other deposits)
         with self._lock:
-            if defer and entry_id in self._deferred:  # keep the order of this entry's changes
-                self._try_flush()
-            if entry_id not in self._deferred:
-                try:
-                    with self._tx() as con:
-                        self._write(con, entry_id, sets, purge)
-                        entry = self._row(con, entry_id)
-                except sqlite3.Error as exc:
-                    if not defer:
-                        raise self._error(exc, "mise à jour") from exc
-                else:
-                    return self._changed(entry)
-            elif not defer:
-                raise OutboxError(
-                    "La file d'envoi du DMP n'a pas pu être mise à jour (disque plein ?).", code="OUTBOX"
-                )
-            self._deferred.setdefault(entry_id, []).append((sets, purge))
+            entry = self._transition_locked(entry_id, sets, purge, defer)
+        return self._changed(entry)
+
+    def _transition_locked(
+        self, entry_id: str, sets: dict[str, object], purge: bool, defer: bool
+    ) -> QueuedDeposit:
+        if defer and entry_id in self._deferred:  # keep the order of this entry's changes
+            self._try_flush()
+        if entry_id not in self._deferred:
             try:
-                current = self._row(self._con, entry_id)
-            except sqlite3.Error:
-                return self._changed(self._overlay_unknown(entry_id))
-            return self._changed(self._overlay(current))
+                with self._tx() as con:
+                    self._write(con, entry_id, sets, purge)
+                    return self._row(con, entry_id)
+            except sqlite3.Error as exc:
+                if not defer:
+                    raise self._error(exc, "mise à jour") from exc
+        elif not defer:
+            raise OutboxError(
+                "La file d'envoi du DMP n'a pas pu être mise à jour (disque plein ?).", code="OUTBOX"
+            )
+        self._deferred.setdefault(entry_id, []).append((sets, purge))
+        try:
+            current = self._row(self._con, entry_id)
+        except sqlite3.Error:
+            return self._overlay_unknown(entry_id)
+        return self._overlay(current)
 
     def _overlay_unknown(self, entry_id: str) -> QueuedDeposit:
         """A placeholder when even reading fails: only the id and the kept outcome are known."""
