@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDateEdit,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -198,7 +199,7 @@ class DocumentTableModel(QAbstractTableModel):
         self._search = [fold(" ".join(cells)) for cells in self._cells]
         self._titles = []
         for i, cells in enumerate(self._cells):
-            title = f"👤 {cells[COL_TITLE]} ({L.PATIENT_AUTHORED})" if self._patient[i] else cells[COL_TITLE]
+            title = f"{cells[COL_TITLE]} ({L.PATIENT_AUTHORED})" if self._patient[i] else cells[COL_TITLE]
             self._titles.append(f"{L.NEW_BADGE} {title}" if i in self._new_entries else title)
         self._keys = {}
         self._order = self._sorted_order()
@@ -476,7 +477,8 @@ class FilterBar(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         lay = QHBoxLayout()
-        checks = QHBoxLayout()
+        checks = QGridLayout()
+        checks.setVerticalSpacing(0)
         outer.addLayout(lay)
         outer.addLayout(checks)
         self.text = QLineEdit()
@@ -516,11 +518,11 @@ class FilterBar(QWidget):
         self.type.setMinimumWidth(200)
         for w in (self.text, self.author, self.type, self.state, self.since):
             lay.addWidget(w)
-        checks.addWidget(self.archived)
-        checks.addWidget(self.old_versions)
-        for box in (self.masked, self.invisible_patient, self.invisible_reps):
-            checks.addWidget(box)
-        checks.addStretch(1)
+        # two columns, so the list keeps its width in a 1280-px window and at 150 % (no sideways scrolling)
+        boxes = (self.archived, self.old_versions, self.invisible_patient, self.invisible_reps, self.masked)
+        for i, box in enumerate(boxes):
+            checks.addWidget(box, i // 2, i % 2)
+        checks.setColumnStretch(2, 1)
         self.text.textChanged.connect(lambda t: proxy.set(text=t))
         self.author.textChanged.connect(lambda t: proxy.set(author=t))
         self.type.currentIndexChanged.connect(lambda _i: proxy.set(type_label=self.type.currentData() or ""))
@@ -678,6 +680,7 @@ class DocumentViewer(QWidget):
             "Sélectionnez un document puis appuyez sur Entrée (ou double-cliquez) pour l'ouvrir."
         )
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
         self.placeholder.setStyleSheet("color: #555;")
         self.header.hide()
         row.addWidget(self.placeholder, 1)
