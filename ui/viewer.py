@@ -46,9 +46,9 @@ _PAGE_STYLE = (
 )
 
 
-def _warm_up_pdf() -> bytes:
-    """A one-page PDF with one line of Helvetica (valid xref), for ``warm_up_pdf``."""
-    stream = b"BT /F1 18 Tf 72 720 Td (ps-agent) Tj ET"
+def one_line_pdf(text: str = "ps-agent") -> bytes:
+    """A one-page PDF with one line of Helvetica (valid xref): what ``warm_up_pdf`` renders."""
+    stream = f"BT /F1 18 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -79,7 +79,7 @@ def warm_up_pdf() -> bool:
     from PySide6.QtPdf import QPdfDocument
 
     buffer = QBuffer()
-    buffer.setData(QByteArray(_warm_up_pdf()))
+    buffer.setData(QByteArray(one_line_pdf()))
     buffer.open(QIODevice.OpenModeFlag.ReadOnly)
     doc = QPdfDocument()
     try:

@@ -113,3 +113,24 @@ def pending_entry() -> Callable[..., tuple[str, str, bytes]]:
         return entry_id, uid, doc
 
     return make
+
+
+def _no_pin() -> str:
+    raise AssertionError("the PIN was asked although an agent runs")
+
+
+@pytest.fixture
+def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdin closed (end of input: every confirmation is "non"), no test PIN, any PIN prompt fails."""
+    import importlib
+    import io
+    import sys
+
+    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
+    monkeypatch.delenv("PS_AGENT_API_PORT", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
+        # imported before any patch: dmp_cmd binds read_pin at import, and would keep the stub after the test
+        importlib.import_module(module)
+    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
+        monkeypatch.setattr(f"{module}.read_pin", _no_pin)

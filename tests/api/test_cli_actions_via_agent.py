@@ -26,25 +26,6 @@ Q = {"oid": DEMO_ADULT.oid}
 DOCS = f"/v1/patients/{DEMO_ADULT.ins}/documents"
 
 
-def _no_pin() -> str:
-    raise AssertionError("the PIN was asked although an agent runs")
-
-
-@pytest.fixture
-def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """stdin closed (end of input: every confirmation is "non"), no test PIN, any PIN prompt fails."""
-    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
-    monkeypatch.delenv("PS_AGENT_API_PORT", raising=False)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    import importlib
-
-    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
-        # imported before any patch: dmp_cmd binds read_pin at import, and would keep the stub after the test
-        importlib.import_module(module)
-    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
-        monkeypatch.setattr(f"{module}.read_pin", _no_pin)
-
-
 def _via(api: Any) -> list[str]:
     return ["--port-agent", str(api.server.address[1]), "--config-agent", str(api.config)]
 

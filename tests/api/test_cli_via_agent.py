@@ -5,7 +5,6 @@ token and an emergency access give French messages."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -24,25 +23,6 @@ from tests.fixtures.integration import author_json, patient_json, pdf, today
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENT = ["--ins", DEMO_ADULT.ins, "--oid", DEMO_ADULT.oid]
-
-
-def _no_pin() -> str:
-    raise AssertionError("the PIN was asked although an agent runs")
-
-
-@pytest.fixture
-def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """stdin closed (end of input), no test PIN, and any PIN prompt fails the test."""
-    monkeypatch.delenv("PS_AGENT_TEST_PIN", raising=False)
-    monkeypatch.delenv("PS_AGENT_API_PORT", raising=False)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    import importlib
-
-    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
-        # imported before any patch: dmp_cmd binds read_pin at import, and would keep the stub after the test
-        importlib.import_module(module)
-    for module in ("ps_agent.cli.common", "ps_agent.cli.dmp_cmd"):
-        monkeypatch.setattr(f"{module}.read_pin", _no_pin)
 
 
 def _via(api: Any) -> list[str]:
