@@ -18,7 +18,7 @@ from PySide6.QtCore import QMarginsF, QRectF, QSize, QUrl
 from PySide6.QtGui import QDesktopServices, QPageLayout, QPageSize, QPainter, QTextDocument
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from ui.documents import DocumentViewer, PreparedDocument, hl7_local
+from ui.documents import DocumentViewer, PreparedDocument, header_rows
 
 OPEN_IN_BROWSER = "Ouvrir dans le navigateur"
 PRINT = "Imprimer"
@@ -103,19 +103,7 @@ def _body_of(html: str) -> str:
 
 def browser_page(doc: Any, narrative_html: str, warnings: list[str] | None = None) -> str:
     """A complete HTML page: the visibility warnings (7.4), the CDA header (7.1) and the narrative."""
-    p = doc.patient
-    rows = [
-        ("Type", f"{doc.code.display_name} ({doc.code.code})" if doc.code else ""),
-        ("Date", hl7_local(doc.effective_time)),
-        (
-            "Patient",
-            f"{p.birth_family_name} {p.given_names} — né(e) le {hl7_local(p.birth_time)}" if p else "",
-        ),
-        ("Auteur", "; ".join(str(a.name) for a in doc.authors if a.name)),
-        ("Structure", "; ".join(a.organization.name for a in doc.authors if a.organization)),
-        ("Responsable", doc.custodian.name if doc.custodian else ""),
-        ("Version", str(doc.version_number or "")),
-    ]
+    rows = [row for row in header_rows(doc) if row[0] != "Titre"]  # the title heads the page
     head = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows if v)
     warn = "".join(f'<p class="avertissement">{escape(w)}</p>' for w in warnings or [])
     title = escape(doc.title or "Document")
