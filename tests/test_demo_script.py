@@ -21,9 +21,21 @@ pytestmark = pytest.mark.pcsc
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port P with P, P+1 and P+2 free: the demo puts the sandbox DMP on P, the INSi on the next two."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + 2 > 65535:
+            continue
+        try:
+            for port in (base + 1, base + 2):
+                with socket.socket() as t:
+                    t.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no three consecutive free ports on 127.0.0.1")
 
 
 def test_demo_smoke(repo_root: Path, tmp_path: Path, pcscd_service: str) -> None:

@@ -224,6 +224,7 @@ def start_insi(
         clock=clock,
     )
     servers: list[_Server] = []
+    port = mtls_port
     try:
         for port, mode in ((mtls_port, MODE_MTLS), (cpx_port, MODE_CPX)):
             cls: type[_Server] = _Server6 if ":" in host else _Server
@@ -231,7 +232,7 @@ def start_insi(
     except OSError as exc:
         for s in servers:
             s.server_close()
-        raise InsiServerError(f"Impossible d'écouter sur {host} : {exc.strerror or exc}.") from None
+        raise InsiServerError(f"Impossible d'écouter sur {host}:{port} : {exc.strerror or exc}.") from None
     threads = []
     for s in servers:
         t = threading.Thread(
