@@ -69,6 +69,12 @@ def _atc_table() -> dict[str, tuple[str, tuple[str, ...]]]:
     }
 
 
+def atc_vaccines() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every vaccine ATC code of the project table: code → (French label, antigens). A copy: callers may sort
+    or filter it freely."""
+    return dict(_atc_table())
+
+
 def atc_info(atc_code: str) -> tuple[str, tuple[str, ...]]:
     """(label, antigens) of an ATC code by longest known prefix; ("", ()) when not a known vaccine code."""
     table = _atc_table()

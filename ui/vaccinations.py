@@ -93,10 +93,10 @@ def vaccination_gaps(birth_date: str, immunizations: list[Any], on: dt.date | No
 def atc_choices() -> list[str]:
     """« J07CA01 — vaccin diphtérie, poliomyélite, tétanos (diphtérie, poliomyélite, tétanos) » for every
     vaccine ATC code of the project table (``cda.vaccinations``), searchable by code, label or disease."""
-    from cda.vaccinations import _atc_table
+    from cda.vaccinations import atc_vaccines
 
     out = []
-    for code, (label, antigens) in sorted(_atc_table().items()):
+    for code, (label, antigens) in sorted(atc_vaccines().items()):
         if len(code) > 3:  # not the bare « J07 »
             out.append(f"{code} — {label}" + (f" ({', '.join(antigens)})" if antigens else ""))
     return out
