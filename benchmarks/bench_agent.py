@@ -26,9 +26,7 @@ import argparse
 import contextlib
 import hashlib
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,6 +57,7 @@ from ps_agent.dmp.xmlns import QUERY, RIM, RS, SOAP, WSA, q  # noqa: E402
 from sandbox import demo  # noqa: E402
 from tests.e2e import docs  # noqa: E402
 from tests.e2e.conftest import identity_of  # noqa: E402
+from tests.fixtures.sandbox_process import demo_sandbox_process  # noqa: E402
 
 
 def ms(seconds: float) -> str:
@@ -323,38 +322,6 @@ def bench_vaccinations(
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _sandbox_process(data: Path, pki_dir: Path, latency_ms: int = 0):
-    """``python -m sandbox serve --demo`` in a child process; yields its base URL."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port)]
-    if latency_ms:
-        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
-    proc = subprocess.Popen([*cmd, "--pki", str(pki_dir), "--demo"], cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start within 60 s") from None
-                time.sleep(0.1)
-        yield f"https://127.0.0.1:{port}/si-dmp-server/v2/services/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 @contextlib.contextmanager
 def _sandbox_in_process(data: Path, test_pki: object):
     from sandbox import demo
@@ -388,7 +355,7 @@ def main() -> None:
         server = (
             _sandbox_in_process(tmpd / "data", test_pki)
             if args.in_process
-            else _sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms)
+            else demo_sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms)
         )
         with server as base_url:
             print(f"sandbox {'in this process' if args.in_process else 'in its own process'}: {base_url}")

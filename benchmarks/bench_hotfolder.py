@@ -28,17 +28,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -58,6 +54,7 @@ from ps_agent.hotfolder import HotFolder  # noqa: E402
 from ps_agent.hotfolder.ledger import DONE  # noqa: E402
 from ps_agent.services import Services  # noqa: E402
 from tests.fixtures.integration import author_json, credentials, patient_json, pdf  # noqa: E402
+from tests.fixtures.sandbox_process import demo_sandbox_process  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -70,12 +67,6 @@ def rss_mib() -> float:
         except ImportError:
             return 0.0
         return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -93,39 +84,16 @@ class Cpu:
 
     sandbox_pid = 0
 
+    @classmethod
+    def set_sandbox_pid(cls, pid: int) -> None:
+        cls.sandbox_pid = pid
+
     def __init__(self) -> None:
         self.agent0, self.sandbox0 = time.process_time(), proc_cpu_s(self.sandbox_pid)
 
     def per_doc_ms(self, n: int) -> tuple[float, float]:
         return ((time.process_time() - self.agent0) / n * 1000,
                 (proc_cpu_s(self.sandbox_pid) - self.sandbox0) / n * 1000)  # fmt: skip
-
-
-@contextlib.contextmanager
-def sandbox_process(data: Path, pki_dir: Path, latency_ms: int) -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port),
-           "--pki", str(pki_dir), "--demo"]  # fmt: skip
-    if latency_ms:
-        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    Cpu.sandbox_pid = proc.pid
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start within 60 s") from None
-                time.sleep(0.1)
-        yield f"https://127.0.0.1:{port}/si-dmp-server/v2/services/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def sidecar(p: object, title: str) -> dict[str, object]:
@@ -206,7 +174,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         test_pki = pki.load_or_create(tmpd / "pki")
-        with sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
+        with demo_sandbox_process(
+            tmpd / "data", tmpd / "pki", args.latency_ms, on_start=Cpu.set_sandbox_pid
+        ) as base_url:
             env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             services = Services(AgentConfig(env, tmpd / "home"))
             session = services.open_session(credentials(test_pki, "secretary", AuthMode.INDIRECTE_RENFORCEE))

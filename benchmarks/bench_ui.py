@@ -29,21 +29,21 @@ INSi stand-in of tests/ui/conftest.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from tests.fixtures.sandbox_process import demo_sandbox_process  # noqa: E402
 
 # The minimal side marks "shown" exactly as ``ui.app.FirstPaint`` does: on the event loop right after the
 # window's first paint.
@@ -124,40 +124,6 @@ def bench_startup(runs: int, home: Path) -> tuple[list[float], list[float], list
 
 
 # ---------------------------------------------------------------------------------------- sandbox
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def sandbox_process(data: Path, pki_dir: Path, latency_ms: int) -> Iterator[str]:
-    """``python -m sandbox serve --demo`` in a child process answering every request ``latency_ms`` late."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "sandbox", "serve", "--data", str(data), "--port", str(port)]
-    cmd += ["--pki", str(pki_dir), "--demo"]
-    if latency_ms:
-        cmd += ["--latency-ms", str(latency_ms), "--latency-rate", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        base = f"https://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"the sandbox stopped (exit {proc.returncode})")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("the sandbox did not start within 60 s") from None
-                time.sleep(0.1)
-        yield base + "/si-dmp-server/v2/services/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 # ---------------------------------------------------------------------------------------- window
 def wait_until(app: Any, cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -304,7 +270,7 @@ def main() -> None:
             return
 
         test_pki = pki.load_or_create(tmpd / "pki")
-        with sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
+        with demo_sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
             app = QApplication.instance() or QApplication(sys.argv[:1])
             env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             services = Services(AgentConfig(env, tmpd / "home", deposit_retries=0))
