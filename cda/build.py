@@ -639,7 +639,10 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
         from pypdf import PdfReader
 
         # pypdf logs its own warnings ("EOF marker not found"); the user gets our French error instead.
-        logging.getLogger("pypdf").setLevel(logging.ERROR)
+        # (setLevel clears every logger's level cache: only when needed, not on each document)
+        pypdf_log = logging.getLogger("pypdf")
+        if pypdf_log.level != logging.ERROR:
+            pypdf_log.setLevel(logging.ERROR)
         try:
             reader = PdfReader(io.BytesIO(content))
             if reader.is_encrypted:
