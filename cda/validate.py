@@ -249,7 +249,7 @@ def _name_affixes(root: etree._Element) -> Iterable[tuple[str, str]]:
             ("prefix", vs.CIVILITIES_J245, "une civilité (JDV_J245 : M, MME)"),
             ("suffix", vs.TITLES_J246, "un titre (JDV_J246 : DR, PR, MC, MG, PC, PG)"),
         ):
-            for el in name.findall(_H + tag):
+            for el in name.iterchildren(_H + tag):  # findall's Python ElementPath: ≈ 2 µs more each
                 value = (el.text or "").strip()
                 if value not in allowed:
                     yield (
@@ -282,9 +282,16 @@ def _practice_setting(root: etree._Element) -> Iterable[str]:
     ev = _first_event(root)
     if ev is None:
         return
-    code = ev.find(
-        f"{_H}performer/{_H}assignedEntity/{_H}representedOrganization/{_H}standardIndustryClassCode"
-    )
+    code = next(
+        (
+            c
+            for p in ev.iterchildren(f"{_H}performer")
+            for e in p.iterchildren(f"{_H}assignedEntity")
+            for o in e.iterchildren(f"{_H}representedOrganization")
+            for c in o.iterchildren(f"{_H}standardIndustryClassCode")
+        ),
+        None,
+    )  # what ev.find('performer/.../standardIndustryClassCode') answers, without ElementPath
     if code is None:
         yield "absent"
     elif not vs.is_practice_setting(code.get("code") or ""):
