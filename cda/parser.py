@@ -26,8 +26,38 @@ def _q(path: str) -> str:
     return found
 
 
+_STEPS: dict[str, tuple[str, ...]] = {}
+
+
+def _steps(path: str) -> tuple[str, ...]:
+    """'a/b' -> ('{urn:hl7-org:v3}a', '{urn:hl7-org:v3}b') (plain child steps only; each path once)."""
+    found = _STEPS.get(path)
+    if found is None:
+        found = tuple(_H + p for p in path.split("/"))
+        if len(_STEPS) < 1024:
+            _STEPS[path] = found
+    return found
+
+
+def _first(el: etree._Element, steps: tuple[str, ...], i: int) -> etree._Element | None:
+    """What ``el.find('a/b')`` answers (the first ``b`` under ANY ``a``, in document order), walking the
+    children in C (``iterchildren(tag)``) instead of lxml's Python ElementPath: ≈ 2x faster per lookup."""
+    if i == len(steps):
+        return el
+    for child in el.iterchildren(steps[i]):
+        found = _first(child, steps, i + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def _find(el: etree._Element | None, path: str) -> etree._Element | None:
-    return None if el is None else el.find(_q(path))
+    if el is None:
+        return None
+    steps = _STEPS.get(path) or _steps(path)
+    if len(steps) == 1:
+        return next(el.iterchildren(steps[0]), None)
+    return _first(el, steps, 0)
 
 
 def _attr(el: etree._Element | None, path: str, name: str) -> str:
@@ -65,7 +95,7 @@ def _name(el: etree._Element | None) -> PersonName | None:
         return None
     return PersonName(
         family=_text(el, "family"),
-        given=tuple(" ".join("".join(g.itertext()).split()) for g in el.findall(_q("given"))),
+        given=tuple(" ".join("".join(g.itertext()).split()) for g in el.iterchildren(_H + "given")),
         prefix=_text(el, "prefix"),
     )
 
@@ -80,7 +110,7 @@ def _patient(record_target: etree._Element | None) -> Patient | None:
     role = _find(record_target, "patientRole")
     if role is None:
         return None
-    ids = tuple(i for i in (_ii(e) for e in role.findall(_q("id"))) if i is not None)
+    ids = tuple(i for i in (_ii(e) for e in role.iterchildren(_H + "id")) if i is not None)
     ins = next((i for i in ids if i.root in INS_OIDS), None)
     pat = _find(role, "patient")
     name = _find(pat, "name")
@@ -150,12 +180,32 @@ def check_root(root: etree._Element) -> None:
         )
 
 
+def _get(el: etree._Element | None, name: str) -> str:
+    return (el.get(name) or "") if el is not None else ""
+
+
 def parse_element(root: etree._Element) -> CdaDocument:
     """Build the model from an already parsed (hardened) ``ClinicalDocument`` element."""
     check_root(root)
-    version = _attr(root, "versionNumber", "value")
-    encounter = _find(root, "componentOf/encompassingEncounter")
-    body = _find(root, "component")
+    kids: dict[object, list[etree._Element]] = {}  # the header's children by tag: one pass, then lookups
+    for child in root:
+        kids.setdefault(child.tag, []).append(child)
+
+    def find(path: str) -> etree._Element | None:
+        """``root.find(path)``, its first step from ``kids``."""
+        steps = _STEPS.get(path) or _steps(path)
+        for el in kids.get(steps[0], ()):
+            found = _first(el, steps, 1)
+            if found is not None:
+                return found
+        return None
+
+    def all_of(tag: str) -> list[etree._Element]:
+        return kids.get(_H + tag, [])
+
+    version = _get(find("versionNumber"), "value")
+    encounter = find("componentOf/encompassingEncounter")
+    body = find("component")
     body_kind = media_type = ""
     section_codes: tuple[str, ...] = ()
     if body is not None:
@@ -168,29 +218,27 @@ def parse_element(root: etree._Element) -> CdaDocument:
             section_codes = tuple(
                 c.get("code", "") for c in body.iterfind(_q("structuredBody/component/section/code"))
             )
-    rplc = next(
-        (r for r in root.findall(_q("relatedDocument")) if r.get("typeCode") == "RPLC"),
-        None,
-    )
-    legal = _find(root, "legalAuthenticator")
+    rplc = next((r for r in all_of("relatedDocument") if r.get("typeCode") == "RPLC"), None)
+    legal = find("legalAuthenticator")
+    title = find("title")
     return CdaDocument(
         root=root,
-        id=_ii(_find(root, "id")),
-        set_id=_ii(_find(root, "setId")),
+        id=_ii(find("id")),
+        set_id=_ii(find("setId")),
         version_number=int(version) if version.isdigit() else None,
-        code=_code(_find(root, "code")),
-        title=_text(root, "title"),
-        effective_time=_ts(root, "effectiveTime"),
-        confidentiality=_code(_find(root, "confidentialityCode")),
-        language=_attr(root, "languageCode", "code"),
-        template_ids=tuple(
-            (t.get("root", ""), t.get("extension", "")) for t in root.findall(_q("templateId"))
-        ),
-        patient=_patient(_find(root, "recordTarget")),
-        authors=tuple(_author(a) for a in root.findall(_q("author"))),
-        custodian=_organization(_find(root, "custodian/assignedCustodian/representedCustodianOrganization")),
+        code=_code(find("code")),
+        title=" ".join("".join(title.itertext()).split()) if title is not None else "",
+        effective_time=_get(find("effectiveTime"), "value"),
+        confidentiality=_code(find("confidentialityCode")),
+        language=_get(find("languageCode"), "code"),
+        template_ids=tuple((t.get("root", ""), t.get("extension", "")) for t in all_of("templateId")),
+        patient=_patient(find("recordTarget")),
+        authors=tuple(_author(a) for a in all_of("author")),
+        custodian=_organization(find("custodian/assignedCustodian/representedCustodianOrganization")),
         legal_authenticator=_author(legal, "assignedEntity") if legal is not None else None,
-        service_events=tuple(_service_event(s) for s in root.iterfind(_q("documentationOf/serviceEvent"))),
+        service_events=tuple(
+            _service_event(s) for d in all_of("documentationOf") for s in d.iterchildren(_H + "serviceEvent")
+        ),
         facility_type=_code(_find(encounter, "location/healthCareFacility/code")),
         encounter_start=_ts(encounter, "effectiveTime/low") or _ts(encounter, "effectiveTime"),
         encounter_stop=_ts(encounter, "effectiveTime/high"),

@@ -46,8 +46,13 @@ def safe_parse(data: bytes) -> etree._Element:
     if not data or data.isspace():  # what ``not data.strip()`` says, without copying the document
         raise XmlSyntaxError("Le document XML est vide.", field="document")
     head = bytes(data[:_PROLOG_SCAN])
-    if _DOCTYPE_RE.search(head) or (
-        any(b in head for b in _BANG_UTF16) and any(m in head.upper() for m in _DOCTYPE_UTF16)
+    # Both searches are guarded by a one-byte memchr (≈ 1 µs for 64 KB): "!" is in every DOCTYPE, and a
+    # NUL byte in every UTF-16 "<!"; a document without them skips the ≈ 20 µs regex and the ≈ 90 µs
+    # substring searches (the latter are slow on base64 bodies), with the same answer.
+    if (b"!" in head and _DOCTYPE_RE.search(head)) or (
+        b"\x00" in head
+        and any(b in head for b in _BANG_UTF16)
+        and any(m in head.upper() for m in _DOCTYPE_UTF16)
     ):
         raise XmlSecurityError(
             "Le document contient une déclaration DOCTYPE, refusée pour des raisons de sécurité.",

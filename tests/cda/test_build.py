@@ -346,3 +346,85 @@ def test_the_vaccination_narrative_names_the_vaccinator_with_title_and_professio
     not_given = dataclasses.replace(vaccination, given=False)
     data = build.vaccination_note(patient=patient, author=author, vaccination=not_given)
     assert narrative(data)[0].startswith("Vaccination non réalisée, constatée par ")
+
+
+# --- the header written as text (cda.build._Writer): lxml is the reference ---------------------------------
+def _special_inputs(patient: PatientInput, author: AuthorInput) -> dict[str, object]:
+    """Inputs holding every character libxml2 escapes, accents and a character outside the BMP."""
+    odd = 'Ça & <co> "dit" l\'𝄞 > é'
+    return {
+        "patient": dataclasses.replace(patient, birth_family_name=odd, used_given_name=odd),
+        "author": dataclasses.replace(author, organization_name=odd, family_name="D'ARC & <FILS>"),
+        "title": odd,
+        "document_id": cda.model.InstanceId("1.2.250.1.999", 'a"b&c<d>e\tf\ng\rh'),
+        "replaces": Replacement(
+            cda.model.InstanceId("1.2.3", "x\t&\"<'>\r\n"), cda.model.InstanceId("1.2.4"), 1
+        ),
+    }
+
+
+def test_level1_bytes_are_what_lxml_serialises_for_the_same_tree(
+    patient: PatientInput, author: AuthorInput, pdf: bytes
+) -> None:
+    from lxml import etree
+
+    for kw in ({}, _special_inputs(patient, author)):
+        args = dict(kw)
+        data = _level1(args.pop("patient", patient), args.pop("author", author), content=pdf, **args)  # type: ignore[arg-type]
+        reparsed = etree.fromstring(data)
+        assert etree.tostring(reparsed, xml_declaration=True, encoding="UTF-8") == data
+        doc = cda.parse(data)
+        if kw:  # the values come back unchanged through a conforming parser
+            assert doc.title == kw["title"] and doc.id == kw["document_id"]
+            assert doc.replaced_document_id == kw["replaces"].document_id  # type: ignore[attr-defined]
+            assert doc.custodian is not None and doc.custodian.name == 'Ça & <co> "dit" l\'𝄞 > é'
+        assert errors(validate_builtin(data)) == []
+
+
+def test_vaccination_note_header_is_what_lxml_serialises(patient: PatientInput, author: AuthorInput) -> None:
+    from lxml import etree
+
+    kw = _special_inputs(patient, author)
+    when = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    note = build.vaccination_note(
+        patient=kw["patient"],  # type: ignore[arg-type]
+        author=kw["author"],  # type: ignore[arg-type]
+        vaccination=VaccinationInput(
+            cis_code="63041934", vaccine_label="VAXIGRIPTETRA", atc_code="J07BB02", lot_number="L&1",
+            date=dt.date(2026, 11, 20),
+        ),
+        document_id=kw["document_id"],  # type: ignore[arg-type]
+        effective_time=when,
+    )  # fmt: skip
+    root = etree.fromstring(note)
+    root.remove(root.find(f"{H}component"))  # the body is built with lxml itself
+    header = note[: note.index(b"<component>")] + b"</ClinicalDocument>"
+    assert etree.tostring(root, xml_declaration=True, encoding="UTF-8") == header
+    assert errors(validate_builtin(note)) == []
+
+
+def test_the_writer_refuses_exactly_what_lxml_refuses() -> None:
+    """Every character lxml refuses in an attribute or a text (all of the BMP, the edges of the other
+    planes) is refused by the text writer with the same message and field as before."""
+    from lxml import etree
+
+    def lxml_accepts(value: str) -> bool:
+        try:
+            etree.Element("x", v=value)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    codepoints = [*range(0x10000), 0x10000, 0x1D11E, 0x10FFFF]
+    for cp in codepoints:
+        value = f"a{chr(cp)}b"
+        assert (build._FORBIDDEN.search(value) is None) is lxml_accepts(value), hex(cp)
+    writer = build._Writer()
+    with pytest.raises(InvalidInput) as info:
+        writer.leaf("id", {"root": "1.2.3", "extension": "ab\x01"})
+    assert info.value.message_fr == "La valeur « 'ab\\x01' » contient des caractères interdits (id)."
+    assert info.value.field == "id"
+    with pytest.raises(InvalidInput) as info:
+        writer.leaf("name", text="PHARMACIE\x0b")
+    assert info.value.message_fr == "Le texte « PHARMACIE\x0b » contient des caractères interdits."
+    assert info.value.field == "name"
