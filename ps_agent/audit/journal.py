@@ -429,6 +429,8 @@ class AuditJournal:
         self._signer: CheckpointSigner | None = None
         self._signer_label = ""
         self.checkpoint_every = max(1, int(checkpoint_every))
+        # the highest checkpoint seq this handle has seen (``_finish``); -inf-like until first asked
+        self._cp_seq_known = -(2**62)
         self._closed = False
         self._foreign_anchor_logged = False
         try:
@@ -622,7 +624,13 @@ class AuditJournal:
         if record is None:  # pragma: no cover - done without error means committed
             raise AuditWriteError("Le journal d'audit n'a pas pu être écrit.", code="AUDIT_WRITE")
         signer = self._signer
-        if signer is not None and record.seq - self._last_checkpoint_seq() >= self.checkpoint_every:
+        # a checkpoint is due when CHECKPOINT_EVERY records follow the last one: asked of the database only
+        # when the last one this handle knows of says so (another process may have signed one since)
+        if (
+            signer is not None
+            and record.seq - self._cp_seq_known >= self.checkpoint_every
+            and record.seq - self._last_checkpoint_seq() >= self.checkpoint_every
+        ):
             with self._cp_lock:
                 self._try_checkpoint(signer, self._signer_label)
         return record
@@ -782,7 +790,9 @@ class AuditJournal:
             # the newest row (rowid order: no scan of a table that grows with the journal); a checkpoint
             # another process signed late with a lower head only makes the next one come sooner
             row = self._conn.execute("SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
-        return int(row[0]) if row else 0
+        seq = int(row[0]) if row else 0
+        self._cp_seq_known = max(self._cp_seq_known, seq)
+        return seq
 
     def _make_checkpoint(self, signer: CheckpointSigner, label: str) -> Checkpoint | None:
         with self._lock:
@@ -795,6 +805,7 @@ class AuditJournal:
                 "SELECT number, seq, data FROM audit_checkpoints ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if last is not None and int(last[1]) >= int(head[0]):
+                self._cp_seq_known = max(self._cp_seq_known, int(last[1]))
                 return Checkpoint.from_json(last[2])
             number = int(last[0]) + 1 if last else 1
             timestamp = format_timestamp(self._clock())
@@ -823,6 +834,7 @@ class AuditJournal:
                     f"Le point de contrôle du journal d'audit n'a pas pu être écrit ({exc}).",
                     code="AUDIT_CHECKPOINT",
                 ) from exc
+        self._cp_seq_known = max(self._cp_seq_known, cp.seq)
         self._write_checkpoint_copy(cp)
         self._notify(cp)
         return cp

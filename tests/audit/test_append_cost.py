@@ -240,3 +240,27 @@ def test_a_failed_anchor_sync_fails_the_append_and_the_next_append_recovers(
     last = journal.append(make_event(4))
     assert read_anchor(journal.anchor_path) == (4, last.hash, journal.journal_id)
     assert journal.verify().ok
+
+
+def test_automatic_checkpoints_count_from_the_last_one_any_handle_signed(
+    journal_path: Path, clock: FakeClock, test_pki: object
+) -> None:
+    """Each handle remembers the last checkpoint it saw and asks the database only when that one says a
+    checkpoint is due: one signed meanwhile by another handle (process) still defers the next."""
+    from ps_agent.auth.software import SoftwareSigner
+
+    card = test_pki.card("gp")  # type: ignore[attr-defined]
+    signer = SoftwareSigner(card.sign_key, card.sign_cert, card.chain)
+    with (
+        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as a,
+        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as b,
+    ):
+        a.set_checkpoint_signer(signer, "carte CPS")
+        b.set_checkpoint_signer(signer, "carte CPS")
+        _grow(a, 4)  # 1-4: a signs at 4
+        _grow(b, 4)  # 5-8: b signs at 8
+        _grow(a, 3)  # 9-11: a last saw 4, the database says 8: not due
+        assert [c.seq for c in a.checkpoints()] == [4, 8]
+        _grow(a, 1)  # 12
+        assert [c.seq for c in b.checkpoints()] == [4, 8, 12]
+        assert a.verify().ok
