@@ -167,6 +167,7 @@ class InPlaceFile:
         # how to release the lock held: (lock fd, fcntl, msvcrt), or the process-local lock
         self._release: tuple[int, ModuleType | None, ModuleType | None] | threading.Lock | None = None
         self._modules = _lock_modules()
+        self._closed = False  # after close(): each use opens and releases its descriptors
 
     def locked(self) -> InPlaceFile:
         """``with f.locked():`` holds the lock (a plain context manager: no generator per use)."""
@@ -198,6 +199,8 @@ class InPlaceFile:
             elif release is not None:
                 release.release()
         finally:
+            if self._closed:
+                self._close_fds()
             self._threads.release()
 
     def _acquire(self, fcntl: ModuleType | None, msvcrt: ModuleType | None) -> int:
@@ -296,13 +299,17 @@ class InPlaceFile:
                 os.close(fd)
 
     def close(self) -> None:
-        """Release both descriptors (idempotent; a later use reopens them)."""
+        """Release both descriptors (idempotent); a later use opens them for its own duration only."""
         with self._threads:
-            self._drop()
-            fd, self._lock_fd = self._lock_fd, None
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            self._closed = True
+            self._close_fds()
+
+    def _close_fds(self) -> None:
+        self._drop()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -364,6 +364,11 @@ class _Ticket:
         self.error: BaseException | None = None
 
 
+def _ids_json(ids: tuple[str, ...]) -> str:
+    """``json.dumps(list(ids), ensure_ascii=False)`` of the strings ``sanitize_event`` leaves."""
+    return "[" + ", ".join(map(_ENCODE_STR, ids)) + "]"
+
+
 def _row_values(
     seq: int, timestamp: str, clock_note: str, clean: AuditEvent, prev_hash: str, digest: str
 ) -> tuple[object, ...]:
@@ -381,9 +386,7 @@ def _row_values(
         clean.structure_id,
         clean.patient_ins,
         clean.transaction,
-        "["
-        + ", ".join(map(_ENCODE_STR, clean.document_ids))
-        + "]",  # json.dumps(list(ids), ensure_ascii=False)
+        _ids_json(clean.document_ids),
         clean.access_mode,
         clean.reason,
         clean.error_code,
@@ -787,8 +790,9 @@ class AuditJournal:
         with self._lock:
             if self._closed:
                 return 0
-            # the newest row (rowid order: no scan of a table that grows with the journal); a checkpoint
-            # another process signed late with a lower head only makes the next one come sooner
+            # the newest row (rowid order: no scan of a table that grows with the journal); ``_finish`` counts
+            # from the highest one this handle has seen (a checkpoint another process signed late with a
+            # lower head does not bring the next one forward)
             row = self._conn.execute("SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
         seq = int(row[0]) if row else 0
         self._cp_seq_known = max(self._cp_seq_known, seq)

@@ -215,7 +215,8 @@ def test_close_releases_the_anchor_descriptors(journal_path: Path, clock: FakeCl
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
-    assert j.verify().ok  # verify after close reopens what it needs
+    assert j.verify().ok  # verify after close opens what it needs for its own duration
+    assert j._anchor._fd is None and j._anchor._lock_fd is None
 
 
 def test_a_failed_anchor_sync_fails_the_append_and_the_next_append_recovers(
