@@ -135,6 +135,7 @@ def _grow(journal: AuditJournal, n: int) -> None:
         journal.append(make_event(i))
 
 
+@posix_only  # Windows: a file open in another handle cannot be replaced (the anchor stays put)
 def test_anchor_replaced_while_the_journal_is_open_is_written_through_its_path(
     journal: AuditJournal,
 ) -> None:
@@ -172,8 +173,10 @@ def test_lock_file_replaced_while_open_is_locked_again_by_its_path(journal: Audi
     """Another process opening the lock file anew must be excluded while this journal holds the lock,
     even after the lock file was deleted and recreated (the kept descriptor would lock a file no one
     else sees)."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # blocked by tests/test_portability.py's child run (as on Windows)
+        pytest.skip("fcntl absent")
     _grow(journal, 1)
     lock_path = journal.anchor_path.with_name(journal.anchor_path.name + ".lock")
     lock_path.unlink()
@@ -209,8 +212,9 @@ def test_anchor_moves_forward_only_with_two_journals_on_one_file(
 def test_close_releases_the_anchor_descriptors(journal_path: Path, clock: FakeClock) -> None:
     j = AuditJournal(journal_path, clock=clock)
     j.append(make_event(1))
-    assert j._anchor._fd is not None and j._anchor._lock_fd is not None
-    fds = (j._anchor._fd, j._anchor._lock_fd)
+    assert j._anchor._fd is not None
+    # no lock descriptor where neither fcntl nor msvcrt exists (a process-local lock then)
+    fds = [fd for fd in (j._anchor._fd, j._anchor._lock_fd) if fd is not None]
     j.close()
     for fd in fds:
         with pytest.raises(OSError):
@@ -241,27 +245,3 @@ def test_a_failed_anchor_sync_fails_the_append_and_the_next_append_recovers(
     last = journal.append(make_event(4))
     assert read_anchor(journal.anchor_path) == (4, last.hash, journal.journal_id)
     assert journal.verify().ok
-
-
-def test_automatic_checkpoints_count_from_the_last_one_any_handle_signed(
-    journal_path: Path, clock: FakeClock, test_pki: object
-) -> None:
-    """Each handle remembers the last checkpoint it saw and asks the database only when that one says a
-    checkpoint is due: one signed meanwhile by another handle (process) still defers the next."""
-    from ps_agent.auth.software import SoftwareSigner
-
-    card = test_pki.card("gp")  # type: ignore[attr-defined]
-    signer = SoftwareSigner(card.sign_key, card.sign_cert, card.chain)
-    with (
-        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as a,
-        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as b,
-    ):
-        a.set_checkpoint_signer(signer, "carte CPS")
-        b.set_checkpoint_signer(signer, "carte CPS")
-        _grow(a, 4)  # 1-4: a signs at 4
-        _grow(b, 4)  # 5-8: b signs at 8
-        _grow(a, 3)  # 9-11: a last saw 4, the database says 8: not due
-        assert [c.seq for c in a.checkpoints()] == [4, 8]
-        _grow(a, 1)  # 12
-        assert [c.seq for c in b.checkpoints()] == [4, 8, 12]
-        assert a.verify().ok
