@@ -1,9 +1,10 @@
-"""Audit journal figures: appends/s with synchronous=FULL (each append committed and fsynced, anchor
-fsync'd), the same from 1, 4 and 8 threads at once (group commit: records per durable write), the same
-with a software signer making a checkpoint every ``CHECKPOINT_EVERY`` records, verify time for 100k
-records (with and without signed checkpoints), export throughput, policy decisions/s.
+"""Audit journal figures: CPU per append (µs of this process, user + system; a deposit writes two),
+from 1 thread and from 4 threads at once; appends/s with synchronous=FULL (each append committed and
+fsynced, anchor fsync'd), the same from 1, 4 and 8 threads at once (group commit: records per durable
+write), the same with a software signer making a checkpoint every ``CHECKPOINT_EVERY`` records, verify
+time for 100k records (with and without signed checkpoints), export throughput, policy decisions/s.
 
-    .venv/bin/python benchmarks/bench_audit.py [--records 100000] [--appends 2000] [--dir DIR]
+    .venv/bin/python benchmarks/bench_audit.py [--records 100000] [--appends 2000] [--dir DIR] [--cpu-only]
 
 The 100k-record journal is filled with ``executemany`` of correctly chained rows (building it through
 ``append`` would take minutes of fsyncs and measure nothing new); ``verify`` then walks all of it.
@@ -12,6 +13,7 @@ The 100k-record journal is filled with ``executemany`` of correctly chained rows
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sqlite3
@@ -59,6 +61,70 @@ def event(n: int) -> AuditEvent:
     )
 
 
+def deposit_event(n: int) -> AuditEvent:
+    """What a deposit journals (its intent, then its outcome): a detail text, an author on whose behalf."""
+    return AuditEvent(
+        action="dmp.deposit",
+        outcome="success" if n % 2 else "pending",
+        actor_id_nat="899700000013",
+        actor_name="JEAN MEDECIN-GENERALISTE",
+        actor_profession="10",
+        auth_mode="DIRECTE",
+        card_serial="0000000101",
+        structure_id="380000000100017",
+        patient_ins="279035121518989^1.2.250.1.213.1.4.10",
+        transaction="TD2.1",
+        document_ids=(f"1.2.250.1.999.1.{n // 2}",),
+        detail=f"rubrique : comptes rendus ; dépôt n° {n // 2}",
+        on_behalf_of="899700000013",
+    )
+
+
+def bench_append_cpu(directory: Path, count: int, threads: int, *, durable: bool = True) -> float:
+    """CPU of this process (``time.process_time``: user + system, so the fsyncs' own kernel work counts)
+    per ``append``, from ``threads`` threads at once; the best of 3 rounds (other processes share the
+    machine). ``durable=False`` is a diagnostic, not a mode of the journal: the anchor's fsync stubbed out
+    and SQLite at ``synchronous=OFF``, to show what the Python and SQLite work alone costs. Returns µs per
+    append."""
+    import os
+    import threading
+
+    best = float("inf")
+    real_syncs = {name: getattr(os, name) for name in ("fsync", "fdatasync") if hasattr(os, name)}
+    with contextlib.ExitStack() as stack:
+        j = stack.enter_context(AuditJournal(directory / f"cpu{threads}{'' if durable else 'x'}.sqlite3"))
+        if not durable:
+            j._conn.execute("PRAGMA synchronous=OFF")
+            for name in real_syncs:
+                setattr(os, name, lambda fd: None)
+            stack.callback(lambda: [setattr(os, k, v) for k, v in real_syncs.items()])
+        for n in range(20):
+            j.append(deposit_event(n))
+
+        def work(k: int) -> None:
+            for n in range(k, count, threads):
+                j.append(deposit_event(n))
+
+        for _ in range(3):
+            t0 = time.process_time()
+            if threads == 1:
+                work(0)
+            else:
+                pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+                for t in pool:
+                    t.start()
+                for t in pool:
+                    t.join()
+            best = min(best, (time.process_time() - t0) / count)
+        assert j.verify().ok
+    what = "" if durable else " WITHOUT the durable writes (diagnostic: fsyncs stubbed)"
+    print(
+        f"CPU per append, {threads} thread{'s at once' if threads > 1 else ''}{what}: {best * 1e6:.0f} µs "
+        f"(best of 3 rounds of {count}; user + system)"
+    )
+    return best * 1e6
+
+
 def bench_appends(directory: Path, count: int) -> None:
     with AuditJournal(directory / "appends.sqlite3") as j:
         j.append(event(0))
@@ -76,19 +142,17 @@ def bench_concurrent_appends(directory: Path, count: int, threads: int) -> None:
     queued during a commit share the next one; ``main`` before it: 1.0)."""
     import threading
 
-    import ps_agent.audit.journal as journal_mod
-
-    real = journal_mod.write_in_place
     anchor_writes = [0]
-
-    def counted(path: Path, data: bytes) -> None:
-        anchor_writes[0] += 1
-        real(path, data)
-
     waits: list[float] = []
     with AuditJournal(directory / f"concurrent{threads}.sqlite3") as j:
         j.append(event(0))
-        journal_mod.write_in_place = counted  # type: ignore[assignment]
+        real = j._anchor.write
+
+        def counted(data: bytes) -> None:
+            anchor_writes[0] += 1
+            real(data)
+
+        j._anchor.write = counted  # type: ignore[method-assign]
         try:
 
             def work(k: int) -> None:
@@ -105,7 +169,7 @@ def bench_concurrent_appends(directory: Path, count: int, threads: int) -> None:
                 t.join()
             elapsed = time.perf_counter() - start
         finally:
-            journal_mod.write_in_place = real
+            j._anchor.write = real  # type: ignore[method-assign]
         assert j.verify().ok
     waits.sort()
     print(
@@ -234,9 +298,15 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="folder for the journals (default: a temp dir)"
     )
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU per append (1 and 4 threads)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp)
+        bench_append_cpu(directory, min(args.appends, 500), 1)
+        bench_append_cpu(directory, min(args.appends, 500), 4)
+        bench_append_cpu(directory, min(args.appends, 500), 1, durable=False)
+        if args.cpu_only:
+            return
         signer = software_signer()
         bench_appends(directory, args.appends)
         for threads in (1, 4, 8):

@@ -4,8 +4,11 @@ The core must import on Windows (issue 9 item 5): no top-level ``fcntl``; ``os.p
 
 - ``file_lock(path)``: exclusive lock on a small lock file, ``fcntl.flock`` on POSIX, ``msvcrt.locking``
   on Windows (byte 0, retried until granted), a process-local lock when neither exists.
-- ``write_in_place(path, data)``: seek(0) + write + truncate + flush + ``os.fdatasync``/``os.fsync``
-  (the anchor).
+- ``write_in_place(path, data)``: seek(0) + write + truncate + flush + ``os.fdatasync``/``os.fsync``.
+- ``InPlaceFile``: the same write, and the lock, on descriptors kept open between writes (the anchor is
+  rewritten once per group commit: ~8 system calls instead of ~20, no ``open``/``close`` per write). The
+  path is checked (``os.stat``) under the lock before each read or write: a file deleted or replaced
+  meanwhile is reopened (created when missing), never written through a stale descriptor.
 - ``write_atomic(path, data)``: temporary file + fsync + ``os.replace`` + directory fsync (the checkpoint
   copy); on Windows a reader holding the file open can make ``os.replace`` fail for a moment: retried.
 - ``restrict_file`` / ``restrict_dir``: chmod 0600 / 0700 whoever created the file (no-op on Windows,
@@ -24,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 
 IS_WINDOWS = os.name == "nt"
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()
 
@@ -35,38 +39,54 @@ def _optional(name: str) -> ModuleType | None:
         return None
 
 
+def _lock_modules() -> tuple[ModuleType | None, ModuleType | None]:
+    """(fcntl, msvcrt), whichever this platform has (looked up on each call: a test may hide one)."""
+    return (None if IS_WINDOWS else _optional("fcntl")), (_optional("msvcrt") if IS_WINDOWS else None)
+
+
+def _local_lock(path: Path) -> threading.Lock:
+    with _LOCAL_GUARD:
+        return _LOCAL_LOCKS.setdefault(str(path), threading.Lock())
+
+
+def _lock_fd(fd: int, fcntl: ModuleType | None, msvcrt: ModuleType | None) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    assert msvcrt is not None
+    os.lseek(fd, 0, os.SEEK_SET)  # msvcrt.locking locks from the current position
+    while True:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # LK_LOCK itself retries for ~10 s
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
+def _unlock_fd(fd: int, fcntl: ModuleType | None, msvcrt: ModuleType | None) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return
+    assert msvcrt is not None
+    os.lseek(fd, 0, os.SEEK_SET)
+    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive lock held across processes while the ``with`` block runs."""
-    fcntl = None if IS_WINDOWS else _optional("fcntl")
-    msvcrt = _optional("msvcrt") if IS_WINDOWS else None
+    fcntl, msvcrt = _lock_modules()
     if fcntl is None and msvcrt is None:
-        with _LOCAL_GUARD:
-            local = _LOCAL_LOCKS.setdefault(str(path), threading.Lock())
-        with local:
+        with _local_lock(path):
             yield
         return
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            assert msvcrt is not None
-            while True:
-                try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # LK_LOCK itself retries for ~10 s
-                    break
-                except OSError:
-                    time.sleep(0.01)
+        _lock_fd(fd, fcntl, msvcrt)
         try:
             yield
         finally:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            else:
-                assert msvcrt is not None
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            _unlock_fd(fd, fcntl, msvcrt)
     finally:
         os.close(fd)
 
@@ -115,6 +135,183 @@ def write_in_place(path: Path, data: bytes) -> None:
         fsync_dir(path.parent)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class InPlaceFile:
+    """A small file rewritten in place, under an exclusive lock (``lock_path``) held across processes and
+    threads, with both descriptors kept open between uses (``close`` releases them; the next use reopens).
+
+    ``read``/``write`` are called inside ``with f.locked():``. Each checks the path first: when the file
+    was deleted or replaced by another one since it was opened, the descriptor is reopened on what the
+    path names now (``read`` gives None for a missing file, ``write`` creates it 0600, fsyncs it and its
+    folder). ``write`` = seek(0) + write + (truncate when the size differs) + ``os.fdatasync`` when the
+    size is unchanged, else ``os.fsync`` (Windows: FlushFileBuffers), as ``write_in_place``.
+
+    Windows: an open file cannot be renamed over or deleted by another process (no FILE_SHARE_DELETE):
+    the anchor cannot be replaced while its journal is open; the checks still apply elsewhere."""
+
+    def __init__(self, path: Path, lock_path: Path) -> None:
+        self.path = Path(path)
+        self.lock_path = Path(lock_path)
+        self._threads = threading.Lock()  # flock does not exclude threads sharing one descriptor
+        self._lock_fd: int | None = None
+        self._lock_ident: tuple[int, int] = (0, 0)
+        self._fd: int | None = None
+        self._ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of the file _fd is open on
+        self._held = False
+        self._stat: os.stat_result | None = None  # what the path named at the last check of this hold
+        # how to release the lock held: (lock fd, fcntl, msvcrt), or the process-local lock
+        self._release: tuple[int, ModuleType | None, ModuleType | None] | threading.Lock | None = None
+        self._modules = _lock_modules()
+        self._closed = False  # after close(): each use opens and releases its descriptors
+
+    def locked(self) -> InPlaceFile:
+        """``with f.locked():`` holds the lock (a plain context manager: no generator per use)."""
+        return self
+
+    def __enter__(self) -> InPlaceFile:
+        self._threads.acquire()
+        try:
+            fcntl, msvcrt = self._modules
+            if fcntl is None and msvcrt is None:
+                local = _local_lock(self.lock_path)
+                local.acquire()
+                self._release = local
+            else:
+                self._release = (self._acquire(fcntl, msvcrt), fcntl, msvcrt)
+        except BaseException:
+            self._threads.release()
+            raise
+        self._held = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._held = False
+        self._stat = None
+        release, self._release = self._release, None
+        try:
+            if isinstance(release, tuple):
+                _unlock_fd(*release)
+            elif release is not None:
+                release.release()
+        finally:
+            if self._closed:
+                self._close_fds()
+            self._threads.release()
+
+    def _acquire(self, fcntl: ModuleType | None, msvcrt: ModuleType | None) -> int:
+        """Lock the lock file the path names now: one deleted or replaced since it was opened (another
+        process locking the new one would not exclude us) is reopened and locked again."""
+        while True:
+            if self._lock_fd is None:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _BINARY, 0o600)
+                st = os.fstat(fd)
+                self._lock_fd, self._lock_ident = fd, (st.st_dev, st.st_ino)
+            fd = self._lock_fd
+            _lock_fd(fd, fcntl, msvcrt)
+            try:
+                now = os.stat(self.lock_path)
+                same = (now.st_dev, now.st_ino) == self._lock_ident
+            except FileNotFoundError:
+                same = False
+            except BaseException:
+                _unlock_fd(fd, fcntl, msvcrt)
+                raise
+            if same:
+                return fd
+            _unlock_fd(fd, fcntl, msvcrt)
+            self._lock_fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _current(self) -> os.stat_result | None:
+        """The file the path names now (None when missing); drops a descriptor open on another file."""
+        assert self._held, "InPlaceFile used outside locked()"
+        if self._stat is not None:  # checked already during this hold (a read before the write)
+            return self._stat
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        self._stat = st
+        if self._fd is not None and (st is None or (st.st_dev, st.st_ino) != self._ident):
+            self._drop()
+        return st
+
+    def _open(self, flags: int) -> int:
+        fd = os.open(self.path, flags | os.O_RDWR | _BINARY, 0o600)
+        st = os.fstat(fd)
+        self._fd, self._ident = fd, (st.st_dev, st.st_ino)
+        return fd
+
+    def read(self) -> bytes | None:
+        """The whole file, None when it does not exist."""
+        st = self._current()
+        if st is None:
+            return None
+        try:
+            fd = self._fd if self._fd is not None else self._open(0)
+        except FileNotFoundError:  # removed between the stat and the open
+            return None
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        want = max(st.st_size, 0) + 1  # one more byte: sees growth since the stat
+        while True:
+            chunk = os.read(fd, want)
+            chunks.append(chunk)
+            if len(chunk) < want:  # a short read of a regular file: its end
+                break
+            want = 65536
+        return b"".join(chunks)
+
+    def write(self, data: bytes) -> None:
+        """Overwrite the file with ``data`` and flush it to disk (created 0600 when missing)."""
+        st = self._current()
+        before = st.st_size if st is not None else -1
+        fd = self._fd if self._fd is not None else self._open(os.O_CREAT)
+        created = st is None
+        self._stat = None  # size and times change: checked again by a later use of this hold
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write_all(fd, data)
+            if before != len(data):
+                os.ftruncate(fd, len(data))  # a metadata update: only when the size changes
+            datasync = getattr(os, "fdatasync", None)
+            if before == len(data) and datasync is not None:
+                datasync(fd)
+            else:
+                os.fsync(fd)
+        except BaseException:
+            self._drop()  # a failed write or sync: the next one starts from a fresh descriptor
+            raise
+        if created:
+            restrict_file(self.path)
+            fsync_dir(self.path.parent)
+
+    def _drop(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close(self) -> None:
+        """Release both descriptors (idempotent); a later use opens them for its own duration only."""
+        with self._threads:
+            self._closed = True
+            self._close_fds()
+
+    def _close_fds(self) -> None:
+        self._drop()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` atomically and durably (readers see the old or the new file)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -151,6 +348,7 @@ def restrict_dir(path: Path) -> None:
 
 __all__ = [
     "IS_WINDOWS",
+    "InPlaceFile",
     "file_lock",
     "fsync_dir",
     "restrict_dir",

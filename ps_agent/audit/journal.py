@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ps_agent.audit._files import file_lock, restrict_dir, restrict_file, write_atomic, write_in_place
+from ps_agent.audit._files import InPlaceFile, restrict_dir, restrict_file, write_atomic
 from ps_agent.audit.checkpoint import (
     Checkpoint,
     CheckpointSigner,
@@ -162,6 +162,12 @@ class Forwarder(Protocol):
 
 _EVENT_FIELDS = tuple(f.name for f in fields(AuditEvent))
 _LIMITS = {"reason": MAX_REASON, "detail": MAX_DETAIL}
+# the free-text fields ``sanitize_event`` cleans, with their length limit
+_TEXT_FIELDS = tuple(
+    (name, _LIMITS.get(name, MAX_SHORT))
+    for name in _EVENT_FIELDS
+    if name not in ("action", "outcome", "access_mode", "document_ids")
+)
 
 _RAISE = "BEGIN SELECT RAISE(ABORT, 'audit journal is append-only'); END"
 # The triggers, by definition: ``verify`` compares sqlite_master's text with these (whitespace aside).
@@ -258,7 +264,22 @@ def _filter_ts(value: datetime | str | None) -> str | None:
 
 
 def canonical_bytes(seq: int, timestamp: str, clock_note: str, event: AuditEvent, prev_hash: str) -> bytes:
-    """The exact bytes hashed for a record (sorted keys, no spaces, UTF-8)."""
+    """The exact bytes hashed for a record (sorted keys, no spaces, UTF-8): ``json.dumps`` of
+    {"v", "seq", "timestamp", "clock_note", "prev_hash", "event": {every field}} with ``sort_keys=True``,
+    ``separators=(",", ":")``, ``ensure_ascii=False``.
+
+    Written here directly, key by key in sorted order, with json's own string encoder, when every value
+    is a plain ``str`` (a tuple/list of them for ``document_ids``) and ``seq`` a plain ``int`` (what
+    ``sanitize_event`` and the database give): the same bytes (tests/audit compare the two on odd
+    texts) at a fraction of the cost. Anything else goes through ``json.dumps`` itself."""
+    fast = _canonical_fast(seq, timestamp, clock_note, event, prev_hash)
+    if fast is not None:
+        return fast
+    return _canonical_json(seq, timestamp, clock_note, event, prev_hash)
+
+
+def _canonical_json(seq: int, timestamp: str, clock_note: str, event: AuditEvent, prev_hash: str) -> bytes:
+    """The reference serialisation (``json.dumps``) of ``canonical_bytes``."""
     payload: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "seq": seq,
@@ -268,6 +289,31 @@ def canonical_bytes(seq: int, timestamp: str, clock_note: str, event: AuditEvent
         "event": {name: _jsonable(getattr(event, name)) for name in _EVENT_FIELDS},
     }
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_ENCODE_STR: Callable[[str], str] = json.encoder.encode_basestring  # what ensure_ascii=False writes
+_SORTED_EVENT_KEYS = tuple((name, json.dumps(name) + ":") for name in sorted(_EVENT_FIELDS))
+
+
+def _canonical_fast(
+    seq: int, timestamp: str, clock_note: str, event: AuditEvent, prev_hash: str
+) -> bytes | None:
+    if type(seq) is not int or not (type(timestamp) is type(clock_note) is type(prev_hash) is str):
+        return None
+    enc = _ENCODE_STR
+    parts: list[str] = []
+    for name, key in _SORTED_EVENT_KEYS:
+        value = getattr(event, name)
+        if type(value) is str:
+            parts.append(key + enc(value))
+        elif type(value) in (tuple, list) and all(type(i) is str for i in value):
+            parts.append(key + "[" + ",".join(map(enc, value)) + "]")
+        else:
+            return None
+    return (
+        f'{{"clock_note":{enc(clock_note)},"event":{{{",".join(parts)}}},"prev_hash":{enc(prev_hash)},'
+        f'"seq":{int.__repr__(seq)},"timestamp":{enc(timestamp)},"v":{FORMAT_VERSION}}}'
+    ).encode()
 
 
 def record_hash(seq: int, timestamp: str, clock_note: str, event: AuditEvent, prev_hash: str) -> str:
@@ -293,15 +339,17 @@ def sanitize_event(event: AuditEvent) -> AuditEvent:
     if isinstance(event.document_ids, str):
         raise AuditEventError("document_ids doit être une liste d'identifiants, pas une chaîne.")
     changes: dict[str, Any] = {}
-    for name in _EVENT_FIELDS:
-        if name in ("action", "outcome", "access_mode"):
-            continue
+    for name, limit in _TEXT_FIELDS:
         value = getattr(event, name)
-        if name == "document_ids":
-            changes[name] = clean_ids(tuple(value))
-        else:
-            changes[name] = clean_text("" if value is None else str(value), _LIMITS.get(name, MAX_SHORT))
-    return replace(event, **changes)
+        cleaned = clean_text("" if value is None else str(value), limit)
+        if type(value) is not str or cleaned != value:
+            changes[name] = cleaned
+    ids = event.document_ids
+    cleaned_ids = clean_ids(tuple(ids))
+    if type(ids) is not tuple or cleaned_ids != ids or not all(type(i) is str for i in ids):
+        changes["document_ids"] = cleaned_ids
+    # the usual case (plain facts, nothing to clean): the event itself, no copy
+    return replace(event, **changes) if changes else event
 
 
 class _Ticket:
@@ -314,6 +362,11 @@ class _Ticket:
         self.done = False
         self.record: AuditRecord | None = None
         self.error: BaseException | None = None
+
+
+def _ids_json(ids: tuple[str, ...]) -> str:
+    """``json.dumps(list(ids), ensure_ascii=False)`` of the strings ``sanitize_event`` leaves."""
+    return "[" + ", ".join(map(_ENCODE_STR, ids)) + "]"
 
 
 def _row_values(
@@ -333,7 +386,7 @@ def _row_values(
         clean.structure_id,
         clean.patient_ins,
         clean.transaction,
-        json.dumps(list(clean.document_ids), ensure_ascii=False),
+        _ids_json(clean.document_ids),
         clean.access_mode,
         clean.reason,
         clean.error_code,
@@ -364,6 +417,9 @@ class AuditJournal:
         self.anchor_path = self.path.with_name(self.path.name + ".anchor")
         self.checkpoint_path = self.path.with_name(self.path.name + ".checkpoint")
         self._anchor_lock_path = self.anchor_path.with_name(self.anchor_path.name + ".lock")
+        # the anchor and its lock file stay open between group commits (``_advance_anchor``)
+        self._anchor = InPlaceFile(self.anchor_path, self._anchor_lock_path)
+        self._anchor_seen: tuple[bytes, tuple[int, str, str] | None] = (b"", None)  # last bytes, parsed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._monotonic = monotonic if monotonic is not None else (None if clock else time.monotonic)
         self._last_clock: tuple[datetime, float] | None = None
@@ -376,6 +432,8 @@ class AuditJournal:
         self._signer: CheckpointSigner | None = None
         self._signer_label = ""
         self.checkpoint_every = max(1, int(checkpoint_every))
+        # the highest checkpoint seq this handle has seen (``_finish``); -inf-like until first asked
+        self._cp_seq_known = -(2**62)
         self._closed = False
         self._foreign_anchor_logged = False
         try:
@@ -395,6 +453,7 @@ class AuditJournal:
                 # journal at this path is kept: it is the evidence that the journal was replaced.
                 self._advance_anchor(0, GENESIS_HASH, force=True)
         except (OSError, sqlite3.Error) as exc:
+            self._anchor.close()
             raise AuditWriteError(
                 f"Impossible d'ouvrir le journal d'audit {self.path} : {exc}", code="AUDIT_OPEN"
             ) from exc
@@ -484,6 +543,7 @@ class AuditJournal:
                 closer()
         with self._lock:
             self._conn.close()
+        self._anchor.close()
 
     @property
     def closed(self) -> bool:
@@ -567,7 +627,13 @@ class AuditJournal:
         if record is None:  # pragma: no cover - done without error means committed
             raise AuditWriteError("Le journal d'audit n'a pas pu être écrit.", code="AUDIT_WRITE")
         signer = self._signer
-        if signer is not None and record.seq - self._last_checkpoint_seq() >= self.checkpoint_every:
+        # a checkpoint is due when CHECKPOINT_EVERY records follow the last one: asked of the database only
+        # when the last one this handle knows of says so (another process may have signed one since)
+        if (
+            signer is not None
+            and record.seq - self._cp_seq_known >= self.checkpoint_every
+            and record.seq - self._last_checkpoint_seq() >= self.checkpoint_every
+        ):
             with self._cp_lock:
                 self._try_checkpoint(signer, self._signer_label)
         return record
@@ -647,13 +713,17 @@ class AuditJournal:
         """Write ``<journal>.anchor`` = last seq + hash; only moves forward (file lock across processes).
 
         One fixed-size record (``ANCHOR_SIZE`` bytes, JSON padded with spaces, within one disk sector) is
-        overwritten in place and fsync'd (``write_in_place``): after a power loss it holds the last record
-        or, when the crash fell between the commit and the anchor write, the one before (``verify``
-        accepts an anchor that lags, never one that leads).
+        overwritten in place and fdatasync'd (``InPlaceFile.write``, on descriptors kept open): after a
+        power loss it holds the last record or, when the crash fell between the commit and the anchor
+        write, the one before (``verify`` accepts an anchor that lags, never one that leads). The anchor is
+        read again under the lock each time (another process may have advanced it); parsed only when its
+        bytes differ from the last ones seen.
         """
         try:
-            with file_lock(self._anchor_lock_path):
-                current = read_anchor(self.anchor_path)
+            with self._anchor.locked():
+                raw = self._anchor.read()
+                seen_raw, seen = self._anchor_seen
+                current = seen if raw is not None and raw == seen_raw else parse_anchor(raw)
                 if current is not None and current[2] and current[2] != self.journal_id:
                     # Another journal's anchor: kept as evidence (verify reports the replacement).
                     if not self._foreign_anchor_logged:
@@ -661,10 +731,13 @@ class AuditJournal:
                         self._foreign_anchor_logged = True
                     return
                 if not force and current is not None and current[0] >= seq:
+                    self._anchor_seen = (raw or b"", current)
                     return
                 record = {"seq": seq, "hash": digest, "journal": self.journal_id}
                 data = json.dumps(record).encode("ascii").ljust(ANCHOR_SIZE)
-                write_in_place(self.anchor_path, data)
+                self._anchor_seen = (b"", None)  # unknown until the write succeeded
+                self._anchor.write(data)
+                self._anchor_seen = (data, (seq, digest, self.journal_id))
         except OSError as exc:
             raise AuditWriteError(
                 f"L'ancre du journal d'audit n'a pas pu être écrite ({exc}).", code="AUDIT_ANCHOR"
@@ -673,8 +746,8 @@ class AuditJournal:
     def _read_anchor_locked(self) -> tuple[int, str, str] | None:
         """The anchor, read under the lock (never a record being written)."""
         try:
-            with file_lock(self._anchor_lock_path):
-                return read_anchor(self.anchor_path)
+            with self._anchor.locked():
+                return parse_anchor(self._anchor.read())
         except OSError:
             return read_anchor(self.anchor_path)
 
@@ -717,10 +790,13 @@ class AuditJournal:
         with self._lock:
             if self._closed:
                 return 0
-            # the newest row (rowid order: no scan of a table that grows with the journal); a checkpoint
-            # another process signed late with a lower head only makes the next one come sooner
+            # the newest row (rowid order: no scan of a table that grows with the journal); ``_finish`` counts
+            # from the highest one this handle has seen (a checkpoint another process signed late with a
+            # lower head does not bring the next one forward)
             row = self._conn.execute("SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
-        return int(row[0]) if row else 0
+        seq = int(row[0]) if row else 0
+        self._cp_seq_known = max(self._cp_seq_known, seq)
+        return seq
 
     def _make_checkpoint(self, signer: CheckpointSigner, label: str) -> Checkpoint | None:
         with self._lock:
@@ -733,6 +809,7 @@ class AuditJournal:
                 "SELECT number, seq, data FROM audit_checkpoints ORDER BY id DESC LIMIT 1"
             ).fetchone()
             if last is not None and int(last[1]) >= int(head[0]):
+                self._cp_seq_known = max(self._cp_seq_known, int(last[1]))
                 return Checkpoint.from_json(last[2])
             number = int(last[0]) + 1 if last else 1
             timestamp = format_timestamp(self._clock())
@@ -761,6 +838,7 @@ class AuditJournal:
                     f"Le point de contrôle du journal d'audit n'a pas pu être écrit ({exc}).",
                     code="AUDIT_CHECKPOINT",
                 ) from exc
+        self._cp_seq_known = max(self._cp_seq_known, cp.seq)
         self._write_checkpoint_copy(cp)
         self._notify(cp)
         return cp
@@ -768,7 +846,7 @@ class AuditJournal:
     def _write_checkpoint_copy(self, cp: Checkpoint) -> None:
         """``<journal>.checkpoint``: the last signed checkpoint, outside the database (moves forward)."""
         try:
-            with file_lock(self._anchor_lock_path):
+            with self._anchor.locked():
                 current = read_checkpoint_file(self.checkpoint_path)
                 if isinstance(current, Checkpoint) and current.journal_id != cp.journal_id:
                     log.warning("audit checkpoint copy belongs to journal %s: kept", current.journal_id)
@@ -1335,12 +1413,23 @@ def read_anchor(path: Path) -> tuple[int, str, str] | None:
     """(seq, hash, journal id) of the anchor ("" id for an anchor written before ids existed); None when
     missing, empty (a crash right after creation) or unreadable."""
     try:
-        raw = path.read_bytes().strip(b" \x00\r\n\t")
-        if not raw:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    return parse_anchor(raw)
+
+
+def parse_anchor(raw: bytes | None) -> tuple[int, str, str] | None:
+    """``read_anchor`` of the file's bytes (None: missing)."""
+    if raw is None:
+        return None
+    try:
+        text = raw.strip(b" \x00\r\n\t")
+        if not text:
             return None
-        data = json.loads(raw)
+        data = json.loads(text)
         return int(data["seq"]), str(data["hash"]), str(data.get("journal") or "")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

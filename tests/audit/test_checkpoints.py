@@ -139,6 +139,31 @@ def test_automatic_checkpoints_and_signer_lifecycle(
     assert cps[-1].signer_name in result.guarantee_fr
 
 
+def test_automatic_checkpoints_count_from_the_last_one_any_handle_signed(
+    journal_path: Path, clock: FakeClock, signer: SoftwareSigner
+) -> None:
+    """Each handle remembers the last checkpoint it saw and asks the database only when that one says a
+    checkpoint is due: one signed meanwhile by another handle (process) still defers the next."""
+    with (
+        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as a,
+        AuditJournal(journal_path, clock=clock, checkpoint_every=4) as b,
+    ):
+        a.set_checkpoint_signer(signer, "carte CPS")
+        b.set_checkpoint_signer(signer, "carte CPS")
+        _append(a, 4)  # 1-4: a signs at 4
+        _append(b, 4)  # 5-8: b signs at 8
+        _append(a, 3)  # 9-11: a last saw 4, the database says 8: not due
+        assert [c.seq for c in a.checkpoints()] == [4, 8]
+        _append(a, 1)  # 12
+        assert [c.seq for c in b.checkpoints()] == [4, 8, 12]
+        assert a.verify().ok
+
+
+def _append(journal: AuditJournal, n: int) -> None:
+    for i in range(n):
+        journal.append(make_event(i))
+
+
 def test_a_failing_signer_never_breaks_an_append(journal: AuditJournal, signer: SoftwareSigner) -> None:
     class RemovedCard:
         certificate = signer.certificate

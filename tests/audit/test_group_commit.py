@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-import ps_agent.audit.journal as journal_mod
 from ps_agent.audit.errors import AuditWriteError
 from ps_agent.audit.journal import AuditJournal, AuditRecord, read_anchor
 from tests.audit.conftest import make_event
@@ -45,7 +44,7 @@ class _HeldAnchor:
     group is held after its commit, so the other appenders queue up behind it); counts the writes; can make
     the writes after the first fail like a full disk."""
 
-    def __init__(self, real: Callable[[Path, bytes], None]) -> None:
+    def __init__(self, real: Callable[[bytes], None]) -> None:
         self.real = real
         self.release = threading.Event()
         self.entered = threading.Event()
@@ -53,7 +52,7 @@ class _HeldAnchor:
         self.fail_after_first = False
         self._lock = threading.Lock()
 
-    def __call__(self, path: Path, data: bytes) -> None:
+    def __call__(self, data: bytes) -> None:
         with self._lock:
             self.writes += 1
             n = self.writes
@@ -62,14 +61,14 @@ class _HeldAnchor:
             assert self.release.wait(DEADLINE_S)
         elif self.fail_after_first:
             raise OSError(errno.ENOSPC, "No space left on device")
-        self.real(path, data)
+        self.real(data)
 
 
 @pytest.fixture
 def held(journal: AuditJournal, monkeypatch: pytest.MonkeyPatch) -> Iterator[_HeldAnchor]:
     assert journal.append(make_event(0)).seq == 1  # anchor file exists, same size from now on
-    wrapper = _HeldAnchor(journal_mod.write_in_place)
-    monkeypatch.setattr(journal_mod, "write_in_place", wrapper)
+    wrapper = _HeldAnchor(journal._anchor.write)
+    monkeypatch.setattr(journal._anchor, "write", wrapper)
     yield wrapper
     wrapper.release.set()
 
