@@ -290,7 +290,7 @@ class DmpClient:
         self,
         td: str,
         service: str,
-        body: etree._Element,
+        body: etree._Element | bytes,
         ctx: CallContext,
         *,
         expected_body: Sequence[str],
@@ -359,7 +359,7 @@ class DmpClient:
         self,
         td: str,
         service: str,
-        body: etree._Element,
+        body: etree._Element | bytes,
         ctx: CallContext,
         *,
         mtom_parts: Sequence[mtom.Part] = (),
@@ -368,7 +368,12 @@ class DmpClient:
         return self._prepare(td, service, body, ctx, mtom_parts)[:3]
 
     def _prepare(
-        self, td: str, service: str, body: etree._Element, ctx: CallContext, mtom_parts: Sequence[mtom.Part]
+        self,
+        td: str,
+        service: str,
+        body: etree._Element | bytes,
+        ctx: CallContext,
+        mtom_parts: Sequence[mtom.Part],
     ) -> tuple[str, bytes, str, str]:
         """(Content-Type, payload, MessageID, VIHF assertion ID) of a request."""
         action = self._env.actions[td]
@@ -676,10 +681,9 @@ class DmpClient:
         )
         return DepositItem(entry, sig)
 
-    def build_deposit(
-        self, ss: SubmissionSet, items: Sequence[DepositItem]
-    ) -> tuple[etree._Element, list[mtom.Part]]:
-        """The ITI-41 body and its MTOM parts, XAdES signature included."""
+    def build_deposit(self, ss: SubmissionSet, items: Sequence[DepositItem]) -> tuple[bytes, list[mtom.Part]]:
+        """The ITI-41 body (serialised: ``ebrim.provide_and_register_xml``) and its MTOM parts, XAdES
+        signature included."""
         signer = self._creds.vihf_signer()
         if signer is None:
             raise AuthError(
@@ -694,7 +698,7 @@ class DmpClient:
         )
         sig_item = self._signature_entry(ss, items[0].entry, sig)
         cids = [mtom.new_cid(n + 1) for n in range(len(items) + 1)]
-        body = ebrim.provide_and_register(ss, items, sig_item, content_ids=cids)
+        body = ebrim.provide_and_register_xml(ss, items, sig_item, content_ids=cids)
         parts = [
             mtom.Part(cid, it.entry.mime_type, it.content)
             for cid, it in zip(cids, [*items, sig_item], strict=True)
