@@ -6,18 +6,24 @@ not XML text is refused as the element build refuses it."""
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
-from ps_agent.dmp import ebrim, envelope, hl7, xmltext
+from ps_agent.auth.software import SoftwareSigner
+from ps_agent.dmp import ebrim, envelope, hl7, xades, xmltext
 from ps_agent.dmp.ebrim import DepositItem
 from ps_agent.dmp.model import Author, Code, PatientId, SubmissionSet
 from ps_agent.dmp.vihf import LpsInfo
+from ps_agent.dmp.xmlns import DS, XADES
 from tests.fixtures.dmp_samples import CDA, entry
+from tests.fixtures.xmlsec import xmlsec1
 
 TRICKY = 'Lettre & <compte rendu> "urgent"\t(1)\n\r fin — é ü 😀 ]]> \x7f\x85'
 
@@ -164,3 +170,38 @@ def test_envelope_text_is_the_tree_build_byte_for_byte(patient: PatientId) -> No
                 assert as_bytes.replace(mid.encode(), b"urn:uuid:fixed") == expected
     with pytest.raises(ValueError):
         envelope.build("urn:a\x01", "https://h/x", None, bodies[0])
+
+
+def _xmlsec1_verify(signature: bytes, cert_pem: Path, work: Path) -> tuple[int, str]:
+    path = work / "signature.xml"
+    path.write_bytes(signature)
+    run = subprocess.run(
+        [xmlsec1(), "--verify", "--ignore-manifests", "--enabled-reference-uris", "same-doc",
+         "--id-attr:Id", f"{DS}:Manifest", "--id-attr:Id", f"{XADES}:SignedProperties",
+         "--pubkey-cert-pem", str(cert_pem), str(path)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    return run.returncode, run.stderr
+
+
+def test_xades_signature_from_templates_verifies_with_xmlsec1(signer: SoftwareSigner, tmp_path: Path) -> None:
+    """xmlsec1 checks SignedInfo's two references (the Manifest and the SignedProperties, canonicalised in
+    their context) and the RSA signature (the Manifest's document digests: tests/dmp/test_xades_c14n.py)."""
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(signer.certificate.public_bytes(serialization.Encoding.PEM))
+    for count in (1, 3):
+        docs = [(f"1.2.250.1.999.{i}", CDA) for i in range(count)]
+        signed = xades.sign_submission_set(signer, "2.25.77", docs)
+        rc, err = _xmlsec1_verify(signed, cert, tmp_path)
+        assert rc == 0 and "SignedInfo References (ok/all): 2/2" in err, err
+        xades.verify(signed, dict(docs))
+        digest = etree.fromstring(signed).findtext(
+            f".//{{{DS}}}Manifest/{{{DS}}}Reference[2]/{{{DS}}}DigestValue"
+        )
+        assert digest
+        for tampered in (
+            re.sub(rb"<xades:SigningTime>[^<]*", b"<xades:SigningTime>2020-01-01T00:00:00Z", signed),
+            signed.replace(digest.encode(), (b"B" if digest[0] == "A" else b"A") + digest[1:].encode()),
+        ):
+            assert tampered != signed
+            assert _xmlsec1_verify(tampered, cert, tmp_path)[0] != 0
