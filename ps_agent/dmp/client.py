@@ -263,21 +263,23 @@ class DmpClient:
     def mode(self) -> AuthMode:
         return self._creds.mode
 
-    def _assertion(self, ctx: CallContext) -> etree._Element:
+    def _assertion(self, ctx: CallContext) -> tuple[bytes, str]:
+        """(serialised VIHF assertion, its ID) for a request: ``vihf.assertion_xml``, signed unless the
+        mode is DIRECTE and the environment does not sign those."""
         signer = self._creds.vihf_signer()
         identity = self._creds.identity
         cert = signer.certificate if signer is not None else None
         req = vihf.VihfRequest(identity, self._creds.mode, ctx.patient, self._lps, ctx.purpose, ctx.reason)
-        assertion = vihf.build(req, issuer=vihf.issuer_dn(cert, identity))
+        issuer = vihf.issuer_dn(cert, identity)
+        if identity.activity is None:
+            vihf.build(req, issuer=issuer)  # its refusal, before the signer's
         must_sign = self._creds.mode != AuthMode.DIRECTE or self._env.sign_direct_vihf
         if signer is None and self._creds.mode != AuthMode.DIRECTE:
             raise AuthError(
                 "Le certificat de signature de l'établissement est indispensable en mode indirect.",
                 code="NO_VIHF_SIGNER",
             )
-        if signer is not None and must_sign:
-            assertion = vihf.sign(assertion, signer)
-        return assertion
+        return vihf.assertion_xml(req, issuer=issuer, signer=signer if must_sign else None)
 
     def _record(self, direction: str, action: str, xml: bytes) -> None:
         if self._frames is not None:
@@ -377,14 +379,14 @@ class DmpClient:
     ) -> tuple[str, bytes, str, str]:
         """(Content-Type, payload, MessageID, VIHF assertion ID) of a request."""
         action = self._env.actions[td]
-        assertion = self._assertion(ctx)
+        assertion, assertion_id = self._assertion(ctx)
         xml, message_id = envelope.build(action, self._env.url(service), assertion, body)
         self._record("out", action, xml)
         if mtom_parts:
             ctype, payload = mtom.build(xml, list(mtom_parts), action=action)
         else:
             ctype, payload = f'application/soap+xml; charset=UTF-8; action="{action}"', xml
-        return ctype, payload, message_id, assertion.get("ID", "")
+        return ctype, payload, message_id, assertion_id
 
     # ------------------------------------------------------------------ TD0.x
     def status(self, patient: PatientId, *, purpose: Purpose = Purpose.NORMAL, reason: str = "") -> DmpStatus:
