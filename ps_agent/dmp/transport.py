@@ -89,14 +89,15 @@ def _capped_timeout(timeout: httpx.Timeout, deadline_s: float) -> httpx.Timeout:
 
 def post_bounded(
     http: httpx.Client,
-    url: str,
+    url: str | httpx.URL,
     *,
     content: bytes,
     content_type: str,
     deadline_s: float = DEFAULT_DEADLINE_S,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> RawResponse:
-    """POST ``content`` and read the whole answer within ``deadline_s`` and ``max_response_bytes``.
+    """POST ``content`` to ``url`` (an ``httpx.URL`` parsed once by the caller saves a parse per call) and
+    read the whole answer within ``deadline_s`` and ``max_response_bytes``.
 
     Raises ``DmpDeadlineExceeded`` (the overall deadline passed), ``DmpTimeout`` (one read or the
     connection timed out earlier), ``TransportError`` (network/TLS) or ``ResponseTooLarge``.
