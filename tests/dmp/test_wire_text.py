@@ -205,3 +205,34 @@ def test_xades_signature_from_templates_verifies_with_xmlsec1(signer: SoftwareSi
         ):
             assert tampered != signed
             assert _xmlsec1_verify(tampered, cert, tmp_path)[0] != 0
+
+
+def test_post_request_is_the_one_httpx_builds() -> None:
+    """``transport.build_post`` (no per-call merging) makes the request ``Client.build_request`` makes: same
+    URL, headers in the same order (ours replacing the client's), body and timeout; with cookies in the
+    client's jar, httpx's own merge is used and the Cookie header is sent."""
+    import httpx
+
+    from ps_agent.dmp.transport import build_post
+
+    timeout = httpx.Timeout(connect=1.0, read=2.0, write=3.0, pool=4.0)
+    url = httpx.URL("https://127.0.0.1:8443/si-dmp-server/v2/services/repository")
+    body = b"--boundary\r\n" + bytes(range(256)) * 40
+    ctype = 'multipart/related; boundary="b"; type="application/xop+xml"; action="urn:x"'
+    for client in (httpx.Client(), httpx.Client(headers={"X-Extra": "1", "accept-encoding": "gzip"})):
+        with client:
+            expected = client.build_request(
+                "POST",
+                url,
+                content=body,
+                headers={"Content-Type": ctype, "Accept-Encoding": "identity"},
+                timeout=timeout,
+            )
+            for target in (url, str(url)):
+                built = build_post(client, target, body, ctype, timeout)
+                for attribute in ("method", "url", "extensions", "content"):
+                    assert getattr(built, attribute) == getattr(expected, attribute)
+                assert built.headers.raw == expected.headers.raw
+            client.cookies.set("JSESSIONID", "abc", domain="127.0.0.1")
+            with_cookie = build_post(client, url, body, ctype, timeout)
+            assert with_cookie.headers["Cookie"] == "JSESSIONID=abc"
