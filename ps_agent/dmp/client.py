@@ -34,6 +34,8 @@ from ps_agent.dmp.errors import (
 )
 from ps_agent.dmp.hl7 import DmpStatus
 from ps_agent.dmp.model import (
+    CS_CONFIDENTIALITY_DMP,
+    CS_CONFIDENTIALITY_HL7,
     CS_SPECIALTY_COMBINATION,
     DMP_REPOSITORY_UNIQUE_ID,
     Author,
@@ -214,6 +216,18 @@ def _check_integrity(entry: DocumentEntry, content: bytes) -> None:
             f"Le document {entry.unique_id} reçu du DMP n'a pas la taille annoncée : il n'est pas affiché.",
             code="SIZE_MISMATCH",
         )
+
+
+# The signature DocumentEntry's fixed codes (IHE DSG; frozen, shared by every deposit)
+_SIGNATURE_TYPE = Code("E1762", "ASTM", "Full Document")
+_SIGNATURE_CLASS = Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature")
+_SIGNATURE_FORMAT = Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style")
+_SIGNATURE_CONFIDENTIALITY = (
+    Code("N", CS_CONFIDENTIALITY_HL7, "Normal"),
+    Code("MASQUE_PS", CS_CONFIDENTIALITY_DMP, "Masqué aux professionnels de santé"),
+    Code("INVISIBLE_PATIENT", CS_CONFIDENTIALITY_DMP, "Non visible par le patient"),
+)
+_SIGNATURE_EVENTS = (Code("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source"),)
 
 
 class DmpClient:
@@ -667,26 +681,20 @@ class DmpClient:
         )
 
     def _signature_entry(self, ss: SubmissionSet, first: DocumentEntry, sig: bytes) -> DepositItem:
-        from ps_agent.dmp.model import CS_CONFIDENTIALITY_DMP, CS_CONFIDENTIALITY_HL7
-
         entry = DocumentEntry(
             unique_id=new_oid(),
             patient_id=ss.patient_id,
-            type_code=Code("E1762", "ASTM", "Full Document"),
-            class_code=Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
-            format_code=Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style"),
+            type_code=_SIGNATURE_TYPE,
+            class_code=_SIGNATURE_CLASS,
+            format_code=_SIGNATURE_FORMAT,
             healthcare_facility_type=first.healthcare_facility_type,
             practice_setting=first.practice_setting,
             creation_time=ss.submission_time,
             title="Signature du lot de soumission",
             language="art",
             authors=ss.authors,
-            confidentiality=(
-                Code("N", CS_CONFIDENTIALITY_HL7, "Normal"),
-                Code("MASQUE_PS", CS_CONFIDENTIALITY_DMP, "Masqué aux professionnels de santé"),
-                Code("INVISIBLE_PATIENT", CS_CONFIDENTIALITY_DMP, "Non visible par le patient"),
-            ),
-            event_codes=(Code("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source"),),
+            confidentiality=_SIGNATURE_CONFIDENTIALITY,
+            event_codes=_SIGNATURE_EVENTS,
         )
         return DepositItem(entry, sig)
 

@@ -87,9 +87,8 @@ def tree_digest(root: etree._Element) -> bytes:
             continue
         if work is None:
             work = copy.deepcopy(root.getroottree())  # the whole document: prolog PIs and comments too
-            twins = dict(zip(root.iter(etree.Element), work.getroot().iter(etree.Element), strict=True))
         marker = f"c14n-splice-{uuid.uuid4().hex}"
-        twins[el].text = marker
+        _twin(el, root, work.getroot()).text = marker
         swaps.append((marker, text))
     if work is None:
         return hashlib.sha256(_document_tree_c14n(root)).digest()
@@ -106,6 +105,21 @@ def tree_digest(root: etree._Element) -> bytes:
         rest = after
     h.update(rest)
     return h.digest()
+
+
+def _twin(el: etree._Element, root: etree._Element, copy_root: etree._Element) -> etree._Element:
+    """The element of ``copy_root``'s tree (a deep copy of ``root``'s) at ``el``'s place: the child indexes
+    from ``root`` down (comments and PIs count in both: the copy has them all)."""
+    path = []
+    while el is not root:
+        parent = el.getparent()
+        if parent is None:  # not under root: the copy's root element is the only other possibility
+            raise ValueError("element outside the tree")
+        path.append(parent.index(el))
+        el = parent
+    for i in reversed(path):
+        copy_root = copy_root[i]
+    return copy_root
 
 
 def _document_tree_c14n(root: etree._Element) -> bytes:
