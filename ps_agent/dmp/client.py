@@ -34,6 +34,8 @@ from ps_agent.dmp.errors import (
 )
 from ps_agent.dmp.hl7 import DmpStatus
 from ps_agent.dmp.model import (
+    CS_CONFIDENTIALITY_DMP,
+    CS_CONFIDENTIALITY_HL7,
     CS_SPECIALTY_COMBINATION,
     DMP_REPOSITORY_UNIQUE_ID,
     Author,
@@ -216,6 +218,18 @@ def _check_integrity(entry: DocumentEntry, content: bytes) -> None:
         )
 
 
+# The signature DocumentEntry's fixed codes (IHE DSG; frozen, shared by every deposit)
+_SIGNATURE_TYPE = Code("E1762", "ASTM", "Full Document")
+_SIGNATURE_CLASS = Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature")
+_SIGNATURE_FORMAT = Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style")
+_SIGNATURE_CONFIDENTIALITY = (
+    Code("N", CS_CONFIDENTIALITY_HL7, "Normal"),
+    Code("MASQUE_PS", CS_CONFIDENTIALITY_DMP, "Masqué aux professionnels de santé"),
+    Code("INVISIBLE_PATIENT", CS_CONFIDENTIALITY_DMP, "Non visible par le patient"),
+)
+_SIGNATURE_EVENTS = (Code("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source"),)
+
+
 class DmpClient:
     """Talks to one DMP environment under one authenticated session (``Credentials``)."""
 
@@ -244,8 +258,15 @@ class DmpClient:
                 ca_file=environment.ca_file, verify_host=environment.verify_host
             )
         self._http = httpx.Client(transport=transport, timeout=environment.timeout_s)
+        self._urls: dict[str, httpx.URL] = {}  # per service, parsed once (≈ 50 µs a parse)
 
     # ------------------------------------------------------------------ plumbing
+    def _parsed_url(self, service: str) -> httpx.URL:
+        url = self._urls.get(service)
+        if url is None:
+            url = self._urls[service] = httpx.URL(self._env.url(service))
+        return url
+
     def close(self) -> None:
         self._http.close()
 
@@ -263,21 +284,23 @@ class DmpClient:
     def mode(self) -> AuthMode:
         return self._creds.mode
 
-    def _assertion(self, ctx: CallContext) -> etree._Element:
+    def _assertion(self, ctx: CallContext) -> tuple[bytes, str]:
+        """(serialised VIHF assertion, its ID) for a request: ``vihf.assertion_xml``, signed unless the
+        mode is DIRECTE and the environment does not sign those."""
         signer = self._creds.vihf_signer()
         identity = self._creds.identity
         cert = signer.certificate if signer is not None else None
         req = vihf.VihfRequest(identity, self._creds.mode, ctx.patient, self._lps, ctx.purpose, ctx.reason)
-        assertion = vihf.build(req, issuer=vihf.issuer_dn(cert, identity))
+        issuer = vihf.issuer_dn(cert, identity)
+        if identity.activity is None:
+            vihf.build(req, issuer=issuer)  # its refusal, before the signer's
         must_sign = self._creds.mode != AuthMode.DIRECTE or self._env.sign_direct_vihf
         if signer is None and self._creds.mode != AuthMode.DIRECTE:
             raise AuthError(
                 "Le certificat de signature de l'établissement est indispensable en mode indirect.",
                 code="NO_VIHF_SIGNER",
             )
-        if signer is not None and must_sign:
-            assertion = vihf.sign(assertion, signer)
-        return assertion
+        return vihf.assertion_xml(req, issuer=issuer, signer=signer if must_sign else None)
 
     def _record(self, direction: str, action: str, xml: bytes) -> None:
         if self._frames is not None:
@@ -290,7 +313,7 @@ class DmpClient:
         self,
         td: str,
         service: str,
-        body: etree._Element,
+        body: etree._Element | bytes,
         ctx: CallContext,
         *,
         expected_body: Sequence[str],
@@ -300,7 +323,7 @@ class DmpClient:
     ) -> tuple[envelope.SoapResponse, dict[str, mtom.Part]]:
         self._creds.ensure_active()
         action = self._env.actions[td]
-        url = self._env.url(service)
+        url = self._parsed_url(service)
         vihf_id = ""
         if prepared is None:
             content_type, payload, message_id, vihf_id = self._prepare(td, service, body, ctx, mtom_parts)
@@ -359,7 +382,7 @@ class DmpClient:
         self,
         td: str,
         service: str,
-        body: etree._Element,
+        body: etree._Element | bytes,
         ctx: CallContext,
         *,
         mtom_parts: Sequence[mtom.Part] = (),
@@ -368,18 +391,23 @@ class DmpClient:
         return self._prepare(td, service, body, ctx, mtom_parts)[:3]
 
     def _prepare(
-        self, td: str, service: str, body: etree._Element, ctx: CallContext, mtom_parts: Sequence[mtom.Part]
+        self,
+        td: str,
+        service: str,
+        body: etree._Element | bytes,
+        ctx: CallContext,
+        mtom_parts: Sequence[mtom.Part],
     ) -> tuple[str, bytes, str, str]:
         """(Content-Type, payload, MessageID, VIHF assertion ID) of a request."""
         action = self._env.actions[td]
-        assertion = self._assertion(ctx)
+        assertion, assertion_id = self._assertion(ctx)
         xml, message_id = envelope.build(action, self._env.url(service), assertion, body)
         self._record("out", action, xml)
         if mtom_parts:
             ctype, payload = mtom.build(xml, list(mtom_parts), action=action)
         else:
             ctype, payload = f'application/soap+xml; charset=UTF-8; action="{action}"', xml
-        return ctype, payload, message_id, assertion.get("ID", "")
+        return ctype, payload, message_id, assertion_id
 
     # ------------------------------------------------------------------ TD0.x
     def status(self, patient: PatientId, *, purpose: Purpose = Purpose.NORMAL, reason: str = "") -> DmpStatus:
@@ -653,33 +681,26 @@ class DmpClient:
         )
 
     def _signature_entry(self, ss: SubmissionSet, first: DocumentEntry, sig: bytes) -> DepositItem:
-        from ps_agent.dmp.model import CS_CONFIDENTIALITY_DMP, CS_CONFIDENTIALITY_HL7
-
         entry = DocumentEntry(
             unique_id=new_oid(),
             patient_id=ss.patient_id,
-            type_code=Code("E1762", "ASTM", "Full Document"),
-            class_code=Code("urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1", "URN", "Digital Signature"),
-            format_code=Code("http://www.w3.org/2000/09/xmldsig#", "URN", "Default Signature Style"),
+            type_code=_SIGNATURE_TYPE,
+            class_code=_SIGNATURE_CLASS,
+            format_code=_SIGNATURE_FORMAT,
             healthcare_facility_type=first.healthcare_facility_type,
             practice_setting=first.practice_setting,
             creation_time=ss.submission_time,
             title="Signature du lot de soumission",
             language="art",
             authors=ss.authors,
-            confidentiality=(
-                Code("N", CS_CONFIDENTIALITY_HL7, "Normal"),
-                Code("MASQUE_PS", CS_CONFIDENTIALITY_DMP, "Masqué aux professionnels de santé"),
-                Code("INVISIBLE_PATIENT", CS_CONFIDENTIALITY_DMP, "Non visible par le patient"),
-            ),
-            event_codes=(Code("1.2.840.10065.1.12.1.14", "1.2.840.10065.1.12", "Source"),),
+            confidentiality=_SIGNATURE_CONFIDENTIALITY,
+            event_codes=_SIGNATURE_EVENTS,
         )
         return DepositItem(entry, sig)
 
-    def build_deposit(
-        self, ss: SubmissionSet, items: Sequence[DepositItem]
-    ) -> tuple[etree._Element, list[mtom.Part]]:
-        """The ITI-41 body and its MTOM parts, XAdES signature included."""
+    def build_deposit(self, ss: SubmissionSet, items: Sequence[DepositItem]) -> tuple[bytes, list[mtom.Part]]:
+        """The ITI-41 body (serialised: ``ebrim.provide_and_register_xml``) and its MTOM parts, XAdES
+        signature included."""
         signer = self._creds.vihf_signer()
         if signer is None:
             raise AuthError(
@@ -694,7 +715,7 @@ class DmpClient:
         )
         sig_item = self._signature_entry(ss, items[0].entry, sig)
         cids = [mtom.new_cid(n + 1) for n in range(len(items) + 1)]
-        body = ebrim.provide_and_register(ss, items, sig_item, content_ids=cids)
+        body = ebrim.provide_and_register_xml(ss, items, sig_item, content_ids=cids)
         parts = [
             mtom.Part(cid, it.entry.mime_type, it.content)
             for cid, it in zip(cids, [*items, sig_item], strict=True)

@@ -27,6 +27,9 @@ from ps_agent.dmp.model import (
 )
 from ps_agent.dmp.mtom import cid_href
 from ps_agent.dmp.xmlns import LCM, QUERY, RIM, RS, SOAP, XDSB, XML_NS, XOP, q
+from ps_agent.dmp.xmltext import NotXmlText
+from ps_agent.dmp.xmltext import attr as _xa
+from ps_agent.dmp.xmltext import text as _xt
 
 # Classification / identification schemes (IHE ITI TF-3 4.2.5)
 SS_AUTHOR = "urn:uuid:a7058bb9-b4e4-4307-ba5b-e3f0ab85e12d"
@@ -367,6 +370,234 @@ def provide_and_register(
         doc = _el(root, XDSB, "Document", id=sym)
         _el(doc, XOP, "Include", href=cid_href(cid))
     return root
+
+
+# --------------------------------------------------------------------------- ITI-41 as text
+# A deposit's ebRIM (≈ 300 elements) written as the text lxml serialises for the elements built above
+# (ps_agent.dmp.xmltext), from fragments cached per code, author and scheme: building the elements from
+# Python, even copied from templates, then serialising them costs ≈ 4× more. ``provide_and_register_xml``
+# is byte for byte ``etree.tostring(provide_and_register(...), encoding="UTF-8")`` (tests/dmp/
+# test_wire_text.py compares them on varied metadata, escapes and characters included); a value that is not
+# XML text (a control character, a lone surrogate) is left to the element build, which refuses it as before.
+
+
+def _t_slot(out: list[str], p: str, name: str, values: Iterable[str]) -> None:
+    values = [v for v in values if v is not None and v != ""]
+    if not values:
+        return
+    out.append(f'<{p}:Slot name="{_xa(name)}"><{p}:ValueList>')
+    for v in values:
+        out.append(f"<{p}:Value>{_xt(v)}</{p}:Value>")
+    out.append(f"</{p}:ValueList></{p}:Slot>")
+
+
+def _t_localized(out: list[str], p: str, tag: str, text: str) -> None:
+    if text:
+        value = _xa(text)
+        out.append(
+            f'<{p}:{tag}><{p}:LocalizedString value="{value}" xml:lang="fr-FR" charset="UTF-8"/></{p}:{tag}>'
+        )
+
+
+def _t_element(p: str, tag: str, head: str, children: list[str]) -> str:
+    """``<p:tag head/>`` or ``<p:tag head>children</p:tag>`` (lxml writes a childless element empty)."""
+    if not children:
+        return f"<{p}:{tag} {head}/>"
+    return f"<{p}:{tag} {head}>{''.join(children)}</{p}:{tag}>"
+
+
+# Cached fragments: (text before the object id, text between it and the element id, text after). Strings
+# are immutable: shared by threads. Bounded (cleared when full).
+_FRAGMENTS: dict[tuple[object, ...], tuple[str, str, str]] = {}
+_OBJ, _ID = "\x00obj\x00", "\x00id\x00"  # never in a value (_xa refuses NUL): the split points
+
+
+def _fragment(key: tuple[object, ...], build: Callable[[], str]) -> tuple[str, str, str]:
+    found = _FRAGMENTS.get(key)
+    if found is None:
+        before, rest = build().split(_OBJ)
+        between, after = rest.split(_ID)
+        found = (before, between, after)
+        if len(_FRAGMENTS) >= 2048:
+            _FRAGMENTS.clear()
+        _FRAGMENTS[key] = found
+    return found
+
+
+def _t_classification(
+    out: list[str], p: str, ids: _Ids, scheme: str, obj: str, code: Code | None, node: str | None = None
+) -> None:
+    def build() -> str:
+        children: list[str] = []
+        if code is not None:
+            _t_slot(children, p, "codingScheme", [code.scheme])
+            _t_localized(children, p, "Name", code.display or code.code)
+        rep = node if node is not None else (code.code if code else "")
+        head = (
+            f'classificationScheme="{_xa(scheme)}" classifiedObject="{_OBJ}" nodeRepresentation="{_xa(rep)}" '
+            f'id="{_ID}" objectType="{CLASSIFICATION_TYPE}"'
+        )
+        return _t_element(p, "Classification", head, children)
+
+    before, between, after = _fragment(("classification", p, scheme, node, code), build)
+    out.append(f"{before}{_xa(obj)}{between}{ids('cl')}{after}")
+
+
+def _t_author(out: list[str], p: str, ids: _Ids, scheme: str, obj: str, author: Author) -> None:
+    def build() -> str:
+        children: list[str] = []
+        _t_slot(children, p, "authorPerson", [author.xcn])
+        _t_slot(children, p, "authorInstitution", [author.xon])
+        if author.role:
+            _t_slot(children, p, "authorRole", [author.role])
+        if author.specialty:
+            s = author.specialty
+            _t_slot(children, p, "authorSpecialty", [f"{s.code}^{s.display}^{s.scheme}"])
+        head = (
+            f'classificationScheme="{_xa(scheme)}" classifiedObject="{_OBJ}" nodeRepresentation="" '
+            f'id="{_ID}" objectType="{CLASSIFICATION_TYPE}"'
+        )
+        return _t_element(p, "Classification", head, children)
+
+    before, between, after = _fragment(("author", p, scheme, author), build)
+    out.append(f"{before}{_xa(obj)}{between}{ids('cl')}{after}")
+
+
+def _t_external_id(out: list[str], p: str, ids: _Ids, scheme: str, obj: str, value: str, name: str) -> None:
+    def build() -> str:
+        children: list[str] = []
+        _t_localized(children, p, "Name", name)
+        head = (
+            f'identificationScheme="{_xa(scheme)}" registryObject="{_OBJ}" value="\x00value\x00" '
+            f'id="{_ID}" objectType="{EXTERNAL_ID_TYPE}"'
+        )
+        return _t_element(p, "ExternalIdentifier", head, children)
+
+    before, between, after = _fragment(("external", p, scheme, name), build)
+    head, tail = between.split("\x00value\x00")
+    out.append(f"{before}{_xa(obj)}{head}{_xa(value)}{tail}{ids('ei')}{after}")
+
+
+def _t_submission_set(out: list[str], p: str, ids: _Ids, ss: SubmissionSet, sid: str) -> None:
+    children: list[str] = []
+    _t_slot(children, p, "submissionTime", [xds_time(ss.submission_time)])
+    _t_localized(children, p, "Name", ss.title)
+    _t_localized(children, p, "Description", ss.comments)
+    for a in ss.authors:
+        _t_author(children, p, ids, SS_AUTHOR, sid, a)
+    _t_classification(children, p, ids, SS_CONTENT_TYPE, sid, ss.content_type)
+    _t_external_id(children, p, ids, SS_PATIENT_ID, sid, ss.patient_id.cx, "XDSSubmissionSet.patientId")
+    _t_external_id(children, p, ids, SS_SOURCE_ID, sid, ss.source_id, "XDSSubmissionSet.sourceId")
+    _t_external_id(children, p, ids, SS_UNIQUE_ID, sid, ss.unique_id, "XDSSubmissionSet.uniqueId")
+    out.append(
+        _t_element(p, "RegistryPackage", f'id="{_xa(sid)}" objectType="{REGISTRY_PACKAGE_TYPE}"', children)
+    )
+    out.append(
+        f'<{p}:Classification classifiedObject="{_xa(sid)}" classificationNode="{SS_CLASSIFICATION_NODE}" '
+        f'id="{ids("cl")}" objectType="{CLASSIFICATION_TYPE}"/>'
+    )
+
+
+def _t_document_entry(out: list[str], p: str, ids: _Ids, de: DocumentEntry, did: str) -> None:
+    children: list[str] = []
+    _t_slot(children, p, "creationTime", [xds_time(de.creation_time)])
+    _t_slot(children, p, "languageCode", [de.language])
+    _t_slot(children, p, "legalAuthenticator", [de.legal_authenticator])
+    if de.service_start:
+        _t_slot(children, p, "serviceStartTime", [xds_time(de.service_start)])
+    if de.service_stop:
+        _t_slot(children, p, "serviceStopTime", [xds_time(de.service_stop)])
+    _t_slot(children, p, "sourcePatientId", [de.source_patient_id or de.patient_id.cx])
+    _t_slot(children, p, "sourcePatientInfo", de.source_patient_info)
+    if de.hash:
+        _t_slot(children, p, "hash", [de.hash])
+    if de.size is not None:
+        _t_slot(children, p, "size", [str(de.size)])
+    _t_localized(children, p, "Name", de.title)
+    _t_localized(children, p, "Description", de.comments)
+    for a in de.authors:
+        _t_author(children, p, ids, DE_AUTHOR, did, a)
+    _t_classification(children, p, ids, DE_CLASS, did, de.class_code)
+    for c in de.confidentiality:
+        _t_classification(children, p, ids, DE_CONFIDENTIALITY, did, c)
+    for c in de.event_codes:
+        _t_classification(children, p, ids, DE_EVENT, did, c)
+    _t_classification(children, p, ids, DE_FORMAT, did, de.format_code)
+    _t_classification(children, p, ids, DE_FACILITY, did, de.healthcare_facility_type)
+    _t_classification(children, p, ids, DE_PRACTICE, did, de.practice_setting)
+    _t_classification(children, p, ids, DE_TYPE, did, de.type_code)
+    _t_external_id(children, p, ids, DE_PATIENT_ID, did, de.patient_id.cx, "XDSDocumentEntry.patientId")
+    _t_external_id(children, p, ids, DE_UNIQUE_ID, did, de.unique_id, "XDSDocumentEntry.uniqueId")
+    head = f'id="{_xa(did)}" mimeType="{_xa(de.mime_type)}" objectType="{DE_OBJECT_TYPE}"'
+    out.append(_t_element(p, "ExtrinsicObject", head, children))
+
+
+def _t_association(
+    out: list[str],
+    p: str,
+    ids: _Ids,
+    kind: str,
+    source: str,
+    target: str,
+    slots: dict[str, str] | None = None,
+) -> None:
+    children: list[str] = []
+    for k, v in (slots or {}).items():
+        _t_slot(children, p, k, [v])
+    head = (
+        f'id="{ids("as")}" associationType="{kind}" objectType="{ASSOCIATION_TYPE}" '
+        f'sourceObject="{_xa(source)}" targetObject="{_xa(target)}"'
+    )
+    out.append(_t_element(p, "Association", head, children))
+
+
+def provide_and_register_xml(
+    ss: SubmissionSet,
+    items: Sequence[DepositItem],
+    signature: DepositItem | None,
+    *,
+    content_ids: Sequence[str],
+) -> bytes:
+    """``etree.tostring(provide_and_register(...), encoding="UTF-8")``, written as text (the deposit's
+    wire form: ``envelope.build`` takes it as is)."""
+    try:
+        return _provide_and_register_text(ss, items, signature, content_ids).encode("utf-8")
+    except NotXmlText:
+        return etree.tostring(
+            provide_and_register(ss, items, signature, content_ids=content_ids), encoding="UTF-8"
+        )
+
+
+def _provide_and_register_text(
+    ss: SubmissionSet, items: Sequence[DepositItem], signature: DepositItem | None, content_ids: Sequence[str]
+) -> str:
+    # the prefixes lxml gives the element build (no nsmap): ns0 xdsb, ns1 lcm, ns2 rim, then one per Include
+    p = "ns2"
+    out = [f'<ns0:ProvideAndRegisterDocumentSetRequest xmlns:ns0="{XDSB}">']
+    out.append(f'<ns1:SubmitObjectsRequest xmlns:ns1="{LCM}"><ns2:RegistryObjectList xmlns:ns2="{RIM}">')
+    ids = _Ids()
+    _t_submission_set(out, p, ids, ss, "SubmissionSet01")
+    symbolic = [f"Document{n + 1:02d}" for n in range(len(items))]
+    for sym, item in zip(symbolic, items, strict=True):
+        _t_document_entry(out, p, ids, item.entry, sym)
+    if signature is not None:
+        _t_document_entry(out, p, ids, signature.entry, "Signature01")
+    all_syms = symbolic + (["Signature01"] if signature is not None else [])
+    for sym in all_syms:
+        _t_association(out, p, ids, HAS_MEMBER, "SubmissionSet01", sym, {"SubmissionSetStatus": "Original"})
+    if signature is not None:
+        _t_association(out, p, ids, SIGNS, "Signature01", "SubmissionSet01")
+    for sym, item in zip(symbolic, items, strict=True):
+        if item.replaces_entry_uuid:
+            _t_association(out, p, ids, RPLC, sym, item.replaces_entry_uuid)
+    out.append("</ns2:RegistryObjectList></ns1:SubmitObjectsRequest>")
+    for n, (sym, cid) in enumerate(zip(all_syms, content_ids, strict=True)):
+        ns, href = f"ns{3 + n}", _xa(cid_href(cid))
+        out.append(
+            f'<ns0:Document id="{sym}"><{ns}:Include xmlns:{ns}="{XOP}" href="{href}"/></ns0:Document>'
+        )
+    out.append("</ns0:ProvideAndRegisterDocumentSetRequest>")
+    return "".join(out)
 
 
 def metadata_update(ss: SubmissionSet, current: DocumentEntry, new_entry: DocumentEntry) -> etree._Element:

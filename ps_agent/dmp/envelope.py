@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from ps_agent.dmp import xmltext
 from ps_agent.dmp.errors import ProtocolError, SoapFault, french_message
 from ps_agent.dmp.xmlns import SOAP, WSA, WSSE, q, safe_parse, safe_parse_taking
 
@@ -24,9 +25,53 @@ MAX_FAULT_SUBCODES = 8
 TRUNCATED = "…"
 
 
-def build(action: str, to: str, assertion: etree._Element | None, body: etree._Element) -> tuple[bytes, str]:
-    """Serialise a request envelope. Returns (bytes, wsa:MessageID)."""
+def build(
+    action: str, to: str, assertion: etree._Element | bytes | None, body: etree._Element | bytes
+) -> tuple[bytes, str]:
+    """Serialise a request envelope. Returns (bytes, wsa:MessageID).
+
+    ``assertion`` and ``body``: elements, or their UTF-8 serialisation (``etree.tostring(el,
+    encoding="UTF-8")``, e.g. ``ebrim.provide_and_register_xml``). Written as text: the bytes lxml writes
+    for the same envelope built as a tree (``build_tree``; tests/dmp/test_wire_text.py compares them)."""
     message_id = f"urn:uuid:{uuid.uuid4()}"
+    return _build_text(message_id, action, to, assertion, body), message_id
+
+
+_SOAP_HEAD = (
+    f"<?xml version='1.0' encoding='UTF-8'?>\n<soap:Envelope xmlns:soap=\"{SOAP}\" xmlns:wsa=\"{WSA}\">"
+    "<soap:Header><wsa:MessageID>"
+).encode()
+_SECURITY = f'<wsse:Security xmlns:wsse="{WSSE}">'.encode()
+
+
+def _serialised(el: etree._Element | bytes) -> bytes:
+    return el if isinstance(el, bytes) else etree.tostring(el, encoding="UTF-8", with_tail=False)
+
+
+def _build_text(
+    message_id: str,
+    action: str,
+    to: str,
+    assertion: etree._Element | bytes | None,
+    body: etree._Element | bytes,
+) -> bytes:
+    header = (
+        f"{xmltext.text(message_id)}</wsa:MessageID><wsa:To>{xmltext.text(to)}</wsa:To>"
+        f'<wsa:ReplyTo soap:mustUnderstand="true"><wsa:Address>{ANONYMOUS}</wsa:Address></wsa:ReplyTo>'
+        f'<wsa:Action soap:mustUnderstand="true">{xmltext.text(action)}</wsa:Action>'
+    ).encode()
+    out = [_SOAP_HEAD, header]
+    if assertion is not None:
+        out += [_SECURITY, _serialised(assertion), b"</wsse:Security>"]
+    out += [b"</soap:Header><soap:Body>", _serialised(body), b"</soap:Body></soap:Envelope>"]
+    return b"".join(out)
+
+
+def build_tree(
+    action: str, to: str, assertion: etree._Element | None, body: etree._Element, *, message_id: str
+) -> bytes:
+    """The same envelope built as a tree (the reference of ``build``'s test). Moves ``assertion`` and
+    ``body`` into it."""
     env = etree.Element(q(SOAP, "Envelope"), nsmap={"soap": SOAP, "wsa": WSA})
     header = etree.SubElement(env, q(SOAP, "Header"))
     etree.SubElement(header, q(WSA, "MessageID")).text = message_id
@@ -39,7 +84,7 @@ def build(action: str, to: str, assertion: etree._Element | None, body: etree._E
         sec.append(assertion)
     b = etree.SubElement(env, q(SOAP, "Body"))
     b.append(body)
-    return etree.tostring(env, xml_declaration=True, encoding="UTF-8"), message_id
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
 
 @dataclass(frozen=True)

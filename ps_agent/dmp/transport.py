@@ -87,16 +87,44 @@ def _capped_timeout(timeout: httpx.Timeout, deadline_s: float) -> httpx.Timeout:
     )
 
 
+_OWN_HEADERS = (b"content-type", b"accept-encoding")
+
+
+def build_post(
+    http: httpx.Client, url: str | httpx.URL, content: bytes, content_type: str, timeout: httpx.Timeout
+) -> httpx.Request:
+    """``http.build_request("POST", url, ...)`` with our Content-Type and ``Accept-Encoding: identity``:
+    the same request, built without the client's per-call merging (a Headers copy and update, the URL, the
+    cookies and the query parameters) when the client has no cookies nor parameters to add and ``url`` is
+    absolute: its headers are then the client's with ours replacing theirs, in httpx's order."""
+    import httpx
+
+    if http.cookies or http.params or not isinstance(url, httpx.URL) or url.is_relative_url:
+        return http.build_request(
+            "POST",
+            url,
+            content=content,
+            headers={"Content-Type": content_type, "Accept-Encoding": "identity"},
+            timeout=timeout,
+        )
+    headers = [(k, v) for k, v in http.headers.raw if k.lower() not in _OWN_HEADERS]
+    headers += [(b"Content-Type", content_type.encode("ascii")), (b"Accept-Encoding", b"identity")]
+    return httpx.Request(
+        "POST", url, content=content, headers=headers, extensions={"timeout": timeout.as_dict()}
+    )
+
+
 def post_bounded(
     http: httpx.Client,
-    url: str,
+    url: str | httpx.URL,
     *,
     content: bytes,
     content_type: str,
     deadline_s: float = DEFAULT_DEADLINE_S,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> RawResponse:
-    """POST ``content`` and read the whole answer within ``deadline_s`` and ``max_response_bytes``.
+    """POST ``content`` to ``url`` (an ``httpx.URL`` parsed once by the caller saves a parse per call) and
+    read the whole answer within ``deadline_s`` and ``max_response_bytes``.
 
     Raises ``DmpDeadlineExceeded`` (the overall deadline passed), ``DmpTimeout`` (one read or the
     connection timed out earlier), ``TransportError`` (network/TLS) or ``ResponseTooLarge``.
@@ -106,13 +134,7 @@ def post_bounded(
     import httpx
 
     with exchange.exchange_deadline(deadline_s) as deadline_at:
-        request = http.build_request(
-            "POST",
-            url,
-            content=content,
-            headers={"Content-Type": content_type, "Accept-Encoding": "identity"},
-            timeout=_capped_timeout(http.timeout, deadline_s),
-        )
+        request = build_post(http, url, content, content_type, _capped_timeout(http.timeout, deadline_s))
         try:
             response = http.send(request, stream=True)
         except httpx.TimeoutException as exc:

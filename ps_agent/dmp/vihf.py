@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity, Signer
+from ps_agent.dmp import xmltext
 from ps_agent.dmp.errors import ProtocolError
 from ps_agent.dmp.model import PatientId
 from ps_agent.dmp.xmlns import DS, HL7, SAML2, XS, XSI, q
@@ -292,11 +293,21 @@ def sign(assertion: etree._Element, signer: Signer) -> etree._Element:
     re-parse and re-canonicalise (≈ 1 ms per request)."""
     issuer = assertion.find(q(SAML2, "Issuer"))
     digest = base64.b64encode(hashlib.sha256(_exc_c14n(assertion)).digest()).decode()
+    sig, si, value = _signature(assertion.get("ID") or "", digest, signer.certificate)
+    issuer.addnext(sig)  # type: ignore[union-attr]
+    value.text = base64.b64encode(signer.sign(_exc_c14n(si))).decode()  # SignedInfo in its final place
+    return assertion
+
+
+def _signature(
+    assertion_id: str, digest: str, certificate: x509.Certificate
+) -> tuple[etree._Element, etree._Element, etree._Element]:
+    """(Signature, its SignedInfo, its empty SignatureValue)."""
     sig = etree.Element(q(DS, "Signature"), nsmap={"ds": DS})
     si = etree.SubElement(sig, q(DS, "SignedInfo"))
     etree.SubElement(si, q(DS, "CanonicalizationMethod"), Algorithm=EXC_C14N)
     etree.SubElement(si, q(DS, "SignatureMethod"), Algorithm=RSA_SHA256)
-    ref = etree.SubElement(si, q(DS, "Reference"), URI="#" + (assertion.get("ID") or ""))
+    ref = etree.SubElement(si, q(DS, "Reference"), URI="#" + assertion_id)
     transforms = etree.SubElement(ref, q(DS, "Transforms"))
     etree.SubElement(transforms, q(DS, "Transform"), Algorithm=ENVELOPED)
     etree.SubElement(transforms, q(DS, "Transform"), Algorithm=EXC_C14N)
@@ -304,10 +315,65 @@ def sign(assertion: etree._Element, signer: Signer) -> etree._Element:
     etree.SubElement(ref, q(DS, "DigestValue")).text = digest
     value = etree.SubElement(sig, q(DS, "SignatureValue"))
     x509_data = etree.SubElement(etree.SubElement(sig, q(DS, "KeyInfo")), q(DS, "X509Data"))
-    etree.SubElement(x509_data, q(DS, "X509Certificate")).text = _pem_body(signer.certificate)
-    issuer.addnext(sig)  # type: ignore[union-attr]
-    value.text = base64.b64encode(signer.sign(_exc_c14n(si))).decode()  # SignedInfo in its final place
-    return assertion
+    etree.SubElement(x509_data, q(DS, "X509Certificate")).text = _pem_body(certificate)
+    return sig, si, value
+
+
+def assertion_xml(
+    req: VihfRequest, *, issuer: str, signer: Signer | None, now: datetime | None = None
+) -> tuple[bytes, str]:
+    """(UTF-8 serialisation, ID) of the assertion ``build`` makes, signed by ``sign`` when ``signer`` is
+    given: byte for byte ``etree.tostring(sign(build(req, issuer=issuer), signer), encoding="UTF-8")``
+    with a new ID and ``now`` (tests/dmp/test_vihf_template.py), filled into text templates made once per
+    request, issuer and certificate (the exclusive C14N forms of the assertion and of SignedInfo, and the
+    serialisation): per request, two hashes, one RSA signature and a few joins."""
+    now = now or datetime.now(UTC)
+    if req.identity.activity is None:
+        build(req, issuer=issuer, now=now)  # its refusal
+    try:
+        key = (req, issuer, signer.certificate if signer is not None else None)
+        t = _TEXT_TEMPLATES.get(key)
+    except TypeError:  # an unhashable part: the tree
+        a = build(req, issuer=issuer, now=now)
+        if signer is not None:
+            sign(a, signer)
+        return etree.tostring(a, encoding="UTF-8"), a.get("ID") or ""
+    if t is None:
+        t = _text_templates(req, issuer, signer)
+        if len(_TEXT_TEMPLATES) >= 256:
+            _TEXT_TEMPLATES.clear()
+        _TEXT_TEMPLATES[key] = t
+    assertion_id = f"_{uuid.uuid4()}"
+    values = {"id": assertion_id.encode(), "time": _ts(now).encode()}
+    assertion, c14n, signed_info = t
+    if signer is not None and c14n is not None and signed_info is not None:
+        values["digest"] = base64.b64encode(hashlib.sha256(c14n.fill(values)).digest())
+        values["value"] = base64.b64encode(signer.sign(signed_info.fill(values)))
+    return assertion.fill(values), assertion_id
+
+
+# (serialisation, exclusive C14N of the unsigned assertion, exclusive C14N of SignedInfo): bytes, shared
+_TextTemplates = tuple[xmltext.Template, xmltext.Template | None, xmltext.Template | None]
+_TEXT_TEMPLATES: dict[tuple[object, ...], _TextTemplates] = {}
+
+
+def _text_templates(req: VihfRequest, issuer: str, signer: Signer | None) -> _TextTemplates:
+    m = {name: xmltext.marker(name) for name in ("id", "time", "digest", "value")}
+    a = build_direct(req, issuer=issuer, assertion_id=m["id"])
+    a.set("IssueInstant", m["time"])  # attributes in place: their order is kept
+    a.find(_AUTHN_STATEMENT).set("AuthnInstant", m["time"])  # type: ignore[union-attr]
+    if signer is None:
+        return (
+            xmltext.Template(etree.tostring(a, encoding="UTF-8"), {"id": m["id"], "time": m["time"]}),
+            None,
+            None,
+        )
+    c14n = xmltext.Template(_exc_c14n(a), {"id": m["id"], "time": m["time"]})
+    sig, si, value = _signature(m["id"], m["digest"], signer.certificate)
+    a.find(q(SAML2, "Issuer")).addnext(sig)  # type: ignore[union-attr]
+    value.text = m["value"]
+    signed_info = xmltext.Template(_exc_c14n(si), {"id": m["id"], "digest": m["digest"]})
+    return xmltext.Template(etree.tostring(a, encoding="UTF-8"), m), c14n, signed_info
 
 
 def sign_with_signxml(assertion: etree._Element, signer: Signer) -> etree._Element:

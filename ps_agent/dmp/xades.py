@@ -13,9 +13,11 @@ import base64
 import copy
 import functools
 import hashlib
+import re
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
 from ps_agent.auth.model import Signer
+from ps_agent.dmp import xmltext
 from ps_agent.dmp.errors import ProtocolError
 from ps_agent.dmp.xmlns import DS, XADES, q, safe_parse
 
@@ -84,9 +87,8 @@ def tree_digest(root: etree._Element) -> bytes:
             continue
         if work is None:
             work = copy.deepcopy(root.getroottree())  # the whole document: prolog PIs and comments too
-            twins = dict(zip(root.iter(etree.Element), work.getroot().iter(etree.Element), strict=True))
         marker = f"c14n-splice-{uuid.uuid4().hex}"
-        twins[el].text = marker
+        _twin(el, root, work.getroot()).text = marker
         swaps.append((marker, text))
     if work is None:
         return hashlib.sha256(_document_tree_c14n(root)).digest()
@@ -103,6 +105,21 @@ def tree_digest(root: etree._Element) -> bytes:
         rest = after
     h.update(rest)
     return h.digest()
+
+
+def _twin(el: etree._Element, root: etree._Element, copy_root: etree._Element) -> etree._Element:
+    """The element of ``copy_root``'s tree (a deep copy of ``root``'s) at ``el``'s place: the child indexes
+    from ``root`` down (comments and PIs count in both: the copy has them all)."""
+    path = []
+    while el is not root:
+        parent = el.getparent()
+        if parent is None:  # not under root: the copy's root element is the only other possibility
+            raise ValueError("element outside the tree")
+        path.append(parent.index(el))
+        el = parent
+    for i in reversed(path):
+        copy_root = copy_root[i]
+    return copy_root
 
 
 def _document_tree_c14n(root: etree._Element) -> bytes:
@@ -148,16 +165,47 @@ def sign_submission_set(
     """XAdES-signed Manifest over ``documents`` (uniqueId, CDA bytes). Returns the signature XML.
 
     ``digests[i]``, when given and not None, is ``document_digest`` of ``documents[i]`` already computed
-    by the caller from the tree parsed from those very bytes (``tree_digest``): not computed again."""
+    by the caller from the tree parsed from those very bytes (``tree_digest``): not computed again.
+
+    Written from text templates (``_Templates``: the canonical forms and the serialisation lxml makes of
+    the same tree, per signer and number of documents), byte for byte the tree build (``USE_TEMPLATES``
+    False; tests/dmp/test_xades_tree_digest.py compares them, xmlsec1 verifies the result)."""
     now = now or datetime.now(UTC)
     sig_id = f"id{uuid.uuid4().hex}"
+    known = list(digests or ())
+    refs = []
+    for i, (uid, content) in enumerate(documents):
+        digest = known[i] if i < len(known) else None
+        refs.append((uid, _b64(digest if digest is not None else document_digest(content))))
+    signing_time = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not USE_TEMPLATES or not all(_PLAIN.fullmatch(v) for v in (submission_set_uid, *(u for u, _ in refs))):
+        return _sign_tree(signer, sig_id, submission_set_uid, refs, signing_time)
+    t = _templates_for(signer, len(refs))
+    values = {"sig": sig_id.encode(), "ss": submission_set_uid.encode(), "time": signing_time.encode()}
+    for i, (uid, digest_b64) in enumerate(refs):
+        values[f"uid{i}"] = uid.encode()
+        values[f"dig{i}"] = digest_b64.encode()
+    values["dm"] = _b64(hashlib.sha256(t.manifest.fill(values)).digest()).encode()
+    values["dp"] = _b64(hashlib.sha256(t.props.fill(values)).digest()).encode()
+    values["sv"] = _b64(signer.sign(t.signed_info.fill(values))).encode()
+    return t.signature.fill(values)
+
+
+# The values a template takes as they are: the serialisation and C14N write them unchanged (OIDs, ids).
+_PLAIN = re.compile(r"[A-Za-z0-9._:^-]+")
+
+
+def _signature_tree(
+    signer: Signer, sig_id: str, submission_set_uid: str, refs: Sequence[tuple[str, str]], signing_time: str
+) -> tuple[etree._Element, etree._Element, etree._Element, etree._Element]:
+    """(Signature, Manifest, SignedProperties, SignedInfo) with empty SignedInfo digests and value."""
     sig = etree.Element(q(DS, "Signature"), {"Id": sig_id}, nsmap={"ds": DS})
     si = etree.SubElement(sig, q(DS, "SignedInfo"))
     etree.SubElement(si, q(DS, "CanonicalizationMethod"), Algorithm=C14N_WITH_COMMENTS)
     etree.SubElement(si, q(DS, "SignatureMethod"), Algorithm=RSA_SHA256)
-    ref_manifest = _reference(si, "#IHEManifest", "", MANIFEST_TYPE)
-    ref_props = _reference(si, "#S0-SignedProperties", "", SIGNED_PROPS_TYPE)
-    sv = etree.SubElement(sig, q(DS, "SignatureValue"))
+    _reference(si, "#IHEManifest", "", MANIFEST_TYPE)
+    _reference(si, "#S0-SignedProperties", "", SIGNED_PROPS_TYPE)
+    etree.SubElement(sig, q(DS, "SignatureValue"))
     key_info, signing_certificate, policy = _signer_parts(signer)
     sig.append(key_info)
     # Manifest
@@ -166,12 +214,8 @@ def sign_submission_set(
     ss_ref = etree.SubElement(manifest, q(DS, "Reference"), URI=f"urn:oid:{submission_set_uid}")
     etree.SubElement(ss_ref, q(DS, "DigestMethod"), Algorithm=SHA256)
     etree.SubElement(ss_ref, q(DS, "DigestValue")).text = SUBMISSION_SET_PLACEHOLDER_DIGEST
-    known = list(digests or ())
-    for i, (uid, content) in enumerate(documents):
-        digest = known[i] if i < len(known) else None
-        _reference(
-            manifest, f"urn:oid:{uid}", _b64(digest if digest is not None else document_digest(content))
-        )
+    for uid, digest_b64 in refs:
+        _reference(manifest, f"urn:oid:{uid}", digest_b64)
     # purposeOfSignature (S1's form, review note 1)
     obj2 = etree.SubElement(sig, q(DS, "Object"))
     props = etree.SubElement(obj2, "SignatureProperties")
@@ -184,17 +228,72 @@ def sign_submission_set(
     )
     sp = etree.SubElement(qp, q(XADES, "SignedProperties"), Id="S0-SignedProperties")
     ssp = etree.SubElement(sp, q(XADES, "SignedSignatureProperties"))
-    etree.SubElement(ssp, q(XADES, "SigningTime")).text = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    etree.SubElement(ssp, q(XADES, "SigningTime")).text = signing_time
     ssp.append(signing_certificate)
     ssp.append(policy)
-    # Digests in final context, then sign SignedInfo
-    ref_manifest.find(q(DS, "DigestValue")).text = _b64(hashlib.sha256(_c14n(manifest)).digest())  # type: ignore[union-attr]
-    ref_props.find(q(DS, "DigestValue")).text = _b64(hashlib.sha256(_c14n(sp)).digest())  # type: ignore[union-attr]
-    sv.text = _b64(signer.sign(_c14n(si)))
+    return sig, manifest, sp, si
+
+
+def _set_digests(si: etree._Element, manifest_b64: str, props_b64: str) -> None:
+    si[2][2].text = manifest_b64  # Reference #IHEManifest / DigestValue
+    si[3][2].text = props_b64  # Reference #S0-SignedProperties / DigestValue
+
+
+def _sign_tree(
+    signer: Signer, sig_id: str, submission_set_uid: str, refs: Sequence[tuple[str, str]], signing_time: str
+) -> bytes:
+    """The signature built as a tree: digests in final context, then SignedInfo signed."""
+    sig, manifest, sp, si = _signature_tree(signer, sig_id, submission_set_uid, refs, signing_time)
+    _set_digests(si, _b64(hashlib.sha256(_c14n(manifest)).digest()), _b64(hashlib.sha256(_c14n(sp)).digest()))
+    sig[1].text = _b64(signer.sign(_c14n(si)))  # SignatureValue
     return etree.tostring(sig, xml_declaration=True, encoding="UTF-8")
 
 
-USE_TEMPLATES = True  # False: the signer's parts built element by element (the byte-identity test)
+@dataclass(frozen=True)
+class _Templates:
+    """The C14N forms of the Manifest, SignedProperties and SignedInfo and the serialisation of the
+    Signature, as lxml makes them for the tree of ``_signature_tree``, split at the values of a deposit."""
+
+    manifest: xmltext.Template
+    props: xmltext.Template
+    signed_info: xmltext.Template
+    signature: xmltext.Template
+
+
+_TEMPLATES: dict[tuple[object, ...], _Templates] = {}  # immutable: shared by threads
+
+
+def _templates_for(signer: Signer, count: int) -> _Templates:
+    key = (signer.certificate, tuple(signer.chain), count)
+    found = _TEMPLATES.get(key)
+    if found is not None:
+        return found
+    m = {name: xmltext.marker(name) for name in ("sig", "ss", "time", "dm", "dp", "sv")}
+    for i in range(count):
+        m[f"uid{i}"] = xmltext.marker(f"uid{i}")
+        m[f"dig{i}"] = xmltext.marker(f"dig{i}")
+    refs = [(m[f"uid{i}"], m[f"dig{i}"]) for i in range(count)]
+    sig, manifest, sp, si = _signature_tree(signer, m["sig"], m["ss"], refs, m["time"])
+    _set_digests(si, m["dm"], m["dp"])
+    sig[1].text = m["sv"]
+
+    def only(*names: str) -> dict[str, str]:
+        return {n: m[n] for n in names}
+
+    docs = [n for i in range(count) for n in (f"uid{i}", f"dig{i}")]
+    found = _Templates(
+        xmltext.Template(_c14n(manifest), only("ss", *docs)),
+        xmltext.Template(_c14n(sp), only("time")),
+        xmltext.Template(_c14n(si), only("dm", "dp")),
+        xmltext.Template(etree.tostring(sig, xml_declaration=True, encoding="UTF-8"), m),
+    )
+    if len(_TEMPLATES) >= 64:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = found
+    return found
+
+
+USE_TEMPLATES = True  # False: the signature built element by element (the byte-identity test)
 _templates = threading.local()  # lxml trees are not shared between threads
 
 
