@@ -31,7 +31,11 @@ FILE_SUFFIX = ".doc"
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.doc$")
 _BINARY = getattr(os, "O_BINARY", 0)
 # errors of a folder fsync that mean "this file system cannot do it" (not "the data is not on disk")
-_NO_DIR_FSYNC = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES})
+_NO_DIR_FSYNC = frozenset(
+    getattr(errno, name)
+    for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EBADF", "EACCES")
+    if hasattr(errno, name)
+)
 
 
 def new_name() -> str:
