@@ -21,7 +21,21 @@ before any later access to the file (``flush_deferred``); meanwhile this instanc
 that outcome and never sends it again. If the process ends first, the claim is taken over (dead owner)
 and the resend resolves as "already registered".
 
-Files: the queue file is 0600 in a 0700 folder, whoever created them (full CDA and INS inside).
+Documents: each document's bytes are a file of the folder ``<queue file>-documents`` (``_documents``),
+written and flushed before the row naming it (file name + SHA-1) is committed, removed after the row
+stopped naming it was committed. At open, files no row names (a crash between the two steps) are removed,
+under the write lock; a row whose file is missing or altered is reported (``DocumentMissing``: that entry
+only, the others go on). A queue file of a former version (documents inside SQLite) has its documents
+moved to files at open, in one transaction.
+
+Why files (measured, benchmarks/bench_queue.py and the same calls of the former queue interleaved on the
+same disk): the former queue wrote the ≈ 270 KB into the WAL, copied it at checkpoint, then had SQLite's
+``secure_delete`` (on in Debian's build) overwrite it with zeros through the WAL again at the purge, and
+the WAL kept the document's frames, readable in the ``-wal`` file, until later deposits overwrote them.
+A file is written once, never enters the WAL, and is gone from the file system at the purge.
+
+Files: the queue file and the document files are 0600 in 0700 folders, whoever created them (full CDA
+and INS inside).
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ import contextlib
 import enum
 import hashlib
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -42,7 +57,10 @@ from pathlib import Path
 
 from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
+from ps_agent.outbox import _documents
 from ps_agent.outbox.owner import new_owner_id, owner_dead
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = DEFAULT_QUEUE_LEASE_S  # [I] see ``ps_agent.config.DEFAULT_QUEUE_LEASE_S``
 # [I] Bounded exponential backoff with jitter between sends after a transient failure: 2 s, 4 s, 8 s…
@@ -61,6 +79,19 @@ class EntryBusy(OutboxError):
 
 class EntryNotFound(OutboxError):
     """No such entry in the queue."""
+
+
+class DocumentMissing(OutboxError):
+    """A document file of an entry is missing or altered: that entry cannot be sent (code
+    ``DOCUMENT_MISSING``). Listings report it as the entry's reason; ``claim`` raises it."""
+
+    def __init__(self, entry_id: str, position: int, path: Path, what: str) -> None:
+        super().__init__(
+            f"Le document n° {position + 1} de l'envoi « {entry_id} » est {what} dans la file d'envoi "
+            f"({path}) : cet envoi ne peut pas partir. Déposez à nouveau ce document depuis votre logiciel.",
+            code="DOCUMENT_MISSING",
+        )
+        self.entry_id = entry_id
 
 
 class EntryState(enum.StrEnum):
@@ -174,8 +205,10 @@ CREATE TABLE IF NOT EXISTS queue_entry (
     attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0,
     owner TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0,
     journaled INTEGER NOT NULL DEFAULT 0,
-    document_sha1 TEXT NOT NULL DEFAULT '[]'
+    document_sha1 TEXT NOT NULL DEFAULT '[]',
+    document_files TEXT NOT NULL DEFAULT '[]'
 );
+-- former versions kept the documents here (moved to files at open: ``DepositQueue._documents_to_files``)
 CREATE TABLE IF NOT EXISTS queue_document (
     entry_id TEXT NOT NULL REFERENCES queue_entry(id),
     position INTEGER NOT NULL, content BLOB NOT NULL, PRIMARY KEY (entry_id, position)
@@ -187,6 +220,8 @@ _COLUMNS = (
     "titles, actor_id_nat, on_behalf_of, created, updated, state, reason_fr, reason_code, attempts, "
     "next_try, owner, lease_until, journaled, document_sha1"
 )
+_SELECT_ROW = f"SELECT {_COLUMNS}, document_files FROM queue_entry WHERE id = ?"  # noqa: S608
+DOCUMENTS_SUFFIX = "-documents"  # the documents' folder: ``<queue file name>-documents`` beside it
 
 
 # Outcomes kept in memory that are written only if this instance still holds the claim (``registered``
@@ -215,6 +250,7 @@ class DepositQueue:
         on_change: Callable[[QueuedDeposit], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.documents_dir = self.path.with_name(self.path.name + DOCUMENTS_SUFFIX)
         self._clock = clock
         self.owner = owner or new_owner_id()
         self.lease_s = lease_s
@@ -225,6 +261,7 @@ class DepositQueue:
         self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
         try:
             ensure_private_dir(self.path.parent)
+            ensure_private_dir(self.documents_dir)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             self._con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._con.execute("PRAGMA busy_timeout = 30000")
@@ -235,6 +272,7 @@ class DepositQueue:
                     if statement.strip():
                         self._con.execute(statement)
                 self._migrate()
+                self._recover()
             make_private_file(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(
@@ -262,10 +300,57 @@ class DepositQueue:
 
     def _migrate(self) -> None:
         """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx); a
-        queue file of the first version gets the ``document_sha1`` column."""
+        queue file of the first version gets the ``document_sha1`` column; documents kept inside SQLite
+        (every former version) are moved to files (``_documents_to_files``)."""
         cols = {r[1] for r in self._con.execute("PRAGMA table_info(queue_entry)").fetchall()}
         if "document_sha1" not in cols:
             self._con.execute("ALTER TABLE queue_entry ADD COLUMN document_sha1 TEXT NOT NULL DEFAULT '[]'")
+        if "document_files" not in cols:
+            self._con.execute("ALTER TABLE queue_entry ADD COLUMN document_files TEXT NOT NULL DEFAULT '[]'")
+        self._pending_to_entries()
+        self._documents_to_files()
+
+    def _documents_to_files(self) -> None:
+        """Documents of a former version's rows (``queue_document`` blobs) become files named by their
+        rows, inside the open's transaction: the files are flushed before the rows name them and the blobs
+        go; a crash before the commit leaves the blobs as they were and files no row names (removed by
+        ``_recover``). A row without digests gets them (``find_same`` then recognises its documents)."""
+        ids = [r[0] for r in self._con.execute("SELECT DISTINCT entry_id FROM queue_document").fetchall()]
+        written: list[str] = []
+        try:
+            for entry_id in ids:
+                blobs = [bytes(r[0]) for r in self._con.execute(
+                    "SELECT content FROM queue_document WHERE entry_id = ? ORDER BY position", (entry_id,)
+                ).fetchall()]  # fmt: skip
+                names = _documents.write_all(self.documents_dir, blobs)
+                written.extend(names)
+                self._con.execute(
+                    "UPDATE queue_entry SET document_files = ?, document_sha1 = CASE document_sha1 "
+                    "WHEN '[]' THEN ? ELSE document_sha1 END WHERE id = ?",
+                    (json.dumps(names), json.dumps([sha1_of(b) for b in blobs]), entry_id),
+                )
+            if ids:
+                self._con.execute("DELETE FROM queue_document")
+        except BaseException:
+            _documents.remove(self.documents_dir, written)
+            raise
+
+    def _recover(self) -> None:
+        """Under the write lock (no other process is between a file's write and its row's commit): remove
+        the document files no row names (a crash between those two steps, or between a row's purge and
+        its files' removal); log the rows whose file is missing (``DocumentMissing`` when such an entry is
+        read or taken for sending)."""
+        named: set[str] = set()
+        for (files,) in self._con.execute(
+            "SELECT document_files FROM queue_entry WHERE document_files != '[]'"
+        ).fetchall():
+            named.update(json.loads(files))
+        present = _documents.ours(self.documents_dir)
+        _documents.remove(self.documents_dir, present - named)
+        for name in sorted(named - present):
+            log.error("deposit queue: document file %s is missing", self.documents_dir / name)
+
+    def _pending_to_entries(self) -> None:
         old = self._con.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='pending'"
         ).fetchone()
@@ -314,6 +399,7 @@ class DepositQueue:
             while self._deferred:
                 entry_id = next(iter(self._deferred))
                 changes = self._deferred[entry_id]
+                gone: list[str] = []
                 try:
                     with self._tx() as con:
                         for sets, purge in changes:
@@ -323,10 +409,11 @@ class DepositQueue:
                                 cur = self._row(con, entry_id, with_documents=False)
                                 if cur.state is not EntryState.SENDING or cur.owner != self.owner:
                                     continue
-                            self._write(con, entry_id, sets, purge)
-                        entry = self._row(con, entry_id)
+                            gone.extend(self._write(con, entry_id, sets, purge))
+                        entry = self._row(con, entry_id, with_documents=False)
                 except sqlite3.Error as exc:
                     raise self._error(exc, "mise à jour") from exc
+                _documents.remove(self.documents_dir, gone)  # the committed row no longer names them
                 del self._deferred[entry_id]
                 written.append(entry)
 
@@ -336,11 +423,19 @@ class DepositQueue:
                 self.flush_deferred()
 
     @staticmethod
-    def _write(con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool) -> None:
+    def _write(
+        con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool
+    ) -> tuple[str, ...]:
+        """One row update; with ``purge`` the row stops naming its document files: their names are
+        returned, to be removed once the transaction is committed (never before)."""
+        gone: tuple[str, ...] = ()
+        if purge:
+            row = con.execute("SELECT document_files FROM queue_entry WHERE id=?", (entry_id,)).fetchone()
+            gone = tuple(json.loads(row[0])) if row else ()
+            sets = {**sets, "document_files": "[]"}
         cols = ", ".join(f"{k}=?" for k in sets)
         con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
-        if purge:
-            con.execute("DELETE FROM queue_document WHERE entry_id=?", (entry_id,))
+        return gone
 
     def _overlay(self, entry: QueuedDeposit) -> QueuedDeposit:
         """The entry as this instance knows it: with the outcomes kept in memory applied."""
@@ -367,17 +462,51 @@ class DepositQueue:
     def _error(self, exc: BaseException, what: str) -> OutboxError:
         return OutboxError(f"La file d'envoi du DMP n'a pas pu être {what} ({exc}).", code="OUTBOX")
 
+    def _documents_of(self, entry_id: str, files: str, sha1s: tuple[str, ...]) -> tuple[bytes, ...]:
+        """The documents a row names, each checked against its SHA-1 (``DocumentMissing`` otherwise)."""
+        docs = []
+        for i, name in enumerate(json.loads(files)):
+            path = self.documents_dir / name
+            try:
+                data = _documents.read(self.documents_dir, name)
+            except FileNotFoundError:
+                raise DocumentMissing(entry_id, i, path, "introuvable") from None
+            except OSError as exc:
+                raise DocumentMissing(entry_id, i, path, f"illisible ({exc.strerror or exc})") from exc
+            if i < len(sha1s) and sha1_of(data) != sha1s[i]:
+                raise DocumentMissing(entry_id, i, path, "altéré (empreinte différente)")
+            docs.append(data)
+        return tuple(docs)
+
+    def _listed(self, entry_id: str) -> QueuedDeposit:
+        """An entry for a listing (``get``, ``entries``, ``find_same``): with its documents or, when a
+        document file is missing or altered, without them and with the error as its reason (never raised:
+        one damaged entry does not hide the others)."""
+        try:
+            return self._row(self._con, entry_id)
+        except DocumentMissing as exc:
+            entry = self._row(self._con, entry_id, with_documents=False)
+            return replace(entry, reason_fr=exc.message_fr, reason_code=exc.code or "DOCUMENT_MISSING")
+
     def _row(self, con: sqlite3.Connection, entry_id: str, *, with_documents: bool = True) -> QueuedDeposit:
-        r = con.execute(f"SELECT {_COLUMNS} FROM queue_entry WHERE id = ?", (entry_id,)).fetchone()  # noqa: S608
+        r = con.execute(_SELECT_ROW, (entry_id,)).fetchone()
         if r is None:
             raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
         docs: tuple[bytes, ...] = ()
         vis = json.loads(r[5])
-        if with_documents:
-            rows = con.execute(
-                "SELECT content FROM queue_document WHERE entry_id = ? ORDER BY position", (entry_id,)
-            ).fetchall()
-            docs = tuple(bytes(d[0]) for d in rows)
+        sha1s = tuple(json.loads(r[21] or "[]"))
+        if with_documents and r[22] != "[]":
+            try:
+                docs = self._documents_of(entry_id, r[22], sha1s)
+            except DocumentMissing:
+                if con.in_transaction:  # no other writer meanwhile: the file is really missing
+                    raise
+                # read outside a transaction: another process may have purged the row and removed its
+                # files between the two reads; the row says so now
+                again = con.execute("SELECT document_files FROM queue_entry WHERE id = ?", (entry_id,))
+                if (again.fetchone() or ("[]",))[0] == r[22]:
+                    raise
+                return self._row(con, entry_id, with_documents=with_documents)
         return QueuedDeposit(
             id=r[0],
             patient_ins=r[1],
@@ -401,13 +530,13 @@ class DepositQueue:
             owner=r[18],
             lease_until=r[19],
             journaled=bool(r[20]),
-            document_sha1=tuple(json.loads(r[21] or "[]")),
+            document_sha1=sha1s,
         )
 
     def _changed(self, entry: QueuedDeposit) -> QueuedDeposit:
         if self.on_change is not None:
             try:
-                self.on_change(replace(entry, documents=()))
+                self.on_change(replace(entry, documents=()) if entry.documents else entry)
             except Exception:  # noqa: S110 - a listener never breaks the queue
                 pass
         return entry
@@ -431,34 +560,58 @@ class DepositQueue:
     ) -> QueuedDeposit:
         """Durably record a deposit about to be sent (committed with fsync before returning). With
         ``claim=True`` the entry is created already claimed by this instance (state SENDING).
-        ``document_sha1``: the documents' SHA-1 (lower-case hex) when the caller already has them."""
+        ``document_sha1``: the documents' SHA-1 (lower-case hex) when the caller already has them.
+
+        The documents' files are written and flushed (``_documents.write_all``) inside the write
+        transaction, before the row naming them is committed: a crash in between leaves files no row names
+        (removed at the next open, under the same write lock: never the files of a row still being added).
+        """
         now, stamp = self._clock(), _now_iso()
         sha1s = _sha1s(documents, document_sha1)
         state = EntryState.SENDING if claim else EntryState.PENDING
+        # nothing is read back: the entry is what is written (the row stores these very values)
+        entry = QueuedDeposit(
+            id=entry_id, patient_ins=patient[0], patient_oid=patient[1], ins_status=patient[2],
+            document_uids=tuple(document_uids), documents=tuple(bytes(d) for d in documents),
+            visibility=(bool(visibility[0]), bool(visibility[1]), bool(visibility[2])),
+            replaces=tuple(replaces),
+            replaces_entry_uuids=tuple(replaces_entry_uuids or ("",) * len(document_uids)),
+            titles=tuple(titles or ("",) * len(document_uids)), actor_id_nat=actor_id_nat,
+            on_behalf_of=on_behalf_of, created=stamp, updated=stamp, state=state,
+            attempts=1 if claim else 0, owner=self.owner if claim else "",
+            lease_until=now + self.lease_s if claim else 0.0, document_sha1=sha1s,
+        )  # fmt: skip
+        names: tuple[str, ...] = ()
+        committing = False
         try:
-            with self._tx() as con:
-                con.execute(
-                    f"INSERT INTO queue_entry ({_COLUMNS}) VALUES ({','.join('?' * 22)})",  # noqa: S608
-                    (
-                        entry_id, *patient, json.dumps(list(document_uids)), json.dumps(list(visibility)),
-                        json.dumps(list(replaces)),
-                        json.dumps(list(replaces_entry_uuids or ("",) * len(document_uids))),
-                        json.dumps(list(titles or ("",) * len(document_uids))), actor_id_nat, on_behalf_of,
-                        stamp, stamp, state.value, "", "", 1 if claim else 0, 0.0,
-                        self.owner if claim else "", now + self.lease_s if claim else 0.0, 0,
-                        json.dumps(list(sha1s)),
-                    ),
-                )  # fmt: skip
-                con.executemany(
-                    "INSERT INTO queue_document VALUES (?,?,?)",
-                    [(entry_id, i, sqlite3.Binary(d)) for i, d in enumerate(documents)],
-                )
-                # the documents just written are not read back (≈ 270 KB copied out of SQLite per deposit)
-                entry = self._row(con, entry_id, with_documents=False)
-            entry = replace(entry, documents=tuple(bytes(d) for d in documents))
-        except sqlite3.Error as exc:
+            with self._lock:
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    names = _documents.write_all(self.documents_dir, entry.documents)
+                    self._con.execute(
+                        f"INSERT INTO queue_entry ({_COLUMNS}, document_files) "  # noqa: S608
+                        f"VALUES ({','.join('?' * 23)})",
+                        (
+                            entry_id, *patient, json.dumps(list(entry.document_uids)),
+                            json.dumps(list(entry.visibility)), json.dumps(list(entry.replaces)),
+                            json.dumps(list(entry.replaces_entry_uuids)), json.dumps(list(entry.titles)),
+                            actor_id_nat, on_behalf_of, stamp, stamp, state.value, "", "", entry.attempts,
+                            0.0, entry.owner, entry.lease_until, 0, json.dumps(list(sha1s)),
+                            json.dumps(list(names)),
+                        ),
+                    )  # fmt: skip
+                    committing = True
+                    self._con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._con.execute("ROLLBACK")
+                    if not committing:  # a COMMIT that failed may still be on disk: the next open decides
+                        _documents.remove(self.documents_dir, names)
+                    raise
+        except (sqlite3.Error, OSError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise OutboxError(
-                f"La file d'envoi du DMP n'a pas pu être écrite ({exc}) : le document n'est pas envoyé.",
+                f"La file d'envoi du DMP n'a pas pu être écrite ({detail}) : le document n'est pas envoyé.",
                 code="OUTBOX",
             ) from exc
         if not self._private_after_write:  # the -wal/-shm files exist once something was written
@@ -517,39 +670,49 @@ class DepositQueue:
         purge: bool = False,
         defer: bool = False,
         release: bool = True,
+        with_documents: bool = True,
     ) -> QueuedDeposit:
         """Move an entry this instance holds (or any active one when ``owner`` does not matter) in ONE
         transaction; with ``release`` the owner/lease are cleared. With ``defer`` (an outcome that already
         happened at the DMP), a file that cannot be written (full disk) keeps the change in memory
-        (``flush_deferred``) and the entry is returned as it will be written."""
+        (``flush_deferred``) and the entry is returned as it will be written. ``with_documents=False``:
+        returned without its documents (not read back from the file); a purge has none to read."""
         sets = {**sets, "updated": _now_iso()}
         if release:
             sets = {**sets, "owner": "", "lease_until": 0.0}
         # listeners are told after the lock is released (a slow listener never holds up other deposits)
         with self._lock:
-            entry = self._transition_locked(entry_id, sets, purge, defer)
+            entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge)
         return self._changed(entry)
 
     def _transition_locked(
-        self, entry_id: str, sets: dict[str, object], purge: bool, defer: bool
+        self, entry_id: str, sets: dict[str, object], purge: bool, defer: bool, with_documents: bool
     ) -> QueuedDeposit:
         if defer and entry_id in self._deferred:  # keep the order of this entry's changes
             self._try_flush()
         if entry_id not in self._deferred:
             try:
                 with self._tx() as con:
-                    self._write(con, entry_id, sets, purge)
-                    return self._row(con, entry_id)
+                    gone = self._write(con, entry_id, sets, purge)
+                    entry = self._row(con, entry_id, with_documents=False)
             except sqlite3.Error as exc:
                 if not defer:
                     raise self._error(exc, "mise à jour") from exc
+            else:
+                _documents.remove(self.documents_dir, gone)  # the committed row no longer names them
+                # the documents are read after the commit: a damaged file never undoes an outcome
+                return self._listed(entry_id) if with_documents else entry
         elif not defer:
             raise OutboxError(
                 "La file d'envoi du DMP n'a pas pu être mise à jour (disque plein ?).", code="OUTBOX"
             )
         self._deferred.setdefault(entry_id, []).append((sets, purge))
         try:
-            current = self._row(self._con, entry_id)
+            current = (
+                self._listed(entry_id)
+                if with_documents
+                else self._row(self._con, entry_id, with_documents=False)
+            )
         except sqlite3.Error:
             return self._overlay_unknown(entry_id)
         return self._overlay(current)
@@ -596,7 +759,7 @@ class DepositQueue:
 
     def mark_journaled(self, entry_id: str) -> None:
         """The outcome's audit record is written (kept in memory if the file is full, as outcomes are)."""
-        self._transition(entry_id, {"journaled": 1}, defer=True, release=False)
+        self._transition(entry_id, {"journaled": 1}, defer=True, release=False, with_documents=False)
 
     def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:
         try:
@@ -650,7 +813,7 @@ class DepositQueue:
         try:
             with self._lock:
                 self._try_flush()
-                return self._overlay(self._row(self._con, entry_id))
+                return self._overlay(self._listed(entry_id))
         except EntryNotFound:
             return None
         except sqlite3.Error as exc:
@@ -662,7 +825,7 @@ class DepositQueue:
         try:
             with self._lock:
                 self._try_flush()
-                rows = [self._overlay(self._row(self._con, r[0])) for r in self._con.execute(
+                rows = [self._overlay(self._listed(r[0])) for r in self._con.execute(
                     "SELECT id FROM queue_entry ORDER BY created, rowid"
                 ).fetchall()]  # fmt: skip
                 return [e for e in rows if wanted is None or e.state in wanted]
@@ -699,14 +862,13 @@ class DepositQueue:
         try:
             with self._lock:
                 self._try_flush()
-                ids = [r[0] for r in self._con.execute(
-                    "SELECT id FROM queue_entry WHERE document_uids = ? ORDER BY created DESC, rowid DESC",
+                for i, sha1s in self._con.execute(
+                    "SELECT id, document_sha1 FROM queue_entry WHERE document_uids = ? "
+                    "ORDER BY created DESC, rowid DESC",
                     (json.dumps(list(document_uids)),),
-                ).fetchall()]  # fmt: skip
-                for i in ids:
-                    e = self._overlay(self._row(self._con, i))
-                    if e.document_sha1 == digests:
-                        return e
+                ).fetchall():
+                    if tuple(json.loads(sha1s or "[]")) == digests:  # only the match is read in full
+                        return self._overlay(self._listed(i))
         except sqlite3.Error as exc:
             raise self._error(exc, "lue") from exc
         return None

@@ -160,8 +160,9 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert ((tmp_path / "home").stat().st_mode & 0o777) == 0o700
-    for p in (tmp_path / "home").iterdir():
-        assert (p.stat().st_mode & 0o777) == 0o600, p
+    assert q.documents_dir.parent == tmp_path / "home" and len(list(q.documents_dir.iterdir())) == 1
+    for p in (tmp_path / "home").rglob("*"):
+        assert (p.stat().st_mode & 0o777) == (0o700 if p.is_dir() else 0o600), p
 
 
 def test_backoff_is_bounded_exponential_with_jitter() -> None:
@@ -268,10 +269,12 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, q: DepositQueue) -> list[bool]
     full = [True]
     real = DepositQueue._write
 
-    def write(con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool) -> None:
+    def write(
+        con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool
+    ) -> tuple[str, ...]:
         if full[0]:
             raise sqlite3.OperationalError("database or disk is full")
-        real(con, entry_id, sets, purge)
+        return real(con, entry_id, sets, purge)
 
     monkeypatch.setattr(DepositQueue, "_write", staticmethod(write))
     return full
