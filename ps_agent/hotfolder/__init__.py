@@ -5,7 +5,9 @@ Folder layout (``root``)::
 
     inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
     work/       items being deposited (KEY/: the dropped files; the CDA is rebuilt from them after a crash)
-    done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time)
+    done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time);
+                elsewhere with ``done=`` (the ``hotfolder.done`` setting, ``layout.layout_from_settings``):
+                on another volume each file is copied, fsync'd, then removed (``layout.move_file``)
     rejected/   NAME.* and NAME.error.json (French detail, field named)
     ledger.sqlite3  content hash → state (never deposited twice)
 
@@ -42,10 +44,10 @@ from typing import Any
 from ps_agent.access.policy import PatientRef
 from ps_agent.api.backend import ApiBackend, to_problem
 from ps_agent.api.problems import Problem
-from ps_agent.config import ensure_private_dir
 from ps_agent.context import Context
 from ps_agent.dmp.model import Visibility
 from ps_agent.events import QUEUE_CHANGED
+from ps_agent.hotfolder.layout import layout_for, move_file
 from ps_agent.hotfolder.ledger import BUILDING, DONE, QUEUED, REJECTED, Item, Ledger
 from ps_agent.hotfolder.sidecar import Sidecar, SidecarError, parse_sidecar
 from ps_agent.outbox import EntryState, QueuedDeposit
@@ -114,17 +116,27 @@ class HotFolder:
         root: Path,
         backend: ApiBackend,
         *,
+        done: Path | None = None,
         polling: bool = False,
         workers: int = DEFAULT_WORKERS,
         rescan_interval_s: float = RESCAN_INTERVAL_S,
     ) -> None:
-        self.root = ensure_private_dir(root)
-        self.inbox = ensure_private_dir(root / "inbox")
-        self.work = ensure_private_dir(root / "work")
-        self.done = ensure_private_dir(root / "done")
-        self.rejected = ensure_private_dir(root / "rejected")
+        """``done``: where handled items go (the ``hotfolder.done`` setting: an absolute path, created 0700;
+        default ``root/done``); ``SettingsError`` naming ``hotfolder.done`` when it cannot be used."""
+        self.layout = layout_for(root, done)
+        self.layout.create()
+        self.root = self.layout.root
+        self.inbox = self.layout.inbox
+        self.work = self.layout.work
+        self.done = self.layout.done
+        self.rejected = self.layout.rejected
+        # "done" on another volume: each handled file is copied, fsync'd, then removed (``move_file``)
+        self.done_on_other_volume = self.layout.done_on_other_volume()
+        if self.done_on_other_volume:
+            log.warning("hot folder: %s is on another volume than %s: handled files are copied then removed",
+                        self.done, self.work)  # fmt: skip
         self.backend = backend
-        self.ledger = Ledger(root / "ledger.sqlite3")
+        self.ledger = Ledger(self.layout.ledger)
         self.polling = polling
         self.workers = max(1, workers)
         self.rescan_interval_s = rescan_interval_s
@@ -620,7 +632,7 @@ class HotFolder:
         keep = self.work / key
         if keep.is_dir():
             for p in keep.iterdir():
-                os.replace(p, folder / f"{stem}{p.suffix}")
+                move_file(p, folder / f"{stem}{p.suffix}")
             with contextlib.suppress(OSError):
                 keep.rmdir()
         for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
@@ -713,7 +725,7 @@ class HotFolder:
         with self._target(self.done, stem, (*(p.suffix for p in files), ".receipt.json")) as target:
             for p in files:
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(p, self.done / f"{target}{p.suffix}")
+                    move_file(p, self.done / f"{target}{p.suffix}")
             _write_json(self.done / f"{target}.receipt.json", note)
         if self.on_finished:
             self.on_finished(stem, "duplicate")
