@@ -144,6 +144,9 @@ class HotFolder:
                         self.done, self.work)  # fmt: skip
         self.backend = backend
         self.ledger = Ledger(self.layout.ledger)
+        # files left in work/ by earlier versions (KEY.xml, KEY.sidecar.json): removed as their items end
+        with os.scandir(self.work) as it:
+            self._legacy_work = any(e.is_file() for e in it)
         self.polling = polling
         self.workers = max(1, workers)
         self.rescan_interval_s = rescan_interval_s
@@ -632,16 +635,22 @@ class HotFolder:
     def _target(self, folder: Path, name: str, suffixes: tuple[str, ...]) -> Iterator[str]:
         """A free name in ``folder`` for files ``name`` + each suffix (``name-2``… when taken), reserved
         until the block ends (two items of the same name finishing at once never share it)."""
+        base = os.fspath(folder)
         stem = name
         n = 1
-        with self._cv:
-            while str(folder / stem) in self._reserved or any(
-                os.path.lexists(folder / f"{stem}{s}") for s in suffixes
-            ):
-                n += 1
-                stem = f"{name}-{n}"
-            token = str(folder / stem)
-            self._reserved.add(token)
+        while True:  # reserve the name, then look at the disk outside the workers' lock
+            token = os.path.join(base, stem)
+            with self._cv:
+                free = token not in self._reserved
+                if free:
+                    self._reserved.add(token)
+            if free:
+                if not any(os.path.lexists(token + s) for s in suffixes):
+                    break  # reserved: no other worker writes these names until the block ends
+                with self._cv:
+                    self._reserved.discard(token)
+            n += 1
+            stem = f"{name}-{n}"
         try:
             yield stem
         finally:
@@ -667,9 +676,10 @@ class HotFolder:
                     move_file(keep / n, folder / f"{stem}{os.path.splitext(n)[1]}")
             with contextlib.suppress(OSError):
                 keep.rmdir()
-        for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
-            with contextlib.suppress(FileNotFoundError):
-                extra.unlink()
+        if self._legacy_work:  # the layout of earlier versions: a copy of the CDA and of the sidecar
+            for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    extra.unlink()
 
     def _rubric(self, item: Item, entry: QueuedDeposit) -> str:
         known = self._rubrics.get(item.key)
