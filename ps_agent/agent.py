@@ -237,6 +237,13 @@ class Agent:
         """Send the queue's entries (each on its own); one ``DepositOutcome`` per entry tried."""
         return self.session.resume(ctx=_ctx(progress, ctx), all_entries=all_entries)
 
+    def resume_entry(
+        self, entry_id: str, *, progress: Progress | None = None, ctx: Context | None = None
+    ) -> DepositOutcome:
+        """Send one entry of the queue now (``Session.resume_entry``: ``EntryNotFound``,
+        ``EntryNotResumable``)."""
+        return self.session.resume_entry(entry_id, ctx=_ctx(progress, ctx))
+
     def hand_back(self, entry_id: str, write: Callable[[QueuedDeposit], None]) -> QueuedDeposit:
         return self.session.hand_back(entry_id, write)
 

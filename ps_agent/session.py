@@ -53,7 +53,14 @@ from ps_agent.dmp.model import DocumentEntry, PatientId, RetrievedDocument, Stat
 from ps_agent.dmp.vihf import Purpose
 from ps_agent.errors import AccessDenied, PsAgentError
 from ps_agent.events import CARD_CHANGED, SESSION_CLOSED
-from ps_agent.outbox import ACTIVE_STATES, EntryState, OutboxError, QueuedDeposit, backoff_delay
+from ps_agent.outbox import (
+    ACTIVE_STATES,
+    EntryNotFound,
+    EntryState,
+    OutboxError,
+    QueuedDeposit,
+    backoff_delay,
+)
 
 if TYPE_CHECKING:
     from ps_agent.services import Services
@@ -130,6 +137,35 @@ class EmergencyAccess:
     reason: str
     notice_fr: str
     status: DmpStatus
+
+
+class EntryNotResumable(OutboxError):
+    """A queue entry that cannot be sent now (``Session.resume_entry``): ``state`` says why, in French in
+    ``message_fr`` (settled, being sent, or another professional's deposit)."""
+
+    def __init__(self, entry: QueuedDeposit, *, other_professional: bool = False) -> None:
+        self.entry = entry
+        self.state = entry.state
+        why = f" ({entry.reason_fr})" if entry.reason_fr else ""
+        head = f"L'envoi « {entry.id} » est à l'état « {entry.state.label_fr} »{why}"
+        if other_professional:
+            code = "QUEUE_OTHER_PROFESSIONAL"
+            message = (
+                f"L'envoi « {entry.id} » a été déposé par un autre professionnel : seule sa session peut "
+                "l'envoyer (ou rendez les documents avec « ps-agent outbox hand-back »)."
+            )
+        elif entry.state is EntryState.SENDING:
+            code, message = "QUEUE_BUSY", f"{head} : il est déjà en cours d'envoi, réessayez dans un instant."
+        elif entry.state is EntryState.REFUSED:
+            code = "QUEUE_REFUSED"
+            message = (
+                f"{head} : un refus du DMP est définitif, le renvoyer tel quel serait refusé de nouveau ; "
+                "rendez les documents (« ps-agent outbox hand-back ») pour les corriger et les déposer à "
+                "nouveau."
+            )
+        else:
+            code, message = "QUEUE_FINAL", f"{head} : il n'y a rien à reprendre."
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -552,15 +588,7 @@ class Session:
         is resolved on its own: a failure on one never holds back the others. Also writes the audit
         records that a full disk kept pending."""
         q = self.services.queue
-        try:
-            self.services.flush_backlog()  # records a full disk kept pending, if there is room now
-        except Exception:
-            log.warning("the audit journal still cannot be written: kept records stay pending")
-        else:
-            with contextlib.suppress(Exception):
-                self._journal_unjournaled()
-        with contextlib.suppress(OutboxError):
-            q.flush_deferred()  # outcomes a full disk kept in memory
+        self._before_resume()
         entries = q.pending() if all_entries else q.due()  # unreadable queue: OutboxError (nothing to say)
         mine = [e for e in entries if not e.actor_id_nat or e.actor_id_nat == self.identity.id_nat]
         outcomes: list[DepositOutcome] = []
@@ -572,8 +600,40 @@ class Session:
             ctx.report("Reprise des envois en attente", n, total)
         return outcomes
 
-    def _resume_one(self, entry: QueuedDeposit, ctx: Context) -> DepositOutcome:
-        """One entry of ``resume``: its outcome, whatever fails (never raised, except cancellation)."""
+    def resume_entry(self, entry_id: str, *, ctx: Context = DEFAULT_CONTEXT) -> DepositOutcome:
+        """Send one entry of the queue now: pending, waiting (even before its next try) or a claim whose
+        owner died. ``EntryNotFound`` when the queue has no such entry; ``EntryNotResumable`` (its
+        ``state`` and a French message saying it) when it is settled (registered, refused: a refusal is
+        final, handed back), being sent right now, or deposited by another professional than this
+        session's (``code`` ``QUEUE_OTHER_PROFESSIONAL``). The send's own failure is its outcome (waiting,
+        refused), as in ``resume``."""
+        q = self.services.queue
+        self._before_resume()
+        entry = q.get(entry_id)
+        if entry is None:
+            raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
+        if entry.state not in ACTIVE_STATES:
+            raise EntryNotResumable(entry)
+        if entry.actor_id_nat and entry.actor_id_nat != self.identity.id_nat:
+            raise EntryNotResumable(entry, other_professional=True)
+        return self._resume_one(entry, ctx, strict=True)
+
+    def _before_resume(self) -> None:
+        """Before sending queue entries: the audit records a full disk kept pending, if there is room
+        now, and the queue's outcomes a full disk kept in memory."""
+        try:
+            self.services.flush_backlog()
+        except Exception:
+            log.warning("the audit journal still cannot be written: kept records stay pending")
+        else:
+            with contextlib.suppress(Exception):
+                self._journal_unjournaled()
+        with contextlib.suppress(OutboxError):
+            self.services.queue.flush_deferred()
+
+    def _resume_one(self, entry: QueuedDeposit, ctx: Context, *, strict: bool = False) -> DepositOutcome:
+        """One entry of ``resume``: its outcome, whatever fails (never raised, except cancellation; with
+        ``strict``, ``EntryNotResumable`` when another thread or process holds or settled it meanwhile)."""
         q = self.services.queue
 
         def current(reason: str = "") -> DepositOutcome:
@@ -588,6 +648,8 @@ class Session:
         except Exception as exc:
             return current(getattr(exc, "message_fr", "") or str(exc))
         if claimed is None:  # sent by another thread/process meanwhile, or already final
+            if strict:
+                raise EntryNotResumable(q.get(entry.id) or entry)
             return current()
         try:
             return self._send_entry(claimed, ctx, inline_retries=0, raise_errors=False)
@@ -1568,6 +1630,7 @@ __all__ = [
     "DepositOutcome",
     "DocumentList",
     "EmergencyAccess",
+    "EntryNotResumable",
     "PatientHandle",
     "PatientState",
     "Result",

@@ -21,7 +21,7 @@ Shape (every section and key optional; defaults in brackets)::
     user = ""                      # JSON file of the local user responsible for AIR deposits (ps-agent serve)
     [hotfolder]
     inbox = ""                     # folder watched for documents to deposit, optional
-    done = ""                      # where handled files go, optional
+    done = ""                      # where handled files go: an absolute path [DEPOSIT_FOLDER/done]
     enabled = true                 # false: the folder is kept but not watched [true]
     [api]
     port = 9983                    # local API port (loopback only)
@@ -164,6 +164,15 @@ def _bad(key: str, message: str) -> SettingsError:
     return SettingsError(f"Réglage « {key} » : {message}", key=key)
 
 
+def hotfolder_done_path(raw: str) -> Path:
+    """The ``hotfolder.done`` value as a path: absolute (``~`` expanded), else ``SettingsError`` naming the
+    key (a relative path would depend on the folder the service happens to be started in)."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise _bad("hotfolder.done", f"indiquez un chemin absolu (reçu « {raw} »).")
+    return path
+
+
 def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True) -> AgentSettings:
     """Check a parsed TOML document; the first problem raises ``SettingsError`` naming its key."""
     values: dict[str, Any] = {}
@@ -215,6 +224,8 @@ def validate(raw: dict[str, Any], *, source: str = "", check_files: bool = True)
             "session.idle_timeout_minutes",
             f"doit être une durée entre {low} et {high} minutes (reçu {idle}).",
         )
+    if values.get("hotfolder.done"):
+        hotfolder_done_path(values["hotfolder.done"])
     if check_files:
         for name in ("dmp.ca_file", "card.pkcs11_module", "establishment.auth_p12", "establishment.sign_p12",
                      "establishment.user"):  # fmt: skip
@@ -291,6 +302,7 @@ __all__ = [
     "AgentSettings",
     "SettingsError",
     "agent_config_from_file",
+    "hotfolder_done_path",
     "load_installed_settings",
     "load_settings",
     "machine_settings_path",

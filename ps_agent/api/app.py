@@ -44,8 +44,12 @@ from ps_agent.errors import ConfigurationError
 from ps_agent.events import QUEUE_CHANGED
 from ps_agent.outbox import FINAL_STATES, EntryNotFound, EntryState, OutboxError, QueuedDeposit
 
-API_VERSION = "1.1.0"  # 1.1: document and queue actions, fuller list entries (additive)
+# 1.1: document and queue actions, fuller list entries; 1.2: POST /v1/queue/{id}/resume (additive)
+API_VERSION = "1.2.0"
 PUBLIC_PATHS = frozenset({"/openapi.json"})
+# [I] Resuming one entry deposited by another professional than the session's: 403 (the session may not
+# send it in that person's name), not 409 (nothing about the entry's state would change the answer).
+OTHER_PROFESSIONAL_CODE = "QUEUE_OTHER_PROFESSIONAL"
 SSE_KEEPALIVE_S = 15.0
 PROBLEM_REF = "#/components/schemas/ProblemModel"
 
@@ -870,20 +874,43 @@ def create_app(
         def run() -> m.ResumeOut:
             s = backend.session()
             outcomes = s.resume(ctx=Context(background=True), all_entries=True)
-            left = len(backend.services.queue.pending())
-            return m.ResumeOut(
-                outcomes=[
-                    m.ResumeOutcomeOut(
-                        id=o.entry_id,
-                        state=o.state.value,
-                        state_label=o.state.label_fr,
-                        reason=o.reason_fr,
-                        document_unique_ids=list(o.document_uids),
-                    )
-                    for o in outcomes
-                ],
-                left=left,
-            )
+            return _resume_out(outcomes)
+
+        return await call(run)  # type: ignore[no-any-return]
+
+    def _resume_out(outcomes: list[Any]) -> m.ResumeOut:
+        return m.ResumeOut(
+            outcomes=[
+                m.ResumeOutcomeOut(
+                    id=o.entry_id,
+                    state=o.state.value,
+                    state_label=o.state.label_fr,
+                    reason=o.reason_fr,
+                    document_unique_ids=list(o.document_uids),
+                )
+                for o in outcomes
+            ],
+            left=len(backend.services.queue.pending()),
+        )
+
+    @app.post("/v1/queue/{entry_id}/resume", response_model=m.ResumeOut, tags=["dépôt"])
+    async def queue_resume_one(entry_id: QueueId) -> m.ResumeOut:
+        """Envoyer maintenant cet envoi de la file (en attente d'envoi ou nouvel essai prévu, même avant
+        l'heure prévue) ; répond quand il est réglé ou de nouveau en attente. 404 : envoi inconnu ;
+        409 : envoi déjà réglé (enregistré, refusé — un refus est définitif —, rendu) ou en cours d'envoi,
+        l'état est dit ; 403 : envoi déposé par un autre professionnel que celui de la session."""
+        from ps_agent.session import EntryNotResumable
+
+        def run() -> m.ResumeOut:
+            s = backend.session()
+            try:
+                outcome = s.resume_entry(entry_id, ctx=Context(background=True))
+            except EntryNotFound as exc:
+                raise field_problem(404, "UNKNOWN_QUEUE_ID", "id", exc.message_fr) from exc
+            except EntryNotResumable as exc:
+                status = 403 if exc.code == OTHER_PROFESSIONAL_CODE else 409
+                raise field_problem(status, exc.code or "QUEUE_STATE", "id", exc.message_fr) from exc
+            return _resume_out([outcome])
 
         return await call(run)  # type: ignore[no-any-return]
 

@@ -3,8 +3,10 @@
 - ``list [--tout] [--json]``: the deposits not yet settled (pending, being sent, waiting: why and when
   the next try is) and the refused ones (why); ``--tout`` adds those registered or handed back. No card
   needed (the queue is a local file). Exit 0 when nothing is left, 1 when something is pending or refused.
-- ``resume [connexion]``: send every entry now (card or establishment session, as ``ps-agent dmp``),
-  each resolved on its own. Exit 0 when all are registered, 1 when one is refused or still waiting.
+- ``resume [ID] [connexion]``: send every entry now (card or establishment session, as ``ps-agent dmp``),
+  each resolved on its own; with ID, that entry only (unknown, already settled, being sent or another
+  professional's: exit 1 with the state said). Exit 0 when all are registered, 1 when one is refused or
+  still waiting.
 - ``hand-back ID --vers DIR``: write the entry's CDA documents into DIR (files fsync'd, 0600), then take
   the entry out of the queue (state "rendu à l'utilisateur"); nothing is removed before the files are
   written. Exit 0 done, 1 when the entry cannot be handed back (being sent, already settled, unknown).
@@ -89,6 +91,12 @@ def _resume(args: argparse.Namespace) -> int:
     from ps_agent.cli import dmp_cmd, via_agent
     from ps_agent.context import Context
 
+    entry_id = getattr(args, "id", None)
+    if entry_id is not None and not _ENTRY_ID.match(entry_id):
+        raise UsageError(
+            f"Identifiant d'envoi invalide « {entry_id[:80]} » : copiez-le depuis « ps-agent outbox list ».",
+            code="INVALID_ID",
+        )
     if args.home is None and (running := via_agent.running(args)) is not None:
         rows, n_left = via_agent.outbox_resume(running, args)  # the agent's queue, its session: no PIN
         return resume_report(args, rows, n_left)
@@ -98,7 +106,10 @@ def _resume(args: argparse.Namespace) -> int:
             print(f"{step}… ({done}/{total})", file=sys.stderr)
 
     with dmp_cmd._agent(args) as agent:
-        outcomes = agent.resume_pending(ctx=Context(progress=progress), all_entries=True)
+        if entry_id is not None:
+            outcomes = [agent.resume_entry(entry_id, ctx=Context(progress=progress))]
+        else:
+            outcomes = agent.resume_pending(ctx=Context(progress=progress), all_entries=True)
         left = agent.pending_deposits()
     rows = [
         {"id": o.entry_id, "state": o.state.value, "state_fr": o.state.label_fr, "reason_fr": o.reason_fr,
@@ -189,6 +200,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_list, bris_de_glace=None, centre_15=None)
 
     p = sub.add_parser("resume", help="renvoyer maintenant les envois en attente (carte ou établissement)")
+    p.add_argument("id", nargs="?", default=None,
+                   help="identifiant d'un seul envoi à reprendre (voir « ps-agent outbox list ») ; "
+                   "sans identifiant : tous les envois en attente")  # fmt: skip
     dmp_cmd._add_common(p, patient=False)
     via_agent.add_options(p)
     p.set_defaults(func=_resume)

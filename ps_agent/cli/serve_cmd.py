@@ -94,13 +94,12 @@ def _install_stop_handlers(stop: threading.Event) -> None:
         signal.signal(signal.SIGBREAK, handler)
 
 
-# [I] ``hotfolder.inbox`` (like ``--depot``) names the deposit folder: its ``inbox/`` is watched, ``done/``
-# and ``rejected/`` are beside it (the layout of docs/integration.md). A folder itself named ``inbox`` is
-# taken as that inbox (its parent is the deposit folder): what someone pointing at "…/inbox" expects.
 def hotfolder_root(folder: Path) -> Path:
-    """The deposit folder (with ``inbox/``, ``done/``, ``rejected/``) for a configured or given folder."""
-    folder = folder.expanduser()
-    return folder.parent if folder.name.lower() == "inbox" else folder
+    """The deposit folder for a configured or given folder (``ps_agent.hotfolder.layout.hotfolder_root``,
+    imported when used: the hot folder's modules are not loaded by the other commands)."""
+    from ps_agent.hotfolder.layout import hotfolder_root as root_of
+
+    return root_of(folder)
 
 
 class ServeSettingsError(SettingsError):
@@ -122,6 +121,7 @@ class ServePlan:
     hotfolder_off_fr: str  # why it is not watched (for the "prêt" line)
     idle_timeout_minutes: int
     warnings: tuple[str, ...] = ()
+    hotfolder_done: Path | None = None  # where handled items go (hotfolder.done or DEPOSIT_FOLDER/done)
 
 
 def load_serve_settings(config: Path | None) -> AgentSettings:
@@ -154,24 +154,21 @@ def plan_serve(args: argparse.Namespace, settings: AgentSettings) -> ServePlan:
     api = args.api if args.api is not None else (True if args.port is not None else settings.api_enabled)
     port = args.port if args.port is not None else settings.api_port
 
-    root: Path | None = None
+    from ps_agent.hotfolder.layout import layout_from_settings
+
     off = ""
     if args.sans_depot:
         off = "dossier de dépôt désactivé (--sans-depot)"
-    elif args.depot is not None:
-        root = hotfolder_root(args.depot)
-    elif not settings.hotfolder_enabled:
+    elif args.depot is None and not settings.hotfolder_enabled:
         off = "dossier de dépôt désactivé (réglage hotfolder.enabled)"
-    elif not settings.hotfolder_inbox:
+    elif args.depot is None and not settings.hotfolder_inbox:
         off = "aucun dossier de dépôt configuré (réglage hotfolder.inbox)"
-    else:
-        root = hotfolder_root(Path(settings.hotfolder_inbox))
-        done = settings.hotfolder_done
-        if done and Path(done).expanduser().resolve() != (root / "done").resolve():
-            warnings.append(
-                f"Réglage « hotfolder.done » : le service range les documents traités dans {root / 'done'} "
-                f"(le dossier {done} n'est pas utilisé)."
-            )
+    try:  # --depot names another deposit folder as a whole (its own done/): layout_from_settings [I]
+        layout = None if off else layout_from_settings(settings, args.depot)
+    except SettingsError as exc:
+        raise ServeSettingsError(exc.message_fr, key=exc.key, code=exc.code or "SETTINGS") from exc
+    root = layout.root if layout is not None else None
+    done = layout.done if layout is not None else None
     if not api and root is None:
         raise UsageError(
             "Rien à lancer : l'API locale est désactivée (réglage api.enabled ou --sans-api) et "
@@ -204,7 +201,7 @@ def plan_serve(args: argparse.Namespace, settings: AgentSettings) -> ServePlan:
         args.reader = settings.card_reader
     if settings.pkcs11_module and not os.environ.get(MODULE_ENV):
         os.environ[MODULE_ENV] = settings.pkcs11_module  # read by the card layer of this process only
-    return ServePlan(settings, env_name, ca_file, api, port, root, off, idle, tuple(warnings))
+    return ServePlan(settings, env_name, ca_file, api, port, root, off, idle, tuple(warnings), done)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -268,9 +265,14 @@ def _serve(args: argparse.Namespace) -> int:
         if plan.hotfolder is not None:
             from ps_agent.hotfolder import HotFolder
 
-            hotfolder = HotFolder(plan.hotfolder, backend, polling=args.scrutation)
+            hotfolder = HotFolder(plan.hotfolder, backend, done=plan.hotfolder_done, polling=args.scrutation)
             hotfolder.start()
-            parts.append(f"dossier de dépôt {plan.hotfolder} (documents à déposer dans {hotfolder.inbox})")
+            where = f"dossier de dépôt {plan.hotfolder} (documents à déposer dans {hotfolder.inbox}"
+            if hotfolder.layout.done_elsewhere:
+                where += f", documents traités rangés dans {hotfolder.done}"
+                if hotfolder.done_on_other_volume:
+                    where += " : autre volume, ils y sont copiés puis effacés du dossier de travail"
+            parts.append(where + ")")
         else:
             parts.append(plan.hotfolder_off_fr)
         ident = session.identity

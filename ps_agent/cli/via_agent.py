@@ -512,11 +512,15 @@ def delete(
 
 
 def outbox_resume(agent: LocalAgent, args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
-    """``ps-agent outbox resume`` on the agent's queue: the outcome rows and how many are left."""
+    """``ps-agent outbox resume [ID]`` on the agent's queue (``POST /v1/queue/resume``, or
+    ``/v1/queue/ID/resume`` for one entry): the outcome rows and how many are left."""
     _env_name(agent, args)
+    entry_id = getattr(args, "id", None)
     if not getattr(args, "json", False):
-        print("Reprise des envois en attente par l'agent…", file=sys.stderr)
-    d = _call(agent, "POST", "/v1/queue/resume", plain=True).json()
+        what = f"de l'envoi {entry_id}" if entry_id else "des envois en attente"
+        print(f"Reprise {what} par l'agent…", file=sys.stderr)
+    path = f"/v1/queue/{entry_id}/resume" if entry_id else "/v1/queue/resume"
+    d = _call(agent, "POST", path, plain=True).json()
     rows = [
         {"id": o["id"], "state": o["state"], "state_fr": o["state_label"], "reason_fr": o.get("reason") or "",
          "documents": list(o.get("document_unique_ids") or ())}

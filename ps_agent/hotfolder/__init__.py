@@ -5,7 +5,9 @@ Folder layout (``root``)::
 
     inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
     work/       items being deposited (KEY/: the dropped files; the CDA is rebuilt from them after a crash)
-    done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time)
+    done/       NAME.pdf, NAME.json and NAME.receipt.json (uniqueId, rubric, ACK_RECEPTION_DMP, time);
+                elsewhere with ``done=`` (the ``hotfolder.done`` setting, ``layout.layout_from_settings``):
+                on another volume each file is copied, fsync'd, then removed (``layout.move_file``)
     rejected/   NAME.* and NAME.error.json (French detail, field named)
     ledger.sqlite3  content hash → state (never deposited twice)
 
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import queue as queue_mod
+import stat
 import threading
 import time
 import uuid
@@ -42,10 +45,10 @@ from typing import Any
 from ps_agent.access.policy import PatientRef
 from ps_agent.api.backend import ApiBackend, to_problem
 from ps_agent.api.problems import Problem
-from ps_agent.config import ensure_private_dir
 from ps_agent.context import Context
 from ps_agent.dmp.model import Visibility
 from ps_agent.events import QUEUE_CHANGED
+from ps_agent.hotfolder.layout import layout_for, move_file
 from ps_agent.hotfolder.ledger import BUILDING, DONE, QUEUED, REJECTED, Item, Ledger
 from ps_agent.hotfolder.sidecar import Sidecar, SidecarError, parse_sidecar
 from ps_agent.outbox import EntryState, QueuedDeposit
@@ -69,6 +72,7 @@ DEFAULT_WORKERS = 4
 # worker for ever.
 REPLACEMENT_WAIT_S = 300.0
 FINAL_STATES = (EntryState.REGISTERED, EntryState.REFUSED, EntryState.HANDED_BACK)
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 
 def is_temporary(name: str) -> bool:
@@ -85,12 +89,17 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all (temporary name, fsync, rename): encoded once, one write."""
     tmp = path.with_name("." + path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
+    blob = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
+    try:
+        view = memoryview(blob)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
@@ -114,20 +123,34 @@ class HotFolder:
         root: Path,
         backend: ApiBackend,
         *,
+        done: Path | None = None,
         polling: bool = False,
         workers: int = DEFAULT_WORKERS,
         rescan_interval_s: float = RESCAN_INTERVAL_S,
     ) -> None:
-        self.root = ensure_private_dir(root)
-        self.inbox = ensure_private_dir(root / "inbox")
-        self.work = ensure_private_dir(root / "work")
-        self.done = ensure_private_dir(root / "done")
-        self.rejected = ensure_private_dir(root / "rejected")
+        """``done``: where handled items go (the ``hotfolder.done`` setting: an absolute path, created 0700;
+        default ``root/done``); ``SettingsError`` naming ``hotfolder.done`` when it cannot be used."""
+        self.layout = layout_for(root, done)
+        self.layout.create()
+        self.root = self.layout.root
+        self.inbox = self.layout.inbox
+        self.work = self.layout.work
+        self.done = self.layout.done
+        self.rejected = self.layout.rejected
+        # "done" on another volume: each handled file is copied, fsync'd, then removed (``move_file``)
+        self.done_on_other_volume = self.layout.done_on_other_volume()
+        if self.done_on_other_volume:
+            log.warning("hot folder: %s is on another volume than %s: handled files are copied then removed",
+                        self.done, self.work)  # fmt: skip
         self.backend = backend
-        self.ledger = Ledger(root / "ledger.sqlite3")
+        self.ledger = Ledger(self.layout.ledger)
+        # files left in work/ by earlier versions (KEY.xml, KEY.sidecar.json): removed as their items end
+        with os.scandir(self.work) as it:
+            self._legacy_work = any(e.is_file() for e in it)
         self.polling = polling
         self.workers = max(1, workers)
         self.rescan_interval_s = rescan_interval_s
+        self._inbox_path = os.fspath(self.inbox)
         self._inbox_str = os.path.normcase(os.path.abspath(self.inbox))
         # scheduling (one condition guards the sets below)
         self._cv = threading.Condition()
@@ -153,7 +176,13 @@ class HotFolder:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.events import (
+            FileClosedEvent,
+            FileCreatedEvent,
+            FileMovedEvent,
+            FileSystemEvent,
+            FileSystemEventHandler,
+        )
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
@@ -175,7 +204,12 @@ class HotFolder:
         self._spawn(self._finish_loop, "hotfolder-finish")
         self.recover()
         self._observer = PollingObserver(timeout=1.0) if self.polling else Observer()
-        self._observer.schedule(Handler(), str(self.inbox), recursive=False)
+        # Only the events a sidecar arriving makes: the file system is asked for no others (inotify: no
+        # open/read/modify/attribute/delete events, e.g. none for the agent's own reads of the inbox)
+        self._observer.schedule(
+            Handler(), str(self.inbox), recursive=False,
+            event_filter=[FileCreatedEvent, FileMovedEvent, FileClosedEvent],
+        )  # fmt: skip
         self._observer.start()
         for i in range(self.workers):
             self._spawn(self._work_loop, f"hotfolder-{i}")
@@ -295,11 +329,15 @@ class HotFolder:
     # ------------------------------------------------------------------ one item
     def _sources(self, stem: str) -> list[Path]:
         """The item's files in the inbox (only its own names are looked at: no listing per item)."""
+        base = os.path.join(self._inbox_path, stem)
         found = []
         for suffix in SOURCE_SUFFIXES:
-            p = self.inbox / f"{stem}{suffix}"
-            if p.is_file():
-                found.append(p)
+            try:
+                st = os.stat(base + suffix)
+            except (OSError, ValueError):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append(self.inbox / f"{stem}{suffix}")
         return sorted(set(found))
 
     def process(self, stem: str) -> None:
@@ -361,7 +399,7 @@ class HotFolder:
             self._duplicate(stem, self.ledger.get(key), sources)
             return
         self._adopt_files(item, sources)
-        self._deposit(key, cda_bytes, sidecar)
+        self._deposit(key, cda_bytes, sidecar, item)
 
     def _inbox_key(self, stem: str) -> str | None:
         """The content key of the inbox item ``stem`` (None when incomplete or unreadable)."""
@@ -500,10 +538,13 @@ class HotFolder:
                     self._patients.pop(patient, None)
                 self._cv.notify_all()
 
-    def _deposit(self, key: str, cda_bytes: bytes | None = None, sc: Sidecar | None = None) -> None:
+    def _deposit(
+        self, key: str, cda_bytes: bytes | None = None, sc: Sidecar | None = None, item: Item | None = None
+    ) -> None:
         """Sign and send on this worker (the session is shared by the workers); the outcome is finished
-        here when the queue settles it inline, else when it arrives (``_on_queue_changed``)."""
-        item = self.ledger.get(key)
+        here when the queue settles it inline, else when it arrives (``_on_queue_changed``). ``item``: its
+        ledger row when the caller just wrote it."""
+        item = item or self.ledger.get(key)
         assert item is not None
         if cda_bytes is None or sc is None:  # after a restart: from the item's files kept in work/
             stored = self._stored_item(key)
@@ -594,38 +635,51 @@ class HotFolder:
     def _target(self, folder: Path, name: str, suffixes: tuple[str, ...]) -> Iterator[str]:
         """A free name in ``folder`` for files ``name`` + each suffix (``name-2``… when taken), reserved
         until the block ends (two items of the same name finishing at once never share it)."""
+        base = os.fspath(folder)
         stem = name
         n = 1
-        with self._cv:
-            while str(folder / stem) in self._reserved or any(
-                os.path.lexists(folder / f"{stem}{s}") for s in suffixes
-            ):
-                n += 1
-                stem = f"{name}-{n}"
-            token = str(folder / stem)
-            self._reserved.add(token)
+        while True:  # reserve the name, then look at the disk outside the workers' lock
+            token = os.path.join(base, stem)
+            with self._cv:
+                free = token not in self._reserved
+                if free:
+                    self._reserved.add(token)
+            if free:
+                if not any(os.path.lexists(token + s) for s in suffixes):
+                    break  # reserved: no other worker writes these names until the block ends
+                with self._cv:
+                    self._reserved.discard(token)
+            n += 1
+            stem = f"{name}-{n}"
         try:
             yield stem
         finally:
             with self._cv:
                 self._reserved.discard(token)
 
-    def _kept_suffixes(self, key: str) -> tuple[str, ...]:
-        keep = self.work / key
-        if not keep.is_dir():
-            return ()
-        return tuple(os.path.splitext(n)[1] for n in os.listdir(keep))
+    def _kept(self, key: str) -> list[str]:
+        """The names of the item's files kept in ``work/KEY/`` (none when it is gone)."""
+        try:
+            return os.listdir(self.work / key)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
-    def _move_kept(self, key: str, folder: Path, stem: str) -> None:
+    @staticmethod
+    def _suffixes(names: list[str]) -> tuple[str, ...]:
+        return tuple(os.path.splitext(n)[1] for n in names)
+
+    def _move_kept(self, key: str, folder: Path, stem: str, names: list[str]) -> None:
         keep = self.work / key
-        if keep.is_dir():
-            for p in keep.iterdir():
-                os.replace(p, folder / f"{stem}{p.suffix}")
+        if names:
+            for n in names:
+                with contextlib.suppress(FileNotFoundError):
+                    move_file(keep / n, folder / f"{stem}{os.path.splitext(n)[1]}")
             with contextlib.suppress(OSError):
                 keep.rmdir()
-        for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
-            with contextlib.suppress(FileNotFoundError):
-                extra.unlink()
+        if self._legacy_work:  # the layout of earlier versions: a copy of the CDA and of the sidecar
+            for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    extra.unlink()
 
     def _rubric(self, item: Item, entry: QueuedDeposit) -> str:
         known = self._rubrics.get(item.key)
@@ -653,10 +707,10 @@ class HotFolder:
             "empreinte": item.key,
         }
         if not (self._recovering and self._written(self.done, ".receipt.json", item.key)):
-            with self._target(
-                self.done, item.name, (*self._kept_suffixes(item.key), ".receipt.json")
-            ) as stem:
-                self._move_kept(item.key, self.done, stem)  # the files first: the receipt says "all there"
+            kept = self._kept(item.key)
+            with self._target(self.done, item.name, (*self._suffixes(kept), ".receipt.json")) as stem:
+                # the files first: the receipt says "all there"
+                self._move_kept(item.key, self.done, stem, kept)
                 _write_json(self.done / f"{stem}.receipt.json", receipt)
         self.ledger.set_state(
             item.key, DONE, entry_id=entry.id, outcome=json.dumps(receipt, ensure_ascii=False), durable=False
@@ -680,8 +734,9 @@ class HotFolder:
         error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now(),
                  "empreinte": key}  # fmt: skip
         if not (self._recovering and self._written(self.rejected, ".error.json", key)):
-            with self._target(self.rejected, item.name, (*self._kept_suffixes(key), ".error.json")) as stem:
-                self._move_kept(key, self.rejected, stem)
+            kept = self._kept(key)
+            with self._target(self.rejected, item.name, (*self._suffixes(kept), ".error.json")) as stem:
+                self._move_kept(key, self.rejected, stem, kept)
                 _write_json(self.rejected / f"{stem}.error.json", error)
         self.ledger.set_state(key, REJECTED, outcome=json.dumps(error, ensure_ascii=False), durable=False)
         self._closed(key)
@@ -713,7 +768,7 @@ class HotFolder:
         with self._target(self.done, stem, (*(p.suffix for p in files), ".receipt.json")) as target:
             for p in files:
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(p, self.done / f"{target}{p.suffix}")
+                    move_file(p, self.done / f"{target}{p.suffix}")
             _write_json(self.done / f"{target}.receipt.json", note)
         if self.on_finished:
             self.on_finished(stem, "duplicate")

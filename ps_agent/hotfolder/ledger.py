@@ -102,13 +102,11 @@ class Ledger:
         """Insert the item in state BUILDING; None when the key is already known (never twice)."""
         stamp = _now()
         with self._tx() as con:
-            if con.execute("SELECT 1 FROM item WHERE key=?", (key,)).fetchone():
-                return None
-            con.execute(
-                "INSERT INTO item VALUES (?,?,?,?,?,?,?,?)",
+            inserted = con.execute(
+                "INSERT OR IGNORE INTO item VALUES (?,?,?,?,?,?,?,?)",
                 (key, name, BUILDING, document_uid, "", stamp, stamp, ""),
-            )
-        return self.get(key)
+            ).rowcount
+        return Item(key, name, BUILDING, document_uid, "", stamp, stamp, "") if inserted == 1 else None
 
     def set_state(
         self, key: str, state: str, *, entry_id: str | None = None, outcome: str = "", durable: bool = True

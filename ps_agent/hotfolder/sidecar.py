@@ -22,6 +22,7 @@ Y/N values as in HL7 (``"Y"``/``"N"``; ``true``/``false`` accepted).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ KNOWN_KEYS = frozenset(
      *VISIBILITY_KEYS}
 )  # fmt: skip
 INS_STATUSES = ("QUAL", "VALI", "RECUP", "PROV")
+CHECKED_CACHE_SIZE = 256  # distinct patients/authors whose checked form is kept
 
 
 class SidecarError(Exception):
@@ -102,9 +104,29 @@ def _cda_patient(cda_bytes: bytes | None) -> tuple[str, str]:
     return ins.extension, ins.root
 
 
+def _canonical(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+# The patient and author of a sidecar, built and checked once per distinct JSON (a batch names the same
+# author, often the same patient, many times; ``cda.build``'s ``from_dict`` evaluates the dataclass's type
+# hints at each call). Errors are not cached (raised again each time). The objects are shared read-only.
+@functools.lru_cache(maxsize=CHECKED_CACHE_SIZE)
+def _checked_patient(canonical: str, today: dt.date) -> Any:
+    from cda import build
+
+    return build.PatientInput.from_dict(json.loads(canonical)).checked(today=today)
+
+
+@functools.lru_cache(maxsize=CHECKED_CACHE_SIZE)
+def _checked_author(canonical: str) -> Any:
+    from cda import build
+
+    return build.AuthorInput.from_dict(json.loads(canonical)).checked()
+
+
 def parse_sidecar(data: bytes, *, is_cda: bool, cda_bytes: bytes | None = None) -> Sidecar:
     """Check a sidecar; ``SidecarError(field, detail_fr)`` names the first wrong field."""
-    from cda import build
     from cda.errors import CdaError
 
     try:
@@ -154,8 +176,8 @@ def parse_sidecar(data: bytes, *, is_cda: bool, cda_bytes: bytes | None = None) 
         if not raw.get(key):
             raise SidecarError(key, f"Champ obligatoire manquant dans la fiche : « {key} ».")
     try:
-        patient = build.PatientInput.from_dict({k: v for k, v in pat.items() if k != "ins_status"})
-        patient = patient.checked()
+        patient = _checked_patient(_canonical({k: v for k, v in pat.items() if k != "ins_status"}),
+                                   dt.date.today())  # fmt: skip
     except CdaError as exc:
         f = exc.field or ""
         raise SidecarError(f"patient.{f}" if f and not f.startswith("patient") else (f or "patient"),
@@ -165,7 +187,7 @@ def parse_sidecar(data: bytes, *, is_cda: bool, cda_bytes: bytes | None = None) 
     if not isinstance(raw["author"], dict):
         raise SidecarError("author", "« author » doit être un objet.")
     try:
-        author = build.AuthorInput.from_dict(raw["author"]).checked()
+        author = _checked_author(_canonical(raw["author"]))
     except CdaError as exc:
         f = exc.field or ""
         raise SidecarError(f"author.{f}" if f and not f.startswith("author") else (f or "author"),

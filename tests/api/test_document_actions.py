@@ -126,6 +126,7 @@ def test_new_operations_need_the_token(api: Any) -> None:
             ("POST", f"{DOCS}/2.25.1/archive", None),
             ("DELETE", f"{DOCS}/2.25.1", None),
             ("POST", "/v1/queue/resume", None),
+            ("POST", "/v1/queue/2.25.1/resume", None),
             ("POST", "/v1/queue/2.25.1/hand-back", {"folder": "/tmp"}),
         ):
             r = c.request(method, path, params=Q, json=body)

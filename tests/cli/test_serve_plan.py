@@ -70,14 +70,21 @@ def test_defaults_without_file_serve_the_api_only() -> None:
     assert "hotfolder.inbox" in plan.hotfolder_off_fr
 
 
-def test_hotfolder_root_and_done_warning() -> None:
+def test_hotfolder_root_and_done_folder() -> None:
     assert hotfolder_root(Path("/srv/depot")) == Path("/srv/depot")
     assert hotfolder_root(Path("/srv/depot/inbox")) == Path("/srv/depot")
     settings = validate({"hotfolder": {"inbox": "/srv/depot", "done": "/srv/traites"}}, check_files=False)
     plan = plan_serve(_args(), settings)
-    assert len(plan.warnings) == 1 and "hotfolder.done" in plan.warnings[0]
-    same = validate({"hotfolder": {"inbox": "/srv/depot", "done": "/srv/depot/done"}}, check_files=False)
-    assert plan_serve(_args(), same).warnings == ()
+    assert (plan.hotfolder, plan.hotfolder_done) == (Path("/srv/depot"), Path("/srv/traites"))
+    assert plan.warnings == ()
+    default = validate({"hotfolder": {"inbox": "/srv/depot"}}, check_files=False)
+    assert plan_serve(_args(), default).hotfolder_done == Path("/srv/depot/done")
+    # [I] the command line's folder is another deposit folder: its own done/
+    assert plan_serve(_args("--depot", "/srv/autre"), settings).hotfolder_done == Path("/srv/autre/done")
+    inside = validate({"hotfolder": {"inbox": "/srv/depot", "done": "/srv/depot/inbox"}}, check_files=False)
+    with pytest.raises(ServeSettingsError, match=r"« hotfolder\.done »") as info:
+        plan_serve(_args(), inside)
+    assert info.value.exit_code == 2 and info.value.key == "hotfolder.done"
 
 
 def test_establishment_from_the_file_command_line_wins(tmp_path: Path) -> None:

@@ -35,9 +35,10 @@ def dmp(tmp_path_factory: pytest.TempPathFactory, test_pki: Any) -> Iterator[Any
 
 
 class Rig:
-    def __init__(self, dmp: Any, test_pki: Any, base: Path) -> None:
+    def __init__(self, dmp: Any, test_pki: Any, base: Path, *, done: Path | None = None) -> None:
         self.dmp, self.pki, self.base = dmp, test_pki, base
         self.root = base / "depot"
+        self.done = done if done is not None else self.root / "done"  # the hotfolder.done setting
         self.open()
 
     def open(self) -> None:
@@ -46,7 +47,8 @@ class Rig:
             credentials(self.pki, "secretary", AuthMode.INDIRECTE_RENFORCEE)
         )
         self.backend = ApiBackend(self.services, lambda: self.session)
-        self.folder = HotFolder(self.root, self.backend, rescan_interval_s=0.2)
+        done = None if self.done == self.root / "done" else self.done
+        self.folder = HotFolder(self.root, self.backend, done=done, rescan_interval_s=0.2)
 
     def close(self) -> None:
         self.folder.stop()
@@ -82,7 +84,7 @@ class Rig:
 
     def receipts(self) -> dict[str, dict[str, Any]]:
         return {p.name[: -len(".receipt.json")]: json.loads(p.read_text(encoding="utf-8"))
-                for p in (self.root / "done").glob("*.receipt.json")}  # fmt: skip
+                for p in self.done.glob("*.receipt.json")}  # fmt: skip
 
     def errors(self) -> dict[str, dict[str, Any]]:
         return {p.name[: -len(".error.json")]: json.loads(p.read_text(encoding="utf-8"))

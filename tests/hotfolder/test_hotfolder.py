@@ -122,6 +122,7 @@ def test_restart_neither_loses_nor_repeats(rig: Any) -> None:
     rig.wait_for(lambda: len(rig.receipts()) == 3)
     assert rig.receipts()["r0"]["uniqueId"] == uid
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert list(rig.folder.work.iterdir()) == []  # the earlier layout's copies are removed with the item
     # a second restart with everything done changes nothing
     rig.restart()
     rig.folder.start()
@@ -171,7 +172,7 @@ def test_interrupted_move_is_finished_not_rejected(rig: Any) -> None:
     rig.folder.start()
     rig.wait_for(lambda: "m0" in rig.receipts())
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
-    assert rig.errors() == {}
+    assert rig.errors() == {} and list(rig.folder.work.iterdir()) == []
     assert (rig.root / "done" / "m0.pdf").exists() and (rig.root / "done" / "m0.json").exists()
     assert list(rig.folder.inbox.iterdir()) == [] and len(_registered(rig)) == 1
 

@@ -14,6 +14,7 @@ import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -236,6 +237,21 @@ def test_hotfolder_disabled_is_not_watched(dmp: Any, test_pki: Any, tmp_path: Pa
 
 
 @posix_only
+def test_done_setting_is_honoured(dmp: Any, test_pki: Any, tmp_path: Path, served: Any) -> None:
+    done = tmp_path / "traites"
+    raw = _settings(dmp, test_pki, tmp_path, hotfolder={"done": str(done)})
+    svc = served(tmp_path, raw, "--sans-api")
+    ready = svc.start()
+    assert f"documents traités rangés dans {done}" in ready
+    _drop(tmp_path / "depot" / "inbox", "cr5", f"CR traités {tmp_path.name[-12:]}")
+    assert _wait_receipt(svc, done, "cr5")["ACK_RECEPTION_DMP"] == "Y"
+    assert stat.S_IMODE(done.stat().st_mode) == 0o700
+    assert sorted(p.name for p in done.iterdir()) == ["cr5.json", "cr5.pdf", "cr5.receipt.json"]
+    assert not (tmp_path / "depot" / "done").exists()
+    svc.stop()
+
+
+@posix_only
 def test_folder_named_inbox_is_the_inbox_itself(dmp: Any, test_pki: Any, tmp_path: Path, served: Any) -> None:
     raw = _settings(dmp, test_pki, tmp_path, hotfolder={"inbox": str(tmp_path / "depot" / "inbox")})
     svc = served(tmp_path, raw, "--sans-api")
@@ -253,6 +269,7 @@ def test_folder_named_inbox_is_the_inbox_itself(dmp: Any, test_pki: Any, tmp_pat
         ({"session": {"idle_timeout_minutes": 0}}, "session.idle_timeout_minutes"),
         ({"establishment": {"user": "/nonexistent/responsable.json"}}, "establishment.user"),
         ({"hotfolder": {"color": "blue"}}, "hotfolder.color"),
+        ({"hotfolder": {"done": "traites"}}, "hotfolder.done"),
     ],
 )
 def test_bad_value_exits_2_naming_the_key(
