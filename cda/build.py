@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import io
 import re
 import types
@@ -154,10 +155,16 @@ def _from_dict(cls: type[_T], data: Mapping[str, Any], prefix: str) -> _T:
             key = f"{prefix}.{name}"
             label = FIELD_LABELS.get(key, f"Le champ obligatoire « {key} »")
             raise MissingTrait(f"Information manquante : {_lower_first(label)} ({key}).", field=key)
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     for name, value in data.items():
         _check_json_type(value, hints[name], f"{prefix}.{name}")
     return cls(**dict(data))
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of an input dataclass (``typing.get_type_hints`` costs ≈ 0.1 ms a call)."""
+    return typing.get_type_hints(cls)
 
 
 _TYPE_FR = {str: "un texte", int: "un nombre entier", bool: "vrai ou faux (true/false)", dt.date: "une date"}
