@@ -28,7 +28,7 @@ from ps_agent.dmp.model import (
     Visibility,
     parse_xds_time,
 )
-from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse
+from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse, safe_parse_taking
 from tests.fixtures import td31, td31_oracle
 
 R = {"rim": RIM}
@@ -473,3 +473,21 @@ def test_streamed_parse_keeps_the_hardened_parser_refusals(data, message):
     with pytest.raises(ProtocolError, match=message):
         envelope.parse(data, request_id="r", expected_body=[ANSWER], expected_actions=[], take=taken.taker)
     assert taken.entries == []
+
+
+def test_taking_hands_over_each_element_whole_in_document_order():
+    """xmlns.safe_parse_taking asks lxml for "start" events only: an element is handed over once an element
+    outside it starts (or at the end), so always whole; one nested in another comes after it."""
+    data = (
+        b'<r><a n="1"><b/><b/></a><x><a n="2"><a n="3"><b/></a><b/></a></x>'
+        b'<a n="4"><b/><b/><b/></a><a n="5"/></r>'
+    )
+    seen: list[tuple[str, int, bool]] = []
+
+    def take(el: etree._Element) -> bool:
+        seen.append((el.get("n", ""), len(el), el.getparent() is not None))
+        return el.get("n") != "5"  # kept in the tree
+
+    root = safe_parse_taking(data, "a", take)
+    assert seen == [("1", 2, True), ("2", 2, True), ("3", 1, False), ("4", 3, True), ("5", 0, True)]
+    assert etree.tostring(root) == b'<r><x/><a n="5"/></r>'
