@@ -536,6 +536,11 @@ _WALK_TAGS = (
     _VERSION_INFO, _EXTRINSIC_OBJECT,
 )  # fmt: skip
 _new_object = object.__new__
+# The walk itself takes the four frequent kinds in any namespace (libxml2 then compares no namespace URI
+# for them: ≈ 5 % of the walk); those of another namespace, which the look-ahead iterators do not meet,
+# reach the ``.tag`` path and are skipped there, as if not walked.
+_RARE_TAGS = frozenset(_WALK_TAGS[4:])
+_WALK_TAGS_ANY_NS = ("{*}Value", "{*}Slot", "{*}LocalizedString", "{*}Name", *_WALK_TAGS[4:])
 
 # One document Classification as the walk reads it: [classificationScheme, nodeRepresentation, its Slots
 # (name → values, the last Slot of a name wins), the first LocalizedString value of its Names or None].
@@ -703,7 +708,8 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
     nxt = next
     # The next element of each frequent kind (None: no more). The walk and these iterators go through
     # the same unchanging subtree in document order and the walk's tags include theirs, so the walk meets
-    # each of them in turn, as the same proxy: the ``else`` branch below never sees these four kinds.
+    # each of them in turn, as the same proxy: the ``else`` branch below sees these four kinds only in
+    # another namespace.
     value_it = container.iter(_VALUE)
     slot_it = container.iter(_SLOT)
     localized_it = container.iter(_LOCALIZED)
@@ -715,13 +721,12 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
 
     # Tests in order of frequency (per entry ≈ 21 Values, 20 Slots, 13 LocalizedStrings, 12 Names,
     # 9 Classifications, 2 ExternalIdentifiers, 1 ExtrinsicObject, 1 VersionInfo, 0–1 Description).
-    for el in container.iter(_WALK_TAGS):
+    for el in container.iter(_WALK_TAGS_ANY_NS):
         if el is next_value:
             next_value = nxt(value_it, None)
             if values is not None:
                 values.append(el.text or "")
             continue
-        values = None
         if el is next_slot:
             next_slot = nxt(slot_it, None)
             parent = el.getparent()
@@ -729,8 +734,11 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
                 values = cls_slots[el.get(b"name", "")] = []
             elif parent is eo:
                 values = slots[el.get(b"name", "")] = []
+            else:
+                values = None
         elif el is next_localized:
             next_localized = nxt(localized_it, None)
+            values = None
             if name_el is not None and el.getparent() is name_el:
                 if name_kind == 3:
                     if cls_rec[3] is None:
@@ -742,6 +750,7 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
                     comments = el.get(b"value", "")
         elif el is next_name:
             next_name = nxt(name_it, None)
+            values = None
             parent = el.getparent()
             if parent is cls_el:
                 name_el, name_kind = el, 3
@@ -751,6 +760,9 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
                 name_el = None
         else:
             tag = el.tag
+            if tag not in _RARE_TAGS:  # a Value, Slot, LocalizedString or Name of another namespace
+                continue
+            values = None
             if tag == _CLASSIFICATION:
                 if el.getparent() is eo:  # one nested in another object is not the document's
                     cls_el, cls_slots = el, {}

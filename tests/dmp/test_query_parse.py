@@ -491,3 +491,33 @@ def test_taking_hands_over_each_element_whole_in_document_order():
     root = safe_parse_taking(data, "a", take)
     assert seen == [("1", 2, True), ("2", 2, True), ("3", 1, False), ("4", 3, True), ("5", 0, True)]
     assert etree.tostring(root) == b'<r><x/><a n="5"/></r>'
+
+
+def test_elements_of_another_namespace_are_not_read(patient):
+    """The walk takes Values, Slots, LocalizedStrings and Names in any namespace and skips the foreign
+    ones: same entries as a rim-only findall parse, even with foreign ones among the rim ones."""
+    answer = varied_answer(patient)
+    other = "urn:autre"
+    for n, eo in enumerate(answer.iter(q(RIM, "ExtrinsicObject"))):
+        foreign = etree.Element(f"{{{other}}}Slot", name="creationTime")
+        etree.SubElement(
+            etree.SubElement(foreign, f"{{{other}}}ValueList"), f"{{{other}}}Value"
+        ).text = "19990101"
+        eo.insert(n % 3, foreign)
+        first_values = eo.find(f"{q(RIM, 'Slot')}/{q(RIM, 'ValueList')}")
+        first_values.insert(0, etree.Element(f"{{{other}}}Value"))  # before the rim Value: not a value
+        first_values[0].text = "faux"
+        cl = eo.find(q(RIM, "Classification"))
+        fname = etree.Element(f"{{{other}}}Name")
+        etree.SubElement(fname, q(RIM, "LocalizedString"), value="Faux nom")  # a rim one in a foreign Name
+        cl.insert(0, fname)
+    data = etree.tostring(answer)
+    assert data.count(b"urn:autre") >= 40
+    parsed = ebrim.parse_query_response(safe_parse(data))
+    streamed, _ = _streamed(td31.soap_answer(safe_parse(data)))
+    eos = safe_parse(data).findall("rim:RegistryObjectList/rim:ExtrinsicObject", R)
+    assert len(parsed) == len(streamed) == len(eos) == 40
+    for p, s, eo in zip(parsed, streamed, eos, strict=True):
+        _assert_same(p, reference_parse(eo))
+        _assert_same(s, p)
+    assert all(p.creation_time.year == 2026 for p in parsed)
