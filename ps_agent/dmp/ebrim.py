@@ -767,6 +767,11 @@ _WALK_TAGS = (
     _VERSION_INFO, _EXTRINSIC_OBJECT,
 )  # fmt: skip
 _new_object = object.__new__
+# The walk itself takes the four frequent kinds in any namespace (libxml2 then compares no namespace URI
+# for them: ≈ 5 % of the walk); those of another namespace, which the look-ahead iterators do not meet,
+# reach the ``.tag`` path and are skipped there, as if not walked.
+_RARE_TAGS = frozenset(_WALK_TAGS[4:])
+_WALK_TAGS_ANY_NS = ("{*}Value", "{*}Slot", "{*}LocalizedString", "{*}Name", *_WALK_TAGS[4:])
 
 # One document Classification as the walk reads it: [classificationScheme, nodeRepresentation, its Slots
 # (name → values, the last Slot of a name wins), the first LocalizedString value of its Names or None].
@@ -842,6 +847,9 @@ def _document_entry(
     get = slots.get
     size = (get("size") or _NONE)[0]
     creation = _xds_time((get("creationTime") or _NONE)[0])
+    start = (get("serviceStartTime") or _NONE)[0]
+    stop = (get("serviceStopTime") or _NONE)[0]
+    extra = slots.keys() - _KNOWN_SLOTS  # a set made in C; usually empty
     one = codes.get
     # The frozen dataclass's generated __init__ sets its 28 fields one object.__setattr__ at a time
     # (≈ 8 µs, a tenth of this parser's time on a 2,000-entry answer); the same instance is made by
@@ -864,8 +872,8 @@ def _document_entry(
         authors=tuple(authors),
         confidentiality=tuple(one(DE_CONFIDENTIALITY, ())),
         event_codes=tuple(one(DE_EVENT, ())),
-        service_start=_xds_time((get("serviceStartTime") or _NONE)[0]),
-        service_stop=_xds_time((get("serviceStopTime") or _NONE)[0]),
+        service_start=_xds_time(start) if start else None,
+        service_stop=_xds_time(stop) if stop else None,
         legal_authenticator=(get("legalAuthenticator") or _NONE)[0],
         source_patient_id=(get("sourcePatientId") or _NONE)[0],
         source_patient_info=tuple(get("sourcePatientInfo", ())),
@@ -876,7 +884,7 @@ def _document_entry(
         repository_unique_id=(get("repositoryUniqueId") or _NONE)[0],
         hash=(get("hash") or _NONE)[0],
         size=int(size) if size.isdecimal() else None,  # not isdigit(): int("²") fails
-        extra_slots={k: tuple(v) for k, v in slots.items() if k not in _KNOWN_SLOTS},
+        extra_slots={k: tuple(v) for k, v in slots.items() if k in extra} if extra else {},
     )
     return entry
 
@@ -895,18 +903,24 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
     A TD3.1 answer holds up to thousands of entries of ≈ 95 elements each, so this is ONE C-level
     filtered walk over the whole list (``rol.iter(tags)``, document order; ValueLists and
     other unneeded elements are skipped in C) driving a state machine in plain locals, with the least
-    Python per element (the walk's proxies, ``.tag`` and ``getparent()`` alone cost ≈ 0.6× the lxml
-    parse; libxml2's XPath or XSLT cost more per value than this walk: benchmarks/bench_agent.py,
-    docs/agent.md). Ownership is checked, not inferred from the order: every Slot, Name, Description,
-    Classification, ExternalIdentifier and VersionInfo is attributed with ``getparent()`` to the
-    ExtrinsicObject (a direct child of the list) or to its Classification being read, every
-    LocalizedString to its Name, so elements nested elsewhere (a Classification inside a
+    Python per element (libxml2's XPath or XSLT cost more per value than this walk:
+    benchmarks/bench_agent.py, docs/agent.md). Ownership is checked, not inferred from the order: every
+    Slot, Name, Description, Classification, ExternalIdentifier and VersionInfo is attributed with
+    ``getparent()`` to the ExtrinsicObject (a direct child of the list) or to its Classification being
+    read, every LocalizedString to its Name, so elements nested elsewhere (a Classification inside a
     Classification, the Name or Slots of an ExternalIdentifier, other registry objects of the list) or
     out of the schema's order are ignored or attributed as a tree walk would (tests/dmp/test_query_parse.py
     compares with a plain ``findall`` parse and with the previous parser). The Values read are those met
     after an owned Slot and before the next walked element, i.e. its ``ValueList/Value`` in a
     schema-valid answer (checking each Value's parent doubles the walk's cost). First wins for Name,
     Description and VersionInfo; the last Slot of a name wins.
+
+    The kind of the frequent elements (Values, Slots, LocalizedStrings, Names: ≈ 2/3 of the walk) is
+    known without ``.tag``, which builds a new ``{namespace}name`` string per element (≈ 1,400 machine
+    instructions under callgrind, a fifth of the walk's): one single-tag iterator per kind runs one element
+    ahead of the walk, and lxml keeps one proxy per node while it lives, so the walk meets that very
+    object (``is``); the single-tag iterators cost ≈ 7,500 instructions each per entry, so the rarer kinds
+    keep ``.tag``.
     """
     append = out.append
     eo: etree._Element | None = None
@@ -922,23 +936,40 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
     values: list[str] | None = None  # the values of the owned Slot being read
     name_el: etree._Element | None = None  # the owned Name/Description being read
     name_kind = 0  # 1 title, 2 comments, 3 Classification name
+    nxt = next
+    # The next element of each frequent kind (None: no more). The walk and these iterators go through
+    # the same unchanging subtree in document order and the walk's tags include theirs, so the walk meets
+    # each of them in turn, as the same proxy: the ``else`` branch below sees these four kinds only in
+    # another namespace.
+    value_it = container.iter(_VALUE)
+    slot_it = container.iter(_SLOT)
+    localized_it = container.iter(_LOCALIZED)
+    name_it = container.iter(_NAME)
+    next_value = nxt(value_it, None)
+    next_slot = nxt(slot_it, None)
+    next_localized = nxt(localized_it, None)
+    next_name = nxt(name_it, None)
 
-    # Tests in order of frequency (per entry ≈ 21 Values, 20 Slots, 11 LocalizedStrings, 10 Names,
+    # Tests in order of frequency (per entry ≈ 21 Values, 20 Slots, 13 LocalizedStrings, 12 Names,
     # 9 Classifications, 2 ExternalIdentifiers, 1 ExtrinsicObject, 1 VersionInfo, 0–1 Description).
-    for el in container.iter(_WALK_TAGS):
-        tag = el.tag
-        if tag == _VALUE:
+    for el in container.iter(_WALK_TAGS_ANY_NS):
+        if el is next_value:
+            next_value = nxt(value_it, None)
             if values is not None:
                 values.append(el.text or "")
             continue
-        values = None
-        if tag == _SLOT:
+        if el is next_slot:
+            next_slot = nxt(slot_it, None)
             parent = el.getparent()
-            if parent is eo:
-                values = slots[el.get(b"name", "")] = []
-            elif parent is cls_el:
+            if parent is cls_el:
                 values = cls_slots[el.get(b"name", "")] = []
-        elif tag == _LOCALIZED:
+            elif parent is eo:
+                values = slots[el.get(b"name", "")] = []
+            else:
+                values = None
+        elif el is next_localized:
+            next_localized = nxt(localized_it, None)
+            values = None
             if name_el is not None and el.getparent() is name_el:
                 if name_kind == 3:
                     if cls_rec[3] is None:
@@ -948,7 +979,9 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
                         title = el.get(b"value", "")
                 elif comments is None:
                     comments = el.get(b"value", "")
-        elif tag == _NAME:
+        elif el is next_name:
+            next_name = nxt(name_it, None)
+            values = None
             parent = el.getparent()
             if parent is cls_el:
                 name_el, name_kind = el, 3
@@ -956,33 +989,39 @@ def _walk(container: etree._Element, rol: etree._Element, out: list[DocumentEntr
                 name_el, name_kind = el, 1
             else:
                 name_el = None
-        elif tag == _CLASSIFICATION:
-            if el.getparent() is eo:  # one nested in another object is not the document's
-                cls_el, cls_slots = el, {}
-                cls_rec = [
-                    el.get(b"classificationScheme", ""),
-                    el.get(b"nodeRepresentation", ""),
-                    cls_slots,
-                    None,
-                ]
-                classifications.append(cls_rec)
-        elif tag == _EXTERNAL_ID:
-            if el.getparent() is eo:
-                ext[el.get(b"identificationScheme", "")] = el.get(b"value", "")
-        elif tag == _EXTRINSIC_OBJECT:
-            if el.getparent() is rol:
-                if eo is not None:
-                    append(_document_entry(eo, slots, classifications, ext, title, comments, version))
-                eo, slots, classifications, ext = el, {}, [], {}
-                title = comments = version = None
-                cls_el = name_el = None
-        elif tag == _DESCRIPTION:
-            if el.getparent() is eo:
-                name_el, name_kind = el, 2
-            else:
-                name_el = None
-        elif version is None and el.getparent() is eo:  # VersionInfo
-            version = el.get(b"versionName", "")
+        else:
+            tag = el.tag
+            if tag not in _RARE_TAGS:  # a Value, Slot, LocalizedString or Name of another namespace
+                continue
+            values = None
+            if tag == _CLASSIFICATION:
+                if el.getparent() is eo:  # one nested in another object is not the document's
+                    cls_el, cls_slots = el, {}
+                    cls_rec = [
+                        el.get(b"classificationScheme", ""),
+                        el.get(b"nodeRepresentation", ""),
+                        cls_slots,
+                        None,
+                    ]
+                    classifications.append(cls_rec)
+            elif tag == _EXTERNAL_ID:
+                if el.getparent() is eo:
+                    ext[el.get(b"identificationScheme", "")] = el.get(b"value", "")
+            elif tag == _EXTRINSIC_OBJECT:
+                if el.getparent() is rol:
+                    if eo is not None:
+                        append(_document_entry(eo, slots, classifications, ext, title, comments, version))
+                    eo, slots, classifications, ext = el, {}, [], {}
+                    title = comments = version = None
+                    cls_el = name_el = None
+            elif tag == _DESCRIPTION:
+                if el.getparent() is eo:
+                    name_el, name_kind = el, 2
+                else:
+                    name_el = None
+            elif tag == _VERSION_INFO:
+                if version is None and el.getparent() is eo:
+                    version = el.get(b"versionName", "")
     if eo is not None:
         append(_document_entry(eo, slots, classifications, ext, title, comments, version))
 

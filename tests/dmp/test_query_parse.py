@@ -28,7 +28,7 @@ from ps_agent.dmp.model import (
     Visibility,
     parse_xds_time,
 )
-from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse
+from ps_agent.dmp.xmlns import QUERY, RIM, q, safe_parse, safe_parse_taking
 from tests.fixtures import td31, td31_oracle
 
 R = {"rim": RIM}
@@ -473,3 +473,51 @@ def test_streamed_parse_keeps_the_hardened_parser_refusals(data, message):
     with pytest.raises(ProtocolError, match=message):
         envelope.parse(data, request_id="r", expected_body=[ANSWER], expected_actions=[], take=taken.taker)
     assert taken.entries == []
+
+
+def test_taking_hands_over_each_element_whole_in_document_order():
+    """xmlns.safe_parse_taking asks lxml for "start" events only: an element is handed over once an element
+    outside it starts (or at the end), so always whole; one nested in another comes after it."""
+    data = (
+        b'<r><a n="1"><b/><b/></a><x><a n="2"><a n="3"><b/></a><b/></a></x>'
+        b'<a n="4"><b/><b/><b/></a><a n="5"/></r>'
+    )
+    seen: list[tuple[str, int, bool]] = []
+
+    def take(el: etree._Element) -> bool:
+        seen.append((el.get("n", ""), len(el), el.getparent() is not None))
+        return el.get("n") != "5"  # kept in the tree
+
+    root = safe_parse_taking(data, "a", take)
+    assert seen == [("1", 2, True), ("2", 2, True), ("3", 1, False), ("4", 3, True), ("5", 0, True)]
+    assert etree.tostring(root) == b'<r><x/><a n="5"/></r>'
+
+
+def test_elements_of_another_namespace_are_not_read(patient):
+    """The walk takes Values, Slots, LocalizedStrings and Names in any namespace and skips the foreign
+    ones: same entries as a rim-only findall parse, even with foreign ones among the rim ones."""
+    answer = varied_answer(patient)
+    other = "urn:autre"
+    for n, eo in enumerate(answer.iter(q(RIM, "ExtrinsicObject"))):
+        foreign = etree.Element(f"{{{other}}}Slot", name="creationTime")
+        etree.SubElement(
+            etree.SubElement(foreign, f"{{{other}}}ValueList"), f"{{{other}}}Value"
+        ).text = "19990101"
+        eo.insert(n % 3, foreign)
+        first_values = eo.find(f"{q(RIM, 'Slot')}/{q(RIM, 'ValueList')}")
+        first_values.insert(0, etree.Element(f"{{{other}}}Value"))  # before the rim Value: not a value
+        first_values[0].text = "faux"
+        cl = eo.find(q(RIM, "Classification"))
+        fname = etree.Element(f"{{{other}}}Name")
+        etree.SubElement(fname, q(RIM, "LocalizedString"), value="Faux nom")  # a rim one in a foreign Name
+        cl.insert(0, fname)
+    data = etree.tostring(answer)
+    assert data.count(b"urn:autre") >= 40
+    parsed = ebrim.parse_query_response(safe_parse(data))
+    streamed, _ = _streamed(td31.soap_answer(safe_parse(data)))
+    eos = safe_parse(data).findall("rim:RegistryObjectList/rim:ExtrinsicObject", R)
+    assert len(parsed) == len(streamed) == len(eos) == 40
+    for p, s, eo in zip(parsed, streamed, eos, strict=True):
+        _assert_same(p, reference_parse(eo))
+        _assert_same(s, p)
+    assert all(p.creation_time.year == 2026 for p in parsed)
