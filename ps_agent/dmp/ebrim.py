@@ -1064,8 +1064,8 @@ _SOAP_BODY = q(SOAP, "Body")
 
 def _is_answer_list(rol: etree._Element) -> bool:
     """``rol`` is ``soap:Envelope/soap:Body/*[1]/rim:RegistryObjectList[1]`` (first of its kind each)."""
-    if rol.tag != _REGISTRY_OBJECT_LIST or next(
-        rol.itersiblings(_REGISTRY_OBJECT_LIST, preceding=True), None
+    if rol.tag != _REGISTRY_OBJECT_LIST or (
+        next(rol.itersiblings(_REGISTRY_OBJECT_LIST, preceding=True), None) is not None
     ):
         return False
     response = rol.getparent()
