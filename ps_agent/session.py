@@ -279,6 +279,9 @@ class Session:
             deposit_retries=cfg.deposit_retries,
         )
         self._patients: dict[tuple[str, str], PatientHandle] = {}
+        # (identity, its audit fields): the identity is a frozen dataclass and the mode is the credential's
+        # for its life; recomputed if the credential ever hands another identity object
+        self._actor: tuple[ProfessionalIdentity, str, str, str, str, str] | None = None
         self._lock = threading.Lock()
         self.closed = False
         self._attach_journal_signer()
@@ -369,6 +372,16 @@ class Session:
         **kw: Any,
     ) -> AuditEvent:
         ident = self.identity
+        actor = self._actor
+        if actor is None or actor[0] is not ident:  # the actor's fields, once per identity object
+            actor = self._actor = (
+                ident,
+                ident.id_nat,
+                ident.display_name,
+                ident.profession_code or ident.non_ps_role,
+                self.mode.value,
+                ident.activity.structure_id if ident.activity else "",
+            )
         mode, reason = handle.access() if handle is not None else (AccessMode.NORMAL, "")
         kw.setdefault("access_mode", mode.value)
         if mode is not AccessMode.NORMAL:
@@ -390,12 +403,12 @@ class Session:
         return AuditEvent(
             action=action,
             outcome=outcome,
-            actor_id_nat=ident.id_nat,
-            actor_name=ident.display_name,
-            actor_profession=ident.profession_code or ident.non_ps_role,
-            auth_mode=self.mode.value,
-            card_serial=ident.extra.get("card_serial", ""),
-            structure_id=ident.activity.structure_id if ident.activity else "",
+            actor_id_nat=actor[1],
+            actor_name=actor[2],
+            actor_profession=actor[3],
+            auth_mode=actor[4],
+            card_serial=ident.extra.get("card_serial", ""),  # read live: extra is a mutable dict
+            structure_id=actor[5],
             patient_ins=handle.ref.ins_with_oid if handle is not None else "",
             detail=detail,
             **kw,
@@ -908,11 +921,6 @@ class Session:
             result = replace(result, attempts=entry.attempts, recovered=False, exchanges=ex)
         else:
             result = replace(result, exchanges=ex)
-        try:
-            q.mark_registered(entry.id, note_fr=note)
-        except OutboxError:
-            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
-            log.warning("deposit %s registered but the queue could not be updated", entry.id)
         detail = f"lot {entry.id}" + (f"; {note}" if note else "")
         if any(entry.replaces_entry_uuids):
             detail += "; remplacement"
@@ -921,15 +929,23 @@ class Session:
             document_ids=entry.document_uids, on_behalf_of=on_behalf, detail=detail,
         )  # fmt: skip
         ctx.report("Dépôt terminé", 3, 3)
+        # The record first, then ONE queue update (registered + journaled, or registered only when the
+        # record is kept for later): a crash between the two leaves the row SENDING, its lease expires and
+        # the resend gets "already registered" → registered (journaled once more, as a resend). Nothing
+        # is lost either way; this saves one queue transaction per deposit.
+        audit_exc: AuditError | None = None
         try:
             self.services.record(event)
         except AuditError as exc:
-            self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
-            raise AuditPending(result, exc) from exc
+            audit_exc = exc
         try:
-            q.mark_journaled(entry.id)
+            q.mark_registered(entry.id, journaled=audit_exc is None, note_fr=note)
         except OutboxError:
-            pass
+            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
+            log.warning("deposit %s registered but the queue could not be updated", entry.id)
+        if audit_exc is not None:
+            self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
+            raise AuditPending(result, audit_exc) from audit_exc
         return DepositOutcome(entry.id, EntryState.REGISTERED, note, entry.document_uids, result, ex)
 
     def _refused(
