@@ -53,11 +53,11 @@ MEDECIN_TRAITANT_IMPLIES_AUTHORISATION = True
 """MT-01 [I]: the DMP's médecin traitant (STATUT_MT) consults without recording a separate consent."""
 
 PREBLOCK_INFERRED_MATRIX_ROWS = False
+"""HAB-03 [I]: only CONFIRMED matrix rows refuse before the call; INFERRED rows let the DMP decide (the
+decision then carries the French explanation as a notice)."""
 
 # Bound of the per-policy cache of matrix answers (one per profession × type × action × role asked).
 MATRIX_ANSWER_CACHE_MAX = 4096
-"""HAB-03 [I]: only CONFIRMED matrix rows refuse before the call; INFERRED rows let the DMP decide (the
-decision then carries the French explanation as a notice)."""
 
 NON_PS_ACTIONS = frozenset(
     {"status", "deposit", "mask", "unmask", "make_visible", "archive", "unarchive", "delete"}
@@ -283,24 +283,35 @@ class AccessPolicy:
         mode = mode if isinstance(mode, AuthMode) else AuthMode(mode)
         access_mode = access_mode if isinstance(access_mode, AccessMode) else AccessMode(access_mode)
         # The steps in their fixed order, each given only what it reads (one call per step, no shared
-        # keyword dict to build and unpack nine times: this runs at least twice per deposit).
-        decision = (
-            self._authentication(identity=identity)
-            or self._purpose(purpose=purpose)
-            or self._identity(action=action, patient=patient)
-            or self._role(action=action, identity=identity)
-            or self._emergency(
-                action=action, identity=identity, mode=mode, dmp=dmp, access_mode=access_mode, reason=reason
+        # keyword dict to build and unpack nine times: this runs at least twice per deposit). The first
+        # step that answers (not None) decides.
+        if (
+            (d := self._authentication(identity=identity)) is not None
+            or (d := self._purpose(purpose=purpose)) is not None
+            or (d := self._identity(action=action, patient=patient)) is not None
+            or (d := self._role(action=action, identity=identity)) is not None
+            or (
+                d := self._emergency(
+                    action=action,
+                    identity=identity,
+                    mode=mode,
+                    dmp=dmp,
+                    access_mode=access_mode,
+                    reason=reason,
+                )
             )
-            or self._establishment(action=action, mode=mode, background=background)
-            or self._dmp_state(action=action, dmp=dmp)
-            or self._authorisation(action=action, dmp=dmp, access_mode=access_mode)
-            or self._document_type(
-                action=action, identity=identity, type_code=type_code, dmp=dmp, access_mode=access_mode
+            is not None
+            or (d := self._establishment(action=action, mode=mode, background=background)) is not None
+            or (d := self._dmp_state(action=action, dmp=dmp)) is not None
+            or (d := self._authorisation(action=action, dmp=dmp, access_mode=access_mode)) is not None
+            or (
+                d := self._document_type(
+                    action=action, identity=identity, type_code=type_code, dmp=dmp, access_mode=access_mode
+                )
             )
-        )
-        if decision is not None:
-            return decision
+            is not None
+        ):
+            return d
         return self._allowed(action, identity, dmp, access_mode, type_code)
 
     def check(self, action: Action | str, **kwargs: object) -> Decision:
