@@ -279,9 +279,6 @@ class Session:
             deposit_retries=cfg.deposit_retries,
         )
         self._patients: dict[tuple[str, str], PatientHandle] = {}
-        # (identity, its audit fields): the identity is a frozen dataclass and the mode is the credential's
-        # for its life; recomputed if the credential ever hands another identity object
-        self._actor: tuple[ProfessionalIdentity, str, str, str, str, str] | None = None
         self._lock = threading.Lock()
         self.closed = False
         self._attach_journal_signer()
@@ -372,16 +369,6 @@ class Session:
         **kw: Any,
     ) -> AuditEvent:
         ident = self.identity
-        actor = self._actor
-        if actor is None or actor[0] is not ident:  # the actor's fields, once per identity object
-            actor = self._actor = (
-                ident,
-                ident.id_nat,
-                ident.display_name,
-                ident.profession_code or ident.non_ps_role,
-                self.mode.value,
-                ident.activity.structure_id if ident.activity else "",
-            )
         mode, reason = handle.access() if handle is not None else (AccessMode.NORMAL, "")
         kw.setdefault("access_mode", mode.value)
         if mode is not AccessMode.NORMAL:
@@ -403,12 +390,12 @@ class Session:
         return AuditEvent(
             action=action,
             outcome=outcome,
-            actor_id_nat=actor[1],
-            actor_name=actor[2],
-            actor_profession=actor[3],
-            auth_mode=actor[4],
-            card_serial=ident.extra.get("card_serial", ""),  # read live: extra is a mutable dict
-            structure_id=actor[5],
+            actor_id_nat=ident.id_nat,
+            actor_name=ident.display_name,
+            actor_profession=ident.profession_code or ident.non_ps_role,
+            auth_mode=self.mode.value,
+            card_serial=ident.extra.get("card_serial", ""),
+            structure_id=ident.activity.structure_id if ident.activity else "",
             patient_ins=handle.ref.ins_with_oid if handle is not None else "",
             detail=detail,
             **kw,
