@@ -718,14 +718,16 @@ class Session:
         return items, first_author
 
     def _submission(self, entry: QueuedDeposit, first_author: Any) -> tuple[Any, str]:
-        pid = PatientId(entry.patient_ins, entry.patient_oid)
-        ss = replace(self.client.submission_set(pid), unique_id=entry.id)
-        session_author = getattr(self.credentials, "author", None)  # EstablishmentSession: the professional
-        if self.mode != AuthMode.DIRECTE and isinstance(session_author, ProfessionalIdentity):
-            first_author = author_of(session_author)
-        if self.mode != AuthMode.DIRECTE and first_author is not None:
-            return replace(ss, authors=(first_author,)), first_author.id_nat
-        return replace(ss, authors=(author_of(self.identity),)), ""
+        ss = self.client.submission_set(PatientId(entry.patient_ins, entry.patient_oid))
+        # the client's submission set already names the acting professional (author_of(identity)): one
+        # copy, with the entry's id, and the author replaced only when someone else is the author
+        if self.mode != AuthMode.DIRECTE:
+            session_author = getattr(self.credentials, "author", None)  # EstablishmentSession: the PS
+            if isinstance(session_author, ProfessionalIdentity):
+                first_author = author_of(session_author)
+            if first_author is not None:
+                return replace(ss, unique_id=entry.id, authors=(first_author,)), first_author.id_nat
+        return replace(ss, unique_id=entry.id), ""
 
     def _may_read(self, handle: PatientHandle, ctx: Context) -> bool:
         return self._decide(Action.SEARCH, handle, replace(ctx, background=False)).allowed
@@ -884,8 +886,7 @@ class Session:
                     waiting.id, waiting.state, waiting.reason_fr, uids, exchanges=tuple(all_ex)
                 )
             else:
-                result = replace(result, attempts=entry.attempts, recovered=False)
-                return self._registered(entry, handle, result, note, on_behalf, all_ex, ctx)
+                return self._registered(entry, handle, result, note, on_behalf, all_ex, ctx, sent=True)
 
     def _registered(
         self,
@@ -896,34 +897,43 @@ class Session:
         on_behalf: str,
         exchanges: list[ExchangeInfo],
         ctx: Context,
+        *,
+        sent: bool = False,
     ) -> DepositOutcome:
+        """``sent``: ``result`` is the DMP's answer to this very send (its attempt count is the entry's,
+        not a recovery); else ``result`` was built by the caller as it is."""
         q = self.services.queue
-        try:
-            q.mark_registered(entry.id, note_fr=note)
-        except OutboxError:
-            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
-            log.warning("deposit %s registered but the queue could not be updated", entry.id)
+        ex = tuple(exchanges)
+        if sent:  # one copy of the result with every field this outcome sets
+            result = replace(result, attempts=entry.attempts, recovered=False, exchanges=ex)
+        else:
+            result = replace(result, exchanges=ex)
         detail = f"lot {entry.id}" + (f"; {note}" if note else "")
         if any(entry.replaces_entry_uuids):
             detail += "; remplacement"
         event = self._event(
-            "dmp.deposit", "success", handle, ctx=ctx, exchanges=tuple(exchanges), transaction="TD2.1",
+            "dmp.deposit", "success", handle, ctx=ctx, exchanges=ex, transaction="TD2.1",
             document_ids=entry.document_uids, on_behalf_of=on_behalf, detail=detail,
         )  # fmt: skip
         ctx.report("Dépôt terminé", 3, 3)
+        # The record first, then ONE queue update (registered + journaled, or registered only when the
+        # record is kept for later): a crash between the two leaves the row SENDING, its lease expires and
+        # the resend gets "already registered" → registered (journaled once more, as a resend). Nothing
+        # is lost either way; this saves one queue transaction per deposit.
+        audit_exc: AuditError | None = None
         try:
             self.services.record(event)
         except AuditError as exc:
-            self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
-            raise AuditPending(replace(result, exchanges=tuple(exchanges)), exc) from exc
+            audit_exc = exc
         try:
-            q.mark_journaled(entry.id)
+            q.mark_registered(entry.id, journaled=audit_exc is None, note_fr=note)
         except OutboxError:
-            pass
-        result = replace(result, exchanges=tuple(exchanges))
-        return DepositOutcome(
-            entry.id, EntryState.REGISTERED, note, entry.document_uids, result, tuple(exchanges)
-        )
+            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
+            log.warning("deposit %s registered but the queue could not be updated", entry.id)
+        if audit_exc is not None:
+            self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
+            raise AuditPending(result, audit_exc) from audit_exc
+        return DepositOutcome(entry.id, EntryState.REGISTERED, note, entry.document_uids, result, ex)
 
     def _refused(
         self,

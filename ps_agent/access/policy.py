@@ -25,6 +25,7 @@ Every choice on a point the spec marks inferred/uncertain is a constant below, w
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,9 @@ MEDECIN_TRAITANT_IMPLIES_AUTHORISATION = True
 PREBLOCK_INFERRED_MATRIX_ROWS = False
 """HAB-03 [I]: only CONFIRMED matrix rows refuse before the call; INFERRED rows let the DMP decide (the
 decision then carries the French explanation as a notice)."""
+
+# Bound of the per-policy cache of matrix answers (one per profession × type × action × role asked).
+MATRIX_ANSWER_CACHE_MAX = 4096
 
 NON_PS_ACTIONS = frozenset(
     {"status", "deposit", "mask", "unmask", "make_visible", "archive", "unarchive", "delete"}
@@ -249,6 +253,9 @@ class AccessPolicy:
     def __init__(self, matrix: object | None = None) -> None:
         self._matrix = matrix if matrix is not None else _default_matrix()
         self._hidden_cache: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        # matrix_answer per (profession, specialty, type, action, role): the matrix is fixed for the
+        # policy's life (as for _hidden_cache) and the answer depends on nothing else.
+        self._answer_cache: dict[tuple[str, str, str, str, str], MatrixAnswer] = {}
 
     # -- public API -----------------------------------------------------------------------------
     def decide(
@@ -272,34 +279,39 @@ class AccessPolicy:
         ``purpose`` is the declared purpose when the caller knows it (GEN-03).
         ``background`` is True for unattended work (hot folder, batch): no consultation then (AUTH-03).
         """
-        action = Action(action)
-        mode = AuthMode(mode)
-        access_mode = AccessMode(access_mode)
-        for step in (
-            self._authentication,
-            self._purpose,
-            self._identity,
-            self._role,
-            self._emergency,
-            self._establishment,
-            self._dmp_state,
-            self._authorisation,
-            self._document_type,
-        ):
-            decision = step(
-                action=action,
-                identity=identity,
-                mode=mode,
-                patient=patient,
-                dmp=dmp,
-                access_mode=access_mode,
-                reason=reason,
-                type_code=type_code,
-                purpose=purpose,
-                background=background,
+        action = action if isinstance(action, Action) else Action(action)
+        mode = mode if isinstance(mode, AuthMode) else AuthMode(mode)
+        access_mode = access_mode if isinstance(access_mode, AccessMode) else AccessMode(access_mode)
+        # The steps in their fixed order, each given only what it reads (one call per step, no shared
+        # keyword dict to build and unpack nine times: this runs at least twice per deposit). The first
+        # step that answers (not None) decides.
+        if (
+            (d := self._authentication(identity=identity)) is not None
+            or (d := self._purpose(purpose=purpose)) is not None
+            or (d := self._identity(action=action, patient=patient)) is not None
+            or (d := self._role(action=action, identity=identity)) is not None
+            or (
+                d := self._emergency(
+                    action=action,
+                    identity=identity,
+                    mode=mode,
+                    dmp=dmp,
+                    access_mode=access_mode,
+                    reason=reason,
+                )
             )
-            if decision is not None:
-                return decision
+            is not None
+            or (d := self._establishment(action=action, mode=mode, background=background)) is not None
+            or (d := self._dmp_state(action=action, dmp=dmp)) is not None
+            or (d := self._authorisation(action=action, dmp=dmp, access_mode=access_mode)) is not None
+            or (
+                d := self._document_type(
+                    action=action, identity=identity, type_code=type_code, dmp=dmp, access_mode=access_mode
+                )
+            )
+            is not None
+        ):
+            return d
         return self._allowed(action, identity, dmp, access_mode, type_code)
 
     def check(self, action: Action | str, **kwargs: object) -> Decision:
@@ -516,6 +528,19 @@ class AccessPolicy:
         if matrix is None:
             return MatrixAnswer(None, False, "")
         prof, spec = identity.profession_code, identity.specialty_code
+        key = (prof, spec, type_code, action, role)
+        cached = self._answer_cache.get(key)
+        if cached is None:
+            if len(self._answer_cache) >= MATRIX_ANSWER_CACHE_MAX:
+                self._answer_cache.clear()
+            cached = self._matrix_answer(matrix, prof, spec, type_code, action, role)
+            self._answer_cache[key] = cached
+        return cached
+
+    @staticmethod
+    def _matrix_answer(
+        matrix: object, prof: str, spec: str, type_code: str, action: str, role: str
+    ) -> MatrixAnswer:
         try:
             decision = matrix.decide(prof, spec, type_code, role=role)  # type: ignore[attr-defined]
         except Exception:  # unknown code or matrix error: let the DMP decide (GEN-04)
@@ -565,13 +590,19 @@ def _plural(identity: ProfessionalIdentity) -> str:
 
 def _ins_problem(patient: PatientRef) -> str:
     """The CDA library's INS check (format + NIR key); "" when fine or when the library is absent."""
+    return _ins_problem_of(patient.ins, patient.oid)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ins_problem_of(ins: str, oid: str) -> str:
+    # a pure function of the two strings (format + key): asked at every policy decision, computed once
     try:
         from cda.errors import CdaError
         from cda.ins import check_ins
     except ImportError:  # pragma: no cover
         return ""
     try:
-        check_ins(patient.ins, patient.oid)
+        check_ins(ins, oid)
     except CdaError as exc:
         return exc.message_fr
     return ""
