@@ -908,6 +908,11 @@ class Session:
             result = replace(result, attempts=entry.attempts, recovered=False, exchanges=ex)
         else:
             result = replace(result, exchanges=ex)
+        try:
+            q.mark_registered(entry.id, note_fr=note)
+        except OutboxError:
+            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
+            log.warning("deposit %s registered but the queue could not be updated", entry.id)
         detail = f"lot {entry.id}" + (f"; {note}" if note else "")
         if any(entry.replaces_entry_uuids):
             detail += "; remplacement"
@@ -916,23 +921,19 @@ class Session:
             document_ids=entry.document_uids, on_behalf_of=on_behalf, detail=detail,
         )  # fmt: skip
         ctx.report("Dépôt terminé", 3, 3)
-        # The record first, then ONE queue update (registered + journaled, or registered only when the
-        # record is kept for later): a crash between the two leaves the row SENDING, its lease expires and
-        # the resend gets "already registered" → registered (journaled once more, as a resend). Nothing
-        # is lost either way; this saves one queue transaction per deposit.
-        audit_exc: AuditError | None = None
+        # Registered (durable) first, then the record, then the journaled mark: a crash before the record
+        # leaves the entry registered-not-journaled, and its record is written at the next start without
+        # asking the DMP again (one record, never two). Writing the record first would save one queue
+        # transaction but a crash between the two would journal the deposit twice (the resend's record).
         try:
             self.services.record(event)
         except AuditError as exc:
-            audit_exc = exc
-        try:
-            q.mark_registered(entry.id, journaled=audit_exc is None, note_fr=note)
-        except OutboxError:
-            # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
-            log.warning("deposit %s registered but the queue could not be updated", entry.id)
-        if audit_exc is not None:
             self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
-            raise AuditPending(result, audit_exc) from audit_exc
+            raise AuditPending(result, exc) from exc
+        try:
+            q.mark_journaled(entry.id)
+        except OutboxError:
+            pass
         return DepositOutcome(entry.id, EntryState.REGISTERED, note, entry.document_uids, result, ex)
 
     def _refused(
