@@ -562,9 +562,12 @@ class DepositQueue:
         ``claim=True`` the entry is created already claimed by this instance (state SENDING).
         ``document_sha1``: the documents' SHA-1 (lower-case hex) when the caller already has them.
 
-        The documents' files are written and flushed (``_documents.write_all``) inside the write
-        transaction, before the row naming them is committed: a crash in between leaves files no row names
-        (removed at the next open, under the same write lock: never the files of a row still being added).
+        The documents' files are written and flushed (``_documents.write_all``) before the row naming them
+        is committed: a crash in between leaves files no row names (removed at the next open, under the
+        write lock). They are written BEFORE the lock is taken (the writes and fsyncs of one deposit
+        overlap the commits of the others instead of queueing behind them), then checked again under the
+        write lock: another process opening the queue in between may have removed them as unnamed; any
+        missing is written again inside the transaction, where no open's clean-up can reach it.
         """
         now, stamp = self._clock(), _now_iso()
         sha1s = _sha1s(documents, document_sha1)
@@ -584,10 +587,14 @@ class DepositQueue:
         names: tuple[str, ...] = ()
         committing = False
         try:
+            names = _documents.write_all(self.documents_dir, entry.documents)  # outside the lock
             with self._lock:
-                self._con.execute("BEGIN IMMEDIATE")
                 try:
-                    names = _documents.write_all(self.documents_dir, entry.documents)
+                    self._con.execute("BEGIN IMMEDIATE")
+                    if not all(os.path.exists(self.documents_dir / n) for n in names):
+                        _documents.remove(self.documents_dir, names)  # an open's clean-up took some
+                        names = ()
+                        names = _documents.write_all(self.documents_dir, entry.documents)
                     self._con.execute(
                         f"INSERT INTO queue_entry ({_COLUMNS}, document_files) "  # noqa: S608
                         f"VALUES ({','.join('?' * 23)})",

@@ -124,7 +124,34 @@ def test_a_row_is_committed_only_after_its_file_is_complete(tmp_path: Path, monk
     monkeypatch.setattr(_documents, "fsync_dir", fsync_dir)
     q._con.set_trace_callback(lambda sql: order.append(sql.split()[0]))
     add(q)
-    assert order == ["BEGIN", "file", "folder", "INSERT", "COMMIT"]
+    # written and flushed before the write lock is taken (overlapping other deposits' commits)
+    assert order == ["file", "folder", "BEGIN", "INSERT", "COMMIT"]
+
+
+def test_files_removed_by_another_open_before_the_lock_are_written_again(tmp_path: Path, monkeypatch) -> None:
+    """Between a document's write (outside the lock) and its row's transaction, another instance opening
+    the queue removes the file as unnamed: the add writes it again under the lock, nothing is lost."""
+    from ps_agent.outbox import _documents
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    real_write_all = _documents.write_all
+    opened: list[int] = []
+
+    def write_all(folder: Path, documents):  # type: ignore[no-untyped-def]
+        names = real_write_all(folder, documents)
+        if not opened:  # the first write only: another open's clean-up runs right after it
+            opened.append(1)
+            DepositQueue(path).close()
+            assert not any((folder / n).exists() for n in names)
+        return names
+
+    monkeypatch.setattr(_documents, "write_all", write_all)
+    add(q)
+    assert len(opened) == 1
+    again = DepositQueue(path)
+    [listed] = again.entries()
+    assert listed.id == "2.25.1" and listed.documents == (DOC,) and len(files(again)) == 1
 
 
 def test_a_missing_or_altered_file_is_a_clear_error_for_that_entry_only(tmp_path: Path, caplog) -> None:
