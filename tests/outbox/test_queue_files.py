@@ -213,10 +213,13 @@ WRITER_PAUSED_BEFORE_COMMIT = (
     CHILD
     + """
 real = _documents.write_all
+calls = []
 def paused(*args):
     out = real(*args)
-    print("written", flush=True)
-    sys.stdin.readline()  # hold the write transaction until told to commit
+    if not calls:  # the first write (before the write lock): wait until told to go on
+        calls.append(1)
+        print("written", flush=True)
+        sys.stdin.readline()
     return out
 _documents.write_all = paused
 q.add("2.25.7", ("279037505612309", "1.2.250.1.213.1.4.10", "QUAL"), ("2.25.7.9",), (DOC,),
@@ -226,7 +229,9 @@ print("committed", flush=True)
 )
 
 
-def test_opening_the_queue_never_removes_the_file_of_a_row_another_process_is_adding(tmp_path: Path) -> None:
+def test_a_row_another_process_is_adding_keeps_its_file_when_the_queue_is_opened(tmp_path: Path) -> None:
+    """The adder writes its file before taking the write lock; an open meanwhile removes it as unnamed;
+    the adder, under the lock, sees it gone and writes it again: the committed row has its document."""
     path = tmp_path / "q.sqlite3"
     DepositQueue(path).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -239,12 +244,12 @@ def test_opening_the_queue_never_removes_the_file_of_a_row_another_process_is_ad
         assert child.stdout.readline().strip() == "written"
         opened: list[DepositQueue] = []
         opener = threading.Thread(target=lambda: opened.append(DepositQueue(path)))
-        opener.start()  # its recovery waits for the writer's transaction
+        opener.start()  # the writer holds no transaction yet: its recovery removes the unnamed file
+        opener.join(60)
+        assert opened and files(opened[0]) == []
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "committed"
-        opener.join(60)
-        assert opened
         entry = opened[0].get("2.25.7")
         assert entry is not None and entry.documents == (DOC,) and entry.reason_code == ""
     finally:
