@@ -688,25 +688,35 @@ class DepositQueue:
         if release:
             sets = {**sets, "owner": "", "lease_until": 0.0}
         # listeners are told after the lock is released (a slow listener never holds up other deposits)
+        gone: list[str] = []
         with self._lock:
-            entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge)
+            entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge, gone)
+        # after the lock: the committed row no longer names them (one left by a crash is removed at open)
+        _documents.remove(self.documents_dir, gone)
         return self._changed(entry)
 
     def _transition_locked(
-        self, entry_id: str, sets: dict[str, object], purge: bool, defer: bool, with_documents: bool
+        self,
+        entry_id: str,
+        sets: dict[str, object],
+        purge: bool,
+        defer: bool,
+        with_documents: bool,
+        gone: list[str],
     ) -> QueuedDeposit:
+        """``gone``: receives the names of the document files the committed row no longer names."""
         if defer and entry_id in self._deferred:  # keep the order of this entry's changes
             self._try_flush()
         if entry_id not in self._deferred:
             try:
                 with self._tx() as con:
-                    gone = self._write(con, entry_id, sets, purge)
+                    written = self._write(con, entry_id, sets, purge)
                     entry = self._row(con, entry_id, with_documents=False)
             except sqlite3.Error as exc:
                 if not defer:
                     raise self._error(exc, "mise à jour") from exc
             else:
-                _documents.remove(self.documents_dir, gone)  # the committed row no longer names them
+                gone.extend(written)
                 # the documents are read after the commit: a damaged file never undoes an outcome
                 return self._listed(entry_id) if with_documents else entry
         elif not defer:
