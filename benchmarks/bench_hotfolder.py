@@ -1,6 +1,6 @@
 """Hot-folder and local-API benchmark (issue 12): prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/bench_hotfolder.py [--count 1000] [--workers 4] [--latency-ms 0]
+    .venv/bin/python benchmarks/bench_hotfolder.py [--count 1000] [--workers 8] [--latency-ms 0]
 
 1. A hot folder of COUNT single-page PDF reports in AIR mode (establishment keys of the test PKI):
    documents per second from the start of the hot folder (files all dropped before) to the last receipt,
@@ -50,7 +50,7 @@ from ps_agent.config import AgentConfig, Environment  # noqa: E402
 from ps_agent.dmp.ebrim import DepositItem  # noqa: E402
 from ps_agent.dmp.metadata import entry_from_cda  # noqa: E402
 from ps_agent.dmp.model import Visibility  # noqa: E402
-from ps_agent.hotfolder import HotFolder  # noqa: E402
+from ps_agent.hotfolder import DEFAULT_WORKERS, HotFolder  # noqa: E402
 from ps_agent.hotfolder.ledger import DONE  # noqa: E402
 from ps_agent.services import Services  # noqa: E402
 from tests.fixtures.integration import author_json, credentials, patient_json, pdf  # noqa: E402
@@ -164,7 +164,8 @@ def agent_rate(session: object, p: object, count: int, workers: int) -> tuple[fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=4)
+    # the hot folder's default; the bare client posts on as many threads (and the same connection pool)
+    ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     ap.add_argument("--api-requests", type=int, default=200)
     ap.add_argument("--latency-ms", type=int, default=0)
     args = ap.parse_args()

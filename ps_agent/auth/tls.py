@@ -55,6 +55,10 @@ DMP_SUITES_OPENSSL = (
     "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-SHA384"
 )
 # The same four suites expressed as tlslite settings (verified to offer exactly these four).
+# [I] Connections kept to one DMP endpoint at most: the deposit workers (hot folder, local API: up to
+# ``ps_agent.hotfolder.DEFAULT_WORKERS`` each) each hold one while they wait for the DMP; fewer connections
+# than workers make the extra workers queue for a connection instead of overlapping their exchanges.
+MAX_CONNECTIONS = 12
 _TLSLITE_CIPHERS = ["aes256gcm", "aes128gcm", "chacha20-poly1305", "aes256"]
 _TLSLITE_MACS = ["aead", "sha384"]
 
@@ -138,7 +142,7 @@ def _ssl_transport(
             network_backend=_DeadlineBackend(httpcore.SyncBackend()),
             http1=True,
             http2=False,
-            max_connections=4,
+            max_connections=MAX_CONNECTIONS,
         )
     )
 
@@ -656,7 +660,7 @@ class SignerTlsTransport(PoolTransport):
                 network_backend=self._backend,
                 http1=True,
                 http2=False,
-                max_connections=4,
+                max_connections=MAX_CONNECTIONS,
             )
         )
 

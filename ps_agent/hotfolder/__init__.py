@@ -65,8 +65,11 @@ UID_NAMESPACE = uuid.UUID("5b0c6a47-8a4e-4f0b-9a55-2f1d6c1e0a12")
 # [I] Rescan of the inbox even without a file-system event (network shares lose events).
 RESCAN_INTERVAL_S = 5.0
 # Deposits in flight at once: enough for the build and signature of the next items to overlap the DMP
-# exchanges of the previous ones, few enough to keep the agent's threads (GIL) and the DMP's load small.
-DEFAULT_WORKERS = 4
+# exchanges and the durable writes (queue, journal, ledger, receipt) of the others, few enough to keep the
+# agent's threads (GIL) and the DMP's load small. Measured (benchmarks/bench_hotfolder.py, 200 items,
+# 2 cores): 4 → 8 → 12 workers raised the hot folder's rate; each worker holds at most one connection
+# (``ps_agent.auth.tls.MAX_CONNECTIONS`` ≥ this).
+DEFAULT_WORKERS = 8
 # [I] How long a replacement waits for the earlier items of the same patient (its predecessor may be among
 # them) before it is sent anyway (the queue's own rules then apply): a WAITING predecessor does not hold a
 # worker for ever.

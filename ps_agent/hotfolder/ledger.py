@@ -59,6 +59,10 @@ class Ledger:
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.executescript(_SCHEMA)
         make_private_file(path)
+        # Reads go through a connection of their own (WAL: a reader sees the last commit and never waits
+        # for a writer): a lookup no longer queues behind another worker's durable claim (its fsync).
+        self._rlock = threading.Lock()
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -80,19 +84,19 @@ class Ledger:
                     self._con.execute("PRAGMA synchronous=FULL")
 
     def get(self, key: str) -> Item | None:
-        with self._lock:
-            row = self._con.execute("SELECT * FROM item WHERE key=?", (key,)).fetchone()
+        with self._rlock:
+            row = self._reader.execute("SELECT * FROM item WHERE key=?", (key,)).fetchone()
         return Item(*row) if row else None
 
     def by_entry(self, entry_id: str) -> Item | None:
-        with self._lock:
-            row = self._con.execute("SELECT * FROM item WHERE entry_id=?", (entry_id,)).fetchone()
+        with self._rlock:
+            row = self._reader.execute("SELECT * FROM item WHERE entry_id=?", (entry_id,)).fetchone()
         return Item(*row) if row else None
 
     def in_flight(self, name: str) -> Item | None:
         """The item of that name still being deposited, if any."""
-        with self._lock:
-            row = self._con.execute(
+        with self._rlock:
+            row = self._reader.execute(
                 "SELECT * FROM item WHERE name=? AND state IN (?,?) ORDER BY created DESC",
                 (name, BUILDING, QUEUED),
             ).fetchone()
@@ -132,9 +136,12 @@ class Ledger:
         return [Item(*r) for r in rows]
 
     def count(self, state: str) -> int:
-        with self._lock:
-            return int(self._con.execute("SELECT count(*) FROM item WHERE state=?", (state,)).fetchone()[0])
+        with self._rlock:
+            row = self._reader.execute("SELECT count(*) FROM item WHERE state=?", (state,)).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
+        with self._rlock:
+            self._reader.close()
         with self._lock:
             self._con.close()

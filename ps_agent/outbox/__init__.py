@@ -562,9 +562,12 @@ class DepositQueue:
         ``claim=True`` the entry is created already claimed by this instance (state SENDING).
         ``document_sha1``: the documents' SHA-1 (lower-case hex) when the caller already has them.
 
-        The documents' files are written and flushed (``_documents.write_all``) inside the write
-        transaction, before the row naming them is committed: a crash in between leaves files no row names
-        (removed at the next open, under the same write lock: never the files of a row still being added).
+        The documents' files are written and flushed (``_documents.write_all``) before the row naming them
+        is committed: a crash in between leaves files no row names (removed at the next open, under the
+        write lock). They are written BEFORE the lock is taken (the writes and fsyncs of one deposit
+        overlap the commits of the others instead of queueing behind them), then checked again under the
+        write lock: another process opening the queue in between may have removed them as unnamed; any
+        missing is written again inside the transaction, where no open's clean-up can reach it.
         """
         now, stamp = self._clock(), _now_iso()
         sha1s = _sha1s(documents, document_sha1)
@@ -584,10 +587,14 @@ class DepositQueue:
         names: tuple[str, ...] = ()
         committing = False
         try:
+            names = _documents.write_all(self.documents_dir, entry.documents)  # outside the lock
             with self._lock:
-                self._con.execute("BEGIN IMMEDIATE")
                 try:
-                    names = _documents.write_all(self.documents_dir, entry.documents)
+                    self._con.execute("BEGIN IMMEDIATE")
+                    if not all(os.path.exists(self.documents_dir / n) for n in names):
+                        _documents.remove(self.documents_dir, names)  # an open's clean-up took some
+                        names = ()
+                        names = _documents.write_all(self.documents_dir, entry.documents)
                     self._con.execute(
                         f"INSERT INTO queue_entry ({_COLUMNS}, document_files) "  # noqa: S608
                         f"VALUES ({','.join('?' * 23)})",
@@ -681,25 +688,35 @@ class DepositQueue:
         if release:
             sets = {**sets, "owner": "", "lease_until": 0.0}
         # listeners are told after the lock is released (a slow listener never holds up other deposits)
+        gone: list[str] = []
         with self._lock:
-            entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge)
+            entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge, gone)
+        # after the lock: the committed row no longer names them (one left by a crash is removed at open)
+        _documents.remove(self.documents_dir, gone)
         return self._changed(entry)
 
     def _transition_locked(
-        self, entry_id: str, sets: dict[str, object], purge: bool, defer: bool, with_documents: bool
+        self,
+        entry_id: str,
+        sets: dict[str, object],
+        purge: bool,
+        defer: bool,
+        with_documents: bool,
+        gone: list[str],
     ) -> QueuedDeposit:
+        """``gone``: receives the names of the document files the committed row no longer names."""
         if defer and entry_id in self._deferred:  # keep the order of this entry's changes
             self._try_flush()
         if entry_id not in self._deferred:
             try:
                 with self._tx() as con:
-                    gone = self._write(con, entry_id, sets, purge)
+                    written = self._write(con, entry_id, sets, purge)
                     entry = self._row(con, entry_id, with_documents=False)
             except sqlite3.Error as exc:
                 if not defer:
                     raise self._error(exc, "mise à jour") from exc
             else:
-                _documents.remove(self.documents_dir, gone)  # the committed row no longer names them
+                gone.extend(written)
                 # the documents are read after the commit: a damaged file never undoes an outcome
                 return self._listed(entry_id) if with_documents else entry
         elif not defer:

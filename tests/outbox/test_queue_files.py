@@ -124,7 +124,34 @@ def test_a_row_is_committed_only_after_its_file_is_complete(tmp_path: Path, monk
     monkeypatch.setattr(_documents, "fsync_dir", fsync_dir)
     q._con.set_trace_callback(lambda sql: order.append(sql.split()[0]))
     add(q)
-    assert order == ["BEGIN", "file", "folder", "INSERT", "COMMIT"]
+    # written and flushed before the write lock is taken (overlapping other deposits' commits)
+    assert order == ["file", "folder", "BEGIN", "INSERT", "COMMIT"]
+
+
+def test_files_removed_by_another_open_before_the_lock_are_written_again(tmp_path: Path, monkeypatch) -> None:
+    """Between a document's write (outside the lock) and its row's transaction, another instance opening
+    the queue removes the file as unnamed: the add writes it again under the lock, nothing is lost."""
+    from ps_agent.outbox import _documents
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    real_write_all = _documents.write_all
+    opened: list[int] = []
+
+    def write_all(folder: Path, documents):  # type: ignore[no-untyped-def]
+        names = real_write_all(folder, documents)
+        if not opened:  # the first write only: another open's clean-up runs right after it
+            opened.append(1)
+            DepositQueue(path).close()
+            assert not any((folder / n).exists() for n in names)
+        return names
+
+    monkeypatch.setattr(_documents, "write_all", write_all)
+    add(q)
+    assert len(opened) == 1
+    again = DepositQueue(path)
+    [listed] = again.entries()
+    assert listed.id == "2.25.1" and listed.documents == (DOC,) and len(files(again)) == 1
 
 
 def test_a_missing_or_altered_file_is_a_clear_error_for_that_entry_only(tmp_path: Path, caplog) -> None:
@@ -186,10 +213,13 @@ WRITER_PAUSED_BEFORE_COMMIT = (
     CHILD
     + """
 real = _documents.write_all
+calls = []
 def paused(*args):
     out = real(*args)
-    print("written", flush=True)
-    sys.stdin.readline()  # hold the write transaction until told to commit
+    if not calls:  # the first write (before the write lock): wait until told to go on
+        calls.append(1)
+        print("written", flush=True)
+        sys.stdin.readline()
     return out
 _documents.write_all = paused
 q.add("2.25.7", ("279037505612309", "1.2.250.1.213.1.4.10", "QUAL"), ("2.25.7.9",), (DOC,),
@@ -199,7 +229,9 @@ print("committed", flush=True)
 )
 
 
-def test_opening_the_queue_never_removes_the_file_of_a_row_another_process_is_adding(tmp_path: Path) -> None:
+def test_a_row_another_process_is_adding_keeps_its_file_when_the_queue_is_opened(tmp_path: Path) -> None:
+    """The adder writes its file before taking the write lock; an open meanwhile removes it as unnamed;
+    the adder, under the lock, sees it gone and writes it again: the committed row has its document."""
     path = tmp_path / "q.sqlite3"
     DepositQueue(path).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -212,12 +244,12 @@ def test_opening_the_queue_never_removes_the_file_of_a_row_another_process_is_ad
         assert child.stdout.readline().strip() == "written"
         opened: list[DepositQueue] = []
         opener = threading.Thread(target=lambda: opened.append(DepositQueue(path)))
-        opener.start()  # its recovery waits for the writer's transaction
+        opener.start()  # the writer holds no transaction yet: its recovery removes the unnamed file
+        opener.join(60)
+        assert opened and files(opened[0]) == []
         child.stdin.write("go\n")
         child.stdin.flush()
         assert child.stdout.readline().strip() == "committed"
-        opener.join(60)
-        assert opened
         entry = opened[0].get("2.25.7")
         assert entry is not None and entry.documents == (DOC,) and entry.reason_code == ""
     finally:
