@@ -32,6 +32,7 @@ only those stand-ins.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -245,6 +246,7 @@ def window_figures(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     that what it carries is what ``python -m ui`` carries — PySide6, the core, the card watch's modules —
     plus only the glue that stands for the card and INSi (the card profile's software keys, the INSi
     stand-in: ``sandbox.pki``/``profiles``/``demo`` and ``tests.fixtures.ui_session``, no pytest)."""
+    importlib.import_module("ui")  # first, as in ``python -m ui``: ``ui/__init__`` precedes every import
     from PySide6.QtWidgets import QApplication
 
     import ps_agent.card.monitor  # noqa: F401  (imported by ``python -m ui`` at start: the card watch)
