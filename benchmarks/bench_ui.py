@@ -22,13 +22,18 @@ beside them and the start-up ratio is measured side by side in the same run.
    → DMP status → list → open a document.
 
 The sandbox (demo data) runs in its own process (``python -m sandbox serve --demo``), as a real DMP is
-remote; the window runs in this process over a session with the GP card profile's software keys and the
-INSi stand-in of tests/ui/conftest.py.
+remote; figures 2-4 are taken in a window process of their own (this script with ``--window-child``: the
+start-up spawns and the benchmark's imports stay in the parent), over a session with the GP card profile's
+software keys and the INSi stand-in of tests/fixtures/ui_session.py (no pytest); it imports what
+``python -m ui`` imports (the card watch's modules included), so figure 3 is the window's own memory plus
+only those stand-ins.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
 import statistics
 import subprocess
@@ -175,7 +180,7 @@ def consultation(app: Any, w: Any, latency_s: float) -> tuple[float, float]:
     from PySide6.QtWidgets import QInputDialog
 
     from sandbox import demo
-    from tests.ui.conftest import demo_identity
+    from tests.fixtures.ui_session import demo_identity
 
     slow = 20 + 4 * latency_s
     beat = Heartbeat()
@@ -236,21 +241,79 @@ def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:
     return out
 
 
+def window_figures(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """Figures 4, 3, 2 in this process: the window's own (spawned by ``main`` with ``--window-child``), so
+    that what it carries is what ``python -m ui`` carries — PySide6, the core, the card watch's modules —
+    plus only the glue that stands for the card and INSi (the card profile's software keys, the INSi
+    stand-in: ``sandbox.pki``/``profiles``/``demo`` and ``tests.fixtures.ui_session``, no pytest)."""
+    importlib.import_module("ui")  # first, as in ``python -m ui``: ``ui/__init__`` precedes every import
+    from PySide6.QtWidgets import QApplication
+
+    import ps_agent.card.monitor  # noqa: F401  (imported by ``python -m ui`` at start: the card watch)
+    from ps_agent.config import AgentConfig, Environment
+    from ps_agent.services import Services
+    from sandbox import pki
+    from tests.fixtures.ui_session import InsiStandIn, software_credentials
+    from ui.app import make_window, preload_core
+
+    rows: list[tuple[str, str, str]] = []
+    home = Path(args.home)
+    test_pki = pki.load_or_create(Path(args.pki))
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    env = Environment("sandbox", args.base_url, ca_file=str(test_pki.ca_bundle))
+    services = Services(AgentConfig(env, home, deposit_retries=0))
+    w = make_window(services, identity_source=InsiStandIn(), auto_pin_dialog=False, segur_notice=False)
+    w.show()
+    preload_core().join()  # what `python -m ui` does once its window is painted
+    w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
+    app.processEvents()
+    stall, took = consultation(app, w, args.latency_ms / 1000)
+    print(
+        f"4. consultation (open → validate → status → list → document), sandbox {args.latency_ms} ms "
+        f"late: {took:.1f} s, longest event-loop stall {ms(stall)}",
+        flush=True,
+    )
+    settle = time.monotonic() + 1.0
+    while time.monotonic() < settle:
+        app.processEvents()
+        time.sleep(0.01)
+    rss = rss_mb()
+    glue = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in ("sandbox", "tests", "pytest")})
+    print(
+        f"3. resident memory at idle, window open on the demo patient: {rss:.0f} MB "
+        f"(window process; besides the window's own modules it holds only the card/INSi stand-ins' "
+        f"{', '.join(glue)})",
+        flush=True,
+    )
+    fills = fill_times(app, w, args.count, 5)
+    fill = statistics.median(fills)
+    print(f"2. {args.count} documents into the list: median {ms(fill)} ({', '.join(ms(f) for f in fills)})")
+    rows.append((f"rubric list filled, {args.count} documents", ms(fill), "≤ 300 ms"))
+    rows.append(("resident memory at idle (patient open)", f"{rss:.0f} MB", "≤ 150 MB"))
+    rows.append(
+        (f"longest event-loop stall, sandbox {args.latency_ms / 1000:g} s late", ms(stall), "(reported)")
+    )
+    w.controller.close()
+    services.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7, help="process starts of each side (figure 1)")
     ap.add_argument("--count", type=int, default=2000, help="documents of the patient (figure 2)")
     ap.add_argument("--latency-ms", type=int, default=3000, help="sandbox latency (figure 4)")
     ap.add_argument("--startup-only", action="store_true", help="figure 1 only")
+    ap.add_argument("--window-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--base-url", help=argparse.SUPPRESS)
+    ap.add_argument("--pki", help=argparse.SUPPRESS)
+    ap.add_argument("--home", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.window_child:
+        print("ROWS " + json.dumps(window_figures(args)), flush=True)
+        return
 
-    from PySide6.QtWidgets import QApplication
-
-    from ps_agent.config import AgentConfig, Environment
-    from ps_agent.services import Services
     from sandbox import pki
-    from tests.ui.conftest import InsiStandIn, software_credentials
-    from ui.app import make_window, preload_core
 
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
@@ -269,46 +332,22 @@ def main() -> None:
             print(f"ratio {t_ui / t_min:.2f}× (goal ≤ 3×)")
             return
 
-        test_pki = pki.load_or_create(tmpd / "pki")
+        pki.load_or_create(tmpd / "pki")
         with demo_sandbox_process(tmpd / "data", tmpd / "pki", args.latency_ms) as base_url:
-            app = QApplication.instance() or QApplication(sys.argv[:1])
-            env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
-            services = Services(AgentConfig(env, tmpd / "home", deposit_retries=0))
-            w = make_window(
-                services, identity_source=InsiStandIn(), auto_pin_dialog=False, segur_notice=False
-            )
-            w.show()
-            preload_core().join()  # what `python -m ui` does once its window is painted
-            w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
-            app.processEvents()
-            stall, took = consultation(app, w, args.latency_ms / 1000)
-            print(
-                f"4. consultation (open → validate → status → list → document), sandbox {args.latency_ms} ms "
-                f"late: {took:.1f} s, longest event-loop stall {ms(stall)}"
-            )
-            settle = time.monotonic() + 1.0
-            while time.monotonic() < settle:
-                app.processEvents()
-                time.sleep(0.01)
-            rss = rss_mb()
-            print(f"3. resident memory at idle, window open on the demo patient: {rss:.0f} MB")
-            fills = fill_times(app, w, args.count, 5)
-            fill = statistics.median(fills)
-            print(
-                f"2. {args.count} documents into the list: median {ms(fill)} "
-                f"({', '.join(ms(f) for f in fills)})"
-            )
-            rows.append((f"rubric list filled, {args.count} documents", ms(fill), "≤ 300 ms"))
-            rows.append(("resident memory at idle (patient open)", f"{rss:.0f} MB", "≤ 150 MB"))
-            rows.append(
-                (
-                    f"longest event-loop stall, sandbox {args.latency_ms / 1000:g} s late",
-                    ms(stall),
-                    "(reported)",
-                )
-            )
-            w.controller.close()
-            services.close()
+            # figures 2-4 in a process of their own: this one has spawned the start-ups and holds the
+            # benchmark's own imports, which the window a user runs does not
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--window-child", "--base-url", base_url,
+                   "--pki", str(tmpd / "pki"), "--home", str(tmpd / "home"), "--count", str(args.count),
+                   "--latency-ms", str(args.latency_ms)]  # fmt: skip
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            child = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=600)
+            for line in child.stdout.splitlines():
+                if line.startswith("ROWS "):
+                    rows += [tuple(r) for r in json.loads(line[5:])]
+                else:
+                    print(line)
+            if child.returncode != 0:
+                raise SystemExit(f"the window process exited {child.returncode}")
     print()
     width = max(len(r[0]) for r in rows)
     print(f"{'figure':<{width}}  {'measured':>10}  goal")

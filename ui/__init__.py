@@ -1,1 +1,44 @@
-"""PySide6 user interface: a thin client of ps_agent's public API (never the network or the card)."""
+"""PySide6 user interface: a thin client of ps_agent's public API (never the network or the card).
+
+Two resident-memory cuts for the window's process (``benchmarks/bench_ui.py``, figure 3), made here so that
+they precede every other import of ``python -m ui``:
+
+- httpx's ``__init__`` imports its command-line client (``httpx._main``: click, rich, pygments) whenever
+  those are installed — they are wherever uvicorn or schemathesis are — and the window never runs it. A
+  ``None`` entry in ``sys.modules`` makes that import fail, and httpx defines its stub ``main`` instead.
+- PySide6's import hook (``shibokensupport.feature``, for ``from __feature__ import …``) reads the source of
+  every module imported after PySide6 with ``inspect.getsource`` to look for "PySide6", which leaves each
+  file's lines in ``linecache`` for the life of the process (~90,000 lines, ~9 MB at idle). The wrapper
+  below lets it scan as before (its answer is kept in its own table) and drops what the scan alone added to
+  ``linecache`` (a pure cache: a traceback re-reads its lines). Guarded: without that private function
+  (another PySide6), nothing is changed.
+"""
+
+import linecache
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import PySide6.QtCore  # noqa: F401  (installs the import hook wrapped below)
+
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
+
+
+def _scan_without_caching(scan: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def uses_pyside(module: Any) -> bool:
+        before = set(linecache.cache)
+        try:
+            return scan(module)
+        finally:
+            for key in set(linecache.cache) - before:
+                linecache.cache.pop(key, None)
+
+    uses_pyside.__wrapped__ = scan  # type: ignore[attr-defined]
+    return uses_pyside
+
+
+_feature = sys.modules.get("shibokensupport.feature")
+_scan = getattr(_feature, "_mod_uses_pyside", None)
+if callable(_scan) and not hasattr(_scan, "__wrapped__"):
+    _feature._mod_uses_pyside = _scan_without_caching(_scan)  # type: ignore[union-attr]

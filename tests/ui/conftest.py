@@ -9,76 +9,30 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
-from ps_agent.auth.software import SoftwareCredentials
 from ps_agent.config import AgentConfig, Environment
 from tests.fixtures.insi import insi_sandbox
+from tests.fixtures.ui_session import (
+    INSI_BILLING_ID,
+    InsiStandIn,
+    demo_identity,
+    identity_of,
+    software_credentials,
+)
 from ui.labels import NOT_QUALIFIED_REASON, IdentityStatus
-from ui.patient import PatientIdentity
 
-__all__ = ["insi_sandbox"]
-INSI_BILLING_ID = "991130972"
-
-
-def identity_of(profile_name: str) -> ProfessionalIdentity:
-    from sandbox.profiles import PROFILES
-
-    p = PROFILES[profile_name]
-    s = p.situations[0]
-    return ProfessionalIdentity(
-        id_nat=p.id_nat,
-        family_name=p.family_name,
-        given_name=p.given_name,
-        profession_code=p.profession_code,
-        profession_label=p.profession_label,
-        specialty_code=p.specialty_code,
-        card_type=p.card_type,
-        non_ps_role="SECRETARIAT_MEDICAL" if p.card_type == "CPE" and not p.profession_code else "",
-        activity=Activity(s.structure_id, s.structure_name, s.sector, s.role),
-        extra={"card_serial": p.serial},
-    )
-
-
-def software_credentials(pki: Any, profile: str) -> SoftwareCredentials:
-    c = pki.card(profile)
-    return SoftwareCredentials(
-        identity_of(profile), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
-    )
-
-
-def demo_identity(demo_patient: Any, status: IdentityStatus = IdentityStatus.PROVISOIRE) -> PatientIdentity:
-    d = demo_patient.birth_date
-    return PatientIdentity(
-        ins=demo_patient.ins,
-        oid=demo_patient.oid,
-        status=status,
-        birth_family_name=demo_patient.family_name,
-        given_names=demo_patient.given_names,
-        birth_date=f"{d[:4]}-{d[4:6]}-{d[6:]}",
-        sex=demo_patient.sex,
-        birth_place_code=demo_patient.birth_place,
-    )
-
-
-class InsiStandIn:
-    """Stands in for the INSi téléservice (not on this branch): the demo patient's INS comes back
-    « récupérée » with its reference traits."""
-
-    name = "INSi (bac à sable)"
-
-    def find(self, typed: PatientIdentity, ctx: Any) -> PatientIdentity:
-        from sandbox import demo
-
-        for p in demo.DEMO_PATIENTS:
-            if p.ins == typed.ins:
-                return replace(demo_identity(p, IdentityStatus.RECUPEREE), source=self.name)
-        raise LookupError("INS inconnu")
+__all__ = [
+    "INSI_BILLING_ID",
+    "InsiStandIn",
+    "demo_identity",
+    "identity_of",
+    "insi_sandbox",
+    "software_credentials",
+]
 
 
 @pytest.fixture(scope="module")
