@@ -236,3 +236,24 @@ def test_post_request_is_the_one_httpx_builds() -> None:
             client.cookies.set("JSESSIONID", "abc", domain="127.0.0.1")
             with_cookie = build_post(client, url, body, ctype, timeout)
             assert with_cookie.headers["Cookie"] == "JSESSIONID=abc"
+
+
+def _is_xml_char(cp: int) -> bool:
+    """XML 1.0 (Fifth Edition) production [2] Char, written from the specification."""
+    return (
+        cp in (0x9, 0xA, 0xD) or 0x20 <= cp <= 0xD7FF or 0xE000 <= cp <= 0xFFFD or 0x10000 <= cp <= 0x10FFFF
+    )
+
+
+def test_character_classes_match_the_xml_char_production_over_all_of_unicode() -> None:
+    from ps_agent.dmp import xmltext
+
+    every = "".join(map(chr, range(0x110000)))
+    not_xml = [c for c in every if not _is_xml_char(ord(c))]
+    assert xmltext._NOT_XML_CHAR.findall(every) == not_xml
+    assert xmltext._ATTR_ATTENTION.findall(every) == [
+        c for c in every if not _is_xml_char(ord(c)) or c in '\t\n\r"&<>'
+    ]
+    assert xmltext._TEXT_ATTENTION.findall(every) == [
+        c for c in every if not _is_xml_char(ord(c)) or c in "\r&<>"
+    ]
