@@ -35,6 +35,7 @@ from ps_agent.auth.model import Credentials
 from ps_agent.config import AgentConfig, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 from ps_agent.events import JOURNAL_APPENDED, QUEUE_CHANGED, Events
+from ps_agent.fileio import write_all
 from ps_agent.outbox import DepositQueue, QueuedDeposit
 
 if TYPE_CHECKING:  # the window's start-up imports neither httpx nor the DMP client (first session only)
@@ -283,10 +284,7 @@ def write_documents(entry: QueuedDeposit, folder: Path) -> list[Path]:
         path = folder / f"{uid}.xml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)

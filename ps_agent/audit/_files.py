@@ -26,6 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+from ps_agent.fileio import fsync_dir
+from ps_agent.fileio import write_all as _write_all
+
 IS_WINDOWS = os.name == "nt"
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
@@ -91,22 +94,6 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a file creation/rename durable (POSIX); Windows has no directory handles for this."""
-    if IS_WINDOWS:
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_in_place(path: Path, data: bytes) -> None:
     """Overwrite ``path`` from offset 0 and flush it to disk; the file is created 0600 when missing.
 
@@ -133,12 +120,6 @@ def write_in_place(path: Path, data: bytes) -> None:
     if created:
         restrict_file(path)
         fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class InPlaceFile:

@@ -48,6 +48,7 @@ from ps_agent.api.problems import Problem
 from ps_agent.context import Context
 from ps_agent.dmp.model import Visibility
 from ps_agent.events import QUEUE_CHANGED
+from ps_agent.fileio import write_all
 from ps_agent.hotfolder.layout import layout_for, move_file
 from ps_agent.hotfolder.ledger import BUILDING, DONE, QUEUED, REJECTED, Item, Ledger
 from ps_agent.hotfolder.sidecar import Sidecar, SidecarError, parse_sidecar
@@ -97,9 +98,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     blob = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
     try:
-        view = memoryview(blob)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, blob)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ps_agent.config import ensure_private_dir
+from ps_agent.fileio import fsync_dir
 from ps_agent.settings import AgentSettings, SettingsError, hotfolder_done_path
 
 log = logging.getLogger(__name__)
@@ -127,21 +128,6 @@ def layout_from_settings(settings: AgentSettings, depot: Path | None = None) -> 
     if not settings.hotfolder_enabled or not settings.hotfolder_inbox:
         return None
     return layout_for(hotfolder_root(Path(settings.hotfolder_inbox)), settings.hotfolder_done or None)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename into ``directory`` durable (POSIX); Windows has no directory handle for this."""
-    if os.name == "nt":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def move_file(src: Path, dst: Path) -> bool:

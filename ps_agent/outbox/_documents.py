@@ -17,25 +17,19 @@ are created 0600 (the umask can only narrow it) in a folder the queue keeps 0700
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-IS_WINDOWS = os.name == "nt"
+from ps_agent import fileio
+
 FILE_SUFFIX = ".doc"
 # The names this module makes (and the only ones the recovery at open may remove): a random token, so that
 # a name is never reused and a write for a row that failed can never touch a committed row's file.
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.doc$")
 _BINARY = getattr(os, "O_BINARY", 0)
-# errors of a folder fsync that mean "this file system cannot do it" (not "the data is not on disk")
-_NO_DIR_FSYNC = frozenset(
-    getattr(errno, name)
-    for name in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EBADF", "EACCES")
-    if hasattr(errno, name)
-)
 
 
 def new_name() -> str:
@@ -45,21 +39,7 @@ def new_name() -> str:
 def fsync_dir(folder: Path) -> None:
     """Make the creations and renames in ``folder`` durable where the OS can (POSIX); raises ``OSError``
     when the flush itself fails."""
-    if IS_WINDOWS:
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as exc:
-        if exc.errno in _NO_DIR_FSYNC:
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in _NO_DIR_FSYNC:
-            raise
-    finally:
-        os.close(fd)
+    fileio.fsync_dir(folder, strict=True)
 
 
 def _write_one(folder: Path, name: str, data: bytes) -> None:
@@ -67,9 +47,7 @@ def _write_one(folder: Path, name: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            fileio.write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
