@@ -36,7 +36,7 @@ def worker(count: int) -> None:
     from ps_agent.config import AgentConfig, Environment
     from sandbox import demo, pki
     from tests.e2e import docs
-    from tests.e2e.conftest import identity_of
+    from tests.fixtures.integration import identity_of
     from tests.fixtures.sandbox_process import demo_sandbox_process
 
     with tempfile.TemporaryDirectory() as tmp:
