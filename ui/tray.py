@@ -91,7 +91,7 @@ def expiry_warning(not_after: dt.datetime | None, now: dt.datetime) -> str:
 def remote_session_note(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
     """1.7: « Bureau à distance détecté (…) : … » when the agent runs in a remote session, else "". From
     the environment only (the Diagnostic page also asks loginctl, a subprocess kept off the GUI thread)."""
-    from ps_agent.doctor import detect_remote_session
+    from ps_agent.remote_session import detect_remote_session
 
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
