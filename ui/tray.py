@@ -137,7 +137,7 @@ class Tray(QSystemTrayIcon):
         self.controller.session_opened.connect(self.check_expiry)
         self.controller.session_ended.connect(self._session_ended)
         self.controller.bridge.queue_changed.connect(self._queue_changed)
-        window.queue_page.model.modelReset.connect(self._queue_listed)
+        window.queue_listed.connect(self._queue_listed)  # the queue page is built on first use
         window.patient_opened.connect(lambda _p: self.refresh())
         window.message.connect(lambda _m: self.refresh())
         self.rebuild()
