@@ -364,6 +364,9 @@ class MainWindow(QMainWindow):
         self.doctor_options = doctor_options
         self.first_run = first_run
         self.idle_guard = IdleGuard(controller, clock=idle_clock or time.monotonic, parent=self)
+        from ui.app import FirstPaint
+
+        FirstPaint(self, self.idle_guard.watch)  # the input watch once painted (ui/idle.py)
         self._settings: Any = None  # the settings file read at start (the Configuration page edits it)
         self._settings_error = ""
         self._clock_check: Any = None  # the workstation clock's check, once done (show_clock)
@@ -371,8 +374,6 @@ class MainWindow(QMainWindow):
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
             # the detection (readers, PKCS#11 module: PyKCS11, httpx) starts once the window is painted
-            from ui.app import FirstPaint
-
             FirstPaint(self, self.setup_page.detect)
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")

@@ -1,7 +1,7 @@
 """Pages built on first use (``PageTabs.addLazyTab``, ``MainWindow._build_page``): the window starts with
 « Patient » built and every other tab present with its title; a page is built when its tab is shown or the
 window needs it, and then shows what the window had pushed meanwhile (the open patient, the session); the
-idle guard watches the input from the first session on."""
+idle guard watches the input once the window is painted (or from the first session)."""
 
 from __future__ import annotations
 
@@ -67,17 +67,37 @@ def test_build_pages_later_builds_every_page_in_idle_turns(window_for, qtbot) ->
         assert w.tabs.widget(i) is not None and w.tabs.indexOf(w.tabs.widget(i)) == i
 
 
-def test_the_idle_guard_watches_the_input_from_the_first_session(window_for, services, test_pki, qtbot):
+def test_the_idle_guard_watches_the_input_once_the_window_is_painted(services, test_pki, qtbot) -> None:
     from tests.fixtures.ui_session import software_credentials
+    from ui.app import make_window
 
     clock = MonotonicClock()
-    w = window_for(None, idle_clock=clock)
+    w = make_window(services, auto_pin_dialog=False, segur_notice=False, idle_clock=clock)
+    qtbot.addWidget(w)
     guard = w.idle_guard
     clock.advance(60)
-    qtbot.keyClick(w.open_form, Qt.Key.Key_A)
-    assert guard.idle_for() == 60  # no session: nothing to close, the input is not watched yet
+    qtbot.keyClick(w.open_form.family, Qt.Key.Key_A)
+    assert not guard.watching and guard.idle_for() == 60  # not painted yet: the start-up is not watched
+    w.show()
+    qtbot.waitUntil(lambda: guard.watching, timeout=5_000)  # once painted
+    qtbot.keyClick(w.open_form.family, Qt.Key.Key_A)
+    assert guard.idle_for() == 0
+    clock.advance(60)
     w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
     assert guard.idle_for() == 0  # the session's opening is activity
+    w.controller.close()
+
+
+def test_a_window_never_painted_watches_the_input_from_its_first_session(services, test_pki, qtbot) -> None:
+    from tests.fixtures.ui_session import software_credentials
+    from ui.app import make_window
+
+    clock = MonotonicClock()
+    w = make_window(services, auto_pin_dialog=False, segur_notice=False, idle_clock=clock)
+    qtbot.addWidget(w)
+    w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
+    assert w.idle_guard.watching
     clock.advance(60)
-    qtbot.keyClick(w.open_form, Qt.Key.Key_A)
-    assert guard.idle_for() == 0
+    qtbot.keyClick(w.open_form.family, Qt.Key.Key_A)
+    assert w.idle_guard.idle_for() == 0
+    w.controller.close()
