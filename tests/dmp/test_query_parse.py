@@ -557,3 +557,21 @@ def test_streamed_runs_of_entries_and_their_fallback_read_as_the_whole_tree(pati
     streamed, _ = _streamed(clean)
     assert calls == [run, 3, -1]
     _assert_all_same(streamed, ebrim.parse_query_response(safe_parse(clean).find(f"*/{ANSWER}")))
+
+
+def test_streamed_bad_entry_inside_a_run_gives_the_whole_tree_error(patient):
+    """A bad entry in the middle of a run (read with one walk) stops the reading there, with the error of
+    the whole-tree parse: the first bad entry's, not a later one's."""
+    run = ebrim._RUN
+    answer = td31.answer_element(td31.varied_entries(patient, 2 * run + 1, seed=46), seed=46)
+    eos = list(answer.find(q(RIM, "RegistryObjectList")))
+    for n in (run + 2, run + 5):  # two bad entries in the second run
+        for x in eos[n].findall(q(RIM, "ExternalIdentifier")):
+            if x.get("identificationScheme") == ebrim.DE_UNIQUE_ID:
+                eos[n].remove(x)
+    data = td31.soap_answer(answer)
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as whole:
+        ebrim.parse_query_response(safe_parse(data).find(f"*/{ANSWER}"))
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as streamed:
+        _streamed(data)
+    assert streamed.value.detail == whole.value.detail == eos[run + 2].get("id")
