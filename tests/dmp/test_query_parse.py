@@ -521,3 +521,57 @@ def test_elements_of_another_namespace_are_not_read(patient):
         _assert_same(p, reference_parse(eo))
         _assert_same(s, p)
     assert all(p.creation_time.year == 2026 for p in parsed)
+
+
+def test_streamed_runs_of_entries_and_their_fallback_read_as_the_whole_tree(patient, monkeypatch):
+    """QueryEntries reads ``_RUN`` entries with one walk over the list when nothing else lies in it before
+    the entry after them, and each entry alone otherwise (a comment or another object among the entries,
+    which stays in the list, so for every later run too): both ways, and the last, short run, give the
+    whole-tree entries, and both ways are really taken."""
+    run = ebrim._RUN
+    entries = td31.varied_entries(patient, 3 * run + 3, seed=45)
+    answer = td31.answer_element(entries, seed=45)
+    eos = list(answer.find(q(RIM, "RegistryObjectList")))
+    eos[2 * run + 2].addnext(etree.Comment(" entre deux entrées "))
+    eos[3 * run + 1].addprevious(etree.Element(q(RIM, "ObjectRef"), id="urn:uuid:ref"))
+    data = td31.soap_answer(answer)
+    whole = ebrim.parse_query_response(safe_parse(data).find(f"*/{ANSWER}"))
+    calls: list[int] = []
+    walk = ebrim._walk
+
+    def spy(container: etree._Element, rol: etree._Element, out: list, limit: int = -1) -> None:
+        calls.append(limit)
+        walk(container, rol, out, limit)
+
+    monkeypatch.setattr(ebrim, "_walk", spy)
+    streamed, body = _streamed(data)
+    assert len(whole) == 3 * run + 3
+    _assert_all_same(streamed, whole)
+    # two runs walked whole, then one entry at a time; last, parse_query_response's walk of what is left
+    assert calls == [run, run] + [-1] * (run + 3) + [-1]
+    rol = body.find(q(RIM, "RegistryObjectList"))
+    assert rol.find(q(RIM, "ExtrinsicObject")) is None and rol.find(q(RIM, "ObjectRef")) is not None
+    # without anything else in the list, the last, short run is walked whole too
+    calls.clear()
+    clean = td31.soap_answer(td31.answer_element(entries[: run + 3], seed=45))
+    streamed, _ = _streamed(clean)
+    assert calls == [run, 3, -1]
+    _assert_all_same(streamed, ebrim.parse_query_response(safe_parse(clean).find(f"*/{ANSWER}")))
+
+
+def test_streamed_bad_entry_inside_a_run_gives_the_whole_tree_error(patient):
+    """A bad entry in the middle of a run (read with one walk) stops the reading there, with the error of
+    the whole-tree parse: the first bad entry's, not a later one's."""
+    run = ebrim._RUN
+    answer = td31.answer_element(td31.varied_entries(patient, 2 * run + 1, seed=46), seed=46)
+    eos = list(answer.find(q(RIM, "RegistryObjectList")))
+    for n in (run + 2, run + 5):  # two bad entries in the second run
+        for x in eos[n].findall(q(RIM, "ExternalIdentifier")):
+            if x.get("identificationScheme") == ebrim.DE_UNIQUE_ID:
+                eos[n].remove(x)
+    data = td31.soap_answer(answer)
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as whole:
+        ebrim.parse_query_response(safe_parse(data).find(f"*/{ANSWER}"))
+    with pytest.raises(ProtocolError, match="sans identifiant unique") as streamed:
+        _streamed(data)
+    assert streamed.value.detail == whole.value.detail == eos[run + 2].get("id")
