@@ -232,3 +232,29 @@ def test_crash_between_the_two_moves_to_work_neither_loses_nor_repeats(rig: Any,
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
     assert list(rig.folder.inbox.iterdir()) == []
     assert len(_registered(rig)) == 1 and _registered(rig)[0].document_uids == (document_uid_for(key),)
+
+
+def test_an_item_taken_keeps_its_files_renamed_in_work_without_a_folder(rig: Any) -> None:
+    """The claim renames the pair into work/ (KEY.item.pdf, KEY.item.json: no folder per item, which cost an
+    inode created and removed per document); a restart from there deposits once, and nothing stays."""
+    from ps_agent.hotfolder import document_uid_for
+
+    rig.drop("f0", title="CR à plat")
+    folder = rig.folder
+    data = (folder.inbox / "f0.pdf").read_bytes()
+    sc = parse_sidecar((folder.inbox / "f0.json").read_bytes(), is_cda=False)
+    key = hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+    item = folder.ledger.claim_new(key, "f0", document_uid_for(key))
+    assert item is not None
+    folder._adopt_files(item, folder._sources("f0"))
+    assert sorted(p.name for p in folder.work.iterdir()) == [f"{key}.item.json", f"{key}.item.pdf"]
+    assert all(p.is_file() for p in folder.work.iterdir())
+    assert (folder.work / f"{key}.item.pdf").read_bytes() == data
+    rig.restart()
+    rig.folder.start()
+    rig.wait_for(lambda: "f0" in rig.receipts())
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert rig.receipts()["f0"]["uniqueId"] == document_uid_for(key)
+    assert (rig.root / "done" / "f0.pdf").read_bytes() == data and (rig.root / "done" / "f0.json").exists()
+    assert list(rig.folder.work.iterdir()) == [] and list(rig.folder.inbox.iterdir()) == []
+    assert len(_registered(rig)) == 1
