@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -258,3 +259,28 @@ def test_an_item_taken_keeps_its_files_renamed_in_work_without_a_folder(rig: Any
     assert (rig.root / "done" / "f0.pdf").read_bytes() == data and (rig.root / "done" / "f0.json").exists()
     assert list(rig.folder.work.iterdir()) == [] and list(rig.folder.inbox.iterdir()) == []
     assert len(_registered(rig)) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_events_only_for_arrivals_renamed_in_or_written(rig: Any) -> None:
+    """The inbox is watched (inotify) for arrivals only: not for the agent's own files leaving it (two per
+    item, each woke watchdog's threads); a sidecar renamed in from a temporary name (the convention) is still
+    taken at once, without the periodic rescan."""
+    from watchdog.observers.inotify_c import InotifyConstants
+
+    rig.folder.rescan_interval_s = 3600.0  # only the file-system events may wake the workers now
+    rig.folder.start()
+    emitters = list(rig.folder._observer.emitters)
+    assert len(emitters) == 1
+    mask = emitters[0].get_event_mask_from_filter()
+    assert not mask & (InotifyConstants.IN_MOVED_FROM | InotifyConstants.IN_DELETE | InotifyConstants.IN_OPEN)
+    assert mask & InotifyConstants.IN_MOVED_TO and mask & InotifyConstants.IN_CLOSE_WRITE
+    inbox = rig.root / "inbox"
+    (inbox / "renomme.pdf").write_bytes(pdf("renomme"))
+    tmp = inbox / ".renomme.json.tmp"
+    tmp.write_text(json.dumps(sidecar_for("CR renommé")), encoding="utf-8")
+    os.replace(tmp, inbox / "renomme.json")
+    rig.wait_for(lambda: "renomme" in rig.receipts())
+    rig.drop("second", title="CR second")  # the rig's drop: both files renamed in
+    rig.wait_for(lambda: "second" in rig.receipts())
+    assert rig.receipts()["second"]["ACK_RECEPTION_DMP"] == "Y" and list(inbox.iterdir()) == []
