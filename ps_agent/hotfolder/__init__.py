@@ -693,15 +693,16 @@ class HotFolder:
         if known is not None:
             return [(self._kept_path(key, s), s) for s in known]
         found: list[tuple[Path, str]] = []
-        seen: set[str] = set()
-        for suffix in SOURCE_SUFFIXES:  # a case-insensitive file system finds one file under several
-            if suffix.lower() in seen:
-                continue
+        seen: set[object] = set()
+        for suffix in SOURCE_SUFFIXES:  # a case-insensitive file system finds one file under several names
             p = self._kept_path(key, suffix)
             with contextlib.suppress(OSError, ValueError):
-                if stat.S_ISREG(os.stat(p).st_mode):
+                st = os.stat(p)
+                # one file: same inode; where none is given (FAT), names that differ by case only
+                ident = (st.st_dev, st.st_ino) if st.st_ino else suffix.lower()
+                if stat.S_ISREG(st.st_mode) and ident not in seen:
                     found.append((p, suffix))
-                    seen.add(suffix.lower())
+                    seen.add(ident)
         keep = self.work / key
         try:
             names = os.listdir(keep)
