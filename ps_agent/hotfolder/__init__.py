@@ -331,18 +331,29 @@ class HotFolder:
 
     def _enqueue(self, stem: str) -> bool:
         with self._cv:
-            if stem in self._pending:
-                return False
-            if stem in self._busy:
-                self._again.add(stem)
-                return False
-            self._pending[stem] = None
-            self._cv.notify()
-            return True
+            if self._enqueue_locked(stem):
+                self._cv.notify()
+                return True
+            return False
+
+    def _enqueue_locked(self, stem: str) -> bool:
+        if stem in self._pending:
+            return False
+        if stem in self._busy:
+            self._again.add(stem)
+            return False
+        self._pending[stem] = None
+        return True
 
     def scan(self) -> int:
-        """Schedule every complete item not already being handled; returns how many were scheduled."""
-        return sum(1 for stem in self._list_complete() if self._enqueue(stem))
+        """Schedule every complete item not already being handled; returns how many were scheduled. The
+        workers' lock is taken once per scan, not once per name (a rescan of a full inbox lists them all)."""
+        stems = self._list_complete()
+        with self._cv:
+            n = sum(1 for stem in stems if self._enqueue_locked(stem))
+            if n:
+                self._cv.notify(n)
+        return n
 
     # ------------------------------------------------------------------ one item
     def _sources(self, stem: str) -> list[Path]:

@@ -284,3 +284,17 @@ def test_events_only_for_arrivals_renamed_in_or_written(rig: Any) -> None:
     rig.drop("second", title="CR second")  # the rig's drop: both files renamed in
     rig.wait_for(lambda: "second" in rig.receipts())
     assert rig.receipts()["second"]["ACK_RECEPTION_DMP"] == "Y" and list(inbox.iterdir()) == []
+
+
+def test_a_scan_schedules_each_complete_item_once_in_name_order(rig: Any) -> None:
+    """One rescan takes the workers' lock once for all the names it lists; each complete item is scheduled
+    once, in name order; a name already waiting is not scheduled again, one being handled is noted again."""
+    for name in ("b2", "a1", "c3"):
+        rig.drop(name, title=f"CR {name}")
+    (rig.root / "inbox" / "seul.pdf").write_bytes(pdf("seul"))  # no sidecar: not complete
+    folder = rig.folder
+    assert folder.scan() == 3 and list(folder._pending) == ["a1", "b2", "c3"]
+    assert folder.scan() == 0 and list(folder._pending) == ["a1", "b2", "c3"]
+    del folder._pending["b2"]
+    folder._busy.add("b2")  # as a worker holding it
+    assert folder.scan() == 0 and folder._again == {"b2"}
