@@ -167,6 +167,7 @@ class HotFolder:
         self.workers = max(1, workers)
         self.rescan_interval_s = rescan_interval_s
         self._inbox_path = os.fspath(self.inbox)
+        self._work_prefix = os.path.join(os.fspath(self.work), "")
         self._inbox_str = os.path.normcase(os.path.abspath(self.inbox))
         # scheduling (one condition guards the sets below)
         self._cv = threading.Condition()
@@ -451,8 +452,9 @@ class HotFolder:
         h.update(b"\0" + sc.patient_key.encode())
         return h.hexdigest()
 
-    def _kept_path(self, key: str, suffix: str) -> Path:
-        return self.work / f"{key}{KEPT_INFIX}{suffix}"
+    def _kept_path(self, key: str, suffix: str) -> str:
+        """A string, not a ``Path``: built four times per item (pathlib's joins showed in the profile)."""
+        return f"{self._work_prefix}{key}{KEPT_INFIX}{suffix}"
 
     def _adopt_files(self, item: Item, sources: list[Path] | None = None) -> None:
         """Move the item's dropped files from the inbox to ``work/KEY.item.SUFFIX`` (idempotent; work/ is
@@ -518,11 +520,11 @@ class HotFolder:
         if stored.exists():
             cda_bytes = stored.read_bytes()
             return cda_bytes, parse_sidecar(raw, is_cda=True, cda_bytes=cda_bytes)
-        docs = [p for p, suffix in self._kept(key) if suffix.lower() in DOCUMENT_SUFFIXES]
+        docs = [(p, suffix) for p, suffix in self._kept(key) if suffix.lower() in DOCUMENT_SUFFIXES]
         if len(docs) != 1:
             return None
-        data = docs[0].read_bytes()
-        if docs[0].suffix.lower() == ".xml":
+        data = Path(docs[0][0]).read_bytes()
+        if docs[0][1].lower() == ".xml":
             return data, parse_sidecar(raw, is_cda=True, cda_bytes=data)
         sc = parse_sidecar(raw, is_cda=False)
         if self._key(data, sc) != key:
@@ -536,7 +538,7 @@ class HotFolder:
             return copy.read_bytes()
         for p, suffix in self._kept(key):
             if suffix.lower() == ".json":
-                return p.read_bytes()
+                return Path(p).read_bytes()
         return b"{}"  # a ready CDA carries its metadata; a missing sidecar means the defaults (all "N")
 
     # ------------------------------------------------------------------ the deposit
@@ -696,14 +698,14 @@ class HotFolder:
             with self._cv:
                 self._reserved.discard(token)
 
-    def _kept(self, key: str) -> list[tuple[Path, str]]:
+    def _kept(self, key: str) -> list[tuple[str, str]]:
         """The item's files kept in ``work/`` with their suffixes (none when it is gone): known for an item
         taken here, else probed (``KEY.item.SUFFIX``), else in ``work/KEY/`` (the layout of earlier
         versions)."""
         known = self._kept_suffixes.get(key)
         if known is not None:
             return [(self._kept_path(key, s), s) for s in known]
-        found: list[tuple[Path, str]] = []
+        found: list[tuple[str, str]] = []
         seen: set[object] = set()
         for suffix in SOURCE_SUFFIXES:  # a case-insensitive file system finds one file under several names
             p = self._kept_path(key, suffix)
@@ -714,26 +716,26 @@ class HotFolder:
                 if stat.S_ISREG(st.st_mode) and ident not in seen:
                     found.append((p, suffix))
                     seen.add(ident)
-        keep = self.work / key
+        keep = self._work_prefix + key
         try:
             names = os.listdir(keep)
         except (FileNotFoundError, NotADirectoryError):
             names = []
-        found += [(keep / n, os.path.splitext(n)[1]) for n in sorted(names)]
+        found += [(os.path.join(keep, n), os.path.splitext(n)[1]) for n in sorted(names)]
         return found
 
     @staticmethod
-    def _suffixes(kept: list[tuple[Path, str]]) -> tuple[str, ...]:
+    def _suffixes(kept: list[tuple[str, str]]) -> tuple[str, ...]:
         return tuple(s for _, s in kept)
 
-    def _move_kept(self, key: str, folder: Path, stem: str, kept: list[tuple[Path, str]]) -> None:
-        keep = self.work / key
+    def _move_kept(self, key: str, folder: Path, stem: str, kept: list[tuple[str, str]]) -> None:
+        keep = self._work_prefix + key
         for p, suffix in kept:
             with contextlib.suppress(FileNotFoundError):
                 move_file(p, folder / f"{stem}{suffix}")
-        if any(p.parent == keep for p, _ in kept):  # a folder of the earlier layout
+        if any(os.path.dirname(p) == keep for p, _ in kept):  # a folder of the earlier layout
             with contextlib.suppress(OSError):
-                keep.rmdir()
+                os.rmdir(keep)
         if self._legacy_work:  # the layout of earlier versions: a copy of the CDA and of the sidecar
             for extra in (self.work / f"{key}.xml", self.work / f"{key}.sidecar.json"):
                 with contextlib.suppress(FileNotFoundError):
