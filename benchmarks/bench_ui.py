@@ -264,7 +264,9 @@ def window_figures(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     services = Services(AgentConfig(env, home, deposit_retries=0))
     w = make_window(services, identity_source=InsiStandIn(), auto_pin_dialog=False, segur_notice=False)
     w.show()
-    preload_core().join()  # what `python -m ui` does once its window is painted
+    preload_core().join()  # what `python -m ui` does once its window is painted, with the other pages
+    w.build_pages_later()  # built in idle turns (MainWindow.build_pages_later)
+    wait_until(app, lambda: all(w.tabs.built(i) for i in range(w.tabs.count())), 30, "pages built")
     w.controller.use_session(services.open_session(software_credentials(test_pki, "gp")))
     app.processEvents()
     stall, took = consultation(app, w, args.latency_ms / 1000)

@@ -34,9 +34,9 @@ from ps_agent.dmp import ebrim, envelope, mtom, xades  # noqa: E402
 from ps_agent.dmp.client import CallContext, DmpClient  # noqa: E402
 from ps_agent.dmp.ebrim import DepositItem  # noqa: E402
 from ps_agent.dmp.environment import Environment  # noqa: E402
+from ps_agent.dmp.lps import LpsInfo  # noqa: E402
 from ps_agent.dmp.metadata import entry_from_cda  # noqa: E402
 from ps_agent.dmp.model import Visibility  # noqa: E402
-from ps_agent.dmp.vihf import LpsInfo  # noqa: E402
 from ps_agent.dmp.xmlns import RS, SOAP, WSA  # noqa: E402
 from sandbox import demo, pki  # noqa: E402
 from tests.e2e import docs  # noqa: E402

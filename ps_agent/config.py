@@ -19,7 +19,7 @@ from pathlib import Path
 import platformdirs
 
 from ps_agent.dmp.environment import DEFAULT_ACTIONS, ENVIRONMENTS, Environment, environment
-from ps_agent.dmp.vihf import LpsInfo
+from ps_agent.dmp.lps import LpsInfo
 from ps_agent.errors import ConfigurationError
 
 APP_NAME = "ps-agent"

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ps_agent.dmp.environment import Environment
+from ps_agent.remote_session import detect_remote_session as detect_remote_session  # re-exported
 
 # [I] Clock skew thresholds against the DMP server's HTTP Date: over 60 s a warning (time stamps and
 # search dates drift), over 5 min a failure (assertions are refused by the DMP past their tolerance).
@@ -363,28 +364,6 @@ def check_clock(options: DoctorOptions, probes: Iterable[tuple[str, Probe]]) -> 
 
 
 # ----------------------------------------------------------------------------------- workstation
-
-
-def detect_remote_session(
-    environ: Mapping[str, str], platform: str, loginctl: Callable[[], str] | None = None
-) -> str:
-    """A French description of the remote session the agent runs in, or "" when local."""
-    if platform == "win32":
-        name = environ.get("SESSIONNAME", "")
-        if name.upper().startswith("RDP-"):
-            return f"session Bureau à distance Windows ({name})"
-        if name.upper().startswith("ICA-"):
-            return f"session Citrix ({name})"
-        return ""
-    if environ.get("SSH_CONNECTION") or environ.get("SSH_CLIENT"):
-        return "connexion SSH"
-    if environ.get("XRDP_SESSION") or environ.get("XRDP_SOCKET_PATH"):
-        return "session xrdp"
-    if loginctl is not None:
-        remote = loginctl().strip().lower()
-        if remote == "yes":
-            return "session distante (loginctl)"
-    return ""
 
 
 def _loginctl_remote(environ: Mapping[str, str]) -> Callable[[], str] | None:

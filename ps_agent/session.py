@@ -1337,7 +1337,7 @@ class PatientHandle:
                 root = safe_parse(data)  # parsed once: the gate, the metadata and the XAdES digest
                 check_deposit_ready(root)  # the built-in CI-SIS rules: refuse locally what the DMP would
                 entry, md = entry_from_cda(data, self.ref, vis, doc=parse_element(root))
-                digest = tree_digest(root)  # the tree parsed from exactly these bytes
+                digest = tree_digest(root, data)  # the tree parsed from exactly these bytes
             except (CdaError, InvalidRequest) as exc:
                 code = getattr(exc, "code", None) or type(exc).__name__
                 s._audit(

@@ -10,7 +10,6 @@ file (``ps_agent.settings.load_settings``: French errors naming the key).
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +78,7 @@ def ensure_api_token(folder: Path | None = None) -> Path:
             return path
     except (FileNotFoundError, UnicodeDecodeError):
         pass
-    _write_private(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+    _write_private(path, (_new_token() + "\n").encode("ascii"))
     return path
 
 
@@ -88,8 +87,16 @@ def regenerate_api_token(folder: Path | None = None) -> Path:
     running API accepts it from its next start (it reads the file at start)."""
     path = token_path(folder)
     ensure_private_dir(path.parent)
-    _write_private(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+    _write_private(path, (_new_token() + "\n").encode("ascii"))
     return path
+
+
+def _new_token() -> str:
+    """32 random bytes, URL-safe. ``secrets`` (hmac, OpenSSL's hashlib: ≈ 8 ms) imported here, not with the
+    module: the desktop window's first-run page imports this module before its first paint."""
+    import secrets
+
+    return secrets.token_urlsafe(32)
 
 
 def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -10,7 +10,8 @@ Single instance: a second launch brings the running window forward and exits (co
 Start-up order: only what the first paint needs is imported and built before ``show()`` (the core's
 heavy modules — cryptography, httpx, signxml, pyscard, QtPdf — are imported where they are first used);
 the tray icon, the card watch, the services (``DeferredServices``: journal, queue) with the preload of the
-first session's modules, and the queue read start once the window is on screen.
+first session's modules, the queue read and the pages not shown at start (``MainWindow.build_pages_later``)
+start once the window is on screen.
 """
 
 from __future__ import annotations
@@ -253,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         window.controller.start_card_watch()
         if args.smoke:
             QTimer.singleShot(0, app.quit)
+        else:  # the other pages (built on first use), one per idle turn: their tabs then open at once
+            QTimer.singleShot(0, window.build_pages_later)
 
     if args.hidden:
         QTimer.singleShot(0, after_first_paint)

@@ -46,7 +46,6 @@ from PySide6.QtWidgets import (
 )
 
 from cda.valuesets import DMP_RUBRICS
-from ps_agent.dmp.metadata import rubric_of
 from ui import labels as L
 
 PARIS = ZoneInfo(L.DISPLAY_TZ)
@@ -110,9 +109,17 @@ def hl7_local(ts: str) -> str:
     return value.strftime("%d/%m/%Y")
 
 
+@functools.cache
+def _rubric_of() -> Any:
+    """``ps_agent.dmp.metadata.rubric_of``, imported at the first listing (not at the window's start-up)."""
+    from ps_agent.dmp.metadata import rubric_of
+
+    return rubric_of
+
+
 def rubric_safe(entry: Any) -> str:
     try:
-        return rubric_of(entry)
+        return str(_rubric_of()(entry))
     except Exception:
         return ""
 

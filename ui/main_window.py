@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -37,18 +37,7 @@ from ps_agent.auth.model import AuthMode
 from ps_agent.context import Cancelled
 from ps_agent.errors import PsAgentError
 from ui import labels as L
-from ui.batch import (
-    STATE_DONE,
-    STATE_FAILED,
-    STATE_READY,
-    STATE_SENDING,
-    STATE_WAITING,
-    BatchPage,
-    BatchRow,
-    load_authors,
-)
 from ui.controller import AgentController, who_acts
-from ui.deposit import DepositPage
 from ui.documents import (
     DocumentFilter,
     DocumentTableModel,
@@ -62,7 +51,6 @@ from ui.documents import (
 from ui.emergency import EmergencyDialog
 from ui.identity_source import DeskSource
 from ui.idle import IdleGuard
-from ui.journal_queue import JournalPage, QueuePage
 from ui.labels import CardState, IdentityStatus
 from ui.pages import PageTabs
 from ui.patient import (
@@ -76,10 +64,15 @@ from ui.patient import (
     dmp_traits_differ,
 )
 from ui.pin_dialog import PinDialog
-from ui.setup_pages import DiagnosticPage, FirstRunPage
-from ui.vaccinations import VaccinationPage
 from ui.viewer import CdaViewer
 from ui.worker import Op, OpHandle, Worker
+
+if TYPE_CHECKING:  # the pages' modules are imported when their page is first built (LAZY_PAGES)
+    from ui.batch import BatchPage, BatchRow
+    from ui.deposit import DepositPage
+    from ui.journal_queue import JournalPage, QueuePage
+    from ui.setup_pages import DiagnosticPage, FirstRunPage
+    from ui.vaccinations import VaccinationPage
 
 log = logging.getLogger(__name__)
 APP_TITLE = "ps-agent — DMP"
@@ -211,7 +204,20 @@ class Header(QFrame):
         self.pin_btn.setVisible(state is CardState.PIN_NEEDED)
 
 
+# The pages built on first use (ui/pages.py), in their tabs' order after « Patient »: name, tab title.
+LAZY_PAGES = (
+    ("deposit", "Dépôt"),
+    ("vaccination", "Vaccinations"),
+    ("journal", "Journal"),
+    ("queue", "File d'envoi"),
+    ("batch", "Dépôt par lot"),
+    ("diagnostic", "Diagnostic"),
+    ("setup", "Configuration"),
+)
+
+
 class MainWindow(QMainWindow):
+    queue_listed = Signal()  # the queue page's list was (re)filled (the tray follows it)
     patient_opened = Signal(object)  # OpenPatient
     documents_listed = Signal(object)  # DocumentList
     document_shown = Signal(object)  # DocumentEntry
@@ -342,18 +348,13 @@ class MainWindow(QMainWindow):
         pl.addWidget(self.docs_area, 1)
         self.docs_area.hide()
         self.tabs.addTab(self.patient_page, "Patient")
-        self.deposit_page = DepositPage()
-        self.tabs.addTab(self.deposit_page, "Dépôt")
-        self.vaccination_page = VaccinationPage()
-        self.tabs.addTab(self.vaccination_page, "Vaccinations")
-        self.journal_page = JournalPage()
-        self.tabs.addTab(self.journal_page, "Journal")
-        self.queue_page = QueuePage()
-        self.tabs.addTab(self.queue_page, "File d'envoi")
-        self.batch_page = BatchPage()
-        self.tabs.addTab(self.batch_page, "Dépôt par lot")
+        # The other pages are built on first use (ui/pages.py: when their tab is first shown or the window
+        # first needs them; ``build_pages_later`` builds them in the event loop's idle turns once painted).
+        self._page_index: dict[str, int] = {}
+        for name, label in LAZY_PAGES:
+            self._page_index[name] = self.tabs.addLazyTab(partial(self._build_page, name), label)
         services = controller.services
-        run_bg = controller.services_worker.run
+        self._config_folder = config_folder
 
         def doctor_options() -> Any:
             from ps_agent.doctor import DoctorOptions
@@ -361,19 +362,18 @@ class MainWindow(QMainWindow):
             return DoctorOptions(environment=services.config.environment, home=Path(services.config.home))
 
         self.doctor_options = doctor_options
-        self.diagnostic_page = DiagnosticPage(run_bg, doctor_options)
-        self.tabs.addTab(self.diagnostic_page, "Diagnostic")
-        self.setup_page = FirstRunPage(run_bg, config_folder)
-        self.tabs.addTab(self.setup_page, "Configuration")
         self.first_run = first_run
         self.idle_guard = IdleGuard(controller, clock=idle_clock or time.monotonic, parent=self)
-        self.setup_page.saved.connect(lambda *_: self.apply_settings(self.setup_page.base))
+        from ui.app import FirstPaint
+
+        FirstPaint(self, self.idle_guard.watch)  # the input watch once painted (ui/idle.py)
+        self._settings: Any = None  # the settings file read at start (the Configuration page edits it)
+        self._settings_error = ""
+        self._clock_check: Any = None  # the workstation clock's check, once done (show_clock)
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
             self.tabs.setCurrentWidget(self.setup_page)
             # the detection (readers, PKCS#11 module: PyKCS11, httpx) starts once the window is painted
-            from ui.app import FirstPaint
-
             FirstPaint(self, self.setup_page.detect)
         # status bar: what runs, progress, cancel
         self.busy_label = QLabel("")
@@ -427,16 +427,6 @@ class MainWindow(QMainWindow):
         self.doc_table.customContextMenuRequested.connect(self._doc_menu)
         self.filters.archived.toggled.connect(lambda _c: self.list_documents())
         self.filters.old_versions.toggled.connect(lambda _c: self.list_documents())
-        self.deposit_page.send_requested.connect(self.deposit)
-        self.batch_page.send_requested.connect(self.send_batch)
-        self.journal_page.export_requested.connect(self.export_journal)
-        self.vaccination_page.refresh_requested.connect(self.read_vaccinations)
-        self.vaccination_page.record_requested.connect(self.record_vaccination)
-        self.journal_page.refresh_requested.connect(self.refresh_journal)
-        self.journal_page.verify_requested.connect(self.verify_journal)
-        self.queue_page.refresh_requested.connect(self.refresh_queue)
-        self.queue_page.resend_requested.connect(self.resend_queue)
-        self.queue_page.hand_back_requested.connect(self.hand_back)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.cancel_btn.clicked.connect(self.cancel_current)
         QShortcut(QKeySequence("Escape"), self, self.cancel_current)
@@ -447,6 +437,130 @@ class MainWindow(QMainWindow):
 
         if not isinstance(controller.services, DeferredServices):  # that one: `main` once painted
             self.refresh_queue()  # the tray shows the queue from the start, session or not
+
+    # ------------------------------------------------------------------ pages built on first use
+    def _lazy_page(self, name: str) -> Any:
+        return self.tabs.page(self._page_index[name])
+
+    def _page_built(self, name: str) -> bool:
+        return self.tabs.built(self._page_index[name])
+
+    @property
+    def deposit_page(self) -> DepositPage:
+        return self._lazy_page("deposit")  # type: ignore[no-any-return]
+
+    @property
+    def vaccination_page(self) -> VaccinationPage:
+        return self._lazy_page("vaccination")  # type: ignore[no-any-return]
+
+    @property
+    def journal_page(self) -> JournalPage:
+        return self._lazy_page("journal")  # type: ignore[no-any-return]
+
+    @property
+    def queue_page(self) -> QueuePage:
+        return self._lazy_page("queue")  # type: ignore[no-any-return]
+
+    @property
+    def batch_page(self) -> BatchPage:
+        return self._lazy_page("batch")  # type: ignore[no-any-return]
+
+    @property
+    def diagnostic_page(self) -> DiagnosticPage:
+        return self._lazy_page("diagnostic")  # type: ignore[no-any-return]
+
+    @property
+    def setup_page(self) -> FirstRunPage:
+        return self._lazy_page("setup")  # type: ignore[no-any-return]
+
+    def _build_page(self, name: str) -> QWidget:
+        """Build, wire and bring up to date the page ``name`` of ``LAZY_PAGES`` (``PageTabs`` calls it
+        once): what the window had pushed to it meanwhile is pushed now (session, patient, settings)."""
+        session = self.controller.session
+        page: QWidget
+        if name == "deposit":
+            from ui.deposit import DepositPage
+
+            deposit = DepositPage()
+            deposit.send_requested.connect(self.deposit)
+            if session is not None:
+                deposit.set_authors(self._session_authors(session)[0])
+            page = deposit
+        elif name == "vaccination":
+            from ui.vaccinations import VaccinationPage
+
+            vaccination = VaccinationPage()
+            vaccination.refresh_requested.connect(self.read_vaccinations)
+            vaccination.record_requested.connect(self.record_vaccination)
+            if session is not None:
+                vaccination.set_professional(who_acts(session.identity))
+            page = vaccination
+        elif name == "journal":
+            from ui.journal_queue import JournalPage
+
+            journal = JournalPage()
+            journal.export_requested.connect(self.export_journal)
+            journal.refresh_requested.connect(self.refresh_journal)
+            journal.verify_requested.connect(self.verify_journal)
+            page = journal
+        elif name == "queue":
+            from ui.journal_queue import QueuePage
+
+            queue = QueuePage()
+            queue.refresh_requested.connect(self.refresh_queue)
+            queue.resend_requested.connect(self.resend_queue)
+            queue.hand_back_requested.connect(self.hand_back)
+            queue.model.modelReset.connect(self.queue_listed)
+            page = queue
+        elif name == "batch":
+            from ui.batch import BatchPage
+
+            batch = BatchPage()
+            batch.send_requested.connect(self.send_batch)
+            if session is not None:
+                batch.set_authors(*self._session_authors(session))
+            page = batch
+        elif name == "diagnostic":
+            from ui.setup_pages import DiagnosticPage
+
+            page = DiagnosticPage(self.controller.services_worker.run, self.doctor_options)
+        elif name == "setup":
+            from ui.setup_pages import FirstRunPage
+
+            setup = FirstRunPage(self.controller.services_worker.run, self._config_folder)
+            setup.saved.connect(lambda *_: self.apply_settings(setup.base))
+            try:
+                if self._settings is not None:
+                    setup.load(self._settings)
+            except (PsAgentError, OSError) as exc:
+                self._settings_error = f"Réglages actuels illisibles : {error_text(exc)}"
+            if self._settings_error:
+                setup.result.setText(self._settings_error)
+            if self._clock_check is not None:
+                setup.show_clock(self._clock_check)
+            page = setup
+        else:  # pragma: no cover - LAZY_PAGES names only
+            raise ValueError(name)
+        self._update_pages((name, page))  # up to date with the open patient (none: the pages' first state)
+        return page
+
+    def build_pages_later(self) -> None:
+        """Build the pages not built yet, one per turn of the event loop (``main``, once painted): a tab
+        then opens at once, and the window never stops answering for more than one page's build."""
+        for name, _label in LAZY_PAGES:
+            if not self._page_built(name):
+                self._lazy_page(name)
+                QTimer.singleShot(0, self.build_pages_later)
+                return
+
+    def _session_authors(self, session: Any) -> tuple[Any, Any]:
+        """The authors a deposit may name in this session: None in card mode (the card's holder); in
+        AIR mode the doctors of ``batch.AUTHORS_FILE`` (and the errors of that list)."""
+        if session.mode is AuthMode.DIRECTE:
+            return None, ()
+        from ui.batch import load_authors
+
+        return load_authors(Path(session.services.config.home))
 
     # ------------------------------------------------------------------ plumbing
     def _watch_worker(self, worker: Worker) -> None:
@@ -510,15 +624,17 @@ class MainWindow(QMainWindow):
         self.header.show_state(self.controller)
         self.c15_btn.setVisible(False)
         self.say(f"Session ouverte : {who_acts(session.identity)}")
-        self.vaccination_page.set_professional(who_acts(session.identity))
-        self.batch_page.forget_patients()  # the previous session's DMP handles are not offered
-        if session.mode is AuthMode.DIRECTE:
-            self.batch_page.set_authors(None)
-            self.deposit_page.set_authors(None)
-        else:  # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE)
-            authors, errors = load_authors(Path(session.services.config.home))
-            self.batch_page.set_authors(authors, errors)
-            self.deposit_page.set_authors(authors)
+        # pages not built yet get all this when they are (_build_page)
+        if self._page_built("vaccination"):
+            self.vaccination_page.set_professional(who_acts(session.identity))
+        if self._page_built("batch") or self._page_built("deposit"):
+            # AIR: the doctor she deposits for, from the list (batch.AUTHORS_FILE); card mode: None
+            authors, errors = self._session_authors(session)
+            if self._page_built("batch"):
+                self.batch_page.forget_patients()  # the previous session's DMP handles are not offered
+                self.batch_page.set_authors(authors, errors)
+            if self._page_built("deposit"):
+                self.deposit_page.set_authors(authors)
         self.refresh_queue()
         from ui.tray import card_expiry, expiry_warning, now_utc
 
@@ -653,10 +769,10 @@ class MainWindow(QMainWindow):
         try:
             path = settings_path(folder)
             if path.is_file():
-                self.setup_page.load(load_settings(path, check_files=False))
-                self.apply_settings(self.setup_page.base)
+                self._settings = load_settings(path, check_files=False)
+                self.apply_settings(self._settings)
         except (PsAgentError, OSError) as exc:
-            self.setup_page.result.setText(f"Réglages actuels illisibles : {error_text(exc)}")
+            self._settings_error = f"Réglages actuels illisibles : {error_text(exc)}"
 
     def apply_settings(self, settings: Any) -> None:
         """What the window itself follows of the settings: the idle time of the session (its own input
@@ -929,10 +1045,6 @@ class MainWindow(QMainWindow):
         session = self.controller.session
         regulator = bool(session is not None and session.identity.is_regulator)
         self.identity_bar.show_identity(p.identity if p else None, secret=bool(p and p.secret_connection))
-        self.deposit_page.set_secret_connection(bool(p and p.secret_connection))
-        self.deposit_page.set_minor(bool(p and p.identity.is_minor()))
-        self.batch_page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
-        self.journal_page.set_open_patient(p.identity.ins if p is not None else "")
         self.filters.set_medecin_traitant(bool(p and p.status and p.status.is_medecin_traitant))
         self.open_form.setVisible(p is None)
         self.docs_area.setVisible(p is not None)
@@ -944,10 +1056,8 @@ class MainWindow(QMainWindow):
             self.bdg_btn.hide()
             self.c15_btn.hide()
             self.setWindowTitle(APP_TITLE)
-            self.deposit_page.set_blocked("Ouvrez d'abord le dossier d'un patient.")
-            if self.deposit_page.replacing is not None:  # a new version belongs to the closed record
-                self.deposit_page.set_replacing(None)
             self.tabs.setTabVisible(1, True)
+            self._update_pages()
             return
         reason = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
         locked = self.consultation_locked()
@@ -972,14 +1082,45 @@ class MainWindow(QMainWindow):
         self.bdg_btn.setVisible(usable and not emergency and not p.status.authorised and not regulator)
         self.c15_btn.setVisible(usable and not emergency and regulator)  # 4.3: regulators only
         self.tabs.setTabVisible(1, not p.read_only)  # centre 15: consultation only
-        block = reason
+        self._update_pages()
+
+    def _deposit_block(self) -> str:
+        """Why a deposit is impossible now (in French), "" when it is possible."""
+        p = self.patient
+        if p is None:
+            return "Ouvrez d'abord le dossier d'un patient."
+        block = "" if p.identity.qualified else L.NOT_QUALIFIED_REASON
         if not block and p.status is not None:
             kind = self.dmp_banner.kind
             if kind in ("none", "closed", "opposed"):
                 block = self.dmp_banner.text.text().replace("<b>", "").replace("</b>", "")
         if not block and self.clock_block:
             block = self.clock_block  # 1.4: a gross clock skew blocks deposits
-        self.deposit_page.set_blocked(block)
+        return block
+
+    def _update_pages(self, new: tuple[str, Any] | None = None) -> None:
+        """What the deposit, batch and journal pages show of the open patient: the pages built so far, or
+        only ``new`` (name, page: a page being built, ``_build_page``)."""
+        p = self.patient
+
+        def target(name: str) -> Any:
+            if new is None:
+                return self._lazy_page(name) if self._page_built(name) else None
+            return new[1] if new[0] == name else None
+
+        page = target("deposit")
+        if page is not None:
+            page.set_secret_connection(bool(p and p.secret_connection))
+            page.set_minor(bool(p and p.identity.is_minor()))
+            page.set_blocked(self._deposit_block())
+            if p is None and page.replacing is not None:  # a new version belongs to the closed record
+                page.set_replacing(None)
+        page = target("batch")
+        if page is not None:
+            page.set_patient(p if p is not None and p.identity.qualified and not p.read_only else None)
+        page = target("journal")
+        if page is not None:
+            page.set_open_patient(p.identity.ins if p is not None else "")
 
     # ------------------------------------------------------------------ documents
     def list_documents(self) -> None:
@@ -1169,6 +1310,8 @@ class MainWindow(QMainWindow):
     def send_batch(self, rows: list[int]) -> None:
         """Send the batch's rows one after the other (one operation per file on the session's worker:
         the table and the progress bar follow each file; a failure stays in the table to fix)."""
+        from ui.batch import STATE_DONE, STATE_FAILED, STATE_READY, STATE_SENDING, STATE_WAITING
+
         session = self.controller.session
         page = self.batch_page
         if session is None:
@@ -1314,7 +1457,9 @@ class MainWindow(QMainWindow):
         check fails) also blocks deposits with the fix."""
         from ui.setup_pages import clock_skewed
 
-        self.setup_page.show_clock(check)
+        self._clock_check = check
+        if self._page_built("setup"):  # else the page shows it when built
+            self.setup_page.show_clock(check)
         skewed = clock_skewed(check)
         text = f"⚠ {check.label_fr} ({check.detail})" + ("" if check.ok else L.CLOCK_DEPOSITS_BLOCKED)
         self.clock_warning.setText(text if skewed else "")
@@ -1325,9 +1470,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ journal and queue
     def _tab_changed(self, index: int) -> None:
-        if self.tabs.widget(index) is self.journal_page:
+        if index == self._page_index["journal"]:
             self.refresh_journal()
-        elif self.tabs.widget(index) is self.queue_page:
+        elif index == self._page_index["queue"]:
             self.refresh_queue()
 
     def show_record_access(self) -> None:
@@ -1405,7 +1550,9 @@ class MainWindow(QMainWindow):
     def refresh_queue(self) -> None:
         services = self.controller.services
         op = Op(self, lambda _c: services.queue_entries(), label="Lecture de la file d'envoi")
-        self.controller.services_worker.run(op.success(self.queue_page.show_entries).failure(self._failed))
+        # the queue page (built on first use) is built when the entries arrive
+        listed = lambda entries: self.queue_page.show_entries(entries)  # noqa: E731
+        self.controller.services_worker.run(op.success(listed).failure(self._failed))
 
     def resend_queue(self) -> None:
         session = self.controller.session

@@ -91,7 +91,7 @@ def expiry_warning(not_after: dt.datetime | None, now: dt.datetime) -> str:
 def remote_session_note(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str:
     """1.7: « Bureau à distance détecté (…) : … » when the agent runs in a remote session, else "". From
     the environment only (the Diagnostic page also asks loginctl, a subprocess kept off the GUI thread)."""
-    from ps_agent.doctor import detect_remote_session
+    from ps_agent.remote_session import detect_remote_session
 
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
@@ -137,7 +137,7 @@ class Tray(QSystemTrayIcon):
         self.controller.session_opened.connect(self.check_expiry)
         self.controller.session_ended.connect(self._session_ended)
         self.controller.bridge.queue_changed.connect(self._queue_changed)
-        window.queue_page.model.modelReset.connect(self._queue_listed)
+        window.queue_listed.connect(self._queue_listed)  # the queue page is built on first use
         window.patient_opened.connect(lambda _p: self.refresh())
         window.message.connect(lambda _m: self.refresh())
         self.rebuild()

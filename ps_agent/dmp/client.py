@@ -33,6 +33,7 @@ from ps_agent.dmp.errors import (
     french_message,
 )
 from ps_agent.dmp.hl7 import DmpStatus
+from ps_agent.dmp.lps import LpsInfo
 from ps_agent.dmp.model import (
     CS_CONFIDENTIALITY_DMP,
     CS_CONFIDENTIALITY_HL7,
@@ -48,7 +49,7 @@ from ps_agent.dmp.model import (
     Visibility,
 )
 from ps_agent.dmp.transport import post_bounded
-from ps_agent.dmp.vihf import LpsInfo, Purpose
+from ps_agent.dmp.vihf import Purpose
 from ps_agent.dmp.xmlns import HABILITATIONS, PATIENTS_SPECIFIC, QUERY, RS, XDSB, XOP, q
 from ps_agent.errors import AuthError
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from ps_agent.dmp.errors import Hl7Refusal, ProtocolError, french_message
+from ps_agent.dmp.lps import LpsInfo
 from ps_agent.dmp.model import PatientId
-from ps_agent.dmp.vihf import LpsInfo
 from ps_agent.dmp.xmlns import HL7, q
 
 DMP_DEVICE = "1.2.250.1.213.4.1.1.1"

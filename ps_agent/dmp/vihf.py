@@ -23,6 +23,7 @@ from lxml import etree
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity, Signer
 from ps_agent.dmp import xmltext
 from ps_agent.dmp.errors import ProtocolError
+from ps_agent.dmp.lps import LpsInfo as LpsInfo  # re-exported: its historical place
 from ps_agent.dmp.model import PatientId
 from ps_agent.dmp.xmlns import DS, HL7, SAML2, XS, XSI, q
 
@@ -55,17 +56,6 @@ PURPOSE_DISPLAY = {
     Purpose.BRIS_DE_GLACE: "Accès en mode bris de glace",
     Purpose.CENTRE_15: "Accès en mode centre de régulation",
 }
-
-
-@dataclass(frozen=True)
-class LpsInfo:
-    """The software's identity as declared to the DMP (configuration, ``ps_agent.config``)."""
-
-    name: str
-    version: str
-    homologation_id: str
-    lps_id: str = ""
-    oid: str = ""  # root OID for sourceId and generated uniqueIds
 
 
 @dataclass(frozen=True)

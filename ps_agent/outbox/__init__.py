@@ -22,17 +22,19 @@ that outcome and never sends it again. If the process ends first, the claim is t
 and the resend resolves as "already registered".
 
 Documents: each document's bytes are a file of the folder ``<queue file>-documents`` (``_documents``),
-written and flushed before the row naming it (file name + SHA-1) is committed, removed after the row
-stopped naming it was committed. At open, files no row names (a crash between the two steps) are removed,
-under the write lock; a row whose file is missing or altered is reported (``DocumentMissing``: that entry
-only, the others go on). A queue file of a former version (documents inside SQLite) has its documents
-moved to files at open, in one transaction.
+written and flushed before the row naming it (file name + SHA-1) is committed, removed (or emptied and
+kept as a spare) after the row stopped naming it was committed. At open, files no row names (a crash
+between the two steps) are removed, under the write lock; a row whose file is missing or altered is
+reported (``DocumentMissing``: that entry only, the others go on). A queue file of a former version
+(documents inside SQLite) has its documents moved to files at open, in one transaction.
 
 Why files (measured, benchmarks/bench_queue.py and the same calls of the former queue interleaved on the
 same disk): the former queue wrote the ≈ 270 KB into the WAL, copied it at checkpoint, then had SQLite's
 ``secure_delete`` (on in Debian's build) overwrite it with zeros through the WAL again at the purge, and
 the WAL kept the document's frames, readable in the ``-wal`` file, until later deposits overwrote them.
-A file is written once, never enters the WAL, and is gone from the file system at the purge.
+A file is written once, never enters the WAL, and is gone from the file system at the purge (emptied,
+and kept by the instance as a spare file for its next document: a creation costs more than the write,
+see ``_documents``).
 
 Files: the queue file and the document files are 0600 in 0700 folders, whoever created them (full CDA
 and INS inside).
@@ -50,10 +52,11 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
@@ -222,11 +225,48 @@ _COLUMNS = (
 )
 _SELECT_ROW = f"SELECT {_COLUMNS}, document_files FROM queue_entry WHERE id = ?"  # noqa: S608
 DOCUMENTS_SUFFIX = "-documents"  # the documents' folder: ``<queue file name>-documents`` beside it
+# Emptied document files an instance keeps for its next documents (``_documents``: "Spare files"): as many
+# as deposits usually overlap in one process (the hot folder's workers), so that each finds one.
+SPARE_FILES = 8
 
 
 # Outcomes kept in memory that are written only if this instance still holds the claim (``registered``
 # is a fact about the DMP: written whoever holds the row).
 _OWNED_OUTCOMES = frozenset({EntryState.WAITING.value, EntryState.REFUSED.value})
+
+
+def _not_found(entry_id: str) -> EntryNotFound:
+    return EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
+
+
+def _entry_of(r: Sequence[Any], docs: tuple[bytes, ...], sha1s: tuple[str, ...]) -> QueuedDeposit:
+    """An entry from a row of ``_COLUMNS`` (then ``document_files``)."""
+    vis = json.loads(r[5])
+    return QueuedDeposit(
+        id=r[0],
+        patient_ins=r[1],
+        patient_oid=r[2],
+        ins_status=r[3],
+        document_uids=tuple(json.loads(r[4])),
+        documents=docs,
+        visibility=(bool(vis[0]), bool(vis[1]), bool(vis[2])),
+        replaces=tuple(json.loads(r[6])),
+        replaces_entry_uuids=tuple(json.loads(r[7])),
+        titles=tuple(json.loads(r[8])),
+        actor_id_nat=r[9],
+        on_behalf_of=r[10],
+        created=r[11],
+        updated=r[12],
+        state=EntryState(r[13]),
+        reason_fr=r[14],
+        reason_code=r[15],
+        attempts=r[16],
+        next_try=r[17],
+        owner=r[18],
+        lease_until=r[19],
+        journaled=bool(r[20]),
+        document_sha1=sha1s,
+    )
 
 
 def _now_iso() -> str:
@@ -259,6 +299,9 @@ class DepositQueue:
         self._private_after_write = False
         # outcomes a full disk kept from being written: entry id → [(column values, purge)], in order
         self._deferred: dict[str, list[tuple[dict[str, object], bool]]] = {}
+        # emptied document files of purged rows, this instance's own (``_documents``: "Spare files")
+        self._spares: list[str] = []
+        self._spare_lock = threading.Lock()
         try:
             ensure_private_dir(self.path.parent)
             ensure_private_dir(self.documents_dir)
@@ -376,6 +419,18 @@ class DepositQueue:
             with contextlib.suppress(OutboxError):
                 self.flush_deferred()
             self._con.close()
+        with self._spare_lock:
+            spares, self._spares = self._spares, []
+        _documents.remove(self.documents_dir, spares)
+
+    def _take_spare(self) -> str | None:
+        with self._spare_lock:
+            return self._spares.pop() if self._spares else None
+
+    def _retire(self, names: Iterable[str]) -> None:
+        """Files the committed rows no longer name: kept as spares (emptied) or removed."""
+        with self._spare_lock:
+            _documents.recycle(self.documents_dir, names, self._spares, SPARE_FILES)
 
     # ------------------------------------------------------------------ outcomes kept in memory
     @property
@@ -400,6 +455,7 @@ class DepositQueue:
                 entry_id = next(iter(self._deferred))
                 changes = self._deferred[entry_id]
                 gone: list[str] = []
+                last: QueuedDeposit | None = None
                 try:
                     with self._tx() as con:
                         for sets, purge in changes:
@@ -409,11 +465,12 @@ class DepositQueue:
                                 cur = self._row(con, entry_id, with_documents=False)
                                 if cur.state is not EntryState.SENDING or cur.owner != self.owner:
                                     continue
-                            gone.extend(self._write(con, entry_id, sets, purge))
-                        entry = self._row(con, entry_id, with_documents=False)
+                            written_files, last = self._write(con, entry_id, sets, purge)
+                            gone.extend(written_files)
+                        entry = last if last is not None else self._row(con, entry_id, with_documents=False)
                 except sqlite3.Error as exc:
                     raise self._error(exc, "mise à jour") from exc
-                _documents.remove(self.documents_dir, gone)  # the committed row no longer names them
+                self._retire(gone)  # the committed row no longer names them
                 del self._deferred[entry_id]
                 written.append(entry)
 
@@ -425,17 +482,23 @@ class DepositQueue:
     @staticmethod
     def _write(
         con: sqlite3.Connection, entry_id: str, sets: dict[str, object], purge: bool
-    ) -> tuple[str, ...]:
-        """One row update; with ``purge`` the row stops naming its document files: their names are
-        returned, to be removed once the transaction is committed (never before)."""
+    ) -> tuple[tuple[str, ...], QueuedDeposit]:
+        """One row update; returns (names, the row as updated, without documents: the UPDATE's RETURNING,
+        not read again). With ``purge`` the row stops naming its document files: their names are returned,
+        to be removed once the transaction is committed (never before). ``EntryNotFound`` without a row."""
         gone: tuple[str, ...] = ()
         if purge:
             row = con.execute("SELECT document_files FROM queue_entry WHERE id=?", (entry_id,)).fetchone()
             gone = tuple(json.loads(row[0])) if row else ()
             sets = {**sets, "document_files": "[]"}
         cols = ", ".join(f"{k}=?" for k in sets)
-        con.execute(f"UPDATE queue_entry SET {cols} WHERE id=?", (*sets.values(), entry_id))  # noqa: S608
-        return gone
+        rows = con.execute(
+            f"UPDATE queue_entry SET {cols} WHERE id=? RETURNING {_COLUMNS}, document_files",  # noqa: S608
+            (*sets.values(), entry_id),
+        ).fetchall()
+        if not rows:
+            raise _not_found(entry_id)
+        return gone, _entry_of(rows[0], (), tuple(json.loads(rows[0][21] or "[]")))
 
     def _overlay(self, entry: QueuedDeposit) -> QueuedDeposit:
         """The entry as this instance knows it: with the outcomes kept in memory applied."""
@@ -491,9 +554,8 @@ class DepositQueue:
     def _row(self, con: sqlite3.Connection, entry_id: str, *, with_documents: bool = True) -> QueuedDeposit:
         r = con.execute(_SELECT_ROW, (entry_id,)).fetchone()
         if r is None:
-            raise EntryNotFound(f"Aucun envoi « {entry_id} » dans la file d'envoi.", code="NOT_FOUND")
+            raise _not_found(entry_id)
         docs: tuple[bytes, ...] = ()
-        vis = json.loads(r[5])
         sha1s = tuple(json.loads(r[21] or "[]"))
         if with_documents and r[22] != "[]":
             try:
@@ -507,31 +569,7 @@ class DepositQueue:
                 if (again.fetchone() or ("[]",))[0] == r[22]:
                     raise
                 return self._row(con, entry_id, with_documents=with_documents)
-        return QueuedDeposit(
-            id=r[0],
-            patient_ins=r[1],
-            patient_oid=r[2],
-            ins_status=r[3],
-            document_uids=tuple(json.loads(r[4])),
-            documents=docs,
-            visibility=(bool(vis[0]), bool(vis[1]), bool(vis[2])),
-            replaces=tuple(json.loads(r[6])),
-            replaces_entry_uuids=tuple(json.loads(r[7])),
-            titles=tuple(json.loads(r[8])),
-            actor_id_nat=r[9],
-            on_behalf_of=r[10],
-            created=r[11],
-            updated=r[12],
-            state=EntryState(r[13]),
-            reason_fr=r[14],
-            reason_code=r[15],
-            attempts=r[16],
-            next_try=r[17],
-            owner=r[18],
-            lease_until=r[19],
-            journaled=bool(r[20]),
-            document_sha1=sha1s,
-        )
+        return _entry_of(r, docs, sha1s)
 
     def _changed(self, entry: QueuedDeposit) -> QueuedDeposit:
         if self.on_change is not None:
@@ -587,14 +625,15 @@ class DepositQueue:
         names: tuple[str, ...] = ()
         committing = False
         try:
-            names = _documents.write_all(self.documents_dir, entry.documents)  # outside the lock
+            # outside the lock; into this instance's spare files when it has some
+            names = _documents.write_all(self.documents_dir, entry.documents, self._take_spare)
             with self._lock:
                 try:
                     self._con.execute("BEGIN IMMEDIATE")
                     if not all(os.path.exists(self.documents_dir / n) for n in names):
                         _documents.remove(self.documents_dir, names)  # an open's clean-up took some
                         names = ()
-                        names = _documents.write_all(self.documents_dir, entry.documents)
+                        names = _documents.write_all(self.documents_dir, entry.documents, self._take_spare)
                     self._con.execute(
                         f"INSERT INTO queue_entry ({_COLUMNS}, document_files) "  # noqa: S608
                         f"VALUES ({','.join('?' * 23)})",
@@ -692,7 +731,7 @@ class DepositQueue:
         with self._lock:
             entry = self._transition_locked(entry_id, sets, purge, defer, with_documents and not purge, gone)
         # after the lock: the committed row no longer names them (one left by a crash is removed at open)
-        _documents.remove(self.documents_dir, gone)
+        self._retire(gone)
         return self._changed(entry)
 
     def _transition_locked(
@@ -710,8 +749,7 @@ class DepositQueue:
         if entry_id not in self._deferred:
             try:
                 with self._tx() as con:
-                    written = self._write(con, entry_id, sets, purge)
-                    entry = self._row(con, entry_id, with_documents=False)
+                    written, entry = self._write(con, entry_id, sets, purge)
             except sqlite3.Error as exc:
                 if not defer:
                     raise self._error(exc, "mise à jour") from exc

@@ -93,7 +93,8 @@ def test_tree_digest_matches_xmllint_and_xmlsec1(
     before = etree.tostring(root.getroottree(), method="c14n", with_comments=True)
     expected = hashlib.sha256(_xmllint_c14n(content, tmp_path)).digest()
     assert xmlsec1_reference[name] == expected  # the two outside references agree
-    assert xades.tree_digest(root) == expected
+    assert xades.tree_digest(root) == expected  # the copy by deepcopy
+    assert xades.tree_digest(root, content) == expected  # the copy parsed from the spliced bytes
     assert xades.document_digest(content) == expected
     assert hashlib.sha256(xades.document_c14n(content)).digest() == expected
     # the tree handed in is left exactly as it was (the deposit goes on reading it)
@@ -117,6 +118,38 @@ def test_the_splice_is_taken_for_a_level1_document_and_not_for_escaped_text(
     calls.clear()
     xades.tree_digest(safe_parse(DOCS["gt_literal"]))
     assert calls and calls[-1] > LIMIT  # "&gt;" to write: left to libxml2
+
+
+@pytest.mark.parametrize(
+    ("name", "spliced"),
+    [("level1", True), ("non_ascii_utf8", True), ("namespaces_attributes", True), ("mixed_and_tails", False),
+     ("level1_crlf", False), ("iso_8859_1", False), ("cdata", False)],
+)  # fmt: skip
+def test_the_bytes_are_spliced_when_each_long_text_is_verbatim_in_them(
+    name: str, spliced: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the bytes, the copy is their parse with each long text replaced (no deep copy of the tree)
+    when every long text is found verbatim (UTF-8); CRLF line ends, another encoding, a CDATA section or
+    the same text as an earlier tail (found first) fall back to the deep copy (the digest is the same
+    either way: the test above)."""
+    copies: list[object] = []
+    real = xades.copy.deepcopy
+    monkeypatch.setattr(xades.copy, "deepcopy", lambda x: (copies.append(x), real(x))[1])
+    content = DOCS[name]
+    root = safe_parse(content)
+    expected = hashlib.sha256(etree.tostring(root.getroottree(), method="c14n", with_comments=True)).digest()
+    assert xades.tree_digest(root, content) == expected
+    assert (copies == []) is spliced
+
+
+def test_a_text_found_elsewhere_first_is_not_taken_for_the_element_text() -> None:
+    """The long text also sits, verbatim, in an attribute and a comment before the element: the splice is
+    refused (the copy's element does not hold the marker) and the digest is still the document's."""
+    doc = f'<a x="{B64}"><!--{B64}--><b>{B64}</b></a>'.encode()
+    root = safe_parse(doc)
+    expected = hashlib.sha256(etree.tostring(root.getroottree(), method="c14n", with_comments=True)).digest()
+    assert xades._spliced_copy(root, doc, [(root[1], B64)], ["c14n-splice-x"]) is None
+    assert xades.tree_digest(root, doc) == expected
 
 
 def test_signature_uses_a_given_digest_and_computes_a_missing_one(signer: object) -> None:

@@ -86,7 +86,7 @@ q.add("2.25.7", ("279037505612309", "1.2.250.1.213.1.4.10", "QUAL"), ("2.25.7.9"
       (False, False, False), ("",), claim=True)
 def die(*args):
     os._exit(9)
-_documents.remove = die
+_documents.recycle = die
 q.mark_registered("2.25.7")
 """
 )
@@ -138,8 +138,8 @@ def test_files_removed_by_another_open_before_the_lock_are_written_again(tmp_pat
     real_write_all = _documents.write_all
     opened: list[int] = []
 
-    def write_all(folder: Path, documents):  # type: ignore[no-untyped-def]
-        names = real_write_all(folder, documents)
+    def write_all(folder: Path, documents, *spare):  # type: ignore[no-untyped-def]
+        names = real_write_all(folder, documents, *spare)
         if not opened:  # the first write only: another open's clean-up runs right after it
             opened.append(1)
             DepositQueue(path).close()
@@ -317,6 +317,9 @@ def test_a_former_version_queue_keeps_its_documents_moved_to_files(tmp_path: Pat
     claimed = again.claim("2.25.1")
     assert claimed is not None and claimed.documents == (DOC + b"1", DOC + b"1b")
     again.mark_registered("2.25.1")
+    # its two files are emptied (this instance's spares) and removed when it closes
+    assert sorted((again.documents_dir / n).stat().st_size for n in files(again)) == [0, 0, len(DOC) + 1]
+    again.close()
     assert len(files(again)) == 1
 
 
@@ -344,3 +347,45 @@ def test_killed_while_moving_a_former_version_documents_loses_nothing(tmp_path: 
         DOC + b"2",
     )
     assert len(files(q)) == 3  # the first attempt's files are gone, only the rows' own remain
+
+
+def test_a_purged_file_is_emptied_and_written_again_for_the_next_one(tmp_path: Path, monkeypatch) -> None:
+    """Spare files: the purge empties the registered document's file (its bytes are gone at once) and the
+    same instance writes its next document into it, flushed, without creating a file nor flushing the
+    folder; a spare another open removed meanwhile is created again; closing removes the spares; another
+    instance never writes into them."""
+    from ps_agent.outbox import _documents
+
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    add(q, "2.25.1", claim=True)
+    [name] = files(q)
+    q.mark_registered("2.25.1")
+    assert files(q) == [name] and (q.documents_dir / name).stat().st_size == 0  # the bytes are gone
+    other = DepositQueue(path.with_name("other.sqlite3"))
+    assert other._take_spare() is None  # another instance's spares are not its own
+    other.close()
+    created: list[str] = []
+    folder_flushes: list[Path] = []
+    real_write_one, real_fsync_dir = _documents._write_one, _documents.fsync_dir
+    monkeypatch.setattr(
+        _documents, "_write_one", lambda f, n, d: (created.append(n), real_write_one(f, n, d))
+    )
+    monkeypatch.setattr(_documents, "fsync_dir", lambda f: (folder_flushes.append(f), real_fsync_dir(f)))
+    syncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(_documents.os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
+    add(q, "2.25.2", DOC + b"2", claim=True)
+    assert files(q) == [name] and created == [] and folder_flushes == [] and len(syncs) == 1
+    assert (q.documents_dir / name).read_bytes() == DOC + b"2"
+    assert [e.documents for e in q.entries() if e.id == "2.25.2"] == [(DOC + b"2",)]
+    q.mark_registered("2.25.2")
+    DepositQueue(path).close()  # another open removes the unnamed spare
+    assert files(q) == []
+    add(q, "2.25.3", DOC + b"3")
+    assert len(created) == 1 and files(q) == created and folder_flushes == [q.documents_dir]
+    assert [e.documents for e in DepositQueue(path).entries() if e.id == "2.25.3"] == [(DOC + b"3",)]
+    q.hand_back("2.25.3", lambda entry: None)
+    assert [(q.documents_dir / n).stat().st_size for n in files(q)] == [0]
+    q.close()
+    assert files(q) == []

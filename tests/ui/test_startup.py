@@ -1,6 +1,7 @@
 """Start-up of ``python -m ui``: what runs after the first paint (``FirstPaint``), the services built
 only then (``DeferredServices``), the ``shown`` mark the benchmark reads, and the import weight left
-before the window shows (no httpx, cryptography, signxml, QtPdf, DMP session, pyscard)."""
+before the window shows (no httpx, cryptography, signxml, QtPdf, DMP session, pyscard, lxml, the journal,
+the doctor, nor the modules of the pages built on first use)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_the_heavy_modules_are_not_imported_before_the_window_shows(tmp_path: Pa
         "import sys, ui.app\n"
         "heavy = ('httpx', 'cryptography.x509', 'signxml', 'PySide6.QtPdf', 'ps_agent.session',\n"
         "         'smartcard', 'ps_agent.dmp.client', 'ps_agent.services', 'ps_agent.identities',\n"
-        "         'PyKCS11')\n"
+        "         'PyKCS11', 'lxml', 'cda.parser', 'cda.build', 'ps_agent.audit', 'ps_agent.doctor',\n"
+        "         'ps_agent.dmp.vihf', 'ui.batch', 'ui.deposit', 'ui.journal_queue', 'ui.vaccinations')\n"
         "def mark():\n"
         "    print('loaded', *sorted(m for m in heavy if m in sys.modules), flush=True)\n"
         "orig = ui.app.FirstPaint.__init__\n"
