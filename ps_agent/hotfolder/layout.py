@@ -130,7 +130,7 @@ def layout_from_settings(settings: AgentSettings, depot: Path | None = None) -> 
     return layout_for(hotfolder_root(Path(settings.hotfolder_inbox)), settings.hotfolder_done or None)
 
 
-def move_file(src: Path, dst: Path) -> bool:
+def move_file(src: str | Path, dst: Path) -> bool:
     """Move ``src`` to ``dst`` (a free name). On one volume: a rename (atomic). Across volumes (EXDEV: the
     ``hotfolder.done`` setting on another disk or share): copy to a hidden temporary name beside ``dst``,
     fsync it, rename it to ``dst``, fsync the folder, and only then remove ``src``. Returns True when it

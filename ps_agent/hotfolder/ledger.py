@@ -63,25 +63,25 @@ class Ledger:
         # for a writer): a lookup no longer queues behind another worker's durable claim (its fsync).
         self._rlock = threading.Lock()
         self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # The commits that need no fsync go through a writer of their own set to synchronous=NORMAL once
+        # (not two PRAGMA statements around each one); it writes under the same lock as the durable one, to
+        # the same WAL file, which the next durable commit fsyncs whole.
+        self._lazy = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._lazy.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; ``durable=False`` skips its fsync (WAL, ``synchronous=NORMAL``): it
         survives a crash or ``kill -9`` of the process, and the next durable commit syncs it too."""
+        con = self._con if durable else self._lazy
         with self._lock:
-            if not durable:
-                self._con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("BEGIN IMMEDIATE")
             try:
-                self._con.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._con
-                except BaseException:
-                    self._con.execute("ROLLBACK")
-                    raise
-                self._con.execute("COMMIT")
-            finally:
-                if not durable:
-                    self._con.execute("PRAGMA synchronous=FULL")
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def get(self, key: str) -> Item | None:
         with self._rlock:
@@ -144,4 +144,5 @@ class Ledger:
         with self._rlock:
             self._reader.close()
         with self._lock:
+            self._lazy.close()
             self._con.close()

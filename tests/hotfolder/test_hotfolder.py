@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from typing import Any
 
 import pytest
@@ -232,3 +233,68 @@ def test_crash_between_the_two_moves_to_work_neither_loses_nor_repeats(rig: Any,
     rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
     assert list(rig.folder.inbox.iterdir()) == []
     assert len(_registered(rig)) == 1 and _registered(rig)[0].document_uids == (document_uid_for(key),)
+
+
+def test_an_item_taken_keeps_its_files_renamed_in_work_without_a_folder(rig: Any) -> None:
+    """The claim renames the pair into work/ (KEY.item.pdf, KEY.item.json: no folder per item, which cost an
+    inode created and removed per document); a restart from there deposits once, and nothing stays."""
+    from ps_agent.hotfolder import document_uid_for
+
+    rig.drop("f0", title="CR à plat")
+    folder = rig.folder
+    data = (folder.inbox / "f0.pdf").read_bytes()
+    sc = parse_sidecar((folder.inbox / "f0.json").read_bytes(), is_cda=False)
+    key = hashlib.sha256(data + b"\0" + sc.patient_key.encode()).hexdigest()
+    item = folder.ledger.claim_new(key, "f0", document_uid_for(key))
+    assert item is not None
+    folder._adopt_files(item, folder._sources("f0"))
+    assert sorted(p.name for p in folder.work.iterdir()) == [f"{key}.item.json", f"{key}.item.pdf"]
+    assert all(p.is_file() for p in folder.work.iterdir())
+    assert (folder.work / f"{key}.item.pdf").read_bytes() == data
+    rig.restart()
+    rig.folder.start()
+    rig.wait_for(lambda: "f0" in rig.receipts())
+    rig.wait_for(lambda: rig.folder.ledger.get(key).state == DONE)
+    assert rig.receipts()["f0"]["uniqueId"] == document_uid_for(key)
+    assert (rig.root / "done" / "f0.pdf").read_bytes() == data and (rig.root / "done" / "f0.json").exists()
+    assert list(rig.folder.work.iterdir()) == [] and list(rig.folder.inbox.iterdir()) == []
+    assert len(_registered(rig)) == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify")
+def test_events_only_for_arrivals_renamed_in_or_written(rig: Any) -> None:
+    """The inbox is watched (inotify) for arrivals only: not for the agent's own files leaving it (two per
+    item, each woke watchdog's threads); a sidecar renamed in from a temporary name (the convention) is still
+    taken at once, without the periodic rescan."""
+    from watchdog.observers.inotify_c import InotifyConstants
+
+    rig.folder.rescan_interval_s = 3600.0  # only the file-system events may wake the workers now
+    rig.folder.start()
+    emitters = list(rig.folder._observer.emitters)
+    assert len(emitters) == 1
+    mask = emitters[0].get_event_mask_from_filter()
+    assert not mask & (InotifyConstants.IN_MOVED_FROM | InotifyConstants.IN_DELETE | InotifyConstants.IN_OPEN)
+    assert mask & InotifyConstants.IN_MOVED_TO and mask & InotifyConstants.IN_CLOSE_WRITE
+    inbox = rig.root / "inbox"
+    (inbox / "renomme.pdf").write_bytes(pdf("renomme"))
+    tmp = inbox / ".renomme.json.tmp"
+    tmp.write_text(json.dumps(sidecar_for("CR renommé")), encoding="utf-8")
+    os.replace(tmp, inbox / "renomme.json")
+    rig.wait_for(lambda: "renomme" in rig.receipts())
+    rig.drop("second", title="CR second")  # the rig's drop: both files renamed in
+    rig.wait_for(lambda: "second" in rig.receipts())
+    assert rig.receipts()["second"]["ACK_RECEPTION_DMP"] == "Y" and list(inbox.iterdir()) == []
+
+
+def test_a_scan_schedules_each_complete_item_once_in_name_order(rig: Any) -> None:
+    """One rescan takes the workers' lock once for all the names it lists; each complete item is scheduled
+    once, in name order; a name already waiting is not scheduled again, one being handled is noted again."""
+    for name in ("b2", "a1", "c3"):
+        rig.drop(name, title=f"CR {name}")
+    (rig.root / "inbox" / "seul.pdf").write_bytes(pdf("seul"))  # no sidecar: not complete
+    folder = rig.folder
+    assert folder.scan() == 3 and list(folder._pending) == ["a1", "b2", "c3"]
+    assert folder.scan() == 0 and list(folder._pending) == ["a1", "b2", "c3"]
+    del folder._pending["b2"]
+    folder._busy.add("b2")  # as a worker holding it
+    assert folder.scan() == 0 and folder._again == {"b2"}
