@@ -54,9 +54,9 @@ def fsync_dir(folder: Path) -> None:
     fileio.fsync_dir(folder, strict=True)
 
 
-def _write_one(folder: Path, name: str, data: bytes) -> None:
-    path = folder / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600)
+def _write_fd(path: Path, fd: int, data: bytes) -> None:
+    """Write ``data`` into the open ``fd`` and flush it to disk, then close it; on any failure the file
+    at ``path`` is removed and the error raised."""
     try:
         try:
             fileio.write_all(fd, data)
@@ -67,6 +67,11 @@ def _write_one(folder: Path, name: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+
+
+def _write_one(folder: Path, name: str, data: bytes) -> None:
+    path = folder / name
+    _write_fd(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600), data)
 
 
 def _rewrite_spare(folder: Path, name: str, data: bytes) -> bool:
@@ -78,16 +83,7 @@ def _rewrite_spare(folder: Path, name: str, data: bytes) -> bool:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | _BINARY)
     except FileNotFoundError:
         return False
-    try:
-        try:
-            fileio.write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
+    _write_fd(path, fd, data)
     return True
 
 
