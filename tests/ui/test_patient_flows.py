@@ -213,7 +213,7 @@ def test_the_event_loop_never_stalls_with_a_dmp_answering_3_s_late(
     clicked = time.monotonic()
     qtbot.mouseClick(w.cancel_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not w.cancel_btn.isVisible(), timeout=2000)
-    assert time.monotonic() - clicked < 1.0
+    assert time.monotonic() - clicked < 1.0  # generous (core: 200 ms); the DMP's answer is >= 2 s away
     assert w.status_line.text() == "Opération annulée." and w.doc_model.rowCount() == shown
 
 
