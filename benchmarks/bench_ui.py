@@ -19,7 +19,8 @@ beside them and the start-up ratio is measured side by side in the same run.
    shown), the event loop settled for 1 s.                                                      goal ≤ 150 MB
 4. longest event-loop stall during a consultation with the sandbox answering ``--latency-ms`` (3 s) late:
    a 10 ms QTimer heartbeat measures the largest gap while opening the patient → « Valider l'identité »
-   → DMP status → list → open a document.
+   → DMP status → list → open a document.                           goal ≤ 100 ms (``labels.MAX_STALL_MS``)
+   (measured here only: the tests assert that the blocking steps run off the GUI thread, not this time)
 
 The sandbox (demo data) runs in its own process (``python -m sandbox serve --demo``), as a real DMP is
 remote; figures 2-4 are taken in a window process of their own (this script with ``--window-child``: the
@@ -255,6 +256,7 @@ def window_figures(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     from sandbox import pki
     from tests.fixtures.ui_session import InsiStandIn, software_credentials
     from ui.app import make_window, preload_core
+    from ui.labels import MAX_STALL_MS
 
     rows: list[tuple[str, str, str]] = []
     home = Path(args.home)
@@ -292,9 +294,8 @@ def window_figures(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     print(f"2. {args.count} documents into the list: median {ms(fill)} ({', '.join(ms(f) for f in fills)})")
     rows.append((f"rubric list filled, {args.count} documents", ms(fill), "≤ 300 ms"))
     rows.append(("resident memory at idle (patient open)", f"{rss:.0f} MB", "≤ 150 MB"))
-    rows.append(
-        (f"longest event-loop stall, sandbox {args.latency_ms / 1000:g} s late", ms(stall), "(reported)")
-    )
+    stall_row = f"longest event-loop stall, sandbox {args.latency_ms / 1000:g} s late"
+    rows.append((stall_row, ms(stall), f"≤ {MAX_STALL_MS} ms"))
     w.controller.close()
     services.close()
     return rows
