@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from ps_agent.auth.model import Activity, AuthMode, ProfessionalIdentity
 from ps_agent.dmp import envelope, vihf
 from ps_agent.dmp.errors import ProtocolError
 from ps_agent.dmp.xmlns import HL7, SAML2, q
-from tests.fixtures.xmlsec import xmlsec1
+from tests.fixtures.xmlsec import SAML2_ASSERTION, xmlsec1_verify_outcomes
 
 from .conftest import make_signer
 
@@ -139,18 +138,14 @@ def test_direct_signature_is_signxml_s_byte_for_byte_and_xmlsec1_verifies_it(
     signed = etree.tostring(vihf.sign(assertion, signer))
     assert signed == reference
     XMLVerifier().verify(signed, x509_cert=signer.certificate, id_attribute="ID")
-    cert = tmp_path / "cert.pem"
-    cert.write_bytes(signer.certificate.public_bytes(serialization.Encoding.PEM))
     tampered = signed.replace(b"899700000013</saml2:NameID>", b"899700000021</saml2:NameID>")
     assert tampered != signed
-    outcomes = []
-    for name, data in (("signed.xml", signed), ("tampered.xml", tampered)):
-        (tmp_path / name).write_bytes(data)
-        run = subprocess.run(
-            [xmlsec1(), "--verify", "--id-attr:ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-             "--pubkey-cert-pem", str(cert), str(tmp_path / name)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        outcomes.append((run.returncode, "SignedInfo References (ok/all): 1/1" in run.stderr))
+    outcomes = xmlsec1_verify_outcomes(
+        signed,
+        tampered,
+        signer.certificate.public_bytes(serialization.Encoding.PEM),
+        tmp_path,
+        SAML2_ASSERTION,
+    )
     assert outcomes[0] == (0, True), outcomes
     assert outcomes[1][0] != 0
