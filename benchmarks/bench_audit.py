@@ -44,17 +44,22 @@ from ps_agent.audit.journal import (
 from ps_agent.auth.model import AuthMode, ProfessionalIdentity
 from ps_agent.auth.software import SoftwareSigner
 
+# The professional every benchmark record names.
+ACTOR = {
+    "actor_id_nat": "899700000013",
+    "actor_name": "JEAN MEDECIN-GENERALISTE",
+    "actor_profession": "10",
+    "auth_mode": "DIRECTE",
+    "card_serial": "0000000101",
+    "structure_id": "380000000100017",
+}
+
 
 def event(n: int) -> AuditEvent:
     return AuditEvent(
         action="dmp.retrieve",
         outcome="success",
-        actor_id_nat="899700000013",
-        actor_name="JEAN MEDECIN-GENERALISTE",
-        actor_profession="10",
-        auth_mode="DIRECTE",
-        card_serial="0000000101",
-        structure_id="380000000100017",
+        **ACTOR,
         patient_ins=f"2790351215{n % 1000:03d}89^1.2.250.1.213.1.4.10",
         transaction="TD3.2",
         document_ids=(f"1.2.250.1.999.1.{n}",),
@@ -66,12 +71,7 @@ def deposit_event(n: int) -> AuditEvent:
     return AuditEvent(
         action="dmp.deposit",
         outcome="success" if n % 2 else "pending",
-        actor_id_nat="899700000013",
-        actor_name="JEAN MEDECIN-GENERALISTE",
-        actor_profession="10",
-        auth_mode="DIRECTE",
-        card_serial="0000000101",
-        structure_id="380000000100017",
+        **ACTOR,
         patient_ins="279035121518989^1.2.250.1.213.1.4.10",
         transaction="TD2.1",
         document_ids=(f"1.2.250.1.999.1.{n // 2}",),
@@ -97,7 +97,8 @@ def bench_append_cpu(directory: Path, count: int, threads: int, *, durable: bool
             j._conn.execute("PRAGMA synchronous=OFF")
             for name in real_syncs:
                 setattr(os, name, lambda fd: None)
-            stack.callback(lambda: [setattr(os, k, v) for k, v in real_syncs.items()])
+            for name, real in real_syncs.items():
+                stack.callback(setattr, os, name, real)
         for n in range(20):
             j.append(deposit_event(n))
 
