@@ -148,56 +148,28 @@ def wait_signal(app: Any, signal: Any, start: Callable[[], Any], timeout: float,
     return got[0]
 
 
-class Heartbeat:
-    """A 10 ms QTimer; ``max_gap`` is the longest time between two ticks (the longest stall)."""
-
-    def __init__(self) -> None:
-        from PySide6.QtCore import Qt, QTimer
-
-        self.timer = QTimer()
-        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.max_gap = 0.0
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        self.max_gap = max(self.max_gap, now - self.last)
-        self.last = now
-
-    def start(self) -> None:
-        self.last = time.perf_counter()
-        self.max_gap = 0.0
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-
-
 def consultation(app: Any, w: Any, latency_s: float) -> tuple[float, float]:
     """Open the demo adult → « Valider l'identité » (CNI) → status → list → first document shown.
     Returns (longest stall, seconds of the consultation)."""
     from PySide6.QtWidgets import QInputDialog
 
     from sandbox import demo
+    from tests.fixtures.gui_thread import Heartbeat
     from tests.fixtures.ui_session import demo_identity
 
     slow = 20 + 4 * latency_s
-    beat = Heartbeat()
-    beat.start()
-    t0 = time.perf_counter()
-    w.open_form.fill(demo_identity(demo.DEMO_ADULT))
-    wait_signal(app, w.patient_opened, w.open_form.open_btn.click, slow, "patient opened")
-    QInputDialog.getItem = lambda *a, **k: ("Carte nationale d'identité", True)  # type: ignore[method-assign]
-    listed = wait_signal(app, w.documents_listed, w.identity_bar.validate_btn.click, 3 * slow, "list")
-    entries = list(listed[0].entries)
-    if not entries:
-        raise SystemExit("the demo patient has no document")
-    wait_signal(app, w.document_shown, lambda: w.open_document(entries[0]), slow, "document shown")
-    elapsed = time.perf_counter() - t0
-    beat.stop()
-    return beat.max_gap, elapsed
+    with Heartbeat() as beat:  # a 10 ms timer: its longest gap is the longest stall
+        t0 = time.perf_counter()
+        w.open_form.fill(demo_identity(demo.DEMO_ADULT))
+        wait_signal(app, w.patient_opened, w.open_form.open_btn.click, slow, "patient opened")
+        QInputDialog.getItem = lambda *a, **k: ("Carte nationale d'identité", True)  # type: ignore[method-assign]
+        listed = wait_signal(app, w.documents_listed, w.identity_bar.validate_btn.click, 3 * slow, "list")
+        entries = list(listed[0].entries)
+        if not entries:
+            raise SystemExit("the demo patient has no document")
+        wait_signal(app, w.document_shown, lambda: w.open_document(entries[0]), slow, "document shown")
+        elapsed = time.perf_counter() - t0
+    return beat.longest / 1000, elapsed
 
 
 def fill_times(app: Any, w: Any, count: int, rounds: int) -> list[float]:

@@ -369,6 +369,8 @@ class MainWindow(QMainWindow):
         FirstPaint(self, self.idle_guard.watch)  # the input watch once painted (ui/idle.py)
         self._settings: Any = None  # the settings file read at start (the Configuration page edits it)
         self._settings_error = ""
+        self._authors_of: Any = None  # the session whose authors list _session_authors read
+        self._authors: tuple[Any, Any] = (None, ())
         self._clock_check: Any = None  # the workstation clock's check, once done (show_clock)
         self._load_settings(config_folder)
         if first_run:  # no configuration yet: the wizard page comes first
@@ -529,11 +531,8 @@ class MainWindow(QMainWindow):
 
             setup = FirstRunPage(self.controller.services_worker.run, self._config_folder)
             setup.saved.connect(lambda *_: self.apply_settings(setup.base))
-            try:
-                if self._settings is not None:
-                    setup.load(self._settings)
-            except (PsAgentError, OSError) as exc:
-                self._settings_error = f"Réglages actuels illisibles : {error_text(exc)}"
+            if self._settings is not None:  # read (and its errors kept) by _load_settings
+                setup.load(self._settings)
             if self._settings_error:
                 setup.result.setText(self._settings_error)
             if self._clock_check is not None:
@@ -558,9 +557,11 @@ class MainWindow(QMainWindow):
         AIR mode the doctors of ``batch.AUTHORS_FILE`` (and the errors of that list)."""
         if session.mode is AuthMode.DIRECTE:
             return None, ()
-        from ui.batch import load_authors
+        if self._authors_of is not session:  # read once per session, whichever page asks first
+            from ui.batch import load_authors
 
-        return load_authors(Path(session.services.config.home))
+            self._authors_of, self._authors = session, load_authors(Path(session.services.config.home))
+        return self._authors
 
     # ------------------------------------------------------------------ plumbing
     def _watch_worker(self, worker: Worker) -> None:
@@ -1551,8 +1552,9 @@ class MainWindow(QMainWindow):
         services = self.controller.services
         op = Op(self, lambda _c: services.queue_entries(), label="Lecture de la file d'envoi")
         # the queue page (built on first use) is built when the entries arrive
-        listed = lambda entries: self.queue_page.show_entries(entries)  # noqa: E731
-        self.controller.services_worker.run(op.success(listed).failure(self._failed))
+        self.controller.services_worker.run(
+            op.success(lambda entries: self.queue_page.show_entries(entries)).failure(self._failed)
+        )
 
     def resend_queue(self) -> None:
         session = self.controller.session

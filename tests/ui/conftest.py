@@ -16,13 +16,8 @@ import pytest
 
 from ps_agent.config import AgentConfig, Environment
 from tests.fixtures.insi import insi_sandbox
-from tests.fixtures.ui_session import (
-    INSI_BILLING_ID,
-    InsiStandIn,
-    demo_identity,
-    identity_of,
-    software_credentials,
-)
+from tests.fixtures.integration import identity_of
+from tests.fixtures.ui_session import INSI_BILLING_ID, InsiStandIn, demo_identity, software_credentials
 from ui.labels import NOT_QUALIFIED_REASON, IdentityStatus
 
 __all__ = [

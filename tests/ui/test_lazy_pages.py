@@ -14,7 +14,7 @@ from tests.fixtures.clock import MonotonicClock
 from ui.labels import NOT_QUALIFIED_REASON
 from ui.main_window import LAZY_PAGES
 
-from .conftest import demo_identity
+from .conftest import demo_identity, software_credentials
 
 TITLES = ["Patient", "Dépôt", "Vaccinations", "Journal", "File d'envoi", "Dépôt par lot", "Diagnostic",
           "Configuration"]  # fmt: skip
@@ -68,7 +68,6 @@ def test_build_pages_later_builds_every_page_in_idle_turns(window_for, qtbot) ->
 
 
 def test_the_idle_guard_watches_the_input_once_the_window_is_painted(services, test_pki, qtbot) -> None:
-    from tests.fixtures.ui_session import software_credentials
     from ui.app import make_window
 
     clock = MonotonicClock()
@@ -89,7 +88,6 @@ def test_the_idle_guard_watches_the_input_once_the_window_is_painted(services, t
 
 
 def test_a_window_never_painted_watches_the_input_from_its_first_session(services, test_pki, qtbot) -> None:
-    from tests.fixtures.ui_session import software_credentials
     from ui.app import make_window
 
     clock = MonotonicClock()
