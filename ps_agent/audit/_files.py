@@ -2,10 +2,10 @@
 
 The core must import on Windows (issue 9 item 5): no top-level ``fcntl``; ``os.pwrite`` is not used.
 
-- ``file_lock(path)``: exclusive lock on a small lock file, ``fcntl.flock`` on POSIX, ``msvcrt.locking``
-  on Windows (byte 0, retried until granted), a process-local lock when neither exists.
-- ``write_in_place(path, data)``: seek(0) + write + truncate + flush + ``os.fdatasync``/``os.fsync``.
-- ``InPlaceFile``: the same write, and the lock, on descriptors kept open between writes (the anchor is
+- ``InPlaceFile``: an exclusive lock on a small lock file (``fcntl.flock`` on POSIX, ``msvcrt.locking``
+  on Windows, byte 0, retried until granted; a process-local lock when neither exists) and an in-place
+  write (seek(0) + write + truncate + flush + ``os.fdatasync``/``os.fsync``), on descriptors kept open
+  between writes (the anchor is
   rewritten once per group commit: ~8 system calls instead of ~20, no ``open``/``close`` per write). The
   path is checked (``os.stat``) under the lock before each read or write: a file deleted or replaced
   meanwhile is reopened (created when missing), never written through a stale descriptor.
@@ -22,7 +22,6 @@ import importlib
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -73,53 +72,6 @@ def _unlock_fd(fd: int, fcntl: ModuleType | None, msvcrt: ModuleType | None) -> 
     assert msvcrt is not None
     os.lseek(fd, 0, os.SEEK_SET)
     msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock held across processes while the ``with`` block runs."""
-    fcntl, msvcrt = _lock_modules()
-    if fcntl is None and msvcrt is None:
-        with _local_lock(path):
-            yield
-        return
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        _lock_fd(fd, fcntl, msvcrt)
-        try:
-            yield
-        finally:
-            _unlock_fd(fd, fcntl, msvcrt)
-    finally:
-        os.close(fd)
-
-
-def write_in_place(path: Path, data: bytes) -> None:
-    """Overwrite ``path`` from offset 0 and flush it to disk; the file is created 0600 when missing.
-
-    Same size as before (the anchor is fixed-size): ``os.fdatasync`` suffices where it exists (no
-    metadata journal commit for the mtime; ~5x cheaper on ext4), else ``os.fsync`` (Windows:
-    FlushFileBuffers). A new or resized file gets a full ``fsync`` and its folder too."""
-    try:
-        before = path.stat().st_size
-    except FileNotFoundError:
-        before = -1
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_BINARY", 0), 0o600)
-    with os.fdopen(fd, "r+b", buffering=0) as out:
-        out.seek(0)
-        out.write(data)
-        if before != len(data):
-            out.truncate(len(data))  # costs a metadata update: only when the size changes
-        out.flush()
-        datasync = getattr(os, "fdatasync", None)
-        if before == len(data) and datasync is not None:
-            datasync(out.fileno())
-        else:
-            os.fsync(out.fileno())
-    created = before < 0
-    if created:
-        restrict_file(path)
-        fsync_dir(path.parent)
 
 
 class InPlaceFile:
@@ -189,9 +141,9 @@ class InPlaceFile:
         process locking the new one would not exclude us) is reopened and locked again."""
         while True:
             if self._lock_fd is None:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _BINARY, 0o600)
-                st = os.fstat(fd)
-                self._lock_fd, self._lock_ident = fd, (st.st_dev, st.st_ino)
+                self._lock_fd = fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _BINARY, 0o600)
+                st = os.fstat(fd)  # kept first: a failing fstat leaves it to _close_fds
+                self._lock_ident = (st.st_dev, st.st_ino)
             fd = self._lock_fd
             _lock_fd(fd, fcntl, msvcrt)
             try:
@@ -224,9 +176,9 @@ class InPlaceFile:
         return st
 
     def _open(self, flags: int) -> int:
-        fd = os.open(self.path, flags | os.O_RDWR | _BINARY, 0o600)
-        st = os.fstat(fd)
-        self._fd, self._ident = fd, (st.st_dev, st.st_ino)
+        self._fd = fd = os.open(self.path, flags | os.O_RDWR | _BINARY, 0o600)
+        st = os.fstat(fd)  # kept first: a failing fstat leaves it to _drop
+        self._ident = (st.st_dev, st.st_ino)
         return fd
 
     def read(self) -> bytes | None:
@@ -330,10 +282,7 @@ def restrict_dir(path: Path) -> None:
 __all__ = [
     "IS_WINDOWS",
     "InPlaceFile",
-    "file_lock",
-    "fsync_dir",
     "restrict_dir",
     "restrict_file",
     "write_atomic",
-    "write_in_place",
 ]
