@@ -54,20 +54,33 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=FULL")
-        self._con.executescript(_SCHEMA)
-        make_private_file(path)
-        # Reads go through a connection of their own (WAL: a reader sees the last commit and never waits
-        # for a writer): a lookup no longer queues behind another worker's durable claim (its fsync).
         self._rlock = threading.Lock()
-        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        # The commits that need no fsync go through a writer of their own set to synchronous=NORMAL once
-        # (not two PRAGMA statements around each one); it writes under the same lock as the durable one, to
-        # the same WAL file, which the next durable commit fsyncs whole.
-        self._lazy = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._lazy.execute("PRAGMA synchronous=NORMAL")
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:
+            con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            opened.append(con)
+            return con
+
+        try:
+            self._con = connect()
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=FULL")
+            self._con.executescript(_SCHEMA)
+            make_private_file(path)
+            # Reads go through a connection of their own (WAL: a reader sees the last commit and never
+            # waits for a writer): a lookup no longer queues behind another worker's durable claim (its
+            # fsync).
+            self._reader = connect()
+            # The commits that need no fsync go through a writer of their own set to synchronous=NORMAL
+            # once (not two PRAGMA statements around each one); it writes under the same lock as the durable
+            # one, to the same WAL file, which the next durable commit fsyncs whole.
+            self._lazy = connect()
+            self._lazy.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:  # nothing left open by a ledger that could not be opened
+            for con in opened:
+                con.close()
+            raise
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
