@@ -364,17 +364,17 @@ class AccessPolicy:
             False, rule_id, message, needs_consent=needs_consent, notice_fr=notice, log_code=log_code
         )
 
-    def _authentication(self, *, identity: ProfessionalIdentity, **_: object) -> Decision | None:
+    def _authentication(self, *, identity: ProfessionalIdentity) -> Decision | None:
         if not identity.id_nat.strip() or not (identity.family_name.strip() or identity.given_name.strip()):
             return self._refuse("AUTH-01", MSG_AUTH_REQUIRED, "DENIED_AUTH")
         return None
 
-    def _purpose(self, *, purpose: str, **_: object) -> Decision | None:
+    def _purpose(self, *, purpose: str) -> Decision | None:
         if purpose and purpose.strip().lower() in FORBIDDEN_PURPOSES:
             return self._refuse("GEN-03", MSG_PURPOSE, "DENIED_PURPOSE")
         return None
 
-    def _identity(self, *, action: Action, patient: PatientRef | None, **_: object) -> Decision | None:
+    def _identity(self, *, action: Action, patient: PatientRef | None) -> Decision | None:
         if patient is None and action in NO_PATIENT_ACTIONS:
             return None
         if patient is None or not patient.ins.strip() or patient.oid not in INS_OIDS:
@@ -387,7 +387,7 @@ class AccessPolicy:
             return self._refuse("ID-02", MSG_INS_NOT_QUALIFIED, "DENIED_INS")
         return None
 
-    def _role(self, *, action: Action, identity: ProfessionalIdentity, **_: object) -> Decision | None:
+    def _role(self, *, action: Action, identity: ProfessionalIdentity) -> Decision | None:
         if is_non_ps(identity) and action.value not in NON_PS_ACTIONS:
             return self._refuse("AUTH-04", MSG_NON_PS, "DENIED_ROLE")
         return None
@@ -401,7 +401,6 @@ class AccessPolicy:
         dmp: DmpState | None,
         access_mode: AccessMode,
         reason: str,
-        **_: object,
     ) -> Decision | None:
         if action is Action.EMERGENCY and access_mode is AccessMode.NORMAL:
             return self._refuse("URG-01", MSG_EMERGENCY_MODE, "DENIED_EMERGENCY_MODE")
@@ -426,9 +425,7 @@ class AccessPolicy:
                 return self._refuse("PAT-01", MSG_BTG_BLOCKED, "DENIED_BLOCKED")
         return None
 
-    def _establishment(
-        self, *, action: Action, mode: AuthMode, background: bool, **_: object
-    ) -> Decision | None:
+    def _establishment(self, *, action: Action, mode: AuthMode, background: bool) -> Decision | None:
         if action in CONSULTATION or action is Action.CONSENT:
             if background:
                 return self._refuse("AUTH-03", MSG_BACKGROUND_CONSULT, "DENIED_AUTH")
@@ -436,7 +433,7 @@ class AccessPolicy:
                 return self._refuse("AUTH-03", MSG_AIR_CONSULT, "DENIED_AUTH")
         return None
 
-    def _dmp_state(self, *, action: Action, dmp: DmpState | None, **_: object) -> Decision | None:
+    def _dmp_state(self, *, action: Action, dmp: DmpState | None) -> Decision | None:
         if dmp is None or action is Action.STATUS:
             return None
         if not dmp.active:
@@ -444,7 +441,7 @@ class AccessPolicy:
         return None
 
     def _authorisation(
-        self, *, action: Action, dmp: DmpState | None, access_mode: AccessMode, **_: object
+        self, *, action: Action, dmp: DmpState | None, access_mode: AccessMode
     ) -> Decision | None:
         if dmp is None or access_mode is not AccessMode.NORMAL:
             return None  # emergency modes skip the authorisation check (dmp-protocol §7.1)
@@ -468,7 +465,6 @@ class AccessPolicy:
         type_code: str | None,
         dmp: DmpState | None,
         access_mode: AccessMode,
-        **_: object,
     ) -> Decision | None:
         if not type_code:
             return None
