@@ -35,6 +35,7 @@ from cda.errors import (
 )
 from cda.ins import OID_NIR, check_nir, check_oid, check_oid_for_environment
 from cda.model import CdaDocument, InstanceId
+from cda.xml import safe_parse
 
 HL7 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -598,7 +599,7 @@ def _header_xml(h: _Header) -> str:
 
 def _header(h: _Header) -> etree._Element:
     """The header as an lxml tree (the VAC-NOTE appends its structured body to it)."""
-    return etree.fromstring((_header_xml(h) + "</ClinicalDocument>").encode("utf-8"))
+    return safe_parse((_header_xml(h) + "</ClinicalDocument>").encode("utf-8"))
 
 
 def _ids(replaces: Replacement | None, document_id: InstanceId | None) -> tuple[InstanceId, InstanceId, int]:
