@@ -880,10 +880,14 @@ class DepositQueue:
         try:
             with self._lock:
                 self._try_flush()
-                rows = [self._overlay(self._listed(r[0])) for r in self._con.execute(
-                    "SELECT id FROM queue_entry ORDER BY created, rowid"
-                ).fetchall()]  # fmt: skip
-                return [e for e in rows if wanted is None or e.state in wanted]
+                ids = [r[0] for r in self._con.execute("SELECT id FROM queue_entry ORDER BY created, rowid")]
+                if wanted is not None:  # the states first: documents are read only for the entries kept
+                    ids = [
+                        i
+                        for i in ids
+                        if self._overlay(self._row(self._con, i, with_documents=False)).state in wanted
+                    ]
+                return [self._overlay(self._listed(i)) for i in ids]
         except sqlite3.Error as exc:
             raise self._error(exc, "lue") from exc
 
