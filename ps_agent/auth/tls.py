@@ -54,11 +54,12 @@ DMP_SUITES_OPENSSL = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-SHA384"
 )
-# The same four suites expressed as tlslite settings (verified to offer exactly these four).
-# [I] Connections kept to one DMP endpoint at most: the deposit workers (hot folder, local API: up to
-# ``ps_agent.hotfolder.DEFAULT_WORKERS`` each) each hold one while they wait for the DMP; fewer connections
-# than workers make the extra workers queue for a connection instead of overlapping their exchanges.
+# [I] Connections kept to one DMP endpoint at most: the deposit workers each hold one while they wait for
+# the DMP — the hot folder's ``ps_agent.hotfolder.DEFAULT_WORKERS`` (8) and the local API's deposit pool
+# (4, ``ApiBackend(deposit_workers=…)``); fewer connections than workers make the extra workers queue for
+# a connection instead of overlapping their exchanges.
 MAX_CONNECTIONS = 12
+# The same four suites expressed as tlslite settings (verified to offer exactly these four).
 _TLSLITE_CIPHERS = ["aes256gcm", "aes128gcm", "chacha20-poly1305", "aes256"]
 _TLSLITE_MACS = ["aead", "sha384"]
 
