@@ -46,8 +46,6 @@ from lxml import etree  # noqa: E402
 from cda.xml import safe_parse  # noqa: E402
 from ps_agent.access.policy import PatientRef  # noqa: E402
 from ps_agent.agent import Agent, entry_from_cda  # noqa: E402
-from ps_agent.auth.model import AuthMode  # noqa: E402
-from ps_agent.auth.software import SoftwareCredentials  # noqa: E402
 from ps_agent.config import DEFAULT_ACTIONS as ACTIONS  # noqa: E402
 from ps_agent.config import AgentConfig, Environment  # noqa: E402
 from ps_agent.dmp import ebrim, envelope  # noqa: E402
@@ -56,7 +54,7 @@ from ps_agent.dmp.model import Visibility  # noqa: E402
 from ps_agent.dmp.xmlns import QUERY, RIM, RS, SOAP, WSA, q  # noqa: E402
 from sandbox import demo  # noqa: E402
 from tests.e2e import docs  # noqa: E402
-from tests.e2e.conftest import identity_of  # noqa: E402
+from tests.fixtures.integration import credentials  # noqa: E402
 from tests.fixtures.sandbox_process import demo_sandbox_process  # noqa: E402
 
 
@@ -359,10 +357,7 @@ def main() -> None:
         )
         with server as base_url:
             print(f"sandbox {'in this process' if args.in_process else 'in its own process'}: {base_url}")
-            c = test_pki.card("gp")
-            creds = SoftwareCredentials(
-                identity_of("gp"), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
-            )
+            creds = credentials(test_pki, "gp")
             env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             transport = BenchTransport(creds.tls_transport(ca_file=env.ca_file, verify_host=env.verify_host))
             admin_url = base_url.split("/si-dmp-server/")[0] + "/si-dmp-server/admin/faults"

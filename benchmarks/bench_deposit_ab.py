@@ -31,22 +31,17 @@ def worker(count: int) -> None:
     from cda.xml import safe_parse
     from ps_agent.access.policy import PatientRef
     from ps_agent.agent import Agent
-    from ps_agent.auth.model import AuthMode
-    from ps_agent.auth.software import SoftwareCredentials
     from ps_agent.config import AgentConfig, Environment
     from sandbox import demo, pki
     from tests.e2e import docs
-    from tests.fixtures.integration import identity_of
+    from tests.fixtures.integration import credentials
     from tests.fixtures.sandbox_process import demo_sandbox_process
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         test_pki = pki.load_or_create(tmpd / "pki")
         with demo_sandbox_process(tmpd / "data", tmpd / "pki") as base_url:
-            c = test_pki.card("gp")
-            creds = SoftwareCredentials(
-                identity_of("gp"), AuthMode.DIRECTE, c.auth_cert, c.auth_key, c.sign_cert, c.sign_key, c.chain
-            )
+            creds = credentials(test_pki, "gp")
             env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             transport = bench.BenchTransport(
                 creds.tls_transport(ca_file=env.ca_file, verify_host=env.verify_host)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import sys
 import tempfile
 import time
@@ -26,10 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks.bench_agent import BenchTransport  # noqa: E402
 from cda.xml import safe_parse  # noqa: E402
 from ps_agent.access.policy import PatientRef  # noqa: E402
-from ps_agent.auth.model import AuthMode  # noqa: E402
-from ps_agent.auth.software import SoftwareCredentials  # noqa: E402
 from ps_agent.dmp import ebrim, envelope, mtom, xades  # noqa: E402
 from ps_agent.dmp.client import CallContext, DmpClient  # noqa: E402
 from ps_agent.dmp.ebrim import DepositItem  # noqa: E402
@@ -37,45 +35,32 @@ from ps_agent.dmp.environment import Environment  # noqa: E402
 from ps_agent.dmp.lps import LpsInfo  # noqa: E402
 from ps_agent.dmp.metadata import entry_from_cda  # noqa: E402
 from ps_agent.dmp.model import Visibility  # noqa: E402
-from ps_agent.dmp.xmlns import RS, SOAP, WSA  # noqa: E402
 from sandbox import demo, pki  # noqa: E402
 from tests.e2e import docs  # noqa: E402
-from tests.e2e.conftest import identity_of  # noqa: E402
-
-_MESSAGE_ID = re.compile(rb"MessageID[^>]*>\s*([^<\s]+)")
-_ANSWER = (
-    b'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="%s" xmlns:wsa="%s">'
-    % (SOAP.encode(), WSA.encode())
-    + b"<soap:Header><wsa:Action>urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-bResponse</wsa:Action>"
-    + b"<wsa:RelatesTo>%s</wsa:RelatesTo></soap:Header><soap:Body>"
-    + b'<rs:RegistryResponse xmlns:rs="%s" status="%s"/></soap:Body></soap:Envelope>'
-    % (RS.encode(), ebrim.SUCCESS.encode())
-)
+from tests.fixtures.integration import credentials  # noqa: E402
 
 
-class InstantDmp(httpx.BaseTransport):
-    """Answers a deposit at once with a Success; the CPU spent here is counted apart."""
-
-    own_cpu = 0.0
+class _NoNetwork(httpx.BaseTransport):
+    """Behind ``BenchTransport`` in instant mode: a deposit never reaches it; anything else is a bug."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        t0 = time.process_time()
-        found = _MESSAGE_ID.search(request.content)
-        assert found is not None, "no MessageID in the deposit"
-        answer = httpx.Response(
-            200, content=_ANSWER % found.group(1), headers={"content-type": "application/soap+xml"}
-        )
-        InstantDmp.own_cpu += time.process_time() - t0
-        return answer
+        raise AssertionError(f"unexpected request to {request.url}")
 
 
-def best_ms(step: Callable[[], object], rounds: int) -> float:
+def instant_dmp() -> BenchTransport:
+    """``bench_agent``'s transport answering every deposit at once (its own CPU counted apart)."""
+    transport = BenchTransport(_NoNetwork())
+    transport.instant_deposit = True
+    return transport
+
+
+def best_ms(step: Callable[[], object], rounds: int, dmp: BenchTransport | None = None) -> float:
     best = float("inf")
     for _ in range(rounds):
-        before = InstantDmp.own_cpu
+        before = dmp.own_cpu if dmp is not None else 0.0
         t0 = time.process_time()
         step()
-        best = min(best, time.process_time() - t0 - (InstantDmp.own_cpu - before))
+        best = min(best, time.process_time() - t0 - ((dmp.own_cpu - before) if dmp is not None else 0.0))
     return best * 1000
 
 
@@ -84,16 +69,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=300)
     rounds = ap.parse_args().rounds
     with tempfile.TemporaryDirectory() as tmp:
-        card = pki.load_or_create(Path(tmp) / "pki").card("gp")
-        creds = SoftwareCredentials(
-            identity_of("gp"),
-            AuthMode.DIRECTE,
-            card.auth_cert,
-            card.auth_key,
-            card.sign_cert,
-            card.sign_key,
-            card.chain,
-        )
+        creds = credentials(pki.load_or_create(Path(tmp) / "pki"), "gp")
         env = Environment("sandbox", "https://127.0.0.1:8443/si-dmp-server/v2/services/")
         lps = LpsInfo("ps-agent", "0.1.0", "HOMOLOGATION-TEST", oid="1.2.250.1.999.1")
         data = docs.letter(demo.DEMO_ADULT, "gp", title="Bench", size=200_000)
@@ -102,7 +78,8 @@ def main() -> None:
         items = [DepositItem(entry, data, c14n_sha256=xades.tree_digest(root))]
         signer = creds.vihf_signer()
         signed_info = b"<ds:SignedInfo>" + b"x" * 1000 + b"</ds:SignedInfo>"
-        with DmpClient(creds, env, lps, transport=InstantDmp()) as client:
+        dmp = instant_dmp()
+        with DmpClient(creds, env, lps, transport=dmp) as client:
             for _ in range(20):  # templates and caches filled
                 client.send_deposit(client.submission_set(entry.patient_id), items)
             ss = client.submission_set(entry.patient_id)
@@ -116,7 +93,7 @@ def main() -> None:
             )
             rsa = best_ms(lambda: signer.sign(signed_info), rounds)
             total = best_ms(
-                lambda: client.send_deposit(client.submission_set(entry.patient_id), items), rounds
+                lambda: client.send_deposit(client.submission_set(entry.patient_id), items), rounds, dmp
             )
             print(
                 f"send_deposit: {total:.3f} ms CPU, of which 2 RSA signatures {2 * rsa:.3f} ms: "

@@ -55,6 +55,12 @@ def make_event(n: int = 0, **overrides: object) -> AuditEvent:
     return AuditEvent(**base)  # type: ignore[arg-type]
 
 
+def append_events(journal: AuditJournal, n: int) -> None:
+    """``n`` events (``make_event(0)`` … ``make_event(n - 1)``) appended one by one."""
+    for i in range(n):
+        journal.append(make_event(i))
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

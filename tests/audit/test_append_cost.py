@@ -23,7 +23,7 @@ from ps_agent.audit.journal import (
     record_hash,
     sanitize_event,
 )
-from tests.audit.conftest import FakeClock, make_event
+from tests.audit.conftest import FakeClock, append_events, make_event
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX modes and flock")
 
@@ -130,21 +130,16 @@ def test_sanitize_returns_the_event_itself_when_nothing_needs_cleaning() -> None
     assert listed.document_ids == ("a", "b")  # a list becomes a tuple, empty ids dropped
 
 
-def _grow(journal: AuditJournal, n: int) -> None:
-    for i in range(n):
-        journal.append(make_event(i))
-
-
 @posix_only  # Windows: a file open in another handle cannot be replaced (the anchor stays put)
 def test_anchor_replaced_while_the_journal_is_open_is_written_through_its_path(
     journal: AuditJournal,
 ) -> None:
     """The anchor's descriptor stays open between groups: a file put in its place (here an older copy,
     a rollback) must be the one the next group advances, not the inode the descriptor still names."""
-    _grow(journal, 2)
+    append_events(journal, 2)
     older = journal.anchor_path.with_name("older.anchor")
     shutil.copyfile(journal.anchor_path, older)
-    _grow(journal, 1)
+    append_events(journal, 1)
     os.replace(older, journal.anchor_path)
     assert read_anchor(journal.anchor_path)[:1] == (2,)  # type: ignore[index]
     last = journal.append(make_event(9))
@@ -156,7 +151,7 @@ def test_anchor_replaced_while_the_journal_is_open_is_written_through_its_path(
 def test_anchor_deleted_while_the_journal_is_open_is_created_again_owner_only(
     journal: AuditJournal,
 ) -> None:
-    _grow(journal, 2)
+    append_events(journal, 2)
     journal.anchor_path.unlink()
     old = os.umask(0)
     try:
@@ -177,7 +172,7 @@ def test_lock_file_replaced_while_open_is_locked_again_by_its_path(journal: Audi
         import fcntl
     except ImportError:  # blocked by tests/test_portability.py's child run (as on Windows)
         pytest.skip("fcntl absent")
-    _grow(journal, 1)
+    append_events(journal, 1)
     lock_path = journal.anchor_path.with_name(journal.anchor_path.name + ".lock")
     lock_path.unlink()
     lock_path.touch()  # recreated by another process meanwhile
@@ -188,7 +183,7 @@ def test_lock_file_replaced_while_open_is_locked_again_by_its_path(journal: Audi
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
-    _grow(journal, 1)
+    append_events(journal, 1)
     assert read_anchor(journal.anchor_path)[0] == 2  # type: ignore[index]
 
 
@@ -226,7 +221,7 @@ def test_close_releases_the_anchor_descriptors(journal_path: Path, clock: FakeCl
 def test_a_failed_anchor_sync_fails_the_append_and_the_next_append_recovers(
     journal: AuditJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _grow(journal, 1)
+    append_events(journal, 1)
     name = "fdatasync" if hasattr(os, "fdatasync") else "fsync"
     real = getattr(os, name)
     calls = {"n": 0}

@@ -19,6 +19,7 @@ from ps_agent.auth.software import SoftwareSigner
 from sandbox.pki import TestPki
 from tests.audit.conftest import (
     FakeClock,
+    append_events,
     do_nothing_triggers,
     finish,
     make_event,
@@ -150,18 +151,13 @@ def test_automatic_checkpoints_count_from_the_last_one_any_handle_signed(
     ):
         a.set_checkpoint_signer(signer, "carte CPS")
         b.set_checkpoint_signer(signer, "carte CPS")
-        _append(a, 4)  # 1-4: a signs at 4
-        _append(b, 4)  # 5-8: b signs at 8
-        _append(a, 3)  # 9-11: a last saw 4, the database says 8: not due
+        append_events(a, 4)  # 1-4: a signs at 4
+        append_events(b, 4)  # 5-8: b signs at 8
+        append_events(a, 3)  # 9-11: a last saw 4, the database says 8: not due
         assert [c.seq for c in a.checkpoints()] == [4, 8]
-        _append(a, 1)  # 12
+        append_events(a, 1)  # 12
         assert [c.seq for c in b.checkpoints()] == [4, 8, 12]
         assert a.verify().ok
-
-
-def _append(journal: AuditJournal, n: int) -> None:
-    for i in range(n):
-        journal.append(make_event(i))
 
 
 def test_a_failing_signer_never_breaks_an_append(journal: AuditJournal, signer: SoftwareSigner) -> None:
