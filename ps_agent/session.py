@@ -21,6 +21,7 @@ import contextvars
 import hashlib
 import logging
 import queue as queue_mod
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -679,11 +680,17 @@ class Session:
         return self.patient(PatientRef(entry.patient_ins, entry.patient_oid, entry.ins_status))
 
     def _journal_unjournaled(self) -> None:
-        """Outcomes whose audit record a full disk prevented (and the process ended since)."""
+        """Outcomes whose audit record a full disk prevented (and the process ended since), or whose
+        "journaled" flag a crash (or another process) kept from the queue file although the record was
+        written: a registered entry's success record is looked up in the journal first and, when there,
+        only the flag is set (one record, never two)."""
         q = self.services.queue
         for e in q.unjournaled():
             outcome = "success" if e.state is EntryState.REGISTERED else "refused"
             try:
+                if outcome == "success" and self._success_journaled(e):
+                    q.mark_journaled(e.id)
+                    continue
                 self._audit(
                     "dmp.deposit", outcome, self._handle_of(e), transaction="TD2.1",
                     document_ids=e.document_uids,
@@ -693,6 +700,14 @@ class Session:
                 q.mark_journaled(e.id)
             except (AuditError, OutboxError):
                 return
+
+    def _success_journaled(self, entry: QueuedDeposit) -> bool:
+        """Whether the journal holds the success record of ``entry`` (its detail starts "lot <id>")."""
+        lot = re.compile(rf"lot {re.escape(entry.id)}(?:$|[;: ])")
+        return any(
+            r.event.outcome == "success" and lot.match(r.event.detail)
+            for r in self.services.journal.iter_records(patient_ins=entry.patient_ins, action="dmp.deposit")
+        )
 
     def _items_of(
         self, entry: QueuedDeposit, known: Sequence[PreparedDocument] = ()
@@ -908,8 +923,10 @@ class Session:
             result = replace(result, attempts=entry.attempts, recovered=False, exchanges=ex)
         else:
             result = replace(result, exchanges=ex)
+        marked = False
         try:
             q.mark_registered(entry.id, note_fr=note)
+            marked = True
         except OutboxError:
             # the row stays SENDING: its lease expires, the resend gets "already registered" → registered.
             log.warning("deposit %s registered but the queue could not be updated", entry.id)
@@ -923,15 +940,18 @@ class Session:
         ctx.report("Dépôt terminé", 3, 3)
         # Registered (durable) first, then the record, then the journaled mark: a crash before the record
         # leaves the entry registered-not-journaled, and its record is written at the next start without
-        # asking the DMP again (one record, never two). Writing the record first would save one queue
-        # transaction but a crash between the two would journal the deposit twice (the resend's record).
+        # asking the DMP again. The mark is not a commit of its own: it rides in the queue's next write
+        # transaction (``durable=False``); a crash before that leaves the entry registered-not-journaled
+        # WITH its record in the journal, which ``_journal_unjournaled`` finds (one record, never two).
+        # Writing the record first would save the same but a crash between the two would journal the
+        # deposit twice or refuse a registered deposit (the resend's record and the policy checked again).
         try:
             self.services.record(event)
         except AuditError as exc:
             self.services.keep_for_later(event, lambda: q.mark_journaled(entry.id))
             raise AuditPending(result, exc) from exc
         try:
-            q.mark_journaled(entry.id)
+            q.mark_journaled(entry.id, durable=not marked)
         except OutboxError:
             pass
         return DepositOutcome(entry.id, EntryState.REGISTERED, note, entry.document_uids, result, ex)

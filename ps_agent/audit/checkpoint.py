@@ -116,6 +116,20 @@ class Checkpoint:
         return cls.from_dict(data)
 
 
+# (certificate, its RFC 4514 subject, its fingerprint) of the last signer: one card or establishment key
+# signs every checkpoint of a session (the subject string alone costs ≈ 0.2 ms to format)
+_LAST_NAMES: list[tuple[x509.Certificate, str, str]] = []
+
+
+def _names_of(cert: x509.Certificate) -> tuple[str, str]:
+    last = _LAST_NAMES[-1] if _LAST_NAMES else None
+    if last is not None and last[0] is cert:
+        return last[1], last[2]
+    names = (cert, cert.subject.rfc4514_string(), cert_fingerprint(cert))
+    _LAST_NAMES[:] = [names]
+    return names[1], names[2]
+
+
 def cert_fingerprint(cert: x509.Certificate) -> str:
     from cryptography.hazmat.primitives import serialization
 
@@ -127,7 +141,7 @@ def make_checkpoint(
 ) -> Checkpoint:
     """Sign a checkpoint (the signer raises its own typed error when it cannot sign)."""
     cert = signer.certificate
-    subject = cert.subject.rfc4514_string()
+    subject, fingerprint = _names_of(cert)
     fields_: dict[str, object] = {
         "type": CHECKPOINT_TYPE,
         "v": CHECKPOINT_VERSION,
@@ -138,7 +152,7 @@ def make_checkpoint(
         "time": timestamp,
         "label": label,
         "signer": subject,
-        "cert_sha256": cert_fingerprint(cert),
+        "cert_sha256": fingerprint,
     }
     payload = json.dumps(fields_, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     signature = signer.sign(payload.encode("utf-8"))

@@ -420,6 +420,7 @@ class AuditJournal:
         # the anchor and its lock file stay open between group commits (``_advance_anchor``)
         self._anchor = InPlaceFile(self.anchor_path, self._anchor_lock_path)
         self._anchor_seen: tuple[bytes, tuple[int, str, str] | None] = (b"", None)  # last bytes, parsed
+        self._cp_copy_seen: tuple[str, Checkpoint | None] = ("", None)  # last checkpoint copy written
         self._clock = clock or (lambda: datetime.now(UTC))
         self._monotonic = monotonic if monotonic is not None else (None if clock else time.monotonic)
         self._last_clock: tuple[datetime, float] | None = None
@@ -827,11 +828,12 @@ class AuditJournal:
         if problem:
             raise AuditWriteError(f"Point de contrôle non signé : {problem}.", code="AUDIT_CHECKPOINT")
         with self._lock:
+            data = cp.to_json()  # once: the row and the copy file hold the same text
             try:
                 self._conn.execute(
                     "INSERT INTO audit_checkpoints(number, seq, head, timestamp, data) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (cp.number, cp.seq, cp.head, cp.timestamp, cp.to_json()),
+                    (cp.number, cp.seq, cp.head, cp.timestamp, data),
                 )
             except sqlite3.Error as exc:
                 raise AuditWriteError(
@@ -839,21 +841,26 @@ class AuditJournal:
                     code="AUDIT_CHECKPOINT",
                 ) from exc
         self._cp_seq_known = max(self._cp_seq_known, cp.seq)
-        self._write_checkpoint_copy(cp)
+        self._write_checkpoint_copy(cp, data)
         self._notify(cp)
         return cp
 
-    def _write_checkpoint_copy(self, cp: Checkpoint) -> None:
-        """``<journal>.checkpoint``: the last signed checkpoint, outside the database (moves forward)."""
+    def _write_checkpoint_copy(self, cp: Checkpoint, data: str) -> None:
+        """``<journal>.checkpoint``: the last signed checkpoint, outside the database (moves forward).
+        ``data``: ``cp.to_json()``. The copy is read again under the lock each time (another process may
+        have written one); parsed only when its text differs from the one this handle wrote last."""
         try:
             with self._anchor.locked():
-                current = read_checkpoint_file(self.checkpoint_path)
+                seen_text, seen = self._cp_copy_seen
+                current = read_checkpoint_file(self.checkpoint_path, seen_text, seen)
                 if isinstance(current, Checkpoint) and current.journal_id != cp.journal_id:
                     log.warning("audit checkpoint copy belongs to journal %s: kept", current.journal_id)
                     return  # evidence that the journal was replaced
                 if isinstance(current, Checkpoint) and current.seq > cp.seq:
                     return
-                write_atomic(self.checkpoint_path, cp.to_json().encode("utf-8"))
+                self._cp_copy_seen = ("", None)  # unknown until the write succeeded
+                write_atomic(self.checkpoint_path, data.encode("utf-8"))
+                self._cp_copy_seen = (data, cp)
         except OSError as exc:
             log.warning("audit checkpoint copy not written: %s", exc)
 
@@ -1433,14 +1440,19 @@ def parse_anchor(raw: bytes | None) -> tuple[int, str, str] | None:
         return None
 
 
-def read_checkpoint_file(path: Path) -> Checkpoint | str | None:
-    """The checkpoint copy: None when absent, a problem text when unreadable."""
+def read_checkpoint_file(
+    path: Path, known_text: str = "", known: Checkpoint | None = None
+) -> Checkpoint | str | None:
+    """The checkpoint copy: None when absent, a problem text when unreadable. ``known`` is returned as
+    it is when the file holds exactly ``known_text`` (its ``to_json()``: the caller wrote it)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
         return str(exc)
+    if known is not None and text == known_text:
+        return known
     if not text.strip():
         return None  # a crash before the first checkpoint was fully written (atomic replace: unlikely)
     try:

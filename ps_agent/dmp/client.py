@@ -258,6 +258,9 @@ class DmpClient:
             transport = credentials.tls_transport(
                 ca_file=environment.ca_file, verify_host=environment.verify_host
             )
+        # built here without auth, hooks, mounts nor proxies: requests go to ``transport`` directly
+        # (``post_bounded(transport=...)``), the client keeps the pool's lifetime and the cookie jar
+        self._transport = transport
         self._http = httpx.Client(transport=transport, timeout=environment.timeout_s)
         self._urls: dict[str, httpx.URL] = {}  # per service, parsed once (≈ 50 µs a parse)
 
@@ -339,6 +342,7 @@ class DmpClient:
             content_type=content_type,
             deadline_s=self._deadline_s,
             max_response_bytes=self._max_response_bytes,
+            transport=self._transport,
         )
         ctype = response.content_type
         raw = response.content

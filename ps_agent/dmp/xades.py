@@ -95,21 +95,24 @@ def tree_digest(root: etree._Element, content: bytes | None = None) -> bytes:
     if not longs:
         return hashlib.sha256(_document_tree_c14n(root)).digest()
     markers = [f"c14n-splice-{uuid.uuid4().hex}" for _ in longs]
-    work = _spliced_copy(root, content, longs, markers) if content is not None else None
-    if work is None:
+    spliced = _spliced_copy(root, content, longs, markers) if content is not None else None
+    if spliced is None:
         work = copy.deepcopy(root.getroottree()).getroot()  # the whole document: prolog PIs and comments too
         for (el, _), marker in zip(longs, markers, strict=True):
             _twin(el, root, work).text = marker
+        raws: Sequence[bytes | memoryview] = [text.encode("utf-8") for _, text in longs]
+    else:
+        work, raws = spliced  # each text's UTF-8: its very bytes in ``content``, not encoded again
     canon = _document_tree_c14n(work)
     h = hashlib.sha256()
     rest = canon
-    for (_, text), marker in zip(longs, markers, strict=True):
+    for raw, marker in zip(raws, markers, strict=True):
         m = marker.encode("ascii")
         before, found, after = rest.partition(m)
         if not found or m in after:
             return hashlib.sha256(_document_tree_c14n(root)).digest()  # never guessed: the plain way
         h.update(before)
-        h.update(text.encode("utf-8"))
+        h.update(raw)
         rest = after
     h.update(rest)
     return h.digest()
@@ -117,15 +120,18 @@ def tree_digest(root: etree._Element, content: bytes | None = None) -> bytes:
 
 def _spliced_copy(
     root: etree._Element, content: bytes, longs: Sequence[tuple[etree._Element, str]], markers: Sequence[str]
-) -> etree._Element | None:
-    """The document parsed again from ``content`` with each long text's bytes replaced by its marker, or
-    None when that cannot be done exactly (another encoding, a text whose bytes are not verbatim in the
+) -> tuple[etree._Element, list[memoryview]] | None:
+    """The document parsed again from ``content`` with each long text's bytes replaced by its marker, and
+    each text's UTF-8 (its span of ``content``, equal to it byte for byte), or None when that cannot be
+    done exactly (another encoding, a text whose bytes are not verbatim in the
     document: CRLF, character references, CDATA...). Checked: in the copy, the element at each long
     text's place has the marker as its whole text; as the copy differs from ``content`` only in those
     spans, its C14N is the document's with each text replaced by its marker."""
     if (root.getroottree().docinfo.encoding or "").upper() not in _UTF8:
         return None
     pieces: list[bytes] = []
+    spans: list[memoryview] = []
+    view = memoryview(content)
     at = 0
     for (_, text), marker in zip(longs, markers, strict=True):
         raw = text.encode("utf-8")
@@ -137,6 +143,7 @@ def _spliced_copy(
             return None
         pieces += (content[at:pos], marker.encode("ascii"))
         at = pos + len(raw)
+        spans.append(view[pos:at])
     pieces.append(content[at:])
     try:
         work = safe_parse(b"".join(pieces))
@@ -147,7 +154,7 @@ def _spliced_copy(
             return None
     except (IndexError, ValueError):
         return None
-    return work
+    return work, spans
 
 
 def _twin(el: etree._Element, root: etree._Element, copy_root: etree._Element) -> etree._Element:

@@ -302,6 +302,9 @@ class DepositQueue:
         # emptied document files of purged rows, this instance's own (``_documents``: "Spare files")
         self._spares: list[str] = []
         self._spare_lock = threading.Lock()
+        # entries whose "journaled" flag rides in this instance's next write transaction (``mark_journaled``
+        # with ``durable=False``), in insertion order
+        self._journaled_later: dict[str, None] = {}
         try:
             ensure_private_dir(self.path.parent)
             ensure_private_dir(self.documents_dir)
@@ -329,6 +332,7 @@ class DepositQueue:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
+                riding = self._journaled_flags(self._con)
                 yield self._con
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -340,6 +344,22 @@ class DepositQueue:
                 with contextlib.suppress(sqlite3.Error):
                     self._con.execute("ROLLBACK")
                 raise
+            self._journaled_written(riding)
+
+    def _journaled_flags(self, con: sqlite3.Connection) -> tuple[str, ...]:
+        """Inside a write transaction (lock held): the "journaled" flags waiting in memory, written with it;
+        returns their ids (forgotten once the transaction is committed, kept if it is not)."""
+        ids = tuple(self._journaled_later)
+        if ids:
+            con.execute(
+                f"UPDATE queue_entry SET journaled=1 WHERE id IN ({','.join('?' * len(ids))})",  # noqa: S608
+                ids,
+            )
+        return ids
+
+    def _journaled_written(self, ids: tuple[str, ...]) -> None:
+        for entry_id in ids:
+            self._journaled_later.pop(entry_id, None)
 
     def _migrate(self) -> None:
         """Entries of the former ``pending`` table become PENDING entries (same row data, in one tx); a
@@ -418,6 +438,9 @@ class DepositQueue:
         with self._lock:
             with contextlib.suppress(OutboxError):
                 self.flush_deferred()
+            if self._journaled_later:
+                with contextlib.suppress(sqlite3.Error), self._tx():
+                    pass  # the flags ride in it
             self._con.close()
         with self._spare_lock:
             spares, self._spares = self._spares, []
@@ -502,6 +525,8 @@ class DepositQueue:
 
     def _overlay(self, entry: QueuedDeposit) -> QueuedDeposit:
         """The entry as this instance knows it: with the outcomes kept in memory applied."""
+        if entry.id in self._journaled_later and not entry.journaled:
+            entry = replace(entry, journaled=True)
         changes = self._deferred.get(entry.id)
         if not changes:
             return entry
@@ -646,8 +671,10 @@ class DepositQueue:
                             json.dumps(list(names)),
                         ),
                     )  # fmt: skip
+                    riding = self._journaled_flags(self._con)
                     committing = True
                     self._con.execute("COMMIT")
+                    self._journaled_written(riding)
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         self._con.execute("ROLLBACK")
@@ -812,8 +839,20 @@ class DepositQueue:
             defer=True,
         )  # fmt: skip
 
-    def mark_journaled(self, entry_id: str) -> None:
-        """The outcome's audit record is written (kept in memory if the file is full, as outcomes are)."""
+    def mark_journaled(self, entry_id: str, *, durable: bool = True) -> None:
+        """The outcome's audit record is written (kept in memory if the file is full, as outcomes are).
+
+        ``durable=False``: the flag is not committed now but in this instance's next write transaction
+        (the next deposit's ``add``, a claim, an outcome, or ``close``); reads of this instance see it at
+        once. For a caller that can tell from the journal whether the record exists (a crash before the
+        flag is on disk leaves the entry "not journaled": ``Session._journal_unjournaled`` then finds its
+        record and only sets the flag). An entry with outcomes kept in memory (full disk) takes the
+        durable path, after them, so the flag never reaches the file before the outcome it belongs to."""
+        if not durable:
+            with self._lock:
+                if entry_id not in self._deferred:
+                    self._journaled_later[entry_id] = None
+                    return
         self._transition(entry_id, {"journaled": 1}, defer=True, release=False, with_documents=False)
 
     def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:

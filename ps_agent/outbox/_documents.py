@@ -12,9 +12,14 @@ committed yet is never taken for one.
 Spare files: creating a file is the dearest step of a deposit's document write (≈ 0.35–0.7 ms of CPU
 per file measured on the CI machine's ext4, where the write and the fsync of 270 KB cost ≈ 0.25 ms; on
 Windows an antivirus filter looks at every creation too). So a file whose row's purge is committed is
-not unlinked but emptied (``recycle``: truncated to 0 bytes, the document is gone from the file system
-as with an unlink) and kept as a *spare* by the instance that purged it, which writes its next document
-into it (``write_all``: opened without ``O_CREAT``, truncated, written, fsync'd). A spare is a file no
+not unlinked but emptied (``recycle``: its bytes overwritten with zeros, the document is gone from the
+file as with an unlink) and kept as a *spare* by the instance that purged it, which writes its next
+document into it (``write_all``: opened without ``O_CREAT``, overwritten from the start, cut to the
+document's length, fsync'd). Zeros rather than a truncation to 0 bytes: the file keeps its blocks, so the
+next document of a similar size overwrites allocated blocks instead of the file system freeing them at
+the purge and allocating them again at the write (measured on ext4 for 270 KB: ≈ 0.3 ms of system time
+for the truncation and rewrite, ≈ 0.1 ms for the zeros and overwrite); a file above ``ZERO_MAX_BYTES``
+is truncated instead (writing zeros would then cost more than freeing blocks). A spare is a file no
 committed row names (only the purge's commit makes one) and only the instance that purged it knows it,
 so two writers never share a file and a write for a row never touches a committed row's file. A spare
 removed meanwhile (another process's open removes files no row names) is simply created again. Its
@@ -42,6 +47,8 @@ FILE_SUFFIX = ".doc"
 # a name is never reused and a write for a row that failed can never touch a committed row's file.
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.doc$")
 _BINARY = getattr(os, "O_BINARY", 0)
+# Above this size a purged spare is truncated to 0 bytes instead of overwritten with zeros (see above).
+ZERO_MAX_BYTES = 4 * 1024 * 1024
 
 
 def new_name() -> str:
@@ -54,12 +61,15 @@ def fsync_dir(folder: Path) -> None:
     fileio.fsync_dir(folder, strict=True)
 
 
-def _write_fd(path: Path, fd: int, data: bytes) -> None:
-    """Write ``data`` into the open ``fd`` and flush it to disk, then close it; on any failure the file
-    at ``path`` is removed and the error raised."""
+def _write_fd(path: Path, fd: int, data: bytes, *, cut: bool = False) -> None:
+    """Write ``data`` into the open ``fd`` (at its start) and flush it to disk, then close it; ``cut``: the
+    file is then cut to ``len(data)`` (what an earlier content left beyond it goes). On any failure the
+    file at ``path`` is removed and the error raised."""
     try:
         try:
             fileio.write_all(fd, data)
+            if cut:
+                os.ftruncate(fd, len(data))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -75,15 +85,16 @@ def _write_one(folder: Path, name: str, data: bytes) -> None:
 
 
 def _rewrite_spare(folder: Path, name: str, data: bytes) -> bool:
-    """Write ``data`` durably into the spare file ``name`` (truncated first); False when the file is gone
-    (another process's open removed it: the caller creates a new one). On any other failure the spare is
-    removed and the ``OSError`` raised."""
+    """Write ``data`` durably into the spare file ``name`` (overwritten from its start, then cut to the
+    document's length: its zeros beyond go); False when the file is gone (another process's open removed
+    it: the caller creates a new one). On any other failure the spare is removed and the ``OSError``
+    raised."""
     path = folder / name
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | _BINARY)
+        fd = os.open(path, os.O_WRONLY | _BINARY)
     except FileNotFoundError:
         return False
-    _write_fd(path, fd, data)
+    _write_fd(path, fd, data, cut=True)
     return True
 
 
@@ -126,15 +137,28 @@ def remove(folder: Path, names: Iterable[str]) -> None:
             os.unlink(folder / name)
 
 
+def _empty(path: Path) -> None:
+    """Overwrite the file's bytes with zeros (truncate it to 0 bytes above ``ZERO_MAX_BYTES``)."""
+    fd = os.open(path, os.O_WRONLY | _BINARY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > ZERO_MAX_BYTES:
+            os.ftruncate(fd, 0)
+        elif size:
+            fileio.write_all(fd, bytes(size))
+    finally:
+        os.close(fd)
+
+
 def recycle(folder: Path, names: Iterable[str], spares: list[str], keep: int) -> None:
-    """Files whose row's purge is committed: emptied and appended to ``spares`` while it holds fewer than
-    ``keep`` names, removed otherwise (best effort: a file that cannot be emptied is removed; one left
-    behind is removed at the next open). The caller serialises calls on one ``spares`` list."""
+    """Files whose row's purge is committed: emptied (``_empty``) and appended to ``spares`` while it holds
+    fewer than ``keep`` names, removed otherwise (best effort: a file that cannot be emptied is removed;
+    one left behind is removed at the next open). The caller serialises calls on one ``spares`` list."""
     gone: list[str] = []
     for name in names:
         if len(spares) < keep:
             try:
-                os.truncate(folder / name, 0)
+                _empty(folder / name)
             except OSError:
                 gone.append(name)
             else:

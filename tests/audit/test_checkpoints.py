@@ -478,3 +478,29 @@ def test_checkpoint_signature_verifies_with_the_openssl_command(signed: Path, tm
     (tmp_path / "payload").write_bytes(cp.payload.replace('"seq":10', '"seq":11').encode("utf-8"))
     bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0
+
+
+def test_the_copy_another_journal_wrote_meanwhile_is_read_again_and_kept(
+    journal_path: Path, clock: FakeClock, signer: SoftwareSigner, tmp_path: Path
+) -> None:
+    """The handle remembers the copy it wrote last (not parsed again while the file holds exactly it);
+    a copy replaced in between by another journal's is parsed and kept as evidence, not overwritten."""
+    j = AuditJournal(journal_path, clock=clock, monotonic=clock.monotonic, checkpoint_every=2)
+    j.set_checkpoint_signer(signer, "carte CPS")
+    for n in range(4):
+        j.append(make_event(n))
+    copy_path = journal_path.with_name(journal_path.name + ".checkpoint")
+    mine = Checkpoint.from_json(copy_path.read_text())
+    assert mine.journal_id == j.journal_id and mine.seq == 4
+    other_path = tmp_path / "other" / "audit.sqlite3"
+    other_path.parent.mkdir()
+    with AuditJournal(other_path, checkpoint_every=1) as other:
+        other.set_checkpoint_signer(signer, "carte CPS")
+        other.append(make_event(0))
+    foreign = other_path.with_name(other_path.name + ".checkpoint").read_text()
+    copy_path.write_text(foreign)
+    for n in range(4, 6):
+        j.append(make_event(n))
+    assert copy_path.read_text() == foreign  # kept: evidence that the journal was replaced
+    assert [c.seq for c in j.checkpoints()] == [2, 4, 6]
+    j.close()

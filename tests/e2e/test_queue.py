@@ -547,3 +547,37 @@ def test_a_document_handed_again_while_its_entry_is_being_sent_is_not_sent_twice
         assert registered_count(dmp_sandbox, waiting.document_uids[0]) == 0
     finally:
         other.close()
+
+
+def test_a_crash_before_the_journaled_flag_reaches_the_file_gives_one_record(
+    services_for, test_pki, dmp_sandbox, tmp_path
+):
+    """The "journaled" flag of a registered deposit rides in the queue's next write: a process that dies
+    before it (simulated: a second agent on the same home while the first one still holds the flag) leaves
+    a registered entry not journaled on disk, whose success record IS in the journal: the restart finds
+    the record and sets the flag, it does not journal the deposit a second time."""
+    p = demo().DEMO_ADULT
+    ref = patient_ref(p)
+    home = tmp_path / "crash-home"
+    first = services_for(home)
+    done = (
+        first.open_session(credentials_for(test_pki, "gp"))
+        .patient(ref)
+        .deposit(docs.letter(p, "gp", title="Lettre avant l'arrêt brutal"))
+    )
+    lot = done.value.submission_set_uid
+    mine = first.queue.get(lot)
+    assert mine is not None and mine.state is EntryState.REGISTERED and mine.journaled
+    restarted = services_for(home)
+    on_disk = restarted.queue.get(lot)
+    assert on_disk is not None and on_disk.state is EntryState.REGISTERED and not on_disk.journaled
+    restarted.open_session(credentials_for(test_pki, "gp")).resume(all_entries=True)
+    assert restarted.queue.unjournaled() == []
+    success = [
+        r
+        for r in restarted.journal.records(action="dmp.deposit")
+        if r.event.outcome == "success" and r.event.detail.startswith(f"lot {lot}")
+    ]
+    assert len(success) == 1 and "différé" not in success[0].event.detail
+    assert registered_count(dmp_sandbox, done.value.document_uids[0]) == 1
+    assert restarted.journal.verify().ok

@@ -374,3 +374,45 @@ def test_hand_back_into_an_existing_folder_keeps_its_permissions(tmp_path: Path)
     q.hand_back("2.25.1", lambda entry: written.extend(write_documents(entry, out)))
     assert (out.stat().st_mode & 0o777) == 0o755
     assert (written[0].stat().st_mode & 0o777) == 0o600
+
+
+def test_a_journaled_flag_not_durable_rides_in_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    other = DepositQueue(path)  # another process's view of the file
+    add(q, claim=True)
+    q.mark_registered("2.25.1")
+    q.mark_journaled("2.25.1", durable=False)
+    mine = q.get("2.25.1")
+    assert mine is not None and mine.journaled  # this instance sees it at once
+    assert q.unjournaled() == []
+    on_disk = other.get("2.25.1")
+    assert on_disk is not None and on_disk.state is EntryState.REGISTERED and not on_disk.journaled
+    add(q, "2.25.2", claim=True)  # the next write transaction carries it
+    on_disk = other.get("2.25.1")
+    assert on_disk is not None and on_disk.journaled
+    fresh = other.get("2.25.2")
+    assert fresh is not None and not fresh.journaled
+    q.mark_registered("2.25.2")
+    q.mark_journaled("2.25.2", durable=False)
+    assert [e.id for e in other.unjournaled()] == ["2.25.2"]
+    q.close()  # closing writes what is left
+    assert other.unjournaled() == []
+    other.close()
+
+
+def test_a_journaled_flag_waits_behind_an_outcome_kept_in_memory(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    add(q, claim=True)
+    full = _fail_writes(monkeypatch, q)
+    q.mark_registered("2.25.1")  # kept in memory (full disk)
+    q.mark_journaled("2.25.1", durable=False)  # must not reach the file before the outcome
+    other = DepositQueue(path)
+    full[0] = False
+    add(q, "2.25.2")  # a write transaction: the flag of 2.25.1 is not in it (the outcome is not yet)
+    raw = other.get("2.25.1")
+    assert raw is not None and raw.state is EntryState.SENDING and not raw.journaled
+    q.flush_deferred()
+    raw = other.get("2.25.1")
+    assert raw is not None and raw.state is EntryState.REGISTERED and raw.journaled

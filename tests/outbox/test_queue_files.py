@@ -317,8 +317,9 @@ def test_a_former_version_queue_keeps_its_documents_moved_to_files(tmp_path: Pat
     claimed = again.claim("2.25.1")
     assert claimed is not None and claimed.documents == (DOC + b"1", DOC + b"1b")
     again.mark_registered("2.25.1")
-    # its two files are emptied (this instance's spares) and removed when it closes
-    assert sorted((again.documents_dir / n).stat().st_size for n in files(again)) == [0, 0, len(DOC) + 1]
+    # its two files are emptied (this instance's spares: zeros) and removed when it closes
+    contents = sorted((again.documents_dir / n).read_bytes() for n in files(again))
+    assert contents == sorted([bytes(len(DOC) + 1), bytes(len(DOC) + 2), DOC + b"2"])
     again.close()
     assert len(files(again)) == 1
 
@@ -361,7 +362,8 @@ def test_a_purged_file_is_emptied_and_written_again_for_the_next_one(tmp_path: P
     add(q, "2.25.1", claim=True)
     [name] = files(q)
     q.mark_registered("2.25.1")
-    assert files(q) == [name] and (q.documents_dir / name).stat().st_size == 0  # the bytes are gone
+    emptied = (q.documents_dir / name).read_bytes()
+    assert files(q) == [name] and emptied == bytes(len(emptied)) and DOC not in emptied  # the bytes are gone
     other = DepositQueue(path.with_name("other.sqlite3"))
     assert other._take_spare() is None  # another instance's spares are not its own
     other.close()
@@ -377,7 +379,7 @@ def test_a_purged_file_is_emptied_and_written_again_for_the_next_one(tmp_path: P
     monkeypatch.setattr(_documents.os, "fsync", lambda fd: (syncs.append(fd), real_fsync(fd))[1])
     add(q, "2.25.2", DOC + b"2", claim=True)
     assert files(q) == [name] and created == [] and folder_flushes == [] and len(syncs) == 1
-    assert (q.documents_dir / name).read_bytes() == DOC + b"2"
+    assert (q.documents_dir / name).read_bytes() == DOC + b"2"  # cut to its length: no zeros left after it
     assert [e.documents for e in q.entries() if e.id == "2.25.2"] == [(DOC + b"2",)]
     q.mark_registered("2.25.2")
     DepositQueue(path).close()  # another open removes the unnamed spare
@@ -386,6 +388,31 @@ def test_a_purged_file_is_emptied_and_written_again_for_the_next_one(tmp_path: P
     assert len(created) == 1 and files(q) == created and folder_flushes == [q.documents_dir]
     assert [e.documents for e in DepositQueue(path).entries() if e.id == "2.25.3"] == [(DOC + b"3",)]
     q.hand_back("2.25.3", lambda entry: None)
-    assert [(q.documents_dir / n).stat().st_size for n in files(q)] == [0]
+    assert [(q.documents_dir / n).read_bytes() for n in files(q)] == [bytes(len(DOC) + 1)]
     q.close()
     assert files(q) == []
+
+
+def test_a_shorter_document_written_into_a_spare_leaves_nothing_of_the_zeros(tmp_path: Path) -> None:
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q, "2.25.1", DOC + b"long" * 1000, claim=True)
+    [name] = files(q)
+    q.mark_registered("2.25.1")
+    assert (q.documents_dir / name).read_bytes() == bytes(len(DOC) + 4000)
+    short = b"<ClinicalDocument>court</ClinicalDocument>"
+    add(q, "2.25.2", short, claim=True)
+    assert files(q) == [name] and (q.documents_dir / name).read_bytes() == short
+    assert [e.documents for e in DepositQueue(q.path).entries() if e.id == "2.25.2"] == [(short,)]
+    q.close()
+
+
+def test_a_spare_above_the_zeroing_limit_is_truncated(tmp_path: Path, monkeypatch) -> None:
+    from ps_agent.outbox import _documents
+
+    monkeypatch.setattr(_documents, "ZERO_MAX_BYTES", 1000)
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q, "2.25.1", claim=True)
+    [name] = files(q)
+    q.mark_registered("2.25.1")
+    assert (q.documents_dir / name).stat().st_size == 0
+    q.close()
