@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,26 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# ".json" in every mix of case: one ``str.endswith`` per name of the inbox (a rescan lists them all)
+_SIDECAR_ENDINGS = tuple("." + "".join(c) for c in itertools.product(*((x, x.upper()) for x in "json")))
+
+
+def _read(path: str | Path) -> bytes:
+    """A dropped file's bytes: open, size, read to the end, close (``Path.read_bytes`` also asks whether
+    the file is a terminal and where its offset is: two system calls more per file)."""
+    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    try:
+        want = os.fstat(fd).st_size + 1  # one more byte: a file grown meanwhile is read whole anyway
+        parts = []
+        while chunk := os.read(fd, want):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _is_sidecar_name(name: str) -> bool:
-    return name[-5:].lower() == ".json" and not is_temporary(name)
+    return name.endswith(_SIDECAR_ENDINGS) and not is_temporary(name)
 
 
 class _Capture(threading.local):
@@ -311,10 +330,18 @@ class HotFolder:
                 log.exception("hot folder outcome of %s", entry.id)
 
     # ------------------------------------------------------------------ scanning
-    def _list_complete(self) -> list[str]:
-        with os.scandir(self.inbox) as it:
-            names = [e.name for e in it if _is_sidecar_name(e.name) and e.is_file()]
-        return sorted(n[:-5] for n in names)
+    def _list_complete(self, skip: Container[str] = ()) -> list[str]:
+        """The stems of the inbox's complete items (sorted), but those in ``skip``."""
+        with os.scandir(self._inbox_path) as it:
+            # the suffix first (a cheap test that rejects the documents), the file type (no stat) last
+            stems = [
+                n[:-5]
+                for e in it
+                if (n := e.name).endswith(_SIDECAR_ENDINGS) and n[:-5] not in skip and not is_temporary(n)
+                and e.is_file()
+            ]  # fmt: skip
+        stems.sort()
+        return stems
 
     def complete_items(self) -> list[str]:
         """Names (stems) whose sidecar is present under its final name."""
@@ -349,7 +376,10 @@ class HotFolder:
     def scan(self) -> int:
         """Schedule every complete item not already being handled; returns how many were scheduled. The
         workers' lock is taken once per scan, not once per name (a rescan of a full inbox lists them all)."""
-        stems = self._list_complete()
+        # the items already waiting are not looked at again (a rescan during a batch lists them all); a
+        # snapshot of the keys: read while the workers go on (one name more or less is harmless, the lock
+        # below decides)
+        stems = self._list_complete(self._pending.keys())
         with self._cv:
             n = sum(1 for stem in stems if self._enqueue_locked(stem))
             if n:
@@ -390,12 +420,10 @@ class HotFolder:
             self._reject_files(stem, sources, "document", detail, "DOCUMENT_MISSING")
             return
         doc_path = docs[0]
-        data = doc_path.read_bytes()
+        data = _read(doc_path)
         try:
             is_cda = doc_path.suffix.lower() == ".xml"
-            sidecar = parse_sidecar(
-                sidecar_path.read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None
-            )
+            sidecar = parse_sidecar(_read(sidecar_path), is_cda=is_cda, cda_bytes=data if is_cda else None)
         except SidecarError as exc:
             self._reject_files(stem, sources, exc.field, exc.detail, "SIDECAR_INVALID")
             return
