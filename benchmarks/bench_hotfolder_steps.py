@@ -1,12 +1,16 @@
 """The hot folder's OWN CPU per item, without the network or the agent's deposit (prints figures, asserts
-nothing): ``HotFolder.process`` over COUNT dropped PDF + sidecar pairs, on one thread, with a stand-in
-backend whose deposit settles at once (REGISTERED). What is left is the hot folder's work per item:
-claiming the files, reading and checking the sidecar and the PDF, building the level-1 CDA, the ledger,
-moving the files, the receipt.
+nothing): COUNT dropped PDF + sidecar pairs handled with a stand-in backend whose deposit settles at once
+(REGISTERED), first by ``HotFolder.process`` called in turn on one thread, then by the hot folder started
+with WORKERS threads (its watcher, rescans every 0.5 s as in bench_hotfolder.py, hand-offs). What is left is
+the hot folder's work per item: claiming the files, reading and checking the sidecar and the PDF, building
+the level-1 CDA, the ledger, moving the files, the receipt. CPU of the whole process, user and system (the
+fsyncs, renames and creations are system time), per round.
 
-    .venv/bin/python benchmarks/bench_hotfolder_steps.py [--count 300] [--rounds 3] [--profile]
+    .venv/bin/python benchmarks/bench_hotfolder_steps.py [--count 300] [--rounds 3] [--workers 8] [--profile]
 
-``--profile`` prints the top functions (cProfile, cumulative) of one round.
+``--profile`` prints the Python calls per item (a figure the machine's load does not change) and the top
+functions of one more round (cProfile on thread CPU time; ``SORT=tottime`` or ``SORT=ncalls`` to reorder).
+A/B against another checkout: copy this file elsewhere and run it with ``PYTHONPATH`` set to that checkout.
 """
 
 from __future__ import annotations
