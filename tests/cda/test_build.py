@@ -381,6 +381,35 @@ def test_level1_bytes_are_what_lxml_serialises_for_the_same_tree(
         assert errors(validate_builtin(data)) == []
 
 
+def test_level1_header_parts_kept_per_patient_and_author_follow_each_input(
+    patient: PatientInput, author: AuthorInput, pdf: bytes
+) -> None:
+    """The header parts kept per distinct patient/author (``cda.build``'s fragment caches) are those of the
+    inputs given: a second patient or author, or the same one changed in place (the inputs are mutable),
+    gets its own; the first one's bytes come back unchanged."""
+    fixed = {"document_id": cda.model.InstanceId("1.2.250.1.999.1"),
+             "effective_time": dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC)}  # fmt: skip
+
+    def header(p: PatientInput, a: AuthorInput) -> bytes:
+        data = _level1(p, a, content=pdf, **fixed)
+        doc = cda.parse(data)
+        assert doc.patient is not None and doc.patient.birth_family_name == p.birth_family_name.upper()
+        assert doc.custodian is not None and doc.custodian.name == a.organization_name
+        set_id = doc.set_id
+        assert set_id is not None
+        return data.replace(set_id.root.encode(), b"SET")  # the setId is new each time
+
+    first = header(patient, author)
+    other_patient = dataclasses.replace(patient, birth_family_name="AUTRE", used_family_name="DUVAL")
+    other_author = dataclasses.replace(author, organization_name="CLINIQUE DU PARC", suffix="DR")
+    assert header(other_patient, author) != first
+    assert header(patient, other_author) != first
+    changed = dataclasses.replace(author)
+    changed.organization_name = "CABINET CHANGÉ"  # the same object changed in place
+    assert b"CABINET CHANG\xc3\x89" in header(patient, changed)
+    assert header(patient, author) == first
+
+
 def test_vaccination_note_header_is_what_lxml_serialises(patient: PatientInput, author: AuthorInput) -> None:
     from lxml import etree
 

@@ -13,18 +13,32 @@ from ps_agent.hotfolder.ledger import BUILDING, DONE, QUEUED, Ledger
 
 
 def test_claims_are_fsynced_and_later_states_are_not(tmp_path: Path) -> None:
+    """Each commit runs at the level it needs on the ledger's one writer connection: a claim at
+    synchronous=FULL (2: the WAL fsync'd), the later states at NORMAL (1), whatever came before."""
     ledger = Ledger(tmp_path / "ledger.sqlite3")
+    statements: list[str] = []
+    ledger._con.set_trace_callback(statements.append)
     try:
         assert ledger.claim_new("k1", "cr1", "2.25.1") is not None
         assert ledger.claim_new("k1", "cr1", "2.25.1") is None  # never twice
         ledger.set_state("k1", QUEUED, entry_id="e1", durable=False)
         ledger.set_state("k1", DONE, outcome="{}", durable=False)
-        # the durable writer stays at FULL (2) whatever the lazy one did; the lazy one is NORMAL (1)
+        assert ledger.claim_new("k2", "cr2", "2.25.2") is not None
+        ledger.set_state("k2", DONE, outcome="{}", durable=False)
+        level, at_commit = 2, []
+        for sql in statements:
+            if sql.startswith("PRAGMA synchronous="):
+                level = {"FULL": 2, "NORMAL": 1}[sql.split("=", 1)[1]]
+            elif sql == "COMMIT":
+                at_commit.append(level)
+        assert at_commit == [2, 2, 1, 1, 2, 1]
+        ledger._con.set_trace_callback(None)
+        assert ledger._con.execute("PRAGMA synchronous").fetchone()[0] == 1  # as the last commit left it
+        assert ledger.claim_new("k3", "cr3", "2.25.3") is not None
         assert ledger._con.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert ledger._lazy.execute("PRAGMA synchronous").fetchone()[0] == 1
         item = ledger.get("k1")
         assert item is not None and (item.state, item.entry_id) == (DONE, "e1")
-        assert ledger.by_entry("e1") == item and ledger.count(DONE) == 1
+        assert ledger.by_entry("e1") == item and ledger.count(DONE) == 2
     finally:
         ledger.close()
 
