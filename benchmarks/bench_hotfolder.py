@@ -312,7 +312,8 @@ def main() -> None:
             rate = args.count / elapsed
             print(f"0. patients: {args.patients} (documents round-robin, ≈ {args.count / args.patients:g} "
                   f"each; every patient new to the hot folder's session: one TD0.2 each in its figure); "
-                  f"load average at the end: {load_average()}")  # fmt: skip
+                  f"load average at the end: {load_average()}; code measured: "
+                  f"{Path(sys.modules['ps_agent'].__file__ or '').parents[1]}")  # fmt: skip
             print(f"1. hot folder, {args.count} single-page PDFs, AIR mode, {args.workers} workers: "
                   f"{rate:.1f} documents/s  |  bare client (pre-built submissions), before / after: "
                   f"{bare1:.1f} / {bare2:.1f} documents/s  |  ratio {rate / bare:.2f} (goal ≥ 0.7)"
