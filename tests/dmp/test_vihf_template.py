@@ -30,7 +30,7 @@ def _with_id(assertion: etree._Element, assertion_id: str) -> bytes:
     return etree.tostring(assertion)
 
 
-def test_copied_assertion_is_the_direct_build(gp, patient, lps, signer):
+def test_build_is_the_direct_build_with_its_own_id_and_instants(gp, patient, lps, signer):
     now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     for mode, purpose, reason in [
         (AuthMode.DIRECTE, Purpose.NORMAL, ""),
