@@ -283,13 +283,14 @@ class Session:
             frame_recorder=services.frames.record,
             deposit_retries=cfg.deposit_retries,
         )
-        # Patient handles: every one still in use (weak map: the window's patient, deposits in flight) and
-        # the PATIENT_HANDLES_KEPT last used (their TD0.2 answer reused for STATUS_TTL_S), not every patient
-        # of a hospital's year.
+        # Patient handles: every one still in use (weak map: the window's patient, deposits in flight), the
+        # PATIENT_HANDLES_KEPT last used (their TD0.2 answer reused for STATUS_TTL_S) and those in emergency
+        # access; not every patient of a hospital's year.
         self._handles: weakref.WeakValueDictionary[tuple[str, str], PatientHandle] = (
             weakref.WeakValueDictionary()
         )
         self._recent: OrderedDict[tuple[str, str], PatientHandle] = OrderedDict()
+        self._emergency: dict[tuple[str, str], PatientHandle] = {}  # out of _recent, in emergency access
         self._lock = threading.Lock()
         self.closed = False
         self._attach_journal_signer()
@@ -371,7 +372,13 @@ class Session:
             recent[key] = handle
             recent.move_to_end(key)
             if len(recent) > PATIENT_HANDLES_KEPT:
-                recent.popitem(last=False)
+                old_key, old = recent.popitem(last=False)
+                # an emergency access lasts until it is ended, however many patients come meanwhile
+                self._emergency = {
+                    k: h for k, h in self._emergency.items() if h.access_mode is not AccessMode.NORMAL
+                }
+                if old.access_mode is not AccessMode.NORMAL:
+                    self._emergency[old_key] = old
             return handle
 
     # ------------------------------------------------------------------ audit

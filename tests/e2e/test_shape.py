@@ -304,7 +304,8 @@ def test_a_session_keeps_the_handles_in_use_and_a_bounded_number_of_others(
     services_for, test_pki, monkeypatch
 ):
     """A year of a hospital's hot folder meets 100,000 patients: the session keeps the handles someone
-    holds (the same object for the same INS) and the ``PATIENT_HANDLES_KEPT`` last used, not every one."""
+    holds (the same object for the same INS), the ``PATIENT_HANDLES_KEPT`` last used and those in
+    emergency access until it ends, not every one."""
     import gc
     import weakref
 
@@ -316,12 +317,21 @@ def test_a_session_keeps_the_handles_in_use_and_a_bounded_number_of_others(
     session = services.open_session(credentials_for(test_pki, "gp"))
     held = session.patient(patient_ref(demo().DEMO_ADULT))
     first = weakref.ref(session.patient(PatientRef("100000000000001", "1.2.250.1.213.1.4.10")))
-    for n in range(2, 200):
+    # a patient opened in emergency access (the state emergency_access() sets), then let go by its caller
+    urgent_ref = PatientRef("100000000000002", "1.2.250.1.213.1.4.10")
+    session.patient(urgent_ref)._set(access_mode=AccessMode.BRIS_DE_GLACE, reason="Patient inconscient")
+    for n in range(3, 200):
         session.patient(PatientRef(f"1{n:014d}", "1.2.250.1.213.1.4.10"))
     gc.collect()
     assert first() is None  # not held, not among the last 5: let go
     assert len(session._recent) == 5
-    assert len(session._handles) == 6  # the 5 last used and the one held
+    assert len(session._handles) == 7  # the 5 last used, the one held, the one in emergency access
     assert session.patient(patient_ref(demo().DEMO_ADULT)) is held
+    assert session.patient(urgent_ref).access() == (AccessMode.BRIS_DE_GLACE, "Patient inconscient")
+    session.patient(urgent_ref)._set(access_mode=AccessMode.NORMAL, reason="")  # ended
+    for n in range(200, 210):
+        session.patient(PatientRef(f"1{n:014d}", "1.2.250.1.213.1.4.10"))
+    gc.collect()
+    assert len(session._handles) == 6 and session._emergency == {}
     last = session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10"))
     assert session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10")) is last
