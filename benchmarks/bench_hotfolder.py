@@ -1,6 +1,10 @@
 """Hot-folder and local-API benchmark (issue 12): prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/bench_hotfolder.py [--count 1000] [--workers 8] [--latency-ms 0]
+    .venv/bin/python benchmarks/bench_hotfolder.py [--count 1000] [--patients 1] [--workers 8]
+        [--latency-ms 0]
+
+    # the same bench against another checkout's code (its PYTHONPATH wins over this file's folder):
+    cd /work/base && PYTHONPATH=$PWD .venv/bin/python /path/to/bench_hotfolder.py --patients 250
 
 1. A hot folder of COUNT single-page PDF reports in AIR mode (establishment keys of the test PKI):
    documents per second from the start of the hot folder (files all dropped before) to the last receipt,
@@ -14,7 +18,14 @@
    - hot folder: ``HotFolder(workers=WORKERS)``: at most WORKERS deposits in flight, each worker reading,
      building (CDA level 1 from the PDF + sidecar), signing and sending its item, receipts written;
    - same sandbox process (``python -m sandbox serve``, its own process as a real DMP is remote), same
-     single-page PDF (``tests.fixtures.integration.pdf``), same patient, same AIR credentials.
+     single-page PDF (``tests.fixtures.integration.pdf``), same patients, same AIR credentials.
+   PATIENTS: the documents are spread round-robin over that many patients, each with an active DMP
+   (``--patients 1``: every document for the demo adult, as before; more: the demo adult and PATIENTS - 1
+   generated patients with valid NIR keys, opened in the sandbox's store by ``Store.create_patient``
+   before the sandbox starts). The bare client posts its pre-built submissions for the same patients in
+   the same proportions, so both sides give the sandbox the same work; the agent's TD0.2 per new patient
+   (a precondition of a deposit, DEP-03, asked once per patient per ``STATUS_TTL_S``) is the agent's work
+   and stays in its figure. A hospital's batch is for many patients (``--patients 250``: 4 documents each).
    Also the agent's own deposit rate on the same threads without the hot folder, to tell the two costs
    apart, and the CPU per document of the agent's process and of the sandbox's process in each phase
    (when both sides are CPU-bound on their own core, the ratio is about sandbox CPU / agent CPU).
@@ -39,9 +50,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# after PYTHONPATH's entries: this file can measure another checkout's code (PYTHONPATH=that checkout)
+sys.path.append(str(ROOT))
 
 import httpx  # noqa: E402
 
@@ -68,6 +81,14 @@ def rss_mib() -> float:
         except ImportError:
             return 0.0
         return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load (the figures move with it on a shared machine); "?" on Windows."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "?"
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -107,10 +128,11 @@ def show(c: tuple[float, float]) -> str:
 
 
 def bare_rate(
-    services: Services, session: object, p: object, count: int, workers: int, tag: str
+    services: Services, session: object, patients: list[Any], count: int, workers: int, tag: str
 ) -> tuple[float, tuple[float, float]]:
     """Pre-built submissions POSTed on ``workers`` threads: the sandbox's acceptance rate alone (and the
-    CPU per document of the poster and of the sandbox while it lasts)."""
+    CPU per document of the poster and of the sandbox while it lasts). Document i is for patient
+    ``i % len(patients)``, as in the hot folder."""
     from cda import build
     from tests.e2e import docs
 
@@ -118,6 +140,7 @@ def bare_rate(
     url = services.config.environment.url("repository")
     prepared = []
     for i in range(count):
+        p = patients[i % len(patients)]
         data = build.level1(type_code="11490-0", content=pdf(f"Bare {tag} {i}"), title=f"Bare {tag} {i}",
                             patient=docs.patient_input(p), author=docs.author_input("gp"),
                             media_type="application/pdf")  # fmt: skip
@@ -142,24 +165,70 @@ def bare_rate(
     return (count - 1) / (time.perf_counter() - t0), cpu.per_doc_ms(count - 1)
 
 
-def agent_rate(session: object, p: object, count: int, workers: int) -> tuple[float, tuple[float, float]]:
+def agent_rate(
+    session: object, patients: list[Any], count: int, workers: int
+) -> tuple[float, tuple[float, float]]:
     """The agent's own deposits (``PatientHandle.deposit`` of built CDAs) on ``workers`` threads, no hot
-    folder: splits the hot folder's cost from the agent's (queue, journal, signatures)."""
+    folder: splits the hot folder's cost from the agent's (queue, journal, signatures). Document i for
+    patient ``i % len(patients)`` (the caller gives as many patients as keep the hot folder's documents per
+    patient), each handle asked for per document as the hot folder does."""
     from cda import build
     from ps_agent.access.policy import PatientRef
     from ps_agent.context import Context
     from tests.e2e import docs
 
-    h = session.patient(PatientRef(p.ins, p.oid, "QUAL"))  # type: ignore[attr-defined]
-    cdas = [build.level1(type_code="11490-0", content=pdf(f"Agent {i}"), title=f"Agent {i}",
-                         patient=docs.patient_input(p), author=docs.author_input("gp"),
-                         media_type="application/pdf") for i in range(count)]  # fmt: skip
-    h.deposit(cdas[0], ctx=Context(background=True))
+    def deposit(i_cda: tuple[int, bytes]) -> None:
+        p = patients[i_cda[0] % len(patients)]
+        h = session.patient(PatientRef(p.ins, p.oid, "QUAL"))  # type: ignore[attr-defined]
+        h.deposit(i_cda[1], ctx=Context(background=True))
+
+    cdas = [(i, build.level1(type_code="11490-0", content=pdf(f"Agent {i}"), title=f"Agent {i}",
+                             patient=docs.patient_input(patients[i % len(patients)]),
+                             author=docs.author_input("gp"), media_type="application/pdf"))
+            for i in range(count)]  # fmt: skip
+    deposit(cdas[0])
     cpu = Cpu()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda c: h.deposit(c, ctx=Context(background=True)), cdas[1:]))
+        list(pool.map(deposit, cdas[1:]))
     return (count - 1) / (time.perf_counter() - t0), cpu.per_doc_ms(count - 1)
+
+
+def spread_patients(n: int) -> list[Any]:
+    """The demo adult and ``n - 1`` fictitious patients (test INS OID, valid NIR keys, traits matching the
+    NIR: sex, year and month of birth; born in Paris 20e, a commune no demo patient has, so never one
+    of them), distinct from one another for n up to ≈ 700,000."""
+    from cda.ins import nir_key
+    from sandbox import demo
+
+    out: list[Any] = [demo.DEMO_ADULT]
+    for i in range(n - 1):
+        sex = 1 + i % 2
+        rest = i // 999
+        yy, mm = 40 + (rest // 12) % 60, rest % 12 + 1
+        first13 = f"{sex}{yy:02d}{mm:02d}75120{i % 999 + 1:03d}"
+        out.append(demo.DemoPatient(
+            f"{first13}{nir_key(first13):02d}", demo.TEST_INS_OID, f"BANC-PATIENT-{i + 1}", "ALEX",
+            f"19{yy:02d}{mm:02d}15", "M" if sex == 1 else "F", "75120",
+        ))  # fmt: skip
+    return out
+
+
+def open_dmps(data_dir: Path, patients: list[Any]) -> None:
+    """An active DMP for each patient in the sandbox's store (before the sandbox starts on ``data_dir``;
+    the demo patients are left to its ``--demo`` seed)."""
+    from sandbox import demo
+    from sandbox.dmp.store import Store
+
+    demo_ins = {d.ins for d in demo.DEMO_PATIENTS}
+    store = Store(data_dir)
+    try:
+        for p in patients:
+            if p.ins not in demo_ins:
+                store.create_patient(p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex,
+                                     p.birth_place)  # fmt: skip
+    finally:
+        store.close()
 
 
 def main() -> None:
@@ -169,30 +238,44 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     ap.add_argument("--api-requests", type=int, default=200)
     ap.add_argument("--latency-ms", type=int, default=0)
+    # 1: every document for one patient (the figure of earlier runs); a hospital's batch is for many
+    ap.add_argument("--patients", type=int, default=1, help="documents spread round-robin over N patients")
     args = ap.parse_args()
+    if not 1 <= args.patients <= args.count:
+        ap.error("--patients: between 1 and --count")
     from sandbox import demo, pki
 
     p = demo.DEMO_ADULT
+    patients = spread_patients(args.patients)
+    # the agent's own deposits (fewer documents): as many documents per patient as in the hot folder
+    own_count = min(args.count, 300)
+    own_patients = patients[: max(1, round(own_count * args.patients / args.count))]
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         test_pki = pki.load_or_create(tmpd / "pki")
+        open_dmps(tmpd / "data", patients)
         with demo_sandbox_process(
             tmpd / "data", tmpd / "pki", args.latency_ms, on_start=Cpu.set_sandbox_pid
         ) as base_url:
             env = Environment("sandbox", base_url, ca_file=str(test_pki.ca_bundle))
             services = Services(AgentConfig(env, tmpd / "home"))
-            session = services.open_session(credentials(test_pki, "secretary", AuthMode.INDIRECTE_RENFORCEE))
+            air = credentials(test_pki, "secretary", AuthMode.INDIRECTE_RENFORCEE)
+            session = services.open_session(air)
             backend = ApiBackend(services, lambda: session, deposit_workers=args.workers)
 
-            bare1, bare1_cpu = bare_rate(services, session, p, args.count, args.workers, "a")
-            agent, agent_cpu = agent_rate(session, p, min(args.count, 300), args.workers)
+            bare1, bare1_cpu = bare_rate(services, session, patients, args.count, args.workers, "a")
+            # on a session of its own: the hot folder's session meets every patient new (TD0.2 included)
+            own_session = services.open_session(air)
+            agent, agent_cpu = agent_rate(own_session, own_patients, own_count, args.workers)
+            own_session.close()
 
             root = tmpd / "depot"
             folder = HotFolder(root, backend, workers=args.workers, rescan_interval_s=0.5)
             for i in range(args.count):  # dropped before the start: the batch is all there
                 name = f"cr{i:05d}"
                 (root / "inbox" / f"{name}.pdf").write_bytes(pdf(f"CR {i}"))
-                (root / "inbox" / f"{name}.json").write_text(json.dumps(sidecar(p, f"CR banc {i}")), "utf-8")
+                sc = sidecar(patients[i % args.patients], f"CR banc {i}")
+                (root / "inbox" / f"{name}.json").write_text(json.dumps(sc), "utf-8")
             rss: list[float] = []
             stop = threading.Event()
 
@@ -224,9 +307,13 @@ def main() -> None:
             hot_cpu = cpu.per_doc_ms(args.count)
             stop.set()
             folder.stop()
-            bare2, bare2_cpu = bare_rate(services, session, p, args.count, args.workers, "b")
+            bare2, bare2_cpu = bare_rate(services, session, patients, args.count, args.workers, "b")
             bare = (bare1 + bare2) / 2
             rate = args.count / elapsed
+            print(f"0. patients: {args.patients} (documents round-robin, ≈ {args.count / args.patients:g} "
+                  f"each; every patient new to the hot folder's session: one TD0.2 each in its figure); "
+                  f"load average at the end: {load_average()}; code measured: "
+                  f"{Path(sys.modules['ps_agent'].__file__ or '').parents[1]}")  # fmt: skip
             print(f"1. hot folder, {args.count} single-page PDFs, AIR mode, {args.workers} workers: "
                   f"{rate:.1f} documents/s  |  bare client (pre-built submissions), before / after: "
                   f"{bare1:.1f} / {bare2:.1f} documents/s  |  ratio {rate / bare:.2f} (goal ≥ 0.7)"

@@ -24,6 +24,8 @@ import queue as queue_mod
 import re
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -72,6 +74,9 @@ T = TypeVar("T")
 # How long a TD0.2 answer is reused for the same patient before asking again [I]: long enough for one
 # consultation, short enough to see a patient's new block or closure within the session.
 STATUS_TTL_S = 300.0
+# Patient handles a session keeps beyond those in use (each holds the patient's TD0.2 answer and access
+# mode, a few hundred bytes): a hot folder depositing for 100,000 patients a year keeps these, not all.
+PATIENT_HANDLES_KEPT = 1024
 
 # Parallel TD3.2 requests for the vaccination status, each of up to RETRIEVE_MANY_MAX_DOCUMENTS documents
 # (a few, to stay polite with the DMP) [I].
@@ -279,7 +284,14 @@ class Session:
             frame_recorder=services.frames.record,
             deposit_retries=cfg.deposit_retries,
         )
-        self._patients: dict[tuple[str, str], PatientHandle] = {}
+        # Patient handles: every one still in use (weak map: the window's patient, deposits in flight), the
+        # PATIENT_HANDLES_KEPT last used (their TD0.2 answer reused for STATUS_TTL_S) and those in emergency
+        # access; not every patient of a hospital's year.
+        self._handles: weakref.WeakValueDictionary[tuple[str, str], PatientHandle] = (
+            weakref.WeakValueDictionary()
+        )
+        self._recent: OrderedDict[tuple[str, str], PatientHandle] = OrderedDict()
+        self._emergency: dict[tuple[str, str], PatientHandle] = {}  # out of _recent, in emergency access
         self._lock = threading.Lock()
         self.closed = False
         self._attach_journal_signer()
@@ -350,12 +362,24 @@ class Session:
         return self.credentials.mode
 
     def patient(self, ref: PatientRef) -> PatientHandle:
-        """The handle of a patient in this session (the same object for the same INS)."""
+        """The handle of a patient in this session (the same object for the same INS while it is held, or
+        among the ``PATIENT_HANDLES_KEPT`` last used)."""
         key = (ref.ins, ref.oid)
         with self._lock:
-            handle = self._patients.get(key)
+            handle = self._handles.get(key)
             if handle is None or handle.ref != ref:
-                handle = self._patients[key] = PatientHandle(self, ref)
+                handle = self._handles[key] = PatientHandle(self, ref)
+            recent = self._recent
+            recent[key] = handle
+            recent.move_to_end(key)
+            if len(recent) > PATIENT_HANDLES_KEPT:
+                old_key, old = recent.popitem(last=False)
+                # an emergency access lasts until it is ended, however many patients come meanwhile
+                self._emergency = {
+                    k: h for k, h in self._emergency.items() if h.access_mode is not AccessMode.NORMAL
+                }
+                if old.access_mode is not AccessMode.NORMAL:
+                    self._emergency[old_key] = old
             return handle
 
     # ------------------------------------------------------------------ audit

@@ -8,13 +8,11 @@ key that forwards to ``Signer.sign`` (authentication.md §4.5).
 from __future__ import annotations
 
 import base64
-import copy
 import enum
 import functools
 import hashlib
-import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -138,41 +136,25 @@ def roles(identity: ProfessionalIdentity) -> list[dict[str, str]]:
 
 
 def build(req: VihfRequest, *, issuer: str, now: datetime | None = None) -> etree._Element:
-    """The unsigned assertion: a copy of the one built for the same request and issuer (per thread), with
-    its own ID and instants (≈ 0.1 ms of element building saved per request)."""
-    if req.identity.activity is None:
-        raise ProtocolError(
-            "Aucune situation d'exercice n'est sélectionnée : impossible de construire le jeton VIHF.",
-            code="VIHF_NO_ACTIVITY",
-        )
-    now = now or datetime.now(UTC)
-    cache: dict[tuple[VihfRequest, str], etree._Element] | None = getattr(_templates, "assertions", None)
-    if cache is None:
-        cache = _templates.assertions = {}
-    try:
-        template = cache.get((req, issuer))
-    except TypeError:  # an unhashable part: built directly
-        return build_direct(req, issuer=issuer, now=now)
-    if template is None:
-        template = build_direct(req, issuer=issuer, now=now, assertion_id="_")
-        if len(cache) < 256:
-            cache[(req, issuer)] = template
-    a = copy.deepcopy(template)
-    stamp = _ts(now)
-    a.set("ID", f"_{uuid.uuid4()}")  # attributes already in place: their order is kept
-    a.set("IssueInstant", stamp)
-    a.find(_AUTHN_STATEMENT).set("AuthnInstant", stamp)  # type: ignore[union-attr]
-    return a
+    """The unsigned assertion (a new tree: sign it with ``sign``). The request path writes its text from
+    templates (``assertion_xml``); this tree is for the callers that need the elements (tests, the card's
+    and the token's checks, a request ``assertion_xml`` cannot key on)."""
+    return build_direct(req, issuer=issuer, now=now)
 
 
-_templates = threading.local()  # lxml trees are not shared between threads
 _AUTHN_STATEMENT = q(SAML2, "AuthnStatement")
 
 
 def build_direct(
-    req: VihfRequest, *, issuer: str, now: datetime | None = None, assertion_id: str | None = None
+    req: VihfRequest,
+    *,
+    issuer: str,
+    now: datetime | None = None,
+    assertion_id: str | None = None,
+    patient_cx: str | None = None,
 ) -> etree._Element:
-    """The unsigned assertion built element by element (``build``'s template; the reference of its test)."""
+    """The unsigned assertion built element by element (the reference of ``assertion_xml``'s test).
+    ``patient_cx``: the resource-id text instead of ``req.patient.cx`` (a template's marker)."""
     ident = req.identity
     if ident.activity is None:
         raise ProtocolError(
@@ -205,7 +187,7 @@ def build_direct(
     _attr(attrs, "VIHF_Version", VIHF_VERSION)
     _attr(attrs, "Authentification_mode", req.mode.value)
     if req.patient is not None:
-        _attr(attrs, "urn:oasis:names:tc:xacml:2.0:resource:resource-id", req.patient.cx)
+        _attr(attrs, "urn:oasis:names:tc:xacml:2.0:resource:resource-id", patient_cx or req.patient.cx)
     _attr(attrs, "Ressource_URN", "urn:dmp")
     _ce_attr(
         attrs,
@@ -314,14 +296,21 @@ def assertion_xml(
 ) -> tuple[bytes, str]:
     """(UTF-8 serialisation, ID) of the assertion ``build`` makes, signed by ``sign`` when ``signer`` is
     given: byte for byte ``etree.tostring(sign(build(req, issuer=issuer), signer), encoding="UTF-8")``
-    with a new ID and ``now`` (tests/dmp/test_vihf_template.py), filled into text templates made once per
-    request, issuer and certificate (the exclusive C14N forms of the assertion and of SignedInfo, and the
-    serialisation): per request, two hashes, one RSA signature and a few joins."""
+    with a new ID and ``now`` (tests/dmp/test_vihf_template.py), filled into text templates (the exclusive
+    C14N forms of the assertion and of SignedInfo, and the serialisation) made once per professional,
+    mode, purpose, LPS, issuer, certificate and "with or without a patient": the patient's resource-id is
+    a value of the template, so a hospital's batch for thousands of patients uses one template. Per
+    request: two hashes, one RSA signature and a few joins."""
     now = now or datetime.now(UTC)
     if req.identity.activity is None:
         build(req, issuer=issuer, now=now)  # its refusal
+    cert = signer.certificate if signer is not None else None
+    patient = _patient_text(req.patient.cx) if req.patient is not None else b""
     try:
-        key = (req, issuer, signer.certificate if signer is not None else None)
+        if patient is None:  # a resource-id whose two written forms differ: a template for this request
+            key: tuple[object, ...] = (req, issuer, cert)
+        else:
+            key = (replace(req, patient=None), req.patient is not None, issuer, cert)
         t = _TEXT_TEMPLATES.get(key)
     except TypeError:  # an unhashable part: the tree
         a = build(req, issuer=issuer, now=now)
@@ -329,12 +318,12 @@ def assertion_xml(
             sign(a, signer)
         return etree.tostring(a, encoding="UTF-8"), a.get("ID") or ""
     if t is None:
-        t = _text_templates(req, issuer, signer)
-        if len(_TEXT_TEMPLATES) >= 256:
+        t = _text_templates(req, issuer, signer, patient_hole=patient is not None and req.patient is not None)
+        if len(_TEXT_TEMPLATES) >= TEXT_TEMPLATES_MAX:
             _TEXT_TEMPLATES.clear()
         _TEXT_TEMPLATES[key] = t
     assertion_id = f"_{uuid.uuid4()}"
-    values = {"id": assertion_id.encode(), "time": _ts(now).encode()}
+    values = {"id": assertion_id.encode(), "time": _ts(now).encode(), "patient": patient or b""}
     assertion, c14n, signed_info = t
     if signer is not None and c14n is not None and signed_info is not None:
         values["digest"] = base64.b64encode(hashlib.sha256(c14n.fill(values)).digest())
@@ -342,23 +331,40 @@ def assertion_xml(
     return assertion.fill(values), assertion_id
 
 
-# (serialisation, exclusive C14N of the unsigned assertion, exclusive C14N of SignedInfo): bytes, shared
+def _patient_text(cx: str) -> bytes | None:
+    """The resource-id text as BOTH templates hold it: lxml's UTF-8 serialisation and the exclusive C14N
+    write ``& < >`` alike (``&amp; &lt; &gt;``) and every other XML character as it is, but a CR as
+    ``&#13;`` and ``&#xD;`` respectively. None for a value with a CR (or not XML text): no single text
+    fits both, the request gets a template of its own (whose build raises lxml's error for non-XML)."""
+    if "\r" in cx:
+        return None
+    try:
+        return xmltext.text(cx).encode("utf-8")
+    except xmltext.NotXmlText:
+        return None
+
+
+# (serialisation, exclusive C14N of the unsigned assertion, exclusive C14N of SignedInfo): bytes, shared.
+# Keyed without the patient: one entry per professional × mode × purpose × LPS (× issuer, certificate).
 _TextTemplates = tuple[xmltext.Template, xmltext.Template | None, xmltext.Template | None]
 _TEXT_TEMPLATES: dict[tuple[object, ...], _TextTemplates] = {}
+TEXT_TEMPLATES_MAX = 256  # cleared when full
 
 
-def _text_templates(req: VihfRequest, issuer: str, signer: Signer | None) -> _TextTemplates:
-    m = {name: xmltext.marker(name) for name in ("id", "time", "digest", "value")}
-    a = build_direct(req, issuer=issuer, assertion_id=m["id"])
+def _text_templates(
+    req: VihfRequest, issuer: str, signer: Signer | None, *, patient_hole: bool
+) -> _TextTemplates:
+    names = (
+        ("id", "time", "patient", "digest", "value") if patient_hole else ("id", "time", "digest", "value")
+    )
+    m = {name: xmltext.marker(name) for name in names}
+    a = build_direct(req, issuer=issuer, assertion_id=m["id"], patient_cx=m.get("patient"))
     a.set("IssueInstant", m["time"])  # attributes in place: their order is kept
     a.find(_AUTHN_STATEMENT).set("AuthnInstant", m["time"])  # type: ignore[union-attr]
+    body = {k: v for k, v in m.items() if k in ("id", "time", "patient")}
     if signer is None:
-        return (
-            xmltext.Template(etree.tostring(a, encoding="UTF-8"), {"id": m["id"], "time": m["time"]}),
-            None,
-            None,
-        )
-    c14n = xmltext.Template(_exc_c14n(a), {"id": m["id"], "time": m["time"]})
+        return xmltext.Template(etree.tostring(a, encoding="UTF-8"), body), None, None
+    c14n = xmltext.Template(_exc_c14n(a), body)
     sig, si, value = _signature(m["id"], m["digest"], signer.certificate)
     a.find(q(SAML2, "Issuer")).addnext(sig)  # type: ignore[union-attr]
     value.text = m["value"]

@@ -268,3 +268,70 @@ def test_a_session_signs_journal_checkpoints_with_its_key(services_for, test_pki
     cps = services.journal.checkpoints()
     assert cps and cps[-1].seq == services.journal.last_seq()
     assert cps[-1].certificate == test_pki.card("gp").sign_cert
+
+
+def test_depositors_on_many_threads_for_one_new_patient_ask_td02_once(services_for, test_pki):
+    """A hospital's hot folder: 8 workers deposit at once for a patient the session never saw (AIR mode).
+    TD0.2 is a precondition of a deposit (DEP-03): it is asked ONCE for the 8 (the others wait for it and
+    reuse it for ``STATUS_TTL_S``), and every document is registered."""
+    p = demo().DEMO_ADULT
+    services = services_for()
+    creds = credentials_for(test_pki, "secretary", mode=AuthMode.INDIRECTE_RENFORCEE)
+    wire = recording_transport(creds, test_pki)
+    session = services.open_session(creds, transport=wire)
+    workers = 8
+    start = threading.Barrier(workers)
+    registered: list[EntryState] = []
+    letters = [docs.letter(p, "gp", title=f"Compte rendu parallèle {i}") for i in range(workers)]
+
+    def deposit(data: bytes) -> None:
+        start.wait()
+        h = session.patient(patient_ref(p))  # each worker asks for the handle, as the hot folder does
+        uid = h.deposit(data, ctx=Context(background=True)).value.submission_set_uid
+        registered.append(services.queue.get(uid).state)
+
+    threads = [threading.Thread(target=deposit, args=(d,)) for d in letters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_S * 3)
+    assert registered == [EntryState.REGISTERED] * workers
+    assert wire.actions.count("urn:hl7-org:v3:PRPA_IN201307UV02") == 1
+    assert wire.actions.count("urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b") == workers
+
+
+def test_a_session_keeps_the_handles_in_use_and_a_bounded_number_of_others(
+    services_for, test_pki, monkeypatch
+):
+    """A year of a hospital's hot folder meets 100,000 patients: the session keeps the handles someone
+    holds (the same object for the same INS), the ``PATIENT_HANDLES_KEPT`` last used and those in
+    emergency access until it ends, not every one."""
+    import gc
+    import weakref
+
+    from ps_agent import session as session_mod
+    from ps_agent.access.policy import PatientRef
+
+    monkeypatch.setattr(session_mod, "PATIENT_HANDLES_KEPT", 5)
+    services = services_for()
+    session = services.open_session(credentials_for(test_pki, "gp"))
+    held = session.patient(patient_ref(demo().DEMO_ADULT))
+    first = weakref.ref(session.patient(PatientRef("100000000000001", "1.2.250.1.213.1.4.10")))
+    # a patient opened in emergency access (the state emergency_access() sets), then let go by its caller
+    urgent_ref = PatientRef("100000000000002", "1.2.250.1.213.1.4.10")
+    session.patient(urgent_ref)._set(access_mode=AccessMode.BRIS_DE_GLACE, reason="Patient inconscient")
+    for n in range(3, 200):
+        session.patient(PatientRef(f"1{n:014d}", "1.2.250.1.213.1.4.10"))
+    gc.collect()
+    assert first() is None  # not held, not among the last 5: let go
+    assert len(session._recent) == 5
+    assert len(session._handles) == 7  # the 5 last used, the one held, the one in emergency access
+    assert session.patient(patient_ref(demo().DEMO_ADULT)) is held
+    assert session.patient(urgent_ref).access() == (AccessMode.BRIS_DE_GLACE, "Patient inconscient")
+    session.patient(urgent_ref)._set(access_mode=AccessMode.NORMAL, reason="")  # ended
+    for n in range(200, 210):
+        session.patient(PatientRef(f"1{n:014d}", "1.2.250.1.213.1.4.10"))
+    gc.collect()
+    assert len(session._handles) == 6 and session._emergency == {}
+    last = session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10"))
+    assert session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10")) is last

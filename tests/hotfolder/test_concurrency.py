@@ -144,3 +144,34 @@ def test_a_replacement_waits_for_the_earlier_items_of_its_patient(rig: Any) -> N
     v1_registered = order.index(("CR version 1", "registered"))
     v2_first = next(i for i, (t, _) in enumerate(order) if t == "CR version 2")
     assert v2_first > v1_registered, order
+
+
+def test_a_batch_for_many_new_patients_asks_td02_once_per_patient(rig: Any, tmp_path: Any) -> None:
+    """A hospital's batch: items for several patients the session never saw, taken by all the workers at
+    once. The DMP's status (TD0.2, a precondition of a deposit, DEP-03) is asked once per patient, not per
+    item, even when several workers deposit for the same patient at the same moment: counted by the
+    sandbox's own traces (what the DMP saw)."""
+    from cda.ins import nir_key
+    from sandbox.demo import TEST_INS_OID, DemoPatient
+
+    store = rig.dmp.store
+    patients = []
+    for i in range(3):  # fresh patients (the module's sandbox keeps what other tests did)
+        first13 = f"2850575120{len(store.patients()) + 100:03d}"
+        p = DemoPatient(f"{first13}{nir_key(first13):02d}", TEST_INS_OID, f"LOT-{tmp_path.name[-6:]}-{i}",
+                        "ALEX", "19850515", "F", "75120")  # fmt: skip
+        store.create_patient(p.ins, p.oid, p.family_name, p.given_names, p.birth_date, p.sex, p.birth_place)
+        patients.append(p)
+    per_patient = rig.folder.workers  # as many items per patient as there are workers
+    n = per_patient * len(patients)
+    for i in range(n):
+        p = patients[i % len(patients)]
+        rig.drop(
+            f"m{i:02d}", sidecar=sidecar_for(f"CR lot {tmp_path.name[-8:]} {i}", patient=patient_json(p))
+        )
+    rig.folder.start()
+    rig.wait_for(lambda: rig.folder.ledger.count(DONE) == n, timeout=120)
+    assert len(rig.receipts()) == n
+    for p in patients:
+        seen = Counter(t.transaction for t in store.traces(p.ins))
+        assert seen["TD0.2"] == 1 and seen["TD2.1"] == per_patient, (p.ins, seen)
