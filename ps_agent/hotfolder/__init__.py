@@ -3,7 +3,8 @@ DMP exactly once, with a receipt in ``done/`` or a French error in ``rejected/``
 
 Folder layout (``root``)::
 
-    inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
+    inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar); the
+                suffixes in any case (``NAME.PDF`` + ``NAME.JSON``: ``item_files``)
     work/       items being deposited: KEY.item.pdf / KEY.item.xml and KEY.item.json, the dropped files
                 renamed (the CDA is rebuilt from them after a crash); items taken by earlier versions may
                 still be in KEY/ (a folder per item) or KEY.xml + KEY.sidecar.json: both are read
@@ -1052,4 +1053,4 @@ def _rubric_of_type(type_code: str) -> str:
         return ""
 
 
-__all__ = ["HotFolder", "document_uid_for", "is_temporary", "json_text"]
+__all__ = ["HotFolder", "document_uid_for", "is_temporary", "item_files", "json_text"]
