@@ -3,7 +3,8 @@ DMP exactly once, with a receipt in ``done/`` or a French error in ``rejected/``
 
 Folder layout (``root``)::
 
-    inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar)
+    inbox/      NAME.pdf + NAME.json (PDF + sidecar), or NAME.xml + NAME.json (ready CDA + sidecar); the
+                suffixes in any case (``NAME.PDF`` + ``NAME.JSON``: ``item_files``)
     work/       items being deposited: KEY.item.pdf / KEY.item.xml and KEY.item.json, the dropped files
                 renamed (the CDA is rebuilt from them after a crash); items taken by earlier versions may
                 still be in KEY/ (a folder per item) or KEY.xml + KEY.sidecar.json: both are read
@@ -63,7 +64,25 @@ log = logging.getLogger(__name__)
 TEMP_PREFIXES = (".", "~")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart")
 DOCUMENT_SUFFIXES = (".pdf", ".xml")
-SOURCE_SUFFIXES = (".pdf", ".PDF", ".Pdf", ".xml", ".XML", ".json", ".JSON")
+SIDECAR_SUFFIX = ".json"
+# [I] How the files of one item are paired (``item_files``): the stem exactly as the file system compares
+# names (as written on Linux; Windows and macOS compare names without case, so there ``a.pdf`` also pairs
+# with ``A.json``: the system itself says they have one name), the suffix in any case (``A.PDF`` + ``A.JSON``,
+# ``A.Pdf`` + ``A.Json``: a Windows program writing to a share served by Samba, an export tool writing
+# upper-case names). The item's name is the sidecar's stem as written; its files keep their names in
+# ``work/``, ``done/`` and ``rejected/`` (suffix case included); the receipt and the error are
+# ``NAME.receipt.json`` / ``NAME.error.json`` with that stem and the documented lower-case ending: where
+# a practice software looks for them.
+ITEM_SUFFIXES = (*DOCUMENT_SUFFIXES, SIDECAR_SUFFIX)
+
+
+def _case_variants(suffix: str) -> tuple[str, ...]:
+    """The spellings probed first: ``.pdf``, ``.PDF``, ``.Pdf`` (any other is found by a listing)."""
+    return (suffix, suffix.upper(), "." + suffix[1:].capitalize())
+
+
+# the names probed (one ``stat`` each) per item, before any listing of its folder
+SOURCE_SUFFIXES = tuple(v for s in ITEM_SUFFIXES for v in _case_variants(s))
 # [I] Namespace of the document uniqueIds derived from an item's content hash (uuid5 → OID 2.25.x): the
 # same item always gets the same uniqueId, so the queue's idempotent resend covers a crash at any point.
 UID_NAMESPACE = uuid.UUID("5b0c6a47-8a4e-4f0b-9a55-2f1d6c1e0a12")
@@ -157,6 +176,63 @@ def _read(path: str | Path) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+def _kind(name: str) -> str:
+    """The suffix of ``name`` in lower case (``".pdf"``, ``".xml"``, ``".json"``…)."""
+    return os.path.splitext(name)[1].lower()
+
+
+def _whole(names: list[str]) -> bool:
+    """One document and one sidecar: nothing more to look for."""
+    kinds = [_kind(n) for n in names]
+    return kinds.count(SIDECAR_SUFFIX) == 1 and sum(k in DOCUMENT_SUFFIXES for k in kinds) == 1
+
+
+def item_files(
+    folder: str,
+    stem: str,
+    *,
+    announced: bool = False,
+    stat_fn: Callable[[str], os.stat_result] = os.stat,
+    listdir_fn: Callable[[str], list[str]] = os.listdir,
+) -> list[str]:
+    """The names, in ``folder``, of the regular files of the item ``stem`` (``stem`` + a suffix of
+    ``ITEM_SUFFIXES`` in any case: the pairing rule above), sorted, each file once.
+
+    The usual spellings (``SOURCE_SUFFIXES``) are probed, no listing per item. On a case-insensitive file
+    system (Windows, macOS) every spelling of a suffix finds the same file: it is counted once (same
+    device and inode; where the file system gives no inode, same suffix in lower case), under the first
+    spelling that found it. The folder is listed only when the probes did not find one document and one
+    sidecar while something of the item is there (or ``announced``: its sidecar was seen): a suffix in a
+    rarer case (``.pDf``) on a case-sensitive file system, or a second document (``A.pdf`` and ``A.PDF``)."""
+    found: list[str] = []
+    seen: set[object] = set()
+
+    def add(name: str) -> None:
+        try:
+            st = stat_fn(os.path.join(folder, name))
+        except (OSError, ValueError):
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        ident = (st.st_dev, st.st_ino) if st.st_ino else _kind(name)
+        if ident not in seen:  # one file under another spelling (case-insensitive file system)
+            seen.add(ident)
+            found.append(name)
+
+    for suffix in SOURCE_SUFFIXES:
+        add(stem + suffix)
+    if not _whole(found) and (found or announced):
+        try:
+            names = listdir_fn(folder)
+        except OSError:
+            names = []
+        n = len(stem)
+        for name in sorted(names):
+            if name.startswith(stem) and name[n:].lower() in ITEM_SUFFIXES and name not in found:
+                add(name)
+    return sorted(found)
 
 
 def _is_sidecar_name(name: str) -> bool:
@@ -410,23 +486,14 @@ class HotFolder:
         return n
 
     # ------------------------------------------------------------------ one item
-    def _sources(self, stem: str) -> list[Path]:
-        """The item's files in the inbox (only its own names are looked at: no listing per item)."""
-        base = os.path.join(self._inbox_path, stem)
-        found = []
-        for suffix in SOURCE_SUFFIXES:
-            try:
-                st = os.stat(base + suffix)
-            except (OSError, ValueError):
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append(self.inbox / f"{stem}{suffix}")
-        return sorted(set(found))
+    def _sources(self, stem: str, *, announced: bool = False) -> list[Path]:
+        """The item's files in the inbox (``item_files``: its own names are probed, no listing per item)."""
+        return [self.inbox / n for n in item_files(self._inbox_path, stem, announced=announced)]
 
     def process(self, stem: str) -> None:
-        sidecar_path = self.inbox / f"{stem}.json"
-        sources = self._sources(stem)
-        if sidecar_path not in sources:
+        sources = self._sources(stem, announced=True)
+        sidecars = [p for p in sources if p.suffix.lower() == SIDECAR_SUFFIX]
+        if not sidecars:
             return
         docs = [p for p in sources if p.suffix.lower() in DOCUMENT_SUFFIXES]
         flying = self.ledger.in_flight(stem) if not docs else None
@@ -434,13 +501,23 @@ class HotFolder:
             self._adopt_files(flying)
             self._resume_item(flying, self.backend.services.queue)
             return
+        if len(sidecars) > 1:  # ``A.json`` and ``A.JSON`` (case-sensitive file system): never a silent pick
+            named = " et ".join(f"« {p.name} »" for p in sidecars)
+            detail = f"Plusieurs fiches pour « {stem} » : {named} ; une seule fiche .json par document."
+            self._reject_files(stem, sources, "fiche", detail, "SIDECAR_AMBIGUOUS")
+            return
+        sidecar_path = sidecars[0]
         if len(docs) != 1:
-            detail = (
-                f"Document absent : « {stem}.pdf » ou « {stem}.xml » doit être déposé avant « {stem}.json »."
-                if not docs
-                else f"Plusieurs documents pour « {stem} » : un seul fichier .pdf ou .xml par fiche."
-            )
-            self._reject_files(stem, sources, "document", detail, "DOCUMENT_MISSING")
+            if not docs:
+                detail = (f"Document absent : « {stem}.pdf » ou « {stem}.xml » doit être déposé avant "
+                          f"« {sidecar_path.name} ».")  # fmt: skip
+                code = "DOCUMENT_MISSING"
+            else:  # ``A.pdf`` and ``A.PDF``, or ``A.pdf`` and ``A.xml``
+                named = " et ".join(f"« {p.name} »" for p in docs)
+                detail = (f"Plusieurs documents pour « {stem} » : {named} ; un seul fichier .pdf ou .xml "
+                          "par fiche.")  # fmt: skip
+                code = "DOCUMENT_AMBIGUOUS"
+            self._reject_files(stem, sources, "document", detail, code)
             return
         doc_path = docs[0]
         data = _read(doc_path)
@@ -484,14 +561,15 @@ class HotFolder:
 
     def _inbox_key(self, stem: str) -> str | None:
         """The content key of the inbox item ``stem`` (None when incomplete or unreadable)."""
-        docs = [p for p in self._sources(stem) if p.suffix.lower() in DOCUMENT_SUFFIXES]
-        sidecar_path = self.inbox / f"{stem}.json"
-        if len(docs) != 1 or not sidecar_path.exists():
+        sources = self._sources(stem)
+        docs = [p for p in sources if p.suffix.lower() in DOCUMENT_SUFFIXES]
+        sidecars = [p for p in sources if p.suffix.lower() == SIDECAR_SUFFIX]
+        if len(docs) != 1 or len(sidecars) != 1:
             return None
         try:
             data = docs[0].read_bytes()
             is_cda = docs[0].suffix.lower() == ".xml"
-            sc = parse_sidecar(sidecar_path.read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None)
+            sc = parse_sidecar(sidecars[0].read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None)
         except Exception:
             return None
         return self._key(data, sc)
@@ -515,7 +593,7 @@ class HotFolder:
         moved: list[str] = []
         # the document before the sidecar: a crash between the two moves leaves the sidecar in the inbox
         # beside its moved document, a split that process() and recover() both recognise
-        for p in sorted(files, key=lambda f: f.suffix.lower() == ".json"):
+        for p in sorted(files, key=lambda f: f.suffix.lower() == SIDECAR_SUFFIX):
             suffix = p.suffix
             try:
                 os.replace(p, self._kept_path(item.key, suffix))
@@ -588,7 +666,7 @@ class HotFolder:
         if copy.exists():
             return copy.read_bytes()
         for p, suffix in self._kept(key):
-            if suffix.lower() == ".json":
+            if suffix.lower() == SIDECAR_SUFFIX:
                 return Path(p).read_bytes()
         return b"{}"  # a ready CDA carries its metadata; a missing sidecar means the defaults (all "N")
 
@@ -756,17 +834,11 @@ class HotFolder:
         known = self._kept_suffixes.get(key)
         if known is not None:
             return [(self._kept_path(key, s), s) for s in known]
-        found: list[tuple[str, str]] = []
-        seen: set[object] = set()
-        for suffix in SOURCE_SUFFIXES:  # a case-insensitive file system finds one file under several names
-            p = self._kept_path(key, suffix)
-            with contextlib.suppress(OSError, ValueError):
-                st = os.stat(p)
-                # one file: same inode; where none is given (FAT), names that differ by case only
-                ident = (st.st_dev, st.st_ino) if st.st_ino else suffix.lower()
-                if stat.S_ISREG(st.st_mode) and ident not in seen:
-                    found.append((p, suffix))
-                    seen.add(ident)
+        # each file once, whatever the case of its suffix (``item_files``); the folder is listed only when
+        # the usual spellings do not find the item whole (work/ holds the items in flight only)
+        kept_stem = key + KEPT_INFIX
+        found = [(self._work_prefix + n, n[len(kept_stem) :])
+                 for n in item_files(self._work_prefix, kept_stem, announced=True)]  # fmt: skip
         keep = self._work_prefix + key
         try:
             names = os.listdir(keep)
@@ -915,10 +987,11 @@ class HotFolder:
     def _sidecar_moved(self, item: Item) -> bool:
         """The item's sidecar is already in work/ while its document is still alone in the inbox (a
         move interrupted by a release that moved the sidecar first): the document follows it."""
-        kept_sidecar = any(s.lower() == ".json" for _, s in self._kept(item.key))
-        if not kept_sidecar or (self.inbox / f"{item.name}.json").exists():
+        kept_sidecar = any(s.lower() == SIDECAR_SUFFIX for _, s in self._kept(item.key))
+        if not kept_sidecar:
             return False
-        return any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
+        kinds = [p.suffix.lower() for p in self._sources(item.name)]
+        return SIDECAR_SUFFIX not in kinds and any(k in DOCUMENT_SUFFIXES for k in kinds)
 
     def _resume_item(self, item: Item, queue: Any) -> None:
         """Carry an unfinished item on: follow its queue entry, adopt the entry holding its uniqueId (a
@@ -980,4 +1053,4 @@ def _rubric_of_type(type_code: str) -> str:
         return ""
 
 
-__all__ = ["HotFolder", "document_uid_for", "is_temporary", "json_text"]
+__all__ = ["HotFolder", "document_uid_for", "is_temporary", "item_files", "json_text"]
