@@ -38,7 +38,7 @@ import httpx
 from cda.errors import CdaError
 from ps_agent.access.policy import AccessMode, Action, Decision, DmpState, PatientRef
 from ps_agent.audit.errors import AuditError
-from ps_agent.audit.journal import AuditEvent
+from ps_agent.audit.journal import AuditEvent, AuditRecord
 from ps_agent.auth.model import AuthMode, Credentials, ProfessionalIdentity
 from ps_agent.context import DEFAULT_CONTEXT, Cancelled, Context, run_interruptible
 from ps_agent.dmp.client import DepositResult, DmpClient, ExchangeInfo, author_of, record_exchanges
@@ -55,7 +55,7 @@ from ps_agent.dmp.metadata import author_input_of, entry_from_cda, is_vaccinatio
 from ps_agent.dmp.model import DocumentEntry, PatientId, RetrievedDocument, Status, Visibility
 from ps_agent.dmp.vihf import Purpose
 from ps_agent.errors import AccessDenied, PsAgentError
-from ps_agent.events import CARD_CHANGED, SESSION_CLOSED
+from ps_agent.events import CARD_CHANGED, JOURNAL_APPENDED, SESSION_CLOSED
 from ps_agent.outbox import (
     ACTIVE_STATES,
     EntryNotFound,
@@ -707,30 +707,48 @@ class Session:
         """Outcomes whose audit record a full disk prevented (and the process ended since), or whose
         "journaled" flag a crash (or another process) kept from the queue file although the record was
         written: a registered entry's success record is looked up in the journal first and, when there,
-        only the flag is set (one record, never two)."""
+        only the flag is set. One record, never two: an entry whose depositor may still be writing its
+        record (this instance's, or a live process's within its lease) is left to it, and the lookup, the
+        record and the flag are one step under the queue file's write lock (``DepositQueue.journal_once``),
+        so two recoverers (the window and the hot folder after a crash) do not both write it."""
         q = self.services.queue
         for e in q.unjournaled():
+            if q.record_in_flight(e):
+                continue
             outcome = "success" if e.state is EntryState.REGISTERED else "refused"
-            try:
+            written: list[AuditRecord] = []
+
+            def write(
+                e: QueuedDeposit = e, outcome: str = outcome, written: list[AuditRecord] = written
+            ) -> None:
                 if outcome == "success" and self._success_journaled(e):
-                    q.mark_journaled(e.id)
-                    continue
-                self._audit(
+                    return
+                event = self._event(
                     "dmp.deposit", outcome, self._handle_of(e), transaction="TD2.1",
                     document_ids=e.document_uids,
                     error_code="" if outcome == "success" else e.reason_code,
                     detail=f"lot {e.id}; trace écrite en différé ({e.state.label_fr})",
                 )  # fmt: skip
-                q.mark_journaled(e.id)
+                written.append(self.services.journal.append(event))  # no backlog flush inside the lock
+
+            try:
+                q.journal_once(e.id, write)
             except (AuditError, OutboxError):
                 return
+            for record in written:
+                self.services.events.emit(JOURNAL_APPENDED, record)
 
     def _success_journaled(self, entry: QueuedDeposit) -> bool:
-        """Whether the journal holds the success record of ``entry`` (its detail starts "lot <id>")."""
-        lot = re.compile(rf"lot {re.escape(entry.id)}(?:$|[;: ])")
+        """Whether the journal holds the success record of ``entry``'s own send: its detail is "lot <id>",
+        alone or followed by ";" (``_registered``'s notes, a delayed record) or by " [" (the exchange facts
+        ``_event`` appends); not "lot <id> ; …", the record of the same documents handed again
+        (``_deposit_again``), nor the record of a longer id."""
+        lot = re.compile(rf"lot {re.escape(entry.id)}(?:$|;| \[)")
         return any(
-            r.event.outcome == "success" and lot.match(r.event.detail)
-            for r in self.services.journal.iter_records(patient_ins=entry.patient_ins, action="dmp.deposit")
+            lot.match(detail)
+            for detail in self.services.journal.details(
+                ins=entry.patient_ins, oid=entry.patient_oid, action="dmp.deposit", outcome="success"
+            )
         )
 
     def _items_of(

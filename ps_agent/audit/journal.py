@@ -963,6 +963,19 @@ class AuditJournal:
             for row in conn.execute(sql, params):
                 yield _row_to_record(row)
 
+    def details(self, *, ins: str, oid: str, action: str, outcome: str) -> list[str]:
+        """The ``detail`` of the records of one patient (``ins^oid`` as the agent writes it, or the bare
+        matricule), ``action`` and ``outcome`` exactly, found through the patient index: a lookup whose cost
+        is one patient's records, not the journal's (``iter_records``' LIKE on the patient, OR'd, makes
+        SQLite walk every record of the action)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT detail FROM audit_records "
+                "WHERE patient_ins IN (?, ?) AND +action = ? AND outcome = ?",
+                (f"{ins}^{oid}", ins, action, outcome),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def last_seq(self) -> int:
         """``seq`` of the last record (0 when empty)."""
         with self._lock:

@@ -352,7 +352,8 @@ class DepositQueue:
         ids = tuple(self._journaled_later)
         if ids:
             con.execute(
-                f"UPDATE queue_entry SET journaled=1 WHERE id IN ({','.join('?' * len(ids))})",  # noqa: S608
+                "UPDATE queue_entry SET journaled=1, owner='', lease_until=0 "  # noqa: S608
+                f"WHERE id IN ({','.join('?' * len(ids))})",
                 ids,
             )
         return ids
@@ -820,13 +821,49 @@ class DepositQueue:
         )
 
     def mark_registered(self, entry_id: str, *, journaled: bool = False, note_fr: str = "") -> QueuedDeposit:
-        """Registered: the documents' bytes are purged (the DMP holds them)."""
+        """Registered: the documents' bytes are purged (the DMP holds them). Not yet ``journaled``, the entry
+        keeps its owner and lease: they tell ``record_in_flight`` that its depositor is writing the record."""
         return self._transition(
             entry_id,
             {"state": EntryState.REGISTERED.value, "reason_fr": note_fr, "reason_code": "",
              "next_try": 0.0, "journaled": int(journaled)},
-            purge=True, defer=True,
+            purge=True, defer=True, release=journaled,
         )  # fmt: skip
+
+    def record_in_flight(self, entry: QueuedDeposit) -> bool:
+        """Whether the depositor of a registered, not yet journaled ``entry`` may still be writing its audit
+        record: this instance's own deposit (between its registration and its record), or one of another
+        live process within its lease. A recovery then leaves it alone (no second record); the entry of a
+        process that died (``kill -9``) or whose lease passed is recovered."""
+        if entry.state is not EntryState.REGISTERED or entry.journaled or not entry.owner:
+            return False
+        if entry.owner == self.owner:
+            return True
+        return entry.lease_until > self._clock() and not owner_dead(entry.owner)
+
+    def journal_once(self, entry_id: str, write: Callable[[], None]) -> bool:
+        """``write()`` (the entry's outcome record, or nothing when the journal holds it already) then the
+        "journaled" flag, in ONE write transaction of the queue file, only if the flag is still unset: two
+        recoverers (threads or processes) never both write the record. Returns whether ``write`` ran. An
+        entry with outcomes kept in memory (full disk) takes ``mark_journaled``'s path, after them."""
+        with self._lock:
+            deferred = entry_id in self._deferred
+        if deferred:
+            write()
+            self.mark_journaled(entry_id)
+            return True
+        try:
+            with self._tx() as con:  # the flags riding in it are written first: they count as set
+                row = con.execute("SELECT journaled FROM queue_entry WHERE id=?", (entry_id,)).fetchone()
+                if row is None or row[0]:
+                    return False
+                write()
+                con.execute(
+                    "UPDATE queue_entry SET journaled=1, owner='', lease_until=0 WHERE id=?", (entry_id,)
+                )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "mise à jour") from exc
+        return True
 
     def mark_refused(
         self, entry_id: str, reason_fr: str, code: str, *, journaled: bool = False
@@ -853,7 +890,7 @@ class DepositQueue:
                 if entry_id not in self._deferred:
                     self._journaled_later[entry_id] = None
                     return
-        self._transition(entry_id, {"journaled": 1}, defer=True, release=False, with_documents=False)
+        self._transition(entry_id, {"journaled": 1}, defer=True, with_documents=False)  # owner released
 
     def set_replaced_entry_uuids(self, entry_id: str, uuids: tuple[str, ...]) -> None:
         try:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -485,7 +488,9 @@ def test_resume_on_a_full_disk_returns_outcomes_and_releases_the_claim(
     assert first.state is EntryState.REGISTERED  # the DMP holds it: said so, even on a full disk
     assert registered_count(dmp_sandbox, entries[0].document_uids[0]) == 1
     seen = services.queue.get(entries[0].id)
-    assert seen is not None and seen.state is EntryState.REGISTERED and seen.owner == ""
+    # released: no longer sending, never due again (its owner stays only until its record is written)
+    assert seen is not None and seen.state is EntryState.REGISTERED
+    assert seen.id not in [e.id for e in services.queue.due()]
     filler[0].unlink()  # space is back
     gp.resume(all_entries=True)
     for e in entries:
@@ -549,13 +554,33 @@ def test_a_document_handed_again_while_its_entry_is_being_sent_is_not_sent_twice
         other.close()
 
 
+DEAD_OWNER = "from ps_agent.outbox.owner import new_owner_id; print(new_owner_id())"
+
+
+def _dead_owner() -> str:
+    """The owner id of a process that has ended (as a ``kill -9``'ed agent leaves it in the queue file)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", DEAD_OWNER], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def _success_records(services: Any, lot: str) -> list[Any]:
+    return [
+        r
+        for r in services.journal.records(action="dmp.deposit")
+        if r.event.outcome == "success" and r.event.detail.startswith(f"lot {lot}")
+    ]
+
+
 def test_a_crash_before_the_journaled_flag_reaches_the_file_gives_one_record(
     services_for, test_pki, dmp_sandbox, tmp_path
 ):
-    """The "journaled" flag of a registered deposit rides in the queue's next write: a process that dies
-    before it (simulated: a second agent on the same home while the first one still holds the flag) leaves
-    a registered entry not journaled on disk, whose success record IS in the journal: the restart finds
-    the record and sets the flag, it does not journal the deposit a second time."""
+    """The "journaled" flag of a registered deposit rides in the queue's next write. While its depositor
+    lives (a second agent on the same home meanwhile), a recovery leaves the entry alone; once that process
+    is dead (its owner id made that of an ended process, as ``kill -9`` leaves it), the restart finds the
+    record in the journal and only sets the flag: the deposit is never journaled twice."""
     p = demo().DEMO_ADULT
     ref = patient_ref(p)
     home = tmp_path / "crash-home"
@@ -571,13 +596,43 @@ def test_a_crash_before_the_journaled_flag_reaches_the_file_gives_one_record(
     restarted = services_for(home)
     on_disk = restarted.queue.get(lot)
     assert on_disk is not None and on_disk.state is EntryState.REGISTERED and not on_disk.journaled
-    restarted.open_session(credentials_for(test_pki, "gp")).resume(all_entries=True)
+    assert on_disk.owner == first.queue.owner
+    session = restarted.open_session(credentials_for(test_pki, "gp"))
+    session.resume(all_entries=True)  # its depositor lives: left to it
+    assert [e.id for e in restarted.queue.unjournaled()] == [lot]
+    assert len(_success_records(restarted, lot)) == 1
+    with sqlite3.connect(restarted.queue.path) as con:  # the first agent dies before the flag is written
+        con.execute("UPDATE queue_entry SET owner=? WHERE id=?", (_dead_owner(), lot))
+    con.close()
+    session.resume(all_entries=True)
     assert restarted.queue.unjournaled() == []
-    success = [
-        r
-        for r in restarted.journal.records(action="dmp.deposit")
-        if r.event.outcome == "success" and r.event.detail.startswith(f"lot {lot}")
-    ]
+    success = _success_records(restarted, lot)
     assert len(success) == 1 and "différé" not in success[0].event.detail
     assert registered_count(dmp_sandbox, done.value.document_uids[0]) == 1
     assert restarted.journal.verify().ok
+
+
+def test_the_record_of_the_same_documents_handed_again_is_not_taken_for_the_deposits_own(
+    services_for, test_pki, dmp_sandbox, tmp_path
+):
+    """A crash after registration, before the success record; the same documents handed again write
+    « lot X ; déjà enregistré … » (``_deposit_again``): the recovery still writes the deposit's own record
+    (it does not take that one, nor the record of a longer id, for it)."""
+    p = demo().DEMO_ADULT
+    services = services_for(tmp_path / "again-home")
+    session = services.open_session(credentials_for(test_pki, "gp"))
+    handle = session.patient(patient_ref(p))
+    lot = handle.deposit(docs.letter(p, "gp", title="Lettre déposée deux fois")).value.submission_set_uid
+    entry = services.queue.get(lot)
+    assert entry is not None and session._success_journaled(entry)  # its own record, by the deposit
+    fake = replace(entry, id=f"{entry.id}.0")  # an entry of the same patient without a record of its own
+    for detail in (
+        f"lot {fake.id} ; déjà enregistré (document déjà déposé depuis ce poste)",
+        f"lot {fake.id}.7",
+        f"lot {fake.id}.7; remplacement",
+    ):
+        session._audit("dmp.deposit", "success", handle, transaction="TD2.1", detail=detail)
+        assert not session._success_journaled(fake), detail
+    own = f"lot {fake.id}; remplacement"
+    session._audit("dmp.deposit", "success", handle, transaction="TD2.1", detail=own)
+    assert session._success_journaled(fake)

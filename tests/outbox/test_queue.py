@@ -286,7 +286,8 @@ def test_an_outcome_a_full_disk_refuses_is_kept_then_written(tmp_path: Path, mon
     add(q, claim=True)
     full = _fail_writes(monkeypatch, q)
     done = q.mark_registered("2.25.1")  # the DMP holds it: the outcome must not be lost nor raised
-    assert done.state is EntryState.REGISTERED and done.owner == "" and done.documents == ()
+    # its owner is kept until the record is written (``record_in_flight``)
+    assert done.state is EntryState.REGISTERED and done.owner == q.owner and done.documents == ()
     assert q.deferred == ("2.25.1",)
     q.mark_journaled("2.25.1")
     # this instance reports it registered and never sends it again
@@ -416,3 +417,55 @@ def test_a_journaled_flag_waits_behind_an_outcome_kept_in_memory(tmp_path: Path,
     q.flush_deferred()
     raw = other.get("2.25.1")
     assert raw is not None and raw.state is EntryState.REGISTERED and raw.journaled
+
+
+def test_a_registered_entry_whose_record_may_still_be_written_is_in_flight(tmp_path: Path) -> None:
+    """Registered, not journaled: its depositor (this instance, or a live process within its lease) may be
+    writing the record: a recovery leaves it alone; once the lease passed or the flag is set, it does not."""
+    clock = Clock()
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path, clock=clock, lease_s=60)
+    other = DepositQueue(path, clock=clock, lease_s=60)  # another process's view (its owner is alive)
+    add(q, claim=True)
+    q.mark_registered("2.25.1")
+    mine, seen = q.get("2.25.1"), other.get("2.25.1")
+    assert mine is not None and seen is not None and seen.owner == q.owner
+    assert q.record_in_flight(mine) and other.record_in_flight(seen)
+    clock.now += 61  # the lease passed: the depositor is taken for gone
+    assert not other.record_in_flight(seen)
+    q.mark_journaled("2.25.1")
+    done = other.get("2.25.1")
+    assert done is not None and done.journaled and not other.record_in_flight(done)
+    add(q, "2.25.2", claim=True)
+    registered = q.mark_registered("2.25.2", journaled=True)  # journaled at once: owner released
+    assert registered.owner == "" and not q.record_in_flight(registered)
+
+
+def test_journal_once_writes_the_record_once_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    q = DepositQueue(path)
+    other = DepositQueue(path)
+    add(q, claim=True)
+    q.mark_registered("2.25.1")
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("failing")
+        raise OSError("disque plein")
+
+    with pytest.raises(OSError):
+        q.journal_once("2.25.1", failing)
+    still = other.get("2.25.1")
+    assert still is not None and not still.journaled  # a failed record never sets the flag
+    assert q.journal_once("2.25.1", lambda: calls.append("q")) is True
+    assert other.journal_once("2.25.1", lambda: calls.append("other")) is False  # flag seen: no 2nd record
+    assert calls == ["failing", "q"]
+    assert other.unjournaled() == [] and q.unjournaled() == []
+
+
+def test_journal_once_counts_a_flag_riding_in_memory_as_set(tmp_path: Path) -> None:
+    q = DepositQueue(tmp_path / "q.sqlite3")
+    add(q, claim=True)
+    q.mark_registered("2.25.1")
+    q.mark_journaled("2.25.1", durable=False)
+    assert q.journal_once("2.25.1", lambda: pytest.fail("the record exists")) is False
