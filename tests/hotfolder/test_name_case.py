@@ -125,11 +125,11 @@ def test_two_documents_differing_by_suffix_case_are_refused_naming_both(rig: Any
 
 
 def test_two_sidecars_differing_by_suffix_case_are_refused_naming_both(rig: Any) -> None:
-    rig.folder.start()
-    inbox = rig.root / "inbox"
+    inbox = rig.root / "inbox"  # all three there before the start: « S.pdf » + « S.json » alone are an item
     _put(inbox, "S.pdf", pdf("Fiches"))
     _put(inbox, "S.json", json.dumps(sidecar_for("CR fiche 1")).encode())
     _put(inbox, "S.JSON", json.dumps(sidecar_for("CR fiche 2")).encode())
+    rig.folder.start()
     rig.wait_for(lambda: "S" in rig.errors())
     error = rig.errors()["S"]
     assert error["code"] == "SIDECAR_AMBIGUOUS"
