@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 IS_WINDOWS = os.name == "nt"
+O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows: no newline translation (0 elsewhere)
 # errors of a folder fsync that mean "this file system cannot do it" (not "the data is not on disk")
 _NO_DIR_FSYNC = frozenset(
     getattr(errno, name)
@@ -23,6 +24,21 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def write_file(
+    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, exclusive: bool = False
+) -> None:
+    """Create (0600) or replace the content of ``path`` with all of ``data``, flushed to disk with ``fsync``;
+    ``exclusive``: refuse (``FileExistsError``) a file already there. A file that existed keeps its mode."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | O_BINARY
+    fd = os.open(path, flags, 0o600)
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(directory: Path, *, strict: bool = False) -> None:
@@ -47,4 +63,4 @@ def fsync_dir(directory: Path, *, strict: bool = False) -> None:
         os.close(fd)
 
 
-__all__ = ["fsync_dir", "write_all"]
+__all__ = ["IS_WINDOWS", "O_BINARY", "fsync_dir", "write_all", "write_file"]

@@ -17,7 +17,6 @@ next record, and on ``Session.resume``.
 from __future__ import annotations
 
 import logging
-import os
 import random as random_mod
 import threading
 import time
@@ -35,7 +34,7 @@ from ps_agent.auth.model import Credentials
 from ps_agent.config import AgentConfig, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 from ps_agent.events import JOURNAL_APPENDED, QUEUE_CHANGED, Events
-from ps_agent.fileio import write_all
+from ps_agent.fileio import write_file
 from ps_agent.outbox import DepositQueue, QueuedDeposit
 
 if TYPE_CHECKING:  # the window's start-up imports neither httpx nor the DMP client (first session only)
@@ -282,12 +281,7 @@ def write_documents(entry: QueuedDeposit, folder: Path) -> list[Path]:
     paths = []
     for uid, data in zip(entry.document_uids, entry.documents, strict=True):
         path = folder / f"{uid}.xml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-        try:
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_file(path, data)
         make_private_file(path)
         paths.append(path)
     return paths

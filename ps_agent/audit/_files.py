@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from ps_agent.fileio import fsync_dir
+from ps_agent.fileio import O_BINARY, fsync_dir, write_file
 from ps_agent.fileio import write_all as _write_all
 
 IS_WINDOWS = os.name == "nt"
-_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()
 
@@ -141,7 +141,7 @@ class InPlaceFile:
         process locking the new one would not exclude us) is reopened and locked again."""
         while True:
             if self._lock_fd is None:
-                self._lock_fd = fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | _BINARY, 0o600)
+                self._lock_fd = fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR | O_BINARY, 0o600)
                 st = os.fstat(fd)  # kept first: a failing fstat leaves it to _close_fds
                 self._lock_ident = (st.st_dev, st.st_ino)
             fd = self._lock_fd
@@ -176,7 +176,7 @@ class InPlaceFile:
         return st
 
     def _open(self, flags: int) -> int:
-        self._fd = fd = os.open(self.path, flags | os.O_RDWR | _BINARY, 0o600)
+        self._fd = fd = os.open(self.path, flags | os.O_RDWR | O_BINARY, 0o600)
         st = os.fstat(fd)  # kept first: a failing fstat leaves it to _drop
         self._ident = (st.st_dev, st.st_ino)
         return fd
@@ -248,11 +248,7 @@ class InPlaceFile:
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data`` atomically and durably (readers see the old or the new file)."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
+    write_file(tmp, data)
     restrict_file(tmp)
     for attempt in range(50):
         try:

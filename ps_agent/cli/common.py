@@ -25,6 +25,7 @@ from cda.classify import rubric_named, types_matching
 from cda.valuesets import DMP_RUBRICS
 from ps_agent.dmp.environment import ins_environment_for, ins_oid_for
 from ps_agent.errors import AuthError, ConfigurationError, PsAgentError
+from ps_agent.fileio import write_file
 
 if TYPE_CHECKING:
     from cda.vaccinations import Immunization
@@ -89,9 +90,7 @@ def error_text(exc: BaseException) -> str:
 def write_private(path: Path, data: bytes) -> None:
     """Write patient data readable by its owner only (0600), replacing the file if it exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        write_file(path, data)
         os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
     except OSError as exc:
         raise UsageError(f"Impossible d'écrire « {path} » : {exc.strerror or exc}.", code="WRITE") from exc

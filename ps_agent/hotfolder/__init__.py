@@ -53,7 +53,7 @@ from ps_agent.api.problems import Problem
 from ps_agent.context import Context
 from ps_agent.dmp.model import Visibility
 from ps_agent.events import QUEUE_CHANGED
-from ps_agent.fileio import write_all
+from ps_agent.fileio import O_BINARY, write_file
 from ps_agent.hotfolder.layout import layout_for, move_file
 from ps_agent.hotfolder.ledger import BUILDING, DONE, QUEUED, REJECTED, Item, Ledger
 from ps_agent.hotfolder.sidecar import Sidecar, SidecarError, parse_sidecar
@@ -99,7 +99,6 @@ DEFAULT_WORKERS = 8
 # worker for ever.
 REPLACEMENT_WAIT_S = 300.0
 FINAL_STATES = (EntryState.REGISTERED, EntryState.REFUSED, EntryState.HANDED_BACK)
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 # An item's dropped files while it is deposited: ``work/KEY.item.pdf``, ``work/KEY.item.json`` (the suffix as
 # dropped). Renamed files, no folder per item: a folder costs an inode created then removed per document
 # (≈ 0.3–0.9 ms of CPU each on ext4, measured with benchmarks/bench_hotfolder.py).
@@ -151,12 +150,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``path`` whole or not at all (temporary name, fsync, rename): encoded once, one write."""
     tmp = path.with_name("." + path.name + ".tmp")
     blob = json_text(data).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_BINARY, 0o600)
-    try:
-        write_all(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_file(tmp, blob)
     os.replace(tmp, path)
 
 
@@ -167,7 +161,7 @@ _SIDECAR_ENDINGS = tuple("." + "".join(c) for c in itertools.product(*((x, x.upp
 def _read(path: str | Path) -> bytes:
     """A dropped file's bytes: open, size, read to the end, close (``Path.read_bytes`` also asks whether
     the file is a terminal and where its offset is: two system calls more per file)."""
-    fd = os.open(path, os.O_RDONLY | _O_BINARY)
+    fd = os.open(path, os.O_RDONLY | O_BINARY)
     try:
         want = os.fstat(fd).st_size + 1  # one more byte: a file grown meanwhile is read whole anyway
         parts = []

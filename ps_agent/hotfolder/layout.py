@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ps_agent.config import ensure_private_dir
-from ps_agent.fileio import fsync_dir
+from ps_agent.fileio import O_BINARY, fsync_dir
 from ps_agent.settings import AgentSettings, SettingsError, hotfolder_done_path
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def move_file(src: str | Path, dst: Path) -> bool:
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(src, "rb") as fin:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o600)
             with os.fdopen(fd, "wb") as fout:
                 while chunk := fin.read(COPY_CHUNK):
                     fout.write(chunk)

@@ -46,7 +46,6 @@ FILE_SUFFIX = ".doc"
 # The names this module makes (and the only ones the recovery at open may remove): a random token, so that
 # a name is never reused and a write for a row that failed can never touch a committed row's file.
 NAME_PATTERN = re.compile(r"^[0-9a-f]{32}\.doc$")
-_BINARY = getattr(os, "O_BINARY", 0)
 # Above this size a purged spare is truncated to 0 bytes instead of overwritten with zeros (see above).
 ZERO_MAX_BYTES = 4 * 1024 * 1024
 
@@ -81,7 +80,7 @@ def _write_fd(path: Path, fd: int, data: bytes, *, cut: bool = False) -> None:
 
 def _write_one(folder: Path, name: str, data: bytes) -> None:
     path = folder / name
-    _write_fd(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600), data)
+    _write_fd(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | fileio.O_BINARY, 0o600), data)
 
 
 def _rewrite_spare(folder: Path, name: str, data: bytes) -> bool:
@@ -91,7 +90,7 @@ def _rewrite_spare(folder: Path, name: str, data: bytes) -> bool:
     raised."""
     path = folder / name
     try:
-        fd = os.open(path, os.O_WRONLY | _BINARY)
+        fd = os.open(path, os.O_WRONLY | fileio.O_BINARY)
     except FileNotFoundError:
         return False
     _write_fd(path, fd, data, cut=True)
@@ -139,7 +138,7 @@ def remove(folder: Path, names: Iterable[str]) -> None:
 
 def _empty(path: Path) -> None:
     """Overwrite the file's bytes with zeros (truncate it to 0 bytes above ``ZERO_MAX_BYTES``)."""
-    fd = os.open(path, os.O_WRONLY | _BINARY)
+    fd = os.open(path, os.O_WRONLY | fileio.O_BINARY)
     try:
         size = os.fstat(fd).st_size
         if size > ZERO_MAX_BYTES:
