@@ -330,7 +330,10 @@ def _deposit_batch(args: argparse.Namespace) -> int:
 
     # the hot folder's pairing rule (suffix in any case); an ambiguous item or a lone document is refused
     # with its reason, never skipped
-    items = folder_items(str(folder))
+    try:
+        items = folder_items(str(folder))
+    except OSError as exc:
+        raise ConfigurationError(f"Dossier illisible : {folder} ({exc.strerror}).", code="USAGE") from exc
     refused: dict[str, str] = {}
     accepted: dict[str, str] = {}  # name -> queue id
     total = len(items)
