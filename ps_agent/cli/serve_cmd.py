@@ -72,8 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     d = subparsers.add_parser(
         "deposit",
         help="déposer un lot de documents par l'agent en cours (API locale)",
-        description="Dépose chaque paire NOM.pdf + NOM.json (ou NOM.xml + NOM.json) du dossier par l'agent "
-        "en cours d'exécution (ps-agent serve ou la fenêtre), puis suit chaque dépôt jusqu'à son issue.",
+        description="Dépose chaque paire NOM.pdf + NOM.json (ou NOM.xml + NOM.json, extensions en "
+        "majuscules ou minuscules, comme le dossier de dépôt) du dossier par l'agent en cours d'exécution "
+        "(ps-agent serve ou la fenêtre), puis suit chaque dépôt jusqu'à son issue. Un document sans fiche, "
+        "une fiche sans document ou deux fichiers ne différant que par la casse sont comptés refusés, avec "
+        "leur raison.",
     )
     d.add_argument("--batch", "--lot", dest="batch", type=Path, required=True, metavar="DOSSIER")
     d.add_argument("--port", type=int, default=DEFAULT_PORT, help="port de l'API locale de l'agent")
@@ -323,20 +326,26 @@ def _deposit_batch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    pairs = []
-    for sidecar in sorted(folder.glob("*.json")):
-        docs = [p for p in (sidecar.with_suffix(".pdf"), sidecar.with_suffix(".xml")) if p.exists()]
-        pairs.append((sidecar.stem, docs[0] if docs else None, sidecar))
+    from ps_agent.hotfolder import folder_items
+
+    # the hot folder's pairing rule (suffix in any case); an ambiguous item or a lone document is refused
+    # with its reason, never skipped
+    try:
+        items = folder_items(str(folder))
+    except OSError as exc:
+        raise ConfigurationError(f"Dossier illisible : {folder} ({exc.strerror}).", code="USAGE") from exc
     refused: dict[str, str] = {}
     accepted: dict[str, str] = {}  # name -> queue id
-    total = len(pairs)
-    for n, (name, doc, sidecar) in enumerate(pairs, start=1):
-        try:
-            if doc is None:
-                raise ConfigurationError("document absent (.pdf ou .xml)", code="DOCUMENT_MISSING")
-            accepted[name] = agent.deposit(body_from_files(doc, sidecar))["id"]
-        except (ApiProblem, ConfigurationError, ValueError, OSError) as exc:
-            refused[name] = getattr(exc, "message_fr", str(exc))
+    total = len(items)
+    for n, item in enumerate(items, start=1):
+        doc, sidecar = item.document, item.sidecar
+        if item.problem is not None:  # two documents or two sidecars, a lone document or sidecar
+            refused[item.name] = item.problem.detail
+        elif doc is not None and sidecar is not None:
+            try:
+                accepted[item.name] = agent.deposit(body_from_files(folder / doc, folder / sidecar))["id"]
+            except (ApiProblem, ConfigurationError, ValueError, OSError) as exc:
+                refused[item.name] = getattr(exc, "message_fr", str(exc))
         _progress(n, total)  # submitted
     states: dict[str, dict[str, object]] = {}
     deadline = time.monotonic() + args.attendre

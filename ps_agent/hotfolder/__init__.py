@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Container, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,94 @@ def item_files(
             if name.startswith(stem) and name[n:].lower() in ITEM_SUFFIXES and name not in found:
                 add(name)
     return sorted(found)
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """Why the files of one item cannot be deposited: the field (``fiche``, ``document``), the French
+    detail naming the files, the code (``SIDECAR_AMBIGUOUS``, ``DOCUMENT_MISSING``, ``DOCUMENT_AMBIGUOUS``,
+    ``SIDECAR_MISSING``)."""
+
+    field: str
+    detail: str
+    code: str
+
+
+def item_problem(stem: str, names: list[str]) -> ItemProblem | None:
+    """The refusal of the item ``stem`` whose files are ``names`` (``item_files``), None when it is one
+    document and one sidecar: the same words for the hot folder and ``ps-agent deposit --batch``."""
+    sidecars = [n for n in names if _kind(n) == SIDECAR_SUFFIX]
+    docs = [n for n in names if _kind(n) in DOCUMENT_SUFFIXES]
+    if len(sidecars) > 1:  # ``A.json`` and ``A.JSON`` (case-sensitive file system): never a silent pick
+        named = " et ".join(f"« {n} »" for n in sidecars)
+        detail = f"Plusieurs fiches pour « {stem} » : {named} ; une seule fiche .json par document."
+        return ItemProblem("fiche", detail, "SIDECAR_AMBIGUOUS")
+    if not sidecars:
+        named = " et ".join(f"« {n} »" for n in docs)
+        detail = f"Fiche absente : « {stem}.json » doit accompagner {named}."
+        return ItemProblem("fiche", detail, "SIDECAR_MISSING")
+    if not docs:
+        detail = (f"Document absent : « {stem}.pdf » ou « {stem}.xml » doit être déposé avant "
+                  f"« {sidecars[0]} ».")  # fmt: skip
+        return ItemProblem("document", detail, "DOCUMENT_MISSING")
+    if len(docs) > 1:  # ``A.pdf`` and ``A.PDF``, or ``A.pdf`` and ``A.xml``
+        named = " et ".join(f"« {n} »" for n in docs)
+        detail = (f"Plusieurs documents pour « {stem} » : {named} ; un seul fichier .pdf ou .xml "
+                  "par fiche.")  # fmt: skip
+        return ItemProblem("document", detail, "DOCUMENT_AMBIGUOUS")
+    return None
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    """The files (names in the folder, sorted) of one item of a folder read once (``folder_items``); its
+    name is its sidecar's stem, or a lone document's stem; ``problem`` None when it can be deposited."""
+
+    name: str
+    files: tuple[str, ...]
+    problem: ItemProblem | None
+
+    @property
+    def document(self) -> str | None:
+        return next((n for n in self.files if _kind(n) in DOCUMENT_SUFFIXES), None)
+
+    @property
+    def sidecar(self) -> str | None:
+        return next((n for n in self.files if _kind(n) == SIDECAR_SUFFIX), None)
+
+
+def folder_items(folder: str) -> list[FolderItem]:
+    """Every item of ``folder`` at once (``ps-agent deposit --batch``), by the hot folder's pairing rule
+    (``item_files``), sorted by name: one per sidecar stem, then one per stem of the documents that no
+    sidecar claimed (lone documents: ``SIDECAR_MISSING``), so that no file of an item suffix is left out.
+    Temporary names (``is_temporary``) and files of other suffixes are not items."""
+    names = sorted(n for n in os.listdir(folder) if not is_temporary(n))
+    claimed: set[object] = set()
+
+    def ident(name: str) -> object:
+        try:
+            st = os.stat(os.path.join(folder, name))
+        except OSError:
+            return name
+        return (st.st_dev, st.st_ino) if st.st_ino else os.path.normcase(name)
+
+    items: list[FolderItem] = []
+
+    def take(stem: str) -> None:
+        files = item_files(folder, stem, announced=True, listdir_fn=lambda _: names)
+        fresh = [n for n in files if ident(n) not in claimed]
+        if not fresh:
+            return
+        claimed.update(ident(n) for n in fresh)
+        items.append(FolderItem(stem, tuple(fresh), item_problem(stem, fresh)))
+
+    stems = dict.fromkeys(n[: -len(SIDECAR_SUFFIX)] for n in names if _kind(n) == SIDECAR_SUFFIX)
+    for stem in stems:
+        take(stem)
+    for n in names:
+        if _kind(n) in DOCUMENT_SUFFIXES and ident(n) not in claimed:
+            take(n[: -len(_kind(n))])
+    return sorted(items, key=lambda i: i.name)
 
 
 def _is_sidecar_name(name: str) -> bool:
@@ -495,24 +584,11 @@ class HotFolder:
             self._adopt_files(flying)
             self._resume_item(flying, self.backend.services.queue)
             return
-        if len(sidecars) > 1:  # ``A.json`` and ``A.JSON`` (case-sensitive file system): never a silent pick
-            named = " et ".join(f"« {p.name} »" for p in sidecars)
-            detail = f"Plusieurs fiches pour « {stem} » : {named} ; une seule fiche .json par document."
-            self._reject_files(stem, sources, "fiche", detail, "SIDECAR_AMBIGUOUS")
+        problem = item_problem(stem, [p.name for p in sources])
+        if problem is not None:
+            self._reject_files(stem, sources, problem.field, problem.detail, problem.code)
             return
         sidecar_path = sidecars[0]
-        if len(docs) != 1:
-            if not docs:
-                detail = (f"Document absent : « {stem}.pdf » ou « {stem}.xml » doit être déposé avant "
-                          f"« {sidecar_path.name} ».")  # fmt: skip
-                code = "DOCUMENT_MISSING"
-            else:  # ``A.pdf`` and ``A.PDF``, or ``A.pdf`` and ``A.xml``
-                named = " et ".join(f"« {p.name} »" for p in docs)
-                detail = (f"Plusieurs documents pour « {stem} » : {named} ; un seul fichier .pdf ou .xml "
-                          "par fiche.")  # fmt: skip
-                code = "DOCUMENT_AMBIGUOUS"
-            self._reject_files(stem, sources, "document", detail, code)
-            return
         doc_path = docs[0]
         data = _read(doc_path)
         try:
