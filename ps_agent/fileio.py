@@ -26,13 +26,10 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_file(
-    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, exclusive: bool = False
-) -> None:
-    """Create (0600) or replace the content of ``path`` with all of ``data``, flushed to disk with ``fsync``;
-    ``exclusive``: refuse (``FileExistsError``) a file already there. A file that existed keeps its mode."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC) | O_BINARY
-    fd = os.open(path, flags, 0o600)
+def write_file(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
+    """Create (0600) or replace the content of ``path`` with all of ``data``, flushed to disk with ``fsync``.
+    A file that existed keeps its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | O_BINARY, 0o600)
     try:
         write_all(fd, data)
         if fsync:

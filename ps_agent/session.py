@@ -1199,6 +1199,8 @@ class PatientHandle:
         except PsAgentError:
             self._set(access_mode=previous[0], reason=previous[1])
             raise
+        with s._lock:  # kept until the access ends, even if this handle already left the recent ones
+            s._emergency[(self.ref.ins, self.ref.oid)] = self
         s._audit(
             "dmp.emergency",
             "success",

@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from ps_agent.fileio import O_BINARY, fsync_dir, write_file
+from ps_agent.fileio import IS_WINDOWS, O_BINARY, fsync_dir, write_file
 from ps_agent.fileio import write_all as _write_all
-
-IS_WINDOWS = os.name == "nt"
 
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 _LOCAL_GUARD = threading.Lock()

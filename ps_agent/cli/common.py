@@ -90,7 +90,7 @@ def error_text(exc: BaseException) -> str:
 def write_private(path: Path, data: bytes) -> None:
     """Write patient data readable by its owner only (0600), replacing the file if it exists."""
     try:
-        write_file(path, data)
+        write_file(path, data, fsync=False)
         os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
     except OSError as exc:
         raise UsageError(f"Impossible d'écrire « {path} » : {exc.strerror or exc}.", code="WRITE") from exc

@@ -61,7 +61,7 @@ from typing import Any
 from ps_agent.config import DEFAULT_QUEUE_LEASE_S, ensure_private_dir, make_private_file
 from ps_agent.errors import PsAgentError
 from ps_agent.outbox import _documents
-from ps_agent.outbox.owner import new_owner_id, owner_dead
+from ps_agent.outbox.owner import new_owner_id, owner_alive, owner_dead
 
 log = logging.getLogger(__name__)
 
@@ -832,12 +832,14 @@ class DepositQueue:
 
     def record_in_flight(self, entry: QueuedDeposit) -> bool:
         """Whether the depositor of a registered, not yet journaled ``entry`` may still be writing its audit
-        record: this instance's own deposit (between its registration and its record), or one of another
-        live process within its lease. A recovery then leaves it alone (no second record); the entry of a
-        process that died (``kill -9``) or whose lease passed is recovered."""
+        record: this instance's own deposit (between its registration and its record), or one of a process
+        of this machine still alive, whatever its lease (its record may wait in its memory for a full disk
+        to free: ``Services.keep_for_later``); an owner this machine cannot judge (another host) within its
+        lease. A recovery then leaves it alone (no second record); the entry of a process that died
+        (``kill -9``), or an unjudged one whose lease passed, is recovered."""
         if entry.state is not EntryState.REGISTERED or entry.journaled or not entry.owner:
             return False
-        if entry.owner == self.owner:
+        if entry.owner == self.owner or owner_alive(entry.owner):
             return True
         return entry.lease_until > self._clock() and not owner_dead(entry.owner)
 

@@ -85,6 +85,27 @@ def _alive_posix(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def owner_alive(owner: str) -> bool:
+    """True only when ``owner`` certainly names a live process of this machine (this one included)."""
+    parts = owner.split(":")
+    if len(parts) != 4 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    return pid > 0 and _probably_alive(pid) and not owner_dead(owner)  # not a reused pid
+
+
+def _probably_alive(pid: int) -> bool:
+    try:
+        return _alive_windows(pid) if sys.platform == "win32" else _alive_posix(pid)
+    except Exception:
+        return False
+
+
 def owner_dead(owner: str) -> bool:
     """True only when ``owner`` (an id from ``new_owner_id``) certainly names a process that ended."""
     parts = owner.split(":")

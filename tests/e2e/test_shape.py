@@ -335,3 +335,28 @@ def test_a_session_keeps_the_handles_in_use_and_a_bounded_number_of_others(
     assert len(session._handles) == 6 and session._emergency == {}
     last = session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10"))
     assert session.patient(PatientRef(f"1{199:014d}", "1.2.250.1.213.1.4.10")) is last
+
+
+def test_an_emergency_access_opened_on_a_handle_out_of_the_recent_ones_lasts_until_it_ends(
+    services_for, test_pki, monkeypatch
+):
+    """The window holds a patient while a hot folder in the same session meets more than
+    ``PATIENT_HANDLES_KEPT`` others; the user then opens bris de glace on that patient: the access is kept
+    once the window lets the handle go (never silently back to normal without its end)."""
+    import gc
+
+    from ps_agent import session as session_mod
+    from ps_agent.access.policy import PatientRef
+
+    monkeypatch.setattr(session_mod, "PATIENT_HANDLES_KEPT", 3)
+    services = services_for()
+    session = services.open_session(credentials_for(test_pki, "gp"))
+    ref = patient_ref(demo().DEMO_ADULT)
+    held = session.patient(ref)
+    for n in range(3, 10):
+        session.patient(PatientRef(f"1{n:014d}", "1.2.250.1.213.1.4.10"))
+    assert (ref.ins, ref.oid) not in session._recent
+    held.emergency_access(AccessMode.BRIS_DE_GLACE, "Patient inconscient, pronostic vital engagé")
+    del held
+    gc.collect()
+    assert session.patient(ref).access_mode is AccessMode.BRIS_DE_GLACE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -431,8 +432,12 @@ def test_a_registered_entry_whose_record_may_still_be_written_is_in_flight(tmp_p
     mine, seen = q.get("2.25.1"), other.get("2.25.1")
     assert mine is not None and seen is not None and seen.owner == q.owner
     assert q.record_in_flight(mine) and other.record_in_flight(seen)
-    clock.now += 61  # the lease passed: the depositor is taken for gone
-    assert not other.record_in_flight(seen)
+    clock.now += 61  # the lease passed, but its process lives (its record may wait for a full disk)
+    assert other.record_in_flight(seen)
+    elsewhere = replace(seen, owner="elsewhere.example:1:123:abcdef")  # a process this machine cannot judge
+    assert not other.record_in_flight(elsewhere)  # ... its lease passed: taken for gone
+    clock.now -= 61
+    assert other.record_in_flight(elsewhere)
     q.mark_journaled("2.25.1")
     done = other.get("2.25.1")
     assert done is not None and done.journaled and not other.record_in_flight(done)
