@@ -696,7 +696,12 @@ def _ids(replaces: Replacement | None, document_id: InstanceId | None) -> tuple[
 
 
 def _checked_patient(patient: PatientInput, environment: str | None) -> PatientInput:
-    checked = patient.checked()
+    """``patient.checked()``, kept per distinct patient and day (a value that cannot be a key: checked each
+    time), and its INS OID checked against ``environment`` when given."""
+    try:
+        checked = _checked_patient_input(_PATIENT_KEY(patient), dt.date.today())
+    except TypeError:
+        checked = patient.checked()
     if environment:
         check_oid_for_environment(checked.ins_oid, environment, field="patient.ins_oid")
     return checked
@@ -798,13 +803,8 @@ def level1(
     """
     type_row = vs.check_dmp_type(type_code)
     title = _check_title(title)
-    try:  # the checked inputs are kept per distinct patient/author (a value that cannot be a key: not)
-        patient = _checked_patient_input(_PATIENT_KEY(patient), dt.date.today())
-    except TypeError:
-        patient = patient.checked()
-    if environment:
-        check_oid_for_environment(patient.ins_oid, environment, field="patient.ins_oid")
-    try:
+    patient = _checked_patient(patient, environment)
+    try:  # the checked author is kept per distinct author (a value that cannot be a key: checked each time)
         author = _checked_author_input(_AUTHOR_KEY(author))
     except TypeError:
         author = author.checked()

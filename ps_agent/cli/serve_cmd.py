@@ -317,7 +317,7 @@ def _deposit_batch(args: argparse.Namespace) -> int:
 
     folder: Path = args.batch
     if not folder.is_dir():
-        raise ConfigurationError(f"Dossier introuvable : {folder}.", code="USAGE")
+        raise UsageError(f"Dossier introuvable : {folder}.")
     agent = find_running_agent(args.config, args.port)
     if agent is None:
         print(
@@ -333,7 +333,7 @@ def _deposit_batch(args: argparse.Namespace) -> int:
     try:
         items = folder_items(str(folder))
     except OSError as exc:
-        raise ConfigurationError(f"Dossier illisible : {folder} ({exc.strerror}).", code="USAGE") from exc
+        raise UsageError(f"Dossier illisible : {folder} ({exc.strerror}).") from exc
     refused: dict[str, str] = {}
     accepted: dict[str, str] = {}  # name -> queue id
     total = len(items)

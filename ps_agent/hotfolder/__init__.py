@@ -70,8 +70,10 @@ SIDECAR_SUFFIX = ".json"
 # names (as written on Linux; Windows and macOS compare names without case, so there ``a.pdf`` also pairs
 # with ``A.json``: the system itself says they have one name), the suffix in any case (``A.PDF`` + ``A.JSON``,
 # ``A.Pdf`` + ``A.Json``: a Windows program writing to a share served by Samba, an export tool writing
-# upper-case names). The item's name is the sidecar's stem as written; its files keep their names in
-# ``work/``, ``done/`` and ``rejected/`` (suffix case included); the receipt and the error are
+# upper-case names). The item's name is the sidecar's stem as written; on a case-sensitive file system its
+# files keep their names in ``work/``, ``done/`` and ``rejected/`` (suffix case included); on Windows and
+# macOS they take the first probed spelling that found them (``SOURCE_SUFFIXES``: ``.pdf`` before ``.PDF``;
+# keeping the stored case there would cost a listing per item); the receipt and the error are
 # ``NAME.receipt.json`` / ``NAME.error.json`` with that stem and the documented lower-case ending: where
 # a practice software looks for them.
 ITEM_SUFFIXES = (*DOCUMENT_SUFFIXES, SIDECAR_SUFFIX)
@@ -189,6 +191,7 @@ def item_files(
     stem: str,
     *,
     announced: bool = False,
+    listed: bool = False,
     stat_fn: Callable[[str], os.stat_result] = os.stat,
     listdir_fn: Callable[[str], list[str]] = os.listdir,
 ) -> list[str]:
@@ -199,7 +202,8 @@ def item_files(
     system (Windows, macOS) every spelling of a suffix finds the same file: it is counted once (same
     device and inode; where the file system gives no inode, same suffix in lower case), under the first
     spelling that found it. The folder is listed only when the probes did not find one document and one
-    sidecar while something of the item is there (or ``announced``: its sidecar was seen): a suffix in a
+    sidecar while something of the item is there (or ``announced``: its sidecar was seen; or ``listed``: the
+    caller has the listing anyway, so every spelling counts): a suffix in a
     rarer case (``.pDf``) on a case-sensitive file system, or a second document (``A.pdf`` and ``A.PDF``)."""
     found: list[str] = []
     seen: set[object] = set()
@@ -218,7 +222,7 @@ def item_files(
 
     for suffix in SOURCE_SUFFIXES:
         add(stem + suffix)
-    if not _whole(found) and (found or announced):
+    if listed or (not _whole(found) and (found or announced)):
         try:
             names = listdir_fn(folder)
         except OSError:
@@ -302,7 +306,7 @@ def folder_items(folder: str) -> list[FolderItem]:
     items: list[FolderItem] = []
 
     def take(stem: str) -> None:
-        files = item_files(folder, stem, announced=True, listdir_fn=lambda _: names)
+        files = item_files(folder, stem, announced=True, listed=True, listdir_fn=lambda _: names)
         fresh = [n for n in files if ident(n) not in claimed]
         if not fresh:
             return

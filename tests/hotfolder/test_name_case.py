@@ -217,3 +217,16 @@ def test_on_a_case_sensitive_file_system_each_spelling_is_its_own_file(tmp_path:
     (tmp_path / "R.JSon").write_bytes(b"x")
     assert item_files(str(tmp_path), "R") == []  # nothing probed found: no listing unless announced
     assert item_files(str(tmp_path), "R", announced=True) == ["R.JSon", "R.xMl"]
+
+
+def test_a_batch_listing_refuses_a_third_document_in_a_rare_spelling(tmp_path: Path) -> None:
+    """``deposit --batch`` lists the folder anyway: ``A.pDf`` beside ``A.pdf`` + ``A.json`` makes the item
+    ambiguous (both documents named), never a silent pick of ``A.pdf``."""
+    from ps_agent.hotfolder import folder_items
+
+    for name in ("A.pdf", "A.pDf", "A.json"):
+        (tmp_path / name).write_bytes(b"x")
+    [item] = folder_items(str(tmp_path))
+    assert sorted(item.files) == ["A.json", "A.pDf", "A.pdf"]
+    assert item.problem is not None and item.problem.code == "DOCUMENT_AMBIGUOUS"
+    assert "« A.pDf »" in item.problem.detail and "« A.pdf »" in item.problem.detail
