@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+import logging
 import operator
 import re
 import types
@@ -47,6 +48,7 @@ DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
 # Time zone of the timestamps written in the header. [I] French professionals work in metropolitan time;
 # overseas practices pass their own tz via ``now``.
 DEFAULT_TIMEZONE = "Europe/Paris"
+_PYPDF_LOG = logging.getLogger("pypdf")
 
 _RPPS_RE = re.compile(r"^8[0-9]{11}$")
 _COG_RE = re.compile(r"^(?:[0-9]{5}|2[AB][0-9]{3})$")
@@ -728,15 +730,12 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             raise InvalidPdfError(
                 "Le fichier fourni n'est pas un PDF (en-tête %PDF- absent).", field="content"
             )
-        import logging
-
         from pypdf import PdfReader
 
         # pypdf logs its own warnings ("EOF marker not found"); the user gets our French error instead.
         # (setLevel clears every logger's level cache: only when needed, not on each document)
-        pypdf_log = logging.getLogger("pypdf")
-        if pypdf_log.level != logging.ERROR:
-            pypdf_log.setLevel(logging.ERROR)
+        if _PYPDF_LOG.level != logging.ERROR:
+            _PYPDF_LOG.setLevel(logging.ERROR)
         try:
             reader = PdfReader(io.BytesIO(content))
             if reader.is_encrypted:
@@ -744,7 +743,7 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
                     "Le PDF est chiffré ou protégé par mot de passe : le DMP exige un PDF lisible.",
                     field="content",
                 )
-            if len(reader.pages) < 1:
+            if not _flat_page_tree_has_page(reader) and len(reader.pages) < 1:
                 raise InvalidPdfError("Le PDF ne contient aucune page.", field="content")
         except InvalidPdfError:
             raise
@@ -762,6 +761,49 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             f"Type de contenu « {media_type} » non pris en charge (PDF ou texte seulement).",
             field="media_type",
         )
+
+
+def _pdf_type(node: Any) -> object:
+    """A dictionary's ``/Type`` as pypdf reads it (an indirect value resolved), None when absent."""
+    return node["/Type"] if "/Type" in node else None
+
+
+def _flat_page_tree_has_page(reader: Any) -> bool:
+    """True when the page tree is flat (the root ``/Pages`` node's ``/Kids`` are all ``/Page`` dictionaries,
+    the shape of most PDFs of a few pages): pypdf's own walk (``len(reader.pages)``, ``_flatten`` of pypdf
+    7.1) would find them all and raise nothing. Checked here with the same reads and the same rules
+    (cycle, entry limits of ``pypdf.get_configuration()``) but without building a ``PageObject`` per page
+    (≈ 75 Python calls each). False means "not decided here": any other shape, or an object that cannot be
+    read, goes to pypdf's walk, which decides as before (``/Count`` is never trusted: pypdf ignores it
+    too). ``tests/cda/test_pdf_check.py`` holds both answers side by side over broken trees."""
+    from pypdf import get_configuration
+    from pypdf.generic import ArrayObject, DictionaryObject, NullObject
+
+    try:
+        pages: Any = reader.root_object.get("/Pages", NullObject()).get_object()
+        if not isinstance(pages, DictionaryObject) or _pdf_type(pages) != "/Pages":
+            return False
+        kids = pages.get("/Kids", NullObject()).get_object()
+        conf = get_configuration()
+        if not isinstance(kids, ArrayObject) or not kids or len(kids) > conf.page_tree_maximum_entries:
+            return False
+        if conf.page_tree_maximum_depth < 1:
+            return False
+        inherited = [a for a in ("/Resources", "/MediaBox", "/CropBox", "/Rotate") if a in pages]
+        pages_ref = getattr(pages, "indirect_reference", object())
+        entries = 0
+        for kid in kids:
+            if getattr(kid, "indirect_reference", object()) == pages_ref:
+                return False  # pypdf: "Detected cyclic page references"
+            page: Any = kid.get_object()
+            if not isinstance(page, DictionaryObject) or not page or page is pages:
+                return False  # skipped by pypdf (not a dictionary, empty) or a cycle
+            if _pdf_type(page) != "/Page":
+                return False
+            entries += len(page) + sum(a not in page for a in inherited)
+        return entries <= conf.page_tree_maximum_page_entries
+    except Exception:  # pypdf's walk reads the same objects and raises (or not) on its own
+        return False
 
 
 def guess_media_type(content: bytes) -> str:
