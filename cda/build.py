@@ -629,55 +629,56 @@ def _constant_xml() -> str:
 _CONFIDENTIALITY_LANGUAGE_XML = _constant_xml()
 
 
-def _header_xml(h: _Header) -> str:
-    """The ``ClinicalDocument`` start tag and its header children, as text (the element left open)."""
+@functools.lru_cache(maxsize=FRAGMENT_CACHE_SIZE)
+def _service_code_xml(service_code: tuple[str, str, str]) -> str:
+    """The ``serviceEvent``'s ``code`` element (of the document's type)."""
+    code, system, display = service_code
     w = _Writer()
-    w.parts.append(_document_start_xml(h.template_ids))
+    w.leaf("code", {"code": code, "codeSystem": system, "displayName": display})
+    return "".join(w.parts)
+
+
+def _header_xml(h: _Header) -> str:
+    """The ``ClinicalDocument`` start tag and its header children, as text (the element left open). The
+    timestamps (``hl7_ts``: digits and a sign) and the version number (a number) hold no character to escape:
+    written as they are, as the element tags around them."""
+    w = _Writer()
+    parts = w.parts
+    parts.append(_document_start_xml(h.template_ids))
     w.ii("id", h.doc_id)
-    w.parts.append(_type_code_xml(h.type_row))
+    parts.append(_type_code_xml(h.type_row))
     w.leaf("title", text=h.title)
     ts = hl7_ts(h.effective)
-    w.leaf("effectiveTime", {"value": ts})
-    w.parts.append(_CONFIDENTIALITY_LANGUAGE_XML)
+    start = hl7_ts(h.service_start)
+    parts.append(f'<effectiveTime value="{ts}"/>')
+    parts.append(_CONFIDENTIALITY_LANGUAGE_XML)
     w.ii("setId", h.set_id)
-    w.leaf("versionNumber", {"value": str(h.version)})
+    parts.append(f'<versionNumber value="{h.version}"/>')
 
-    w.parts.append(_record_target_xml(_PATIENT_KEY(h.patient)))
+    parts.append(_record_target_xml(_PATIENT_KEY(h.patient)))
     assigned_author, custodian, legal_entity, performer, location = _author_xml(_AUTHOR_KEY(h.author))
-    w.open("author")
-    w.leaf("time", {"value": ts})
-    w.parts.append(assigned_author)
-    w.parts.append(custodian)
-    w.open("legalAuthenticator")
-    w.leaf("time", {"value": ts})
-    w.leaf("signatureCode", {"code": "S"})
-    w.parts.append(legal_entity)
+    parts.append(f'<author><time value="{ts}"/>')
+    parts.append(assigned_author)
+    parts.append(custodian)
+    parts.append(f'<legalAuthenticator><time value="{ts}"/><signatureCode code="S"/>')
+    parts.append(legal_entity)
 
-    w.open("documentationOf")
-    w.open("serviceEvent")
-    code, system, display = h.service_code
-    w.leaf("code", {"code": code, "codeSystem": system, "displayName": display})
-    w.open("effectiveTime")
-    w.leaf("low", {"value": hl7_ts(h.service_start)})
+    parts.append("<documentationOf><serviceEvent>")
+    parts.append(_service_code_xml(h.service_code))
+    parts.append(f'<effectiveTime><low value="{start}"/>')
     if h.service_stop is not None:
-        w.leaf("high", {"value": hl7_ts(h.service_stop)})
-    w.close("effectiveTime")
-    w.parts.append(performer)
+        parts.append(f'<high value="{hl7_ts(h.service_stop)}"/>')
+    parts.append("</effectiveTime>")
+    parts.append(performer)
 
     if h.replaces is not None:  # CDA R2 order: documentationOf, relatedDocument, componentOf
-        w.open("relatedDocument", {"typeCode": "RPLC"})
-        w.open("parentDocument")
+        parts.append('<relatedDocument typeCode="RPLC"><parentDocument>')
         w.ii("id", h.replaces.document_id)
-        w.close("parentDocument")
-        w.close("relatedDocument")
+        parts.append("</parentDocument></relatedDocument>")
 
-    w.open("componentOf")
-    w.open("encompassingEncounter")
-    w.open("effectiveTime")
-    w.leaf("low", {"value": hl7_ts(h.service_start)})
-    w.close("effectiveTime")
-    w.parts.append(location)
-    return "".join(w.parts)
+    parts.append(f'<componentOf><encompassingEncounter><effectiveTime><low value="{start}"/></effectiveTime>')
+    parts.append(location)
+    return "".join(parts)
 
 
 def _header(h: _Header) -> etree._Element:
@@ -854,31 +855,39 @@ def level1(
     check_content(content, media_type, max_bytes=max_content_bytes)
     effective = effective_time or now_local()
     doc_id, set_id, version = _ids(replaces, document_id)
-    w = _Writer()
-    w.parts.append(
-        _header_xml(
-            _Header(
-                type_row=type_row,
-                title=title,
-                patient=patient,
-                author=author,
-                effective=effective,
-                service_start=service_start or effective,
-                service_stop=service_stop,
-                doc_id=doc_id,
-                set_id=set_id,
-                version=version,
-                replaces=replaces,
-                template_ids=tuple((t, "") for t in vs.LEVEL1_TEMPLATES),
-                service_code=(type_row.code, type_row.code_system, type_row.label),
-            )
+    header = _header_xml(
+        _Header(
+            type_row=type_row,
+            title=title,
+            patient=patient,
+            author=author,
+            effective=effective,
+            service_start=service_start or effective,
+            service_stop=service_stop,
+            doc_id=doc_id,
+            set_id=set_id,
+            version=version,
+            replaces=replaces,
+            template_ids=_LEVEL1_TEMPLATE_IDS,
+            service_code=(type_row.code, type_row.code_system, type_row.label),
         )
     )
+    head = (_XML_DECLARATION + header + _level1_body_start_xml(media_type)).encode("utf-8")
+    return b"".join((head, base64.b64encode(content), _LEVEL1_TAIL))
+
+
+_LEVEL1_TEMPLATE_IDS = tuple((t, "") for t in vs.LEVEL1_TEMPLATES)
+
+
+@functools.lru_cache(maxsize=4)
+def _level1_body_start_xml(media_type: str) -> str:
+    """``<component><nonXMLBody><text mediaType=… representation="B64">`` (a media type ``check_content``
+    accepted)."""
+    w = _Writer()
     w.open("component")
     w.open("nonXMLBody")
     w.open("text", {"mediaType": media_type, "representation": "B64"})
-    head = (_XML_DECLARATION + "".join(w.parts)).encode("utf-8")
-    return b"".join((head, base64.b64encode(content), _LEVEL1_TAIL))
+    return "".join(w.parts)
 
 
 # --- Vaccination note (VAC-NOTE 2023.01) ----------------------------------------------------------------
