@@ -601,7 +601,8 @@ class HotFolder:
         names = item_files(self._inbox_path, stem, announced=True)
         prefix = self._inbox_prefix
         sources = [prefix + n for n in names]
-        kinds = [_name_suffix(n).lower() for n in names]
+        suffixes = [_name_suffix(n) for n in names]
+        kinds = [x.lower() for x in suffixes]
         sidecars = [p for p, k in zip(sources, kinds, strict=True) if k == SIDECAR_SUFFIX]
         if not sidecars:
             return
@@ -654,7 +655,7 @@ class HotFolder:
             self._rubrics.pop(key, None)
             self._duplicate(stem, self.ledger.get(key), sources)
             return
-        self._adopt_files(item, sources)
+        self._adopt_files(item, sources, suffixes)
         self._deposit(key, cda_bytes, sidecar, item)
 
     def _inbox_key(self, stem: str) -> str | None:
@@ -683,16 +684,23 @@ class HotFolder:
         """A string, not a ``Path``: built four times per item (pathlib's joins showed in the profile)."""
         return f"{self._work_prefix}{key}{KEPT_INFIX}{suffix}"
 
-    def _adopt_files(self, item: Item, sources: Sequence[str | os.PathLike[str]] | None = None) -> None:
+    def _adopt_files(
+        self,
+        item: Item,
+        sources: Sequence[str | os.PathLike[str]] | None = None,
+        suffixes: Sequence[str] | None = None,
+    ) -> None:
         """Move the item's dropped files from the inbox to ``work/KEY.item.SUFFIX`` (idempotent; work/ is
-        0700: private whatever the umask)."""
+        0700: private whatever the umask). ``suffixes``: those of ``sources`` when the caller has them."""
         files = self._sources(item.name) if sources is None else sources
         fresh = sources is not None and not self._recovering
         moved: list[str] = []
         # the document before the sidecar: a crash between the two moves leaves the sidecar in the inbox
         # beside its moved document, a split that process() and recover() both recognise
+        if suffixes is None or sources is None:
+            suffixes = [_suffix(f) for f in files]
         for suffix, p in sorted(
-            ((_suffix(f), f) for f in files), key=lambda sf: sf[0].lower() == SIDECAR_SUFFIX
+            zip(suffixes, files, strict=True), key=lambda sf: sf[0].lower() == SIDECAR_SUFFIX
         ):
             try:
                 os.replace(p, self._kept_path(item.key, suffix))
@@ -955,7 +963,8 @@ class HotFolder:
         for p, suffix in kept:
             with contextlib.suppress(FileNotFoundError):
                 move_file(p, f"{prefix}{stem}{suffix}")
-        if any(os.path.dirname(p) == keep for p, _ in kept):  # a folder of the earlier layout
+        folder = keep + os.sep  # ``os.path.dirname(p) == keep``: the paths of ``_kept`` are joined names
+        if any(p.startswith(folder) for p, _ in kept):  # a folder of the earlier layout
             with contextlib.suppress(OSError):
                 os.rmdir(keep)
         if self._legacy_work:  # the layout of earlier versions: a copy of the CDA and of the sidecar
