@@ -118,7 +118,9 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIXES) or low.endswith(TEMP_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=64)
 def document_uid_for(key: str) -> str:
+    """The item's document uniqueId (a pure function of its key: asked twice per item, computed once)."""
     return f"2.25.{uuid.uuid5(UID_NAMESPACE, key).int}"
 
 
