@@ -56,6 +56,7 @@ def outcome(data: bytes) -> str:
 
 NO_PAGE = "Le PDF ne contient aucune page."
 UNREADABLE = "Le fichier PDF est illisible ou endommagé (PdfReadError)."
+CUT_SHORT = "Le fichier PDF est illisible ou endommagé (PdfStreamError)."
 
 # name → (PDF, outcome of check_content as it was before the shortcut: pypdf's walk decides)
 CASES = {
@@ -109,6 +110,34 @@ CASES = {
         "ok",
     ),
     "page tree root without /Type": (tree(b"<< /Count 1 /Kids [3 0 R] >>", (3, PAGE)), "ok"),
+    "count 1, inherited /Resources readable": (
+        tree(
+            b"<< /Type /Pages /Count 1 /Kids [3 0 R] /Resources 4 0 R >>",
+            (3, PAGE),
+            (4, b"<< /Font << >> >>"),
+        ),
+        "ok",
+    ),
+    "count 1, inherited /Resources unreadable": (
+        tree(b"<< /Type /Pages /Count 1 /Kids [3 0 R] /Resources 4 0 R >>", (3, PAGE), (4, b"<< ( ")),
+        CUT_SHORT,  # pypdf's walk reads the node's inherited values before its kids
+    ),
+    "count 1, kid's /Type unreadable": (
+        tree(
+            b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>",
+            (3, b"<< /Type 4 0 R /MediaBox [0 0 1 1] >>"),
+            (4, b"<< ( "),
+        ),
+        CUT_SHORT,
+    ),
+    "count 1, kid's /Type indirect": (
+        tree(
+            b"<< /Type /Pages /Count 1 /Kids [3 0 R] >>",
+            (3, b"<< /Type 4 0 R /MediaBox [0 0 1 1] >>"),
+            (4, b"/Page"),
+        ),
+        "ok",
+    ),
     "page tree root and kids written inline": (
         hand_pdf({1: b"<< /Type /Catalog /Pages << /Type /Pages /Count 1 /Kids [" + PAGE + b"] >> >>"}),
         None,  # whatever pypdf's walk says (a direct root and a direct kid: pypdf's cycle test)
@@ -120,7 +149,10 @@ CASES = {
 def test_a_broken_page_tree_is_refused_as_pypdf_walks_it(name: str) -> None:
     data, expected = CASES[name]
     ref = reference_pages(data)
-    walked = "ok" if isinstance(ref, int) and ref >= 1 else NO_PAGE if isinstance(ref, int) else UNREADABLE
+    if isinstance(ref, int):
+        walked = "ok" if ref >= 1 else NO_PAGE
+    else:
+        walked = f"Le fichier PDF est illisible ou endommagé ({type(ref).__name__})."
     if expected is not None:
         assert walked == expected  # the table says what pypdf's walk does on each tree
     assert outcome(data) == walked
