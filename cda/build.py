@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+import logging
 import operator
 import re
 import types
@@ -47,6 +48,7 @@ DEFAULT_MAX_CONTENT_BYTES = 20 * 1024 * 1024
 # Time zone of the timestamps written in the header. [I] French professionals work in metropolitan time;
 # overseas practices pass their own tz via ``now``.
 DEFAULT_TIMEZONE = "Europe/Paris"
+_PYPDF_LOG = logging.getLogger("pypdf")
 
 _RPPS_RE = re.compile(r"^8[0-9]{11}$")
 _COG_RE = re.compile(r"^(?:[0-9]{5}|2[AB][0-9]{3})$")
@@ -627,55 +629,56 @@ def _constant_xml() -> str:
 _CONFIDENTIALITY_LANGUAGE_XML = _constant_xml()
 
 
-def _header_xml(h: _Header) -> str:
-    """The ``ClinicalDocument`` start tag and its header children, as text (the element left open)."""
+@functools.lru_cache(maxsize=FRAGMENT_CACHE_SIZE)
+def _service_code_xml(service_code: tuple[str, str, str]) -> str:
+    """The ``serviceEvent``'s ``code`` element (of the document's type)."""
+    code, system, display = service_code
     w = _Writer()
-    w.parts.append(_document_start_xml(h.template_ids))
+    w.leaf("code", {"code": code, "codeSystem": system, "displayName": display})
+    return "".join(w.parts)
+
+
+def _header_xml(h: _Header) -> str:
+    """The ``ClinicalDocument`` start tag and its header children, as text (the element left open). The
+    timestamps (``hl7_ts``: digits and a sign) and the version number (a number) hold no character to escape:
+    written as they are, as the element tags around them."""
+    w = _Writer()
+    parts = w.parts
+    parts.append(_document_start_xml(h.template_ids))
     w.ii("id", h.doc_id)
-    w.parts.append(_type_code_xml(h.type_row))
+    parts.append(_type_code_xml(h.type_row))
     w.leaf("title", text=h.title)
     ts = hl7_ts(h.effective)
-    w.leaf("effectiveTime", {"value": ts})
-    w.parts.append(_CONFIDENTIALITY_LANGUAGE_XML)
+    start = hl7_ts(h.service_start)
+    parts.append(f'<effectiveTime value="{ts}"/>')
+    parts.append(_CONFIDENTIALITY_LANGUAGE_XML)
     w.ii("setId", h.set_id)
-    w.leaf("versionNumber", {"value": str(h.version)})
+    parts.append(f'<versionNumber value="{h.version}"/>')
 
-    w.parts.append(_record_target_xml(_PATIENT_KEY(h.patient)))
+    parts.append(_record_target_xml(_PATIENT_KEY(h.patient)))
     assigned_author, custodian, legal_entity, performer, location = _author_xml(_AUTHOR_KEY(h.author))
-    w.open("author")
-    w.leaf("time", {"value": ts})
-    w.parts.append(assigned_author)
-    w.parts.append(custodian)
-    w.open("legalAuthenticator")
-    w.leaf("time", {"value": ts})
-    w.leaf("signatureCode", {"code": "S"})
-    w.parts.append(legal_entity)
+    parts.append(f'<author><time value="{ts}"/>')
+    parts.append(assigned_author)
+    parts.append(custodian)
+    parts.append(f'<legalAuthenticator><time value="{ts}"/><signatureCode code="S"/>')
+    parts.append(legal_entity)
 
-    w.open("documentationOf")
-    w.open("serviceEvent")
-    code, system, display = h.service_code
-    w.leaf("code", {"code": code, "codeSystem": system, "displayName": display})
-    w.open("effectiveTime")
-    w.leaf("low", {"value": hl7_ts(h.service_start)})
+    parts.append("<documentationOf><serviceEvent>")
+    parts.append(_service_code_xml(h.service_code))
+    parts.append(f'<effectiveTime><low value="{start}"/>')
     if h.service_stop is not None:
-        w.leaf("high", {"value": hl7_ts(h.service_stop)})
-    w.close("effectiveTime")
-    w.parts.append(performer)
+        parts.append(f'<high value="{hl7_ts(h.service_stop)}"/>')
+    parts.append("</effectiveTime>")
+    parts.append(performer)
 
     if h.replaces is not None:  # CDA R2 order: documentationOf, relatedDocument, componentOf
-        w.open("relatedDocument", {"typeCode": "RPLC"})
-        w.open("parentDocument")
+        parts.append('<relatedDocument typeCode="RPLC"><parentDocument>')
         w.ii("id", h.replaces.document_id)
-        w.close("parentDocument")
-        w.close("relatedDocument")
+        parts.append("</parentDocument></relatedDocument>")
 
-    w.open("componentOf")
-    w.open("encompassingEncounter")
-    w.open("effectiveTime")
-    w.leaf("low", {"value": hl7_ts(h.service_start)})
-    w.close("effectiveTime")
-    w.parts.append(location)
-    return "".join(w.parts)
+    parts.append(f'<componentOf><encompassingEncounter><effectiveTime><low value="{start}"/></effectiveTime>')
+    parts.append(location)
+    return "".join(parts)
 
 
 def _header(h: _Header) -> etree._Element:
@@ -728,15 +731,12 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             raise InvalidPdfError(
                 "Le fichier fourni n'est pas un PDF (en-tête %PDF- absent).", field="content"
             )
-        import logging
-
         from pypdf import PdfReader
 
         # pypdf logs its own warnings ("EOF marker not found"); the user gets our French error instead.
         # (setLevel clears every logger's level cache: only when needed, not on each document)
-        pypdf_log = logging.getLogger("pypdf")
-        if pypdf_log.level != logging.ERROR:
-            pypdf_log.setLevel(logging.ERROR)
+        if _PYPDF_LOG.level != logging.ERROR:
+            _PYPDF_LOG.setLevel(logging.ERROR)
         try:
             reader = PdfReader(io.BytesIO(content))
             if reader.is_encrypted:
@@ -744,7 +744,7 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
                     "Le PDF est chiffré ou protégé par mot de passe : le DMP exige un PDF lisible.",
                     field="content",
                 )
-            if len(reader.pages) < 1:
+            if not _flat_page_tree_has_page(reader) and len(reader.pages) < 1:
                 raise InvalidPdfError("Le PDF ne contient aucune page.", field="content")
         except InvalidPdfError:
             raise
@@ -762,6 +762,53 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             f"Type de contenu « {media_type} » non pris en charge (PDF ou texte seulement).",
             field="media_type",
         )
+
+
+def _pdf_type(node: Any) -> object:
+    """A dictionary's ``/Type`` as pypdf reads it (an indirect value resolved), None when absent."""
+    return node["/Type"] if "/Type" in node else None
+
+
+# the attributes a page inherits from its page tree node, in the order pypdf 7.1's walk reads them
+_INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+
+
+def _flat_page_tree_has_page(reader: Any) -> bool:
+    """True when the page tree is flat (the root ``/Pages`` node's ``/Kids`` are all ``/Page`` dictionaries,
+    the shape of most PDFs of a few pages): pypdf's own walk (``len(reader.pages)``, ``_flatten`` of pypdf
+    7.1) would find them all and raise nothing. Checked here with the same reads in the same order and the
+    same rules (cycle, entry limits of ``pypdf.get_configuration()``) but without building a ``PageObject``
+    per page (≈ 75 Python calls each). False means "not decided here": any other shape goes to pypdf's
+    walk, which decides as before (``/Count`` is never trusted: pypdf ignores it too); the reads made here
+    are the first ones of that walk, so an object that cannot be read raises here what the walk would raise.
+    ``tests/cda/test_pdf_check.py`` holds both answers side by side over broken trees."""
+    from pypdf import get_configuration
+    from pypdf.generic import ArrayObject, DictionaryObject, NullObject
+
+    pages: Any = reader.root_object.get("/Pages", NullObject()).get_object()
+    if not isinstance(pages, DictionaryObject) or _pdf_type(pages) != "/Pages":
+        return False
+    inherited = [a for a in _INHERITABLE if a in pages]
+    for a in inherited:
+        pages[a]  # resolved, as the walk does before it reads the kids (an unreadable value raises there)
+    kids = pages.get("/Kids", NullObject()).get_object()
+    conf = get_configuration()
+    if not isinstance(kids, ArrayObject) or not kids or len(kids) > conf.page_tree_maximum_entries:
+        return False
+    if conf.page_tree_maximum_depth < 1:
+        return False
+    pages_ref = getattr(pages, "indirect_reference", object())
+    entries = 0
+    for kid in kids:
+        if getattr(kid, "indirect_reference", object()) == pages_ref:
+            return False  # pypdf: "Detected cyclic page references"
+        page: Any = kid.get_object()
+        if not isinstance(page, DictionaryObject) or not page or page is pages:
+            return False  # skipped by pypdf (not a dictionary, empty) or a cycle
+        if _pdf_type(page) != "/Page":
+            return False
+        entries += len(page) + sum(a not in page for a in inherited)
+    return entries <= conf.page_tree_maximum_page_entries
 
 
 def guess_media_type(content: bytes) -> str:
@@ -812,31 +859,39 @@ def level1(
     check_content(content, media_type, max_bytes=max_content_bytes)
     effective = effective_time or now_local()
     doc_id, set_id, version = _ids(replaces, document_id)
-    w = _Writer()
-    w.parts.append(
-        _header_xml(
-            _Header(
-                type_row=type_row,
-                title=title,
-                patient=patient,
-                author=author,
-                effective=effective,
-                service_start=service_start or effective,
-                service_stop=service_stop,
-                doc_id=doc_id,
-                set_id=set_id,
-                version=version,
-                replaces=replaces,
-                template_ids=tuple((t, "") for t in vs.LEVEL1_TEMPLATES),
-                service_code=(type_row.code, type_row.code_system, type_row.label),
-            )
+    header = _header_xml(
+        _Header(
+            type_row=type_row,
+            title=title,
+            patient=patient,
+            author=author,
+            effective=effective,
+            service_start=service_start or effective,
+            service_stop=service_stop,
+            doc_id=doc_id,
+            set_id=set_id,
+            version=version,
+            replaces=replaces,
+            template_ids=_LEVEL1_TEMPLATE_IDS,
+            service_code=(type_row.code, type_row.code_system, type_row.label),
         )
     )
+    head = (_XML_DECLARATION + header + _level1_body_start_xml(media_type)).encode("utf-8")
+    return b"".join((head, base64.b64encode(content), _LEVEL1_TAIL))
+
+
+_LEVEL1_TEMPLATE_IDS = tuple((t, "") for t in vs.LEVEL1_TEMPLATES)
+
+
+@functools.lru_cache(maxsize=4)
+def _level1_body_start_xml(media_type: str) -> str:
+    """``<component><nonXMLBody><text mediaType=… representation="B64">`` (a media type ``check_content``
+    accepted)."""
+    w = _Writer()
     w.open("component")
     w.open("nonXMLBody")
     w.open("text", {"mediaType": media_type, "representation": "B64"})
-    head = (_XML_DECLARATION + "".join(w.parts)).encode("utf-8")
-    return b"".join((head, base64.b64encode(content), _LEVEL1_TAIL))
+    return "".join(w.parts)
 
 
 # --- Vaccination note (VAC-NOTE 2023.01) ----------------------------------------------------------------

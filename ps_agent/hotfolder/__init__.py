@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,7 +118,9 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIXES) or low.endswith(TEMP_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=64)
 def document_uid_for(key: str) -> str:
+    """The item's document uniqueId (a pure function of its key: asked twice per item, computed once)."""
     return f"2.25.{uuid.uuid5(UID_NAMESPACE, key).int}"
 
 
@@ -149,12 +151,25 @@ def json_text(data: dict[str, Any]) -> str:
     return "{\n" + ",\n".join(parts) + "\n}" if parts else "{}"
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``path`` whole or not at all (temporary name, fsync, rename): encoded once, one write."""
-    tmp = path.with_name("." + path.name + ".tmp")
+def _write_json(prefix: str, name: str, data: dict[str, Any]) -> None:
+    """Write ``prefix + name`` (``prefix``: a folder with its separator) whole or not at all (temporary name
+    ``.NAME.tmp`` beside it, fsync, rename): encoded once, one write."""
     blob = json_text(data).encode("utf-8")
+    tmp = f"{prefix}.{name}.tmp"
     write_file(tmp, blob)
-    os.replace(tmp, path)
+    os.replace(tmp, prefix + name)
+
+
+def _name_suffix(name: str) -> str:
+    """``Path(name).suffix`` of a file name, without building a ``Path`` (the hot folder's paths are
+    strings: pathlib's parsing of each one showed in the profile)."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
+def _suffix(path: str | os.PathLike[str]) -> str:
+    """``Path(path).suffix``."""
+    return _name_suffix(os.path.basename(os.fspath(path)))
 
 
 # ".json" in every mix of case: one ``str.endswith`` per name of the inbox (a rescan lists them all)
@@ -207,10 +222,11 @@ def item_files(
     rarer case (``.pDf``) on a case-sensitive file system, or a second document (``A.pdf`` and ``A.PDF``)."""
     found: list[str] = []
     seen: set[object] = set()
+    prefix = os.path.join(folder, "")  # ``prefix + name`` is ``os.path.join(folder, name)``: a plain name
 
     def add(name: str) -> None:
         try:
-            st = stat_fn(os.path.join(folder, name))
+            st = stat_fn(prefix + name)
         except (OSError, ValueError):
             return
         if not stat.S_ISREG(st.st_mode):
@@ -373,6 +389,10 @@ class HotFolder:
         self.rescan_interval_s = rescan_interval_s
         self._inbox_path = os.fspath(self.inbox)
         self._work_prefix = os.path.join(os.fspath(self.work), "")
+        # the folders as strings ending with their separator: ``prefix + name`` is ``folder / name``
+        self._inbox_prefix = os.path.join(self._inbox_path, "")
+        self._done_prefix = os.path.join(os.fspath(self.done), "")
+        self._rejected_prefix = os.path.join(os.fspath(self.rejected), "")
         self._inbox_str = os.path.normcase(os.path.abspath(self.inbox))
         # scheduling (one condition guards the sets below)
         self._cv = threading.Condition()
@@ -573,30 +593,37 @@ class HotFolder:
         return n
 
     # ------------------------------------------------------------------ one item
-    def _sources(self, stem: str, *, announced: bool = False) -> list[Path]:
-        """The item's files in the inbox (``item_files``: its own names are probed, no listing per item)."""
-        return [self.inbox / n for n in item_files(self._inbox_path, stem, announced=announced)]
+    def _sources(self, stem: str, *, announced: bool = False) -> list[str]:
+        """The paths of the item's files in the inbox (``item_files``: its own names are probed, no listing
+        per item)."""
+        prefix = self._inbox_prefix
+        return [prefix + n for n in item_files(self._inbox_path, stem, announced=announced)]
 
     def process(self, stem: str) -> None:
-        sources = self._sources(stem, announced=True)
-        sidecars = [p for p in sources if p.suffix.lower() == SIDECAR_SUFFIX]
+        names = item_files(self._inbox_path, stem, announced=True)
+        prefix = self._inbox_prefix
+        sources = [prefix + n for n in names]
+        suffixes = [_name_suffix(n) for n in names]
+        kinds = [x.lower() for x in suffixes]
+        sidecars = [p for p, k in zip(sources, kinds, strict=True) if k == SIDECAR_SUFFIX]
         if not sidecars:
             return
-        docs = [p for p in sources if p.suffix.lower() in DOCUMENT_SUFFIXES]
+        doc_kinds = [(p, k) for p, k in zip(sources, kinds, strict=True) if k in DOCUMENT_SUFFIXES]
+        docs = [p for p, _ in doc_kinds]
         flying = self.ledger.in_flight(stem) if not docs else None
         if flying is not None:  # its document already moved to work/ (a move interrupted): the rest follows
             self._adopt_files(flying)
             self._resume_item(flying, self.backend.services.queue)
             return
-        problem = item_problem(stem, [p.name for p in sources])
+        problem = item_problem(stem, names)
         if problem is not None:
             self._reject_files(stem, sources, problem.field, problem.detail, problem.code)
             return
         sidecar_path = sidecars[0]
-        doc_path = docs[0]
+        doc_path, doc_kind = doc_kinds[0]
         data = _read(doc_path)
         try:
-            is_cda = doc_path.suffix.lower() == ".xml"
+            is_cda = doc_kind == ".xml"
             sidecar = parse_sidecar(_read(sidecar_path), is_cda=is_cda, cda_bytes=data if is_cda else None)
         except SidecarError as exc:
             self._reject_files(stem, sources, exc.field, exc.detail, "SIDECAR_INVALID")
@@ -630,20 +657,20 @@ class HotFolder:
             self._rubrics.pop(key, None)
             self._duplicate(stem, self.ledger.get(key), sources)
             return
-        self._adopt_files(item, sources)
+        self._adopt_files(item, sources, suffixes)
         self._deposit(key, cda_bytes, sidecar, item)
 
     def _inbox_key(self, stem: str) -> str | None:
         """The content key of the inbox item ``stem`` (None when incomplete or unreadable)."""
         sources = self._sources(stem)
-        docs = [p for p in sources if p.suffix.lower() in DOCUMENT_SUFFIXES]
-        sidecars = [p for p in sources if p.suffix.lower() == SIDECAR_SUFFIX]
+        docs = [p for p in sources if _suffix(p).lower() in DOCUMENT_SUFFIXES]
+        sidecars = [p for p in sources if _suffix(p).lower() == SIDECAR_SUFFIX]
         if len(docs) != 1 or len(sidecars) != 1:
             return None
         try:
-            data = docs[0].read_bytes()
-            is_cda = docs[0].suffix.lower() == ".xml"
-            sc = parse_sidecar(sidecars[0].read_bytes(), is_cda=is_cda, cda_bytes=data if is_cda else None)
+            data = _read(docs[0])
+            is_cda = _suffix(docs[0]).lower() == ".xml"
+            sc = parse_sidecar(_read(sidecars[0]), is_cda=is_cda, cda_bytes=data if is_cda else None)
         except Exception:
             return None
         return self._key(data, sc)
@@ -659,16 +686,24 @@ class HotFolder:
         """A string, not a ``Path``: built four times per item (pathlib's joins showed in the profile)."""
         return f"{self._work_prefix}{key}{KEPT_INFIX}{suffix}"
 
-    def _adopt_files(self, item: Item, sources: list[Path] | None = None) -> None:
+    def _adopt_files(
+        self,
+        item: Item,
+        sources: Sequence[str | os.PathLike[str]] | None = None,
+        suffixes: Sequence[str] | None = None,
+    ) -> None:
         """Move the item's dropped files from the inbox to ``work/KEY.item.SUFFIX`` (idempotent; work/ is
-        0700: private whatever the umask)."""
+        0700: private whatever the umask). ``suffixes``: those of ``sources`` when the caller has them."""
         files = self._sources(item.name) if sources is None else sources
         fresh = sources is not None and not self._recovering
         moved: list[str] = []
         # the document before the sidecar: a crash between the two moves leaves the sidecar in the inbox
         # beside its moved document, a split that process() and recover() both recognise
-        for p in sorted(files, key=lambda f: f.suffix.lower() == SIDECAR_SUFFIX):
-            suffix = p.suffix
+        if suffixes is None or sources is None:
+            suffixes = [_suffix(f) for f in files]
+        for suffix, p in sorted(
+            zip(suffixes, files, strict=True), key=lambda sf: sf[0].lower() == SIDECAR_SUFFIX
+        ):
             try:
                 os.replace(p, self._kept_path(item.key, suffix))
                 moved.append(suffix)
@@ -876,14 +911,14 @@ class HotFolder:
                 self._finishing.discard(key)
 
     @contextlib.contextmanager
-    def _target(self, folder: Path, name: str, suffixes: tuple[str, ...]) -> Iterator[str]:
-        """A free name in ``folder`` for files ``name`` + each suffix (``name-2``… when taken), reserved
-        until the block ends (two items of the same name finishing at once never share it)."""
-        base = os.fspath(folder)
+    def _target(self, prefix: str, name: str, suffixes: tuple[str, ...]) -> Iterator[str]:
+        """A free name in the folder ``prefix`` (its path and separator) for files ``name`` + each suffix
+        (``name-2``… when taken), reserved until the block ends (two items of the same name finishing at
+        once never share it)."""
         stem = name
         n = 1
         while True:  # reserve the name, then look at the disk outside the workers' lock
-            token = os.path.join(base, stem)
+            token = prefix + stem
             with self._cv:
                 free = token not in self._reserved
                 if free:
@@ -925,12 +960,13 @@ class HotFolder:
     def _suffixes(kept: list[tuple[str, str]]) -> tuple[str, ...]:
         return tuple(s for _, s in kept)
 
-    def _move_kept(self, key: str, folder: Path, stem: str, kept: list[tuple[str, str]]) -> None:
+    def _move_kept(self, key: str, prefix: str, stem: str, kept: list[tuple[str, str]]) -> None:
         keep = self._work_prefix + key
         for p, suffix in kept:
             with contextlib.suppress(FileNotFoundError):
-                move_file(p, folder / f"{stem}{suffix}")
-        if any(os.path.dirname(p) == keep for p, _ in kept):  # a folder of the earlier layout
+                move_file(p, f"{prefix}{stem}{suffix}")
+        folder = keep + os.sep  # ``os.path.dirname(p) == keep``: the paths of ``_kept`` are joined names
+        if any(p.startswith(folder) for p, _ in kept):  # a folder of the earlier layout
             with contextlib.suppress(OSError):
                 os.rmdir(keep)
         if self._legacy_work:  # the layout of earlier versions: a copy of the CDA and of the sidecar
@@ -965,10 +1001,11 @@ class HotFolder:
         }
         if not (self._recovering and self._written(self.done, ".receipt.json", item.key)):
             kept = self._kept(item.key)
-            with self._target(self.done, item.name, (*self._suffixes(kept), ".receipt.json")) as stem:
+            done = self._done_prefix
+            with self._target(done, item.name, (*self._suffixes(kept), ".receipt.json")) as stem:
                 # the files first: the receipt says "all there"
-                self._move_kept(item.key, self.done, stem, kept)
-                _write_json(self.done / f"{stem}.receipt.json", receipt)
+                self._move_kept(item.key, done, stem, kept)
+                _write_json(done, f"{stem}.receipt.json", receipt)
         self.ledger.set_state(
             item.key, DONE, entry_id=entry.id, outcome=_compact_json(receipt), durable=False
         )
@@ -992,26 +1029,33 @@ class HotFolder:
                  "empreinte": key}  # fmt: skip
         if not (self._recovering and self._written(self.rejected, ".error.json", key)):
             kept = self._kept(key)
-            with self._target(self.rejected, item.name, (*self._suffixes(kept), ".error.json")) as stem:
-                self._move_kept(key, self.rejected, stem, kept)
-                _write_json(self.rejected / f"{stem}.error.json", error)
+            rejected = self._rejected_prefix
+            with self._target(rejected, item.name, (*self._suffixes(kept), ".error.json")) as stem:
+                self._move_kept(key, rejected, stem, kept)
+                _write_json(rejected, f"{stem}.error.json", error)
         self.ledger.set_state(key, REJECTED, outcome=_compact_json(error), durable=False)
         self._closed(key)
         if self.on_finished:
             self.on_finished(item.name, REJECTED)
 
-    def _reject_files(self, stem: str, files: list[Path], field: str, detail: str, code: str) -> None:
+    def _reject_files(
+        self, stem: str, files: Sequence[str | os.PathLike[str]], field: str, detail: str, code: str
+    ) -> None:
         """An item refused before the ledger (bad sidecar...): it may be dropped again once corrected."""
         error = {"ACK_RECEPTION_DMP": "N", "code": code, "champ": field, "detail": detail, "heure": _now()}
-        with self._target(self.rejected, stem, (*(p.suffix for p in files), ".error.json")) as target:
-            for p in files:
+        rejected = self._rejected_prefix
+        suffixes = [_suffix(p) for p in files]
+        with self._target(rejected, stem, (*suffixes, ".error.json")) as target:
+            for p, suffix in zip(files, suffixes, strict=True):
                 with contextlib.suppress(FileNotFoundError):
-                    os.replace(p, self.rejected / f"{target}{p.suffix}")
-            _write_json(self.rejected / f"{target}.error.json", error)
+                    os.replace(p, f"{rejected}{target}{suffix}")
+            _write_json(rejected, f"{target}.error.json", error)
         if self.on_finished:
             self.on_finished(stem, REJECTED)
 
-    def _duplicate(self, stem: str, known: Item | None, sources: list[Path] | None = None) -> None:
+    def _duplicate(
+        self, stem: str, known: Item | None, sources: Sequence[str | os.PathLike[str]] | None = None
+    ) -> None:
         """The same content was already taken: not deposited again; the copy goes to done/ with a note."""
         files = self._sources(stem) if sources is None else sources
         note: dict[str, Any] = {
@@ -1022,11 +1066,13 @@ class HotFolder:
         if known is not None:
             note.update({"uniqueId": known.document_uid, "lot": known.entry_id, "premier_depot": known.name,
                          "etat_premier_depot": known.state})  # fmt: skip
-        with self._target(self.done, stem, (*(p.suffix for p in files), ".receipt.json")) as target:
-            for p in files:
+        done = self._done_prefix
+        suffixes = [_suffix(p) for p in files]
+        with self._target(done, stem, (*suffixes, ".receipt.json")) as target:
+            for p, suffix in zip(files, suffixes, strict=True):
                 with contextlib.suppress(FileNotFoundError):
-                    move_file(p, self.done / f"{target}{p.suffix}")
-            _write_json(self.done / f"{target}.receipt.json", note)
+                    move_file(p, f"{done}{target}{suffix}")
+            _write_json(done, f"{target}.receipt.json", note)
         if self.on_finished:
             self.on_finished(stem, "duplicate")
 
@@ -1056,7 +1102,7 @@ class HotFolder:
     def _document_moved(self, item: Item) -> bool:
         """The item's document is already in work/ and none of that name is in the inbox."""
         moved = any(s.lower() in DOCUMENT_SUFFIXES for _, s in self._kept(item.key))
-        return moved and not any(p.suffix.lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
+        return moved and not any(_suffix(p).lower() in DOCUMENT_SUFFIXES for p in self._sources(item.name))
 
     def _sidecar_moved(self, item: Item) -> bool:
         """The item's sidecar is already in work/ while its document is still alone in the inbox (a
@@ -1064,7 +1110,7 @@ class HotFolder:
         kept_sidecar = any(s.lower() == SIDECAR_SUFFIX for _, s in self._kept(item.key))
         if not kept_sidecar:
             return False
-        kinds = [p.suffix.lower() for p in self._sources(item.name)]
+        kinds = [_suffix(p).lower() for p in self._sources(item.name)]
         return SIDECAR_SUFFIX not in kinds and any(k in DOCUMENT_SUFFIXES for k in kinds)
 
     def _resume_item(self, item: Item, queue: Any) -> None:

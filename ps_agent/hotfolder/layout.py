@@ -130,7 +130,7 @@ def layout_from_settings(settings: AgentSettings, depot: Path | None = None) -> 
     return layout_for(hotfolder_root(Path(settings.hotfolder_inbox)), settings.hotfolder_done or None)
 
 
-def move_file(src: str | Path, dst: Path) -> bool:
+def move_file(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
     """Move ``src`` to ``dst`` (a free name). On one volume: a rename (atomic). Across volumes (EXDEV: the
     ``hotfolder.done`` setting on another disk or share): copy to a hidden temporary name beside ``dst``,
     fsync it, rename it to ``dst``, fsync the folder, and only then remove ``src``. Returns True when it
@@ -141,6 +141,7 @@ def move_file(src: str | Path, dst: Path) -> bool:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(src, "rb") as fin:

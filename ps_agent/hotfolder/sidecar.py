@@ -104,8 +104,9 @@ def _cda_patient(cda_bytes: bytes | None) -> tuple[str, str]:
     return ins.extension, ins.root
 
 
-def _canonical(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+# ``json.dumps(obj, sort_keys=True, ensure_ascii=False)``: one encoder for all (``json.dumps`` builds one per
+# call when given options; an encoder keeps no state between calls)
+_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 # The patient and author of a sidecar, built and checked once per distinct JSON (a batch names the same
