@@ -744,7 +744,7 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
                     "Le PDF est chiffré ou protégé par mot de passe : le DMP exige un PDF lisible.",
                     field="content",
                 )
-            if not _flat_page_tree_has_page(reader) and len(reader.pages) < 1:
+            if len(reader.pages) < 1:
                 raise InvalidPdfError("Le PDF ne contient aucune page.", field="content")
         except InvalidPdfError:
             raise
@@ -762,53 +762,6 @@ def check_content(content: bytes, media_type: str, *, max_bytes: int = DEFAULT_M
             f"Type de contenu « {media_type} » non pris en charge (PDF ou texte seulement).",
             field="media_type",
         )
-
-
-def _pdf_type(node: Any) -> object:
-    """A dictionary's ``/Type`` as pypdf reads it (an indirect value resolved), None when absent."""
-    return node["/Type"] if "/Type" in node else None
-
-
-# the attributes a page inherits from its page tree node, in the order pypdf 7.1's walk reads them
-_INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
-
-
-def _flat_page_tree_has_page(reader: Any) -> bool:
-    """True when the page tree is flat (the root ``/Pages`` node's ``/Kids`` are all ``/Page`` dictionaries,
-    the shape of most PDFs of a few pages): pypdf's own walk (``len(reader.pages)``, ``_flatten`` of pypdf
-    7.1) would find them all and raise nothing. Checked here with the same reads in the same order and the
-    same rules (cycle, entry limits of ``pypdf.get_configuration()``) but without building a ``PageObject``
-    per page (≈ 75 Python calls each). False means "not decided here": any other shape goes to pypdf's
-    walk, which decides as before (``/Count`` is never trusted: pypdf ignores it too); the reads made here
-    are the first ones of that walk, so an object that cannot be read raises here what the walk would raise.
-    ``tests/cda/test_pdf_check.py`` holds both answers side by side over broken trees."""
-    from pypdf import get_configuration
-    from pypdf.generic import ArrayObject, DictionaryObject, NullObject
-
-    pages: Any = reader.root_object.get("/Pages", NullObject()).get_object()
-    if not isinstance(pages, DictionaryObject) or _pdf_type(pages) != "/Pages":
-        return False
-    inherited = [a for a in _INHERITABLE if a in pages]
-    for a in inherited:
-        pages[a]  # resolved, as the walk does before it reads the kids (an unreadable value raises there)
-    kids = pages.get("/Kids", NullObject()).get_object()
-    conf = get_configuration()
-    if not isinstance(kids, ArrayObject) or not kids or len(kids) > conf.page_tree_maximum_entries:
-        return False
-    if conf.page_tree_maximum_depth < 1:
-        return False
-    pages_ref = getattr(pages, "indirect_reference", object())
-    entries = 0
-    for kid in kids:
-        if getattr(kid, "indirect_reference", object()) == pages_ref:
-            return False  # pypdf: "Detected cyclic page references"
-        page: Any = kid.get_object()
-        if not isinstance(page, DictionaryObject) or not page or page is pages:
-            return False  # skipped by pypdf (not a dictionary, empty) or a cycle
-        if _pdf_type(page) != "/Page":
-            return False
-        entries += len(page) + sum(a not in page for a in inherited)
-    return entries <= conf.page_tree_maximum_page_entries
 
 
 def guess_media_type(content: bytes) -> str:

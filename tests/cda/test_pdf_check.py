@@ -1,6 +1,6 @@
-"""``check_content`` on PDFs whose page tree is broken: the flat-tree shortcut of ``cda.build`` decides as
-pypdf's own walk of every page (``len(PdfReader(...).pages)``, the reference) on each tree, and never
-trusts ``/Count``."""
+"""``check_content`` on PDFs whose page tree is broken: each tree gets the answer of pypdf's own walk of
+every page (``len(PdfReader(...).pages)``, the reference) in our French words, and ``/Count`` is never
+trusted."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import io
 import pytest
 from pypdf import PdfReader
 
-from cda.build import _flat_page_tree_has_page, check_content
+from cda.build import check_content
 from cda.errors import InvalidPdfError
-from tests.cda.conftest import make_pdf
 
 PAGE = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << >> >>"
 
@@ -156,26 +155,3 @@ def test_a_broken_page_tree_is_refused_as_pypdf_walks_it(name: str) -> None:
     if expected is not None:
         assert walked == expected  # the table says what pypdf's walk does on each tree
     assert outcome(data) == walked
-
-
-@pytest.mark.parametrize("pages", [1, 2, 5])
-def test_the_shortcut_decides_the_flat_trees_pypdf_writes(pages: int) -> None:
-    reader = PdfReader(io.BytesIO(make_pdf(pages=pages)))
-    assert _flat_page_tree_has_page(reader)
-    assert reader.flattened_pages is None  # pypdf's walk was not needed
-    assert outcome(make_pdf(pages=pages)) == "ok"
-
-
-@pytest.mark.parametrize(
-    "name", ["count 1, nested tree", "count 1, no kids", "count 1, kid is the root itself"]
-)
-def test_any_other_tree_goes_to_pypdf_walk(name: str) -> None:
-    assert not _flat_page_tree_has_page(PdfReader(io.BytesIO(CASES[name][0])))
-
-
-def test_a_flat_tree_with_a_page_gone_is_left_to_pypdf_walk() -> None:
-    data = CASES["three pages, flat"][0]
-    cut, end = data.index(b"5 0 obj"), data.index(b"xref")
-    gone = data[:cut] + b" " * (end - cut) + data[end:]  # the table still points at the third page
-    assert not _flat_page_tree_has_page(PdfReader(io.BytesIO(gone)))
-    assert reference_pages(gone) == 2 and outcome(gone) == "ok"  # pypdf skips what it cannot find
