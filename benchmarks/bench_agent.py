@@ -122,14 +122,7 @@ def _required_work(folder: Path, stack: contextlib.ExitStack) -> Callable[[bytes
     stack.callback(queue.close)
     journal = stack.enter_context(AuditJournal(folder / "audit.sqlite3"))
     patient = (demo.DEMO_ADULT.ins, demo.DEMO_ADULT.oid, "QUAL")
-    actor = {
-        "actor_id_nat": "899700000013",
-        "actor_name": "JEAN MEDECIN-GENERALISTE",
-        "actor_profession": "10",
-        "auth_mode": "DIRECTE",
-        "card_serial": "0000000101",
-        "structure_id": "380000000100017",
-    }
+    from benchmarks.bench_audit import ACTOR as actor  # the professional every benchmark record names
 
     def work(data: bytes, root: etree._Element, n: int) -> None:
         check_deposit_ready(root)
