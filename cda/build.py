@@ -392,6 +392,7 @@ _TEXT_CHECK = re.compile(f"[&<>\r{_NOT_XML_CHAR}]")
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _XML_DECLARATION = "<?xml version='1.0' encoding='UTF-8'?>\n"
 _LEVEL1_TAIL = b"</text></nonXMLBody></component></ClinicalDocument>"
+_LEVEL1_TEMPLATE_IDS = tuple((t, "") for t in vs.LEVEL1_TEMPLATES)  # the level-1 templateIds, no extension
 
 
 class _Writer:
@@ -831,9 +832,6 @@ def level1(
     )
     head = (_XML_DECLARATION + header + _level1_body_start_xml(media_type)).encode("utf-8")
     return b"".join((head, base64.b64encode(content), _LEVEL1_TAIL))
-
-
-_LEVEL1_TEMPLATE_IDS = tuple((t, "") for t in vs.LEVEL1_TEMPLATES)
 
 
 @functools.lru_cache(maxsize=4)
